@@ -1,0 +1,176 @@
+"""`peft-studio`: no arguments opens the studio window; train | inspect | methods run headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .core.bases import base_names, uses_dataset_vocabulary
+from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
+from .core.errors import PeftStudioError
+from .core.methods import METHODS, method_names
+
+METHOD_FLAGS = {  # flag -> (config field, type, help)
+    "--r": ("r", int, "LoRA rank"),
+    "--alpha": ("alpha", float, "LoRA alpha (scale alpha/r)"),
+    "--dropout": ("dropout", float, "LoRA dropout"),
+    "--targets": ("targets", str, "comma list of sites, e.g. q,v"),
+    "--layers": ("layers", str, "comma list of layer indices"),
+    "--bottleneck": ("bottleneck", int, "adapter bottleneck width"),
+    "--placement": ("placement", str, "adapter placement: after-attn, after-ffn, both"),
+    "--nonlinearity": ("nonlinearity", str, "adapter nonlinearity: tanh, relu, gelu, swish"),
+    "--init": ("init", str, "adapter init: default or identity"),
+    "--tokens": ("tokens", int, "soft-prompt or prefix length"),
+    "--prefix-projection": ("prefix_projection", int, "prefix MLP hidden size (0: none)"),
+}
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", default="tiny", help=f"{', '.join(base_names())} or a checkpoint folder")
+    parser.add_argument("--method", default="lora", choices=method_names())
+    for flag, (_, kind, help_text) in METHOD_FLAGS.items():
+        parser.add_argument(flag, type=kind, default=None, help=help_text)
+    parser.add_argument("--freeze-head", action="store_true", default=None, help="keep the head frozen")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda when present")
+    parser.add_argument("--seed", type=int, default=0)
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--dataset", choices=builtin_names(), help="a built-in dataset")
+    data.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or JSON file")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peft-studio", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    train = commands.add_parser("train", help="train a method and print the loss")
+    _add_model_arguments(train)
+    train.add_argument("--steps", type=int, default=200)
+    train.add_argument("--lr", type=float, default=1e-2)
+    train.add_argument("--batch-size", type=int, default=0, help="0: full batch")
+    train.add_argument("--optimizer", default="adam", choices=["adam", "adamw"])
+    train.add_argument("--log-every", type=int, default=50)
+    train.add_argument("--save-adapter", metavar="PATH")
+    inspect = commands.add_parser("inspect", help="the census: every tensor, who owns it, what trains")
+    _add_model_arguments(inspect)
+    inspect.add_argument("--json", action="store_true")
+    commands.add_parser("methods", help="each method and where it puts its trainable part")
+    return parser
+
+
+def _dataset(args: argparse.Namespace) -> TextDataset:
+    if args.data:
+        return load_dataset_file(args.data, args.text_column, args.label_column, seed=args.seed)
+    if args.dataset:
+        return load_builtin(args.dataset)
+    return load_builtin("seed-intents" if args.base == "seed-pooled" else "intents")
+
+
+def _experiment(args: argparse.Namespace):
+    from .core.experiment import Experiment, Setup
+
+    options = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in METHOD_FLAGS.items()}
+    options["freeze_head"] = args.freeze_head
+    dataset = _dataset(args)
+    experiment = Experiment(Setup(args.base, args.method, options, args.seed), dataset)
+    experiment.to(args.device)
+    return experiment
+
+
+def _print_totals(census) -> None:
+    print(f"total params = {census.total}")
+    print(f"trainable params = {census.trainable}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .core.store import save_adapter
+    from .core.train import TrainSettings, train
+
+    if args.log_every < 1:
+        raise PeftStudioError("--log-every must be at least 1")
+    experiment = _experiment(args)
+    _print_totals(experiment.census())
+    settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
+                             seed=args.seed, eval_every=args.log_every, track_grads=False)
+    for event in train(experiment, settings):
+        if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:
+            line = f"step={event.step:03d} loss={event.loss:.4f} acc={event.accuracy:.2f}"
+            if event.val_accuracy is not None:
+                line += f" val_loss={event.val_loss:.4f} val_acc={event.val_accuracy:.2f}"
+            print(line, flush=True)
+    dataset = experiment.dataset
+    texts = list(dataset.val_texts or dataset.train_texts)[:12]
+    width = max(len(t) for t in texts)
+    for text, label in zip(texts, experiment.predict_labels(texts), strict=True):
+        print(f"{text:{width}s} -> {label}")
+    if args.save_adapter:
+        print(f"saved adapter to {save_adapter(experiment, args.save_adapter)}", file=sys.stderr)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    experiment = _experiment(args)
+    census = experiment.census()
+    if args.json:
+        print(json.dumps(census.to_json(), indent=1))
+        return 0
+    print(f"base: {experiment.base.describe()}   method: {experiment.method.title}   "
+          f"dataset: {experiment.dataset.name}")
+    widths = (max(len(r.name) for r in census.rows), max(len(r.site) for r in census.rows))
+    print(f"{'tensor':{widths[0]}}  {'site':{widths[1]}}  {'owner':6}  {'shape':>12}  {'numel':>10}  "
+          f"{'dtype':7}  {'bytes':>10}  trainable")
+    for r in census.rows:
+        shape = "x".join(map(str, r.shape))
+        print(f"{r.name:{widths[0]}}  {r.site:{widths[1]}}  {r.owner:6}  {shape:>12}  {r.numel:>10,}  "
+              f"{r.dtype:7}  {r.bytes:>10,}  {'yes' if r.trainable else 'no (frozen)'}")
+    _print_totals(census)
+    print(f"trainable % = {census.trainable_percent:.4f}%")
+    print(f"method formula: {experiment.method.formula_text(experiment.config, experiment.base)}")
+    for note in experiment.shape_notes():
+        print(f"shape: {note}")
+    return 0
+
+
+def cmd_methods() -> int:
+    width = max(len(name) for name in METHODS)
+    for name, method in METHODS.items():
+        print(f"{name:{width}}  {method.card.where}")
+    return 0
+
+
+def start_gui() -> int:
+    try:
+        from .gui.app import main as gui_main
+    except ImportError as exc:
+        print(f"error: the studio window cannot start ({exc}); use `peft-studio train` or `inspect`",
+              file=sys.stderr)
+        return 2
+    return gui_main()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
+        if args.command == "methods":
+            return cmd_methods()
+        return start_gui()
+    except PeftStudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_entry()

@@ -1,0 +1,217 @@
+"""A small, readable BERT-style encoder (post-LN), shared by `tiny` and pretrained checkpoints.
+
+Module names are chosen to read well; `pretrained.py` maps Hugging Face BERT names onto them.
+Every place a PEFT method can attach is either a Linear or an explicit slot module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .frozen import FrozenBase, Tokenizer
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, Block, Site
+from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
+
+
+@dataclass
+class EncoderConfig:
+    vocab_size: int
+    d_model: int = 32
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 64
+    max_positions: int = 128
+    type_vocab_size: int = 0  # 0: no token-type embeddings (tiny); 2 for BERT checkpoints
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    pooling: str = "mean"  # "mean" (masked mean) or "cls"
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+ACTIVATIONS = {
+    "gelu": lambda: nn.GELU(),
+    "gelu_new": lambda: nn.GELU(approximate="tanh"),
+    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": lambda: nn.ReLU(),
+    "silu": lambda: nn.SiLU(),
+    "swish": lambda: nn.SiLU(),
+}
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=0)
+        self.position = nn.Embedding(cfg.max_positions, cfg.d_model)
+        self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.prompt = PromptSlot()
+
+    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, mask = self.prompt(self.word(token_ids), mask)  # soft prompts join here, before positions
+        positions = torch.arange(x.shape[1], device=x.device)
+        x = x + self.position(positions)[None]
+        if self.token_type is not None:
+            x = x + self.token_type.weight[0]  # single-segment input: token type 0 everywhere
+        return self.norm(x), mask
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.k = nn.Linear(cfg.d_model, cfg.d_model)
+        self.v = nn.Linear(cfg.d_model, cfg.d_model)
+        self.o = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv_prefix = KVPrefixSlot()
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        return x.view(batch, length, self.n_heads, width // self.n_heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = (self.split_heads(proj(x)) for proj in (self.q, self.k, self.v))
+        k, v, key_mask = self.kv_prefix(k, v, mask)  # prefix tuning adds keys here: L -> L+n
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        context = F.softmax(scores, dim=-1) @ v
+        batch, heads, length, head_dim = context.shape
+        return self.o(context.transpose(1, 2).reshape(batch, length, heads * head_dim))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.act = ACTIVATIONS[cfg.hidden_act]()
+        self.act_scale = ActivationSlot()  # IA3 scales the intermediate activation here
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act_scale(self.act(self.up(x))))
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN block: x = LN(x + adapter(attn(x))); x = LN(x + adapter(ffn(x)))."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.attn = SelfAttention(cfg)
+        self.attn_adapter = AdapterSlot()
+        self.attn_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ffn = FeedForward(cfg)
+        self.ffn_adapter = AdapterSlot()
+        self.ffn_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.attn_norm(x + self.attn_adapter(self.attn(x, mask)))
+        return self.ffn_norm(x + self.ffn_adapter(self.ffn(x)))
+
+
+LINEAR_LABELS = {
+    "q": "query projection",
+    "k": "key projection",
+    "v": "value projection",
+    "o": "attention output projection",
+    "up": "feed-forward up projection",
+    "down": "feed-forward down projection",
+}
+
+
+class Encoder(FrozenBase):
+    """Token + position embeddings, N post-LN transformer layers, pooling."""
+
+    name = "encoder"
+    title = "BERT-style encoder"
+
+    def __init__(self, cfg: EncoderConfig, tokenizer: Tokenizer) -> None:
+        super().__init__(tokenizer)
+        self.cfg = cfg
+        self.hidden_size = cfg.d_model
+        self.num_layers = cfg.n_layers
+        self.embeddings = Embeddings(cfg)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
+        self.freeze()
+
+    def encode(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token hidden states [B, L', D] and the (possibly prompt-extended) mask."""
+        x, mask = self.embeddings(token_ids, mask)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x, mask
+
+    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden, mask = self.encode(token_ids, mask)
+        if self.cfg.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+    def sites(self) -> list[Site]:
+        d, f = self.cfg.d_model, self.cfg.d_ff
+        widths = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "up": (d, f), "down": (f, d)}
+        sites = [Site("prompt", PROMPT, "input", "embeddings.prompt", None, d, d, "soft prompt before the embeddings")]
+        for i in range(self.cfg.n_layers):
+            at = f"layers.{i}"
+            sites.append(Site(f"{at}.attn.kv_prefix", KV_PREFIX, "kv", f"{at}.attn.kv_prefix", i, d, d,
+                              f"layer {i} attention keys/values"))
+            for short in ("q", "k", "v", "o"):
+                fan_in, fan_out = widths[short]
+                sites.append(Site(f"{at}.attn.{short}", LINEAR, short, f"{at}.attn.{short}", i, fan_in, fan_out,
+                                  f"layer {i} {LINEAR_LABELS[short]}"))
+            sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
+                              f"layer {i} after attention"))
+            sites.append(Site(f"{at}.ffn.up", LINEAR, "up", f"{at}.ffn.up", i, d, f, f"layer {i} {LINEAR_LABELS['up']}"))
+            sites.append(Site(f"{at}.ffn.act_scale", ACTIVATION, "ffn-act", f"{at}.ffn.act_scale", i, f, f,
+                              f"layer {i} feed-forward activation"))
+            sites.append(Site(f"{at}.ffn.down", LINEAR, "down", f"{at}.ffn.down", i, f, d,
+                              f"layer {i} {LINEAR_LABELS['down']}"))
+            sites.append(Site(f"{at}.ffn_adapter", ADAPTER, "after-ffn", f"{at}.ffn_adapter", i, d, d,
+                              f"layer {i} after the feed-forward"))
+        return sites
+
+    def blocks(self) -> list[Block]:
+        cfg = self.cfg
+        d, f = cfg.d_model, cfg.d_ff
+        embed_children = [Block("embeddings.word", f"token {cfg.vocab_size}x{d}", "embedding", "embeddings.word"),
+                          Block("embeddings.position", f"position {cfg.max_positions}x{d}", "embedding",
+                                "embeddings.position")]
+        if self.embeddings.token_type is not None:
+            embed_children.append(Block("embeddings.token_type", f"token type {cfg.type_vocab_size}x{d}",
+                                        "embedding", "embeddings.token_type"))
+        embed_children.append(Block("embeddings.norm", f"LayerNorm {d}", "norm", "embeddings.norm"))
+        blocks = [
+            Block("input", "input tokens", "input", note="token ids and padding mask"),
+            Block("embeddings", "embeddings", "embedding", "embeddings", children=tuple(embed_children)),
+        ]
+        for i in range(cfg.n_layers):
+            at = f"layers.{i}"
+            attn = Block(f"{at}.attn", f"self-attention ({cfg.n_heads} heads)", "attention", f"{at}.attn", i,
+                         tuple(Block(f"{at}.attn.{s}", f"{s} {d}->{d}", "linear", f"{at}.attn.{s}", i)
+                               for s in ("q", "k", "v", "o")),
+                         note="softmax(q k^T / sqrt(d_head)) v")
+            ffn = Block(f"{at}.ffn", "feed-forward", "ffn", f"{at}.ffn", i, (
+                Block(f"{at}.ffn.up", f"up {d}->{f}", "linear", f"{at}.ffn.up", i),
+                Block(f"{at}.ffn.act", cfg.hidden_act.upper(), "activation", f"{at}.ffn.act", i),
+                Block(f"{at}.ffn.down", f"down {f}->{d}", "linear", f"{at}.ffn.down", i),
+            ))
+            blocks.append(Block(at, f"layer {i}", "layer", at, i, (
+                attn,
+                Block(f"{at}.attn_norm", f"add + LayerNorm {d}", "norm", f"{at}.attn_norm", i,
+                      note="residual: x + attention(x)"),
+                ffn,
+                Block(f"{at}.ffn_norm", f"add + LayerNorm {d}", "norm", f"{at}.ffn_norm", i,
+                      note="residual: x + ffn(x)"),
+            )))
+        pool_note = "the first token's vector" if cfg.pooling == "cls" else "average of the non-pad token vectors"
+        blocks.append(Block("pool", f"{cfg.pooling} pool", "pool", note=pool_note))
+        return blocks

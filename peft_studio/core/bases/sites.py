@@ -1,0 +1,53 @@
+"""What a base declares about itself: the sites methods may use and the blocks a diagram draws."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Site kinds, in data-flow order. Each kind is where one family of methods puts its part.
+PROMPT = "prompt"  # before the input embeddings (prompt tuning)
+KV_PREFIX = "kv-prefix"  # the keys/values of one attention (prefix tuning)
+ADAPTER = "adapter"  # between sublayers, on the residual stream (bottleneck adapters)
+ACTIVATION = "activation"  # a hidden activation that can be scaled (IA3)
+LINEAR = "linear"  # a frozen Linear (LoRA, QLoRA, IA3 on its output)
+SITE_KINDS = (PROMPT, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place a method may attach a trainable part."""
+
+    id: str  # unique, e.g. "layers.0.attn.q"
+    kind: str  # one of SITE_KINDS
+    name: str  # short target name used by --targets / --placement, e.g. "q", "after-attn"
+    module_path: str  # the (slot or Linear) module inside the base
+    layer: int | None  # transformer layer index, None outside the layer stack
+    in_features: int  # width entering the site
+    out_features: int  # width leaving the site (== in_features for slots)
+    label: str  # a human label for tooltips, e.g. "query projection"
+    unavailable: dict[str, str] = field(default_factory=dict)  # method name -> reason
+
+    def available_for(self, method: str) -> bool:
+        return method not in self.unavailable
+
+
+@dataclass(frozen=True)
+class Block:
+    """A box of the model diagram: a module of the base, possibly holding sub-blocks."""
+
+    id: str
+    label: str
+    kind: str  # input, embedding, attention, ffn, linear, norm, activation, pool, layer, output
+    module_path: str | None = None
+    layer: int | None = None
+    children: tuple[Block, ...] = ()
+    note: str = ""  # what it does, for tooltips
+
+
+@dataclass(frozen=True)
+class UnavailableSite:
+    """A site kind a base lists but cannot offer, with the reason (e.g. no attention layers)."""
+
+    kind: str
+    method: str
+    reason: str

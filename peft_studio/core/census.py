@@ -1,0 +1,97 @@
+"""One row per tensor of a model: who owns it, where it sits, what it costs, whether it trains."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from .bases.sites import Site
+from .model import PeftModel
+from .quant import NF4Linear
+
+
+@dataclass(frozen=True)
+class CensusRow:
+    name: str  # qualified name in the model
+    site: str  # the site or module it belongs to
+    owner: str  # "base", "method" or "head"
+    shape: tuple[int, ...]
+    numel: int
+    dtype: str
+    bytes: int
+    trainable: bool
+
+    def to_json(self) -> dict:
+        row = asdict(self)
+        row["shape"] = list(self.shape)
+        return row
+
+
+@dataclass(frozen=True)
+class Census:
+    rows: tuple[CensusRow, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(r.numel for r in self.rows)
+
+    @property
+    def trainable(self) -> int:
+        return sum(r.numel for r in self.rows if r.trainable)
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+    @property
+    def trainable_bytes(self) -> int:
+        """What an adapter file stores (fp32 trainable tensors)."""
+        return sum(r.bytes for r in self.rows if r.trainable)
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(r.bytes for r in self.rows)
+
+    def by_owner(self, owner: str) -> int:
+        return sum(r.numel for r in self.rows if r.owner == owner)
+
+    def trainable_of(self, owner: str) -> int:
+        return sum(r.numel for r in self.rows if r.owner == owner and r.trainable)
+
+    def to_json(self) -> dict:
+        return {"total": self.total, "trainable": self.trainable, "tensors": [r.to_json() for r in self.rows]}
+
+
+def _site_of(name: str, sites: list[Site]) -> str:
+    """The site whose module holds this tensor, else the tensor's own module path."""
+    path = name.removeprefix("base.").rsplit(".", 1)[0]
+    best = ""
+    for site in sites:
+        prefix = site.module_path
+        if prefix and (path == prefix or path.startswith(prefix + ".")) and len(prefix) > len(best):
+            best = site.id
+    return best or path
+
+
+def take_census(model: PeftModel) -> Census:
+    sites = model.base.sites()
+    rows: list[CensusRow] = []
+    for name, parameter in model.named_parameters():
+        rows.append(CensusRow(name, _site_of(name, sites), model.owner_of(parameter), tuple(parameter.shape),
+                              parameter.numel(), str(parameter.dtype).removeprefix("torch."),
+                              parameter.numel() * parameter.element_size(), parameter.requires_grad))
+    for module_name, module in model.named_modules():
+        if isinstance(module, NF4Linear):
+            rows.append(_quantized_row(f"{module_name}.weight_nf4", module, sites))
+    return Census(tuple(rows))
+
+
+def _quantized_row(name: str, module: NF4Linear, sites: list[Site]) -> CensusRow:
+    shape = (module.out_features, module.in_features)  # the logical weight, stored in 4 bits
+    return CensusRow(name, _site_of(name, sites), "base", shape, shape[0] * shape[1], "nf4",
+                     module.stored_bytes, False)
+
+
+def quantized_modules(model: nn.Module) -> list[NF4Linear]:
+    return [m for m in model.modules() if isinstance(m, NF4Linear)]

@@ -1,0 +1,90 @@
+"""The two ends of the spectrum, and bias-only tuning: head-only, full, bitfit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..bases.frozen import FrozenBase
+from ..errors import ConfigError
+from ..model import PeftModel
+from .config import MethodConfig
+from .method import Method, MethodCard
+
+
+@dataclass
+class BaselineConfig(MethodConfig):
+    pass
+
+
+class HeadOnlyMethod(Method):
+    name = "head-only"
+    title = "Head only (linear probe)"
+    config_cls = BaselineConfig
+    card = MethodCard(
+        where="nowhere in the base: only the classification head trains",
+        intuition="a linear probe: how far do the frozen features get on their own?",
+        advantages="the cheapest possible adaptation; the baseline every method must beat",
+        limitations="the features never change, so what the base did not encode stays out of reach",
+        formula="logits = W_head h + b",
+        code="logits = self.head(self.base(ids, mask))",
+    )
+
+    def validate(self, config: MethodConfig, base: FrozenBase) -> None:
+        super().validate(config, base)
+        if config.freeze_head:
+            raise ConfigError("freeze_head: head-only with a frozen head leaves nothing to train")
+
+
+class _UnfreezeMethod(Method):
+    """Makes some base tensors trainable; detach restores their original values."""
+
+    config_cls = BaselineConfig
+
+    def chosen(self, base: FrozenBase) -> list[str]:
+        raise NotImplementedError
+
+    def attach(self, model: PeftModel, config: MethodConfig) -> None:
+        for name in self.chosen(model.base):
+            model.unfreeze_base(name)
+
+    def parameter_count(self, config: MethodConfig, base: FrozenBase) -> int:
+        params = dict(base.named_parameters())
+        return sum(params[name].numel() for name in self.chosen(base))
+
+
+class FullMethod(_UnfreezeMethod):
+    name = "full"
+    title = "Full fine-tuning"
+    card = MethodCard(
+        where="everywhere: every tensor of the base trains",
+        intuition="the reference point: retrain the whole computer",
+        advantages="the most expressive; no method-specific choices",
+        limitations="every parameter needs gradients and optimizer state; one full copy per task",
+        formula="W <- W - lr * grad for every W",
+        code="for p in model.parameters(): p.requires_grad_(True)",
+    )
+
+    def chosen(self, base: FrozenBase) -> list[str]:
+        return [name for name, _ in base.named_parameters()]
+
+    def formula_text(self, config: MethodConfig, base: FrozenBase) -> str:
+        return f"every base tensor = {self.parameter_count(config, base):,}"
+
+
+class BitFitMethod(_UnfreezeMethod):
+    name = "bitfit"
+    title = "BitFit (biases only)"
+    card = MethodCard(
+        where="the bias vectors of the base's Linears and LayerNorms",
+        intuition="keep every weight matrix, nudge only the offsets",
+        advantages="tiny, and no new modules: the model's shape is unchanged",
+        limitations="biases can shift features but not rotate them",
+        formula="y = W0 x + b  (b trains)",
+        code="p.requires_grad_(name.endswith('bias'))",
+    )
+
+    def chosen(self, base: FrozenBase) -> list[str]:
+        return [name for name, _ in base.named_parameters() if name.endswith("bias")]
+
+    def formula_text(self, config: MethodConfig, base: FrozenBase) -> str:
+        return f"sum of bias lengths = {self.parameter_count(config, base):,}"

@@ -1,0 +1,113 @@
+"""Validated method settings whose field metadata (help, range, choices) also builds forms and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+           choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
+    """A config field carrying what a form or a CLI flag needs to present and check it."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class MethodConfig:
+    """Settings shared by every method."""
+
+    freeze_head: bool = option(False, "keep the classification head frozen (train the method's part only)")
+
+    def check_ranges(self) -> None:
+        """Raise ConfigError naming the field and its allowed range for any value outside it."""
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])} (got {value!r})")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            low, high = meta.get("low"), meta.get("high")
+            if low is not None and value < low or high is not None and value > high:
+                raise ConfigError(f"{f.name} must be in {_range_text(low, high)} (got {value})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    return f"[{'-inf' if low is None else _num(low)}, {'inf' if high is None else _num(high)}]"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def config_fields(config_cls: type[MethodConfig]) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(config_cls))
+
+
+def make_config(config_cls: type[MethodConfig], options: dict[str, Any]) -> MethodConfig:
+    """Build a config from loose options (CLI/GUI), ignoring None; unknown names are an error."""
+    known = {f.name: f for f in dataclasses.fields(config_cls)}
+    values: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name not in known:
+            raise ConfigError(f"option {name!r} does not apply to this method (it takes: {', '.join(known)})")
+        values[name] = _coerce(name, value, known[name].default)
+    config = config_cls(**values)
+    config.check_ranges()
+    return config
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Turn CLI strings into the field's type, naming the field when it cannot."""
+    if isinstance(default, bool):
+        return bool(value)
+    try:
+        if isinstance(default, int) and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number (got {value!r})") from None
+    return value
+
+
+def parse_list(name: str, value: str | list | tuple | None) -> list[str] | None:
+    """'q, v' -> ['q', 'v']; None stays None (the method's default)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    items = [item.strip() for item in items if item.strip()]
+    if not items:
+        raise ConfigError(f"{name} is empty: give a comma list")
+    return items
+
+
+def parse_layers(value: str | list | tuple | None, num_layers: int) -> list[int]:
+    """Layer indices; None means every layer. Out of range or not a number -> ConfigError."""
+    if value is None:
+        return list(range(num_layers))
+    if num_layers == 0:
+        raise ConfigError("layers: this base has no transformer layers")
+    layers: list[int] = []
+    for item in parse_list("layers", value) or []:
+        try:
+            index = int(item)
+        except ValueError:
+            raise ConfigError(f"layers must be integers in [0, {num_layers - 1}] (got {item!r})") from None
+        if not 0 <= index < num_layers:
+            raise ConfigError(f"layers must be in [0, {num_layers - 1}] (got {index})")
+        if index not in layers:
+            layers.append(index)
+    return sorted(layers)

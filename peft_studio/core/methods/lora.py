@@ -1,0 +1,113 @@
+"""LoRA: h = W0 x + (alpha / r) B A x beside a frozen Linear (Hu et al., 2021; PEFT conventions)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..bases.frozen import FrozenBase
+from ..bases.sites import LINEAR, Site
+from ..errors import ConfigError
+from ..model import PeftModel
+from .config import MethodConfig, option
+from .method import Method, MethodCard
+from .targets import default_targets, resolve_targets
+
+
+class LoraLinear(nn.Module):
+    """A frozen Linear plus a trainable low-rank update; `merge` folds the update into W0."""
+
+    def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A = nn.Parameter(torch.empty(r, base_layer.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base_layer.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as PEFT: A random, B zero -> starts at W0
+        self._unmerged_weight: torch.Tensor | None = None
+
+    @property
+    def merged(self) -> bool:
+        return self._unmerged_weight is not None
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        if self.merged:
+            return result
+        return result + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+
+    def merge(self) -> None:
+        """W = W0 + (alpha/r) B A; keeps W0 so that unmerge is exact, not a subtraction."""
+        if self.merged:
+            return
+        if not isinstance(self.base_layer, nn.Linear):
+            raise ConfigError("merge: a 4-bit quantized Linear cannot be merged; dequantize first")
+        weight = self.base_layer.weight
+        self._unmerged_weight = weight.detach().clone()
+        with torch.no_grad():
+            weight += self.delta_weight()
+
+    def unmerge(self) -> None:
+        if self._unmerged_weight is None:
+            return
+        with torch.no_grad():
+            self.base_layer.weight.copy_(self._unmerged_weight)
+        self._unmerged_weight = None
+
+
+@dataclass
+class LoraConfig(MethodConfig):
+    r: int = option(8, "rank of the update B A", low=1, high=4096)
+    alpha: float = option(16.0, "scale numerator: the update is multiplied by alpha / r", low=1e-6)
+    dropout: float = option(0.0, "dropout on the input of A during training", low=0.0, high=0.99)
+    targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names work too)")
+    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+
+
+LORA_CARD = MethodCard(
+    where="beside a frozen Linear: a low-rank update B A added to its output",
+    intuition="the change a task needs to a weight matrix is low-rank, so learn it as two thin matrices",
+    advantages="no extra inference cost once merged into W0; mature tooling; the usual first choice",
+    limitations="rank r caps how different the new weights can be; one more hyper-parameter pair (r, alpha)",
+    formula="h = W0 x + (alpha / r) B A x",
+    code="result + (dropout(x) @ lora_A.T @ lora_B.T) * scaling",
+)
+
+
+class LoraMethod(Method):
+    name = "lora"
+    title = "LoRA"
+    config_cls = LoraConfig
+    site_kinds = (LINEAR,)
+    card = LORA_CARD
+    preferred_targets = ["q", "v"]
+
+    def selected_sites(self, config: LoraConfig, base: FrozenBase) -> list[Site]:
+        if config.r < 1:
+            raise ConfigError("r must be in [1, 4096]")
+        return resolve_targets(base, self.name, (LINEAR,), config.targets, config.layers,
+                               default_targets(base, self.preferred_targets))
+
+    def attach(self, model: PeftModel, config: LoraConfig) -> None:
+        for site in self.selected_sites(config, model.base):
+            original = model.base.get_submodule(site.module_path)
+            model.swap(site.module_path, LoraLinear(original, config.r, config.alpha, config.dropout))
+
+    def parameter_count(self, config: LoraConfig, base: FrozenBase) -> int:
+        return sum(config.r * (s.in_features + s.out_features) for s in self.selected_sites(config, base))
+
+    def formula_text(self, config: LoraConfig, base: FrozenBase) -> str:
+        terms = [f"{config.r} x ({s.in_features} + {s.out_features})" for s in self.selected_sites(config, base)]
+        return f"sum over {len(terms)} Linear(s) of r x (in + out) = {self.parameter_count(config, base):,}"
+
+    def shape_notes(self, config: LoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
+        return [f"{s.id}: A {config.r}x{s.in_features}, B {s.out_features}x{config.r}, "
+                f"scale alpha/r = {config.alpha:g}/{config.r} = {config.alpha / config.r:g}"
+                for s in self.selected_sites(config, base)]

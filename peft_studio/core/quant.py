@@ -1,0 +1,67 @@
+"""NF4 4-bit storage of frozen Linear weights through bitsandbytes (block size 64, quant type nf4)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+BLOCK_SIZE = 64
+QUANT_TYPE = "nf4"  # bitsandbytes defaults to fp4; QLoRA uses NormalFloat4
+
+
+@functools.cache
+def _bnb_functional():
+    """Import bitsandbytes once and quietly: on CPU it logs about an optional kernel package."""
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        import bitsandbytes.functional as bnb_functional
+    return bnb_functional
+
+
+@dataclass(frozen=True)
+class QuantError:
+    max_abs: float
+    mean_abs: float
+    relative_rms: float  # ||W - deq(W)|| / ||W||
+
+
+class NF4Linear(nn.Module):
+    """A frozen Linear whose weight lives as packed NF4 codes + per-block absmax scales."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        bnb = _bnb_functional()
+        weight = linear.weight.detach().float().contiguous()
+        packed, state = bnb.quantize_4bit(weight, blocksize=BLOCK_SIZE, quant_type=QUANT_TYPE)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_nf4", packed)
+        self.register_buffer("weight_absmax", state.absmax)
+        self.quant_state = state
+        self.bias = linear.bias  # the original frozen Parameter, untouched
+        restored = self.dequantized_weight()
+        diff = (restored - weight).abs()
+        self.error = QuantError(float(diff.max()), float(diff.mean()),
+                                float(torch.linalg.norm(restored - weight) / torch.linalg.norm(weight).clamp(min=1e-12)))
+
+    def dequantized_weight(self) -> torch.Tensor:
+        self.quant_state.absmax = self.weight_absmax
+        return _bnb_functional().dequantize_4bit(self.weight_nf4, self.quant_state)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Packed 4-bit codes plus the fp32 block scales."""
+        return self.weight_nf4.numel() * self.weight_nf4.element_size() + \
+            self.weight_absmax.numel() * self.weight_absmax.element_size()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.dequantized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, nf4 block {BLOCK_SIZE}"
