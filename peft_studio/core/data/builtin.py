@@ -1,0 +1,88 @@
+"""The built-in datasets: the seed's six sentences and three small CSV files."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+
+from ..errors import DatasetError
+from .dataset import TextDataset
+from .files import load_dataset_file
+
+# The seed's Adapter example, verbatim: its texts, labels and label names.
+SEED_SAMPLES: tuple[tuple[str, int], ...] = (
+    ("refund my order", 0),
+    ("need a refund", 0),
+    ("cancel and refund", 0),
+    ("login failed again", 1),
+    ("cannot login account", 1),
+    ("password login problem", 1),
+)
+SEED_LABEL_NAMES: tuple[str, ...] = ("refund", "login")
+
+# name -> (CSV file in resources/datasets, or None for the seed; one-sentence description)
+_BUILTINS: dict[str, tuple[str | None, str]] = {
+    "seed-intents": (None, "The seed's six support messages (refund or login), no validation split."),
+    "intents": ("intents.csv", "320 customer-support messages in 5 intents with overlapping words."),
+    "word-order": ("word-order.csv", "Who acts on whom: each sentence has a same-words mirror with the other label."),
+    "sentiment": ("sentiment.csv", "320 short English reviews, positive or negative, in everyday words."),
+}
+
+
+def datasets_dir() -> Path:
+    """The folder holding the built-in CSV files (repo checkout first, then package data)."""
+    here = Path(__file__).resolve()
+    candidates = (here.parents[3] / "resources" / "datasets", here.parents[2] / "resources" / "datasets")
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    return candidates[0]
+
+
+def builtin_names() -> list[str]:
+    """Names accepted by ``load_builtin``, in display order."""
+    return list(_BUILTINS)
+
+
+def builtin_description(name: str) -> str:
+    """The one-sentence description of a built-in dataset."""
+    return _entry(name)[1]
+
+
+def load_builtin(name: str) -> TextDataset:
+    """A built-in dataset by name; an unknown name raises ``DatasetError`` listing the known ones."""
+    _entry(name)
+    return _load_cached(name)
+
+
+def _entry(name: str) -> tuple[str | None, str]:
+    if name not in _BUILTINS:
+        raise DatasetError(f"unknown built-in dataset '{name}'; known: {', '.join(_BUILTINS)}")
+    return _BUILTINS[name]
+
+
+@cache
+def _load_cached(name: str) -> TextDataset:
+    file_name, description = _BUILTINS[name]
+    if file_name is None:
+        return _seed_intents(description)
+    path = datasets_dir() / file_name
+    if not path.is_file():
+        raise DatasetError(f"built-in dataset '{name}' is missing its data file {path}; reinstall PEFT Studio")
+    loaded = load_dataset_file(path, "text", "label", split_column="split")
+    return replace(loaded, name=name, source="built-in", description=description)
+
+
+def _seed_intents(description: str) -> TextDataset:
+    return TextDataset(
+        name="seed-intents",
+        label_names=SEED_LABEL_NAMES,
+        train_texts=tuple(text for text, _ in SEED_SAMPLES),
+        train_labels=tuple(label for _, label in SEED_SAMPLES),
+        val_texts=(),
+        val_labels=(),
+        source="built-in",
+        unknown_token=False,
+        description=description,
+    )

@@ -1,0 +1,72 @@
+"""An immutable labelled text dataset with a train and an optional validation split."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from ..errors import DatasetError
+from .tokenizer import WordTokenizer
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """Texts with integer labels indexing ``label_names``; validation may be empty."""
+
+    name: str
+    label_names: tuple[str, ...]
+    train_texts: tuple[str, ...]
+    train_labels: tuple[int, ...]
+    val_texts: tuple[str, ...]
+    val_labels: tuple[int, ...]
+    source: str
+    unknown_token: bool = True
+    description: str = ""
+    max_len: int = 64
+
+    def __post_init__(self) -> None:
+        for field in ("label_names", "train_texts", "train_labels", "val_texts", "val_labels"):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
+        self._check()
+
+    def _check(self) -> None:
+        where = self.name or "dataset"
+        if len(self.train_texts) != len(self.train_labels):
+            raise DatasetError(f"{where}: {len(self.train_texts)} train texts but {len(self.train_labels)} labels")
+        if len(self.val_texts) != len(self.val_labels):
+            raise DatasetError(f"{where}: {len(self.val_texts)} validation texts but {len(self.val_labels)} labels")
+        if len(set(self.label_names)) != len(self.label_names):
+            raise DatasetError(f"{where}: label names repeat: {list(self.label_names)}")
+        if not self.train_texts:
+            raise DatasetError(f"{where}: no training examples")
+        bad = [y for y in (*self.train_labels, *self.val_labels) if not 0 <= y < len(self.label_names)]
+        if bad:
+            raise DatasetError(f"{where}: label id {bad[0]} outside 0..{len(self.label_names) - 1}")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.val_texts)
+
+    def make_tokenizer(self, max_len: int | None = None) -> WordTokenizer:
+        """A word tokenizer over the training texts only (first-occurrence order).
+
+        ``max_len`` defaults to the dataset's ``max_len`` (64 unless the loader set it).
+        """
+        return WordTokenizer.from_texts(
+            self.train_texts, unknown_token=self.unknown_token, max_len=self.max_len if max_len is None else max_len
+        )
+
+    def class_counts(self, split: str = "train") -> dict[str, int]:
+        """Examples per label name in ``"train"`` or ``"validation"``, in label order."""
+        labels = self.train_labels if split == "train" else self.val_labels
+        counts = Counter(labels)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.label_names)}
+
+    def summary(self) -> str:
+        """One line such as ``intents: 5 classes, 240 train / 60 validation``."""
+        return (f"{self.name}: {self.num_labels} classes, "
+                f"{len(self.train_texts)} train / {len(self.val_texts)} validation")
