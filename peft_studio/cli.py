@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .core.bases import base_names, uses_dataset_vocabulary
+from .core.bases import base_names
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
 from .core.errors import PeftStudioError
 from .core.methods import METHODS, method_names

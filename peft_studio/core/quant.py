@@ -47,8 +47,8 @@ class NF4Linear(nn.Module):
         self.bias = linear.bias  # the original frozen Parameter, untouched
         restored = self.dequantized_weight()
         diff = (restored - weight).abs()
-        self.error = QuantError(float(diff.max()), float(diff.mean()),
-                                float(torch.linalg.norm(restored - weight) / torch.linalg.norm(weight).clamp(min=1e-12)))
+        relative = torch.linalg.norm(restored - weight) / torch.linalg.norm(weight).clamp(min=1e-12)
+        self.error = QuantError(float(diff.max()), float(diff.mean()), float(relative))
 
     def dequantized_weight(self) -> torch.Tensor:
         self.quant_state.absmax = self.weight_absmax

@@ -120,7 +120,8 @@ def _batches(count: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
+             labels: torch.Tensor) -> tuple[float, float]:
     model = experiment.model
     was_training = model.training
     model.eval()

@@ -170,7 +170,8 @@ class Encoder(FrozenBase):
                                   f"layer {i} {LINEAR_LABELS[short]}"))
             sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
                               f"layer {i} after attention"))
-            sites.append(Site(f"{at}.ffn.up", LINEAR, "up", f"{at}.ffn.up", i, d, f, f"layer {i} {LINEAR_LABELS['up']}"))
+            sites.append(Site(f"{at}.ffn.up", LINEAR, "up", f"{at}.ffn.up", i, d, f,
+                              f"layer {i} {LINEAR_LABELS['up']}"))
             sites.append(Site(f"{at}.ffn.act_scale", ACTIVATION, "ffn-act", f"{at}.ffn.act_scale", i, f, f,
                               f"layer {i} feed-forward activation"))
             sites.append(Site(f"{at}.ffn.down", LINEAR, "down", f"{at}.ffn.down", i, f, d,

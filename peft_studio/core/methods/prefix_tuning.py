@@ -113,7 +113,8 @@ class PrefixTuningMethod(Method):
         if not config.prefix_projection:
             return f"layers x 2 x n x d = {layers} x 2 x {n} x {d} = {total:,}"
         h = config.prefix_projection
-        return f"n d + (d h + h) + (h + 1) x layers x 2 d = {n}x{d} + ({d}x{h}+{h}) + ({h}+1)x{layers}x2x{d} = {total:,}"
+        return (f"n d + (d h + h) + (h + 1) x layers x 2 d = "
+                f"{n}x{d} + ({d}x{h}+{h}) + ({h}+1)x{layers}x2x{d} = {total:,}")
 
     def shape_notes(self, config: PrefixTuningConfig, base: FrozenBase, seq_len: int) -> list[str]:
         layers = [s.layer for s in self.selected_sites(config, base)]
