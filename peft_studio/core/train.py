@@ -160,7 +160,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
         loss = F.cross_entropy(logits, labels)
         if not torch.isfinite(loss):
             _restore(named, snapshot)
-            raise TrainingDiverged(f"the loss became {float(loss)} at step {step}; the last finite weights are "
+            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}; the last finite weights are "
                                    f"restored. Try a lower learning rate (now {settings.lr:g}).")
         snapshot = [p.detach().clone() for _, p in named]  # these weights gave a finite loss
         optimizer.zero_grad()

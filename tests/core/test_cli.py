@@ -1,0 +1,104 @@
+"""The headless CLI: inspect, methods, user errors as one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from peft_studio.cli import main
+from peft_studio.core.data import load_builtin
+from peft_studio.core.experiment import Experiment, Setup
+from peft_studio.core.methods import METHODS
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_inspect_json_matches_the_census(capsys):
+    code, out, _ = run_cli(capsys, "inspect", "--base", "tiny", "--method", "lora", "--r", "4", "--json")
+    assert code == 0
+    data = json.loads(out)
+    census = Experiment(Setup("tiny", "lora", {"r": 4}), load_builtin("intents")).census()
+    assert data["total"] == census.total and data["trainable"] == census.trainable
+    assert len(data["tensors"]) == len(census.rows)
+    row = next(t for t in data["tensors"] if t["name"].endswith("lora_A"))
+    assert set(row) == {"name", "site", "owner", "shape", "numel", "dtype", "bytes", "trainable"}
+    assert row["owner"] == "method" and row["trainable"] is True and row["shape"] == [4, 32]
+    assert {t["owner"] for t in data["tensors"]} == {"base", "method", "head"}
+
+
+def test_inspect_prints_totals_in_the_seed_format(capsys):
+    code, out, _ = run_cli(capsys, "inspect", "--base", "seed-pooled", "--method", "adapter", "--bottleneck", "4")
+    assert code == 0
+    assert "total params = 694\ntrainable params = 182\n" in out
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--method", "prompt-tuning", "--tokens", "3"], r"sequence length (\d+) -> (\d+)"),
+    (["--method", "prefix-tuning", "--tokens", "2"], r"attention keys (\d+) -> (\d+)"),
+])
+def test_inspect_describes_shape_changes_in_words(capsys, argv, phrase):
+    import re
+
+    code, out, _ = run_cli(capsys, "inspect", "--base", "tiny", *argv)
+    match = re.search(phrase, out)
+    assert code == 0 and match
+    assert int(match.group(2)) - int(match.group(1)) == int(argv[-1])
+
+
+def test_inspect_ia3_names_the_scale_vectors(capsys):
+    code, out, _ = run_cli(capsys, "inspect", "--base", "tiny", "--method", "ia3")
+    assert code == 0
+    assert "scale vector (32,) multiplies the layer 0 key projection" in out
+    assert "scale vector (64,) multiplies the layer 1 feed-forward activation" in out
+
+
+def test_methods_lists_every_method_once(capsys):
+    code, out, _ = run_cli(capsys, "methods")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == list(METHODS)
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["train", "--data", "/nonexistent/x.csv"], "x.csv"),
+    (["train", "--method", "lora", "--r", "0"], "r must be in [1, 4096]"),
+    (["inspect", "--base", "seed-pooled", "--method", "prefix-tuning"], "no attention layers"),
+    (["inspect", "--base", "nonesuch"], "unknown base 'nonesuch'"),
+    (["inspect", "--method", "lora", "--targets", "zz"], "unknown site 'zz'"),
+    (["train", "--steps", "0"], "steps must be at least 1"),
+    (["inspect", "--device", "tpu9"], "device 'tpu9' is not available"),
+])
+def test_user_errors_are_one_line_and_exit_2(capsys, argv, phrase):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert err.startswith("error: ") and phrase in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_a_bad_data_file_from_a_real_process_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "broken.csv"
+    bad.write_bytes(b"text,label\n\xff\xfe broken,1\n")
+    result = subprocess.run([sys.executable, "-m", "peft_studio", "train", "--data", str(bad)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: broken.csv") and "Traceback" not in result.stderr
+
+
+def test_train_saves_an_adapter_that_loads_back(tmp_path, capsys):
+    from peft_studio.core.store import load_adapter
+
+    path = tmp_path / "seed-adapter.safetensors"
+    code, out, _ = run_cli(capsys, "train", "--base", "seed-pooled", "--method", "adapter", "--steps", "20",
+                           "--seed", "42", "--save-adapter", str(path))
+    assert code == 0 and path.exists()
+    fresh = Experiment(Setup("seed-pooled", "adapter", {}, seed=42), load_builtin("seed-intents"))
+    load_adapter(fresh, path)
+    last_lines = out.splitlines()[-6:]
+    assert [line.split("-> ")[1] for line in last_lines] == fresh.predict_labels(
+        [line.split("  ")[0].strip() for line in last_lines])
