@@ -12,11 +12,9 @@ ALL_METHODS = ["prompt-tuning", "prefix-tuning", "adapter", "ia3", "lora", "qlor
 
 
 def _final_event(experiment: Experiment, steps: int, lr: float, batch_size: int = 0):
-    event = None
-    for event in train(experiment, TrainSettings(steps=steps, lr=lr, batch_size=batch_size, eval_every=steps,
-                                                 track_grads=False)):
-        pass
-    return event
+    events = train(experiment, TrainSettings(steps=steps, lr=lr, batch_size=batch_size, eval_every=steps,
+                                             track_grads=False))
+    return list(events)[-1]
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)

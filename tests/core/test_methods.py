@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from core_helpers import attach, build_base, toy_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,8 +11,6 @@ from peft_studio.core.census import take_census
 from peft_studio.core.data import load_builtin
 from peft_studio.core.experiment import Experiment, Setup
 from peft_studio.core.train import TrainSettings, train
-
-from core_helpers import attach, build_base, toy_batch
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
