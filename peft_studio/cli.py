@@ -127,6 +127,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{r.dtype:7}  {r.bytes:>10,}  {'yes' if r.trainable else 'no (frozen)'}")
     _print_totals(census)
     print(f"trainable % = {census.trainable_percent:.4f}%")
+    if census.quantization:
+        q = census.quantization
+        print(f"quantized base: {q.tensors} Linear weights in NF4 = {q.stored_bytes:,} bytes "
+              f"(fp32: {q.fp32_bytes:,} bytes, {q.ratio:.3f}x); quantization error max |W - deq(W)| = "
+              f"{q.max_abs_error:.4g}, relative RMS = {q.relative_rms:.4f}")
     print(f"method formula: {experiment.method.formula_text(experiment.config, experiment.base)}")
     for note in experiment.shape_notes():
         print(f"shape: {note}")

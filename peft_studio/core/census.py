@@ -29,8 +29,24 @@ class CensusRow:
 
 
 @dataclass(frozen=True)
+class QuantizationReport:
+    """What 4-bit storage of the base's Linears costs and saves."""
+
+    tensors: int
+    stored_bytes: int  # NF4 codes + block scales
+    fp32_bytes: int  # the same weights in fp32
+    max_abs_error: float  # max |W - dequant(W)| over all quantized weights
+    relative_rms: float  # ||W - dequant(W)|| / ||W||, worst tensor
+
+    @property
+    def ratio(self) -> float:
+        return self.stored_bytes / self.fp32_bytes
+
+
+@dataclass(frozen=True)
 class Census:
     rows: tuple[CensusRow, ...]
+    quantization: QuantizationReport | None = None
 
     @property
     def total(self) -> int:
@@ -81,10 +97,17 @@ def take_census(model: PeftModel) -> Census:
         rows.append(CensusRow(name, _site_of(name, sites), model.owner_of(parameter), tuple(parameter.shape),
                               parameter.numel(), str(parameter.dtype).removeprefix("torch."),
                               parameter.numel() * parameter.element_size(), parameter.requires_grad))
-    for module_name, module in model.named_modules():
-        if isinstance(module, NF4Linear):
-            rows.append(_quantized_row(f"{module_name}.weight_nf4", module, sites))
-    return Census(tuple(rows))
+    quantized = [(name, m) for name, m in model.named_modules() if isinstance(m, NF4Linear)]
+    rows += [_quantized_row(f"{name}.weight_nf4", module, sites) for name, module in quantized]
+    return Census(tuple(rows), _quantization_report([m for _, m in quantized]))
+
+
+def _quantization_report(modules: list[NF4Linear]) -> QuantizationReport | None:
+    if not modules:
+        return None
+    return QuantizationReport(len(modules), sum(m.stored_bytes for m in modules),
+                              sum(4 * m.in_features * m.out_features for m in modules),
+                              max(m.error.max_abs for m in modules), max(m.error.relative_rms for m in modules))
 
 
 def _quantized_row(name: str, module: NF4Linear, sites: list[Site]) -> CensusRow:

@@ -84,14 +84,19 @@ def test_nf4_linear_agrees_with_bitsandbytes_linear4bit():
 
 def test_quantized_base_takes_at_most_a_sixth_of_its_fp32_bytes():
     base = build_base("tiny", d_model=64, n_heads=4)
+    originals = [m.weight.detach().clone() for m in base.modules() if isinstance(m, torch.nn.Linear)]
     _, _, model = attach(base, "qlora", {"r": 4})
     quantized = [m for m in model.modules() if isinstance(m, NF4Linear)]
     assert len(quantized) == 6 * base.num_layers
     fp32_bytes = sum(4 * m.in_features * m.out_features for m in quantized)
     assert sum(m.stored_bytes for m in quantized) <= fp32_bytes / 6
-    rows = [r for r in take_census(model).rows if r.dtype == "nf4"]
+    census = take_census(model)
+    rows = [r for r in census.rows if r.dtype == "nf4"]
     assert len(rows) == len(quantized) and all(not r.trainable for r in rows)
-    assert sum(r.bytes for r in rows) == sum(m.stored_bytes for m in quantized)
+    assert sum(r.bytes for r in rows) == sum(m.stored_bytes for m in quantized) == census.quantization.stored_bytes
+    assert census.quantization.fp32_bytes == fp32_bytes and census.quantization.ratio <= 1 / 6
+    worst = max(float((m.dequantized_weight() - w).abs().max()) for m, w in zip(quantized, originals, strict=True))
+    assert census.quantization.max_abs_error == pytest.approx(worst)
 
 
 def test_qlora_outputs_stay_close_to_the_fp32_base():
