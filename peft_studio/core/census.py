@@ -93,13 +93,22 @@ def _site_of(name: str, sites: list[Site]) -> str:
 def take_census(model: PeftModel) -> Census:
     sites = model.base.sites()
     rows: list[CensusRow] = []
-    for name, parameter in model.named_parameters():
-        rows.append(CensusRow(name, _site_of(name, sites), model.owner_of(parameter), tuple(parameter.shape),
-                              parameter.numel(), str(parameter.dtype).removeprefix("torch."),
-                              parameter.numel() * parameter.element_size(), parameter.requires_grad))
-    quantized = [(name, m) for name, m in model.named_modules() if isinstance(m, NF4Linear)]
-    rows += [_quantized_row(f"{name}.weight_nf4", module, sites) for name, module in quantized]
-    return Census(tuple(rows), _quantization_report([m for _, m in quantized]))
+    quantized: list[NF4Linear] = []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():  # module order keeps a 4-bit weight beside its bias
+        prefix = f"{module_name}." if module_name else ""
+        if isinstance(module, NF4Linear):
+            quantized.append(module)
+            rows.append(_quantized_row(f"{prefix}weight_nf4", module, sites))
+        for local, parameter in module.named_parameters(recurse=False):
+            if id(parameter) in seen:
+                continue
+            seen.add(id(parameter))
+            name = prefix + local
+            rows.append(CensusRow(name, _site_of(name, sites), model.owner_of(parameter), tuple(parameter.shape),
+                                  parameter.numel(), str(parameter.dtype).removeprefix("torch."),
+                                  parameter.numel() * parameter.element_size(), parameter.requires_grad))
+    return Census(tuple(rows), _quantization_report(quantized))
 
 
 def _quantization_report(modules: list[NF4Linear]) -> QuantizationReport | None:
