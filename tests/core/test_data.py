@@ -516,3 +516,14 @@ def test_unexpected_os_error_is_wrapped(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(DatasetError, match="^locked.csv: cannot read the file: .*Permission denied"):
         load_dataset_file(path, "text", "label")
+
+
+def test_a_header_with_another_separator_gets_a_hint(tmp_path):
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("text;label\nhello;a\nbye;b\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"semi.csv: no column 'text'.*separated by semicolons"):
+        load_dataset_file(semicolons, "text", "label")
+    tabs = tmp_path / "tabs.csv"
+    tabs.write_text("text\tlabel\nhello\ta\nbye\tb\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"separated by tabs: rename it to tabs.tsv"):
+        load_dataset_file(tabs, "text", "label")

@@ -288,6 +288,17 @@ def _cell(value: Any) -> str:
 # ---------------------------------------------------------------- building
 
 
+def _separator_hint(path: Path, columns: list[str]) -> str:
+    """A one-column header that contains another separator usually means the wrong file type."""
+    if len(columns) != 1:
+        return ""
+    for separator, name, suffix in (("\t", "tabs", ".tsv"), (";", "semicolons", None), ("|", "bars", None)):
+        if separator in columns[0]:
+            fix = f"rename it to {path.stem}{suffix}" if suffix else "save it with commas as the separator"
+            return f" (the header looks separated by {name}: {fix})"
+    return ""
+
+
 def _load(path: Path, text_column: str, label_column: str, split_column: str | None,
           val_fraction: float, seed: int, max_rows: int, max_len: int) -> TextDataset:
     _check_arguments(path, text_column, label_column, split_column, val_fraction, max_rows)
@@ -296,7 +307,8 @@ def _load(path: Path, text_column: str, label_column: str, split_column: str | N
     columns = header if header is not None else _keys(rows)
     for column in (text_column, label_column, split_column):
         if column is not None and column not in columns:
-            raise _fail(path, f"no column '{column}'; the columns are: {', '.join(columns)}")
+            raise _fail(path, f"no column '{column}'; the columns are: {', '.join(columns)}"
+                              f"{_separator_hint(path, columns)}")
     texts = [_text_value(path, row, text_column) for row in rows]
     raw_labels = [_label_value(path, row, label_column) for row in rows]
     names = _label_names(raw_labels)
