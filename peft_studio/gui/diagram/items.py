@@ -1,0 +1,322 @@
+"""Graphics items: blocks (frozen modules, containers, head), insertion points, arrows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QGraphicsPathItem, QStyleOptionGraphicsItem, QWidget
+
+from .. import theme
+from .style import Style
+
+
+class BlockItem(QGraphicsObject):
+    """A box: a frozen module, a container (layer, attention, ...), the input or the head.
+
+    role: "frozen" | "trainable" | "head" | "head-frozen" | "container" | "plain" (no tensors).
+    """
+
+    def __init__(self, key: str, title: str, subtitle: str, role: str, rect: QRectF, style: Style,
+                 on_click: Callable[[str], None], quant: bool = False, chevron: str = "",
+                 on_chevron: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.key, self.title, self.subtitle, self.role = key, title, subtitle, role
+        self.rect, self.style, self.quant = rect, style, quant
+        self.on_click, self.chevron, self.on_chevron = on_click, chevron, on_chevron
+        self.grad: float | None = None
+        self.grad_max = 1.0
+        self.marked = False
+        self.setPos(rect.topLeft())
+        self.rect = QRectF(0, 0, rect.width(), rect.height())
+        self.setAcceptHoverEvents(True)
+        self.setZValue(0 if role == "container" else 1)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+
+    def boundingRect(self) -> QRectF:
+        m = self.style.pen * 2
+        return self.rect.adjusted(-m, -m, m, m)
+
+    def set_grad(self, value: float | None, vmax: float) -> None:
+        self.grad, self.grad_max = value, max(vmax, 1e-12)
+        self.update()
+
+    def set_marked(self, marked: bool) -> None:
+        self.marked = marked
+        self.update()
+
+    def chevron_rect(self) -> QRectF:
+        size = self.style.title_fm.height()
+        return QRectF(self.rect.right() - size - self.style.pad / 2, self.style.pad / 3, size, size)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        st = self.style
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fill, edge = _role_colours(self.role)
+        pen = QPen(edge, st.pen * (1.6 if self.role in ("trainable", "head") else 1.0))
+        if self.role == "container":
+            pen.setStyle(Qt.PenStyle.SolidLine)
+        painter.setPen(pen)
+        painter.setBrush(QBrush(fill))
+        painter.drawRoundedRect(self.rect, st.radius, st.radius)
+        if self.marked:
+            painter.setPen(QPen(theme.SELECTED, st.pen * 2.5))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(self.rect.adjusted(-3, -3, 3, 3), st.radius, st.radius)
+        painter.setPen(theme.TEXT if self.role != "frozen" else theme.FROZEN_TEXT)
+        painter.setFont(st.title_font)
+        if self.role == "container":
+            header = QRectF(st.pad, st.pad / 3, self.rect.width() - 2 * st.pad, st.title_fm.height())
+            painter.drawText(header, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.title)
+            if self.subtitle:
+                painter.setFont(st.small_font)
+                painter.setPen(theme.FROZEN_TEXT)
+                left = st.pad * 2 + st.text_width(self.title)
+                painter.drawText(QRectF(left, st.pad / 3, self.rect.width() - left - st.pad, st.title_fm.height()),
+                                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.subtitle)
+            if self.chevron:
+                painter.setFont(st.title_font)
+                painter.setPen(theme.ARROW)
+                painter.drawText(self.chevron_rect(), Qt.AlignmentFlag.AlignCenter, self.chevron)
+        else:
+            lines = QRectF(self.rect.adjusted(st.pad / 2, st.pad / 3, -st.pad / 2, -st.pad / 3))
+            count = self.title.count("\n") + 1
+            top = QRectF(lines.left(), lines.top(), lines.width(), st.title_fm.height() * count)
+            painter.drawText(top, Qt.AlignmentFlag.AlignCenter, self.title)
+            if self.subtitle:
+                painter.setFont(st.small_font)
+                painter.setPen(theme.FROZEN_TEXT)
+                sub = QRectF(lines.left(), top.bottom(), lines.width(), st.small_fm.height() + 2)
+                painter.drawText(sub, Qt.AlignmentFlag.AlignCenter, self.subtitle)
+            if self.chevron:
+                painter.setFont(st.title_font)
+                painter.setPen(theme.ARROW)
+                painter.drawText(self.chevron_rect(), Qt.AlignmentFlag.AlignCenter, self.chevron)
+        if self.role in ("frozen", "head-frozen"):
+            draw_lock(painter, QPointF(st.pad * 0.25, st.pad * 0.25), st.small_fm.height() * 0.8, theme.FROZEN_EDGE)
+        if self.quant:
+            _badge(painter, st, QPointF(self.rect.right() - st.pad / 2, self.rect.bottom()), "4-bit NF4")
+        if self.grad is not None and self.role in ("trainable", "head"):
+            _grad_bar(painter, st, self.rect, self.grad / self.grad_max, _role_colours(self.role)[1])
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self.chevron and self.on_chevron and self.chevron_rect().contains(event.pos()):
+            self.on_chevron()
+        else:
+            self.on_click(self.key)
+        event.accept()
+
+
+class SiteItem(QGraphicsObject):
+    """An insertion point: where a method can put its trainable part. Click to add/remove."""
+
+    def __init__(self, site_id: str, glyph: str, state: str, centre: QPointF, style: Style,
+                 on_click: Callable[[str], None]) -> None:
+        super().__init__()
+        self.site_id, self.glyph, self.state, self.style = site_id, glyph, state, style
+        self.on_click = on_click
+        self.grad: float | None = None
+        self.grad_max = 1.0
+        self.marked = False
+        self.hover = False
+        self.setPos(centre)
+        self.setZValue(3)
+        self.setAcceptHoverEvents(True)
+        self.setCursor(Qt.CursorShape.ForbiddenCursor if state == "unavailable" else Qt.CursorShape.PointingHandCursor)
+
+    @property
+    def selected(self) -> bool:
+        return self.state == "selected"
+
+    def boundingRect(self) -> QRectF:
+        r = self.style.site_r * 1.25 + self.style.pen * 2
+        return QRectF(-r, -r, 2 * r, 2 * r + self.style.site_r * 0.9)
+
+    def set_grad(self, value: float | None, vmax: float) -> None:
+        self.grad, self.grad_max = value, max(vmax, 1e-12)
+        self.update()
+
+    def set_marked(self, marked: bool) -> None:
+        self.marked = marked
+        self.update()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        st = self.style
+        r = st.site_r * (1.15 if self.hover and self.state != "unavailable" else 1.0)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if self.state == "selected":
+            painter.setPen(QPen(theme.METHOD.darker(130), st.pen))
+            painter.setBrush(theme.METHOD)
+            text = QColor("white")
+        elif self.state == "available":
+            pen = QPen(theme.METHOD, st.pen)
+            pen.setStyle(Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            painter.setBrush(QColor("white"))
+            text = theme.METHOD.darker(120)
+        else:
+            pen = QPen(theme.UNAVAILABLE, st.pen)
+            pen.setStyle(Qt.PenStyle.DotLine)
+            painter.setPen(pen)
+            painter.setBrush(QColor("#f3f4f6"))
+            text = theme.UNAVAILABLE
+        painter.drawEllipse(QPointF(0, 0), r, r)
+        if self.marked:
+            painter.setPen(QPen(theme.SELECTED, st.pen * 2))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawEllipse(QPointF(0, 0), r + 4, r + 4)
+        painter.setPen(text)
+        painter.setFont(st.glyph_font)
+        painter.drawText(QRectF(-r, -r, 2 * r, 2 * r), Qt.AlignmentFlag.AlignCenter, self.glyph)
+        if self.grad is not None and self.state == "selected":
+            w = 1.3 * st.site_r
+            _grad_bar(painter, st, QRectF(-w, -r, 2 * w, 2 * r + st.site_r * 0.85), self.grad / self.grad_max,
+                      theme.METHOD)
+
+    def hoverEnterEvent(self, event) -> None:  # noqa: N802
+        self.hover = True
+        self.update()
+
+    def hoverLeaveEvent(self, event) -> None:  # noqa: N802
+        self.hover = False
+        self.update()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self.on_click(self.site_id)
+        event.accept()
+
+
+class TokenRowItem(QGraphicsItem):
+    """The input as a row of token squares; prompt tuning prepends n accent squares (L -> L+n)."""
+
+    def __init__(self, length: int, prompt: int, origin: QPointF, style: Style) -> None:
+        super().__init__()
+        self.length, self.prompt, self.style = length, prompt, style
+        self.cell = 13 * style.scale
+        self.shown = min(length, 10)
+        self.shown_prompt = min(prompt, 10)
+        self.setPos(origin)
+        self.setZValue(2)
+
+    def width(self) -> float:
+        gap = self.cell * 0.35
+        cells = self.shown + self.shown_prompt
+        extra = (self.cell if self.length > self.shown else 0) + (self.cell if self.prompt > self.shown_prompt else 0)
+        return cells * (self.cell + gap) + extra + (gap * 2 if self.prompt else 0)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(0, 0, self.width() + 4, self.cell + 4)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        gap, x = self.cell * 0.35, 0.0
+        painter.setPen(QPen(theme.METHOD.darker(120), self.style.pen))
+        painter.setBrush(theme.METHOD)
+        for _ in range(self.shown_prompt):
+            painter.drawRoundedRect(QRectF(x, 0, self.cell, self.cell), 2, 2)
+            x += self.cell + gap
+        if self.prompt > self.shown_prompt:
+            painter.drawText(QRectF(x, 0, self.cell, self.cell), Qt.AlignmentFlag.AlignCenter, "…")
+            x += self.cell
+        if self.prompt:
+            x += gap * 2
+        painter.setPen(QPen(theme.FROZEN_EDGE, self.style.pen))
+        painter.setBrush(QColor("white"))
+        for _ in range(self.shown):
+            painter.drawRoundedRect(QRectF(x, 0, self.cell, self.cell), 2, 2)
+            x += self.cell + gap
+        if self.length > self.shown:
+            painter.setPen(theme.FROZEN_TEXT)
+            painter.drawText(QRectF(x, 0, self.cell, self.cell), Qt.AlignmentFlag.AlignCenter, "…")
+
+
+def arrow(start: QPointF, end: QPointF, style: Style, dashed: bool = False) -> QGraphicsPathItem:
+    """A straight arrow with a filled head."""
+    path = QPainterPath(start)
+    path.lineTo(end)
+    head = 6 * style.scale
+    if abs(end.x() - start.x()) >= abs(end.y() - start.y()):
+        sign = 1 if end.x() >= start.x() else -1
+        a = QPointF(end.x() - sign * head, end.y() - head * 0.6)
+        b = QPointF(end.x() - sign * head, end.y() + head * 0.6)
+    else:
+        sign = 1 if end.y() >= start.y() else -1
+        a = QPointF(end.x() - head * 0.6, end.y() - sign * head)
+        b = QPointF(end.x() + head * 0.6, end.y() - sign * head)
+    path.moveTo(end)
+    path.lineTo(a)
+    path.lineTo(b)
+    path.closeSubpath()
+    item = QGraphicsPathItem(path)
+    pen = QPen(theme.ARROW, style.pen)
+    if dashed:
+        pen.setStyle(Qt.PenStyle.DashLine)
+    item.setPen(pen)
+    item.setBrush(theme.ARROW)
+    item.setZValue(0.5)
+    return item
+
+
+def residual_arc(x0: float, x1: float, y: float, rise: float, style: Style) -> QGraphicsPathItem:
+    """The skip connection: leaves before a sublayer, joins at its add + norm."""
+    path = QPainterPath(QPointF(x0, y))
+    path.cubicTo(QPointF(x0, y - rise), QPointF(x0, y - rise), QPointF(x0 + rise, y - rise))
+    path.lineTo(QPointF(x1 - rise, y - rise))
+    path.cubicTo(QPointF(x1, y - rise), QPointF(x1, y - rise), QPointF(x1, y))
+    item = QGraphicsPathItem(path)
+    pen = QPen(theme.ARROW, style.pen)
+    pen.setStyle(Qt.PenStyle.DashLine)
+    item.setPen(pen)
+    item.setZValue(0.5)
+    return item
+
+
+def _role_colours(role: str) -> tuple[QColor, QColor]:
+    return {
+        "frozen": (theme.FROZEN_FILL, theme.FROZEN_EDGE),
+        "trainable": (theme.METHOD_FILL, theme.METHOD),
+        "head": (theme.HEAD_FILL, theme.HEAD),
+        "head-frozen": (theme.FROZEN_FILL, theme.FROZEN_EDGE),
+        "container": (theme.CONTAINER_FILL, theme.CONTAINER_EDGE),
+        "plain": (QColor("white"), theme.FROZEN_EDGE),
+    }[role]
+
+
+def _badge(painter: QPainter, st: Style, anchor: QPointF, text: str) -> None:
+    painter.setFont(st.small_font)
+    w, h = st.text_width(text, small=True) + st.pad, st.small_fm.height() + 2
+    rect = QRectF(anchor.x() - w, anchor.y() - h / 2, w, h)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(theme.QUANT)
+    painter.drawRoundedRect(rect, h / 2, h / 2)
+    painter.setPen(QColor("white"))
+    painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def _grad_bar(painter: QPainter, st: Style, rect: QRectF, fraction: float, colour: QColor) -> None:
+    """A small live bar under the part: its gradient norm relative to the largest right now."""
+    fraction = max(0.0, min(1.0, fraction))
+    h = 5 * st.scale
+    track = QRectF(rect.left() + 3, rect.bottom() - h - 2, rect.width() - 6, h)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor("#e4e7eb"))
+    painter.drawRect(track)
+    painter.setBrush(colour.darker(115))
+    painter.drawRect(QRectF(track.left(), track.top(), track.width() * fraction, h))
+
+
+def draw_lock(painter: QPainter, at: QPointF, size: float, colour: QColor) -> None:
+    """A padlock drawn with paths (no emoji font needed): the mark of a frozen tensor."""
+    painter.save()
+    w = size * 0.8
+    body = QRectF(at.x(), at.y() + size * 0.45, w, size * 0.55)
+    pen = QPen(colour, max(1.0, size * 0.13))
+    painter.setPen(pen)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    shackle = QRectF(at.x() + w * 0.2, at.y() + size * 0.05, w * 0.6, size * 0.8)
+    painter.drawArc(shackle, 0, 180 * 16)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(colour)
+    painter.drawRoundedRect(body, size * 0.08, size * 0.08)
+    painter.restore()

@@ -1,0 +1,107 @@
+"""The diagram's view: wheel zoom under the cursor, drag to pan, fit to window, a fixed legend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QGraphicsView, QLabel, QWidget
+
+from .. import theme
+from .scene import DiagramScene
+
+LOCK_ICON = Path(__file__).resolve().parents[3] / "resources" / "icons" / "lock.png"
+
+
+def lock_html(px: int) -> str:
+    """The drawn padlock as an <img> (emoji fonts are often missing on lab machines)."""
+    return f"<img src='{LOCK_ICON.as_posix()}' width={px} height={px}>" if LOCK_ICON.is_file() else "(locked)"
+
+
+def legend_html(big: bool = False) -> str:
+    size = "15pt" if big else "9pt"
+
+    def chip(colour: str, border: str, text: str) -> str:
+        return (f"<span style='background:{colour}; border:1px solid {border}; color:{colour}'>&nbsp;&nbsp;&nbsp;"
+                f"</span>&nbsp;{text}")
+
+    return (f"<div style='font-size:{size}'>"
+            f"{chip('#eef0f3', '#9aa3ad', lock_html(20 if big else 12) + ' frozen base')}&nbsp;&nbsp; "
+            f"{chip(theme.METHOD.name(), theme.METHOD.name(), 'trainable method part')}&nbsp;&nbsp; "
+            f"{chip(theme.HEAD.name(), theme.HEAD.name(), 'trainable head')}&nbsp;&nbsp; "
+            f"<span style='background:{theme.QUANT.name()}; color:white'>&nbsp;4-bit NF4&nbsp;</span> quantized"
+            f"<br>insertion point: <b style='color:{theme.METHOD.name()}'>●</b> chosen &nbsp;"
+            f"<b style='color:{theme.METHOD.name()}'>◌</b> available (click) &nbsp;"
+            f"<b style='color:#c4c9cf'>◌</b> unavailable (hover for why) &nbsp; bar = live gradient norm</div>")
+
+
+class DiagramView(QGraphicsView):
+    ZOOM_STEP = 1.18
+
+    def __init__(self, scene: DiagramScene, parent: QWidget | None = None) -> None:
+        super().__init__(scene, parent)
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setBackgroundBrush(Qt.GlobalColor.white)
+        self.setToolTip("")
+        self.legend = QLabel(legend_html(), self)
+        self.legend.setStyleSheet("background: rgba(255,255,255,230); border: 1px solid #d5dae1; "
+                                  "border-radius: 6px; padding: 4px 8px;")
+        self.legend.setToolTip("Colour legend: what trains and what stays frozen")
+        self.legend.move(8, 8)
+        self.auto_fit = True
+        self.presentation = False
+        scene.rebuilt.connect(lambda: self.auto_fit and self.fit())
+        self.legend.adjustSize()
+
+    def set_presentation(self, on: bool) -> None:
+        self.presentation = on
+        self.legend.setText(legend_html(on))
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+        factor = self.ZOOM_STEP if event.angleDelta().y() > 0 else 1 / self.ZOOM_STEP
+        self.zoom(factor)
+
+    def zoom(self, factor: float) -> None:
+        current = self.transform().m11()
+        if 0.05 < current * factor < 8:
+            self.auto_fit = False  # the user chose a zoom: keep it across resizes and rebuilds
+            self.scale(factor, factor)
+
+    def fit(self) -> None:
+        """Whole diagram in view, below the legend; stays fitted on resize until the user zooms."""
+        self.auto_fit = True
+        rect = self.scene().sceneRect()
+        if rect.isEmpty():
+            return
+        viewport = self.viewport().size()
+        top = 8
+        scale = min(viewport.width() / rect.width(), (viewport.height() - top) / rect.height())
+        by_width = viewport.width() / rect.width()
+        tall = by_width > 1.6 * scale  # a deep expanded stack: fit the width, scroll down the layers
+        if self.presentation:  # readable from the back row: fill the width, pan down if needed
+            scale = max(scale, min(by_width, 0.8))
+        elif tall:
+            scale = by_width
+        scale = max(0.05, min(scale, 2.5))
+        self.resetTransform()
+        self.scale(scale, scale)
+        self.centerOn(rect.center().x(), rect.center().y() - top / (2 * scale))
+        if self.presentation or tall:
+            self.verticalScrollBar().setValue(self.verticalScrollBar().minimum())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.auto_fit:
+            self.fit()
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if event.buttons():
+            self.auto_fit = False  # dragging pans: the user placed the view
+        super().mouseMoveEvent(event)
+
+    def zoom_level(self) -> float:
+        return self.transform().m11()

@@ -1,0 +1,1 @@
+"""Side and bottom panels: thin views over the controller's state."""

@@ -1,0 +1,186 @@
+"""Live loss/accuracy plots: growing buffers, setData on the window's ~30 Hz timer, never per step.
+
+Long runs stay smooth: peak downsampling and clip-to-view (pyqtgraph's scrollingPlots recipe).
+The previous run stays, faded, for comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 if both are installed
+
+import numpy as np  # noqa: E402
+import pyqtgraph as pg  # noqa: E402
+from PySide6.QtWidgets import QCheckBox, QGraphicsItem, QHBoxLayout, QVBoxLayout, QWidget  # noqa: E402
+
+SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
+
+
+class Series:
+    """A growing (step, value) buffer; amortised O(1) append, no per-append allocation."""
+
+    def __init__(self) -> None:
+        self.x = np.empty(1024)
+        self.y = np.empty(1024)
+        self.n = 0
+        self.y_max = 0.0  # running maximum: the y range is set from it, not re-scanned per repaint
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self.x):
+            self.x = np.resize(self.x, 2 * self.n)
+            self.y = np.resize(self.y, 2 * self.n)
+        self.x[self.n] = x
+        self.y[self.n] = y
+        self.n += 1
+        if y > self.y_max:
+            self.y_max = y
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[: self.n], self.y[: self.n]
+
+
+class LivePlots(QWidget):
+    COLOURS = {"loss": "#f07f16", "val_loss": "#2f7fd8", "accuracy": "#f07f16", "val_accuracy": "#2f7fd8"}
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=False, background="w", foreground="#333")
+        self.loss_plot = pg.PlotWidget(title="loss")
+        self.acc_plot = pg.PlotWidget(title="accuracy")
+        self.acc_plot.setMouseEnabled(x=True, y=False)
+        self.y_top = 0.0
+        for plot, label in ((self.loss_plot, "cross-entropy"), (self.acc_plot, "accuracy")):
+            plot.setLabel("bottom", "step")
+            plot.setLabel("left", label)
+            plot.getAxis("left").enableAutoSIPrefix(False)  # a loss of 0.7 reads 0.7, not 700 (x0.001)
+            plot.showGrid(x=False, y=True, alpha=0.15)
+            plot.addLegend(offset=(-10, 10))
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setClipToView(True)
+            plot.disableAutoRange()  # ranges move in jumps (_grow_x, _fit_loss_y), not on every repaint
+            for side in ("left", "bottom"):  # axes repaint from a cached pixmap unless their range moves
+                plot.getPlotItem().getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.x_max = 0.0
+        self.acc_plot.setYRange(-0.02, 1.05, padding=0)  # accuracy lives in [0, 1]: a fixed, cached axis
+        for plot in (self.loss_plot, self.acc_plot):
+            plot.setXRange(0, 20, padding=0.02)
+        self.current = {name: Series() for name in SERIES}
+        self.previous = {name: Series() for name in SERIES}
+        self.curves = {}
+        self.old_curves = {}
+        for name in SERIES:
+            plot = self.loss_plot if "loss" in name else self.acc_plot
+            dash = pg.QtCore.Qt.PenStyle.DashLine
+            style = {"width": 2.5} if not name.startswith("val") else {"width": 2, "style": dash}
+            label = ("train " if not name.startswith("val") else "validation ") + name.split("_")[-1]
+            self.old_curves[name] = plot.plot(pen=pg.mkPen(color=(*_rgb(self.COLOURS[name]), 70), **style))
+            self.curves[name] = plot.plot(pen=pg.mkPen(self.COLOURS[name], **style), name=label)
+        self.log_y = QCheckBox("log-y loss")
+        self.log_y.setToolTip("Logarithmic loss axis: small losses stay visible")
+        self.log_y.toggled.connect(self._log_mode)
+        top = QHBoxLayout()
+        top.addWidget(self.loss_plot)
+        top.addWidget(self.acc_plot)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        self.dirty = False
+
+    def add(self, event: dict) -> None:
+        """Record one step (no repaint: `refresh` does that on the timer)."""
+        step = event["step"]
+        self.current["loss"].append(step, event["loss"])
+        self.current["accuracy"].append(step, event["accuracy"])
+        if event.get("val_loss") is not None:
+            self.current["val_loss"].append(step, event["val_loss"])
+            self.current["val_accuracy"].append(step, event["val_accuracy"])
+        self.dirty = True
+
+    def refresh(self) -> None:
+        """Push the buffers to the curves: called on the ~30 Hz timer, never per step."""
+        if not self.dirty:
+            return
+        for name, curve in self.curves.items():
+            series = self.current[name]
+            if series.n != getattr(curve, "_shown", -1):  # validation points arrive rarely: skip unchanged
+                curve.setData(*series.view())
+                curve._shown = series.n
+        self._grow_x()
+        self._fit_loss_y()
+        self.dirty = False
+
+    def _fit_loss_y(self) -> None:
+        """Loss axis 0..top, moved only when the curve leaves it: a still axis repaints from cache."""
+        if self.log_y.isChecked():
+            return  # log axis: pyqtgraph's auto-range handles decades
+        peak = max(self.current["loss"].y_max, self.current["val_loss"].y_max, self.previous["loss"].y_max)
+        if peak > self.y_top or peak < 0.3 * self.y_top:
+            self.y_top = peak * 1.08 if peak > 0 else 1.0
+            self.loss_plot.setYRange(0, self.y_top, padding=0)
+
+    def _log_mode(self, on: bool) -> None:
+        self.loss_plot.setLogMode(y=on)
+        if on:
+            self.loss_plot.enableAutoRange(axis="y")
+        else:
+            self.y_top = 0.0
+            self._fit_loss_y()
+
+    def _grow_x(self) -> None:
+        """Widen the step axis in jumps (x1.5), so the axes are not re-laid out on every repaint."""
+        n = self.current["loss"].n
+        last = float(self.current["loss"].x[n - 1]) if n else 0.0
+        older = self.previous["loss"]
+        last = max(last, float(older.x[older.n - 1]) if older.n else 0.0)
+        if last >= self.x_max or self.x_max == 0.0:
+            self.x_max = max(20.0, last * 1.5)
+            for plot in (self.loss_plot, self.acc_plot):
+                plot.setXRange(0, self.x_max, padding=0.02)
+
+    def new_run(self) -> None:
+        """The current run becomes the faded previous run (only if it has points)."""
+        if self.current["loss"].n:
+            self.previous = self.current
+            for name, curve in self.old_curves.items():
+                curve.setData(*self.previous[name].view())
+        self.current = {name: Series() for name in SERIES}
+        for curve in self.curves.values():
+            curve.setData([], [])
+            curve._shown = 0
+        self.x_max = 0.0
+        self.y_top = 0.0
+        self.dirty = False
+
+    def point_count(self) -> int:
+        return self.current["loss"].n
+
+    def export_png(self, path: str | Path) -> Path:
+        path = Path(path)
+        if not self.grab().save(str(path)):
+            raise OSError(f"{path}: could not write the PNG")
+        return path
+
+    def export_csv(self, path: str | Path) -> Path:
+        """step, loss, accuracy, val_loss, val_accuracy (blank where not evaluated)."""
+        path = Path(path)
+        steps = self.current["loss"].view()[0]
+        val = dict(zip(self.current["val_loss"].view()[0].tolist(), self.current["val_loss"].view()[1].tolist(),
+                       strict=True))
+        val_acc = dict(zip(*(a.tolist() for a in self.current["val_accuracy"].view()), strict=True))
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", "loss", "accuracy", "val_loss", "val_accuracy"])
+            for i, step in enumerate(steps.tolist()):
+                writer.writerow([int(step), self.current["loss"].y[i], self.current["accuracy"].y[i],
+                                 val.get(step, ""), val_acc.get(step, "")])
+        tmp.replace(path)  # atomic: a half-written CSV never replaces a good one
+        return path
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    value = hex_colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)

@@ -1,0 +1,130 @@
+"""Transport: Play/Pause, Step, Stop, Reset over one TrainWorker, drained by a ~30 Hz timer.
+
+The timer is the only GUI-thread work during a run: it takes every event posted since the last
+tick, forwards them in one batch, and repaints nothing itself. The timer runs only while a worker
+exists, so an idle window does no periodic work at all.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import torch
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from .controller import Controller
+from .worker import TORCH_THREADS, TrainWorker, warm_up
+
+TICK_MS = 33  # ~30 Hz: plots and labels repaint at most this often, whatever the step rate
+
+
+class Runner(QObject):
+    events = Signal(list)  # a batch of plain-dict step events
+    state_changed = Signal(str)  # "idle" | "running" | "paused"
+    failed = Signal(str, str)  # title, message from the worker
+    finished = Signal()
+
+    def __init__(self, controller: Controller) -> None:
+        super().__init__()
+        self.controller = controller
+        torch.set_num_threads(TORCH_THREADS)  # per-thread in OpenMP: the GUI thread's predicts too
+        warm_up()
+        self.worker: TrainWorker | None = None
+        self.state = "idle"
+        self.step = 0  # the next step index (= steps done since the last reset)
+        self.steps_per_second = 0.0
+        self.timer = QTimer(self)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self.tick)
+        self._errors: list[tuple[str, str]] = []
+
+    # ---- transport --------------------------------------------------------------------------
+    def play_pause(self) -> None:
+        if self.worker is None:
+            self._start(paused=False)
+        elif self.state == "running":
+            self.worker.control.pause()
+            self._set_state("paused")
+        else:
+            self.worker.control.resume()
+            self._set_state("running")
+
+    def step_once(self) -> None:
+        if self.worker is None:
+            self._start(paused=True)
+        assert self.worker is not None
+        self.worker.control.step_once()
+        self._set_state("paused")
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.control.stop()
+
+    def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
+        """Stop the run and wait for the thread (close, reset, tests). True when none is left."""
+        worker = self.worker
+        if worker is None:
+            return True
+        worker.control.stop()
+        done = worker.wait(timeout_ms)
+        self._finish()
+        return done
+
+    def reset(self) -> None:
+        self.stop_and_wait()
+        self.step = 0
+        self.controller.reset_model()
+
+    @property
+    def active(self) -> bool:
+        return self.worker is not None
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _start(self, paused: bool) -> None:
+        # A full collection walks every object (Qt wrappers, torch modules): ~60-120 ms holding the GIL,
+        # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
+        gc.freeze()
+        controller = self.controller
+        controller.locked = True
+        self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused)
+        self.worker.finished.connect(self._finish)
+        self.worker.start()
+        self.timer.start()
+        self._set_state("paused" if paused else "running")
+
+    def tick(self) -> None:
+        if self.worker is None:
+            return
+        batch: list[dict[str, Any]] = []
+        for event in self.worker.drain():
+            if "error" in event:  # the run has ended; reported once idle (a modal dialog mid-tick would nest)
+                self._errors.append((event["title"], event["error"]))
+                continue
+            batch.append(event)
+        if batch:
+            self.step = batch[-1]["step"] + 1
+            self.steps_per_second = batch[-1]["sps"]
+            self.events.emit(batch)
+
+    def _finish(self) -> None:
+        worker = self.worker
+        if worker is None:
+            return
+        worker.wait()  # finished was emitted: returns at once
+        self.tick()  # the last events
+        self.worker = None
+        self.timer.stop()
+        self.controller.locked = False
+        worker.deleteLater()
+        gc.unfreeze()  # collect at leisure while idle
+        self._set_state("idle")
+        self.finished.emit()
+        errors, self._errors = self._errors, []
+        for title, message in errors:
+            self.failed.emit(title, message)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changed.emit(state)

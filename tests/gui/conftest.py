@@ -1,0 +1,72 @@
+"""GUI tests run offscreen; a test that leaves a thread running fails."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def qapp_cls():
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running():
+    """Compare threads before/after (allowing a short join): a leaked worker fails the test."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+        if not leaked:
+            break
+        for thread in leaked:
+            thread.join(timeout=0.05)
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    assert not leaked, f"threads left running: {leaked}"
+    from peft_studio.gui.worker import TrainWorker  # QThreads are not in threading.enumerate()
+
+    running = [w for w in list(TrainWorker.instances) if _running(w)]
+    assert not running, f"training workers left running: {running}"
+
+
+def _running(worker) -> bool:
+    try:
+        return worker.isRunning()
+    except RuntimeError:  # the C++ object is gone: not running
+        return False
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Capture error dialogs instead of blocking on them."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a, **k: shown.append((title, text)))
+    return shown
+
+
+@pytest.fixture
+def window(qtbot, errors):
+    from peft_studio.gui.app import make_app
+
+    make_app([])
+    from peft_studio.gui.window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.runner.stop_and_wait()
+    assert not win.runner.active

@@ -1,0 +1,94 @@
+"""Data dialog, method form + card, plots, inference, exports."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtGui import QImage
+
+
+def test_bad_file_gives_a_dialog_and_keeps_the_previous_dataset(window, tmp_path, errors):
+    bad = tmp_path / "broken.csv"
+    bad.write_text("text,category\nhello there,a\n")
+    assert not window.open_dataset(bad, "text", "label")
+    assert errors and errors[0][1].startswith("broken.csv") or "broken.csv" in errors[0][1]
+    assert window.controller.dataset.name == "intents"
+    assert window.data_box.currentText() == "intents"
+
+
+def test_a_good_file_loads_with_chosen_columns(window, tmp_path, errors):
+    good = tmp_path / "mine.csv"
+    rows = "\n".join(f"sentence {i} about {'cats' if i % 2 else 'dogs'},{'cat' if i % 2 else 'dog'}"
+                     for i in range(20))
+    good.write_text("words,animal\n" + rows + "\n")
+    assert window.open_dataset(good, "words", "animal")
+    assert not errors
+    assert window.controller.dataset.label_names == ("cat", "dog") or set(window.controller.dataset.label_names) \
+        == {"cat", "dog"}
+    assert window.scene.block_items["head"].title.endswith("32→2")
+
+
+def test_missing_pretrained_base_is_a_dialog_and_tiny_stays(window, errors):
+    ok = window.controller.set_base("minilm")
+    if ok:  # the pretrained base has landed: then it simply works
+        assert window.controller.setup.base == "minilm"
+        return
+    assert errors and errors[-1][0] == "This setup cannot be built"
+    assert window.controller.setup.base == "tiny"
+    assert window.base_box.currentText() == "tiny"
+
+
+def test_method_form_is_generated_and_the_count_updates_live(window):
+    window.controller.set_method("adapter")
+    form = window.form
+    assert set(form.editors) == {"freeze_head", "bottleneck", "placement", "layers", "nonlinearity", "init"}
+    assert form.editors["bottleneck"].maximum() == 4096
+    assert "2 x (32x16 + 16 + 16x32 + 32)" in window.card.browser.toPlainText()
+    form.editors["bottleneck"].setValue(4)  # the seed's exercise 3: change the bottleneck, watch the count
+    count = 2 * (2 * 32 * 4 + 4 + 32)
+    assert window.controller.experiment.method_parameter_count() == count
+    assert f"{count:,} trainable" in window.card.count.text()
+    form.editors["placement"].setCurrentText("both")
+    assert window.controller.experiment.method_parameter_count() == 2 * count
+
+
+def test_bad_typed_option_is_a_dialog_and_the_model_stays(window, errors):
+    window.form.editors["targets"].setText("nope")
+    window.form.editors["targets"].editingFinished.emit()
+    assert errors and "nope" in errors[-1][1]
+    assert window.form.editors["targets"].text() == "q,v"
+
+
+def test_plots_take_100k_points_and_stay_fast(window):
+    plots = window.plots
+    for step in range(100_000):
+        plots.add({"step": step, "loss": 1.0 / (step + 1), "accuracy": 0.5, "val_loss": None})
+    started = time.perf_counter()
+    plots.refresh()
+    window.repaint()
+    assert time.perf_counter() - started < 1.0
+    assert plots.point_count() == 100_000
+    plots.log_y.setChecked(True)
+    assert plots.loss_plot.getPlotItem().ctrl.logYCheck.isChecked()
+
+
+def test_exports(window, tmp_path):
+    window.plots.add({"step": 0, "loss": 1.5, "accuracy": 0.25, "val_loss": 1.6, "val_accuracy": 0.2})
+    window.plots.add({"step": 1, "loss": 1.2, "accuracy": 0.5, "val_loss": None})
+    csv_path = window.export_to(tmp_path / "curve.csv")
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "step,loss,accuracy,val_loss,val_accuracy"
+    assert lines[1].startswith("0,1.5,0.25,1.6,0.2") and lines[2].startswith("1,1.2,0.5,,")
+    png = window.export_to(tmp_path / "plots.png")
+    assert not QImage(str(png)).isNull()
+    svg = window.export_to(tmp_path / "diagram.svg")
+    assert "<svg" in svg.read_text()[:2000]
+
+
+def test_inference_box_shows_label_and_probabilities(window):
+    window.inference.entry.setText("where is my package")
+    text = window.inference.result.text()
+    assert text.startswith("→ ")
+    bars = [b for b in window.inference._bar_widgets if b.isVisibleTo(window.inference)]
+    assert len(bars) == window.controller.dataset.num_labels
+    assert abs(sum(b.value() for b in bars) - 1000) <= len(bars)
