@@ -40,6 +40,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or JSON file")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
+    parser.add_argument("--import-peft", metavar="FOLDER",
+                        help="start from a Hugging Face PEFT adapter folder (LoRA, IA3, prompt tuning): its method "
+                             "and settings replace --method and the method flags")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw"])
     train.add_argument("--log-every", type=int, default=50)
     train.add_argument("--save-adapter", metavar="PATH")
+    train.add_argument("--export-peft", metavar="FOLDER",
+                       help="after training, write a Hugging Face PEFT adapter folder (+ head.safetensors)")
     inspect = commands.add_parser("inspect", help="the census: every tensor, who owns it, what trains")
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
@@ -74,7 +79,12 @@ def _experiment(args: argparse.Namespace):
     options = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in METHOD_FLAGS.items()}
     options["freeze_head"] = args.freeze_head
     dataset = _dataset(args)
-    experiment = Experiment(Setup(args.base, args.method, options, args.seed), dataset)
+    if args.import_peft:
+        from .core.hf_peft import import_peft
+
+        experiment = import_peft(Setup(args.base, seed=args.seed), args.import_peft, dataset)
+    else:
+        experiment = Experiment(Setup(args.base, args.method, options, args.seed), dataset)
     experiment.to(args.device)
     return experiment
 
@@ -91,6 +101,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.log_every < 1:
         raise PeftStudioError("--log-every must be at least 1")
     experiment = _experiment(args)
+    if args.export_peft:
+        from .core.hf_peft import check_peft_export
+
+        check_peft_export(experiment)  # refuse before training, not after it
     _print_totals(experiment.census())
     settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
                              seed=args.seed, eval_every=args.log_every, track_grads=False)
@@ -107,6 +121,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{text:{width}s} -> {label}")
     if args.save_adapter:
         print(f"saved adapter to {save_adapter(experiment, args.save_adapter)}", file=sys.stderr)
+    if args.export_peft:
+        from .core.hf_peft import export_peft
+
+        print(f"saved PEFT adapter to {export_peft(experiment, args.export_peft)}", file=sys.stderr)
     return 0
 
 

@@ -102,3 +102,17 @@ def test_train_saves_an_adapter_that_loads_back(tmp_path, capsys):
     last_lines = out.splitlines()[-6:]
     assert [line.split("-> ")[1] for line in last_lines] == fresh.predict_labels(
         [line.split("  ")[0].strip() for line in last_lines])
+
+
+def test_export_peft_then_import_peft_from_the_command_line(tmp_path, capsys):
+    folder = tmp_path / "peft"
+    code, _, err = run_cli(capsys, "train", "--method", "ia3", "--steps", "3", "--export-peft", str(folder))
+    assert code == 0 and (folder / "adapter_config.json").exists() and "saved PEFT adapter" in err
+    code, out, _ = run_cli(capsys, "inspect", "--import-peft", str(folder), "--json")
+    exported = Experiment(Setup("tiny", "ia3", {}), load_builtin("intents")).census()
+    assert code == 0 and json.loads(out)["trainable"] == exported.trainable
+
+
+def test_export_peft_refuses_an_unsupported_method_before_training(capsys):
+    code, out, err = run_cli(capsys, "train", "--method", "adapter", "--export-peft", "/tmp/never-written")
+    assert code == 2 and "has no PEFT adapter format" in err and "step=" not in out
