@@ -106,12 +106,11 @@ class TrainControl:
             return True
 
 
-def _batches(count: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Full batch forever, or shuffled mini-batches epoch after epoch."""
+def _batches(count: int, batch_size: int, seed: int) -> Iterator[torch.Tensor | None]:
+    """None (the full batch, no copy) forever, or shuffled mini-batches epoch after epoch."""
     if batch_size == 0 or batch_size >= count:
-        everything = torch.arange(count)
         while True:
-            yield everything
+            yield None
     generator = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(count, generator=generator)
@@ -155,14 +154,21 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
             break
         started = time.perf_counter()
         index = next(batches)
-        logits = model(experiment.train_ids[index], experiment.train_mask[index])
-        labels = experiment.train_labels[index]
+        ids, mask, labels = experiment.train_ids, experiment.train_mask, experiment.train_labels
+        if index is not None:
+            ids, mask, labels = ids[index], mask[index], labels[index]
+        logits = model(ids, mask)
         loss = F.cross_entropy(logits, labels)
         if not torch.isfinite(loss):
             _restore(named, snapshot)
             raise TrainingDiverged(f"the loss became {loss.item()} at step {step}; the last finite weights are "
                                    f"restored. Try a lower learning rate (now {settings.lr:g}).")
-        snapshot = [p.detach().clone() for _, p in named]  # these weights gave a finite loss
+        if snapshot is None:
+            snapshot = [p.detach().clone() for _, p in named]
+        else:  # reuse the buffers: these weights gave a finite loss
+            with torch.no_grad():
+                for saved, (_, parameter) in zip(snapshot, named, strict=True):
+                    saved.copy_(parameter)
         optimizer.zero_grad()
         loss.backward()
         grad_norms = {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named} \
