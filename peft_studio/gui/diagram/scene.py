@@ -366,8 +366,9 @@ class _Layout:
             prev_bottom = QPointF(width / 2, y)
             label = self.shape_after(kind, obj)
             gap = st.vgap + (2 * st.site_r + st.vgap * 0.6 if between else 0)
-            if label:
-                self.text(label, QPointF(width / 2 + st.pad, y + gap / 2 - st.small_fm.height() / 2))
+            if label:  # right of the arrow, and right of any insertion points sitting on it
+                clear = (len(between) - 1) / 2 * 3 * st.site_r + st.site_r if between else 0.0
+                self.text(label, QPointF(width / 2 + clear + st.pad, y + gap / 2 - st.small_fm.height() / 2))
             for i, site in enumerate(between):
                 self.site_item(site, QPointF(width / 2 - (i - (len(between) - 1) / 2) * 3 * st.site_r,
                                              y + gap / 2))

@@ -81,7 +81,8 @@ class DiagramView(QGraphicsView):
         top = 8
         scale = min(viewport.width() / rect.width(), (viewport.height() - top) / rect.height())
         by_width = viewport.width() / rect.width()
-        tall = by_width > 1.6 * scale  # a deep expanded stack: fit the width, scroll down the layers
+        # A deep expanded stack would shrink past reading: fit the width, scroll down the layers.
+        tall = by_width > 1.6 * scale and scale < 0.4
         if self.presentation:  # readable from the back row: fill the width, pan down if needed
             scale = max(scale, min(by_width, 0.8))
         elif tall:
