@@ -36,6 +36,7 @@ from .bases.sites import ACTIVATION, LINEAR, Site
 from .data import TextDataset
 from .errors import AdapterFileError, ConfigError
 from .experiment import Experiment, Setup
+from .jsonfile import read_json_object
 from .methods.ia3 import ChannelScale
 from .methods.lora import LoraLinear
 from .methods.prompt_tuning import SoftPrompt
@@ -213,13 +214,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_CONFIG} (a PEFT adapter folder holds {ADAPTER_CONFIG} and "
                                f"{ADAPTER_WEIGHTS})")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterFileError(f"{folder.name}/{ADAPTER_CONFIG}: not readable JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise AdapterFileError(f"{folder.name}/{ADAPTER_CONFIG}: expected a JSON object")
-    return config
+    return read_json_object(path, f"{folder.name}/{ADAPTER_CONFIG}", AdapterFileError)
 
 
 def _module_matches(name: str, spec: Any) -> bool:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import BaseLoadError, ConfigError
+from ..jsonfile import read_json_object
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
 from .hf_names import hf_parameter, studio_parameter
 
@@ -110,13 +111,7 @@ class PretrainedTokenizer:
 
 
 def _read_json(path: Path, folder_name: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BaseLoadError(f"{folder_name}/{path.name}: not readable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BaseLoadError(f"{folder_name}/{path.name}: expected a JSON object")
-    return data
+    return read_json_object(path, f"{folder_name}/{path.name}", BaseLoadError)
 
 
 def _special_id(tokenizer: Any, token: str, where: str) -> int:
