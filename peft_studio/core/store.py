@@ -79,9 +79,12 @@ def load_adapter(experiment: Experiment, path: str | Path) -> None:
     missing = sorted(set(params) - set(tensors))
     if missing or set(tensors) - set(params):
         raise AdapterFileError(f"{name}: tensors do not match the model (missing: {', '.join(missing[:3]) or 'none'})")
+    for key, parameter in params.items():  # check everything first: a refused file changes nothing
+        if tensors[key].shape != parameter.shape:
+            raise AdapterFileError(f"{name}: {key} has shape {tuple(tensors[key].shape)}, "
+                                   f"the model needs {tuple(parameter.shape)}")
+        if not torch.isfinite(tensors[key]).all():
+            raise AdapterFileError(f"{name}: {key} holds NaN or infinite values")
     with torch.no_grad():
         for key, parameter in params.items():
-            if tensors[key].shape != parameter.shape:
-                raise AdapterFileError(f"{name}: {key} has shape {tuple(tensors[key].shape)}, "
-                                       f"the model needs {tuple(parameter.shape)}")
             parameter.copy_(tensors[key])

@@ -23,6 +23,7 @@ from ..core.bases import base_names
 from ..core.data import builtin_description, builtin_names, load_builtin
 from ..core.errors import PeftStudioError
 from ..core.methods import METHODS
+from ..core.store import load_adapter, save_adapter
 from . import theme
 from .controller import Controller
 from .describe import diagram_info
@@ -118,6 +119,10 @@ class MainWindow(QMainWindow):
         self.act_export = _action(self, "Export…", "Ctrl+E", "Export the plots (PNG), the curve (CSV) or the "
                                   "diagram (SVG/PNG)", self.export)
         self.act_open = _action(self, "Open…", "Ctrl+O", "Open a dataset file", self.open_dataset_dialog)
+        self.act_save_adapter = _action(self, "Save adapter…", "Ctrl+S", "Save the trained parts and the head "
+                                        "(safetensors + setup metadata)", self.save_adapter_dialog)
+        self.act_load_adapter = _action(self, "Load adapter…", "Ctrl+Shift+O", "Load a saved adapter into the "
+                                        "current model (same base and method)", self.load_adapter_dialog)
         for action in (self.act_fit, self.act_present):
             bar.addAction(action)
         self.act_zoom_in = _action(self, "Zoom in", "Ctrl+=", "Zoom in", lambda: self.view.zoom(1.2))
@@ -182,7 +187,8 @@ class MainWindow(QMainWindow):
         self.act_step.setShortcuts([QKeySequence("Right"), QKeySequence(".")])
         self.act_quit = _action(self, "Quit", QKeySequence.StandardKey.Quit, "Close the studio", self.close)
         menus = {
-            "&File": (self.act_open, self.act_export, None, self.act_quit),
+            "&File": (self.act_open, None, self.act_save_adapter, self.act_load_adapter, None, self.act_export, None,
+                      self.act_quit),
             "&Edit": (self.act_undo, self.act_redo),
             "&Run": (self.act_play, self.act_step, self.act_stop, self.act_reset),
             "&View": (self.act_fit, self.act_zoom_in, self.act_zoom_out, self.act_layers, None, self.act_present),
@@ -298,6 +304,8 @@ class MainWindow(QMainWindow):
         self.training.set_locked(locked)
         self.act_seed.setEnabled(not locked)
         self.act_open.setEnabled(not locked)
+        self.act_load_adapter.setEnabled(not locked)  # saving while paused/running would race the worker
+        self.act_save_adapter.setEnabled(not locked)
         self.act_undo.setEnabled(not locked and bool(self.controller._undo))
         self.act_redo.setEnabled(not locked and bool(self.controller._redo))
         for widget in (self.base_box, self.data_box, self.method_box):
@@ -381,6 +389,40 @@ class MainWindow(QMainWindow):
             self.refresh_all()
             return False
         return self.controller.set_dataset(dataset)
+
+    def save_adapter_dialog(self) -> None:
+        setup = self.controller.setup
+        path, _ = QFileDialog.getSaveFileName(self, "Save adapter", f"{setup.base}-{setup.method}.safetensors",
+                                              "Adapters (*.safetensors)")
+        if path:
+            self.save_adapter_to(path)
+
+    def save_adapter_to(self, path: str | Path) -> Path | None:
+        try:
+            saved = save_adapter(self.controller.experiment, path)
+        except (PeftStudioError, OSError) as exc:
+            self.show_error("Cannot save the adapter", str(exc))
+            return None
+        self.statusBar().showMessage(f"Saved adapter to {saved}", 5000)
+        return saved
+
+    def load_adapter_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load adapter", "", "Adapters (*.safetensors)")
+        if path:
+            self.load_adapter_from(path)
+
+    def load_adapter_from(self, path: str | Path) -> bool:
+        """Copy a saved adapter into the current model; a mismatch is a dialog and changes nothing."""
+        if self.runner.active:
+            return False
+        try:
+            load_adapter(self.controller.experiment, path)
+        except PeftStudioError as exc:
+            self.show_error("Cannot load this adapter", str(exc))
+            return False
+        self.refresh_inference()
+        self.statusBar().showMessage(f"Loaded adapter {Path(path).name}", 5000)
+        return True
 
     def reset(self) -> None:
         self.runner.reset()

@@ -33,3 +33,33 @@ def test_cli_without_arguments_starts_the_gui(monkeypatch):
     monkeypatch.setattr(app_module, "main", lambda: calls.append("gui") or 0)
     assert cli.main([]) == 0
     assert calls == ["gui"]
+
+
+def test_save_and_load_an_adapter_from_the_window(window, errors, tmp_path):
+    import torch
+
+    experiment = window.controller.experiment
+    with torch.no_grad():
+        for parameter in experiment.model.trainable_parameters():
+            parameter.add_(0.05)
+    texts = ["my card was charged twice"]
+    trained = experiment.predict(texts)
+    path = window.save_adapter_to(tmp_path / "mine")
+    assert path is not None and path.exists()
+    window.reset()  # fresh method parts and head
+    assert not torch.equal(window.controller.experiment.predict(texts), trained)
+    assert window.load_adapter_from(path)
+    assert torch.equal(window.controller.experiment.predict(texts), trained)
+    assert errors == []
+
+
+def test_a_mismatched_adapter_is_a_dialog_and_changes_nothing(window, errors, tmp_path):
+    import torch
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not an adapter at all")
+    before = [p.detach().clone() for p in window.controller.experiment.model.parameters()]
+    assert not window.load_adapter_from(bad)
+    assert errors and errors[0][0] == "Cannot load this adapter" and "bad.safetensors" in errors[0][1]
+    after = list(window.controller.experiment.model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
