@@ -10,6 +10,7 @@ Target: window / best bare >= 0.90. One figure per line.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -56,17 +57,29 @@ def window_steps_per_second(steps: int) -> float:
     elapsed = time.perf_counter() - started
     done = window.runner.step
     window.close()
-    return done / elapsed
+    return done / elapsed  # no warm-up run: the window pays its own start-up, as a user's would
+
+
+def measure(part: str, steps: int) -> float:
+    """One measurement in a fresh process: torch's per-thread state from one must not slow another."""
+    result = subprocess.run([sys.executable, __file__, str(steps), part], capture_output=True, text=True,
+                            check=True)
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 def main(steps: int) -> None:
-    bare = {threads: bare_loop_steps_per_second(threads, steps) for threads in (1, 2)}
+    bare = {threads: measure(f"bare{threads}", steps) for threads in (1, 2)}
     for threads, rate in bare.items():
         print(f"bare loop, {threads} torch thread(s), steps/s = {rate:.1f}")
-    window = window_steps_per_second(steps)
+    window = measure("window", steps)
     print(f"studio window (worker thread, live plots), steps/s = {window:.1f}")
     print(f"window / best bare loop = {window / max(bare.values()):.3f}")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 600)
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 600
+    if len(sys.argv) > 2:
+        part = sys.argv[2]
+        print(window_steps_per_second(count) if part == "window" else bare_loop_steps_per_second(int(part[4:]), count))
+    else:
+        main(count)

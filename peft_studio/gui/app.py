@@ -18,6 +18,11 @@ def make_app(argv: list[str] | None = None):
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(argv if argv is not None else sys.argv)
+    import torch
+
+    from .worker import GUI_TORCH_THREADS
+
+    torch.set_num_threads(GUI_TORCH_THREADS)  # before the window's first torch op: see worker.py
     app.setApplicationName("PEFT Studio")
     app.setOrganizationName("PEFT Studio")
     app.setStyle("Fusion")

@@ -14,7 +14,7 @@ import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from .controller import Controller
-from .worker import TORCH_THREADS, TrainWorker, warm_up
+from .worker import GUI_TORCH_THREADS, TrainWorker, warm_up
 
 TICK_MS = 33  # ~30 Hz: plots and labels repaint at most this often, whatever the step rate
 
@@ -28,7 +28,7 @@ class Runner(QObject):
     def __init__(self, controller: Controller) -> None:
         super().__init__()
         self.controller = controller
-        torch.set_num_threads(TORCH_THREADS)  # per-thread in OpenMP: the GUI thread's predicts too
+        torch.set_num_threads(GUI_TORCH_THREADS)  # per-thread in OpenMP: see worker.TORCH_THREADS
         warm_up()
         self.worker: TrainWorker | None = None
         self.state = "idle"

@@ -7,6 +7,7 @@ thousands of events and make the GUI thread do per-step work), no tensor crosses
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -21,9 +22,13 @@ from ..core.errors import PeftStudioError
 from ..core.experiment import Experiment
 from ..core.train import StepEvent, TrainControl, TrainSettings, train
 
-# Measured on 2 cores (tiny + intents + LoRA): 1 torch thread ~78 steps/s, 2 threads ~44 steps/s
-# (OpenMP workers fight the GUI thread and each other for the cores). One thread it is.
-TORCH_THREADS = 1
+# Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): the trainer
+# thread runs ~120 steps/s with 2 torch threads and ~75 with 1, but only while the GUI thread never
+# opens an OpenMP team of its own: any torch op on the GUI thread with >1 threads (a predict, a
+# backward) halves the trainer's speed for the rest of the process. So: the GUI thread gets
+# exactly one torch thread, the trainer thread one per core (capped at 4: tiny models gain nothing).
+TORCH_THREADS = max(1, min(4, os.cpu_count() or 1))
+GUI_TORCH_THREADS = 1
 GRAD_INTERVAL_S = 0.1  # gradient norms at most 10 times a second: they cost ~30% when taken per step
 
 
@@ -77,11 +82,19 @@ class TrainWorker(QThread):
 
 
 def warm_up() -> None:
-    """Pay torch's first-use costs on the GUI thread at start-up, not inside the first run.
+    """Pay torch's first-use costs at start-up, not inside the first run, on a throwaway thread.
 
     The first optimizer step imports ~800 modules (torch._dynamo, sympy, ...): over a second of
-    work that holds the GIL in chunks, which would make the first run stutter the window.
+    work that holds the GIL in chunks, which would make the first run stutter the window. It runs
+    on its own thread because a backward pass on the GUI thread halved later training speed with
+    2 torch threads (measured: 117 -> 60 steps/s on tiny + LoRA, 2 cores).
     """
+    thread = threading.Thread(target=_one_optimizer_step, name="torch-warm-up")
+    thread.start()
+    thread.join()
+
+
+def _one_optimizer_step() -> None:
     parameter = torch.nn.Parameter(torch.zeros(2, 2))
     optimizer = torch.optim.AdamW([parameter], lr=1e-3)
     loss = torch.nn.functional.cross_entropy(torch.softmax(parameter, -1) @ parameter, torch.tensor([0, 1]))
