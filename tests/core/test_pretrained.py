@@ -154,14 +154,7 @@ def test_random_bert_checkpoints_equal_bert_model(tmp_path, options):
                                                                       options["heads"])
     pooling = options.get("pooling") or "cls"  # a plain BERT folder pools [CLS]
     assert base.cfg.pooling == pooling
-    ids, mask = base.tokenizer.batch(TEXTS)
-    hf = hf_reference(folder, ids, mask)
-    with torch.no_grad():
-        hidden, _ = base.encode(ids, mask)
-        pooled = base(ids, mask)
-    assert (hidden - hf)[mask].abs().max() <= 1e-4
-    expected = hf[:, 0] if pooling == "cls" else mean_pool(hf, mask)
-    assert (pooled - expected).abs().max() <= 1e-4
+    assert_equals_bert_model(base, folder, pooling)
     if options.get("model_cls", "BertModel") != "BertModel":
         assert base.load_notes and "ignored tensors outside the encoder" in base.load_notes[0]
 
@@ -176,14 +169,18 @@ def test_any_small_bert_equals_bert_model(tmp_path_factory, shape, layers, ff, a
     hidden, heads = shape
     folder = write_bert_folder(tmp_path_factory.mktemp("bert") / "b", hidden=hidden, heads=heads, layers=layers,
                                ff=ff, act=act, pooling=pooling, tokenizer=tokenizer, eps=eps, seed=seed)
-    base = load_pretrained(str(folder))
+    assert_equals_bert_model(load_pretrained(str(folder)), folder, "mean" if pooling == "mean" else "cls")
+
+
+def assert_equals_bert_model(base, folder, pooling: str) -> None:
+    """Hidden states (real positions) and the pooled vector agree with transformers' BertModel."""
     ids, mask = base.tokenizer.batch(TEXTS)
     hf = hf_reference(folder, ids, mask)
     with torch.no_grad():
-        hidden_states, _ = base.encode(ids, mask)
+        hidden, _ = base.encode(ids, mask)
         pooled = base(ids, mask)
-    assert (hidden_states - hf)[mask].abs().max() <= 1e-4
-    expected = mean_pool(hf, mask) if pooling == "mean" else hf[:, 0]
+    assert (hidden - hf)[mask].abs().max() <= 1e-4
+    expected = hf[:, 0] if pooling == "cls" else mean_pool(hf, mask)
     assert (pooled - expected).abs().max() <= 1e-4
 
 

@@ -12,7 +12,23 @@ from .. import theme
 from .style import Style
 
 
-class BlockItem(QGraphicsObject):
+class LiveMarks:
+    """Live gradient norm and table-selection mark, shared by blocks and insertion points."""
+
+    grad: float | None
+    grad_max: float
+    marked: bool
+
+    def set_grad(self, value: float | None, vmax: float) -> None:
+        self.grad, self.grad_max = value, max(vmax, 1e-12)
+        self.update()
+
+    def set_marked(self, marked: bool) -> None:
+        self.marked = marked
+        self.update()
+
+
+class BlockItem(LiveMarks, QGraphicsObject):
     """A box: a frozen module, a container (layer, attention, ...), the input or the head.
 
     role: "frozen" | "trainable" | "head" | "head-frozen" | "container" | "plain" (no tensors).
@@ -37,14 +53,6 @@ class BlockItem(QGraphicsObject):
     def boundingRect(self) -> QRectF:
         m = self.style.pen * 2
         return self.rect.adjusted(-m, -m, m, m)
-
-    def set_grad(self, value: float | None, vmax: float) -> None:
-        self.grad, self.grad_max = value, max(vmax, 1e-12)
-        self.update()
-
-    def set_marked(self, marked: bool) -> None:
-        self.marked = marked
-        self.update()
 
     def chevron_rect(self) -> QRectF:
         size = self.style.title_fm.height()
@@ -108,7 +116,7 @@ class BlockItem(QGraphicsObject):
         event.accept()
 
 
-class SiteItem(QGraphicsObject):
+class SiteItem(LiveMarks, QGraphicsObject):
     """An insertion point: where a method can put its trainable part. Click to add/remove."""
 
     def __init__(self, site_id: str, glyph: str, state: str, centre: QPointF, style: Style,
@@ -132,14 +140,6 @@ class SiteItem(QGraphicsObject):
     def boundingRect(self) -> QRectF:
         r = self.style.site_r * 1.25 + self.style.pen * 2
         return QRectF(-r, -r, 2 * r, 2 * r + self.style.site_r * 0.9)
-
-    def set_grad(self, value: float | None, vmax: float) -> None:
-        self.grad, self.grad_max = value, max(vmax, 1e-12)
-        self.update()
-
-    def set_marked(self, marked: bool) -> None:
-        self.marked = marked
-        self.update()
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         st = self.style
