@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
 
 
@@ -216,4 +217,8 @@ def test_live_gradient_norms_frozen_parts_show_exactly_zero(window, qtbot):
     site = window.scene.site_items["layers.0.attn.q"]
     head = window.scene.block_items["head"]
     assert site.grad is not None and site.grad > 0 and head.grad is not None
-    assert window.scene.block_items["layers.0.attn.k"].grad is None  # frozen: no bar at all
+    for item in (site, head):  # the bar shows the norm relative to the largest one right now
+        assert item._bar is not None and item._bar.isVisible()
+        assert item._bar.fraction == pytest.approx(item.grad / item.grad_max, abs=1 / item._bar.track.width())
+    frozen = window.scene.block_items["layers.0.attn.k"]
+    assert frozen.grad is None and frozen._bar is None  # frozen: no bar at all

@@ -12,16 +12,58 @@ from .. import theme
 from .style import Style
 
 
+class GradBar(QGraphicsItem):
+    """A small live bar under a part: its gradient norm relative to the largest right now.
+
+    A child item of its own, so a new value repaints this strip alone, not the (cached) box and
+    its text; and only when the filled length moves by half a pixel or more.
+    """
+
+    def __init__(self, parent: QGraphicsItem, track: QRectF, colour: QColor) -> None:
+        super().__init__(parent)
+        self.track, self.colour, self.fraction = track, colour.darker(115), 0.0
+        self.setZValue(1)
+
+    def set_fraction(self, fraction: float) -> None:
+        fraction = max(0.0, min(1.0, fraction))
+        if abs(fraction - self.fraction) * self.track.width() >= 0.5:
+            self.fraction = fraction
+            self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self.track
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#e4e7eb"))
+        painter.drawRect(self.track)
+        painter.setBrush(self.colour)
+        painter.drawRect(QRectF(self.track.left(), self.track.top(), self.track.width() * self.fraction,
+                                self.track.height()))
+
+
 class LiveMarks:
     """Live gradient norm and table-selection mark, shared by blocks and insertion points."""
 
     grad: float | None
     grad_max: float
     marked: bool
+    _bar: GradBar | None = None
+
+    def bar_geometry(self) -> tuple[QRectF, QColor] | None:
+        """Where this item's gradient bar goes and its colour; None for an item without one."""
+        return None
 
     def set_grad(self, value: float | None, vmax: float) -> None:
         self.grad, self.grad_max = value, max(vmax, 1e-12)
-        self.update()
+        if self._bar is None:
+            geometry = self.bar_geometry()
+            if geometry is None:
+                return
+            self._bar = GradBar(self, *geometry)
+        self._bar.setVisible(value is not None)
+        if value is not None:
+            self._bar.set_fraction(value / self.grad_max)
 
     def set_marked(self, marked: bool) -> None:
         self.marked = marked
@@ -48,6 +90,9 @@ class BlockItem(LiveMarks, QGraphicsObject):
         self.rect = QRectF(0, 0, rect.width(), rect.height())
         self.setAcceptHoverEvents(True)
         self.setZValue(0 if role == "container" else 1)
+        # Live gradient bars repaint items ~10 times a second; a cached item (and the container
+        # under it) blits a pixmap instead of re-rendering antialiased text.
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
 
     def boundingRect(self) -> QRectF:
@@ -105,8 +150,11 @@ class BlockItem(LiveMarks, QGraphicsObject):
             draw_lock(painter, QPointF(st.pad * 0.25, st.pad * 0.25), st.small_fm.height() * 0.8, theme.FROZEN_EDGE)
         if self.quant:
             _badge(painter, st, QPointF(self.rect.right() - st.pad / 2, self.rect.bottom()), "4-bit NF4")
-        if self.grad is not None and self.role in ("trainable", "head"):
-            _grad_bar(painter, st, self.rect, self.grad / self.grad_max, _role_colours(self.role)[1])
+
+    def bar_geometry(self) -> tuple[QRectF, QColor] | None:
+        if self.role not in ("trainable", "head"):
+            return None
+        return _bar_track(self.style, self.rect), _role_colours(self.role)[1]
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         if self.chevron and self.on_chevron and self.chevron_rect().contains(event.pos()):
@@ -130,6 +178,7 @@ class SiteItem(LiveMarks, QGraphicsObject):
         self.hover = False
         self.setPos(centre)
         self.setZValue(3)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)  # see BlockItem
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.ForbiddenCursor if state == "unavailable" else Qt.CursorShape.PointingHandCursor)
 
@@ -169,10 +218,12 @@ class SiteItem(LiveMarks, QGraphicsObject):
         painter.setPen(text)
         painter.setFont(st.glyph_font)
         painter.drawText(QRectF(-r, -r, 2 * r, 2 * r), Qt.AlignmentFlag.AlignCenter, self.glyph)
-        if self.grad is not None and self.state == "selected":
-            w = 1.3 * st.site_r
-            _grad_bar(painter, st, QRectF(-w, -r, 2 * w, 2 * r + st.site_r * 0.85), self.grad / self.grad_max,
-                      theme.METHOD)
+
+    def bar_geometry(self) -> tuple[QRectF, QColor] | None:
+        if self.state != "selected":
+            return None
+        w, r = 1.3 * self.style.site_r, self.style.site_r
+        return _bar_track(self.style, QRectF(-w, -r, 2 * w, 2 * r + r * 0.85)), theme.METHOD
 
     def hoverEnterEvent(self, event) -> None:  # noqa: N802
         self.hover = True
@@ -294,16 +345,10 @@ def _badge(painter: QPainter, st: Style, anchor: QPointF, text: str) -> None:
     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
 
 
-def _grad_bar(painter: QPainter, st: Style, rect: QRectF, fraction: float, colour: QColor) -> None:
-    """A small live bar under the part: its gradient norm relative to the largest right now."""
-    fraction = max(0.0, min(1.0, fraction))
+def _bar_track(st: Style, rect: QRectF) -> QRectF:
+    """The gradient bar's strip along the bottom of `rect`."""
     h = 5 * st.scale
-    track = QRectF(rect.left() + 3, rect.bottom() - h - 2, rect.width() - 6, h)
-    painter.setPen(Qt.PenStyle.NoPen)
-    painter.setBrush(QColor("#e4e7eb"))
-    painter.drawRect(track)
-    painter.setBrush(colour.darker(115))
-    painter.drawRect(QRectF(track.left(), track.top(), track.width() * fraction, h))
+    return QRectF(rect.left() + 3, rect.bottom() - h - 2, rect.width() - 6, h)
 
 
 def draw_lock(painter: QPainter, at: QPointF, size: float, colour: QColor) -> None:
