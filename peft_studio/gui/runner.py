@@ -1,22 +1,28 @@
-"""Transport: Play/Pause, Step, Stop, Reset over one TrainWorker, drained by a ~30 Hz timer.
+"""Transport: Play/Pause, Step, Stop, Reset over one TrainWorker, drained by a frame timer.
 
 The timer is the only GUI-thread work during a run: it takes every event posted since the last
-tick, forwards them in one batch, and repaints nothing itself. The timer runs only while a worker
-exists, so an idle window does no periodic work at all.
+tick and forwards them in one batch, so the window repaints once per frame, whatever the step
+rate. Frames come at 30 Hz, slower only to keep the GUI thread within its CPU budget when the
+trainer uses every core (see frame_budget). The timer runs only while a worker exists, so an
+idle window does no periodic work at all.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import time
 from typing import Any
 
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from .controller import Controller
-from .worker import GUI_TORCH_THREADS, TrainWorker, warm_up
+from .frame_budget import FASTEST_MS, GUI_SHARE, FrameBudget
+from .worker import GUI_TORCH_THREADS, TORCH_THREADS, TrainWorker, warm_up
 
-TICK_MS = 33  # ~30 Hz: plots and labels repaint at most this often, whatever the step rate
+# A GUI thread with a core of its own slows nobody: then no budget, frames always at 30 Hz.
+CORES_SATURATED = (os.cpu_count() or 1) <= TORCH_THREADS
 
 
 class Runner(QObject):
@@ -34,8 +40,9 @@ class Runner(QObject):
         self.state = "idle"
         self.step = 0  # the next step index (= steps done since the last reset)
         self.steps_per_second = 0.0
+        self.budget = FrameBudget(GUI_SHARE if CORES_SATURATED else None)
         self.timer = QTimer(self)
-        self.timer.setInterval(TICK_MS)
+        self.timer.setInterval(FASTEST_MS)
         self.timer.timeout.connect(self.tick)
         self._errors: list[tuple[str, str]] = []
 
@@ -48,6 +55,7 @@ class Runner(QObject):
             self._set_state("paused")
         else:
             self.worker.control.resume()
+            self._restart_frames()
             self._set_state("running")
 
     def step_once(self) -> None:
@@ -90,6 +98,7 @@ class Runner(QObject):
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused)
         self.worker.finished.connect(self._finish)
         self.worker.start()
+        self._restart_frames()
         self.timer.start()
         self._set_state("paused" if paused else "running")
 
@@ -106,6 +115,13 @@ class Runner(QObject):
             self.step = batch[-1]["step"] + 1
             self.steps_per_second = batch[-1]["sps"]
             self.events.emit(batch)
+        interval = self.budget.frame(time.monotonic(), time.thread_time())
+        if interval != self.timer.interval():
+            self.timer.setInterval(interval)
+
+    def _restart_frames(self) -> None:
+        self.budget.restart(time.monotonic(), time.thread_time())
+        self.timer.setInterval(self.budget.interval_ms)
 
     def _finish(self) -> None:
         worker = self.worker

@@ -28,7 +28,7 @@ QToolBar { spacing: 6px; padding: 4px; border-bottom: 1px solid #d5dae1; backgro
 QToolBar QToolButton { padding: 4px 8px; border-radius: 4px; }
 QToolBar QToolButton:hover { background: #e8edf3; }
 QToolBar QToolButton:checked { background: #fde3c8; }
-QLabel#stepCounter { font-size: 15pt; font-weight: 600; color: #1f2933; padding: 0 8px; min-width: 120px; }
+QLabel#stepCounter { background: #fbfcfd; font-size: 15pt; font-weight: 600; color: #1f2933; padding: 0 8px; }
 QLabel#speed { color: #5b6672; min-width: 90px; }
 QGroupBox { font-weight: 600; border: 1px solid #d5dae1; border-radius: 6px; margin-top: 10px; padding-top: 6px; }
 QGroupBox::title { subcontrol-origin: margin; left: 8px; padding: 0 4px; }

@@ -99,12 +99,15 @@ class MainWindow(QMainWindow):
             bar.addAction(action)
         self.step_label = QLabel("step 0")
         self.step_label.setObjectName("stepCounter")
-        self.step_label.setFixedWidth(170)  # a fixed width: a new number never re-lays out the toolbar
+        self._fix_step_label_width()
         self.step_label.setToolTip("Optimizer steps since the last reset")
         self.speed_label = QLabel("")
         self.speed_label.setObjectName("speed")
         self.speed_label.setFixedWidth(110)
         self.speed_label.setToolTip("Training speed (steps per second, averaged over the last 20 steps)")
+        # Opaque: a new number each frame repaints the label alone, not the toolbar behind it.
+        self.step_label.setAutoFillBackground(True)
+        self.step_label.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         bar.addWidget(self.step_label)
         bar.addWidget(self.speed_label)
         bar.addSeparator()
@@ -441,7 +444,15 @@ class MainWindow(QMainWindow):
         self.scene.set_presentation(on)
         self.view.set_presentation(on)
         self.step_label.setStyleSheet("font-size: 22pt;" if on else "")
+        self._fix_step_label_width()
         self.view.fit()
+
+    def _fix_step_label_width(self) -> None:
+        """Wide enough for a 7-digit count in the current font, and fixed: a new number never
+        re-lays out the toolbar."""
+        self.step_label.ensurePolished()
+        metrics = self.step_label.fontMetrics()
+        self.step_label.setFixedWidth(metrics.horizontalAdvance("step 0000000") + 20)
 
     def export(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export", "peft-studio.png",

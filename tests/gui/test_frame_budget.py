@@ -1,0 +1,64 @@
+"""The frame interval: 30 Hz within the GUI's CPU budget, slower (never below 10 Hz) beyond it."""
+
+from __future__ import annotations
+
+from peft_studio.gui.frame_budget import FASTEST_MS, MEASURE_S, SLOWEST_MS, FrameBudget
+
+
+def feed(budget: FrameBudget, share_used: float, seconds: float, start: tuple[float, float]) -> tuple[float, float]:
+    """Frames every 10 ms of wall time, the GUI thread using `share_used` of a core."""
+    wall, cpu = start
+    for _ in range(round(seconds / 0.01)):
+        wall += 0.01
+        cpu += 0.01 * share_used
+        budget.frame(wall, cpu)
+    return wall, cpu
+
+
+def test_without_a_budget_frames_stay_at_30_hz():
+    budget = FrameBudget(share=None)
+    feed(budget, share_used=0.5, seconds=3, start=(0.0, 0.0))
+    assert budget.interval_ms == FASTEST_MS
+
+
+def test_over_budget_backs_off_in_proportion_and_stops_at_10_hz():
+    budget = FrameBudget(share=0.05)
+    budget.restart(0.0, 0.0)
+    clocks = feed(budget, share_used=0.10, seconds=MEASURE_S + 0.05, start=(0.0, 0.0))
+    assert budget.interval_ms == 2 * FASTEST_MS  # twice the budget: half the frame rate
+    feed(budget, share_used=0.5, seconds=3, start=clocks)
+    assert budget.interval_ms == SLOWEST_MS
+
+
+def test_a_decision_waits_for_enough_frames():
+    budget = FrameBudget(share=0.05)
+    budget.restart(0.0, 0.0)
+    feed(budget, share_used=0.5, seconds=MEASURE_S * 0.8, start=(0.0, 0.0))
+    assert budget.interval_ms == FASTEST_MS
+
+
+def test_well_under_budget_creeps_back_to_30_hz_and_a_restart_jumps_there():
+    budget = FrameBudget(share=0.05)
+    budget.restart(0.0, 0.0)
+    clocks = feed(budget, share_used=0.5, seconds=3, start=(0.0, 0.0))
+    assert budget.interval_ms == SLOWEST_MS
+    clocks = feed(budget, share_used=0.01, seconds=MEASURE_S * 2.1, start=clocks)
+    assert FASTEST_MS < budget.interval_ms < SLOWEST_MS  # a step at a time, not a jump
+    feed(budget, share_used=0.01, seconds=30, start=clocks)
+    assert budget.interval_ms == FASTEST_MS
+    feed(budget, share_used=0.5, seconds=3, start=clocks)
+    budget.restart(100.0, 10.0)
+    assert budget.interval_ms == FASTEST_MS
+
+
+def test_the_runner_slows_its_frames_when_the_gui_exceeds_its_budget(window, qtbot):
+    runner = window.runner
+    runner.budget.share = 1e-9  # any painting at all is over this budget
+    window.controller.set_training(steps=100_000)
+    runner.play_pause()
+    qtbot.waitUntil(lambda: runner.timer.interval() == SLOWEST_MS, timeout=10_000)
+    assert runner.state == "running" and window.plots.point_count() > 0
+    runner.play_pause()  # pause, then resume: a fresh start at full rate
+    runner.play_pause()
+    assert runner.timer.interval() == FASTEST_MS
+    runner.stop_and_wait()
