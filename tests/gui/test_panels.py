@@ -90,6 +90,14 @@ def test_a_live_curve_redraws_its_settled_part_once_per_chunk_and_shows_every_po
         np.testing.assert_allclose(ys, expected_y, rtol=1e-9)
 
 
+def test_the_plot_legend_and_log_toggle_are_on_screen(window):
+    plots = window.plots
+    assert plots.log_y.isVisibleTo(window) and plots.legend.isVisibleTo(window)
+    assert "validation" in plots.legend.text() and "previous run" in plots.legend.text()
+    plots.log_y.click()
+    assert plots.loss_plot.getPlotItem().ctrl.logYCheck.isChecked()
+
+
 def test_exports(window, tmp_path):
     window.plots.add({"step": 0, "loss": 1.5, "accuracy": 0.25, "val_loss": 1.6, "val_accuracy": 0.2})
     window.plots.add({"step": 1, "loss": 1.2, "accuracy": 0.5, "val_loss": None})

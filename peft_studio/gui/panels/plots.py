@@ -15,7 +15,15 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
 from PySide6.QtGui import QPainterPath, QPen  # noqa: E402
-from PySide6.QtWidgets import QCheckBox, QGraphicsItem, QGraphicsPathItem, QHBoxLayout, QVBoxLayout, QWidget  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QCheckBox,
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
 SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
 
@@ -57,8 +65,8 @@ class LiveCurve:
 
     CHUNK = 64
 
-    def __init__(self, plot: pg.PlotWidget, pen: QPen, name: str | None = None) -> None:
-        self.settled = plot.plot(pen=pen, name=name)
+    def __init__(self, plot: pg.PlotWidget, pen: QPen) -> None:
+        self.settled = plot.plot(pen=pen)
         self.settled.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.tail = QGraphicsPathItem()
         self.tail.setPen(pen)  # cosmetic: pixels wide whatever the data scale
@@ -122,7 +130,6 @@ class LivePlots(QWidget):
             plot.setLabel("left", label)
             plot.getAxis("left").enableAutoSIPrefix(False)  # a loss of 0.7 reads 0.7, not 700 (x0.001)
             plot.showGrid(x=False, y=True, alpha=0.15)
-            plot.addLegend(offset=(-10, 10))
             plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
             plot.disableAutoRange()  # ranges move in jumps (_grow_x, _fit_loss_y), not on every repaint
@@ -140,21 +147,39 @@ class LivePlots(QWidget):
             plot = self.loss_plot if "loss" in name else self.acc_plot
             dash = pg.QtCore.Qt.PenStyle.DashLine
             style = {"width": 2.5} if not name.startswith("val") else {"width": 2, "style": dash}
-            label = ("train " if not name.startswith("val") else "validation ") + name.split("_")[-1]
             self.old_curves[name] = plot.plot(pen=pg.mkPen(color=(*_rgb(self.COLOURS[name]), 70), **style))
             self.old_curves[name].curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)  # static
             self.old_curves[name].setVisible(False)  # until a run ends: an empty pyqtgraph item still costs
-            self.curves[name] = LiveCurve(plot, pg.mkPen(self.COLOURS[name], **style), name=label)
+            self.curves[name] = LiveCurve(plot, pg.mkPen(self.COLOURS[name], **style))
         self.log_y = QCheckBox("log-y loss")
         self.log_y.setToolTip("Logarithmic loss axis: small losses stay visible")
         self.log_y.toggled.connect(self._log_mode)
         top = QHBoxLayout()
         top.addWidget(self.loss_plot)
         top.addWidget(self.acc_plot)
+        # The legend sits above the plots, not inside them: an in-plot legend under the growing
+        # curve was repainted with it on every frame.
+        self.legend = QLabel(self._legend_html())
+        self.legend.setToolTip("Both plots: training batch (solid) and validation set (dashed); the faded "
+                               "curves are the previous run, kept for comparison")
+        header = QHBoxLayout()
+        header.setContentsMargins(8, 0, 8, 0)
+        header.addWidget(self.legend)
+        header.addStretch(1)
+        header.addWidget(self.log_y)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(header)
         layout.addLayout(top)
         self.dirty = False
+
+    def _legend_html(self) -> str:
+        train, val = self.COLOURS["loss"], self.COLOURS["val_loss"]
+        faded = "#f7c9a0"
+        return (f'<span style="color:{train}; font-weight:700">━━</span> training batch &nbsp;&nbsp; '
+                f'<span style="color:{val}; font-weight:700">╍╍</span> validation set &nbsp;&nbsp; '
+                f'<span style="color:{faded}; font-weight:700">━━</span> previous run (faded)')
 
     def add(self, event: dict) -> None:
         """Record one step (no repaint: `refresh` does that on the timer)."""
