@@ -136,7 +136,7 @@ class LivePlots(QWidget):
             for side in ("left", "bottom"):  # axes repaint from a cached pixmap unless their range moves
                 plot.getPlotItem().getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.x_max = 0.0
-        self.acc_plot.setYRange(-0.02, 1.05, padding=0)  # accuracy lives in [0, 1]: a fixed, cached axis
+        self.acc_plot.setYRange(-0.03, 1.1, padding=0)  # accuracy lives in [0, 1]: a fixed, cached axis
         for plot in (self.loss_plot, self.acc_plot):
             plot.setXRange(0, 20, padding=0.02)
         self.current = {name: Series() for name in SERIES}
