@@ -19,7 +19,7 @@ MEASURE_S = 0.5  # re-decide twice a second: long enough to average over several
 
 
 class FrameBudget:
-    """An additive-increase / multiplicative-decrease choice of the frame interval.
+    """The frame interval: backs off in proportion when over budget, returns 5 ms at a time.
 
     Feed it (wall clock, GUI-thread CPU clock) once per frame; `interval_ms` is the frame
     interval to use next. `share=None` means no budget: always FASTEST_MS.
