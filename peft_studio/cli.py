@@ -40,6 +40,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or JSON file")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
+    parser.add_argument("--setup", metavar="FILE",
+                        help="a setup saved by the window (File > Save setup): its base, method, options, dataset, "
+                             "seed and training settings; --steps, --lr, --batch-size and --optimizer still override")
     parser.add_argument("--import-peft", metavar="FOLDER",
                         help="start from a Hugging Face PEFT adapter folder (LoRA, IA3, prompt tuning): its method "
                              "and settings replace --method and the method flags")
@@ -73,8 +76,34 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
     return load_builtin("seed-intents" if args.base == "seed-pooled" else "intents")
 
 
+# With --setup the file decides these; giving one as well would be silently ignored, so it is an error.
+SETUP_DECIDES = ("--base", "--method", *METHOD_FLAGS, "--freeze-head", "--seed", "--dataset", "--data",
+                 "--text-column", "--label-column", "--import-peft")
+TRAINING_FLAGS = {"--steps": "steps", "--lr": "lr", "--batch-size": "batch_size", "--optimizer": "optimizer"}
+
+
+def _from_setup_file(args: argparse.Namespace):
+    """The experiment and training settings of `--setup`, with the training flags given on top."""
+    from dataclasses import replace
+
+    from .core.experiment import Experiment
+    from .core.setup_file import load_setup
+
+    clash = [flag for flag in SETUP_DECIDES if flag in args.given]
+    if clash:
+        raise PeftStudioError(f"--setup already sets the model, the data and the seed; drop {', '.join(clash)}")
+    setup, dataset, settings = load_setup(args.setup)
+    overrides = {field: getattr(args, field) for flag, field in TRAINING_FLAGS.items() if flag in args.given}
+    experiment = Experiment(setup, dataset)
+    experiment.to(args.device)
+    return experiment, replace(settings, **overrides)
+
+
 def _experiment(args: argparse.Namespace):
     from .core.experiment import Experiment, Setup
+
+    if args.setup:
+        return _from_setup_file(args)[0]
 
     options = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in METHOD_FLAGS.items()}
     options["freeze_head"] = args.freeze_head
@@ -95,19 +124,25 @@ def _print_totals(census) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .core.store import save_adapter
     from .core.train import TrainSettings, train
 
     if args.log_every < 1:
         raise PeftStudioError("--log-every must be at least 1")
-    experiment = _experiment(args)
+    if args.setup:
+        experiment, settings = _from_setup_file(args)
+    else:
+        experiment = _experiment(args)
+        settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                                 optimizer=args.optimizer, seed=args.seed)
+    settings = replace(settings, eval_every=args.log_every, track_grads=False)
     if args.export_peft:
         from .core.hf_peft import check_peft_export
 
         check_peft_export(experiment)  # refuse before training, not after it
     _print_totals(experiment.census())
-    settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
-                             seed=args.seed, eval_every=args.log_every, track_grads=False)
     for event in train(experiment, settings):
         if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:
             line = f"step={event.step:03d} loss={event.loss:.4f} acc={event.accuracy:.2f}"
@@ -174,7 +209,9 @@ def start_gui() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}  # flags typed, not defaults
     try:
         if args.command == "train":
             return cmd_train(args)

@@ -145,6 +145,12 @@ class Controller(QObject):
         state.dataset = dataset
         return self.apply(state)
 
+    def set_everything(self, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> bool:
+        """A whole saved setup at once (one undo step); the previous one stays if it cannot be built."""
+        state = self._next()
+        state.setup, state.dataset, state.settings = copy.deepcopy(setup), dataset, settings
+        return self.apply(state)
+
     def set_training(self, **changes: Any) -> None:
         """Training settings do not change the model: no rebuild, but undoable."""
         self._undo.append(self.state)

@@ -24,6 +24,7 @@ from ..core.bases import base_names
 from ..core.data import builtin_description, builtin_names, load_builtin
 from ..core.errors import PeftStudioError
 from ..core.methods import METHODS
+from ..core.setup_file import load_setup, save_setup
 from ..core.store import load_adapter, save_adapter
 from . import theme
 from .controller import Controller
@@ -129,6 +130,10 @@ class MainWindow(QMainWindow):
                                         "(safetensors + setup metadata)", self.save_adapter_dialog)
         self.act_load_adapter = _action(self, "Load adapter…", "Ctrl+Shift+O", "Load a saved adapter into the "
                                         "current model (same base and method)", self.load_adapter_dialog)
+        self.act_save_setup = _action(self, "Save setup…", "Ctrl+Shift+S", "Save base, method, options, dataset "
+                                      "and training settings as a JSON file (no weights)", self.save_setup_dialog)
+        self.act_open_setup = _action(self, "Open setup…", "Ctrl+Shift+L", "Open a saved setup (undo with Ctrl+Z)",
+                                      self.open_setup_dialog)
         for action in (self.act_fit, self.act_present):
             bar.addAction(action)
         self.act_zoom_in = _action(self, "Zoom in", "Ctrl+=", "Zoom in", lambda: self.view.zoom(1.2))
@@ -193,8 +198,8 @@ class MainWindow(QMainWindow):
         self.act_step.setShortcuts([QKeySequence("Right"), QKeySequence(".")])
         self.act_quit = _action(self, "Quit", QKeySequence.StandardKey.Quit, "Close the studio", self.close)
         menus = {
-            "&File": (self.act_open, None, self.act_save_adapter, self.act_load_adapter, None, self.act_export, None,
-                      self.act_quit),
+            "&File": (self.act_open, None, self.act_open_setup, self.act_save_setup, None, self.act_save_adapter,
+                      self.act_load_adapter, None, self.act_export, None, self.act_quit),
             "&Edit": (self.act_undo, self.act_redo),
             "&Run": (self.act_play, self.act_step, self.act_stop, self.act_reset),
             "&View": (self.act_fit, self.act_zoom_in, self.act_zoom_out, self.act_layers, None, self.act_present),
@@ -314,6 +319,7 @@ class MainWindow(QMainWindow):
         self.act_seed.setEnabled(not locked)
         self.act_open.setEnabled(not locked)
         self.act_load_adapter.setEnabled(not locked)  # saving while paused/running would race the worker
+        self.act_open_setup.setEnabled(not locked)
         self.act_save_adapter.setEnabled(not locked)
         self.act_undo.setEnabled(not locked and bool(self.controller._undo))
         self.act_redo.setEnabled(not locked and bool(self.controller._redo))
@@ -431,6 +437,41 @@ class MainWindow(QMainWindow):
             return False
         self.refresh_inference()
         self.statusBar().showMessage(f"Loaded adapter {Path(path).name}", 5000)
+        return True
+
+    def save_setup_dialog(self) -> None:
+        setup = self.controller.setup
+        path, _ = QFileDialog.getSaveFileName(self, "Save setup", f"{setup.base}-{setup.method}.json",
+                                              "Setups (*.json)")
+        if path:
+            self.save_setup_to(path)
+
+    def save_setup_to(self, path: str | Path) -> Path | None:
+        try:
+            saved = save_setup(path, self.controller.setup, self.controller.dataset, self.controller.settings)
+        except PeftStudioError as exc:
+            self.show_error("Cannot save the setup", str(exc))
+            return None
+        self.statusBar().showMessage(f"Saved setup to {saved}", 5000)
+        return saved
+
+    def open_setup_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open setup", "", "Setups (*.json)")
+        if path:
+            self.open_setup(path)
+
+    def open_setup(self, path: str | Path) -> bool:
+        """Read, check and build a saved setup; any problem is a dialog and the current setup stays."""
+        if self.runner.active:
+            return False
+        try:
+            setup, dataset, settings = load_setup(path)
+        except PeftStudioError as exc:
+            self.show_error("Cannot open this setup", str(exc))
+            return False
+        if not self.controller.set_everything(setup, dataset, settings):
+            return False
+        self.statusBar().showMessage(f"Opened setup {Path(path).name}", 5000)
         return True
 
     def reset(self) -> None:

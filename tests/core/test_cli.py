@@ -116,3 +116,29 @@ def test_export_peft_then_import_peft_from_the_command_line(tmp_path, capsys):
 def test_export_peft_refuses_an_unsupported_method_before_training(capsys):
     code, out, err = run_cli(capsys, "train", "--method", "adapter", "--export-peft", "/tmp/never-written")
     assert code == 2 and "has no PEFT adapter format" in err and "step=" not in out
+
+
+def test_a_setup_file_replays_the_same_run_as_its_flags(tmp_path, capsys):
+    from peft_studio.core.setup_file import save_setup
+    from peft_studio.core.train import TrainSettings
+
+    setup_path = save_setup(tmp_path / "seed.json", Setup("seed-pooled", "adapter", {"bottleneck": 4}, seed=42),
+                            load_builtin("seed-intents"), TrainSettings(steps=201, lr=0.05, seed=42))
+    assert main(["train", "--setup", str(setup_path), "--log-every", "50"]) == 0
+    from_file = capsys.readouterr().out
+    assert main(["train", "--base", "seed-pooled", "--method", "adapter", "--bottleneck", "4", "--dataset",
+                 "seed-intents", "--steps", "201", "--lr", "0.05", "--seed", "42", "--log-every", "50"]) == 0
+    assert from_file == capsys.readouterr().out and "step=200" in from_file
+    assert main(["train", "--setup", str(setup_path), "--steps", "3", "--log-every", "1"]) == 0  # flags override
+    assert "step=002" in capsys.readouterr().out
+
+
+def test_a_setup_file_with_model_flags_is_refused(tmp_path, capsys):
+    from peft_studio.core.setup_file import save_setup
+    from peft_studio.core.train import TrainSettings
+
+    setup_path = save_setup(tmp_path / "s.json", Setup(), load_builtin("intents"), TrainSettings())
+    assert main(["inspect", "--setup", str(setup_path), "--method=ia3", "--r", "2"]) == 2
+    assert "drop --method, --r" in capsys.readouterr().err
+    assert main(["inspect", "--setup", str(tmp_path / "missing.json")]) == 2
+    assert "no such setup file" in capsys.readouterr().err

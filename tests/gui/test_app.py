@@ -63,3 +63,32 @@ def test_a_mismatched_adapter_is_a_dialog_and_changes_nothing(window, errors, tm
     assert errors and errors[0][0] == "Cannot load this adapter" and "bad.safetensors" in errors[0][1]
     after = list(window.controller.experiment.model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_a_saved_setup_reopens_whole_and_undo_returns(window, errors, tmp_path):
+    controller = window.controller
+    controller.set_method("adapter", {"bottleneck": 6})
+    window.on_dataset_choice("sentiment")
+    controller.set_training(steps=77, lr=0.02)
+    saved = window.save_setup_to(tmp_path / "lesson.json")
+    assert saved is not None and errors == []
+    window._choose(controller.set_method, "ia3")
+    window.on_dataset_choice("intents")
+    controller.set_training(steps=5)
+    assert window.open_setup(saved)
+    assert controller.setup.method == "adapter" and controller.setup.options == {"bottleneck": 6}
+    assert controller.dataset.name == "sentiment" and window.data_box.currentText() == "sentiment"
+    assert controller.settings.steps == 77 and window.training.steps.value() == 77
+    assert window.method_box.currentText() == "adapter" and errors == []
+    window.act_undo.trigger()  # the whole setup is one undo step
+    assert controller.setup.method == "ia3" and controller.dataset.name == "intents" and controller.settings.steps == 5
+
+
+def test_a_bad_setup_file_is_a_dialog_and_the_setup_stays(window, errors, tmp_path):
+    bad = tmp_path / "lesson.json"
+    bad.write_text('{"format": "peft-studio-setup", "version": 1, "base": "tiny", "method": "lora", '
+                   '"options": {"r": 0}, "seed": 0, "dataset": {"builtin": "intents"}, "training": {}}')
+    before = window.controller.setup
+    assert not window.open_setup(bad)
+    assert errors and errors[0][0] == "Cannot open this setup" and "lesson.json" in errors[0][1]
+    assert window.controller.setup == before

@@ -71,7 +71,7 @@ def _load_cached(name: str) -> TextDataset:
     if not path.is_file():
         raise DatasetError(f"built-in dataset '{name}' is missing its data file {path}; reinstall PEFT Studio")
     loaded = load_dataset_file(path, "text", "label", split_column="split")
-    return replace(loaded, name=name, source="built-in", description=description)
+    return replace(loaded, name=name, source="built-in", description=description, recipe=(("builtin", name),))
 
 
 def _seed_intents(description: str) -> TextDataset:
@@ -85,4 +85,5 @@ def _seed_intents(description: str) -> TextDataset:
         source="built-in",
         unknown_token=False,
         description=description,
+        recipe=(("builtin", "seed-intents"),),
     )

@@ -23,6 +23,9 @@ class TextDataset:
     unknown_token: bool = True
     description: str = ""
     max_len: int = 64
+    # How to load it again (a setup file stores this): (("builtin", name),) or the file loader's
+    # arguments as (key, value) pairs; empty for a dataset built in code.
+    recipe: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         for field in ("label_names", "train_texts", "train_labels", "val_texts", "val_labels"):

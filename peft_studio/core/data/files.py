@@ -333,6 +333,9 @@ def _load(path: Path, text_column: str, label_column: str, split_column: str | N
         unknown_token=True,
         description=f"Loaded from {path.name}: column '{text_column}' labelled by '{label_column}'.",
         max_len=max_len,
+        recipe=(("path", str(path.resolve())), ("text_column", text_column), ("label_column", label_column),
+                ("split_column", split_column), ("val_fraction", val_fraction), ("seed", seed),
+                ("max_rows", max_rows), ("max_len", max_len)),
     )
 
 
