@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QRectF, QSize, Qt
@@ -413,12 +414,16 @@ class MainWindow(QMainWindow):
             self.save_adapter_to(path)
 
     def save_adapter_to(self, path: str | Path) -> Path | None:
+        return self._save("adapter", lambda: save_adapter(self.controller.experiment, path))
+
+    def _save(self, what: str, write: Callable[[], Path]) -> Path | None:
+        """Write a user's file: a failure is a dialog, a success a status-bar line."""
         try:
-            saved = save_adapter(self.controller.experiment, path)
+            saved = write()
         except (PeftStudioError, OSError) as exc:
-            self.show_error("Cannot save the adapter", str(exc))
+            self.show_error(f"Cannot save the {what}", str(exc))
             return None
-        self.statusBar().showMessage(f"Saved adapter to {saved}", 5000)
+        self.statusBar().showMessage(f"Saved {what} to {saved}", 5000)
         return saved
 
     def load_adapter_dialog(self) -> None:
@@ -447,13 +452,8 @@ class MainWindow(QMainWindow):
             self.save_setup_to(path)
 
     def save_setup_to(self, path: str | Path) -> Path | None:
-        try:
-            saved = save_setup(path, self.controller.setup, self.controller.dataset, self.controller.settings)
-        except PeftStudioError as exc:
-            self.show_error("Cannot save the setup", str(exc))
-            return None
-        self.statusBar().showMessage(f"Saved setup to {saved}", 5000)
-        return saved
+        controller = self.controller
+        return self._save("setup", lambda: save_setup(path, controller.setup, controller.dataset, controller.settings))
 
     def open_setup_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open setup", "", "Setups (*.json)")
