@@ -1,5 +1,3 @@
-import sys
+from peft_studio.cli import main_entry
 
-from peft_studio.cli import main
-
-sys.exit(main())
+main_entry()

@@ -3,38 +3,109 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from .core.bases import base_names
+from .core.bases import base_names, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
 from .core.errors import PeftStudioError
 from .core.methods import METHODS, method_names
 
-METHOD_FLAGS = {  # flag -> (config field, type, help)
-    "--r": ("r", int, "LoRA rank"),
-    "--alpha": ("alpha", float, "LoRA alpha (scale alpha/r)"),
-    "--dropout": ("dropout", float, "LoRA dropout"),
-    "--targets": ("targets", str, "comma list of sites, e.g. q,v"),
-    "--layers": ("layers", str, "comma list of layer indices"),
-    "--bottleneck": ("bottleneck", int, "adapter bottleneck width"),
-    "--placement": ("placement", str, "adapter placement: after-attn, after-ffn, both"),
-    "--nonlinearity": ("nonlinearity", str, "adapter nonlinearity: tanh, relu, gelu, swish"),
-    "--init": ("init", str, "adapter init: default or identity"),
-    "--tokens": ("tokens", int, "soft-prompt or prefix length"),
-    "--prefix-projection": ("prefix_projection", int, "prefix MLP hidden size (0: none)"),
-}
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag or value is one `error: ...` line and exit 2, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def finite_float(text: str) -> float:
+    """A float flag: NaN and infinities are refused here, with their own message."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if len(text) > 24:
+            raise argparse.ArgumentTypeError(f"a {len(text)}-character number is out of range [{low}, {high}]")
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range [{low}, {high}]")
+        return value
+
+    return parse
+
+
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class MethodFlag:
+    """One CLI flag generated from the config fields of every registered method that has it."""
+
+    field: str
+    kind: type
+    helps: dict[str, str]  # method name -> that method's help for the field
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    def help(self) -> str:
+        by_text: dict[str, list[str]] = {}
+        for method, text in self.helps.items():
+            by_text.setdefault(text, []).append(method)
+        if len(by_text) == 1:
+            return f"{next(iter(by_text))} ({', '.join(self.helps)})"
+        return "; ".join(f"{', '.join(methods)}: {text}" for text, methods in by_text.items())
+
+
+def method_flags() -> list[MethodFlag]:
+    """The union of every registered method's config fields, in registry order (the one list)."""
+    flags: dict[str, MethodFlag] = {}
+    for name, method in METHODS.items():
+        for f in dataclasses.fields(method.config_cls):
+            kind = _field_kind(f)
+            flag = flags.setdefault(f.name, MethodFlag(f.name, kind, {}))
+            flag.helps[name] = f.metadata.get("help", "")
+    return list(flags.values())
+
+
+def _field_kind(f: dataclasses.Field) -> type:
+    default = f.default
+    for kind in (bool, int, float):
+        if isinstance(default, kind):
+            return kind
+    return str
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default="tiny", help=f"{', '.join(base_names())} or a checkpoint folder")
     parser.add_argument("--method", default="lora", choices=method_names())
-    for flag, (_, kind, help_text) in METHOD_FLAGS.items():
-        parser.add_argument(flag, type=kind, default=None, help=help_text)
-    parser.add_argument("--freeze-head", action="store_true", default=None, help="keep the head frozen")
+    for flag in method_flags():
+        if flag.kind is bool:
+            parser.add_argument(flag.flag, action="store_true", default=None, help=flag.help())
+        else:
+            kind = {int: bounded_int(-(2**31), 2**31), float: finite_float}.get(flag.kind, str)
+            parser.add_argument(flag.flag, type=kind, default=None, help=flag.help())
     parser.add_argument("--device", default="cpu", help="cpu, or cuda when present")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--dataset", choices=builtin_names(), help="a built-in dataset")
     data.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or JSON file")
@@ -49,15 +120,16 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="peft-studio", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
+    parser = _Parser(prog="peft-studio", description=__doc__)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     train = commands.add_parser("train", help="train a method and print the loss")
     _add_model_arguments(train)
-    train.add_argument("--steps", type=int, default=200)
-    train.add_argument("--lr", type=float, default=1e-2)
-    train.add_argument("--batch-size", type=int, default=0, help="0: full batch")
+    train.add_argument("--steps", type=bounded_int(1, 10_000_000), default=None, help="default: the base's")
+    train.add_argument("--lr", type=finite_float, default=None, help="default: the base's")
+    train.add_argument("--batch-size", type=bounded_int(0, 10_000_000), default=None,
+                       help="0: full batch (default: the base's)")
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw"])
-    train.add_argument("--log-every", type=int, default=50)
+    train.add_argument("--log-every", type=bounded_int(1, 10_000_000), default=50)
     train.add_argument("--save-adapter", metavar="PATH")
     train.add_argument("--export-peft", metavar="FOLDER",
                        help="after training, write a Hugging Face PEFT adapter folder (+ head.safetensors)")
@@ -77,8 +149,11 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
 
 
 # With --setup the file decides these; giving one as well would be silently ignored, so it is an error.
-SETUP_DECIDES = ("--base", "--method", *METHOD_FLAGS, "--freeze-head", "--seed", "--dataset", "--data",
-                 "--text-column", "--label-column", "--import-peft")
+def _setup_decides() -> tuple[str, ...]:
+    return ("--base", "--method", *(f.flag for f in method_flags()), "--seed", "--dataset", "--data",
+            "--text-column", "--label-column", "--import-peft")
+
+
 TRAINING_FLAGS = {"--steps": "steps", "--lr": "lr", "--batch-size": "batch_size", "--optimizer": "optimizer"}
 
 
@@ -89,11 +164,12 @@ def _from_setup_file(args: argparse.Namespace):
     from .core.experiment import Experiment
     from .core.setup_file import load_setup
 
-    clash = [flag for flag in SETUP_DECIDES if flag in args.given]
+    clash = [flag for flag in _setup_decides() if flag in args.given]
     if clash:
         raise PeftStudioError(f"--setup already sets the model, the data and the seed; drop {', '.join(clash)}")
     setup, dataset, settings = load_setup(args.setup)
-    overrides = {field: getattr(args, field) for flag, field in TRAINING_FLAGS.items() if flag in args.given}
+    overrides = {field: getattr(args, field) for flag, field in TRAINING_FLAGS.items()
+                 if flag in args.given and getattr(args, field) is not None}
     experiment = Experiment(setup, dataset)
     experiment.to(args.device)
     return experiment, replace(settings, **overrides)
@@ -105,8 +181,7 @@ def _experiment(args: argparse.Namespace):
     if args.setup:
         return _from_setup_file(args)[0]
 
-    options = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in METHOD_FLAGS.items()}
-    options["freeze_head"] = args.freeze_head
+    options = {flag.field: getattr(args, flag.field) for flag in method_flags()}
     dataset = _dataset(args)
     if args.import_peft:
         from .core.hf_peft import import_peft
@@ -123,19 +198,23 @@ def _print_totals(census) -> None:
     print(f"trainable params = {census.trainable}")
 
 
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .core.store import save_adapter
     from .core.train import TrainSettings, train
 
-    if args.log_every < 1:
-        raise PeftStudioError("--log-every must be at least 1")
     if args.setup:
         experiment, settings = _from_setup_file(args)
     else:
         experiment = _experiment(args)
-        settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+        defaults = train_defaults(experiment.setup.base)
+        settings = TrainSettings(steps=_given(args.steps, defaults.steps), lr=_given(args.lr, defaults.lr),
+                                 batch_size=_given(args.batch_size, defaults.batch_size),
                                  optimizer=args.optimizer, seed=args.seed)
     settings = replace(settings, eval_every=args.log_every, track_grads=False)
     if args.export_peft:
@@ -210,7 +289,10 @@ def start_gui() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag, already reported on one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     args.given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}  # flags typed, not defaults
     try:
         if args.command == "train":
@@ -228,8 +310,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: unencodable text is escaped, a closed stdout (`| head -1`) ends quietly."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away: point stdout at nothing so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":

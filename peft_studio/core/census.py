@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from .bases.sites import Site
-from .model import PeftModel
+from .model import StudioModel
 from .quant import NF4Linear
 
 
@@ -90,7 +90,7 @@ def _site_of(name: str, sites: list[Site]) -> str:
     return best or path
 
 
-def take_census(model: PeftModel) -> Census:
+def take_census(model: StudioModel) -> Census:
     sites = model.base.sites()
     rows: list[CensusRow] = []
     quantized: list[NF4Linear] = []

@@ -12,9 +12,9 @@ from .bases.frozen import FrozenBase
 from .census import Census, take_census
 from .data import TextDataset
 from .errors import ConfigError
-from .methods import Method, get_method
-from .methods.config import MethodConfig, make_config
-from .model import PeftModel
+from .methods import Method, ShapeChange, get_method
+from .methods.config import MethodConfig
+from .model import StudioModel
 
 
 @dataclass
@@ -35,7 +35,8 @@ class Experiment:
         self.setup = setup
         self.dataset = dataset
         self.method: Method = get_method(setup.method)
-        self.config: MethodConfig = make_config(self.method.config_cls, setup.options)
+        self.config: MethodConfig = self.method.config(setup.options)
+        self.device = torch.device("cpu")
         self.model = self._build()
         self.tokenizer = self.model.base.tokenizer
         self.train_ids, self.train_mask = self.tokenizer.batch(list(dataset.train_texts))
@@ -45,18 +46,17 @@ class Experiment:
         else:
             self.val_ids = self.val_mask = None
         self.val_labels = torch.tensor(dataset.val_labels, dtype=torch.long)
-        self.device = torch.device("cpu")
 
     @property
     def base(self) -> FrozenBase:
         return self.model.base
 
-    def _build(self) -> PeftModel:
+    def _build(self) -> StudioModel:
         torch.manual_seed(self.setup.seed)
         tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(self.setup.base) else None
         base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
         self.method.validate(self.config, base)
-        model = PeftModel(base)
+        model = StudioModel(base)
         self.method.attach(model, self.config)
         head_trains = not self.config.freeze_head
         model.add_head(self.dataset.num_labels, trainable=head_trains)
@@ -65,8 +65,8 @@ class Experiment:
         return model
 
     def reset(self) -> None:
-        """Fresh method parts and head from the same seed; the base is rebuilt bit-identical."""
-        self.model = self._build()
+        """Fresh method parts and head from the same seed, on the same device; the base is rebuilt bit-identical."""
+        self.model = self._build().to(self.device)
 
     def to(self, device: str) -> None:
         """Move the model and the encoded data; an unknown or absent device is a ConfigError."""
@@ -96,6 +96,12 @@ class Experiment:
 
     def shape_notes(self) -> list[str]:
         return self.method.shape_notes(self.config, self.base, self.seq_len())
+
+    def shape_change(self) -> ShapeChange:
+        return self.method.shape_change(self.config)
+
+    def selected_sites(self) -> list:
+        return self.method.selected_sites(self.config, self.base)
 
     @torch.no_grad()
     def predict(self, texts: list[str]) -> torch.Tensor:

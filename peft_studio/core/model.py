@@ -8,7 +8,7 @@ from torch import nn
 from .bases.frozen import FrozenBase, tensors_fingerprint
 
 
-class PeftModel(nn.Module):
+class StudioModel(nn.Module):
     """Holds the base, records every module a method swaps in, and undoes it on detach."""
 
     def __init__(self, base: FrozenBase) -> None:
@@ -40,8 +40,11 @@ class PeftModel(nn.Module):
         self.head.requires_grad_(trainable)
 
     def detach_method(self) -> None:
-        """Restore the base exactly as it was before attach (bit-identical)."""
+        """Restore the base exactly as it was before attach (bit-identical), merged weights included."""
         for path, original in reversed(self._swapped):
+            for module in self.base.get_submodule(path).modules():
+                if callable(getattr(module, "unmerge", None)):  # a merged update lives in the base's own weight
+                    module.unmerge()
             self.base.set_submodule(path, original)
         self._swapped.clear()
         with torch.no_grad():

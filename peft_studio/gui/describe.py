@@ -18,19 +18,12 @@ KIND_WORDS = {
 }
 
 
-def live_formula(controller: Controller, method_name: str, options: dict) -> str:
-    """The card's formula with the current numbers, e.g. h = W0 x + (16/8) B A x."""
-    method = get_method(method_name)
-    formula = method.card.formula
-    if method_name in ("lora", "qlora"):
-        r, alpha = options.get("r", 8), options.get("alpha", 16.0)
-        formula = formula.replace("(alpha / r)", f"({alpha:g}/{r} = {alpha / r:g})")
-    elif method_name in ("prompt-tuning", "prefix-tuning"):
-        formula = formula.replace("+ n", f"+ {options.get('tokens', 8)}")
-    return formula
+def _signed(delta: int) -> str:
+    return f"+{delta:,}" if delta >= 0 else f"−{-delta:,}"
 
 
 def site_tooltip(controller: Controller, site: Site, state: str) -> str:
+    """What this insertion point is, and exactly what a click on it would do to the trainable count."""
     method_name = controller.method_for_site(site)
     method = get_method(method_name)
     lines = [f"<b>{escape(site.label)}</b>", escape(KIND_WORDS.get(site.kind, site.kind)),
@@ -39,22 +32,30 @@ def site_tooltip(controller: Controller, site: Site, state: str) -> str:
         lines.append(f"<span style='color:#b3261e'>Not available: {escape(site.unavailable.get(method_name, ''))}"
                      "</span>")
         return "<br>".join(lines)
-    options = dict(controller.setup.options) if method_name == controller.setup.method else \
-        dict(controller.state.remembered.get(method_name, {}))
-    added = controller.would_add(site)
+    exp = controller.experiment
     if state == "selected":
         rows = [r for r in controller.census.rows if r.site == site.id and r.owner == "method"]
         params = sum(r.numel for r in rows)
         shapes = ", ".join(f"{r.name.rsplit('.', 1)[-1]} {'×'.join(map(str, r.shape))}" for r in rows)
         lines.append(f"<b style='color:#f07f16'>{method.title} here: {params:,} trainable parameters</b>"
                      + (f" ({escape(shapes)})" if shapes else ""))
-        notes = [n for n in controller.experiment.shape_notes() if n.startswith(site.id + ":")]
+        notes = [n for n in exp.shape_notes() if n.startswith(site.id + ":")]
         lines.extend(escape(n) for n in notes[:2])
-        lines.append("Click to remove it.")
-    elif added is not None:
-        lines.append(f"Click to add {method.title} here: +{added:,} parameters.")
-    lines.append(f"formula: <code>{escape(live_formula(controller, method_name, options))}</code>")
-    lines.append(f"code: <code>{escape(method.card.code)}</code>")
+    effect = controller.click_effect(site)
+    if effect is not None:
+        total = controller.census.trainable + effect.delta
+        if not effect.adds:
+            then = "" if effect.method == method_name else f" (nothing left: {effect.method})"
+            lines.append(f"Click to remove it{then}: {_signed(effect.delta)} parameters → {total:,} trainable.")
+        elif effect.method != controller.setup.method:
+            lines.append(f"Click to switch to {get_method(effect.method).title} here: {_signed(effect.delta)} "
+                         f"parameters → {total:,} trainable.")
+        else:
+            lines.append(f"Click to add {method.title} here: {_signed(effect.delta)} parameters → {total:,} "
+                         "trainable.")
+    config = exp.config if method_name == controller.setup.method else method.default_config()
+    lines.append(f"formula: <code>{escape(method.live_formula(config))}</code>")
+    lines.append(f"code: <code>{escape(method.code(config))}</code>")
     if controller.locked:
         lines.append("<i>Locked while training: stop or reset to change the model.</i>")
     return "<br>".join(lines)
@@ -62,13 +63,12 @@ def site_tooltip(controller: Controller, site: Site, state: str) -> str:
 
 def diagram_info(controller: Controller) -> DiagramInfo:
     exp = controller.experiment
-    config = exp.config
-    method = controller.setup.method
+    change = exp.shape_change()
     return DiagramInfo(
         blocks=exp.base.blocks(), sites=exp.base.sites(), rows=list(controller.census.rows),
         selected=controller.selected_site_ids(), site_method=controller.method_for_site,
+        site_glyph=lambda site: get_method(controller.method_for_site(site)).glyph,
         site_tip=lambda site, state: site_tooltip(controller, site, state),
-        seq_len=exp.seq_len(), prompt_tokens=getattr(config, "tokens", 0) if method == "prompt-tuning" else 0,
-        prefix_tokens=getattr(config, "tokens", 0) if method == "prefix-tuning" else 0,
+        seq_len=exp.seq_len(), prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
         hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
-        head_trainable=not config.freeze_head, method=method, locked=controller.locked)
+        head_trainable=not exp.config.freeze_head, method=controller.setup.method, locked=controller.locked)

@@ -94,7 +94,7 @@ class Runner(QObject):
         # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
         gc.freeze()
         controller = self.controller
-        controller.locked = True
+        controller.studio.lock()
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused)
         self.worker.finished.connect(self._finish)
         self.worker.start()
@@ -131,7 +131,7 @@ class Runner(QObject):
         self.tick()  # the last events
         self.worker = None
         self.timer.stop()
-        self.controller.locked = False
+        self.controller.studio.unlock()
         worker.deleteLater()
         gc.unfreeze()  # collect at leisure while idle
         self._set_state("idle")

@@ -249,10 +249,9 @@ class MainWindow(QMainWindow):
         self.scene.build(diagram_info(c))
         if self.view.auto_fit:
             self.view.fit()
-        selected = exp.method.selected_sites(exp.config, exp.base)
-        names = ",".join(dict.fromkeys(s.name for s in selected))
-        layers = ",".join(str(x) for x in sorted({s.layer for s in selected if s.layer is not None}))
-        self.form.show_config(exp.config, names, layers)
+        method, config, base = exp.method, exp.config, exp.base
+        choices = {name: method.field_choices(name, base) for name in config.to_dict()}
+        self.form.show_config(config, method.effective_options(config, base), choices)
         self.card.show_for(c)
         self.table.set_rows(list(c.census.rows))
         for box, value in ((self.base_box, c.setup.base), (self.method_box, c.setup.method),
@@ -322,8 +321,7 @@ class MainWindow(QMainWindow):
         self.act_load_adapter.setEnabled(not locked)  # saving while paused/running would race the worker
         self.act_open_setup.setEnabled(not locked)
         self.act_save_adapter.setEnabled(not locked)
-        self.act_undo.setEnabled(not locked and bool(self.controller._undo))
-        self.act_redo.setEnabled(not locked and bool(self.controller._redo))
+        self._history(self.controller.studio.can_undo, self.controller.studio.can_redo)
         for widget in (self.base_box, self.data_box, self.method_box):
             widget.setToolTip(LOCK_REASON if locked else widget.toolTip().split("\n")[0])
         if locked:

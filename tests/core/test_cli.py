@@ -71,7 +71,7 @@ def test_methods_lists_every_method_once(capsys):
     (["inspect", "--base", "seed-pooled", "--method", "prefix-tuning"], "no attention layers"),
     (["inspect", "--base", "nonesuch"], "unknown base 'nonesuch'"),
     (["inspect", "--method", "lora", "--targets", "zz"], "unknown site 'zz'"),
-    (["train", "--steps", "0"], "steps must be at least 1"),
+    (["train", "--steps", "0"], "--steps: 0 is out of range [1,"),
     (["inspect", "--device", "tpu9"], "device 'tpu9' is not available"),
 ])
 def test_user_errors_are_one_line_and_exit_2(capsys, argv, phrase):

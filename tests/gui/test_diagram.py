@@ -56,15 +56,16 @@ def test_clicking_an_insertion_point_selects_method_site_and_updates_counts(wind
     assert c.selected_site_ids() == {"layers.0.ffn_adapter"}
 
 
-def test_lora_clicks_add_and_remove_targets(window, qtbot):
+def test_lora_clicks_add_and_remove_exactly_the_clicked_site(window, qtbot):
     c = window.controller
+    start = c.selected_site_ids()  # LoRA's default: q and v in both layers
     click_item(qtbot, window, window.scene.site_items["layers.0.attn.k"])
     assert c.setup.method == "lora"
-    assert {"layers.0.attn.k", "layers.1.attn.k"} <= c.selected_site_ids()
-    assert c.census.trainable_of("method") == 6 * 8 * 64
+    assert c.selected_site_ids() == start | {"layers.0.attn.k"}  # that layer's k only, not layer 1's
+    assert c.census.trainable_of("method") == 5 * 8 * 64
     click_item(qtbot, window, window.scene.site_items["layers.0.attn.q"])
-    assert not any(s.endswith(".q") for s in c.selected_site_ids())
-    assert window.form.editors["targets"].text() == "k,v"
+    assert c.selected_site_ids() == (start | {"layers.0.attn.k"}) - {"layers.0.attn.q"}
+    assert window.form.editors["targets"].text() == "layers.0.attn.k,layers.0.attn.v,layers.1.attn.q,layers.1.attn.v"
 
 
 def test_unavailable_point_is_greyed_with_reason_and_does_nothing(window, qtbot):
@@ -137,9 +138,8 @@ def test_deep_bases_collapse_their_layers_and_expand_on_click(window, qtbot):
     from peft_studio.core.experiment import Setup
 
     c = window.controller
-    state = c._next()
-    state.setup = Setup(base="tiny", method="lora", options={}, seed=0, base_options={"n_layers": 6})
-    assert c.apply(state)
+    assert c.set_everything(Setup(base="tiny", method="lora", options={}, seed=0, base_options={"n_layers": 6}),
+                            c.dataset, c.settings)
     group = window.scene.block_items["layers"]
     assert group.title.startswith("layers 0–5 (×6)")
     assert "12 trainable insertion points" in group.subtitle  # q and v in six layers

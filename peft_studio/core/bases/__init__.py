@@ -1,46 +1,115 @@
-"""The frozen bases, looked up by name (or a local checkpoint folder)."""
+"""The frozen bases, looked up by name (or a local checkpoint folder). The registry is the one list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BaseLoadError, ConfigError
-from .frozen import FrozenBase, Tokenizer, tensors_fingerprint
+from .frozen import FrozenBase, Tokenizer, TrainDefaults, tensors_fingerprint
 from .seed_pooled import SeedPooledBase
 from .sites import Block, Site
 from .tiny import TinyBase
 
-TOY_BASES: dict[str, type[FrozenBase]] = {"seed-pooled": SeedPooledBase, "tiny": TinyBase}
-PRETRAINED = ("minilm",)
+
+@dataclass(frozen=True)
+class BaseEntry:
+    """A named base: its class (the family description) and how to build one."""
+
+    name: str
+    describe: Callable[[], type[FrozenBase]]  # the class, imported only when asked (pretrained loaders are heavy)
+    build: Callable[..., FrozenBase]  # (tokenizer or None, **base options) -> a fresh frozen base
+    uses_dataset_vocabulary: bool  # toy bases build their vocabulary from the texts; pretrained ones ship one
+    summary: str
+
+    @property
+    def cls(self) -> type[FrozenBase]:
+        return self.describe()
+
+
+def _load_pretrained(name: str) -> Callable[..., FrozenBase]:
+    def build(tokenizer: Tokenizer | None = None, **options: Any) -> FrozenBase:
+        if options:
+            raise ConfigError(f"base {name!r} takes no base options (got {', '.join(options)})")
+        from .pretrained import load_pretrained  # torch-only loader; imported on demand
+
+        return load_pretrained(name)
+
+    return build
+
+
+def _pretrained_class() -> type[FrozenBase]:
+    from .pretrained import PretrainedBase
+
+    return PretrainedBase
+
+
+BASES: dict[str, BaseEntry] = {}
+
+
+def register_base(entry: BaseEntry) -> None:
+    """Add a base to the one list that the CLI, the window and the tests iterate over."""
+    BASES[entry.name] = entry
+
+
+register_base(BaseEntry("seed-pooled", lambda: SeedPooledBase, SeedPooledBase, True, "the seed's FrozenBaseEncoder"))
+register_base(BaseEntry("tiny", lambda: TinyBase, TinyBase, True, "a small random transformer encoder"))
+register_base(BaseEntry("minilm", _pretrained_class, _load_pretrained("minilm"), False, "all-MiniLM-L6-v2, pretrained"))
 
 
 def base_names() -> list[str]:
-    return [*TOY_BASES, *PRETRAINED]
+    return list(BASES)
+
+
+def _is_folder_spec(name: str) -> bool:
+    return any(sep in name for sep in "/\\.") or name.startswith("~")
+
+
+def base_class(name: str) -> type[FrozenBase]:
+    """The class describing a base, without building it (training defaults, default method)."""
+    if name in BASES:
+        return BASES[name].cls
+    if Path(name).expanduser().is_dir():
+        return _pretrained_class()
+    raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
+
+
+def train_defaults(name: str) -> TrainDefaults:
+    """A base's training defaults; an unknown name gets the generic ones (its error comes at build time)."""
+    try:
+        return base_class(name).train_defaults
+    except ConfigError:
+        return TrainDefaults()
 
 
 def uses_dataset_vocabulary(name: str) -> bool:
-    """Toy bases build their vocabulary from the training texts; pretrained ones ship a tokenizer."""
-    return name in TOY_BASES
+    entry = BASES.get(name)
+    return entry is not None and entry.uses_dataset_vocabulary
 
 
 def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -> FrozenBase:
     """A fresh frozen base. Toy bases need the dataset's tokenizer; pretrained ones bring theirs."""
-    if name in TOY_BASES:
-        if tokenizer is None:
+    entry = BASES.get(name)
+    if entry is not None:
+        if entry.uses_dataset_vocabulary and tokenizer is None:
             raise ConfigError(f"base {name!r} needs a dataset tokenizer")
         try:
-            return TOY_BASES[name](tokenizer, **options)
-        except TypeError as exc:
+            return entry.build(tokenizer, **options) if entry.uses_dataset_vocabulary else entry.build(**options)
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"base {name!r}: {exc}") from None
-    if name in PRETRAINED or Path(name).expanduser().is_dir():
-        from .pretrained import load_pretrained  # torch-only loader; imported on demand
+    if Path(name).expanduser().is_dir():
+        if options:
+            raise ConfigError(f"a checkpoint folder takes no base options (got {', '.join(options)})")
+        from .pretrained import load_pretrained
 
         return load_pretrained(name)
-    if any(sep in name for sep in "/\\.") or name.startswith("~"):
+    if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
 
 
-__all__ = ["Block", "FrozenBase", "Site", "Tokenizer", "base_names", "create_base", "tensors_fingerprint",
+__all__ = ["BASES", "BaseEntry", "Block", "FrozenBase", "Site", "Tokenizer", "TrainDefaults", "base_class",
+           "base_names", "create_base", "register_base", "tensors_fingerprint", "train_defaults",
            "uses_dataset_vocabulary"]

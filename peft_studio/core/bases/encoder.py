@@ -1,7 +1,8 @@
-"""A small, readable BERT-style encoder (post-LN), shared by `tiny` and pretrained checkpoints.
+"""The encoder family: a small, readable BERT-style encoder shared by `tiny` and pretrained checkpoints.
 
-Module names are chosen to read well; `pretrained.py` maps Hugging Face BERT names onto them.
-Every place a PEFT method can attach is either a Linear or an explicit slot module.
+This file is the family's whole description: modules, sites, blocks (with residual adds and
+LayerNorm placement, post-LN as BERT or pre-LN), Hugging Face names (hf_names.py, one table),
+method defaults and pooling. Every place a PEFT method can attach is a Linear or a slot module.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import hf_names
 from .frozen import FrozenBase, Tokenizer
 from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
@@ -30,6 +32,7 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"
     pooling: str = "mean"  # "mean" (masked mean) or "cls"
+    norm_placement: str = "post"  # "post": x = LN(x + f(x)) as BERT; "pre": x = x + f(LN(x)), final LN
 
     @property
     def head_dim(self) -> int:
@@ -101,10 +104,12 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Post-LN block: x = LN(x + adapter(attn(x))); x = LN(x + adapter(ffn(x)))."""
+    """Post-LN: x = LN(x + adapter(attn(x))); x = LN(x + adapter(ffn(x))).
+    Pre-LN:  x = x + adapter(attn(LN(x)));  x = x + adapter(ffn(LN(x)))."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
+        self.pre_norm = cfg.norm_placement == "pre"
         self.attn = SelfAttention(cfg)
         self.attn_adapter = AdapterSlot()
         self.attn_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
@@ -113,6 +118,9 @@ class EncoderLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.attn_adapter(self.attn(self.attn_norm(x), mask))
+            return x + self.ffn_adapter(self.ffn(self.ffn_norm(x)))
         x = self.attn_norm(x + self.attn_adapter(self.attn(x, mask)))
         return self.ffn_norm(x + self.ffn_adapter(self.ffn(x)))
 
@@ -128,25 +136,37 @@ LINEAR_LABELS = {
 
 
 class Encoder(FrozenBase):
-    """Token + position embeddings, N post-LN transformer layers, pooling."""
+    """Token + position embeddings, N transformer layers (post-LN or pre-LN), pooling."""
 
     name = "encoder"
     title = "BERT-style encoder"
+    method_option_defaults = {"lora": {"targets": "q,v"}, "qlora": {"targets": "q,v"},
+                              "ia3": {"targets": "k,v,ffn-act"}, "adapter": {"placement": "after-ffn"}}
 
     def __init__(self, cfg: EncoderConfig, tokenizer: Tokenizer) -> None:
         super().__init__(tokenizer)
+        if cfg.norm_placement not in ("post", "pre"):
+            raise ValueError(f"norm placement must be post or pre (got {cfg.norm_placement!r})")
         self.cfg = cfg
+        self.norm_placement = cfg.norm_placement
         self.hidden_size = cfg.d_model
         self.num_layers = cfg.n_layers
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
+        if cfg.norm_placement == "pre":  # pre-LN stacks end with one more LayerNorm
+            self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.freeze()
+
+    def hf_module(self, module_path: str) -> str | None:
+        return hf_names.hf_module(module_path)
 
     def encode(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token hidden states [B, L', D] and the (possibly prompt-extended) mask."""
         x, mask = self.embeddings(token_ids, mask)
         for layer in self.layers:
             x = layer(x, mask)
+        if self.cfg.norm_placement == "pre":
+            x = self.final_norm(x)
         return x, mask
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -205,14 +225,26 @@ class Encoder(FrozenBase):
                 Block(f"{at}.ffn.act", cfg.hidden_act.upper(), "activation", f"{at}.ffn.act", i),
                 Block(f"{at}.ffn.down", f"down {f}->{d}", "linear", f"{at}.ffn.down", i),
             ))
-            blocks.append(Block(at, f"layer {i}", "layer", at, i, (
-                attn,
-                Block(f"{at}.attn_norm", f"add + LayerNorm {d}", "norm", f"{at}.attn_norm", i,
-                      note="residual: x + attention(x)"),
-                ffn,
-                Block(f"{at}.ffn_norm", f"add + LayerNorm {d}", "norm", f"{at}.ffn_norm", i,
-                      note="residual: x + ffn(x)"),
-            )))
+            blocks.append(Block(at, f"layer {i}", "layer", at, i, self._layer_children(at, i, attn, ffn)))
+        if cfg.norm_placement == "pre":
+            blocks.append(Block("final_norm", f"LayerNorm {d}", "norm", "final_norm", note="final pre-LN norm"))
         pool_note = "the first token's vector" if cfg.pooling == "cls" else "average of the non-pad token vectors"
         blocks.append(Block("pool", f"{cfg.pooling} pool", "pool", note=pool_note))
         return blocks
+
+    def _layer_children(self, at: str, i: int, attn: Block, ffn: Block) -> tuple[Block, ...]:
+        """Post-LN: sublayer, then add + norm. Pre-LN: norm, sublayer, then add."""
+        d = self.cfg.d_model
+        if self.cfg.norm_placement == "post":
+            return (attn,
+                    Block(f"{at}.attn_norm", f"add + LayerNorm {d}", "norm", f"{at}.attn_norm", i,
+                          note="residual: x + attention(x), then LayerNorm", residual=True),
+                    ffn,
+                    Block(f"{at}.ffn_norm", f"add + LayerNorm {d}", "norm", f"{at}.ffn_norm", i,
+                          note="residual: x + ffn(x), then LayerNorm", residual=True))
+        return (Block(f"{at}.attn_norm", f"LayerNorm {d}", "norm", f"{at}.attn_norm", i, note="pre-LN"),
+                attn,
+                Block(f"{at}.attn_add", "add", "add", None, i, note="residual: x + attention(LN(x))", residual=True),
+                Block(f"{at}.ffn_norm", f"LayerNorm {d}", "norm", f"{at}.ffn_norm", i, note="pre-LN"),
+                ffn,
+                Block(f"{at}.ffn_add", "add", "add", None, i, note="residual: x + ffn(LN(x))", residual=True))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -30,13 +31,31 @@ def tensors_fingerprint(named: Iterable[tuple[str, torch.Tensor]]) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class TrainDefaults:
+    """A base family's sensible training settings, shared by the window and the command line."""
+
+    steps: int = 200
+    lr: float = 1e-2
+    batch_size: int = 0  # 0: full batch
+
+
 class FrozenBase(nn.Module):
-    """A frozen encoder: token ids + mask -> pooled vector, plus its site catalogue."""
+    """A frozen encoder: token ids + mask -> pooled vector, plus its description.
+
+    The description is what a diagram, the CLI and the methods need and nothing else: blocks()
+    (with structural flags for residual adds and norms), sites() (with module paths), the family's
+    Hugging Face module names (hf_module), per-method default options, and training defaults."""
 
     name: str = "base"
     title: str = "Base"
     hidden_size: int
     num_layers: int = 0
+    norm_placement: str = "none"  # "post" (BERT: add then norm), "pre" (norm then sublayer), or "none"
+    default_method: str = "lora"
+    train_defaults: TrainDefaults = TrainDefaults()
+    # method name -> default options on this family, e.g. {"lora": {"targets": "q,v"}}
+    method_option_defaults: Mapping[str, Mapping[str, Any]] = {}
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         super().__init__()
@@ -62,13 +81,12 @@ class FrozenBase(nn.Module):
                 return site
         raise KeyError(site_id)
 
-    def linear_names(self) -> list[str]:
-        """Short names of the Linear sites, in declaration order, without repeats."""
-        names: list[str] = []
-        for site in self.sites():
-            if site.kind == "linear" and site.name not in names:
-                names.append(site.name)
-        return names
+    def hf_module(self, module_path: str) -> str | None:
+        """The Hugging Face module name of one of this base's modules, or None (family-specific)."""
+        return None
+
+    def method_defaults(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.method_option_defaults
 
     def describe(self) -> str:
         return self.title

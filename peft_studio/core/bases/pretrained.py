@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import BaseLoadError, ConfigError
 from ..jsonfile import read_json_object
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
+from .frozen import TrainDefaults
 from .hf_names import hf_parameter, studio_parameter
 
 MINILM = "minilm"
@@ -352,6 +353,8 @@ def _read_checkpoint_cached(folder_text: str, stamp: tuple) -> Checkpoint:
 # ---- the base --------------------------------------------------------------------------------
 class PretrainedBase(Encoder):
     """The project's encoder holding a checkpoint's weights (a private copy per base)."""
+
+    train_defaults = TrainDefaults(steps=100, lr=5e-3, batch_size=32)  # gentler than the toy bases
 
     def __init__(self, checkpoint: Checkpoint, name: str, title: str) -> None:
         with torch.device("meta"):  # no random init: nothing drawn from the generator, nothing wasted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .frozen import FrozenBase, Tokenizer
+from .frozen import FrozenBase, Tokenizer, TrainDefaults
 from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, PromptSlot
 
@@ -17,6 +17,10 @@ class SeedPooledBase(FrozenBase):
 
     name = "seed-pooled"
     title = "Seed pooled encoder"
+    default_method = "adapter"
+    train_defaults = TrainDefaults(steps=201, lr=0.05)  # the seed's run
+    method_option_defaults = {"lora": {"targets": "proj"}, "qlora": {"targets": "proj"},
+                              "ia3": {"targets": "hidden"}}
 
     def __init__(self, tokenizer: Tokenizer, hidden_dim: int = 16) -> None:
         super().__init__(tokenizer)
@@ -47,7 +51,7 @@ class SeedPooledBase(FrozenBase):
             ),
             Site("proj", LINEAR, "proj", "proj", None, d, d, "pooled projection Linear"),
             Site("hidden", ACTIVATION, "hidden", "act_scale", None, d, d, "tanh hidden activation"),
-            Site("adapter", ADAPTER, "after-pool", "adapter", None, d, d, "after the pooled encoder output"),
+            Site("adapter", ADAPTER, "after-pool", "adapter", None, d, d, "after the pooled output (after tanh)"),
         ]
 
     def blocks(self) -> list[Block]:

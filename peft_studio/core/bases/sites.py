@@ -42,12 +42,4 @@ class Block:
     layer: int | None = None
     children: tuple[Block, ...] = ()
     note: str = ""  # what it does, for tooltips
-
-
-@dataclass(frozen=True)
-class UnavailableSite:
-    """A site kind a base lists but cannot offer, with the reason (e.g. no attention layers)."""
-
-    kind: str
-    method: str
-    reason: str
+    residual: bool = False  # this block adds the residual stream back (x + sublayer(x)): the diagram draws the arc

@@ -1,21 +1,41 @@
-"""The PEFT family: one module per method, looked up by name."""
+"""The PEFT family: the registry is the one list of methods.
+
+The CLI (flags and `methods`), the window (method list, form, card, diagram glyphs, click model),
+the census and the test matrices all iterate over METHODS; adding a method is one module plus
+one `register_method` call (from any module, a test included).
+"""
 
 from __future__ import annotations
 
+from ..bases.sites import Site
 from ..errors import ConfigError
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .ia3 import IA3Method
 from .lora import LoraMethod
-from .method import Method, MethodCard
+from .method import Method, MethodCard, ShapeChange
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3Method(), LoraMethod(), QLoraMethod(),
-    HeadOnlyMethod(), FullMethod(), BitFitMethod(),
-)}
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    """Add a method to the registry (replacing one of the same name); returns it."""
+    if not method.name:
+        raise ValueError("a method needs a name")
+    METHODS[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    METHODS.pop(name, None)
+
+
+for _method in (PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3Method(), LoraMethod(),
+                QLoraMethod(), HeadOnlyMethod(), FullMethod(), BitFitMethod()):
+    register_method(_method)
 
 
 def method_names() -> list[str]:
@@ -29,4 +49,17 @@ def get_method(name: str) -> Method:
         raise ConfigError(f"unknown method {name!r} (choose from {', '.join(METHODS)})") from None
 
 
-__all__ = ["METHODS", "Method", "MethodCard", "get_method", "method_names"]
+def method_for_click(site: Site, current: str) -> str:
+    """The method a click on this site means: the current one if it can sit there, else the method
+    that claims the site's kind (LoRA for a Linear, IA3 for an activation, ...)."""
+    method = METHODS.get(current)
+    if method is not None and site.kind in method.site_kinds:
+        return current
+    for name, candidate in METHODS.items():
+        if site.kind in candidate.claims_kinds:
+            return name
+    raise ConfigError(f"no method takes a {site.kind} site")
+
+
+__all__ = ["METHODS", "Method", "MethodCard", "ShapeChange", "get_method", "method_for_click", "method_names",
+           "register_method", "unregister_method"]

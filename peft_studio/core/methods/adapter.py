@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,12 +11,12 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.sites import ADAPTER, Site
 from ..errors import ConfigError
-from ..model import PeftModel
+from ..model import StudioModel
 from .config import MethodConfig, option, parse_layers
-from .method import Method, MethodCard, require_kind
+from .method import Method, MethodCard, code_line, require_kind
+from .targets import resolve_targets, targets_for_sites
 
 NONLINEARITIES = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
-PLACEMENTS = {"after-attn": ("after-attn",), "after-ffn": ("after-ffn",), "both": ("after-attn", "after-ffn")}
 
 
 class BottleneckAdapter(nn.Module):
@@ -37,9 +38,12 @@ class BottleneckAdapter(nn.Module):
 @dataclass
 class AdapterConfig(MethodConfig):
     bottleneck: int = option(16, "bottleneck width m: d -> m -> d", low=1, high=4096)
-    placement: str = option("after-ffn", "after-attn, after-ffn (Pfeiffer) or both (Houlsby)",
-                            choices=tuple(PLACEMENTS))
+    placement: str | None = option(None, "where between sublayers: after-attn, after-ffn (Pfeiffer) or both "
+                                         "(Houlsby) on a transformer; after-pool on the seed's base "
+                                         "(default: the base's)")
     layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    targets: str | None = option(None, "comma list of adapter site ids, e.g. layers.0.attn_adapter "
+                                       "(overrides placement and layers: any set of clicked points)")
     nonlinearity: str = option("tanh", "the bottleneck's nonlinearity (the seed uses tanh)",
                                choices=tuple(NONLINEARITIES))
     init: str = option("default", "default: PyTorch Linear init, as the seed; identity: up-projection zeros",
@@ -51,28 +55,65 @@ class AdapterMethod(Method):
     title = "Adapter"
     config_cls = AdapterConfig
     site_kinds = (ADAPTER,)
+    claims_kinds = (ADAPTER,)
+    glyph = "A"
+    colour = "#2a9d8f"
     card = MethodCard(
         where="a small bottleneck module between layers, on the residual path",
         intuition="plug a tiny expansion card into the motherboard: a trainable side path, added back",
         advantages="easy multi-task switching: one base, many small swappable adapters",
         limitations="adds a little extra computation at inference (it cannot be merged away)",
         formula="h' = h + W_up act(W_down h)",
-        code="adapted = hidden + self.adapter_up(torch.tanh(self.adapter_down(hidden)))",
     )
+
+    def placements(self, base: FrozenBase) -> dict[str, tuple[str, ...]]:
+        """Placement name -> adapter site names, from the base's own adapter sites ('both' when two)."""
+        names = list(dict.fromkeys(s.name for s in self.usable_sites(base)))
+        table = {name: (name,) for name in names}
+        if len(names) == 2:
+            table["both"] = tuple(names)
+        return table
+
+    def field_choices(self, field_name: str, base: FrozenBase) -> tuple[str, ...] | None:
+        if field_name == "placement":
+            return tuple(self.placements(base))
+        return super().field_choices(field_name, base)
+
+    def effective_options(self, config: AdapterConfig, base: FrozenBase) -> dict[str, Any]:
+        values = config.to_dict()
+        values["placement"] = self._placement(config, base)
+        if config.targets is None:  # placement x layers: say which layers; targets stay empty
+            layers = sorted({s.layer for s in self.selected_sites(config, base) if s.layer is not None})
+            values["layers"] = ",".join(map(str, layers))
+        return values
+
+    def _placement(self, config: AdapterConfig, base: FrozenBase) -> str:
+        table = self.placements(base)
+        placement = config.placement or base.method_defaults().get(self.name, {}).get("placement") or next(iter(table))
+        if placement not in table:
+            raise ConfigError(f"placement must be one of {', '.join(table)} on base {base.name} (got {placement!r})")
+        return placement
 
     def selected_sites(self, config: AdapterConfig, base: FrozenBase) -> list[Site]:
         sites = require_kind(base, self.name, ADAPTER)
-        if base.num_layers == 0:  # the seed base: one adapter after the pooled output
-            return sites
-        if config.placement not in PLACEMENTS:
-            raise ConfigError(f"placement must be one of {', '.join(PLACEMENTS)} (got {config.placement!r})")
-        layers = set(parse_layers(config.layers, base.num_layers))
-        chosen = [s for s in sites if s.layer in layers and s.name in PLACEMENTS[config.placement]]
+        if config.targets is not None:
+            return resolve_targets(base, self.name, self.site_kinds, config.targets, config.layers)
+        names = self.placements(base)[self._placement(config, base)]
+        layers = set(parse_layers(config.layers, base.num_layers)) if base.num_layers else None
+        chosen = [s for s in sites if s.name in names and (layers is None or s.layer in layers)]
         if not chosen:
             raise ConfigError("layers: no adapter site selected")
         return chosen
 
-    def attach(self, model: PeftModel, config: AdapterConfig) -> None:
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        selection = targets_for_sites(sites, self.usable_sites(base), base.num_layers)
+        names = tuple(selection["targets"].split(","))
+        placement = next((p for p, members in self.placements(base).items() if set(members) == set(names)), None)
+        if placement is None:  # not a placement x layers product: name the sites themselves
+            return {**current, "placement": None, **selection}
+        return {**current, "placement": placement, "layers": selection["layers"], "targets": None}
+
+    def attach(self, model: StudioModel, config: AdapterConfig) -> None:
         for site in self.selected_sites(config, model.base):
             model.swap(site.module_path, BottleneckAdapter(site.in_features, config.bottleneck,
                                                            config.nonlinearity, config.init))
@@ -85,6 +126,13 @@ class AdapterMethod(Method):
         sites, m, d = self.selected_sites(config, base), config.bottleneck, base.hidden_size
         return (f"adapters x (d m + m + m d + d) = {len(sites)} x ({d}x{m} + {m} + {m}x{d} + {d}) "
                 f"= {self.parameter_count(config, base):,}")
+
+    def live_formula(self, config: AdapterConfig) -> str:
+        return f"h' = h + W_up {config.nonlinearity}(W_down h),  d -> m = {config.bottleneck} -> d"
+
+    def code(self, config: AdapterConfig) -> str:
+        act = NONLINEARITIES[config.nonlinearity].__name__
+        return f"{code_line(BottleneckAdapter.forward, 'adapter_up')}  # self.act = nn.{act}()"
 
     def shape_notes(self, config: AdapterConfig, base: FrozenBase, seq_len: int) -> list[str]:
         m = config.bottleneck

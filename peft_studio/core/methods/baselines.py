@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from ..bases.frozen import FrozenBase
 from ..errors import ConfigError
-from ..model import PeftModel
+from ..model import StudioModel
 from .config import MethodConfig
-from .method import Method, MethodCard
+from .method import Method, MethodCard, code_line
 
 
 @dataclass
@@ -20,14 +20,18 @@ class HeadOnlyMethod(Method):
     name = "head-only"
     title = "Head only (linear probe)"
     config_cls = BaselineConfig
+    glyph = "H"
+    colour = "#2f7fd8"
     card = MethodCard(
         where="nowhere in the base: only the classification head trains",
         intuition="a linear probe: how far do the frozen features get on their own?",
         advantages="the cheapest possible adaptation; the baseline every method must beat",
         limitations="the features never change, so what the base did not encode stays out of reach",
         formula="logits = W_head h + b",
-        code="logits = self.head(self.base(ids, mask))",
     )
+
+    def code(self, config: MethodConfig) -> str:
+        return code_line(StudioModel.forward, "self.head(")
 
     def validate(self, config: MethodConfig, base: FrozenBase) -> None:
         super().validate(config, base)
@@ -39,11 +43,15 @@ class _UnfreezeMethod(Method):
     """Makes some base tensors trainable; detach restores their original values."""
 
     config_cls = BaselineConfig
+    trains_base = True
+
+    def code(self, config: MethodConfig) -> str:
+        return code_line(StudioModel.unfreeze_base, "requires_grad_(True)")
 
     def chosen(self, base: FrozenBase) -> list[str]:
         raise NotImplementedError
 
-    def attach(self, model: PeftModel, config: MethodConfig) -> None:
+    def attach(self, model: StudioModel, config: MethodConfig) -> None:
         for name in self.chosen(model.base):
             model.unfreeze_base(name)
 
@@ -55,13 +63,14 @@ class _UnfreezeMethod(Method):
 class FullMethod(_UnfreezeMethod):
     name = "full"
     title = "Full fine-tuning"
+    glyph = "F"
+    colour = "#5b6672"
     card = MethodCard(
         where="everywhere: every tensor of the base trains",
         intuition="the reference point: retrain the whole computer",
         advantages="the most expressive; no method-specific choices",
         limitations="every parameter needs gradients and optimizer state; one full copy per task",
         formula="W <- W - lr * grad for every W",
-        code="for p in model.parameters(): p.requires_grad_(True)",
     )
 
     def chosen(self, base: FrozenBase) -> list[str]:
@@ -74,14 +83,18 @@ class FullMethod(_UnfreezeMethod):
 class BitFitMethod(_UnfreezeMethod):
     name = "bitfit"
     title = "BitFit (biases only)"
+    glyph = "b"
+    colour = "#8c6d31"
     card = MethodCard(
         where="the bias vectors of the base's Linears and LayerNorms",
         intuition="keep every weight matrix, nudge only the offsets",
         advantages="tiny, and no new modules: the model's shape is unchanged",
         limitations="biases can shift features but not rotate them",
         formula="y = W0 x + b  (b trains)",
-        code="p.requires_grad_(name.endswith('bias'))",
     )
+
+    def code(self, config: MethodConfig) -> str:
+        return f"{code_line(BitFitMethod.chosen, 'endswith')}  # each: {super().code(config)}"
 
     def chosen(self, base: FrozenBase) -> list[str]:
         return [name for name, _ in base.named_parameters() if name.endswith("bias")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +11,9 @@ from ..errors import ConfigError
 
 
 def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-           choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
+           choices: tuple[str, ...] | None = None) -> Any:
     """A config field carrying what a form or a CLI flag needs to present and check it."""
-    meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag}
+    meta = {"help": help, "low": low, "high": high, "choices": choices}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -32,6 +33,8 @@ class MethodConfig:
                 raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])} (got {value!r})")
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number (got {value})")
             low, high = meta.get("low"), meta.get("high")
             if low is not None and value < low or high is not None and value > high:
                 raise ConfigError(f"{f.name} must be in {_range_text(low, high)} (got {value})")
@@ -70,17 +73,43 @@ def make_config(config_cls: type[MethodConfig], options: dict[str, Any]) -> Meth
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn CLI strings into the field's type, naming the field when it cannot."""
     if isinstance(default, bool):
-        return bool(value)
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false (got {value!r})")
+    if isinstance(default, int | float):
+        return _number(name, value, int if isinstance(default, int) else float)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):  # a single layer index from a JSON file
+        return str(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)
+    raise ConfigError(f"{name} must be text or a list of names (got {value!r})")
+
+
+def _number(name: str, value: Any, kind: type) -> int | float:
+    """A number of the field's kind from a number or its text; booleans, NaN and fractions for ints refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"{name} must be a number (got {value!r})")
+    if isinstance(value, str) and len(value) > 64:
+        raise ConfigError(f"{name} must be a number (got a {len(value)}-character text)")
     try:
-        if isinstance(default, int) and not isinstance(value, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except (TypeError, ValueError):
+        number = float(value) if kind is float or isinstance(value, float) or "." in str(value) \
+            or "e" in str(value).lower() else int(value)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be a number (got {value!r})") from None
-    return value
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number (got {value!r})")
+    if kind is int:
+        if isinstance(number, float) and not number.is_integer():
+            raise ConfigError(f"{name} must be a whole number (got {value!r})")
+        return int(number)
+    return float(number)
 
 
 def parse_list(name: str, value: str | list | tuple | None) -> list[str] | None:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import ACTIVATION, LINEAR, Site
-from ..model import PeftModel
+from ..model import StudioModel
 from .config import MethodConfig, option
-from .method import Method, MethodCard
-from .targets import resolve_targets
+from .method import Method, MethodCard, code_line
+from .targets import resolve_targets, targets_for_sites
 
 
 class ChannelScale(nn.Module):
@@ -29,7 +30,8 @@ class ChannelScale(nn.Module):
 
 @dataclass
 class IA3Config(MethodConfig):
-    targets: str | None = option(None, "comma list: k, v, ffn-act (default), or other Linear outputs")
+    targets: str | None = option(None, "comma list: k, v, ffn-act, or other Linear outputs; site ids such as "
+                                       "layers.0.attn.k work too (default: the base's)")
     layers: str | None = option(None, "comma list of layer indices (default: every layer)")
 
 
@@ -38,23 +40,24 @@ class IA3Method(Method):
     title = "IA3"
     config_cls = IA3Config
     site_kinds = (ACTIVATION, LINEAR)
+    claims_kinds = (ACTIVATION,)
+    glyph = "×"
+    colour = "#d4a017"
     card = MethodCard(
         where="per-channel scaling vectors on keys, values and the feed-forward activation",
         intuition="add gain knobs to key channels: amplify some dimensions, suppress others",
         advantages="extremely few parameters; lightweight; can be folded into the weights",
         limitations="weaker expressiveness for complex changes: it can only rescale",
         formula="h' = l * h  (elementwise, l starts at 1)",
-        code="scaled = hidden * gate",
     )
 
     def selected_sites(self, config: IA3Config, base: FrozenBase) -> list[Site]:
-        if base.num_layers:
-            default = ["k", "v", "ffn-act"]
-        else:
-            default = [s.name for s in base.sites() if s.kind == ACTIVATION]
-        return resolve_targets(base, self.name, (ACTIVATION, LINEAR), config.targets, config.layers, default)
+        return resolve_targets(base, self.name, self.site_kinds, config.targets, config.layers)
 
-    def attach(self, model: PeftModel, config: IA3Config) -> None:
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+
+    def attach(self, model: StudioModel, config: IA3Config) -> None:
         for site in self.selected_sites(config, model.base):
             inner = model.base.get_submodule(site.module_path) if site.kind == LINEAR else None
             model.swap(site.module_path, ChannelScale(site.out_features, inner))
@@ -65,6 +68,9 @@ class IA3Method(Method):
     def formula_text(self, config: IA3Config, base: FrozenBase) -> str:
         widths = " + ".join(str(s.out_features) for s in self.selected_sites(config, base))
         return f"sum of scaled widths = {widths} = {self.parameter_count(config, base):,}"
+
+    def code(self, config: IA3Config) -> str:
+        return code_line(ChannelScale.forward, "ia3_scale")
 
     def shape_notes(self, config: IA3Config, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: scale vector ({s.out_features},) multiplies the {s.label} channel by channel"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,10 +12,10 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR, Site
 from ..errors import ConfigError
-from ..model import PeftModel
+from ..model import StudioModel
 from .config import MethodConfig, option
-from .method import Method, MethodCard
-from .targets import default_targets, resolve_targets
+from .method import Method, MethodCard, code_line
+from .targets import resolve_targets, targets_for_sites
 
 
 class LoraLinear(nn.Module):
@@ -65,20 +66,11 @@ class LoraLinear(nn.Module):
 @dataclass
 class LoraConfig(MethodConfig):
     r: int = option(8, "rank of the update B A", low=1, high=4096)
-    alpha: float = option(16.0, "scale numerator: the update is multiplied by alpha / r", low=1e-6)
+    alpha: float = option(16.0, "scale numerator: the update is multiplied by alpha / r", low=1e-6, high=1e6)
     dropout: float = option(0.0, "dropout on the input of A during training", low=0.0, high=0.99)
-    targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names work too)")
+    targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names and site ids "
+                                       "such as layers.0.attn.q work too; default: the base's)")
     layers: str | None = option(None, "comma list of layer indices (default: every layer)")
-
-
-LORA_CARD = MethodCard(
-    where="beside a frozen Linear: a low-rank update B A added to its output",
-    intuition="the change a task needs to a weight matrix is low-rank, so learn it as two thin matrices",
-    advantages="no extra inference cost once merged into W0; mature tooling; the usual first choice",
-    limitations="rank r caps how different the new weights can be; one more hyper-parameter pair (r, alpha)",
-    formula="h = W0 x + (alpha / r) B A x",
-    code="result + (dropout(x) @ lora_A.T @ lora_B.T) * scaling",
-)
 
 
 class LoraMethod(Method):
@@ -86,16 +78,24 @@ class LoraMethod(Method):
     title = "LoRA"
     config_cls = LoraConfig
     site_kinds = (LINEAR,)
-    card = LORA_CARD
-    preferred_targets = ["q", "v"]
+    claims_kinds = (LINEAR,)
+    glyph = "BA"
+    colour = "#f07f16"
+    card = MethodCard(
+        where="beside a frozen Linear: a low-rank update B A added to its output",
+        intuition="the change a task needs to a weight matrix is low-rank, so learn it as two thin matrices",
+        advantages="no extra inference cost once merged into W0; mature tooling; the usual first choice",
+        limitations="rank r caps how different the new weights can be; one more hyper-parameter pair (r, alpha)",
+        formula="h = W0 x + (alpha / r) B A x",
+    )
 
     def selected_sites(self, config: LoraConfig, base: FrozenBase) -> list[Site]:
-        if config.r < 1:
-            raise ConfigError("r must be in [1, 4096]")
-        return resolve_targets(base, self.name, (LINEAR,), config.targets, config.layers,
-                               default_targets(base, self.preferred_targets))
+        return resolve_targets(base, self.name, self.site_kinds, config.targets, config.layers)
 
-    def attach(self, model: PeftModel, config: LoraConfig) -> None:
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+
+    def attach(self, model: StudioModel, config: LoraConfig) -> None:
         for site in self.selected_sites(config, model.base):
             original = model.base.get_submodule(site.module_path)
             model.swap(site.module_path, LoraLinear(original, config.r, config.alpha, config.dropout))
@@ -104,8 +104,14 @@ class LoraMethod(Method):
         return sum(config.r * (s.in_features + s.out_features) for s in self.selected_sites(config, base))
 
     def formula_text(self, config: LoraConfig, base: FrozenBase) -> str:
-        terms = [f"{config.r} x ({s.in_features} + {s.out_features})" for s in self.selected_sites(config, base)]
-        return f"sum over {len(terms)} Linear(s) of r x (in + out) = {self.parameter_count(config, base):,}"
+        sites = self.selected_sites(config, base)
+        return f"sum over {len(sites)} Linear(s) of r x (in + out) = {self.parameter_count(config, base):,}"
+
+    def live_formula(self, config: LoraConfig) -> str:
+        return self.card.formula.replace("(alpha / r)", f"({config.alpha:g}/{config.r} = {config.alpha / config.r:g})")
+
+    def code(self, config: LoraConfig) -> str:
+        return code_line(LoraLinear.forward, "lora_A")
 
     def shape_notes(self, config: LoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: A {config.r}x{s.in_features}, B {s.out_features}x{config.r}, "

@@ -1,14 +1,25 @@
-"""What every PEFT method provides: a config, attach, a closed-form count, and its teaching card."""
+"""The method plugin contract: everything method-specific lives on the method, in its own module.
+
+A method declares its config (whose fields become CLI flags and GUI form rows), the sites it may use
+on a base, the inverse (which options a clicked set of sites means), its closed-form count, the
+formula text with live numbers, the shape changes it causes, its glyph and colour, its card text,
+and the real code line that runs. The registry (`methods/__init__.py`) is the one list of methods.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
-from ..model import PeftModel
-from .config import MethodConfig
+from ..model import StudioModel
+from .config import MethodConfig, make_config
 
 
 @dataclass(frozen=True)
@@ -20,26 +31,88 @@ class MethodCard:
     advantages: str
     limitations: str
     formula: str  # the computation, symbolically
-    code: str  # the line of code that does it
+
+
+@dataclass(frozen=True)
+class ShapeChange:
+    """How a method changes the shapes a diagram draws: extra input tokens, extra attention keys."""
+
+    input_tokens: int = 0  # prompt tuning: sequence length L -> L + n
+    key_tokens: int = 0  # prefix tuning: attention keys L -> L + n (the sequence stays L)
+
+
+def code_line(function: Callable[..., Any], contains: str) -> str:
+    """The line of `function` that contains `contains`, read from the source that runs.
+
+    The card quotes this instead of a hand-written line, so it can never drift from the code."""
+    source = textwrap.dedent(inspect.getsource(function))
+    for line in source.splitlines():
+        if contains in line:
+            code = line.split("  # ", 1)[0].strip()
+            return code.removeprefix("return ").strip()
+    raise ValueError(f"{function.__qualname__} has no line containing {contains!r}")
 
 
 class Method:
-    """A PEFT method: subclasses set the class attributes and implement the three hooks."""
+    """A PEFT method. Subclasses set the class attributes and implement the hooks they need."""
 
     name: str = ""
     title: str = ""
     config_cls: type[MethodConfig] = MethodConfig
-    site_kinds: tuple[str, ...] = ()  # the site kinds its parts attach to (drives the diagram)
+    site_kinds: tuple[str, ...] = ()  # site kinds its parts attach to (a click there keeps this method)
+    claims_kinds: tuple[str, ...] = ()  # site kinds whose click chooses this method when another is current
+    glyph: str = "+"  # drawn on its insertion points
+    colour: str = "#f07f16"  # its curves and badges
     card: MethodCard
+    trains_base: bool = False  # True when base tensors themselves train (full, bitfit)
 
+    # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:
         return self.config_cls()
+
+    def config(self, options: dict[str, Any], base: FrozenBase | None = None) -> MethodConfig:
+        """A checked config from loose options (None values mean 'the default')."""
+        return make_config(self.config_cls, options)
+
+    def validate(self, config: MethodConfig, base: FrozenBase) -> None:
+        config.check_ranges()
+        self.selected_sites(config, base)
+
+    # ---- where it goes ------------------------------------------------------------------------
+    def usable_sites(self, base: FrozenBase) -> list[Site]:
+        """Every site of this base this method could put a part on (the diagram's insertion points)."""
+        return [s for s in base.sites() if s.kind in self.site_kinds and s.available_for(self.name)]
 
     def selected_sites(self, config: MethodConfig, base: FrozenBase) -> list[Site]:
         """The sites this config attaches to on this base (validated)."""
         return []
 
-    def attach(self, model: PeftModel, config: MethodConfig) -> None:
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of selected_sites: options that select exactly `sites` (the click model).
+
+        `current` holds the method's other options, which are kept."""
+        return dict(current)
+
+    def effective_options(self, config: MethodConfig, base: FrozenBase) -> dict[str, Any]:
+        """Every option with the value in force on this base: a None ('the default') replaced by what it
+        resolves to, so a form shows what is really selected."""
+        values = config.to_dict()
+        sites = self.selected_sites(config, base)
+        if values.get("targets") is None and "targets" in values:
+            values["targets"] = ",".join(dict.fromkeys(s.name for s in sites))
+        if values.get("layers") is None and "layers" in values:
+            values["layers"] = ",".join(str(x) for x in sorted({s.layer for s in sites if s.layer is not None}))
+        return values
+
+    def field_choices(self, field_name: str, base: FrozenBase) -> tuple[str, ...] | None:
+        """The values a text field may take on this base (a form shows them as a list), or None."""
+        for f in dataclasses.fields(self.config_cls):
+            if f.name == field_name:
+                return f.metadata.get("choices")
+        return None
+
+    # ---- what it adds -------------------------------------------------------------------------
+    def attach(self, model: StudioModel, config: MethodConfig) -> None:
         """Swap trainable parts into the base; must draw random numbers in a fixed order."""
 
     def parameter_count(self, config: MethodConfig, base: FrozenBase) -> int:
@@ -50,23 +123,25 @@ class Method:
         """The count formula with this config's numbers, e.g. '2 layers x 2 x (8 x 32) = 1,024'."""
         return f"{self.parameter_count(config, base):,}"
 
+    def live_formula(self, config: MethodConfig) -> str:
+        """The card's computation with this config's numbers, e.g. 'h = W0 x + (16/8 = 2) B A x'."""
+        return self.card.formula
+
+    def code(self, config: MethodConfig) -> str:
+        """The real line of code that applies this method's part (see `code_line`)."""
+        return ""
+
+    def shape_change(self, config: MethodConfig) -> ShapeChange:
+        return ShapeChange()
+
     def shape_notes(self, config: MethodConfig, base: FrozenBase, seq_len: int) -> list[str]:
         """Each change of shape in words (the seed's structural illustrations)."""
         return []
 
-    def validate(self, config: MethodConfig, base: FrozenBase) -> None:
-        config.check_ranges()
-        self.selected_sites(config, base)
-
-
-def usable_sites(base: FrozenBase, method: str, kind: str) -> list[Site]:
-    """Sites of one kind that this method can use on this base."""
-    return [s for s in base.sites() if s.kind == kind and s.available_for(method)]
-
 
 def require_kind(base: FrozenBase, method: str, kind: str) -> list[Site]:
     """Usable sites of a kind, or ConfigError quoting the base's reason."""
-    sites = usable_sites(base, method, kind)
+    sites = [s for s in base.sites() if s.kind == kind and s.available_for(method)]
     if sites:
         return sites
     reasons = [s.unavailable[method] for s in base.sites() if s.kind == kind and method in s.unavailable]

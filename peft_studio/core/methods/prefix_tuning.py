@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,9 +11,9 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.sites import KV_PREFIX, Site
 from ..errors import ConfigError
-from ..model import PeftModel
+from ..model import StudioModel
 from .config import MethodConfig, option, parse_layers
-from .method import Method, MethodCard, require_kind
+from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 
 
 class PrefixProjection(nn.Module):
@@ -56,8 +57,9 @@ class KVPrefix(nn.Module):
             return t.view(1, -1, heads, head_dim).transpose(1, 2).expand(batch, -1, -1, -1)
 
         ones = torch.ones(batch, prefix_k.shape[0], dtype=key_mask.dtype, device=key_mask.device)
-        return (torch.cat([heads_view(prefix_k), keys], dim=2), torch.cat([heads_view(prefix_v), values], dim=2),
-                torch.cat([ones, key_mask], dim=1))
+        keys = torch.cat([heads_view(prefix_k), keys], dim=2)  # keys L -> L + n
+        values = torch.cat([heads_view(prefix_v), values], dim=2)
+        return keys, values, torch.cat([ones, key_mask], dim=1)
 
 
 @dataclass
@@ -73,13 +75,15 @@ class PrefixTuningMethod(Method):
     title = "Prefix Tuning"
     config_cls = PrefixTuningConfig
     site_kinds = (KV_PREFIX,)
+    claims_kinds = (KV_PREFIX,)
+    glyph = "KV"
+    colour = "#7a4fd0"
     card = MethodCard(
         where="a key/value prefix in each layer's attention",
         intuition="every layer sees extra trainable context when it attends",
         advantages="more expressive than soft prompts: it reaches every layer's attention",
         limitations="higher implementation complexity; the prefix costs attention time at inference",
         formula="attn(q, [P_k ; K], [P_v ; V]),  keys L -> L + n",
-        code="torch.cat([prefix_keys, keys], dim=2)",
     )
 
     def selected_sites(self, config: PrefixTuningConfig, base: FrozenBase) -> list[Site]:
@@ -90,7 +94,21 @@ class PrefixTuningMethod(Method):
             raise ConfigError("layers: no attention layer selected")
         return chosen
 
-    def attach(self, model: PeftModel, config: PrefixTuningConfig) -> None:
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        layers = sorted({s.layer for s in sites if s.layer is not None})
+        every = layers == list(range(base.num_layers))
+        return {**current, "layers": None if every else ",".join(map(str, layers))}
+
+    def live_formula(self, config: PrefixTuningConfig) -> str:
+        return self.card.formula.replace("+ n", f"+ {config.tokens}")
+
+    def code(self, config: PrefixTuningConfig) -> str:
+        return code_line(KVPrefix.forward, "prefix_k), keys")
+
+    def shape_change(self, config: PrefixTuningConfig) -> ShapeChange:
+        return ShapeChange(key_tokens=config.tokens)
+
+    def attach(self, model: StudioModel, config: PrefixTuningConfig) -> None:
         sites = self.selected_sites(config, model.base)
         width = model.base.hidden_size
         projection = None

@@ -9,9 +9,9 @@ from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import PROMPT, Site
-from ..model import PeftModel
+from ..model import StudioModel
 from .config import MethodConfig, option
-from .method import Method, MethodCard, require_kind
+from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 
 
 class SoftPrompt(nn.Module):
@@ -38,19 +38,30 @@ class PromptTuningMethod(Method):
     title = "Prompt Tuning"
     config_cls = PromptTuningConfig
     site_kinds = (PROMPT,)
+    claims_kinds = (PROMPT,)
+    glyph = "P"
+    colour = "#d14d8b"
     card = MethodCard(
         where="before the input embedding: n soft-prompt vectors",
         intuition="feed the model a soft prompt: learned vectors, not readable words",
         advantages="extremely few parameters; one tiny vector set per task",
         limitations="limited transformation power: it only touches the input side",
         formula="x' = [P ; E(tokens)],  L -> L + n",
-        code="torch.cat([prompt, embeds], dim=1)",
     )
 
     def selected_sites(self, config: PromptTuningConfig, base: FrozenBase) -> list[Site]:
         return require_kind(base, self.name, PROMPT)[:1]
 
-    def attach(self, model: PeftModel, config: PromptTuningConfig) -> None:
+    def live_formula(self, config: PromptTuningConfig) -> str:
+        return self.card.formula.replace("+ n", f"+ {config.tokens}")
+
+    def code(self, config: PromptTuningConfig) -> str:
+        return code_line(SoftPrompt.forward, "torch.cat([prompt, embeds]")
+
+    def shape_change(self, config: PromptTuningConfig) -> ShapeChange:
+        return ShapeChange(input_tokens=config.tokens)
+
+    def attach(self, model: StudioModel, config: PromptTuningConfig) -> None:
         site = self.selected_sites(config, model.base)[0]
         model.swap(site.module_path, SoftPrompt(config.tokens, site.in_features))
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
-from ..model import PeftModel
+from ..model import StudioModel
 from ..quant import NF4Linear
 from .lora import LoraConfig, LoraLinear, LoraMethod
-from .method import MethodCard
+from .method import MethodCard, code_line
 
 
 @dataclass
@@ -21,16 +21,18 @@ class QLoraMethod(LoraMethod):
     name = "qlora"
     title = "QLoRA"
     config_cls = QLoraConfig
+    claims_kinds = ()  # a click on a Linear chooses LoRA; QLoRA is chosen from the method list
+    glyph = "BA"
+    colour = "#c0392b"
     card = MethodCard(
         where="beside a 4-bit (NF4) frozen Linear: the same low-rank update as LoRA",
         intuition="store the frozen base in 4 bits to save memory; train LoRA in full precision on top",
         advantages="the base takes about 1/7 of its fp32 memory, so larger models fit small hardware",
         limitations="quantization error in the base; dequantizing on every forward costs time; no merge",
         formula="h = dequant(W0_nf4) x + (alpha / r) B A x",
-        code="F.linear(x, dequantize_4bit(weight_nf4, state), bias) + lora(x)",
     )
 
-    def attach(self, model: PeftModel, config: QLoraConfig) -> None:
+    def attach(self, model: StudioModel, config: QLoraConfig) -> None:
         targets = {s.module_path for s in self.selected_sites(config, model.base)}
         for site in model.base.sites():
             if site.kind != LINEAR or not site.available_for(self.name):
@@ -39,6 +41,9 @@ class QLoraMethod(LoraMethod):
             if site.module_path in targets:
                 quantized = LoraLinear(quantized, config.r, config.alpha, config.dropout)
             model.swap(site.module_path, quantized)
+
+    def code(self, config: QLoraConfig) -> str:
+        return f"{code_line(NF4Linear.forward, 'dequantized_weight')}  # then: {super().code(config)}"
 
     def shape_notes(self, config: QLoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         linears = [s for s in base.sites() if s.kind == LINEAR]

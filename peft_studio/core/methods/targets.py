@@ -1,41 +1,39 @@
-"""Resolve --targets names (short names or Hugging Face module names) to a base's sites."""
+"""Site selection by name: `targets` x `layers` to sites, and back (the click model's inverse).
+
+A target is a site's short name (`q`), its id (`layers.0.attn.q`), or a Hugging Face module name
+from the base's one name table (`query`, `attention.self.query`). As in PEFT, a name matches a
+module equal to it or ending with "." + name.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
 from .config import parse_layers, parse_list
 
-# Hugging Face BERT module name of each Linear site, so a PEFT user's target_modules list works.
-# Matching follows PEFT: a target matches a name equal to it or ending with "." + target.
-HF_NAMES = {
-    "q": "attention.self.query",
-    "k": "attention.self.key",
-    "v": "attention.self.value",
-    "o": "attention.output.dense",
-    "up": "intermediate.dense",
-    "down": "output.dense",
-}
 
-
-def _matches(target: str, site: Site) -> bool:
-    if target == site.name or target == site.id:
+def _matches(target: str, site: Site, base: FrozenBase) -> bool:
+    if target in (site.name, site.id):
         return True
-    hf_name = HF_NAMES.get(site.name)
+    hf_name = base.hf_module(site.module_path)
     return hf_name is not None and (hf_name == target or hf_name.endswith("." + target))
 
 
 def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targets: str | list | None,
-                    layers: str | list | None, default: list[str]) -> list[Site]:
-    """Sites of the given kinds named by `targets` in the chosen layers, in base order."""
-    names = parse_list("targets", targets) or default
+                    layers: str | list | None) -> list[Site]:
+    """Sites of the given kinds named by `targets` (default: the base's own default for this method)
+    in the chosen layers, in base order. A selection that matches no site is refused, as PEFT refuses
+    target modules that match nothing."""
+    names = parse_list("targets", targets) or default_targets(base, method)
     layer_set = set(parse_layers(layers, base.num_layers)) if base.num_layers else None
     candidates = [s for s in base.sites() if s.kind in kinds]
     allowed = sorted({s.name for s in candidates if s.available_for(method)})
     chosen: list[Site] = []
     for target in names:
-        matched = [s for s in candidates if _matches(target, s)]
+        matched = [s for s in candidates if _matches(target, s, base)]
         if not matched:
             raise ConfigError(f"targets: unknown site {target!r} for {method} on {base.name} "
                               f"(allowed: {', '.join(allowed)})")
@@ -45,12 +43,32 @@ def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targe
             in_layers = layer_set is None or site.layer is None or site.layer in layer_set
             if in_layers and site not in chosen:
                 chosen.append(site)
+    if not chosen:
+        raise ConfigError(f"targets {','.join(names)} in layers {layers} select no site: nothing would be adapted")
     order = {s.id: i for i, s in enumerate(base.sites())}
     return sorted(chosen, key=lambda s: order[s.id])
 
 
-def default_targets(base: FrozenBase, preferred: list[str]) -> list[str]:
-    """The preferred names this base has, else its first Linear (e.g. the seed's `proj`)."""
-    names = base.linear_names()
-    chosen = [n for n in preferred if n in names]
-    return chosen or names[:1]
+def default_targets(base: FrozenBase, method: str) -> list[str]:
+    """The base's declared default targets for this method, else its first Linear (the seed's `proj`)."""
+    declared = parse_list("targets", base.method_defaults().get(method, {}).get("targets"))
+    if declared:
+        return declared
+    linear = [s.name for s in base.sites() if s.kind == "linear"]
+    return linear[:1]
+
+
+def targets_for_sites(sites: list[Site], candidates: list[Site], num_layers: int) -> dict[str, Any]:
+    """`targets` and `layers` options that select exactly `sites` among `candidates`.
+
+    Short names x layers when the set is such a product (readable: `q,v` in layers `0,1`), else the
+    site ids themselves, so any set of clicks is expressible and nothing extra is selected."""
+    if not sites:
+        raise ConfigError("no site selected")
+    names = list(dict.fromkeys(s.name for s in sites))
+    layers = sorted({s.layer for s in sites if s.layer is not None})
+    product = {c.id for c in candidates if c.name in names and (c.layer is None or c.layer in layers)}
+    if product == {s.id for s in sites}:
+        every_layer = layers == list(range(num_layers))
+        return {"targets": ",".join(names), "layers": None if every_layer or not layers else ",".join(map(str, layers))}
+    return {"targets": ",".join(s.id for s in sites), "layers": None}

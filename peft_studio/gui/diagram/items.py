@@ -309,20 +309,6 @@ def arrow(start: QPointF, end: QPointF, style: Style, dashed: bool = False) -> Q
     return item
 
 
-def residual_arc(x0: float, x1: float, y: float, rise: float, style: Style) -> QGraphicsPathItem:
-    """The skip connection: leaves before a sublayer, joins at its add + norm."""
-    path = QPainterPath(QPointF(x0, y))
-    path.cubicTo(QPointF(x0, y - rise), QPointF(x0, y - rise), QPointF(x0 + rise, y - rise))
-    path.lineTo(QPointF(x1 - rise, y - rise))
-    path.cubicTo(QPointF(x1, y - rise), QPointF(x1, y - rise), QPointF(x1, y))
-    item = QGraphicsPathItem(path)
-    pen = QPen(theme.ARROW, style.pen)
-    pen.setStyle(Qt.PenStyle.DashLine)
-    item.setPen(pen)
-    item.setZValue(0.5)
-    return item
-
-
 def _role_colours(role: str) -> tuple[QColor, QColor]:
     return {
         "frozen": (theme.FROZEN_FILL, theme.FROZEN_EDGE),

@@ -26,7 +26,6 @@ ROOT = "<root>"
 HEAD = "head"
 LAYERS = "layers"  # key of the collapsed layer group
 SITE_PREFIX = "site:"
-GLYPHS = {PROMPT: "P", KV_PREFIX: "KV", "adapter": "A", ACTIVATION: "×", LINEAR: "BA"}
 
 
 @dataclass
@@ -38,6 +37,7 @@ class DiagramInfo:
     rows: list[CensusRow]
     selected: set[str]  # site ids the current method uses
     site_method: Callable[[Site], str]  # the method a click on this site would choose
+    site_glyph: Callable[[Site], str] = lambda site: "+"  # that method's glyph
     site_tip: Callable[[Site, str], str] = lambda site, state: site.label  # (site, state) -> HTML
     seq_len: int = 8
     prompt_tokens: int = 0
@@ -271,10 +271,7 @@ class _Layout:
 
     def site_item(self, site: Site, centre: QPointF) -> SiteItem:
         state = self.state_of(site)
-        glyph = GLYPHS.get(site.kind, "+")
-        if site.kind == LINEAR and self.info.site_method(site) == "ia3":
-            glyph = "×"
-        item = SiteItem(site.id, glyph, state, centre, self.st, self.scene.site_clicked.emit)
+        item = SiteItem(site.id, self.info.site_glyph(site), state, centre, self.st, self.scene.site_clicked.emit)
         item.setToolTip(self.info.site_tip(site, state))
         self.scene.addItem(item)
         self.scene.site_items[site.id] = item
@@ -480,7 +477,7 @@ class _Layout:
         return w, header + arcs + max(heights) + st.pad * 1.2
 
     def arc_space(self, block: Block) -> float:
-        has = any(c.kind == "norm" and "residual" in c.note for c in block.children)
+        has = any(c.residual for c in block.children)
         return 14 * self.st.scale if has else 0.0
 
     def container_sub(self, block: Block) -> str:
@@ -555,7 +552,7 @@ class _Layout:
                     y += ch + st.site_r * 0.8 + 3
             else:
                 self.place(obj, QPointF(x, top), (ew, eh))
-                if obj.kind == "norm" and "residual" in obj.note:
+                if obj.residual:
                     self.residual(segment_start, x + ew / 2, row_top, top, row_top - arcs + 2)
                     segment_start = x + ew + st.hgap / 2
             prev_right = x + ew

@@ -7,7 +7,6 @@ from html import escape
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from ..controller import Controller
-from ..describe import live_formula
 
 # The seed's glossary, in the app's words.
 GLOSSARY = {
@@ -40,7 +39,7 @@ class MethodCardView(QWidget):
         count = exp.method_parameter_count()
         head = exp.head_parameter_count()
         self.count.setText(f"{method.title}: {count:,} trainable  (+ head {head:,})")
-        formula = escape(live_formula(controller, method.name, controller.setup.options | _numbers(config)))
+        formula = escape(method.live_formula(config))
         notes = "".join(f"<li>{escape(n)}</li>" for n in exp.shape_notes()[:6])
         glossary = "".join(f"<b>{escape(k)}</b>: {escape(v)}<br>" for k, v in GLOSSARY.items())
         self.browser.setHtml(
@@ -50,11 +49,7 @@ class MethodCardView(QWidget):
             f"<p><b style='color:#1b7f4d'>+</b> {escape(card.advantages)}<br>"
             f"<b style='color:#b3261e'>−</b> {escape(card.limitations)}</p>"
             f"<p><b>Computation:</b> <code>{formula}</code><br>"
-            f"<b>Code:</b> <code>{escape(card.code)}</code></p>"
+            f"<b>Code that runs:</b> <code>{escape(method.code(config))}</code></p>"
             f"<p><b>Count:</b> <code>{escape(method.formula_text(config, exp.base))}</code></p>"
             + (f"<p><b>Shapes:</b><ul style='margin:0'>{notes}</ul></p>" if notes else "")
             + f"<hr><p style='color:#5b6672'>{glossary}</p>")
-
-
-def _numbers(config) -> dict:
-    return {k: getattr(config, k) for k in ("r", "alpha", "tokens") if hasattr(config, k)}

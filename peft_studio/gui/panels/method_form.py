@@ -32,57 +32,49 @@ class MethodForm(QWidget):
         self.layout_ = QFormLayout(self)
         self.layout_.setContentsMargins(4, 4, 4, 4)
         self.editors: dict[str, QWidget] = {}
-        self.error = QLabel("")
-        self.error.setObjectName("formError")
-        self.error.setWordWrap(True)
         self._signature: tuple = ()
 
-    def show_config(self, config: MethodConfig, selected_names: str, selected_layers: str) -> None:
-        """Rebuild the editors for a new method, or just refresh values (signals blocked: no loops)."""
+    def show_config(self, config: MethodConfig, values: dict[str, Any],
+                    choices: dict[str, tuple[str, ...]] | None = None) -> None:
+        """Rebuild the editors for a new method (or new per-base choices), else just refresh values
+        (signals blocked: no loops). `values` are the options in force (defaults resolved);
+        `choices` gives a list of allowed values for a text field."""
         fields = dataclasses.fields(config)
-        signature = (type(config),)
+        choices = {k: v for k, v in (choices or {}).items() if v}
+        signature = (type(config), tuple(sorted(choices.items())))
         if signature != self._signature:
-            self._build(fields)
+            self._build(fields, choices)
             self._signature = signature
         for f in fields:
             editor = self.editors[f.name]
-            value = getattr(config, f.name)
-            if f.name == "targets" and value is None:
-                value = selected_names
-            if f.name == "layers" and value is None:
-                value = selected_layers
+            value = values.get(f.name, getattr(config, f.name))
             editor.blockSignals(True)
             if isinstance(editor, QCheckBox):
                 editor.setChecked(bool(value))
             elif isinstance(editor, QComboBox):
-                editor.setCurrentText(str(value))
+                editor.setCurrentIndex(max(0, editor.findText(str(value))) if value is not None else 0)
             elif isinstance(editor, QSpinBox | QDoubleSpinBox):
                 editor.setValue(value)
             elif isinstance(editor, QLineEdit):
                 editor.setText("" if value is None else str(value))
             editor.blockSignals(False)
-        self.error.setText("")
 
-    def _build(self, fields: tuple[dataclasses.Field, ...]) -> None:
+    def _build(self, fields: tuple[dataclasses.Field, ...], choices: dict[str, tuple[str, ...]]) -> None:
         while self.layout_.rowCount():
             self.layout_.removeRow(0)
         self.editors.clear()
         for f in fields:
-            editor = self._editor(f)
+            editor = self._editor(f, choices.get(f.name))
             editor.setToolTip(f"{f.name}: {f.metadata.get('help', '')}")
             editor.setObjectName(f"field_{f.name}")
             self.editors[f.name] = editor
             label = QLabel(f.name.replace("_", " "))
             label.setToolTip(editor.toolTip())
             self.layout_.addRow(label, editor)
-        self.error = QLabel("")
-        self.error.setObjectName("formError")
-        self.error.setWordWrap(True)
-        self.layout_.addRow(self.error)
 
-    def _editor(self, f: dataclasses.Field) -> QWidget:
+    def _editor(self, f: dataclasses.Field, base_choices: tuple[str, ...] | None) -> QWidget:
         meta, default, name = f.metadata, f.default, f.name
-        low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
+        low, high, choices = meta.get("low"), meta.get("high"), base_choices or meta.get("choices")
         emit = lambda value: self.option_changed.emit(name, value)  # noqa: E731
         if choices:
             combo = QComboBox()
@@ -116,22 +108,9 @@ class MethodForm(QWidget):
         text = line.text().strip()
         self.option_changed.emit(name, text or None)
 
-    def show_error(self, message: str) -> None:
-        self.error.setText(message)
-
     def set_locked(self, locked: bool, reason: str = "") -> None:
         for name, editor in self.editors.items():
             editor.setEnabled(not locked)
             help_text = editor.toolTip().split("\n")[0]
             editor.setToolTip(f"{help_text}\n{reason}" if locked else help_text)
             del name
-
-    def value(self, name: str) -> Any:
-        editor = self.editors[name]
-        if isinstance(editor, QCheckBox):
-            return editor.isChecked()
-        if isinstance(editor, QComboBox):
-            return editor.currentText()
-        if isinstance(editor, QSpinBox | QDoubleSpinBox):
-            return editor.value()
-        return editor.text()

@@ -1,0 +1,364 @@
+"""The studio's state, Qt-free: setup, dataset, training settings, the built experiment, undo/redo,
+the run lock, and the click model. The window's controller and views observe it.
+
+Every model change goes through `apply`, which builds first and swaps only on success, so a bad
+choice leaves the previous working experiment in place (and says why through a "failed" event).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .bases import train_defaults
+from .bases.sites import Site
+from .census import Census
+from .data import TextDataset, load_builtin
+from .errors import PeftStudioError
+from .examples import load_example
+from .experiment import Experiment, Setup
+from .methods import METHODS, get_method, method_for_click
+from .train import TrainSettings
+
+FALLBACK_METHOD = "head-only"  # what remains when the last insertion point is clicked away
+SITE_OPTIONS = ("targets", "layers", "placement")  # options that name sites: they do not carry across bases
+
+Listener = Callable[..., None]
+
+
+def default_settings(base: str, seed: int = 0) -> TrainSettings:
+    """The base family's training defaults (the command line uses the same)."""
+    defaults = train_defaults(base)
+    return TrainSettings(steps=defaults.steps, lr=defaults.lr, batch_size=defaults.batch_size, seed=seed,
+                         eval_every=10, track_grads=False)
+
+
+@dataclass
+class Snapshot:
+    """One undoable state."""
+
+    setup: Setup
+    dataset: TextDataset
+    settings: TrainSettings
+    remembered: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> its last options
+
+
+@dataclass(frozen=True)
+class ClickEffect:
+    """What a click on an insertion point would do: the method it means and the change in trainable count."""
+
+    method: str
+    adds: bool  # True: the site is added; False: it is removed
+    delta: int  # trainable parameters after the click minus before (head included)
+
+
+class StudioState:
+    """One owner for everything the window shows; observers subscribe with `on(event, callback)`.
+
+    Events: changed (a new experiment), settings_changed, failed(title, message),
+    history_changed(can_undo, can_redo), notice(message), lock_changed(locked)."""
+
+    def __init__(self, setup: Setup | None = None, dataset: TextDataset | None = None,
+                 settings: TrainSettings | None = None) -> None:
+        setup = setup or Setup(base="tiny", method="lora", options={}, seed=0)
+        dataset = dataset or load_builtin("intents")
+        self.snapshot = Snapshot(setup, dataset, settings or default_settings(setup.base, setup.seed))
+        self.experiment = Experiment(copy.deepcopy(setup), dataset)
+        self.census: Census = self.experiment.census()
+        self.frozen_at_build = self.experiment.model.frozen_fingerprint()
+        self._undo: list[Snapshot] = []
+        self._redo: list[Snapshot] = []
+        self._locked = False
+        self._listeners: dict[str, list[Listener]] = {}
+
+    # ---- observing ---------------------------------------------------------------------------
+    def on(self, event: str, callback: Listener) -> None:
+        self._listeners.setdefault(event, []).append(callback)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in list(self._listeners.get(event, ())):
+            callback(*args)
+
+    # ---- reading -----------------------------------------------------------------------------
+    @property
+    def setup(self) -> Setup:
+        return self.snapshot.setup
+
+    @property
+    def dataset(self) -> TextDataset:
+        return self.snapshot.dataset
+
+    @property
+    def settings(self) -> TrainSettings:
+        return self.snapshot.settings
+
+    @property
+    def remembered(self) -> dict[str, dict[str, Any]]:
+        return self.snapshot.remembered
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo) and not self._locked
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo) and not self._locked
+
+    @property
+    def locked(self) -> bool:
+        """True while a run is active: model-changing edits are refused."""
+        return self._locked
+
+    def selected_site_ids(self) -> set[str]:
+        return {s.id for s in self.experiment.selected_sites()}
+
+    # ---- the run lock --------------------------------------------------------------------------
+    def lock(self) -> None:
+        self._set_lock(True)
+
+    def unlock(self) -> None:
+        self._set_lock(False)
+
+    def _set_lock(self, locked: bool) -> None:
+        if locked != self._locked:
+            self._locked = locked
+            self._emit("lock_changed", locked)
+            self._history()
+
+    # ---- changing ----------------------------------------------------------------------------
+    def apply(self, snapshot: Snapshot, record: bool = True, quiet: bool = False) -> bool:
+        """Build the experiment for `snapshot`; on success it becomes current (undoable)."""
+        if self._locked:
+            self._emit("failed", "Training is running", "Stop or reset the run before changing the model.")
+            return False
+        try:
+            experiment = Experiment(copy.deepcopy(snapshot.setup), snapshot.dataset)
+        except Exception as exc:  # noqa: BLE001 - any build failure is reported, the old model stays
+            if not quiet:
+                self._emit("failed", "This setup cannot be built", error_message(exc))
+            return False
+        if record:
+            self._undo.append(self.snapshot)
+            self._redo.clear()
+        self.snapshot = snapshot
+        self._install(experiment)
+        return True
+
+    def _install(self, experiment: Experiment) -> None:
+        self.experiment = experiment
+        self.census = experiment.census()
+        self.frozen_at_build = experiment.model.frozen_fingerprint()
+        self._history()
+        self._emit("changed")
+
+    def _history(self) -> None:
+        self._emit("history_changed", self.can_undo, self.can_redo)
+
+    def _next(self, **setup_changes: Any) -> Snapshot:
+        snapshot = copy.deepcopy(replace(self.snapshot, dataset=None))  # the dataset is immutable: share it
+        snapshot.dataset = self.snapshot.dataset
+        snapshot.remembered[snapshot.setup.method] = dict(snapshot.setup.options)
+        snapshot.setup = replace(snapshot.setup, **setup_changes)
+        return snapshot
+
+    def set_base(self, name: str) -> bool:
+        """Another base: the method keeps the sites that exist there (the notice names those dropped),
+        else falls back to its defaults for that base, else to the base's default method."""
+        if name == self.setup.base:
+            return True
+        if self._locked:
+            return self.apply(self.snapshot)  # reports the lock
+        old_sites = self.experiment.selected_sites()
+        method = self.setup.method
+        snapshot = self._next(base=name)
+        snapshot.remembered = {m: _without_sites(o) for m, o in snapshot.remembered.items()}
+        snapshot.settings = replace(default_settings(name, self.setup.seed), eval_every=self.settings.eval_every)
+        scalars = _without_sites(self.setup.options)
+        try:
+            new_base = Experiment(copy.deepcopy(replace(snapshot.setup, method=FALLBACK_METHOD, options={})),
+                                  self.dataset).base
+        except Exception as exc:  # noqa: BLE001 - the base itself cannot be built: say why, keep the old one
+            self._emit("failed", "This base cannot be used", error_message(exc))
+            return False
+        new_ids = {s.id for s in get_method(method).usable_sites(new_base)} if method in METHODS else set()
+        kept = [s for s in old_sites if s.id in new_ids]
+        dropped = [s.id for s in old_sites if s.id not in new_ids]
+        attempts: list[tuple[str, dict[str, Any], str]] = []
+        if kept and dropped:
+            options = get_method(method).options_for_sites([new_base.site(s.id) for s in kept], new_base, scalars)
+            attempts.append((method, options, f"dropped {', '.join(dropped)}: not on {name}"))
+        elif kept or not old_sites:
+            options = get_method(method).options_for_sites([new_base.site(s.id) for s in kept], new_base, scalars) \
+                if kept else scalars
+            attempts.append((method, options, ""))
+        attempts.append((method, scalars, f"{method}: its sites are not on {name}; using its defaults there"
+                         if old_sites else ""))
+        default = new_base.default_method
+        attempts.append((default, {}, f"{method} cannot be used on {name}; switched to {default}"))
+        for method_name, options, note in attempts:
+            snapshot.setup = replace(snapshot.setup, method=method_name, options=dict(options))
+            if self.apply(snapshot, quiet=True):
+                if note:
+                    self._emit("notice", note)
+                return True
+        return self.apply(snapshot)  # reports the last failure
+
+    def set_method(self, name: str, options: dict[str, Any] | None = None) -> bool:
+        if name == self.setup.method and options is None:
+            return True
+        snapshot = self._next(method=name)
+        if options is not None:
+            snapshot.setup.options = dict(options)
+            return self.apply(snapshot)
+        remembered = dict(snapshot.remembered.get(name, {}))
+        snapshot.setup.options = remembered
+        if remembered and self.apply(snapshot, quiet=True):
+            return True
+        snapshot.setup.options = {}
+        return self.apply(snapshot)
+
+    def set_option(self, name: str, value: Any) -> bool:
+        snapshot = self._next()
+        snapshot.setup.options = {**snapshot.setup.options, name: value}
+        if name == "placement":  # a placement replaces any per-site adapter selection
+            snapshot.setup.options["targets"] = None
+        return self.apply(snapshot)
+
+    def set_seed(self, seed: int) -> bool:
+        snapshot = self._next(seed=seed)
+        snapshot.settings = replace(snapshot.settings, seed=seed)
+        return self.apply(snapshot)
+
+    def set_dataset(self, dataset: TextDataset) -> bool:
+        snapshot = self._next()
+        snapshot.dataset = dataset
+        return self.apply(snapshot)
+
+    def set_everything(self, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> bool:
+        """A whole saved setup at once (one undo step); the previous one stays if it cannot be built."""
+        snapshot = self._next()
+        snapshot.setup, snapshot.dataset, snapshot.settings = copy.deepcopy(setup), dataset, settings
+        return self.apply(snapshot)
+
+    def set_training(self, **changes: Any) -> bool:
+        """Training settings do not change the model: no rebuild, but undoable."""
+        if self._locked:
+            self._emit("failed", "Training is running", "Stop or reset the run before changing its settings.")
+            return False
+        try:
+            settings = replace(self.settings, **changes)
+            settings.check()
+        except (PeftStudioError, TypeError) as exc:
+            self._emit("failed", "Training setting refused", error_message(exc))
+            return False
+        self._undo.append(self.snapshot)
+        self._redo.clear()
+        self.snapshot = replace(self.snapshot, settings=settings)
+        self._history()
+        self._emit("settings_changed")
+        return True
+
+    def load_example(self, name: str) -> bool:
+        """A setup shipped with the app (the seed's Adapter run is `seed-example`), as one undo step."""
+        try:
+            setup, dataset, settings = load_example(name)
+        except PeftStudioError as exc:
+            self._emit("failed", "Cannot open this example", str(exc))
+            return False
+        return self.set_everything(setup, dataset, settings)
+
+    def reset_model(self) -> None:
+        """Fresh method parts and head from the same seed; the base is rebuilt bit-identical."""
+        self.experiment.reset()
+        self._install(self.experiment)
+
+    def undo(self) -> bool:
+        return self._travel(self._undo, self._redo)
+
+    def redo(self) -> bool:
+        return self._travel(self._redo, self._undo)
+
+    def _travel(self, source: list[Snapshot], target: list[Snapshot]) -> bool:
+        if not source or self._locked:
+            return False
+        snapshot = source.pop()
+        current = self.snapshot
+        if snapshot.setup == current.setup and snapshot.dataset is current.dataset:  # settings-only step
+            target.append(current)
+            self.snapshot = snapshot
+            self._history()
+            self._emit("settings_changed")
+            return True
+        if not self.apply(snapshot, record=False):
+            source.append(snapshot)
+            return False
+        target.append(current)
+        self._history()
+        self._emit("settings_changed")
+        return True
+
+    # ---- the click model ---------------------------------------------------------------------
+    def method_for_site(self, site: Site) -> str:
+        return method_for_click(site, self.setup.method)
+
+    def _options_after_click(self, site: Site) -> tuple[str, dict[str, Any], bool]:
+        """(method, options, adds) that one click on `site` means: exactly that site added or removed."""
+        base = self.experiment.base
+        name = self.method_for_site(site)
+        method = get_method(name)
+        if name != self.setup.method:
+            return name, method.options_for_sites([site], base, dict(self.remembered.get(name, {}))), True
+        chosen = self.experiment.selected_sites()
+        if site.id in {s.id for s in chosen}:
+            remaining = [s for s in chosen if s.id != site.id]
+            if not remaining:
+                return FALLBACK_METHOD, {}, False
+            return name, method.options_for_sites(remaining, base, dict(self.setup.options)), False
+        return name, method.options_for_sites([*chosen, site], base, dict(self.setup.options)), True
+
+    def toggle_site(self, site_id: str) -> bool:
+        """One click: add exactly this site (choosing its method if needed), or remove exactly it."""
+        site = self.experiment.base.site(site_id)
+        name = self.method_for_site(site)
+        if not site.available_for(name):
+            self._emit("failed", "This point is not available", site.unavailable[name])
+            return False
+        method, options, _ = self._options_after_click(site)
+        return self.set_method(method, options)
+
+    def click_effect(self, site: Site) -> ClickEffect | None:
+        """What clicking this site would do, with the exact change in the trainable count (tooltips)."""
+        name = self.method_for_site(site)
+        if not site.available_for(name):
+            return None
+        method_name, options, adds = self._options_after_click(site)
+        try:
+            after = trainable_count(method_name, options, self.experiment)
+        except PeftStudioError:
+            return None
+        return ClickEffect(method_name, adds, after - self.census.trainable)
+
+
+def trainable_count(method_name: str, options: dict[str, Any], experiment: Experiment) -> int:
+    """Trainable parameters (method + head) that `method_name` with `options` would have, without building."""
+    method = get_method(method_name)
+    config = method.config(options)
+    method.validate(config, experiment.base)
+    labels = experiment.dataset.num_labels
+    head = 0 if config.freeze_head else experiment.base.hidden_size * labels + labels
+    return method.parameter_count(config, experiment.base) + head
+
+
+def _without_sites(options: dict[str, Any]) -> dict[str, Any]:
+    """Options that name sites (targets, layers, placement) do not carry over to another base."""
+    return {k: v for k, v in options.items() if k not in SITE_OPTIONS}
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, PeftStudioError):
+        return str(exc)
+    if isinstance(exc, ImportError):
+        return f"this base is not available yet: {exc}"
+    return f"{type(exc).__name__}: {exc}"
