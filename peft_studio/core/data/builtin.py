@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..resources import ResourceMissingError, resource_file, resource_path
 from .dataset import TextDataset
 from .files import load_dataset_file
 
@@ -31,13 +32,8 @@ _BUILTINS: dict[str, tuple[str | None, str]] = {
 
 
 def datasets_dir() -> Path:
-    """The folder holding the built-in CSV files (repo checkout first, then package data)."""
-    here = Path(__file__).resolve()
-    candidates = (here.parents[3] / "resources" / "datasets", here.parents[2] / "resources" / "datasets")
-    for folder in candidates:
-        if folder.is_dir():
-            return folder
-    return candidates[0]
+    """The folder holding the built-in CSV files (shipped as package data)."""
+    return resource_path("datasets")
 
 
 def builtin_names() -> list[str]:
@@ -67,9 +63,10 @@ def _load_cached(name: str) -> TextDataset:
     file_name, description = _BUILTINS[name]
     if file_name is None:
         return _seed_intents(description)
-    path = datasets_dir() / file_name
-    if not path.is_file():
-        raise DatasetError(f"built-in dataset '{name}' is missing its data file {path}; reinstall PEFT Studio")
+    try:
+        path = resource_file("datasets", file_name)
+    except ResourceMissingError as exc:  # keep the dataset error type the GUI and setup files catch
+        raise DatasetError(f"built-in dataset '{name}': {exc}") from None
     loaded = load_dataset_file(path, "text", "label", split_column="split")
     return replace(loaded, name=name, source="built-in", description=description, recipe=(("builtin", name),))
 

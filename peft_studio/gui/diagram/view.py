@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QGraphicsView, QLabel, QWidget
 
+from ...core.resources import resource_path
 from .. import theme
 from .scene import DiagramScene
 
-LOCK_ICON = Path(__file__).resolve().parents[3] / "resources" / "icons" / "lock.png"
+LOCK_ICON = resource_path("icons", "lock.png")  # optional art: callers fall back to text when it is missing
 
 
 def lock_html(px: int) -> str:
