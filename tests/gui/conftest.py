@@ -11,6 +11,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
+from plugin_shift import shift_method  # noqa: E402, F401 - the test plugin's fixture, shared with the core tests
 
 
 @pytest.fixture(scope="session")
