@@ -22,17 +22,15 @@ def test_a_good_file_loads_with_chosen_columns(window, tmp_path, errors):
     good.write_text("words,animal\n" + rows + "\n")
     assert window.files.open_dataset(good, "words", "animal")
     assert not errors
-    assert window.controller.dataset.label_names == ("cat", "dog") or set(window.controller.dataset.label_names) \
-        == {"cat", "dog"}
+    assert window.controller.dataset.label_names == ("dog", "cat")  # first appearance: row 0 is about dogs
     assert window.scene.block_items["head"].title.endswith("32→2")
 
 
-def test_missing_pretrained_base_is_a_dialog_and_tiny_stays(window, errors):
-    ok = window.controller.set_base("minilm")
-    if ok:  # the pretrained base has landed: then it simply works
-        assert window.controller.setup.base == "minilm"
-        return
-    assert errors and errors[-1][0] == "This setup cannot be built"
+def test_missing_pretrained_base_is_a_dialog_and_tiny_stays(window, errors, tmp_path):
+    window.base_box.addItem(str(tmp_path / "no-such-checkout"))
+    window.base_box.setCurrentIndex(window.base_box.count() - 1)
+    window.base_box.activated.emit(window.base_box.count() - 1)
+    assert errors and errors[-1][0] == "This base cannot be used" and "no such folder" in errors[-1][1]
     assert window.controller.setup.base == "tiny"
     assert window.base_box.currentText() == "tiny"
 
