@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from .bases.sites import Site
+from .bases.sites import Site, longest_prefix
 from .model import StudioModel
 from .quant import NF4Linear
 
@@ -82,12 +82,7 @@ class Census:
 def _site_of(name: str, sites: list[Site]) -> str:
     """The site whose module holds this tensor, else the tensor's own module path."""
     path = name.removeprefix("base.").rsplit(".", 1)[0]
-    best = ""
-    for site in sites:
-        prefix = site.module_path
-        if prefix and (path == prefix or path.startswith(prefix + ".")) and len(prefix) > len(best):
-            best = site.id
-    return best or path
+    return longest_prefix(path, ((s.id, s.module_path) for s in sites)) or path
 
 
 def take_census(model: StudioModel) -> Census:

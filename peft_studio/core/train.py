@@ -118,6 +118,12 @@ def _batches(count: int, batch_size: int, seed: int) -> Iterator[torch.Tensor | 
             yield order[start:start + batch_size]
 
 
+def grad_norms(named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
+    """The L2 norm of each trainable tensor's gradient (0 when it has none): the one sampler, used per step
+    here and throttled by the window's worker."""
+    return {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named}
+
+
 @torch.no_grad()
 def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
              labels: torch.Tensor) -> tuple[float, float]:
@@ -171,8 +177,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
                     saved.copy_(parameter)
         optimizer.zero_grad()
         loss.backward()
-        grad_norms = {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named} \
-            if settings.track_grads else {}
+        norms = grad_norms(named) if settings.track_grads else {}
         optimizer.step()
         if step == last and not all(bool(torch.isfinite(p).all()) for _, p in named):
             _restore(named, snapshot)
@@ -180,7 +185,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
                                    f"are restored. Try a lower learning rate (now {settings.lr:g}).")
         recent.append(time.perf_counter() - started)
         event = StepEvent(step, loss.item(), float((logits.argmax(-1) == labels).float().mean()),
-                          len(recent) / sum(recent), grad_norms=grad_norms, last=step == last)
+                          len(recent) / sum(recent), grad_norms=norms, last=step == last)
         if experiment.val_ids is not None and ((step - start_step) % settings.eval_every == 0 or step == last):
             event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,
                                                           experiment.val_labels)
