@@ -19,7 +19,7 @@ torch.cuda.max_memory_allocated. The step is undone afterwards: weights, gradien
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -67,6 +67,15 @@ class Ledger:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def at(self, fit: ActivationFit, batch_size: int, seq_len: int) -> Ledger:
+        """This estimate at another batch size and sequence length: only activations and logits move."""
+        if batch_size < 1 or seq_len < 1:
+            raise ConfigError(f"batch size and sequence length must be at least 1 (got {batch_size}, {seq_len})")
+        logits_per_example = self.logits / self.batch_size if self.batch_size else 0
+        return replace(self, kind="estimate", batch_size=batch_size, seq_len=seq_len,
+                       activations=fit.bytes(batch_size, seq_len), logits=round(logits_per_example * batch_size),
+                       cuda_peak=None)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ledger:
