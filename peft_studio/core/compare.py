@@ -203,6 +203,9 @@ def run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: i
         except PeftStudioError as exc:
             yield FamilyEvent("skip", name, index, len(names), reason=str(exc))
             continue
+        except ImportError as exc:  # e.g. QLoRA where bitsandbytes is not installed
+            yield FamilyEvent("skip", name, index, len(names), reason=f"needs a missing package ({exc})")
+            continue
         if bare is None:
             bare = bare_experiment(setup, dataset, device)
         yield FamilyEvent("start", name, index, len(names))
