@@ -137,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
     commands.add_parser("methods", help="each method and where it puts its trainable part")
+    compare = commands.add_parser("compare", help="train every method the base supports and print the table")
+    compare.add_argument("--base", default="tiny", help=f"{', '.join(base_names())} or a checkpoint folder")
+    compare.add_argument("--dataset", choices=builtin_names(), default="intents")
+    compare.add_argument("--steps", type=int, default=100)
+    compare.add_argument("--methods", help="comma list (default: the whole family)")
+    compare.add_argument("--lr", type=float, default=1e-2)
+    compare.add_argument("--batch-size", type=int, default=0, help="0: full batch")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--device", default="cpu")
+    compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    compare.add_argument("--runs-dir", metavar="DIR", help="where the runs are saved (default: the user data folder)")
     return parser
 
 
@@ -277,6 +288,19 @@ def cmd_methods() -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .core.compare import compare_headless, parse_methods
+    from .core.runs import RunStore
+    from .core.train import TrainSettings
+
+    settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed, parse_methods(args.methods),
+                                RunStore(args.runs_dir), args.csv, args.device,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(table)
+    return 0
+
+
 def start_gui() -> int:
     try:
         from .gui.app import main as gui_main
@@ -301,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_inspect(args)
         if args.command == "methods":
             return cmd_methods()
+        if args.command == "compare":
+            return cmd_compare(args)
         return start_gui()
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
