@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ def adapter_file_bytes(experiment: Experiment) -> int:
 
 
 def new_run_id(method: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}-{method}-{secrets.token_hex(3)}"
 
 
@@ -148,7 +148,7 @@ def make_record(experiment: Experiment, settings: TrainSettings, curves: Curves,
     head = census.by_owner("head")
     setup = experiment.setup
     return RunRecord(
-        run_id=new_run_id(setup.method), created=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        run_id=new_run_id(setup.method), created=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         base=setup.base, method=setup.method, options=experiment.config.to_dict(),
         dataset=experiment.dataset.name, seed=setup.seed, settings=asdict(settings),
         where=experiment.method.card.where, steps_done=len(curves),
