@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .core.bases import base_names, train_defaults
+from .core.bases import BASES, base_names, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
 from .core.errors import PeftStudioError
 from .core.methods import METHODS, method_names
@@ -96,7 +96,8 @@ def _field_kind(f: dataclasses.Field) -> type:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", default="tiny", help=f"{', '.join(base_names())} or a checkpoint folder")
+    bases = "; ".join(f"{entry.name} ({entry.summary})" for entry in BASES.values())
+    parser.add_argument("--base", default="tiny", help=f"{bases}; or a checkpoint folder")
     parser.add_argument("--method", default="lora", choices=method_names())
     for flag in method_flags():
         if flag.kind is bool:

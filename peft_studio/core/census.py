@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from torch import nn
-
 from .bases.sites import Site, longest_prefix
 from .model import StudioModel
 from .quant import NF4Linear
@@ -118,7 +116,3 @@ def _quantized_row(name: str, module: NF4Linear, sites: list[Site]) -> CensusRow
     shape = (module.out_features, module.in_features)  # the logical weight, stored in 4 bits
     return CensusRow(name, _site_of(name, sites), "base", shape, shape[0] * shape[1], "nf4",
                      module.stored_bytes, False)
-
-
-def quantized_modules(model: nn.Module) -> list[NF4Linear]:
-    return [m for m in model.modules() if isinstance(m, NF4Linear)]
