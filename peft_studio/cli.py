@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .core.bases import BASES, base_names, train_defaults
+from .core.bases import BASES, default_dataset, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
 from .core.errors import PeftStudioError
 from .core.methods import METHODS, method_names
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
     commands.add_parser("methods", help="each method and where it puts its trainable part")
     compare = commands.add_parser("compare", help="train every method the base supports and print the table")
-    compare.add_argument("--base", default="tiny", help=f"{', '.join(base_names())} or a checkpoint folder")
+    compare.add_argument("--base", default="tiny", help=f"{', '.join(BASES)} or a checkpoint folder")
     compare.add_argument("--dataset", choices=builtin_names(), default="intents")
     compare.add_argument("--steps", type=bounded_int(1, 10_000_000), default=100)
     compare.add_argument("--methods", help="comma list (default: the whole family)")
@@ -157,7 +157,7 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
         return load_dataset_file(args.data, args.text_column, args.label_column, seed=args.seed)
     if args.dataset:
         return load_builtin(args.dataset)
-    return load_builtin("seed-intents" if args.base == "seed-pooled" else "intents")
+    return load_builtin(default_dataset(args.base))
 
 
 # With --setup the file decides these; giving one as well would be silently ignored, so it is an error.

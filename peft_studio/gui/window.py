@@ -9,7 +9,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget
 
-from ..core.bases import base_names
+from ..core.bases import BASES, base_names
 from ..core.data import builtin_description, builtin_names, load_builtin
 from ..core.errors import PeftStudioError
 from ..core.methods import METHODS
@@ -89,8 +89,9 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setIconSize(QSize(18, 18))
         self.addToolBar(bar)
-        self.base_box = make_combo(base_names(), "Frozen base model: seed-pooled (the seed's), tiny (a small "
-                                                 "transformer), minilm (pretrained)")
+        self.base_box = make_combo(base_names(), "Frozen base model")
+        for i, entry in enumerate(BASES.values()):
+            self.base_box.setItemData(i, f"{entry.name}: {entry.summary}", Qt.ItemDataRole.ToolTipRole)
         self.data_box = make_combo([*builtin_names(), OPEN_FILE], "Dataset: a built-in one, or open a "
                                                                    "CSV/TSV/JSONL/JSON")
         for i, name in enumerate(builtin_names()):

@@ -53,6 +53,7 @@ class FrozenBase(nn.Module):
     num_layers: int = 0
     norm_placement: str = "none"  # "post" (BERT: add then norm), "pre" (norm then sublayer), or "none"
     default_method: str = "lora"
+    default_dataset: str = "intents"  # the built-in dataset a run uses when none is named
     train_defaults: TrainDefaults = TrainDefaults()
     # method name -> default options on this family, e.g. {"lora": {"targets": "q,v"}}
     method_option_defaults: Mapping[str, Mapping[str, Any]] = {}

@@ -18,6 +18,7 @@ class SeedPooledBase(FrozenBase):
     name = "seed-pooled"
     title = "Seed pooled encoder"
     default_method = "adapter"
+    default_dataset = "seed-intents"
     train_defaults = TrainDefaults(steps=201, lr=0.05)  # the seed's run
     method_option_defaults = {"lora": {"targets": "proj"}, "qlora": {"targets": "proj"},
                               "ia3": {"targets": "hidden"}}
