@@ -36,6 +36,8 @@ class TrainSettings:
             raise ConfigError(f"lr must be a positive number (got {self.lr})")
         if self.batch_size < 0:
             raise ConfigError(f"batch size must be 0 (full batch) or more (got {self.batch_size})")
+        if not (0 <= self.weight_decay <= 100 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight decay must be a number in [0, 100] (got {self.weight_decay})")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.eval_every < 1:
