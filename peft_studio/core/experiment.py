@@ -9,6 +9,7 @@ import torch
 
 from .bases import create_base, uses_dataset_vocabulary
 from .bases.frozen import FrozenBase
+from .budget import check_memory
 from .census import Census, take_census
 from .data import TextDataset
 from .errors import ConfigError
@@ -36,6 +37,7 @@ class Experiment:
         self.dataset = dataset
         self.method: Method = get_method(setup.method)
         self.config: MethodConfig = make_config(self.method.config_cls, setup.options)
+        check_memory(setup, dataset)  # the model, the encoded data and one example must fit before building
         self.model = self._build()
         self.tokenizer = self.model.base.tokenizer
         self.train_ids, self.train_mask = self.tokenizer.batch(list(dataset.train_texts))

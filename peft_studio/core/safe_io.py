@@ -168,7 +168,7 @@ def json_decoder(max_int_digits: int = MAX_INT_DIGITS) -> json.JSONDecoder:
 def json_failure(exc: Exception) -> str:
     """A one-line reason for a failure of `json_decoder()` (for loaders that decode piece by piece)."""
     if isinstance(exc, json.JSONDecodeError):
-        return f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        return f"not readable JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     return " ".join(str(exc).split())[:200] or type(exc).__name__
