@@ -232,8 +232,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None],
         raise error(f"{path.name}: cannot write into {path.parent} ({exc.strerror or exc})") from None
     os.close(handle)
     try:
-        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600
         write(Path(temp))
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; after write(), which may recreate it
         os.replace(temp, path)
     except OSError as exc:
         raise error(f"{path.name}: could not write it ({exc.strerror or exc})") from None
