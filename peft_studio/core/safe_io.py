@@ -104,6 +104,28 @@ def read_bytes(path: str | os.PathLike, limit: int, label: str, error: ErrorType
         os.close(fd)
 
 
+def read_head(path: str | os.PathLike, size: int, label: str, error: ErrorType) -> tuple[bytes, bool]:
+    """At most the first `size` bytes of a regular file, and whether the file goes on beyond them."""
+    check_regular_file(path, label, error)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"{label}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        _check_regular(os.fstat(fd).st_mode, label, error)
+        chunks: list[bytes] = []
+        total = 0
+        while total <= size and (chunk := os.read(fd, min(2**20, size + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as exc:
+        raise error(f"{label}: cannot read it ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    return data[:size], len(data) > size
+
+
 def read_text(path: str | os.PathLike, limit: int, label: str, error: ErrorType) -> str:
     """`read_bytes` decoded as UTF-8 (a BOM is dropped)."""
     return decode_utf8(read_bytes(path, limit, label, error), label, error)

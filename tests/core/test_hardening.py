@@ -385,3 +385,16 @@ def test_a_loss_that_explodes_without_reaching_inf_is_divergence():
         for _ in train(experiment, TrainSettings(steps=20, lr=1e6, track_grads=False)):
             pass
     assert all(bool(torch.isfinite(p).all()) for p in experiment.model.trainable_parameters())
+
+
+def test_a_preview_reads_only_the_start_of_a_large_file(tmp_path):
+    from peft_studio.core.data import preview_file
+    from peft_studio.core.data.files import PREVIEW_BYTES
+
+    rows = [{"text": f"héllo {i} " * 10, "label": "ab"[i % 2]} for i in range(PREVIEW_BYTES // 60)]
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False)[:-1] + ", {broken")  # the end is never read
+    columns, shown = preview_file(path, 20)
+    assert columns == ["text", "label"] and len(shown) == 20
+    with pytest.raises(DatasetError, match="malformed JSON"):
+        load_dataset_file(path, "text", "label")

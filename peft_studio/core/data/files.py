@@ -51,6 +51,7 @@ MAX_COLUMNS = 10_000
 MAX_LINE_CHARS = 8 * MAX_FIELD_CHARS
 MAX_LABELS = 10_000
 _DECODER = safe_io.json_decoder()
+PREVIEW_BYTES = 2 * 2**20  # a preview reads the file's start only, so it stays instant on the GUI thread
 
 T = TypeVar("T")
 PathLike = str | os.PathLike[str]
@@ -116,8 +117,9 @@ def _fail(path: Path, message: str) -> DatasetError:
     return DatasetError(f"{path.name}: {message}")
 
 
-def _read_text(path: Path) -> str:
-    """The file's text, after the existence, type, size, binary and UTF-8 checks."""
+def _read_text(path: Path, head: int | None = None) -> str:
+    """The file's text, after the existence, type, size, binary and UTF-8 checks; with `head`, only about
+    its first `head` bytes (cut after the last whole line)."""
     if not os.path.lexists(path):
         raise _fail(path, f"file not found ({path}); check the path")
     if os.path.isdir(path):
@@ -126,7 +128,13 @@ def _read_text(path: Path) -> str:
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         kind = f"'{path.suffix}'" if path.suffix else "without an extension"
         raise _fail(path, f"unsupported file type {kind}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
-    data = safe_io.read_bytes(path, MAX_FILE_BYTES, path.name, DatasetError)
+    if head is None:
+        data = safe_io.read_bytes(path, MAX_FILE_BYTES, path.name, DatasetError)
+    else:
+        data, more = safe_io.read_head(path, head, path.name, DatasetError)
+        if more:  # cut after the last newline, else before a split UTF-8 character
+            cut = data.rfind(b"\n")
+            data = data[:cut + 1] if cut > 0 else _whole_characters(data)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise _fail(path, f"contains NUL bytes (first at byte offset {nul}): it is binary "
@@ -135,6 +143,17 @@ def _read_text(path: Path) -> str:
     if not text.strip():
         raise _fail(path, "is empty")
     return text
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """`data` without a UTF-8 character cut in two at its end."""
+    for cut in range(1, 4):
+        if len(data) >= cut and data[-cut] >= 0xC0:  # a lead byte: is its character complete?
+            need = 2 if data[-cut] < 0xE0 else 3 if data[-cut] < 0xF0 else 4
+            return data if cut >= need else data[:-cut]
+        if len(data) < cut or data[-cut] < 0x80:
+            return data
+    return data
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -316,12 +335,16 @@ def _columns(path: Path) -> list[str]:
 
 
 def _preview(path: Path, n: int) -> tuple[list[str], list[list[str]]]:
-    header, rows = _records(path, _read_text(path), lenient=True)
+    header, rows = _records(path, _read_text(path, PREVIEW_BYTES), lenient=True)
     shown: list[_Row] = []
-    for row in rows:
-        if len(shown) >= max(n, 1):
-            break
-        shown.append(row)
+    try:
+        for row in rows:
+            if len(shown) >= max(n, 1):
+                break
+            shown.append(row)
+    except DatasetError:
+        if not shown or safe_io.check_regular_file(path, path.name, DatasetError) <= PREVIEW_BYTES:
+            raise  # a real error, not the cut at the end of the preview bytes
     if not shown:
         raise _fail(path, "has no data rows (only a header or an empty list)")
     columns = header if header is not None else _keys(shown)
