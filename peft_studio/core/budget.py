@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .limits import TINY_DEFAULTS
+from .limits import TINY_DEFAULTS, check_base_options
 
 FLOAT = 4
 # all-MiniLM-L6-v2, so the estimate needs no file for the packaged base
@@ -90,8 +90,8 @@ def _distinct_words(texts: Any) -> tuple[int, int]:
 def dims_for(setup: Any, dataset: Any) -> Dims:
     """Sizes from a Setup and a TextDataset, before anything is built (a checkpoint folder's config.json
     is read through the bounded reader)."""
-    options = dict(setup.base_options)
-    prompt = int(setup.options.get("tokens") or 0) if setup.method in ("prompt-tuning", "prefix-tuning") else 0
+    options = check_base_options(setup.base, dict(setup.base_options))  # typed and in range before any sum
+    prompt = _tokens(setup)
     rows = {"train_rows": len(dataset.train_texts), "val_rows": len(dataset.val_texts),
             "labels": len(dataset.label_names)}
     if setup.base in ("tiny", "seed-pooled"):
@@ -121,7 +121,10 @@ def _folder_dims(folder: str) -> dict[str, int] | None:
     path = Path(folder).expanduser() / "config.json"
     if not safe_io.is_regular_file(path):
         return None
-    raw = safe_io.read_json_object(path, f"{Path(folder).name}/config.json", ConfigError)
+    try:
+        raw = safe_io.read_json_object(path, f"{Path(folder).name}/config.json", ConfigError)
+    except ConfigError:
+        return None  # the base loader reports a broken config.json with its own error
     keys = {"vocab": "vocab_size", "width": "hidden_size", "heads": "num_attention_heads",
             "layers": "num_hidden_layers", "ff": "intermediate_size", "positions": "max_position_embeddings"}
     values = {name: raw.get(key) for name, key in keys.items()}
@@ -144,9 +147,18 @@ def dims_of(experiment: Any) -> Dims:
                 **common)
 
 
+def _tokens(setup: Any) -> int:
+    """Soft-prompt or prefix tokens a setup adds (its options were already checked by make_config)."""
+    if setup.method not in ("prompt-tuning", "prefix-tuning"):
+        return 0
+    try:
+        return int(setup.options.get("tokens") or 8)
+    except (TypeError, ValueError):
+        return 8
+
+
 def _prompt_tokens(experiment: Any) -> int:
-    return int(experiment.setup.options.get("tokens") or 0) \
-        if experiment.setup.method in ("prompt-tuning", "prefix-tuning") else 0
+    return _tokens(experiment.setup)
 
 
 def estimate(dims: Dims, batch_size: int = 0) -> MemoryEstimate:

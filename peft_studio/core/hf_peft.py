@@ -299,12 +299,6 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         ModuleSelector(config.get(name), name, where, AdapterFileError)  # refuses bad lists and unsafe regexes
 
 
-def _module_matches(name: str, spec: Any, where: str = ADAPTER_CONFIG) -> bool:
-    """PEFT's rule: a regex string must match the whole name; a list entry matches the name or a dotted suffix.
-    A regex is checked and matched only against the (short) module names of the base: see module_patterns."""
-    return ModuleSelector(spec, "target modules", where, AdapterFileError).matches(name)
-
-
 def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> dict[str, torch.Tensor]:
     """Strip PEFT's prefixes and adapter names: 'base_model.model.bert.encoder...lora_A.default.weight' ->
     'encoder...lora_A.weight'. Saved modules_to_save copies (e.g. a classifier) are left out, with a note."""

@@ -53,6 +53,17 @@ def real_number(value: Any, name: str, low: float, high: float) -> float:
     return float(value)
 
 
+def parse_number(text: str, name: str) -> float:
+    """A command-line number: finite only, so `--dropout nan` or `--alpha inf` is refused when parsed."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} should be a number (got {_show(text)})") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number (got {_show(text)})")
+    return value
+
+
 def check_seed(value: Any, name: str = "seed") -> int:
     """A seed torch and random both accept: a whole number in [0, 2**63 - 1]."""
     return whole_number(value, name, *SEED_RANGE)

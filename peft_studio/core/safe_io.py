@@ -308,7 +308,8 @@ def read_safetensors(path: str | os.PathLike, label: str, error: ErrorType, *,
     for name, tensor in tensors.items():
         if tensor.numel() and not bool(torch.isfinite(tensor).all()):
             raise error(f"{label}: tensor {name[:80]} holds NaN or infinite values")
-    return tensors, header.get("__metadata__") or {}
+    # sorted, as safe_open lists them: load() builds its dict in no fixed order
+    return dict(sorted(tensors.items())), header.get("__metadata__") or {}
 
 
 def _safetensors_header(data: bytes, label: str, error: ErrorType) -> dict[str, Any]:

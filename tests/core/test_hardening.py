@@ -398,3 +398,22 @@ def test_a_preview_reads_only_the_start_of_a_large_file(tmp_path):
     assert columns == ["text", "label"] and len(shown) == 20
     with pytest.raises(DatasetError, match="malformed JSON"):
         load_dataset_file(path, "text", "label")
+
+
+def test_command_line_numbers_and_seeds_are_checked_when_parsed():
+    from peft_studio.core.limits import check_seed, parse_number
+
+    for text in ("nan", "inf", "-Infinity", "ten"):
+        with pytest.raises(ConfigError, match="--dropout"):
+            parse_number(text, "--dropout")
+    assert parse_number("0.5", "--dropout") == 0.5
+    for seed in (-1, 2**64, True, "3"):
+        with pytest.raises(ConfigError, match="--seed"):
+            check_seed(seed, "--seed")
+    assert check_seed(2**63 - 1) == 2**63 - 1
+
+
+def test_null_options_mean_the_default(tmp_path):
+    doc = setup_doc(method="prompt-tuning", options={"tokens": None, "freeze_head": None})
+    setup, dataset, _ = load_setup(write_setup(tmp_path / "s.json", doc))
+    assert setup.method == "prompt-tuning" and Experiment(setup, dataset).config.tokens == 8

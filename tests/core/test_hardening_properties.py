@@ -62,7 +62,8 @@ SETUP = {"format": "peft-studio-setup", "version": 1, "base": "seed-pooled", "ba
                       "eval_every": 1}}
 SETUP_PATHS = [["format"], ["version"], ["base"], ["base_options"], ["base_options", "hidden_dim"],
                ["base_options", "d_model"], ["base_options", "n_heads"], ["method"], ["options"], ["options", "r"],
-               ["options", "alpha"], ["options", "dropout"], ["options", "targets"], ["options", "freeze_head"],
+               ["options", "alpha"], ["options", "dropout"], ["options", "tokens"],
+               ["base_options", "max_positions"], ["options", "targets"], ["options", "freeze_head"],
                ["seed"], ["dataset"], ["dataset", "builtin"], ["training"], ["training", "steps"], ["training", "lr"],
                ["training", "batch_size"], ["training", "optimizer"], ["training", "weight_decay"],
                ["training", "seed"], ["training", "eval_every"], ["extra"]]
