@@ -15,31 +15,35 @@ in its metadata). Outside the studio: logits = head(pool(hidden states)), with t
 base uses (mean over real tokens for all-MiniLM-L6-v2, the [CLS] vector for a plain BERT folder;
 BERT's own pooler Linear + tanh is not used). Import reads the head file when it is there.
 Nothing here executes code from the files (safetensors + JSON only), and peft is not needed.
+Every file goes through `safe_io` (regular files only, sizes, dtypes, finite values), every field of
+adapter_config.json the studio reads is type- and range-checked (`_check_config`), and a regex
+target_modules is bounded as `module_patterns` explains.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from . import safe_io
 from .bases.encoder import Encoder
 from .bases.hf_names import hf_module, studio_module
 from .bases.sites import ACTIVATION, LINEAR, Site
 from .data import TextDataset
 from .errors import AdapterFileError, ConfigError
 from .experiment import Experiment, Setup
-from .jsonfile import read_json_object
 from .methods.ia3 import ChannelScale
 from .methods.lora import LoraLinear
 from .methods.prompt_tuning import SoftPrompt
+from .module_patterns import MAX_NAME_CHARS, ModuleSelector
 from .store import write_atomically
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -55,6 +59,46 @@ PREFIX_DIFFERS = ("PEFT's prefix tuning on a BERT model shifts the real tokens' 
                   "(transformers counts the prefix as past tokens) while the studio's prefix keeps them, so the "
                   "outputs would differ: prefix tuning is not exchanged")
 _FFN_ACT = re.compile(r"layers\.(\d+)\.ffn\.act_scale")
+MAX_CONFIG_BYTES = 1 * 2**20
+MAX_WEIGHTS_BYTES = 2 * 2**30
+MAX_RANK = 4096
+MAX_VIRTUAL_TOKENS = 64  # the studio's prompt-tuning range
+# adapter_config.json fields the studio reads: name -> (allowed JSON types, what to say). Other fields
+# (PEFT adds some in every release) are ignored; a field listed here of another type is refused, so
+# "false" never means true.
+_STR, _BOOL, _INT, _NUM, _LIST, _DICT, _NULL = str, bool, int, float, list, dict, type(None)
+CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "peft_type": ((_STR,), "text"),
+    "task_type": ((_STR, _NULL), "text or null"),
+    "base_model_name_or_path": ((_STR, _NULL), "text or null"),
+    "revision": ((_STR, _NULL), "text or null"),
+    "inference_mode": ((_BOOL, _NULL), "true or false"),
+    "modules_to_save": ((_LIST, _NULL), "a list or null"),
+    "r": ((_INT,), "a whole number"),
+    "lora_alpha": ((_INT, _NUM), "a number"),
+    "lora_dropout": ((_INT, _NUM), "a number"),
+    "target_modules": ((_LIST, _STR, _NULL), "a list of names, a regular expression or null"),
+    "feedforward_modules": ((_LIST, _STR, _NULL), "a list of names, a regular expression or null"),
+    "bias": ((_STR,), "text"),
+    "use_rslora": ((_BOOL, _NULL), "true or false"),
+    "use_dora": ((_BOOL, _NULL), "true or false"),
+    "use_qalora": ((_BOOL, _NULL), "true or false"),
+    "lora_bias": ((_BOOL, _NULL), "true or false"),
+    "fan_in_fan_out": ((_BOOL, _NULL), "true or false"),
+    "init_lora_weights": ((_BOOL, _STR, _NULL), "true, false or a method name"),
+    "init_ia3_weights": ((_BOOL, _NULL), "true or false"),
+    "layers_to_transform": ((_INT, _LIST, _NULL), "a layer index, a list of them or null"),
+    "rank_pattern": ((_DICT, _NULL), "an object"),
+    "alpha_pattern": ((_DICT, _NULL), "an object"),
+    "num_virtual_tokens": ((_INT,), "a whole number"),
+    "token_dim": ((_INT, _NULL), "a whole number"),
+    "num_transformer_submodules": ((_INT, _NULL), "a whole number"),
+    "num_attention_heads": ((_INT, _NULL), "a whole number"),
+    "num_layers": ((_INT, _NULL), "a whole number"),
+    "prompt_tuning_init": ((_STR, _NULL), "text"),
+    "prompt_tuning_init_text": ((_STR, _NULL), "text or null"),
+    "tokenizer_name_or_path": ((_STR, _NULL), "text or null"),
+}
 
 
 # ---- export ------------------------------------------------------------------------------------
@@ -158,9 +202,12 @@ def _export_parts(experiment: Experiment) -> tuple[dict, dict[str, torch.Tensor]
     return config, tensors
 
 
-def check_peft_export(experiment: Experiment) -> None:
-    """Raise AdapterFileError now if export_peft would refuse this experiment (e.g. before a long training)."""
+def check_peft_export(experiment: Experiment, folder: str | Path | None = None) -> None:
+    """Raise AdapterFileError now if export_peft would refuse this experiment, or (given `folder`) could not
+    write into that folder — call it before a long training, so the run is never lost."""
     _export_parts(experiment)
+    if folder is not None:
+        safe_io.check_writable(Path(folder).expanduser(), AdapterFileError, folder=True)
 
 
 def export_peft(experiment: Experiment, folder: str | Path) -> Path:
@@ -175,7 +222,10 @@ def export_peft(experiment: Experiment, folder: str | Path) -> Path:
                      "pooling": experiment.base.cfg.pooling, "base": experiment.setup.base,
                      "method": experiment.setup.method, "config": json.dumps(experiment.config.to_dict()),
                      "base_fingerprint": experiment.model.base_fingerprint}
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AdapterFileError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
     write_atomically(folder / ADAPTER_WEIGHTS, lambda temp: save_file(tensors, str(temp), metadata={"format": "pt"}))
     write_atomically(folder / HEAD_FILE, lambda temp: save_file(head_tensors, str(temp), metadata=head_metadata))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
@@ -199,11 +249,12 @@ class PeftAdapter:
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    label = f"{path.parent.name}/{path.name}"
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise AdapterFileError(f"{path.parent.name}/{path.name}: not a readable safetensors file ({exc})") from None
+        return safe_io.read_safetensors(path, label, AdapterFileError, limit=MAX_WEIGHTS_BYTES)
+    except AdapterFileError as exc:
+        raise AdapterFileError(str(exc).replace("not a safetensors file", "not a readable safetensors file")) \
+            from None
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -211,19 +262,41 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise AdapterFileError(f"{folder}: no such folder (a PEFT adapter folder holds {ADAPTER_CONFIG} and "
                                f"{ADAPTER_WEIGHTS})")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_CONFIG} (a PEFT adapter folder holds {ADAPTER_CONFIG} and "
                                f"{ADAPTER_WEIGHTS})")
-    return read_json_object(path, f"{folder.name}/{ADAPTER_CONFIG}", AdapterFileError)
+    where = f"{folder.name}/{ADAPTER_CONFIG}"
+    config = safe_io.read_json_object(path, where, AdapterFileError, limit=MAX_CONFIG_BYTES)
+    _check_config(config, where)
+    return config
 
 
-def _module_matches(name: str, spec: Any) -> bool:
-    """PEFT's rule: a regex string must match the whole name; a list entry matches the name or a dotted suffix."""
-    if spec is None:
-        return False
-    if isinstance(spec, str):
-        return re.fullmatch(spec, name) is not None
-    return any(name == entry or name.endswith("." + entry) for entry in spec)
+def _check_config(config: dict[str, Any], where: str) -> None:
+    """Types of every field the studio reads, and the ranges of the numbers it uses."""
+    for name, (kinds, what) in CONFIG_FIELDS.items():
+        if name not in config:
+            continue
+        value = config[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise AdapterFileError(f"{where}: {name} should be {what}, not {json.dumps(value)[:40]}")
+    numbers = {"r": (1, MAX_RANK), "num_virtual_tokens": (1, MAX_VIRTUAL_TOKENS),
+               "num_transformer_submodules": (1, 2), "token_dim": (1, 2**20), "num_attention_heads": (1, 2**16),
+               "num_layers": (1, 2**16)}
+    for name, (low, high) in numbers.items():
+        value = config.get(name)
+        if value is not None and not low <= value <= high:
+            raise AdapterFileError(f"{where}: {name} must be in [{low}, {high}] (got {value})")
+    alpha = config.get("lora_alpha")
+    if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+        raise AdapterFileError(f"{where}: lora_alpha must be a positive number (got {alpha})")
+    dropout = config.get("lora_dropout")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise AdapterFileError(f"{where}: lora_dropout must be in [0, 1) (got {dropout})")
+    layers = config.get("layers_to_transform")
+    if isinstance(layers, list) and not all(type(v) is int and 0 <= v < 2**16 for v in layers[:2**16]):
+        raise AdapterFileError(f"{where}: layers_to_transform should list layer indices, not {str(layers)[:40]}")
+    for name in ("target_modules", "feedforward_modules"):
+        ModuleSelector(config.get(name), name, where, AdapterFileError)  # refuses bad lists and unsafe regexes
 
 
 def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> dict[str, torch.Tensor]:
@@ -232,6 +305,9 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> d
     out: dict[str, torch.Tensor] = {}
     skipped: set[str] = set()
     for key, tensor in raw.items():
+        if len(key) > MAX_NAME_CHARS + 40:  # the longest BERT adapter key is about 80 characters
+            raise AdapterFileError(f"{where}: a tensor name of {len(key)} characters ({key[:40]}...) is no "
+                                   "adapter key")
         name = key.removeprefix(KEY_PREFIX).removeprefix("bert.")
         name = re.sub(r"\.(lora_A|lora_B)\.default\.weight$", r".\1.weight", name)  # a raw state_dict's names
         name = re.sub(r"\.ia3_l\.default$", ".ia3_l", name)
@@ -261,9 +337,9 @@ def _translate_lora(config: dict, tensors: dict[str, torch.Tensor], where: str) 
     if config.get("fan_in_fan_out"):
         raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
     r = config.get("r")
-    if not isinstance(r, int) or r < 1:
+    if type(r) is not int or r < 1:
         raise AdapterFileError(f"{where}: r must be a positive integer (got {r!r})")
-    alpha = float(config.get("lora_alpha", 8))
+    alpha = float(config.get("lora_alpha") or 8)
     if config.get("use_rslora"):  # rsLoRA scales by alpha / sqrt(r): the same scale as alpha * sqrt(r) / r
         alpha *= math.sqrt(r)
     studio: dict[str, torch.Tensor] = {}
@@ -274,15 +350,18 @@ def _translate_lora(config: dict, tensors: dict[str, torch.Tensor], where: str) 
         module = studio_module(match.group(1))
         if module is None:
             raise _unknown(where, key, "unknown target module: not a Linear of a BERT encoder")
+        safe_io.expect_shape(tensor, 2, f"{where}: {key}", AdapterFileError,
+                             "(r, in)" if match.group(2) == "lora_A" else "(out, r)")
         studio[f"{module}.{match.group(2)}"] = tensor
-        if match.group(2) == "lora_A" and tensor.shape[0] != r:
-            raise _unknown(where, key, f"has rank {tensor.shape[0]}, adapter_config.json says r={r}")
-    options = {"r": r, "alpha": alpha, "dropout": float(config.get("lora_dropout", 0.0))}
+        rank = tensor.shape[0] if match.group(2) == "lora_A" else tensor.shape[1]
+        if rank != r:
+            raise _unknown(where, key, f"has rank {rank}, adapter_config.json says r={r}")
+    options = {"r": r, "alpha": alpha, "dropout": float(config.get("lora_dropout") or 0.0)}
     return options, studio
 
 
 def _translate_ia3(config: dict, tensors: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
-    feedforward = config.get("feedforward_modules")
+    feedforward = ModuleSelector(config.get("feedforward_modules"), "feedforward_modules", where, AdapterFileError)
     studio: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         match = re.fullmatch(r"(.+)\.ia3_l", key)
@@ -292,8 +371,9 @@ def _translate_ia3(config: dict, tensors: dict[str, torch.Tensor], where: str) -
         module = studio_module(name)
         if module is None:
             raise _unknown(where, key, "unknown target module: not a Linear of a BERT encoder")
-        is_ff = _module_matches(name, feedforward)
-        if is_ff != (tensor.dim() == 2 and tensor.shape[0] == 1 and tensor.shape[1] != 1):
+        is_ff = feedforward.matches(name) or feedforward.matches(f"bert.{name}")
+        safe_io.expect_shape(tensor, 2, f"{where}: {key}", AdapterFileError, "(1, in)" if is_ff else "(out, 1)")
+        if is_ff != (tensor.shape[0] == 1 and tensor.shape[1] != 1) or (not is_ff and tensor.shape[1] != 1):
             shape = tuple(tensor.shape)
             raise _unknown(where, key, f"shape {shape} does not fit a {'feed-forward' if is_ff else 'plain'} IA3 "
                                        f"module ({'(1, in)' if is_ff else '(out, 1)'})")
@@ -316,8 +396,14 @@ def _translate_prompt(config: dict, tensors: dict[str, torch.Tensor], where: str
         raise AdapterFileError(f"{where}: num_transformer_submodules {config.get('num_transformer_submodules')} "
                                "is for encoder-decoder models; a BERT encoder has 1")
     prompt = tensors["prompt_embeddings"]
-    if prompt.dim() != 2:
-        raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prompt.shape)}, expected (n, d)")
+    safe_io.expect_shape(prompt, 2, f"{where}: prompt_embeddings", AdapterFileError, "(n, d)")
+    for name, size in (("num_virtual_tokens", prompt.shape[0]), ("token_dim", prompt.shape[1])):
+        if config.get(name) is not None and config[name] != size:
+            raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prompt.shape)}, but "
+                                   f"{ADAPTER_CONFIG} says {name}={config[name]}")
+    if prompt.shape[0] > MAX_VIRTUAL_TOKENS:
+        raise AdapterFileError(f"{where}: {prompt.shape[0]} virtual tokens; the studio takes at most "
+                               f"{MAX_VIRTUAL_TOKENS}")
     return {"tokens": int(prompt.shape[0])}, {"embeddings.prompt.prompt": prompt}
 
 
@@ -336,7 +422,7 @@ def read_peft(folder: str | Path) -> PeftAdapter:
         raise AdapterFileError(f"{where}: peft_type {peft_type!r} is not supported (supported: "
                                f"{', '.join(TRANSLATORS)})")
     weights = folder / ADAPTER_WEIGHTS
-    if not weights.is_file():
+    if not os.path.lexists(weights):
         hint = " (adapter_model.bin is pickle: save with safe_serialization=True)" \
             if (folder / "adapter_model.bin").is_file() else ""
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_WEIGHTS}{hint}")
@@ -348,18 +434,29 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     options, studio = TRANSLATORS[peft_type](config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
     adapter = PeftAdapter(folder, peft_type, STUDIO_METHODS[peft_type], options,
                           {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes)
-    if (folder / HEAD_FILE).is_file():
-        head, metadata = _load_safetensors(folder / HEAD_FILE)
-        if set(head) != {"weight", "bias"}:
-            raise AdapterFileError(f"{folder.name}/{HEAD_FILE}: expected tensors weight and bias, found "
-                                   f"{', '.join(sorted(head))}")
-        adapter.head = {k: v.to(torch.float32) for k, v in head.items()}
-        try:
-            labels = json.loads(metadata.get("labels", "null"))
-        except json.JSONDecodeError:
-            labels = None
-        adapter.head_labels = labels if isinstance(labels, list) else None
+    if os.path.lexists(folder / HEAD_FILE):
+        adapter.head, adapter.head_labels = _read_head(folder)
     return adapter
+
+
+def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    where = f"{folder.name}/{HEAD_FILE}"
+    head, metadata = _load_safetensors(folder / HEAD_FILE)
+    if set(head) != {"weight", "bias"}:
+        raise AdapterFileError(f"{where}: expected tensors weight and bias, found {', '.join(sorted(head))[:80]}")
+    safe_io.expect_shape(head["weight"], 2, f"{where}: weight", AdapterFileError, "(labels, width)")
+    safe_io.expect_shape(head["bias"], 1, f"{where}: bias", AdapterFileError, "(labels,)")
+    if head["bias"].shape[0] != head["weight"].shape[0]:
+        raise AdapterFileError(f"{where}: bias has {head['bias'].shape[0]} entries for {head['weight'].shape[0]} "
+                               "labels")
+    labels = None
+    if "labels" in metadata:
+        labels = safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError)
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels) \
+                or len(labels) != head["weight"].shape[0]:
+            raise AdapterFileError(f"{where}: its labels metadata should list {head['weight'].shape[0]} label "
+                                   "names")
+    return {k: v.to(torch.float32) for k, v in head.items()}, labels
 
 
 # ---- import ------------------------------------------------------------------------------------
@@ -461,21 +558,29 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
             if not math.isclose(module.scaling, adapter.options["alpha"] / adapter.options["r"], rel_tol=1e-6):
                 raise AdapterFileError(f"{name}: LoRA scale alpha/r = {adapter.options['alpha']:g}/"
                                        f"{adapter.options['r']}, the model's {path} uses {module.scaling:g}")
+    # every check before the first copy: a refused folder leaves the model as it was
+    for key, value in adapter.tensors.items():
+        if tuple(value.shape) != tuple(params[key].shape):
+            raise AdapterFileError(f"{name}: {key} has shape {tuple(value.shape)}, the model needs "
+                                   f"{tuple(params[key].shape)}")
+    head = experiment.model.head
+    if adapter.head is not None:
+        if tuple(adapter.head["weight"].shape) != tuple(head.weight.shape):
+            raise AdapterFileError(f"{name}/{HEAD_FILE}: a head for {adapter.head['weight'].shape[0]} labels of "
+                                   f"width {adapter.head['weight'].shape[1]}; the model needs "
+                                   f"{tuple(head.weight.shape)}")
+        labels = list(experiment.dataset.label_names)
+        if adapter.head_labels is not None and adapter.head_labels != labels:
+            raise AdapterFileError(f"{name}/{HEAD_FILE}: trained for the labels {_show(adapter.head_labels)}, the "
+                                   f"dataset has {_show(labels)}; use that dataset or remove {HEAD_FILE}")
     with torch.no_grad():
         for key, value in adapter.tensors.items():
-            parameter = params[key]
-            if tuple(value.shape) != tuple(parameter.shape):
-                raise AdapterFileError(f"{name}: {key} has shape {tuple(value.shape)}, the model needs "
-                                       f"{tuple(parameter.shape)}")
-            parameter.copy_(value)
+            params[key].copy_(value)
         if adapter.head is not None:
-            head = experiment.model.head
-            if tuple(adapter.head["weight"].shape) != tuple(head.weight.shape):
-                raise AdapterFileError(f"{name}/{HEAD_FILE}: a head for {adapter.head['weight'].shape[0]} labels of "
-                                       f"width {adapter.head['weight'].shape[1]}; the model needs "
-                                       f"{tuple(head.weight.shape)}")
-            if adapter.head_labels and adapter.head_labels != list(experiment.dataset.label_names):
-                adapter.notes.append(f"{HEAD_FILE}: trained for labels {adapter.head_labels}, the dataset has "
-                                     f"{list(experiment.dataset.label_names)}")
             head.weight.copy_(adapter.head["weight"])
             head.bias.copy_(adapter.head["bias"])
+
+
+def _show(labels: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(label[:30]) for label in labels[:limit])
+    return f"[{shown}{', ...' if len(labels) > limit else ''}]"

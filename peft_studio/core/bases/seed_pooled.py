@@ -22,6 +22,7 @@ class SeedPooledBase(FrozenBase):
     train_defaults = TrainDefaults(steps=201, lr=0.05)  # the seed's run
     method_option_defaults = {"lora": {"targets": "proj"}, "qlora": {"targets": "proj"},
                               "ia3": {"targets": "hidden"}}
+    option_ranges = {"hidden_dim": (1, 4096)}
 
     def __init__(self, tokenizer: Tokenizer, hidden_dim: int = 16) -> None:
         super().__init__(tokenizer)
