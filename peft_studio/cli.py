@@ -217,7 +217,7 @@ def _given(value: Any, default: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .core.store import save_adapter
+    from .core.store import check_adapter_writable, save_adapter
     from .core.train import TrainSettings, train
 
     if args.setup:
@@ -232,7 +232,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.export_peft:
         from .core.hf_peft import check_peft_export
 
-        check_peft_export(experiment)  # refuse before training, not after it
+        check_peft_export(experiment, args.export_peft)  # refuse before training, not after it
+    if args.save_adapter:
+        check_adapter_writable(args.save_adapter)  # a long run is never lost to an unwritable path
     _print_totals(experiment.census())
     for event in train(experiment, settings):
         if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:
