@@ -30,8 +30,10 @@ def write_atomically(path: Path, write) -> None:
             os.unlink(temp)
 
 
-def save_adapter(experiment: Experiment, path: str | Path) -> Path:
-    """Save every trainable tensor (method parts and head) with the setup that made them."""
+def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Save every trainable tensor (method parts and head) with the setup that made them.
+
+    `extra_metadata` adds string keys (an adapter set stores its adapter's name and how to rebuild the base)."""
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors") if path.suffix == "" else Path(f"{path}.safetensors")
@@ -44,6 +46,7 @@ def save_adapter(experiment: Experiment, path: str | Path) -> Path:
         "config": json.dumps(experiment.config.to_dict()),
         "labels": json.dumps(list(experiment.dataset.label_names)),
         "base_fingerprint": experiment.model.base_fingerprint,
+        **(extra_metadata or {}),
     }
     write_atomically(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))
     return path
