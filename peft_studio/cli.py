@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
     commands.add_parser("methods", help="each method and where it puts its trainable part")
+    predict = commands.add_parser("predict", help="predict with one named adapter of a set on one base")
+    predict.add_argument("--adapters", required=True, metavar="FILES",
+                         help="comma list of adapter files (.safetensors) made for the same base")
+    predict.add_argument("--use", metavar="NAME", help="the adapter to predict with (default: the first)")
+    predict.add_argument("--list", action="store_true", help="list the adapters with their bytes beside the base's")
+    predict.add_argument("texts", nargs="*", metavar="TEXT")
     return parser
 
 
@@ -277,6 +283,20 @@ def cmd_methods() -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.adapter_set import AdapterSet, describe_set
+
+    adapters = AdapterSet.from_files([p for p in args.adapters.split(",") if p])
+    if args.use:
+        adapters.activate(args.use)
+    if args.list or not args.texts:
+        print("\n".join(describe_set(adapters)))
+    for text, probs in zip(args.texts, adapters.predict(args.texts).tolist() if args.texts else [], strict=True):
+        best = max(range(len(probs)), key=probs.__getitem__)
+        print(f"{text} -> {adapters.get(adapters.active).dataset.label_names[best]} ({probs[best]:.2f})")
+    return 0
+
+
 def start_gui() -> int:
     try:
         from .gui.app import main as gui_main
@@ -301,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_inspect(args)
         if args.command == "methods":
             return cmd_methods()
+        if args.command == "predict":
+            return cmd_predict(args)
         return start_gui()
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -357,6 +357,16 @@ class AdapterSet:
         return member
 
 
+def describe_set(adapters: AdapterSet) -> list[str]:
+    """The set as text lines: the base's bytes, then each adapter's (the active one starred)."""
+    lines = [f"base {adapters.base_name}: {adapters.base_parameters():,} parameters, {adapters.base_bytes():,} bytes"]
+    for info in adapters.infos():
+        lines.append(f"{'*' if info.active else ' '} {info.name}  [{info.glyph}] {info.method}  task {info.task}  "
+                     f"labels {','.join(info.labels)}  {info.parameters:,} parameters, {info.bytes:,} bytes "
+                     f"({info.bytes / max(adapters.base_bytes(), 1):.2%} of the base)")
+    return lines
+
+
 def union_tokenizer(datasets: Sequence[TextDataset]) -> WordTokenizer:
     """One word vocabulary over several datasets' training texts (first occurrence, dataset order)."""
     texts = [text for dataset in datasets for text in dataset.train_texts]

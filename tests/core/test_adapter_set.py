@@ -144,3 +144,19 @@ def test_mistakes_are_clear_and_change_nothing(two, datasets):
 def test_pretrained_bases_need_no_dataset_and_toy_bases_do(datasets):
     with pytest.raises(ConfigError, match="vocabulary"):
         AdapterSet.build("tiny")
+
+
+def test_cli_predicts_with_a_named_adapter_of_a_set(two, tmp_path, capsys):
+    from peft_studio.cli import main
+
+    paths = [str(two.save(name, tmp_path / f"{name}.safetensors")) for name in ("support", "mood")]
+    assert main(["predict", "--adapters", ",".join(paths), "--use", "support", "refund my order",
+                 "cannot login account"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("refund my order -> refund") and lines[1].startswith("cannot login account -> login")
+    assert main(["predict", "--adapters", ",".join(paths), "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("base tiny:") and "* support" in listing and "  mood  [A] adapter" in listing
+    assert main(["predict", "--adapters", ",".join(paths), "--use", "nope", "x"]) == 2
+    assert capsys.readouterr().err.startswith("error: no adapter named 'nope'")
+    assert main(["predict", "--adapters", str(tmp_path / "missing.safetensors"), "x"]) == 2
