@@ -31,16 +31,7 @@ FILE_DATASET_KEYS = {"path": str, "text_column": str, "label_column": str, "spli
 def save_setup(path: str | os.PathLike, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> Path:
     """Write the setup as JSON (atomically: a half-written file never replaces a good one)."""
     path = Path(path)
-    if not dataset.recipe:
-        raise ConfigError(f"the dataset '{dataset.name}' was not loaded from a file or the built-ins, so a "
-                          "setup file cannot name it")
-    document = {
-        "format": FORMAT, "version": VERSION,
-        "base": setup.base, "base_options": dict(setup.base_options),
-        "method": setup.method, "options": dict(setup.options), "seed": setup.seed,
-        "dataset": _portable(dict(dataset.recipe), path.parent),
-        "training": {name: getattr(settings, name) for name in SAVED_SETTINGS},
-    }
+    document = setup_document(setup, dataset, settings, path.parent)
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
@@ -49,6 +40,20 @@ def save_setup(path: str | os.PathLike, setup: Setup, dataset: TextDataset, sett
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"{path.name}: could not write the setup ({exc.strerror or exc})") from None
     return path
+
+
+def setup_document(setup: Setup, dataset: TextDataset, settings: TrainSettings, folder: Path) -> dict[str, Any]:
+    """The JSON object a setup file holds (a lesson embeds it); data paths relative to `folder`."""
+    if not dataset.recipe:
+        raise ConfigError(f"the dataset '{dataset.name}' was not loaded from a file or the built-ins, so a "
+                          "setup file cannot name it")
+    return {
+        "format": FORMAT, "version": VERSION,
+        "base": setup.base, "base_options": dict(setup.base_options),
+        "method": setup.method, "options": dict(setup.options), "seed": setup.seed,
+        "dataset": _portable(dict(dataset.recipe), folder),
+        "training": {name: getattr(settings, name) for name in SAVED_SETTINGS},
+    }
 
 
 def load_setup(path: str | os.PathLike) -> tuple[Setup, TextDataset, TrainSettings]:
@@ -60,7 +65,11 @@ def load_setup(path: str | os.PathLike) -> tuple[Setup, TextDataset, TrainSettin
     if not path.exists():
         raise ConfigError(f"{path}: no such setup file")
     doc = read_json_object(path, path.name, ConfigError)
-    where = path.name
+    return parse_setup(doc, path.parent, path.name)
+
+
+def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, TextDataset, TrainSettings]:
+    """Check a setup object (a file's, or one inside a lesson) and load its dataset; errors name `where`."""
     if doc.get("format") != FORMAT:
         raise ConfigError(f"{where}: not a PEFT Studio setup (its \"format\" should be \"{FORMAT}\")")
     if doc.get("version") != VERSION:
@@ -79,7 +88,7 @@ def load_setup(path: str | os.PathLike) -> tuple[Setup, TextDataset, TrainSettin
     base_options = _field(doc, "base_options", dict, where, default={})
     settings = _settings(_field(doc, "training", dict, where), where)
     try:
-        dataset = _dataset(_field(doc, "dataset", dict, where), path.parent, where)
+        dataset = _dataset(_field(doc, "dataset", dict, where), folder, where)
     except DatasetError as exc:  # the loader names the data file; say which setup pointed at it
         raise DatasetError(f"{where}: its dataset: {exc}") from None
     return Setup(base, method, options, seed, base_options), dataset, settings
