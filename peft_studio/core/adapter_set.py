@@ -305,6 +305,10 @@ class AdapterSet:
             raise ConfigError(f"adapter {name!r} was loaded without its dataset; load it with the dataset to "
                               "train it further")
         self.activate(name)
+        reachable = {id(p) for p in member.model.parameters()}
+        for other in self._members.values():  # the trainer trains what it can reach: none of theirs
+            if other is not member and any(id(p) in reachable for p in self._saved_tensors(other)):
+                raise RuntimeError(f"adapter {other.name!r} shares a tensor with {name!r}: a bug in PEFT Studio")
         self._training = name
         try:
             yield from train(member, settings, control, start_step)

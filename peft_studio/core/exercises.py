@@ -148,3 +148,36 @@ def task_bytes(experiment: Experiment, tasks: int = 20) -> TaskBytes:
     own = sum(r.bytes for r in rows if r.trainable)
     head = sum(r.bytes for r in rows if r.owner == "head")
     return TaskBytes(tasks, base, own, base + head)
+
+
+# ---- exercise 4: memory and accuracy side by side ------------------------------------------------
+@dataclass(frozen=True)
+class MethodRow:
+    method: str
+    trainable: int
+    base_bytes: int  # frozen tensors as stored (NF4 codes for QLoRA)
+    training_bytes: int  # trainable weights + their gradients + Adam's two moments (4 x fp32 each)
+    accuracy: float | None  # validation accuracy after `steps` (None untrained)
+
+
+def method_comparison(lesson: str = "word-order", methods: Sequence[str] | None = None,
+                      steps: int = 0) -> Iterator[MethodRow]:
+    """Each method on a shipped lesson's base and task: what training it holds in memory, and how well
+    it does after `steps` (the lesson's own training settings otherwise). A generator, row by row."""
+    from .lesson import load_shipped_lesson
+
+    start = load_shipped_lesson(lesson)
+    for name in methods if methods is not None else exercise(4).methods:
+        experiment = Experiment(replace(start.setup, method=name, options={}), start.dataset)
+        rows = take_census(experiment.model).rows
+        trainable = [r for r in rows if r.trainable]
+        accuracy = None
+        if steps > 0:
+            for _ in train(experiment, replace(start.settings, steps=steps, track_grads=False, eval_every=steps)):
+                pass
+            ids, mask, labels = ((experiment.val_ids, experiment.val_mask, experiment.val_labels)
+                                 if experiment.val_ids is not None else
+                                 (experiment.train_ids, experiment.train_mask, experiment.train_labels))
+            _, accuracy = evaluate(experiment, ids, mask, labels)
+        yield MethodRow(name, sum(r.numel for r in trainable), sum(r.bytes for r in rows if not r.trainable),
+                        4 * sum(r.bytes for r in trainable), accuracy)

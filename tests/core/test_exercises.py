@@ -11,6 +11,7 @@ from peft_studio.core.exercises import (
     EXERCISES,
     bottleneck_sweep,
     exercise,
+    method_comparison,
     seed_formula_count,
     seed_formula_text,
     task_bytes,
@@ -58,3 +59,13 @@ def test_twenty_adapters_against_twenty_copies():
     assert "20 adapters on one base" in numbers.summary()
     with pytest.raises(ConfigError):
         task_bytes(Experiment(setup, dataset), tasks=0)
+
+
+def test_the_hardware_comparison_counts_memory_and_trains_on_word_order():
+    rows = {r.method: r for r in method_comparison(methods=("prompt-tuning", "lora", "qlora"))}
+    assert all(r.accuracy is None for r in rows.values())
+    assert rows["lora"].trainable > rows["prompt-tuning"].trainable
+    assert rows["qlora"].base_bytes < rows["lora"].base_bytes  # 4-bit storage of the frozen Linears
+    assert rows["lora"].training_bytes == 4 * 4 * rows["lora"].trainable  # fp32 weight, grad, two Adam moments
+    trained = next(method_comparison(methods=("lora",), steps=5))
+    assert 0.0 <= trained.accuracy <= 1.0
