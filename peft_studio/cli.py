@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default="cpu")
     compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     compare.add_argument("--runs-dir", metavar="DIR", help="where the runs are saved (default: the user data folder)")
+    predict = commands.add_parser("predict", help="predict with one named adapter of a set on one base")
+    predict.add_argument("--adapters", required=True, metavar="FILES",
+                         help="comma list of adapter files (.safetensors) made for the same base")
+    predict.add_argument("--use", metavar="NAME", help="the adapter to predict with (default: the first)")
+    predict.add_argument("--list", action="store_true", help="list the adapters with their bytes beside the base's")
+    predict.add_argument("texts", nargs="*", metavar="TEXT")
     return parser
 
 
@@ -304,6 +310,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.adapter_set import AdapterSet, describe_set
+
+    adapters = AdapterSet.from_files([p for p in args.adapters.split(",") if p])
+    if args.use:
+        adapters.activate(args.use)
+    if args.list or not args.texts:
+        print("\n".join(describe_set(adapters)))
+    for text, probs in zip(args.texts, adapters.predict(args.texts).tolist() if args.texts else [], strict=True):
+        best = max(range(len(probs)), key=probs.__getitem__)
+        print(f"{text} -> {adapters.get(adapters.active).dataset.label_names[best]} ({probs[best]:.2f})")
+    return 0
+
+
 def start_gui() -> int:
     try:
         from .gui.app import main as gui_main
@@ -330,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_methods()
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "predict":
+            return cmd_predict(args)
         return start_gui()
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
