@@ -262,6 +262,16 @@ class MainWindow(QMainWindow):
         self.refresh_settings()
         self.refresh_status(checked=None)
         self.refresh_inference()
+        self._offer_training(not base.on_meta_device)
+
+    def _offer_training(self, runnable: bool) -> None:
+        """A meta-device base (an architecture, shapes only) is inspected, never trained: no Play, and why."""
+        for action in (self.act_play, self.act_step):
+            action.setEnabled(runnable)
+            tip = action.statusTip()
+            action.setToolTip(f"{tip}  [{action.shortcut().toString()}]" if runnable else META_REASON)
+        if not runnable:
+            self.statusBar().showMessage(META_REASON)
 
     def refresh_settings(self) -> None:
         self.training.show_settings(self.controller.settings, self.controller.setup.seed)
@@ -548,6 +558,10 @@ def _combo(items: list[str], tip: str) -> QComboBox:
     box.setToolTip(tip)
     box.setMinimumContentsLength(10)
     return box
+
+
+META_REASON = ("This base is an architecture on the meta device (shapes, no weights): inspect its placement, "
+               "counts and memory; train on tiny-decoder or a checkpoint")
 
 
 def _action(parent: QWidget, text: str, shortcut, tip: str, slot) -> QAction:
