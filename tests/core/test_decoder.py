@@ -193,7 +193,7 @@ def test_a_config_json_or_a_folder_with_only_config_json_is_a_base(tmp_path):
     for spec in (str(tmp_path / "config.json"), str(tmp_path)):
         base = create_base(spec)
         assert base.on_meta_device and base.num_layers == 2
-        assert base.site(f"model.layers.1.self_attn.v_proj").out_features == 32
+        assert base.site("model.layers.1.self_attn.v_proj").out_features == 32
         assert base_class(spec) is DecoderBase
 
 
