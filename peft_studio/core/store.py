@@ -32,6 +32,7 @@ def write_atomically(path: Path, write) -> None:
 
 def save_adapter(experiment: Experiment, path: str | Path) -> Path:
     """Save every trainable tensor (method parts and head) with the setup that made them."""
+    experiment.require_weights("saved")  # a meta-device base has no values to save
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors") if path.suffix == "" else Path(f"{path}.safetensors")
