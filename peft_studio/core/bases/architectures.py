@@ -163,12 +163,17 @@ def shipped_class(name: str) -> type[FrozenBase]:
     return Encoder if _shipped_raw(name).get("model_type") == "bert" else DecoderBase
 
 
+CHECKPOINT_FILES = ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt")
+
+
 def is_config_spec(spec: str) -> bool:
-    """A path to a config.json file, or a folder with config.json and no weights (nothing to load)."""
+    """A path to a config.json file, or a folder with a config.json and none of a checkpoint's files
+    (a checkpoint folder that lost its weights is still a checkpoint folder, refused as such)."""
     path = Path(spec).expanduser()
     if spec.endswith(".json"):
         return True
-    return path.is_dir() and (path / "config.json").is_file() and not (path / "model.safetensors").is_file()
+    return path.is_dir() and (path / "config.json").is_file() and \
+        not any((path / name).exists() for name in CHECKPOINT_FILES)
 
 
 def config_path(spec: str) -> Path:
