@@ -266,7 +266,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
     census = experiment.census()
     if args.json:
-        print(json.dumps(census.to_json(), indent=1))
+        from .core.tensor_bytes import census_json
+
+        print(json.dumps(census_json(census, experiment.base), indent=1))
         return 0
     print(f"base: {experiment.base.describe()}   method: {experiment.method.title}   "
           f"dataset: {experiment.dataset.name}")
@@ -279,6 +281,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{r.dtype:7}  {r.bytes:>10,}  {'yes' if r.trainable else 'no (frozen)'}")
     _print_totals(census)
     print(f"trainable % = {census.trainable_percent:.4f}%")
+    from .core.tensor_bytes import census_json
+
+    sizes = census_json(census, experiment.base)
+    print("bytes if stored as: " + ", ".join(f"{d} {sizes[f'bytes_{d}']:,}" for d in ("fp32", "bf16", "nf4"))
+          + (" (meta device: shapes only, no weights)" if experiment.base.on_meta_device else ""))
     if census.quantization:
         q = census.quantization
         print(f"quantized base: {q.tensors} Linear weights in NF4 = {q.stored_bytes:,} bytes "

@@ -43,6 +43,7 @@ def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[
     """Save every trainable tensor (method parts and head) with the setup that made them.
 
     `extra_metadata` adds string keys (an adapter set stores its adapter's name and how to rebuild the base)."""
+    experiment.require_weights("saved")  # a meta-device base has no values to save
     path = adapter_path(path)
     tensors = {n: p.detach().cpu().contiguous() for n, p in experiment.model.named_parameters() if p.requires_grad}
     setup = experiment.setup

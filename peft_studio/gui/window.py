@@ -32,6 +32,8 @@ from .runner import Runner
 OPEN_FILE = "Open file…"
 SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints the toolbar for nothing
 LOCK_REASON = "Locked while training: stop (Esc) or reset (Ctrl+R) to change the model."
+META_REASON = ("This base is an architecture on the meta device (shapes, no weights): inspect its placement, "
+               "counts and memory; train on tiny-decoder or a checkpoint")
 
 
 class MainWindow(QMainWindow):
@@ -215,6 +217,7 @@ class MainWindow(QMainWindow):
         self.refresh_settings()
         self.refresh_status(checked=None)
         self.refresh_inference()
+        self._offer_training(not base.on_meta_device)
 
     def refresh_choices(self) -> None:
         """Put the base, dataset and method lists back on the working choice (after a refused one)."""
@@ -224,6 +227,15 @@ class MainWindow(QMainWindow):
             if box.findText(value) < 0:
                 box.insertItem(box.count() - (1 if box is self.data_box else 0), value)
             box.setCurrentText(value)
+
+    def _offer_training(self, runnable: bool) -> None:
+        """A meta-device base (an architecture, shapes only) is inspected, never trained: no Play, and why."""
+        for action in (self.actions_.play, self.actions_.step):
+            action.setEnabled(runnable)
+            tip = action.statusTip()
+            action.setToolTip(f"{tip}  [{action.shortcut().toString()}]" if runnable else META_REASON)
+        if not runnable:
+            self.statusBar().showMessage(META_REASON)
 
     def refresh_settings(self) -> None:
         self.training.show_settings(self.controller.settings, self.controller.setup.seed)

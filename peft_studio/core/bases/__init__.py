@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BaseLoadError, ConfigError
+from . import architectures
+from .decoder import TinyDecoderBase
 from .frozen import FrozenBase, Tokenizer, TrainDefaults, tensors_fingerprint
 from .seed_pooled import SeedPooledBase
 from .sites import Block, Site
@@ -57,6 +60,12 @@ def register_base(entry: BaseEntry) -> None:
 register_base(BaseEntry("seed-pooled", lambda: SeedPooledBase, SeedPooledBase, True, "the seed's FrozenBaseEncoder"))
 register_base(BaseEntry("tiny", lambda: TinyBase, TinyBase, True, "a small random transformer encoder"))
 register_base(BaseEntry("minilm", _pretrained_class, _load_pretrained("minilm"), False, "all-MiniLM-L6-v2, pretrained"))
+register_base(BaseEntry("tiny-decoder", lambda: TinyDecoderBase, TinyDecoderBase, True,
+                        "a small random Llama-style decoder (last-token classification)"))
+for _name in architectures.shipped():  # config.json facts only: built on the meta device, inspect-only
+    register_base(BaseEntry(_name, functools.partial(architectures.shipped_class, _name),
+                            functools.partial(architectures.build_shipped, _name), False,
+                            f"{_name} architecture on the meta device (shapes only, no weights)"))
 
 
 def base_names() -> list[str]:
@@ -71,6 +80,8 @@ def base_class(name: str) -> type[FrozenBase]:
     """The class describing a base, without building it (training defaults, default method)."""
     if name in BASES:
         return BASES[name].cls
+    if architectures.is_config_spec(name):
+        return architectures.config_class(name)
     if Path(name).expanduser().is_dir():
         return _pretrained_class()
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
@@ -107,6 +118,8 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
             return entry.build(tokenizer, **options) if entry.uses_dataset_vocabulary else entry.build(**options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"base {name!r}: {exc}") from None
+    if architectures.is_config_spec(name):
+        return architectures.load_config_base(name, **options)
     if Path(name).expanduser().is_dir():
         if options:
             raise ConfigError(f"a checkpoint folder takes no base options (got {', '.join(options)})")
