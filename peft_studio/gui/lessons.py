@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QEvent
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QMenu, QToolBar, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QToolBar, QWidget
 
 from ..core.errors import PeftStudioError
 from ..core.lesson import CONTROLS, PANELS, Lesson, lesson_names, load_lesson, load_shipped_lesson
@@ -91,6 +92,10 @@ def apply_lesson(window: MainWindow, lesson: Lesson) -> bool:
     window.presentation.set(view.presentation_scale > 1.0)  # the window has one presentation size
     window.scene.collapsed = view.collapsed_layers
     window.scene.rebuild()
+    _show_hidden(window, set(view.hidden_panels), set(view.hidden_controls))
+    # Hiding panels resizes the diagram's viewport: settle the layouts before fitting, so that the
+    # lesson's zoom is relative to the size the class will see.
+    QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
     window.view.fit()  # zoom 1 = fitted size (also makes view.auto_fit true)
     if view.zoom != 1.0:
         window.view.scale(view.zoom, view.zoom)
@@ -98,7 +103,6 @@ def apply_lesson(window: MainWindow, lesson: Lesson) -> bool:
     if view.scroll is not None:
         window.view.centerOn(*view.scroll)
         window.view.auto_fit = False
-    _show_hidden(window, set(view.hidden_panels), set(view.hidden_controls))
     index = tab_index(window, view.selected_tab)
     if index >= 0:
         window.tabs.setCurrentIndex(index)
