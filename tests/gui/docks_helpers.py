@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture
-def docks(window):
+@pytest.fixture(name="docks")
+def docks_fixture(window):
     from peft_studio.gui.docks import close_docks, install_docks
 
     installed = install_docks(window, window.menuBar().addMenu("X"), window.menuBar().addMenu("Y"))

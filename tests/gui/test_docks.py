@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from docks_helpers import docks  # noqa: F401 - fixture
+from docks_helpers import docks_fixture  # noqa: F401 - the `docks` fixture
 from PySide6.QtGui import QAction
 
 from peft_studio.core.lesson import LessonView, lesson_names, load_shipped_lesson
