@@ -17,7 +17,9 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QScrollArea, QVBoxLayout, QWidget
 
 from ..core.lesson import Lesson
+from ..core.runs import RunStore
 from .adapter_lab import AdapterLab
+from .compare_panel import ComparePanel
 from .exercises_dock import ExercisesDock
 from .lessons import install_lessons, open_lesson_action
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from .window import MainWindow
 
 # Ctrl+Alt: the window's own shortcuts use plain keys, Ctrl and Ctrl+Shift (gui/actions.py).
-SHORTCUTS = {"adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N"}
+SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N"}
 
 
 class NotesStrip(QWidget):
@@ -62,6 +64,8 @@ class Docks:
     adapters: QDockWidget
     exercises: QDockWidget
     notes: QDockWidget
+    compare: QDockWidget
+    board: ComparePanel
     lab: AdapterLab
     exercises_wiring: ExercisesDock
     notes_strip: NotesStrip
@@ -70,7 +74,8 @@ class Docks:
     open_lesson: QAction | None = None
 
     def dock(self, name: str) -> QDockWidget:
-        return {"adapters": self.adapters, "exercises": self.exercises, "notes": self.notes}[name]
+        return {"adapters": self.adapters, "exercises": self.exercises, "notes": self.notes,
+                "compare": self.compare}[name]
 
     def allow(self, name: str, allowed: bool) -> None:
         """A lesson's hidden panel: the dock goes and so does the way to bring it back."""
@@ -91,20 +96,31 @@ class Docks:
 
 
 def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
-                  compare: Callable[[], object] | None = None) -> Docks:
-    """Create the three docks (hidden), their View toggles, and the lesson entries in Examples.
+                  compare: Callable[[], object] | None = None, store: RunStore | None = None) -> Docks:
+    """Create the docks (hidden): the comparison board and memory ledger, Adapters, Exercises, Lesson notes;
+    their View toggles; and the lesson entries in Examples.
 
-    `compare`, when given, is what exercise 4 calls to show the comparison board on its lesson."""
+    `compare` is what exercise 4 calls (default: show the board and run the family on the current setup);
+    `store` is the run folder (default: the user's data directory)."""
+    board = ComparePanel(window.controller, store)
+    board.failed.connect(window.show_error)
+    compare_dock = _dock(window, "Compare the family", "compareDock", board, Qt.DockWidgetArea.BottomDockWidgetArea)
     lab = AdapterLab(window)
     strip = NotesStrip()
     adapters = _dock(window, "Adapters", "adaptersDock", lab, Qt.DockWidgetArea.RightDockWidgetArea)
     notes = _dock(window, "Lesson notes", "lessonNotesDock", strip, Qt.DockWidgetArea.LeftDockWidgetArea)
+    if compare is None:
+        def compare() -> None:  # exercise 4: the board on the lesson's setup, every method side by side
+            compare_dock.show()
+            compare_dock.raise_()
+            board.run_family()
     wiring = ExercisesDock(window, compare=compare)
     exercises = _dock(window, "Exercises", "exercisesDock", wiring.panel, Qt.DockWidgetArea.RightDockWidgetArea)
-    docks = Docks(window, examples_menu, adapters, exercises, notes, lab, wiring, strip)
+    docks = Docks(window, examples_menu, adapters, exercises, notes, compare_dock, board, lab, wiring, strip)
     wiring.show_adapters = lambda: docks.show_dock("adapters")
     view_menu.addSeparator()
-    for name, dock in (("adapters", adapters), ("exercises", exercises), ("notes", notes)):
+    for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
+                       ("notes", notes)):
         toggle = dock.toggleViewAction()
         toggle.setShortcut(QKeySequence(SHORTCUTS[name]))
         toggle.setToolTip(f"Show or hide the {dock.windowTitle()} panel  [{toggle.shortcut().toString()}]")
@@ -133,4 +149,6 @@ def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
     docks.lab.stop()
     docks.exercises_wiring.sweep.stop()
     docks.exercises_wiring.comparison.stop()
-    return docks.lab.stop_and_wait(timeout_ms) & docks.exercises_wiring.stop_and_wait(timeout_ms)
+    docks.board.stop_family()
+    return (docks.lab.stop_and_wait(timeout_ms) & docks.exercises_wiring.stop_and_wait(timeout_ms)
+            & docks.board.stop_and_wait(timeout_ms))

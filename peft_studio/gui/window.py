@@ -19,6 +19,7 @@ from .controller import Controller
 from .describe import diagram_info
 from .diagram import DiagramScene, DiagramView
 from .diagram.view import LOCK_ICON
+from .docks import close_docks, install_docks
 from .files import FileFlows
 from .panels.card import MethodCardView
 from .panels.census_table import CensusTable
@@ -65,6 +66,9 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.actions_.install_menus(self)
         self.presentation = Presentation(self)
+        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
+        self.docks = install_docks(self, menus["Examples"], menus["View"])
+        self.docks.board.method_started.connect(self.follow_family)
         self._connect()
         self._latest_grads: dict[str, float] = {}
         self._speed_shown_at = 0.0
@@ -353,6 +357,11 @@ class MainWindow(QMainWindow):
     def reset(self) -> None:
         self.runner.reset()
 
+    def follow_family(self, method: str) -> None:
+        """The family run moved on to `method`: the diagram shows where that method puts its part."""
+        if not self.runner.active:
+            self.controller.set_method(method, {})
+
     def toggle_presentation(self) -> None:
         self.presentation.toggle()
 
@@ -374,5 +383,6 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         """Stop the worker and wait for it, so no thread outlives the window."""
         self.closing = True
+        close_docks(self.docks)
         self.runner.stop_and_wait(15_000)
         event.accept()

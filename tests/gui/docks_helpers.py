@@ -7,9 +7,9 @@ import pytest
 
 @pytest.fixture(name="docks")
 def docks_fixture(window):
-    from peft_studio.gui.docks import close_docks, install_docks
+    from peft_studio.gui.docks import close_docks
 
-    installed = install_docks(window, window.menuBar().addMenu("X"), window.menuBar().addMenu("Y"))
+    installed = window.docks  # the window installs its docks itself
     yield installed
     assert close_docks(installed)
     from peft_studio.gui.gen_worker import GeneratorWorker

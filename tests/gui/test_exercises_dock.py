@@ -51,6 +51,7 @@ def test_exercise_four_asks_the_board_when_given(docks, window):
 
 def test_exercise_four_without_a_board_compares_in_a_thread_that_close_stops(docks, window, qtbot):
     wiring = docks.exercises_wiring
+    wiring.compare = None  # no board: the exercise compares on its own
     wiring.comparison_steps = 1
     wiring.set_up(4)
     assert wiring.comparison.running
