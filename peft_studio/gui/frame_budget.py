@@ -30,6 +30,14 @@ class FrameBudget:
         self.interval_ms = FASTEST_MS
         self._since: tuple[float, float] | None = None
 
+    def set_share(self, share: float | None) -> None:
+        """The trainer's thread count changed: a budget applies only while it uses every core."""
+        if share != self.share:
+            self.share = share
+            if share is None:
+                self.interval_ms = FASTEST_MS
+            self._since = None
+
     def restart(self, wall: float, cpu: float) -> None:
         """A run starts (or resumes): measure from here, at full rate."""
         self.interval_ms = FASTEST_MS
