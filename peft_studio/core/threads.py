@@ -13,6 +13,7 @@ caller applies the count it returns (`tuned` does that around any step iterator)
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -136,14 +137,14 @@ T = TypeVar("T")
 
 
 def tuned(steps: Iterable[T], tuner: ThreadTuner, set_threads: Callable[[int], None],
-          paused: Callable[[], bool] = lambda: False, clock: Callable[[], float] | None = None) -> Iterator[T]:
+          paused: Callable[[], bool] = lambda: False,
+          clock: Callable[[], float] | None = None) -> Iterator[T]:
     """Yield from `steps`, timing each and applying the tuner's thread count between steps.
 
     A step's time runs from the consumer asking for the next item to its arrival (the consumer's
-    own work is not the trainer's speed). Intervals during which `paused()` was true (at either end) are not step times and are skipped.
+    own work is not the trainer's speed). Intervals during which `paused()` was true (at either
+    end) are not step times and are skipped.
     """
-    import time
-
     clock = clock or time.perf_counter
     applied = tuner.threads
     set_threads(applied)

@@ -6,6 +6,7 @@ costs the imports and the window, nothing more.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -53,30 +54,36 @@ def on_first_paint(widget: Any, callback: Callable[[], None]) -> None:
     widget.installEventFilter(FirstPaint(widget))
 
 
-def close_on_sigint(window: Any) -> None:
+def close_on_sigint(window: Any) -> Callable[[], None]:
     """Ctrl+C in the terminal closes the window as its close button does.
 
     Python runs a signal handler only when it next gets control, which Qt's event loop never gives
     it while idle; the C-level handler's wake-up byte on a socket wakes the loop instead, so there
-    is no polling timer.
+    is no polling timer. Returns a function that puts the previous handling back.
     """
     from PySide6.QtCore import QSocketNotifier
 
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
-    signal.set_wakeup_fd(writer.fileno())
+    previous_fd = signal.set_wakeup_fd(writer.fileno())
     notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, window)
 
     def drain() -> None:  # the Python handler below runs around this slot
-        try:
+        with contextlib.suppress(OSError):
             reader.recv(64)
-        except OSError:
-            pass
 
     notifier.activated.connect(drain)
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    window._sigint_sockets = (reader, writer, notifier)  # kept alive with the window
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: window.close())
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous_handler)
+        signal.set_wakeup_fd(previous_fd)
+        notifier.setEnabled(False)
+        reader.close()
+        writer.close()
+
+    return restore
 
 
 def main(on_painted: Callable[[Any], None] | None = None) -> int:
@@ -97,8 +104,11 @@ def main(on_painted: Callable[[Any], None] | None = None) -> int:
         window.runner.start_warm_up()  # Play joins it if pressed within the next second or so
 
     on_first_paint(window, painted)
-    close_on_sigint(window)
-    return int(app.exec())
+    restore = close_on_sigint(window)
+    try:
+        return int(app.exec())
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from .controller import Controller
 from ..core.threads import ThreadTuner
+from .controller import Controller
 from .frame_budget import FASTEST_MS, GUI_SHARE, FrameBudget
 from .worker import GUI_TORCH_THREADS, TrainWorker, warm_up
 
