@@ -59,6 +59,18 @@ def part_bare(threads: int, steps: int) -> dict:
     return {"sps": bench_window_training.bare_loop_steps_per_second(threads, steps)}
 
 
+def part_bares(steps: int) -> dict:
+    """--quick: the bare loop at every thread count in one process (one start-up instead of several)."""
+    import bench_window_training
+
+    return {str(threads): bench_window_training.bare_loop_steps_per_second(threads, steps)
+            for threads in thread_counts()}
+
+
+def thread_counts() -> list[int]:
+    return sorted({n for n in (1, 2, 4, CORES) if n <= CORES})
+
+
 def part_window(steps: int) -> dict:
     import bench_window_training
 
@@ -226,7 +238,7 @@ def part_plot(points: int, frames: int = 20, per_frame: int = 30) -> dict:
     return {"ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000, "points": plots.point_count()}
 
 
-PARTS = {"bare": part_bare, "window": part_window, "core": part_core, "lateness": part_lateness,
+PARTS = {"bare": part_bare, "bares": part_bares, "window": part_window, "core": part_core, "lateness": part_lateness,
          "minilm": part_minilm, "plot": part_plot}
 
 
@@ -267,13 +279,16 @@ class Neighbour:
         self.process.wait()
 
 
-def measure_training(rounds: int, steps: int, loaded: bool) -> dict[str, list]:
+def measure_training(rounds: int, steps: int, loaded: bool, quick: bool = False) -> dict[str, list]:
     """Bare loops (every thread count, both wait policies), the window and (quiet) the core trainer."""
     found: dict[str, list] = {}
-    thread_counts = sorted({n for n in (1, 2, 4, CORES) if n <= CORES})
     for _ in range(rounds):
-        for threads in thread_counts:
-            for policy in POLICIES:
+        for policy in POLICIES:
+            if quick:
+                for threads, rate in run_part("bares", steps, policy=policy).items():
+                    found.setdefault(f"bare{threads}{policy or 'default'}", []).append(rate)
+                continue
+            for threads in thread_counts():
                 found.setdefault(f"bare{threads}{policy or 'default'}", []).append(
                     run_part("bare", threads, steps, policy=policy)["sps"])
         found.setdefault("window", []).append(run_part("window", steps))
@@ -313,10 +328,13 @@ def main(quick: bool) -> dict[str, float]:
     rounds, steps = (1, 200) if quick else (3, 800)
     figures: dict[str, float] = {}
 
-    quiet = measure_training(rounds, steps, loaded=False)
+    quiet = measure_training(rounds, steps, loaded=False, quick=quick)
     with Neighbour():
-        loaded = measure_training(rounds, steps, loaded=True)
-        lateness_loaded = run_part("lateness", 2.0 if quick else 5.0)
+        loaded = measure_training(rounds, steps, loaded=True, quick=quick)
+        if not quick:
+            lateness_loaded = run_part("lateness", 5.0)
+            log("ui lateness while loaded (p99, max ms)", round(lateness_loaded["p99"], 1),
+                round(lateness_loaded["max"], 1))
     lateness = run_part("lateness", 2.0 if quick else 5.0)
     for label, found in (("quiet", quiet), ("loaded", loaded)):
         log(label, {key: [round(v["sps"] if isinstance(v, dict) else v, 1) for v in values]
@@ -333,12 +351,11 @@ def main(quick: bool) -> dict[str, float]:
     figures["ui_lateness_max_ms"] = lateness["max"]
     figures["frames_per_s"] = statistics.median(v["fps"] for v in quiet["window"])
     figures["frames_per_s_loaded"] = statistics.median(v["fps"] for v in loaded["window"])
-    log("ui lateness while loaded (p99, max ms)", round(lateness_loaded["p99"], 1), round(lateness_loaded["max"], 1))
 
     start, floor = measure_startup(2 if quick else 5)
     figures["startup_ratio"] = start / floor
 
-    minilm = run_part("minilm", *((1, 8) if quick else (3, 30)))
+    minilm = run_part("minilm", *((1, 5) if quick else (3, 30)))
     figures["minilm_lora_vs_peft"] = minilm["studio_step_s"] / minilm["peft_step_s"]
     figures["qlora_bytes_ratio"] = minilm["qlora_ratio"]
     plot = run_part("plot", 1_000_000)
@@ -363,7 +380,7 @@ def log(*parts: object) -> None:
 def format_figure(name: str, value: float | None) -> str:
     if value is None:
         return f"{name}: n/a"
-    if name.endswith("threads"):
+    if "threads" in name:
         return f"{name}: {int(value)}"
     return f"{name}: {value:.3f}" if abs(value) < 10 else f"{name}: {value:.1f}"
 

@@ -50,7 +50,7 @@ class Runner(QObject):
         self.state = "idle"
         self.step = 0  # the next step index (= steps done since the last reset)
         self.steps_per_second = 0.0
-        self.budget = FrameBudget(self._gui_share())
+        self.budget = FrameBudget(GUI_SHARE)
         self.timer = QTimer(self)
         self.timer.setInterval(FASTEST_MS)
         self.timer.timeout.connect(self.tick)
@@ -140,16 +140,17 @@ class Runner(QObject):
             self.step = batch[-1]["step"] + 1
             self.steps_per_second = batch[-1]["sps"]
             self.events.emit(batch)
-        self.budget.set_share(self._gui_share())
+        self.budget.set_active(self._cores_saturated())
         interval = self.budget.frame(time.monotonic(), time.thread_time())
         if interval != self.timer.interval():
             self.timer.setInterval(interval)
 
-    def _gui_share(self) -> float | None:
+    def _cores_saturated(self) -> bool:
         """A GUI thread with a core of its own slows nobody: then no budget, frames always at 30 Hz."""
-        return GUI_SHARE if self.tuner.threads >= CORES else None
+        return self.tuner.threads >= self.tuner.candidates[-1]
 
     def _restart_frames(self) -> None:
+        self.budget.set_active(self._cores_saturated())
         self.budget.restart(time.monotonic(), time.thread_time())
         self.timer.setInterval(self.budget.interval_ms)
 

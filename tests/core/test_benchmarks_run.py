@@ -41,6 +41,7 @@ def test_figures_print_as_name_colon_value(run_module):
     assert run_module.format_figure("gui_vs_bare", 0.9512) == "gui_vs_bare: 0.951"
     assert run_module.format_figure("minilm_steps_per_s", 12.34) == "minilm_steps_per_s: 12.3"
     assert run_module.format_figure("gui_threads", 2) == "gui_threads: 2"
+    assert run_module.format_figure("gui_threads_loaded", 2.0) == "gui_threads_loaded: 2"
     assert run_module.format_figure("gui_threads", None) == "gui_threads: n/a"
 
 
