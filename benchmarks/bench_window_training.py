@@ -24,10 +24,11 @@ from torch.nn import functional as F
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.experiment import Experiment, Setup
+from peft_studio.core.threads import usable_cores
 
 SETUP = Setup("tiny", "lora", {}, seed=0)  # the window's default: tiny + intents + LoRA, full batch
 ROUNDS = 3
-CORES = os.cpu_count() or 1
+CORES = usable_cores()
 THREAD_COUNTS = sorted({n for n in (1, 2, 4, CORES) if n <= CORES})  # the bare loop's candidates
 
 

@@ -29,7 +29,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]  # the bench modules, and this checkout's peft_studio
 
-CORES = os.cpu_count() or 1
+from peft_studio.core.threads import usable_cores  # noqa: E402 - torch-free; sets the app's wait policy
+
+CORES = usable_cores()
 POLICIES = ("", "PASSIVE")  # "" = OpenMP's default (set but empty: peft_studio's default does not apply)
 
 # name -> goal, as issue 11 states it (printed by --list; RESULTS.md quotes them)
@@ -373,6 +375,20 @@ def main(quick: bool) -> dict[str, float]:
     return figures
 
 
+def machine() -> str:
+    """nproc, the CPU model and the load average: what RESULTS.md records beside the figures."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return f"{CORES} cores, {model}, load average {load}"
+
+
 def log(*parts: object) -> None:
     print("#", *parts, file=sys.stderr, flush=True)
 
@@ -405,6 +421,8 @@ if __name__ == "__main__":
             print(f"{figure}: {goal}")
     else:
         started = time.perf_counter()
+        log("machine at start:", machine())
         for figure, value in main(args.quick).items():
             print(format_figure(figure, value), flush=True)
+        log("machine at end:", machine())
         log(f"took {time.perf_counter() - started:.0f} s")

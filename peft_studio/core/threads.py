@@ -29,9 +29,16 @@ def set_wait_policy() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (taskset, containers), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def candidates(cores: int | None = None) -> tuple[int, ...]:
     """1, 2, 4, ... up to the core count, and the core count itself."""
-    cores = max(1, cores or os.cpu_count() or 1)
+    cores = max(1, cores or usable_cores())
     counts = {cores}
     count = 1
     while count < cores:

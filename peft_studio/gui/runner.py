@@ -10,7 +10,6 @@ idle window does no periodic work at all.
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from typing import Any
@@ -22,8 +21,6 @@ from ..core.threads import ThreadTuner
 from .controller import Controller
 from .frame_budget import FASTEST_MS, GUI_SHARE, FrameBudget
 from .worker import GUI_TORCH_THREADS, TrainWorker, warm_up
-
-CORES = os.cpu_count() or 1
 
 
 def speed_text(steps_per_second: float, threads: int | None = None) -> str:
@@ -45,7 +42,7 @@ class Runner(QObject):
         self.controller = controller
         torch.set_num_threads(GUI_TORCH_THREADS)  # per-thread in OpenMP: see worker.GUI_TORCH_THREADS
         self._warm_up: threading.Thread | None = None  # started after the first paint (start_warm_up)
-        self.tuner = ThreadTuner(CORES)  # one for every run: a new run starts from the last choice
+        self.tuner = ThreadTuner()  # one for every run: a new run starts from the last choice
         self.worker: TrainWorker | None = None
         self.state = "idle"
         self.step = 0  # the next step index (= steps done since the last reset)
