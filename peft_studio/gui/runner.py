@@ -108,11 +108,11 @@ class Runner(QObject):
 
     # ---- internals ----------------------------------------------------------------------------
     def _start(self, paused: bool) -> None:
-        # A full collection walks every object (Qt wrappers, torch modules): ~60-120 ms holding the GIL,
-        # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
         self.start_warm_up()
         assert self._warm_up is not None
         self._warm_up.join()  # at once unless Play comes within a second or two of start-up
+        # A full collection walks every object (Qt wrappers, torch modules): ~60-120 ms holding the GIL,
+        # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
         gc.freeze()
         controller = self.controller
         controller.locked = True
