@@ -1,7 +1,8 @@
 """Every speed figure of PEFT Studio, measured side by side in one run; one `name: value` line each.
 
-    python benchmarks/run.py            # the full run (about 6-8 minutes on 2 cores)
-    python benchmarks/run.py --quick    # a CI-sized run (under 2 minutes), fewer rounds and steps
+    python benchmarks/run.py            # the full run: best of 3 rounds (several minutes)
+    python benchmarks/run.py --quick    # CI-sized: one round, fewer steps (meant for < 2 min when quiet)
+    python benchmarks/run.py --list     # the figure names and their goals
 
 Each measurement runs in a fresh process (torch's per-thread state from one must not slow
 another), `rounds` times, interleaved, keeping the best (the least disturbed, as `timeit`
@@ -403,7 +404,7 @@ def format_figure(name: str, value: float | None) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Print every PEFT Studio speed figure, one `name: value` a line.")
-    parser.add_argument("--quick", action="store_true", help="a CI-sized run: one round, fewer steps (< 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="a CI-sized run: one round, fewer steps")
     parser.add_argument("--list", action="store_true", help="print the figure names and their goals, measure nothing")
     parser.add_argument("--part", nargs="+", help=argparse.SUPPRESS)  # internal: one measurement, in a child
     return parser.parse_args(argv)
