@@ -28,7 +28,7 @@ from .panels.method_form import MethodForm
 from .panels.plots import LivePlots
 from .panels.training_form import TrainingForm
 from .presentation import Presentation
-from .runner import Runner
+from .runner import Runner, speed_text
 
 OPEN_FILE = "Open file…"
 SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints the toolbar for nothing
@@ -116,8 +116,9 @@ class MainWindow(QMainWindow):
         self.step_label.setToolTip("Optimizer steps since the last reset")
         self.speed_label = QLabel("")
         self.speed_label.setObjectName("speed")
-        self.speed_label.setFixedWidth(110)
-        self.speed_label.setToolTip("Training speed (steps per second, averaged over the last 20 steps)")
+        self.speed_label.setFixedWidth(170)
+        self.speed_label.setToolTip("Training speed (steps per second, averaged over the last 20 steps) and the "
+                                    "torch threads the trainer chose by measuring")
         # Opaque: a new number each frame repaints the label alone, not the toolbar behind it.
         self.step_label.setAutoFillBackground(True)
         self.step_label.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -279,7 +280,8 @@ class MainWindow(QMainWindow):
         now = time.monotonic()
         if now - self._speed_shown_at >= SPEED_LABEL_INTERVAL_S or last["last"]:
             self._speed_shown_at = now
-            self.speed_label.setText(f"{last['sps']:.0f} steps/s")
+            paused = self.runner.state == "paused"
+            self.speed_label.setText("paused" if paused else speed_text(last["sps"], last.get("threads")))
         if self._latest_grads:  # the worker samples them at <= 10 Hz
             self.scene.update_grads(self._latest_grads)
             self.table.model.set_grads(self._latest_grads)
@@ -287,6 +289,8 @@ class MainWindow(QMainWindow):
 
     def on_state(self, state: str) -> None:
         running = state == "running"
+        if state == "paused":
+            self.speed_label.setText("paused")
         self.actions_.play.setText("❚❚ Pause" if running else "▶ Play")
         locked = state != "idle"
         for widget in (self.base_box, self.data_box, self.method_box):
