@@ -1,4 +1,5 @@
-"""Presentation mode (F5): diagram fonts >= 18 pt and thick lines for a projector, side panel folded away."""
+"""Presentation mode (F5): diagram fonts >= 18 pt and thick lines for a projector, side panels folded away
+(the Panels button brings them back), large plot fonts and trainable/total count, the whole model fitted."""
 
 from __future__ import annotations
 
@@ -7,20 +8,34 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .window import MainWindow
 
+BIG_STATUS = "font-size: 18pt; font-weight: 700;"
+
 
 class Presentation:
     def __init__(self, window: MainWindow) -> None:
         self.window = window
         self.on = False
+        self._panels_before = True
 
     def toggle(self) -> None:
         self.set(not self.on)
 
     def set(self, on: bool) -> None:
         w = self.window
+        if on == self.on:
+            w.view.fit()
+            return
         self.on = on
         w.actions_.present.setChecked(on)
-        w.side.setVisible(not on)
+        if on:
+            self._panels_before = w.side.isVisible()
+            w.set_panels(False)
+        else:
+            w.set_panels(self._panels_before)
+        w.plots.set_presentation(on)
+        for label in (w.params_label, w.base_label, w.bytes_label):
+            label.setStyleSheet(BIG_STATUS if on and label is w.params_label else
+                                ("font-size: 13pt;" if on else ""))
         w.scene.set_presentation(on)
         w.view.set_presentation(on)
         w.step_label.setStyleSheet("font-size: 22pt;" if on else "")

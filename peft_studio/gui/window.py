@@ -5,9 +5,21 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.bases import base_names
 from ..core.data import builtin_description, builtin_names, load_builtin
@@ -20,6 +32,8 @@ from .describe import diagram_info
 from .diagram import DiagramScene, DiagramView
 from .diagram.view import LOCK_ICON
 from .files import FileFlows
+from .help import AboutPeftDialog, FirstRunHint, ShortcutsDialog
+from .keys import FieldKeys
 from .panels.card import MethodCardView
 from .panels.census_table import CensusTable
 from .panels.inference import InferencePanel
@@ -32,6 +46,25 @@ from .runner import Runner
 OPEN_FILE = "Open file…"
 SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints the toolbar for nothing
 LOCK_REASON = "Locked while training: stop (Esc) or reset (Ctrl+R) to change the model."
+STOPPING = "stopping… (the current step finishes first)"
+GEOMETRY_KEY = "window/geometry"
+DEFAULT_SIZE = QSize(1600, 1000)
+SIDE_MIN_WIDTH = 300  # an explicit minimum: the side panel's content never pushes the diagram around
+
+
+def percent(part: int, whole: int) -> str:
+    """Three significant digits: never "0.00%" for a non-zero count, never "100%" for less than all."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    if part >= whole:
+        return "100%"
+    value = 100.0 * part / whole
+    text = f"{value:.3g}"
+    if float(text) >= 100.0:
+        text = "99.9"
+    if "e" in text:  # below 0.0001%: plain decimals read better than 1.2e-05
+        text = f"{value:.{2 - int(f'{value:e}'.split('e')[1])}f}"
+    return text + "%"
 
 
 class MainWindow(QMainWindow):
@@ -51,13 +84,14 @@ class MainWindow(QMainWindow):
         self.files = FileFlows(self)
         self.actions_ = StudioActions(self, Slots(
             reset=self.reset, play_pause=self.runner.play_pause, step_once=self.runner.step_once,
-            stop=self.runner.stop, seed_example=self.controller.seed_example, undo=self.controller.undo,
+            stop=self.stop, seed_example=self.controller.seed_example, undo=self.controller.undo,
             redo=self.controller.redo, fit=self.view.fit, presentation=self.toggle_presentation,
             export=self.files.export_dialog, open_dataset=self.files.open_dataset_dialog,
             save_adapter=self.files.save_adapter_dialog, load_adapter=self.files.load_adapter_dialog,
             save_setup=self.files.save_setup_dialog, open_setup=self.files.open_setup_dialog,
             zoom_in=lambda: self.view.zoom(1.2), zoom_out=lambda: self.view.zoom(1 / 1.2),
-            collapse_layers=self.scene.toggle_layers, quit=self.close))
+            collapse_layers=self.scene.toggle_layers, quit=self.close, shortcuts=self.show_shortcuts,
+            about=self.show_about, toggle_panels=self.toggle_panels))
         self._build_toolbar()
         self._build_layout()
         self._build_status()
@@ -67,7 +101,11 @@ class MainWindow(QMainWindow):
         self._latest_grads: dict[str, float] = {}
         self._speed_shown_at = 0.0
         self.closing = False
-        self.resize(1600, 1000)
+        self.stopping = False
+        self.field_keys = FieldKeys(self, self.view, self.actions_.all)
+        self.hint = FirstRunHint(self, lambda: self.toolbar.widgetForAction(self.actions_.play))
+        self.dialogs: dict[str, QWidget] = {}
+        self._place_on_screen()
         self.refresh_all()
 
     # ---- compatibility names for the actions (tests and menus use them) -------------------------
@@ -128,7 +166,12 @@ class MainWindow(QMainWindow):
         method_layout.setContentsMargins(2, 2, 2, 2)
         method_layout.addWidget(self.form)
         method_layout.addWidget(self.card, 1)
-        tabs.addTab(method_tab, "Method")
+        method_scroll = QScrollArea()  # a wide form scrolls inside the panel instead of widening it
+        method_scroll.setWidgetResizable(True)
+        method_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        method_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        method_scroll.setWidget(method_tab)
+        tabs.addTab(method_scroll, "Method")
         tabs.addTab(self.training, "Training")
         tabs.addTab(self.inference, "Try it")
         tabs.setTabToolTip(0, "Settings of the chosen method, generated from its config, and its card")
@@ -137,6 +180,7 @@ class MainWindow(QMainWindow):
         side.addWidget(tabs)
         side.addWidget(self.table)
         side.setSizes([560, 300])
+        side.setMinimumWidth(SIDE_MIN_WIDTH)
         centre = QWidget()
         centre_layout = QVBoxLayout(centre)
         centre_layout.setContentsMargins(0, 0, 0, 0)
@@ -148,6 +192,8 @@ class MainWindow(QMainWindow):
         top.addWidget(side)
         top.setSizes([1140, 460])
         top.setStretchFactor(0, 1)
+        top.setStretchFactor(1, 0)
+        top.setCollapsible(1, False)
         main = self.main_split = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(self.plots)
@@ -230,14 +276,24 @@ class MainWindow(QMainWindow):
     def refresh_status(self, checked: bool | None) -> None:
         census = self.controller.census
         self.params_label.setText(f"trainable {census.trainable:,} / total {census.total:,} "
-                                  f"({census.trainable_percent:.2f}%)")
+                                  f"({percent(census.trainable, census.total)})")
         size = census.trainable_bytes
         self.bytes_label.setText(f"adapter {size:,} bytes ({theme.human_bytes(size)})")
-        fingerprint = self.controller.frozen_at_build[:8]
+        model = self.controller.experiment.model
+        fingerprint = model.base_fingerprint[:8]  # the frozen base as built: the same for every method
+        base_rows = [r for r in census.rows if r.owner == "base"]
+        trained = sum(r.numel for r in base_rows if r.trainable)
+        if trained and trained == sum(r.numel for r in base_rows):
+            self.base_label.setText(f"base trained (every tensor) · fingerprint before training {fingerprint}")
+            self.base_label.setToolTip("Full fine-tuning: no base tensor is frozen, so there is nothing to check")
+            return
+        what = f"base frozen except {trained:,} parameters" if trained else "base frozen"
+        self.base_label.setToolTip("Fingerprint of the frozen base (SHA-256 of its tensors): the frozen part is "
+                                   "checked after each run")
         if checked is None:
-            self.base_label.setText(f"base frozen · fingerprint {fingerprint}")
+            self.base_label.setText(f"{what} · fingerprint {fingerprint}")
         elif checked:
-            self.base_label.setText(f"base unchanged ✓ · fingerprint {fingerprint}")
+            self.base_label.setText(f"{what}, unchanged ✓ · fingerprint {fingerprint}")
         else:
             self.base_label.setText("base CHANGED — this is a bug")
 
@@ -270,6 +326,12 @@ class MainWindow(QMainWindow):
 
     def on_state(self, state: str) -> None:
         running = state == "running"
+        if state != "idle":
+            self.hint.dismiss()
+        if state == "idle":
+            self.stopping = False
+            for action in (self.actions_.play, self.actions_.step):
+                action.setEnabled(True)
         self.actions_.play.setText("❚❚ Pause" if running else "▶ Play")
         locked = state != "idle"
         for widget in (self.base_box, self.data_box, self.method_box):
@@ -280,7 +342,9 @@ class MainWindow(QMainWindow):
         for action in self.actions_.model_changing():  # saving while running would race the worker
             action.setEnabled(not locked)
         self._history(self.controller.studio.can_undo, self.controller.studio.can_redo)
-        if locked:
+        if self.stopping:
+            self.show_stopping()
+        elif locked:
             self.inference.show_busy()
             self.statusBar().showMessage(LOCK_REASON if state == "running" else "Paused: Space resumes, → steps")
         else:
@@ -288,6 +352,7 @@ class MainWindow(QMainWindow):
 
     def on_finished(self) -> None:
         if self.closing:
+            QTimer.singleShot(0, self._close_after_stop)  # the worker has ended: the deferred close completes
             return
         exp = self.controller.experiment
         unchanged = exp.model.frozen_fingerprint() == self.controller.frozen_at_build
@@ -340,6 +405,73 @@ class MainWindow(QMainWindow):
     def reset(self) -> None:
         self.runner.reset()
 
+    def stop(self) -> None:
+        """Ask the worker to stop and return at once; the window says so until the worker has ended."""
+        if not self.runner.active:
+            return
+        self.stopping = True
+        self.runner.stop()
+        for action in (self.actions_.play, self.actions_.step):
+            action.setEnabled(False)  # nothing to resume: the run is ending
+        self.show_stopping()
+
+    def show_stopping(self) -> None:
+        self.actions_.play.setText("stopping…")
+        self.statusBar().showMessage(STOPPING)
+
+    def toggle_panels(self) -> None:
+        self.set_panels(not self.side.isVisible())
+
+    def set_panels(self, visible: bool) -> None:
+        self.side.setVisible(visible)
+        self.actions_.panels.setChecked(visible)
+
+    def show_shortcuts(self) -> None:
+        self._show_dialog("shortcuts", lambda: ShortcutsDialog(self, self.actions_.all()))
+
+    def show_about(self) -> None:
+        self._show_dialog("about", lambda: AboutPeftDialog(self, self.choose_method))
+
+    def choose_method(self, name: str) -> None:
+        if self.runner.active:
+            self.statusBar().showMessage(LOCK_REASON, 4000)
+            return
+        self._choose(self.controller.set_method, name)
+
+    def _show_dialog(self, key: str, make) -> None:
+        dialog = self.dialogs.get(key)
+        if dialog is None:
+            dialog = self.dialogs[key] = make()
+        dialog.show()
+        dialog.raise_()
+
+    # ---- geometry ---------------------------------------------------------------------------------
+    def _place_on_screen(self) -> None:
+        """The remembered geometry, else the default size; never larger than the available screen."""
+        saved = QSettings().value(GEOMETRY_KEY)
+        if saved is None or not self.restoreGeometry(saved):
+            self.resize(DEFAULT_SIZE)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:
+            available = screen.availableGeometry()
+            frame = self.frameGeometry().size() - self.geometry().size()
+            width = min(self.width(), available.width() - frame.width())
+            height = min(self.height(), available.height() - frame.height())
+            self.resize(width, height)
+            if not available.contains(self.frameGeometry()):
+                self.move(available.topLeft())
+
+    def save_geometry(self) -> None:
+        QSettings().setValue(GEOMETRY_KEY, self.saveGeometry())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self.hint.place()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.hint.adjustSize()
+        QTimer.singleShot(0, self.hint.place)  # after the toolbar's layout
     def toggle_presentation(self) -> None:
         self.presentation.toggle()
 
@@ -358,8 +490,23 @@ class MainWindow(QMainWindow):
         self.actions_.redo.setEnabled(can_redo)
 
     # ---- closing ---------------------------------------------------------------------------------
+    def _close_after_stop(self) -> None:
+        self.close()
+        # The window was hidden while its run stopped, so closing it no longer counts as the last window
+        # closing: quit here as Qt would have (a no-op when no event loop runs, as in tests).
+        if QApplication.quitOnLastWindowClosed() and not any(
+                w.isVisible() and w.isWindow() for w in QApplication.topLevelWidgets()):
+            QApplication.quit()
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        """Stop the worker and wait for it, so no thread outlives the window."""
+        """Never blocks: with a run active, ask it to stop, hide, and close for real when the worker ends
+        (on_finished), so no thread outlives the window and the GUI never waits on a long step."""
+        if not self.closing:
+            self.save_geometry()
         self.closing = True
-        self.runner.stop_and_wait(15_000)
+        if self.runner.active:
+            self.runner.stop()
+            self.hide()
+            event.ignore()
+            return
         event.accept()

@@ -102,7 +102,8 @@ class DiagramScene(QGraphicsScene):
         info = self.info
         if self.collapsed is not None or info is None:
             return bool(self.collapsed)
-        return sum(1 for b in info.blocks if b.kind == "layer") > 2
+        # A projector needs large boxes: there, more than one layer collapses (L expands them again).
+        return sum(1 for b in info.blocks if b.kind == "layer") > (1 if self.presentation else 2)
 
     def toggle_layers(self) -> None:
         self.collapsed = not self.layers_collapsed()

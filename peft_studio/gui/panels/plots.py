@@ -14,7 +14,7 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 
 
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
-from PySide6.QtGui import QPainterPath, QPen  # noqa: E402
+from PySide6.QtGui import QFont, QPainterPath, QPen  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QCheckBox,
     QGraphicsItem,
@@ -162,10 +162,16 @@ class LivePlots(QWidget):
         self.legend = QLabel(self._legend_html())
         self.legend.setToolTip("Both plots: training batch (solid) and validation set (dashed); the faded "
                                "curves are the previous run, kept for comparison")
+        # The last step's numbers, read from the back row: the curve shows the trend, these the value.
+        self.last_values = QLabel("")
+        self.last_values.setObjectName("lastValues")
+        self.last_values.setToolTip("Loss and accuracy of the last training step (validation when evaluated)")
         header = QHBoxLayout()
         header.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.legend)
         header.addStretch(1)
+        header.addWidget(self.last_values)
+        header.addSpacing(16)
         header.addWidget(self.log_y)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -173,6 +179,40 @@ class LivePlots(QWidget):
         layout.addLayout(header)
         layout.addLayout(top)
         self.dirty = False
+        self.last: dict | None = None
+        self.presentation = False
+
+    def set_presentation(self, on: bool) -> None:
+        """Projector sizes: tick labels, axis labels, titles, legend and the last values, all large."""
+        self.presentation = on
+        tick = QFont()
+        tick.setPointSizeF(16 if on else 9)
+        label_size = "18pt" if on else "10pt"
+        for plot, label, title in ((self.loss_plot, "cross-entropy", "loss"), (self.acc_plot, "accuracy",
+                                                                                  "accuracy")):
+            item = plot.getPlotItem()
+            for side in ("left", "bottom"):
+                axis = item.getAxis(side)
+                axis.setTickFont(tick)
+                axis.setStyle(tickTextOffset=8 if on else 3)
+            plot.setLabel("bottom", "step", **{"font-size": label_size})
+            plot.setLabel("left", label, **{"font-size": label_size})
+            plot.setTitle(title, size="20pt" if on else "11pt")
+        size = "16pt" if on else "10pt"
+        self.legend.setText(self._legend_html())
+        self.legend.setStyleSheet(f"font-size: {size};")
+        self.log_y.setStyleSheet(f"font-size: {size};")
+        self.last_values.setStyleSheet(f"font-size: {'22pt' if on else '12pt'}; font-weight: 700; color: #1f2933;")
+
+    def _show_last(self) -> None:
+        event = self.last
+        if event is None:
+            self.last_values.setText("")
+            return
+        text = f"step {event['step']}:  loss {event['loss']:.4g}  ·  accuracy {event['accuracy']:.0%}"
+        if event.get("val_loss") is not None:
+            text += f"   (validation {event['val_loss']:.4g} · {event['val_accuracy']:.0%})"
+        self.last_values.setText(text)
 
     def _legend_html(self) -> str:
         train, val = self.COLOURS["loss"], self.COLOURS["val_loss"]
@@ -189,6 +229,9 @@ class LivePlots(QWidget):
         if event.get("val_loss") is not None:
             self.current["val_loss"].append(step, event["val_loss"])
             self.current["val_accuracy"].append(step, event["val_accuracy"])
+        if event.get("val_loss") is None and self.last is not None and self.last.get("val_loss") is not None:
+            event = {**event, "val_loss": self.last["val_loss"], "val_accuracy": self.last["val_accuracy"]}
+        self.last = event
         self.dirty = True
 
     def refresh(self) -> None:
@@ -197,6 +240,7 @@ class LivePlots(QWidget):
             return
         for name, curve in self.curves.items():
             curve.show(self.current[name])
+        self._show_last()
         self._grow_x()
         self._fit_loss_y()
         self.dirty = False
@@ -245,6 +289,8 @@ class LivePlots(QWidget):
         self.x_max = 0.0
         self.y_top = 0.0
         self.dirty = False
+        self.last = None
+        self._show_last()
 
     def point_count(self) -> int:
         return self.current["loss"].n
