@@ -114,13 +114,12 @@ class FirstRunHint(QLabel):
     """A callout under the Play button on the first launch; gone after the first Play (remembered)."""
 
     def __init__(self, window: QWidget, anchor: Callable[[], QWidget | None]) -> None:
-        super().__init__("▲ Press Play (Space) to train: watch the loss fall and the orange parts learn.\n"
-                         "Click the dashed circles in the diagram to choose where the trainable part goes.",
-                         window)
+        super().__init__("▲ Press Play (Space) to train.\nThen click the dashed circles in the\n"
+                         "diagram: where does the trainable part go?", window)
         self.anchor = anchor
         self.setObjectName("firstRunHint")
         self.setStyleSheet("QLabel#firstRunHint { background: #fff4e0; border: 2px solid #f07f16; "
-                           "border-radius: 8px; padding: 8px 12px; font-size: 12pt; color: #1f2933; }")
+                           "border-radius: 8px; padding: 6px 10px; font-size: 11pt; color: #1f2933; }")
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.adjustSize()
         self.setVisible(not QSettings().value(HINT_KEY, False, type=bool))
@@ -129,7 +128,7 @@ class FirstRunHint(QLabel):
         button = self.anchor()
         if button is None or not self.isVisible():
             return
-        at = button.mapTo(self.window(), QPoint(0, button.height() + 4))
+        at = button.mapTo(self.window(), QPoint(button.width() // 2 - 14, button.height() + 4))  # ▲ under Play
         self.move(max(4, min(at.x(), self.window().width() - self.width() - 4)), at.y())
         self.raise_()
 

@@ -32,6 +32,7 @@ from .describe import diagram_info
 from .diagram import DiagramScene, DiagramView
 from .diagram.view import LOCK_ICON
 from .files import FileFlows
+from .gains import gain_pictures, picture_html, sample_gains
 from .help import AboutPeftDialog, FirstRunHint, ShortcutsDialog
 from .keys import FieldKeys
 from .panels.card import MethodCardView
@@ -63,7 +64,7 @@ def percent(part: int, whole: int) -> str:
     if float(text) >= 100.0:
         text = "99.9"
     if "e" in text:  # below 0.0001%: plain decimals read better than 1.2e-05
-        text = f"{value:.{2 - int(f'{value:e}'.split('e')[1])}f}"
+        text = f"{value:.{2 - int(f'{value:e}'.split('e')[1])}f}".rstrip("0").rstrip(".")
     return text + "%"
 
 
@@ -237,6 +238,12 @@ class MainWindow(QMainWindow):
         self.method_box.activated.connect(lambda _i: self._choose(c.set_method, self.method_box.currentText()))
         self.data_box.activated.connect(lambda _i: self.on_dataset_choice(self.data_box.currentText()))
         self.inference.text_changed.connect(lambda _t: self.refresh_inference())
+        # The input row shows the typed sentence: rebuild the diagram once typing pauses (not per key).
+        self._sentence_timer = QTimer(self)
+        self._sentence_timer.setSingleShot(True)
+        self._sentence_timer.setInterval(150)
+        self._sentence_timer.timeout.connect(self.refresh_diagram)
+        self.inference.text_changed.connect(lambda _t: self._sentence_timer.start())
         self._history(c.studio.can_undo, c.studio.can_redo)
 
     # ---- refresh ------------------------------------------------------------------------------
@@ -248,7 +255,8 @@ class MainWindow(QMainWindow):
         self.plots.new_run()
         self.step_label.setText("step 0")
         self.speed_label.setText("")
-        self.scene.build(diagram_info(c))
+        self.scene.build(diagram_info(c, self.inference.entry.text()))
+        self.refresh_gains()
         if self.view.auto_fit:
             self.view.fit()
         method, config, base = exp.method, exp.config, exp.base
@@ -261,9 +269,54 @@ class MainWindow(QMainWindow):
         self.refresh_status(checked=None)
         self.refresh_inference()
 
+    def refresh_diagram(self) -> None:
+        """Rebuild the diagram alone (the input sentence changed); the view keeps its fit or zoom."""
+        self.scene.build(diagram_info(self.controller, self.inference.entry.text()))
+        self.refresh_gains()
+        if self.view.auto_fit:
+            self.view.fit()
+
+    def refresh_gains(self) -> None:
+        """IA3's heat strips from the model's current gains, and (while idle) the seed's picture with real
+        numbers in each strip's tooltip."""
+        exp = self.controller.experiment
+        gains = sample_gains(exp.model.named_parameters())
+        if not gains:
+            return
+        self.scene.update_gains(gains)
+        if self.runner.active:
+            return
+        sentence = self.inference.entry.text().strip() or (exp.dataset.train_texts[0] if exp.dataset.train_texts
+                                                            else "")
+        try:
+            pictures = gain_pictures(exp, sentence)
+        except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog
+            return
+        for name, picture in pictures.items():
+            self.scene.add_site_tip(name, picture_html(picture, sentence))
+
+    def refresh_method_choices(self) -> None:
+        """Methods that cannot work on this base are greyed out in the list, with the reason as a tooltip, so
+        choosing one never ends in an error dialog."""
+        base = self.controller.experiment.base
+        model = self.method_box.model()
+        for i, method in enumerate(METHODS.values()):
+            if i >= model.rowCount():
+                break
+            try:
+                method.validate(method.default_config(), base)
+                reason = ""
+            except PeftStudioError as exc:
+                reason = str(exc)
+            item = model.item(i)
+            item.setEnabled(not reason)
+            tip = f"{method.title}: {method.card.where}"
+            item.setToolTip(f"{tip}\nNot on {base.name}: {reason}" if reason else tip)
+
     def refresh_choices(self) -> None:
         """Put the base, dataset and method lists back on the working choice (after a refused one)."""
         c = self.controller
+        self.refresh_method_choices()
         for box, value in ((self.base_box, c.setup.base), (self.method_box, c.setup.method),
                            (self.data_box, c.dataset.name)):
             if box.findText(value) < 0:
@@ -308,10 +361,15 @@ class MainWindow(QMainWindow):
 
     # ---- training events ----------------------------------------------------------------------
     def on_events(self, batch: list[dict]) -> None:
+        gains = None
         for event in batch:
             self.plots.add(event)
             if "grads" in event:
                 self._latest_grads = event["grads"]
+            if event.get("gains"):
+                gains = event["gains"]
+        if gains:
+            self.scene.update_gains(gains)
         self.plots.refresh()
         last = batch[-1]
         self.step_label.setText(f"step {self.runner.step}")
@@ -358,7 +416,9 @@ class MainWindow(QMainWindow):
         unchanged = exp.model.frozen_fingerprint() == self.controller.frozen_at_build
         self.refresh_status(checked=unchanged)
         self.refresh_inference()
+        self.refresh_gains()
         self.plots.refresh()
+        self.plots.flush_last()
 
     # ---- user actions ---------------------------------------------------------------------------
     def _choose(self, setter, value: str) -> None:

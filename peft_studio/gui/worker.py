@@ -21,6 +21,7 @@ from PySide6.QtCore import QThread
 from ..core.errors import PeftStudioError
 from ..core.experiment import Experiment
 from ..core.train import StepEvent, TrainControl, TrainSettings, train
+from .gains import sample_gains
 
 # Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): the trainer
 # thread runs ~120 steps/s with 2 torch threads and ~75 with 1, but only while the GUI thread never
@@ -63,6 +64,7 @@ class TrainWorker(QThread):
                 if now - last_grads >= GRAD_INTERVAL_S or event.last or self.control.paused:
                     last_grads = now
                     payload["grads"] = {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named}
+                    payload["gains"] = sample_gains(named)  # IA3's scaling vectors, for the live heat strips
                 self._events.append(payload)
         except PeftStudioError as exc:
             self._events.append({"error": str(exc), "title": "Training stopped"})

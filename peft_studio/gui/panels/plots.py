@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 if both are installed
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
+LAST_VALUES_INTERVAL_S = 0.25  # numbers are read at ~4 Hz; the final value is shown by flush_last
 
 
 class Series:
@@ -181,6 +183,9 @@ class LivePlots(QWidget):
         self.dirty = False
         self.last: dict | None = None
         self.presentation = False
+        self._last_shown_at = 0.0
+        self.last_values.setStyleSheet("font-size: 12pt; font-weight: 700; color: #1f2933;")
+        self._fix_last_width()
 
     def set_presentation(self, on: bool) -> None:
         """Projector sizes: tick labels, axis labels, titles, legend and the last values, all large."""
@@ -203,8 +208,20 @@ class LivePlots(QWidget):
         self.legend.setStyleSheet(f"font-size: {size};")
         self.log_y.setStyleSheet(f"font-size: {size};")
         self.last_values.setStyleSheet(f"font-size: {'22pt' if on else '12pt'}; font-weight: 700; color: #1f2933;")
+        self._fix_last_width()
 
-    def _show_last(self) -> None:
+    def _fix_last_width(self) -> None:
+        """A fixed width for the widest text: a new number repaints the label, never re-lays out the plots."""
+        self.last_values.ensurePolished()
+        metrics = self.last_values.fontMetrics()
+        sample = "step 0000000:  loss 0.0000  ·  accuracy 100%   (validation 0.0000 · 100%)"
+        self.last_values.setFixedWidth(metrics.horizontalAdvance(sample) + 8)
+
+    def _show_last(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_shown_at < LAST_VALUES_INTERVAL_S:
+            return
+        self._last_shown_at = now
         event = self.last
         if event is None:
             self.last_values.setText("")
@@ -240,7 +257,7 @@ class LivePlots(QWidget):
             return
         for name, curve in self.curves.items():
             curve.show(self.current[name])
-        self._show_last()
+        self._show_last(force=False)
         self._grow_x()
         self._fit_loss_y()
         self.dirty = False
@@ -291,6 +308,10 @@ class LivePlots(QWidget):
         self.dirty = False
         self.last = None
         self._show_last()
+
+    def flush_last(self) -> None:
+        """Show the very last step's numbers (the run ended or paused between two throttled updates)."""
+        self._show_last(force=True)
 
     def point_count(self) -> int:
         return self.current["loss"].n
