@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import Qt
+
 if TYPE_CHECKING:
     from .window import MainWindow
 
@@ -33,9 +35,18 @@ class Presentation:
         else:
             w.set_panels(self._panels_before)
         w.plots.set_presentation(on)
-        for label in (w.params_label, w.base_label, w.bytes_label):
-            label.setStyleSheet(BIG_STATUS if on and label is w.params_label else
-                                ("font-size: 13pt;" if on else ""))
+        # 16:9 projector: the (collapsed) model is tall and narrow, so the plots go beside it, full height.
+        split = w.main_split
+        if on:
+            self._split_before = split.sizes()
+            split.setOrientation(Qt.Orientation.Horizontal)
+            width = max(split.width(), 2)
+            split.setSizes([width * 11 // 20, width * 9 // 20])
+        else:
+            split.setOrientation(Qt.Orientation.Vertical)
+            split.setSizes(getattr(self, "_split_before", [750, 200]))
+        w.params_label.setStyleSheet(BIG_STATUS if on else "")
+        w.bytes_label.setVisible(not on)  # room for the count that matters, within a 1280-pixel projector
         w.scene.set_presentation(on)
         w.view.set_presentation(on)
         w.step_label.setStyleSheet("font-size: 22pt;" if on else "")

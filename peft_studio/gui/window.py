@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QPixmap
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTabWidget,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -157,8 +158,29 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.step_label)
         bar.addWidget(self.speed_label)
         bar.addSeparator()
-        for action in (self.actions_.seed, self.actions_.fit, self.actions_.present):
+        for action in (self.actions_.seed, self.actions_.fit, self.actions_.present, self.actions_.panels):
             bar.addAction(action)
+        self._show_overflow_button(bar)
+
+    @staticmethod
+    def _show_overflow_button(bar: QToolBar) -> None:
+        """On a narrow screen the toolbar's last buttons move into its » menu; the style's own arrow icon is
+        missing on some Linux desktops, which left an empty, unclickable-looking corner: draw the » ourselves."""
+        button = bar.findChild(QToolButton, "qt_toolbar_ext_button")
+        if button is None:
+            return
+        pixmap = QPixmap(16, 16)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setPen(QColor("#1f2933"))
+        font = painter.font()
+        font.setPointSize(12)
+        font.setBold(True)
+        painter.setFont(font)
+        painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter, "»")
+        painter.end()
+        button.setIcon(QIcon(pixmap))
+        button.setToolTip("More buttons (the window is too narrow for all of them)")
 
     def _build_layout(self) -> None:
         tabs = self.tabs = QTabWidget()
@@ -170,7 +192,6 @@ class MainWindow(QMainWindow):
         method_scroll = QScrollArea()  # a wide form scrolls inside the panel instead of widening it
         method_scroll.setWidgetResizable(True)
         method_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        method_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         method_scroll.setWidget(method_tab)
         tabs.addTab(method_scroll, "Method")
         tabs.addTab(self.training, "Training")

@@ -19,7 +19,7 @@ def lock_html(px: int) -> str:
 
 
 def legend_html(big: bool = False) -> str:
-    size = "15pt" if big else "9pt"
+    size = "13pt" if big else "9pt"
 
     def chip(colour: str, border: str, text: str) -> str:
         return (f"<span style='background:{colour}; border:1px solid {border}; color:{colour}'>&nbsp;&nbsp;&nbsp;"
@@ -51,6 +51,7 @@ class DiagramView(QGraphicsView):
                                   "border-radius: 6px; padding: 4px 8px;")
         self.legend.setToolTip("Colour legend: what trains and what stays frozen")
         self.legend.move(8, 8)
+        self.legend.setWordWrap(True)  # wraps on a narrow screen instead of widening the window
         self.auto_fit = True
         self.presentation = False
         scene.rebuilt.connect(lambda: self.auto_fit and self.fit())

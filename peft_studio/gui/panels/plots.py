@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (  # noqa: E402
     QCheckBox,
     QGraphicsItem,
     QGraphicsPathItem,
+    QBoxLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -156,12 +158,13 @@ class LivePlots(QWidget):
         self.log_y = QCheckBox("log-y loss")
         self.log_y.setToolTip("Logarithmic loss axis: small losses stay visible")
         self.log_y.toggled.connect(self._log_mode)
-        top = QHBoxLayout()
+        top = self.plot_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         top.addWidget(self.loss_plot)
         top.addWidget(self.acc_plot)
         # The legend sits above the plots, not inside them: an in-plot legend under the growing
         # curve was repainted with it on every frame.
         self.legend = QLabel(self._legend_html())
+
         self.legend.setToolTip("Both plots: training batch (solid) and validation set (dashed); the faded "
                                "curves are the previous run, kept for comparison")
         # The last step's numbers, read from the back row: the curve shows the trend, these the value.
@@ -172,13 +175,17 @@ class LivePlots(QWidget):
         header.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.legend)
         header.addStretch(1)
-        header.addWidget(self.last_values)
+        header.addWidget(self.last_values, 1)
         header.addSpacing(16)
+        self.header = header
+        self.values_row = QHBoxLayout()  # presentation: the last values get a row of their own
+        self.values_row.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.log_y)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(header)
+        layout.addLayout(self.values_row)
         layout.addLayout(top)
         self.dirty = False
         self.last: dict | None = None
@@ -190,6 +197,8 @@ class LivePlots(QWidget):
     def set_presentation(self, on: bool) -> None:
         """Projector sizes: tick labels, axis labels, titles, legend and the last values, all large."""
         self.presentation = on
+        # Beside the diagram on a projector: the plots stack (loss above accuracy) in a narrower column.
+        self.plot_row.setDirection(QBoxLayout.Direction.TopToBottom if on else QBoxLayout.Direction.LeftToRight)
         tick = QFont()
         tick.setPointSizeF(16 if on else 9)
         label_size = "18pt" if on else "10pt"
@@ -203,19 +212,25 @@ class LivePlots(QWidget):
             plot.setLabel("bottom", "step", **{"font-size": label_size})
             plot.setLabel("left", label, **{"font-size": label_size})
             plot.setTitle(title, size="20pt" if on else "11pt")
-        size = "16pt" if on else "10pt"
+        size = "13pt" if on else "10pt"
         self.legend.setText(self._legend_html())
+        self.legend.setWordWrap(on)  # large text wraps in the narrower plot column instead of widening the window
+        (self.header if on else self.values_row).removeWidget(self.last_values)
+        if on:
+            self.values_row.addWidget(self.last_values, 1)
+        else:
+            self.header.insertWidget(2, self.last_values, 1)
         self.legend.setStyleSheet(f"font-size: {size};")
         self.log_y.setStyleSheet(f"font-size: {size};")
-        self.last_values.setStyleSheet(f"font-size: {'22pt' if on else '12pt'}; font-weight: 700; color: #1f2933;")
+        self.last_values.setStyleSheet(f"font-size: {'20pt' if on else '12pt'}; font-weight: 700; color: #1f2933;")
         self._fix_last_width()
+        self._show_last(force=True)
 
     def _fix_last_width(self) -> None:
-        """A fixed width for the widest text: a new number repaints the label, never re-lays out the plots."""
-        self.last_values.ensurePolished()
-        metrics = self.last_values.fontMetrics()
-        sample = "step 0000000:  loss 0.0000  ·  accuracy 100%   (validation 0.0000 · 100%)"
-        self.last_values.setFixedWidth(metrics.horizontalAdvance(sample) + 8)
+        """The label takes the room the header gives it and never asks for more (a new number repaints the
+        label, never re-lays out the plots or widens the window)."""
+        self.last_values.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.last_values.setMinimumWidth(0)
 
     def _show_last(self, force: bool = True) -> None:
         now = time.monotonic()
@@ -227,7 +242,7 @@ class LivePlots(QWidget):
             self.last_values.setText("")
             return
         text = f"step {event['step']}:  loss {event['loss']:.4g}  ·  accuracy {event['accuracy']:.0%}"
-        if event.get("val_loss") is not None:
+        if event.get("val_loss") is not None and not self.presentation:
             text += f"   (validation {event['val_loss']:.4g} · {event['val_accuracy']:.0%})"
         self.last_values.setText(text)
 
