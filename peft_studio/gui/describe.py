@@ -82,6 +82,7 @@ def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
         selected=controller.selected_site_ids(), site_method=controller.method_for_site,
         site_glyph=lambda site: get_method(controller.method_for_site(site)).glyph,
         site_tip=lambda site, state: site_tooltip(controller, site, state),
-        seq_len=len(words) if words else exp.seq_len(), input_words=words, prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
+        seq_len=len(words) if words else exp.seq_len(), input_words=words,
+        prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
         hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
         head_trainable=not exp.config.freeze_head, method=controller.setup.method, locked=controller.locked)

@@ -39,7 +39,7 @@ def field_needs(event: QKeyEvent) -> bool:
 
 
 class FieldKeys(QObject):
-    """Application event filter for one window: see the module docstring."""
+    """Event filter on the focused text fields of one window: see the module docstring."""
 
     def __init__(self, window: QWidget, leave_to: QWidget, actions: Callable[[], Iterable[QAction]]) -> None:
         super().__init__(window)
@@ -52,9 +52,10 @@ class FieldKeys(QObject):
     def _focus_changed(self, _old: QWidget | None, new: QWidget | None) -> None:
         if new is not None and text_field(new) is not None and id(new) not in self._watched \
                 and new.window() is self.window:
-            self._watched.add(id(new))
+            key = id(new)
+            self._watched.add(key)
             new.installEventFilter(self)
-            new.destroyed.connect(lambda _o=None, key=id(new): self._watched.discard(key))
+            new.destroyed.connect(lambda _o=None: self._watched.discard(key))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         if event.type() != QEvent.Type.ShortcutOverride or not isinstance(watched, QWidget):

@@ -291,7 +291,12 @@ class MainWindow(QMainWindow):
         self.refresh_inference()
 
     def refresh_diagram(self) -> None:
-        """Rebuild the diagram alone (the input sentence changed); the view keeps its fit or zoom."""
+        """Rebuild the diagram alone (the input sentence changed); the view keeps its fit or zoom. During a run
+        it waits for the end (a rebuild mid-run would show the lock in every tooltip and drop the live bars)."""
+        if self.runner.active:
+            self._diagram_pending = True
+            return
+        self._diagram_pending = False
         self.scene.build(diagram_info(self.controller, self.inference.entry.text()))
         self.refresh_gains()
         if self.view.auto_fit:
@@ -367,7 +372,8 @@ class MainWindow(QMainWindow):
         if checked is None:
             self.base_label.setText(f"{what} · fingerprint {fingerprint}")
         elif checked:
-            self.base_label.setText(f"{what}, unchanged ✓ · fingerprint {fingerprint}")
+            unchanged = "frozen part unchanged" if trained else "base unchanged"
+            self.base_label.setText(f"{unchanged} ✓ · fingerprint {fingerprint}")
         else:
             self.base_label.setText("base CHANGED — this is a bug")
 
@@ -437,6 +443,8 @@ class MainWindow(QMainWindow):
         unchanged = exp.model.frozen_fingerprint() == self.controller.frozen_at_build
         self.refresh_status(checked=unchanged)
         self.refresh_inference()
+        if getattr(self, "_diagram_pending", False):
+            self.refresh_diagram()
         self.refresh_gains()
         self.plots.refresh()
         self.plots.flush_last()

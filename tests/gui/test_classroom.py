@@ -13,6 +13,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QGraphicsSimpleTextItem
 
 from peft_studio.core.methods import METHODS, get_method
+from peft_studio.gui.panels.census_table import COLUMNS
 from peft_studio.gui.window import GEOMETRY_KEY, percent
 
 
@@ -208,11 +209,10 @@ def test_the_table_shows_the_trainable_column_and_the_filter_finds_trainable_row
     window.resize(1280, 720)
     qtbot.wait(50)
     view = window.table.view
-    column = window.table.model.columnCount() and list(__import__(
-        "peft_studio.gui.panels.census_table", fromlist=["COLUMNS"]).COLUMNS).index("trainable")
+    column = COLUMNS.index("trainable")
     assert view.horizontalScrollBar().value() == 0
     right = view.columnViewportPosition(column) + view.columnWidth(column)
-    assert 0 <= view.columnViewportPosition(column) and right <= view.viewport().width()
+    assert view.columnViewportPosition(column) >= 0 and right <= view.viewport().width()
     window.table.filter.setText("trainable")
     trainable = sum(1 for r in window.controller.census.rows if r.trainable)
     assert trainable and window.table.proxy.rowCount() == trainable
@@ -352,7 +352,8 @@ def test_the_last_steps_loss_and_accuracy_are_numbers_beside_the_plots(window, q
     wait_idle(qtbot, window)
     last = events[-1]
     text = window.plots.last_values.text()
-    assert f"step {last['step']}" in text and f"loss {last['loss']:.4g}" in text
+    assert f"step {last['step'] + 1}:" in text and window.step_label.text() == f"step {last['step'] + 1}"
+    assert f"loss {last['loss']:.4g}" in text
     assert f"accuracy {last['accuracy']:.0%}" in text
     assert window.plots.last_values.isVisible()
 

@@ -15,12 +15,13 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 
 
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QFont, QPainterPath, QPen  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
+    QBoxLayout,
     QCheckBox,
     QGraphicsItem,
     QGraphicsPathItem,
-    QBoxLayout,
     QHBoxLayout,
     QLabel,
     QSizePolicy,
@@ -170,11 +171,11 @@ class LivePlots(QWidget):
         # The last step's numbers, read from the back row: the curve shows the trend, these the value.
         self.last_values = QLabel("")
         self.last_values.setObjectName("lastValues")
+        self.last_values.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.last_values.setToolTip("Loss and accuracy of the last training step (validation when evaluated)")
         header = QHBoxLayout()
         header.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.legend)
-        header.addStretch(1)
         header.addWidget(self.last_values, 1)
         header.addSpacing(16)
         self.header = header
@@ -241,7 +242,7 @@ class LivePlots(QWidget):
         if event is None:
             self.last_values.setText("")
             return
-        text = f"step {event['step']}:  loss {event['loss']:.4g}  ·  accuracy {event['accuracy']:.0%}"
+        text = f"step {event['step'] + 1}:  loss {event['loss']:.4g}  ·  accuracy {event['accuracy']:.0%}"
         if event.get("val_loss") is not None and not self.presentation:
             text += f"   (validation {event['val_loss']:.4g} · {event['val_accuracy']:.0%})"
         self.last_values.setText(text)
