@@ -158,7 +158,8 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.step_label)
         bar.addWidget(self.speed_label)
         bar.addSeparator()
-        for action in (self.actions_.seed, self.actions_.fit, self.actions_.present, self.actions_.panels):
+        # Projector controls first: on a narrow screen the last buttons move into the » menu.
+        for action in (self.actions_.present, self.actions_.panels, self.actions_.fit, self.actions_.seed):
             bar.addAction(action)
         self._show_overflow_button(bar)
 
