@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--use", metavar="NAME", help="the adapter to predict with (default: the first)")
     predict.add_argument("--list", action="store_true", help="list the adapters with their bytes beside the base's")
     predict.add_argument("texts", nargs="*", metavar="TEXT")
+    shot = commands.add_parser("screenshot", help="render the window for real (training included) to a PNG")
+    shot.add_argument("out", metavar="OUT.png")
+    shot.add_argument("--size", default="1600x1000", help="window size WIDTHxHEIGHT (default 1600x1000)")
+    shot.add_argument("--presentation", action="store_true", help="presentation mode (F5): projector sizes")
+    shot.add_argument("--method", default=None, help="the method to show (default: the window's)")
+    shot.add_argument("--base", default=None, help="the frozen base (default: the window's)")
+    shot.add_argument("--steps", type=bounded_int(0, 100_000), default=60, help="steps to train first (default 60)")
     return parser
 
 
@@ -341,6 +348,15 @@ def start_gui() -> int:
     return gui_main()
 
 
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    """Delegates to the GUI's screenshot module (imported here only: the other commands never load Qt)."""
+    from .gui.screenshot import parse_size, take
+
+    print(take(args.out, steps=args.steps, size=parse_size(args.size), method=args.method, base=args.base,
+               presentation=args.presentation))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -359,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "screenshot":
+            return cmd_screenshot(args)
         return start_gui()
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -144,11 +144,16 @@ def _dock(window: MainWindow, title: str, name: str, widget: QWidget, area: Qt.D
     return dock
 
 
-def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
-    """Stop every worker the docks started and wait for them (each stops within one item or step)."""
+def stop_docks(docks: Docks) -> None:
+    """Ask every worker the docks started to stop, without waiting."""
     docks.lab.stop()
     docks.exercises_wiring.sweep.stop()
     docks.exercises_wiring.comparison.stop()
     docks.board.stop_family()
+
+
+def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
+    """Stop every worker the docks started and wait for them (each stops within one item or step)."""
+    stop_docks(docks)
     return (docks.lab.stop_and_wait(timeout_ms) & docks.exercises_wiring.stop_and_wait(timeout_ms)
             & docks.board.stop_and_wait(timeout_ms))

@@ -21,6 +21,7 @@ from ..core.errors import PeftStudioError
 from ..core.experiment import Experiment
 from ..core.threads import ThreadTuner, tuned
 from ..core.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
+from .gains import sample_gains
 
 # Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): any torch op on
 # the GUI thread with >1 threads (a predict, a backward) halves the trainer's speed for the rest of
@@ -62,6 +63,7 @@ class TrainWorker(QThread):
                 if now - last_grads >= GRAD_INTERVAL_S or event.last or self.control.paused:
                     last_grads = now
                     payload["grads"] = grad_norms(named)
+                    payload["gains"] = sample_gains(named)  # IA3's scaling vectors, for the live heat strips
                 self._events.append(payload)
         except PeftStudioError as exc:
             self._events.append({"error": str(exc), "title": "Training stopped"})

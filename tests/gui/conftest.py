@@ -37,6 +37,17 @@ def private_user_folders(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def private_settings(tmp_path):
+    """Every test gets its own empty QSettings (window geometry, first-run hint): the user's stay untouched."""
+    from PySide6.QtCore import QSettings
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+        QSettings.setPath(QSettings.Format.IniFormat, scope, str(tmp_path / "settings"))
+    yield tmp_path / "settings"
+
+
+@pytest.fixture(autouse=True)
 def no_thread_left_running():
     """Compare threads before/after (allowing a short join): a leaked worker fails the test."""
     before = set(threading.enumerate())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -44,7 +45,7 @@ def test_play_draws_the_loss_curve_and_the_gui_stays_responsive(window, qtbot):
     timer.stop()
     # resizing mid-run works too (a full relayout costs ~35 ms once, so it is kept out of the timing)
     scale = window.view.zoom_level()
-    window.resize(1200, 800)
+    window.resize(window.width() * 3 // 4, window.height() * 3 // 4)  # the window fits the screen: shrink it
     qtbot.wait(100)
     assert window.runner.state == "running" and window.view.zoom_level() < scale
     steps_seen = window.runner.step
@@ -172,9 +173,12 @@ def test_closing_mid_run_stops_the_worker(window, qtbot, qtlog):
     window.runner.play_pause()
     wait_steps(qtbot, window, 2)
     worker = window.runner.worker
-    window.close()
-    assert window.runner.worker is None
-    assert worker.isFinished()
+    window.close()  # never blocks: asks the worker to stop, hides, and closes when the worker has ended
+    assert window.runner.worker is worker  # close() returned before the worker ended (a blocking close clears it)
+    assert not window.isVisible()
+    qtbot.waitUntil(lambda: window.runner.worker is None, timeout=10_000)
+    with contextlib.suppress(RuntimeError):  # already deleted (deleteLater ran): it had finished
+        assert worker.isFinished()
     assert not any("Destroyed" in record.message for record in qtlog.records)
 
 
