@@ -17,8 +17,8 @@ import torch
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from ..core.errors import PeftStudioError
+from ..core.threads import usable_cores
 from ..core.train import TrainControl
-from .worker import TORCH_THREADS
 
 DRAIN_MS = 100  # progress is read, not watched frame by frame
 
@@ -38,7 +38,7 @@ class GeneratorWorker(QThread):
         self._stop = threading.Event()
 
     def run(self) -> None:  # worker thread
-        torch.set_num_threads(TORCH_THREADS)
+        torch.set_num_threads(max(1, min(4, usable_cores())))  # a background job: a fixed, modest team
         try:
             for item in self.make():
                 self.items.append(item)

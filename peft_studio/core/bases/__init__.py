@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BaseLoadError, ConfigError
+from ..errors import BaseLoadError, ConfigError, PeftStudioError
 from . import architectures
 from .decoder import TinyDecoderBase
 from .frozen import FrozenBase, Tokenizer, TrainDefaults, tensors_fingerprint
@@ -84,6 +84,8 @@ def base_class(name: str) -> type[FrozenBase]:
         return architectures.config_class(name)
     if Path(name).expanduser().is_dir():
         return _pretrained_class()
+    if _is_folder_spec(name):
+        raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
 
 
@@ -91,7 +93,7 @@ def train_defaults(name: str) -> TrainDefaults:
     """A base's training defaults; an unknown name gets the generic ones (its error comes at build time)."""
     try:
         return base_class(name).train_defaults
-    except ConfigError:
+    except PeftStudioError:
         return TrainDefaults()
 
 
@@ -99,7 +101,7 @@ def default_dataset(name: str) -> str:
     """The built-in dataset a base runs on when none is named (the seed's six sentences for the seed's base)."""
     try:
         return base_class(name).default_dataset
-    except ConfigError:
+    except PeftStudioError:
         return FrozenBase.default_dataset
 
 
