@@ -156,7 +156,8 @@ class MainWindow(QMainWindow):
         self.step_label.setToolTip("Optimizer steps since the last reset")
         self.speed_label = QLabel("")
         self.speed_label.setObjectName("speed")
-        self.speed_label.setFixedWidth(170)
+        self.speed_label.ensurePolished()  # the stylesheet's font, not the default one
+        self.speed_label.setFixedWidth(self.speed_label.fontMetrics().horizontalAdvance("999 steps/s · 4 threads") + 16)
         self.speed_label.setToolTip("Training speed (steps per second, averaged over the last 20 steps) and the "
                                     "torch threads the trainer chose by measuring")
         # Opaque: a new number each frame repaints the label alone, not the toolbar behind it.

@@ -224,6 +224,8 @@ class LivePlots(QWidget):
         self.legend.setStyleSheet(f"font-size: {size};")
         self.log_y.setStyleSheet(f"font-size: {size};")
         self.last_values.setStyleSheet(f"font-size: {'20pt' if on else '12pt'}; font-weight: 700; color: #1f2933;")
+        self.last_values.setAlignment((Qt.AlignmentFlag.AlignLeft if on else Qt.AlignmentFlag.AlignRight)
+                                      | Qt.AlignmentFlag.AlignVCenter)  # a narrow column clips the end, not the start
         self._fix_last_width()
         self._show_last(force=True)
 
@@ -242,8 +244,11 @@ class LivePlots(QWidget):
         if event is None:
             self.last_values.setText("")
             return
+        if self.presentation:  # the toolbar already shows the step in large type; keep the column's width
+            self.last_values.setText(f"loss {event['loss']:.3g}  ·  accuracy {event['accuracy']:.0%}")
+            return
         text = f"step {event['step'] + 1}:  loss {event['loss']:.4g}  ·  accuracy {event['accuracy']:.0%}"
-        if event.get("val_loss") is not None and not self.presentation:
+        if event.get("val_loss") is not None:
             text += f"   (validation {event['val_loss']:.4g} · {event['val_accuracy']:.0%})"
         self.last_values.setText(text)
 
