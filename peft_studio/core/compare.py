@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .data import TextDataset
-from .errors import PeftStudioError, RunStoreError
+from .errors import OutputError, PeftStudioError
 from .experiment import Experiment, Setup
 from .memory import estimate_ledger, measure_ledger
 from .methods import METHODS
@@ -377,7 +377,7 @@ def format_table(records: Sequence[RunRecord], current: str | None = None, tasks
 
 def write_csv(records: Sequence[RunRecord], path: str | Path) -> Path:
     """The table with raw numbers (bytes, ms, fractions), one row per run, plus run id, base and dataset."""
-    from .store import write_atomically
+    from .safe_io import write_atomically
 
     path = Path(path)
     keys = ["run_id", "base", "dataset", "seed", "steps_done"]
@@ -391,9 +391,9 @@ def write_csv(records: Sequence[RunRecord], path: str | Path) -> Path:
                 writer.writerow([*(getattr(r, k) for k in keys), *("" if v is None else v for v in raw)])
 
     try:
-        write_atomically(path, write)
+        write_atomically(path, write, OutputError)
     except OSError as exc:
-        raise RunStoreError(f"{path}: cannot write the CSV ({exc.strerror or exc})") from None
+        raise OutputError(f"{path}: cannot write the CSV ({exc.strerror or exc})") from None
     return path
 
 

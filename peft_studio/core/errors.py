@@ -27,3 +27,7 @@ class BaseLoadError(PeftStudioError):
 
 class RunStoreError(PeftStudioError):
     """A run folder or run file cannot be read or written."""
+
+
+class OutputError(PeftStudioError):
+    """A file the user asked for cannot be written (no such folder, no permission, disk full)."""

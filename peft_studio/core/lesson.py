@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import safe_io
 from .data import TextDataset
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 from .experiment import Experiment, Setup
 from .jsonfile import read_json_object
 from .resources import resource_files, resource_path
 from .setup_file import parse_setup, setup_document
-from .store import write_atomically
 from .train import TrainSettings
 
 FORMAT = "peft-studio-lesson"
@@ -202,8 +202,7 @@ def save_lesson(path: str | os.PathLike, lesson: Lesson) -> Path:
     document = lesson_document(lesson, path.parent)
     parse_lesson(json.loads(json.dumps(document)), path.parent, path.name)  # refuse what could not be opened
     text = json.dumps(document, indent=2) + "\n"
-    write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
-    return path
+    return safe_io.write_text_atomically(path, text, OutputError)
 
 
 # ---- shipped lessons -------------------------------------------------------------------------------

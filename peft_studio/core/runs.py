@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import RunStoreError
 from .memory import Ledger
-from .store import write_atomically
+from .safe_io import write_atomically
 
 RUN_FORMAT = "peft-studio-run/1"
 CURVE_COLUMNS = ("step", "loss", "accuracy", "val_loss", "val_accuracy")
@@ -174,8 +174,9 @@ class RunStore:
         meta, curves = self._paths(record.run_id)
         text = json.dumps(_finite(record.to_json()), indent=1)
         try:
-            write_atomically(curves, lambda temp: temp.write_text(record.curves.to_csv(), encoding="utf-8"))
-            write_atomically(meta, lambda temp: temp.write_text(text, encoding="utf-8"))
+            write_atomically(curves, lambda temp: temp.write_text(record.curves.to_csv(), encoding="utf-8"),
+                             RunStoreError)
+            write_atomically(meta, lambda temp: temp.write_text(text, encoding="utf-8"), RunStoreError)
         except OSError as exc:
             raise RunStoreError(f"{self.folder}: cannot write the run ({exc.strerror or exc})") from None
         return meta

@@ -16,7 +16,7 @@ from typing import Any
 from . import limits, safe_io
 from .bases import base_names
 from .data import TextDataset, load_builtin, load_dataset_file
-from .errors import ConfigError, DatasetError
+from .errors import ConfigError, DatasetError, OutputError
 from .experiment import Setup
 from .methods import METHODS, get_method
 from .methods.config import make_config
@@ -42,7 +42,7 @@ def save_setup(path: str | os.PathLike, setup: Setup, dataset: TextDataset, sett
     """Write the setup as JSON (atomically: a half-written file never replaces a good one)."""
     path = Path(path)
     document = setup_document(setup, dataset, settings, path.parent)
-    return safe_io.write_text_atomically(path, json.dumps(document, indent=2) + "\n", ConfigError)
+    return safe_io.write_text_atomically(path, json.dumps(document, indent=2) + "\n", OutputError)
 
 
 def setup_document(setup: Setup, dataset: TextDataset, settings: TrainSettings, folder: Path) -> dict[str, Any]:
