@@ -242,6 +242,11 @@ class StudioState:
         snapshot.setup, snapshot.dataset, snapshot.settings = copy.deepcopy(setup), dataset, settings
         return self.apply(snapshot)
 
+    def start_from(self, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> bool:
+        """Start from this setup (the last session) as if it were the first: no undo step, and no error
+        reported when it can no longer be built (the current one stays)."""
+        return self.apply(Snapshot(copy.deepcopy(setup), dataset, settings), record=False, quiet=True)
+
     def set_training(self, **changes: Any) -> bool:
         """Training settings do not change the model: no rebuild, but undoable."""
         if self._locked:

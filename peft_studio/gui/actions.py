@@ -39,6 +39,7 @@ class Slots:
     seed_example: Callable[[], object]
     undo: Callable[[], object]
     redo: Callable[[], object]
+    restore_defaults: Callable[[], object]
     fit: Callable[[], object]
     presentation: Callable[[], object]
     export: Callable[[], object]
@@ -71,6 +72,8 @@ class StudioActions:
                       "bottleneck 4, lr 0.05, seed 42, 201 steps", slots.seed_example)
         self.undo = a("Undo", QKeySequence.StandardKey.Undo, "Undo the last setting change (Ctrl+Z)", slots.undo)
         self.redo = a("Redo", "Ctrl+Shift+Z", "Redo (Ctrl+Shift+Z)", slots.redo)
+        self.restore_defaults = a("Restore defaults", "", "Forget the remembered session, layout and size; back "
+                                  "to tiny, LoRA and intents", slots.restore_defaults)
         self.fit = a("Fit", "F", "Fit the whole diagram to the window", slots.fit)
         self.present = a("Presentation", "F5", "Large fonts and thick lines for a projector", slots.presentation)
         self.present.setCheckable(True)
@@ -115,7 +118,7 @@ class StudioActions:
         menus = {
             "&File": (self.open, None, self.open_setup, self.save_setup, None, self.save_adapter, self.load_adapter,
                       None, self.export, None, self.quit),
-            "&Edit": (self.undo, self.redo),
+            "&Edit": (self.undo, self.redo, None, self.restore_defaults),
             "&Run": (self.play, self.step, self.stop, self.reset),
             "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present, self.panels),
             "E&xamples": (self.seed,),

@@ -45,6 +45,7 @@ from .panels.plots import LivePlots
 from .panels.training_form import TrainingForm
 from .presentation import Presentation
 from .runner import Runner, speed_text
+from .session import restore_defaults, restore_session, save_session
 
 OPEN_FILE = "Open file…"
 SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints the toolbar for nothing
@@ -90,7 +91,8 @@ class MainWindow(QMainWindow):
         self.actions_ = StudioActions(self, Slots(
             reset=self.reset, play_pause=self.runner.play_pause, step_once=self.runner.step_once,
             stop=self.stop, seed_example=self.controller.seed_example, undo=self.controller.undo,
-            redo=self.controller.redo, fit=self.view.fit, presentation=self.toggle_presentation,
+            redo=self.controller.redo, restore_defaults=lambda: restore_defaults(self), fit=self.view.fit,
+            presentation=self.toggle_presentation,
             export=self.files.export_dialog, open_dataset=self.files.open_dataset_dialog,
             save_adapter=self.files.save_adapter_dialog, load_adapter=self.files.load_adapter_dialog,
             save_setup=self.files.save_setup_dialog, open_setup=self.files.open_setup_dialog,
@@ -113,8 +115,11 @@ class MainWindow(QMainWindow):
         self.field_keys = FieldKeys(self, self.view, self.actions_.all)
         self.hint = FirstRunHint(self, lambda: self.toolbar.widgetForAction(self.actions_.play))
         self.dialogs: dict[str, QWidget] = {}
-        self._place_on_screen()
+        self.place_on_screen()
         self.refresh_all()
+        restored = restore_session(self)  # the setup the window last closed on, if it still builds
+        if restored:
+            self.statusBar().showMessage(restored, 6000)
 
     # ---- compatibility names for the actions (tests and menus use them) -------------------------
     @property
@@ -563,7 +568,7 @@ class MainWindow(QMainWindow):
         dialog.raise_()
 
     # ---- geometry ---------------------------------------------------------------------------------
-    def _place_on_screen(self) -> None:
+    def place_on_screen(self) -> None:
         """The remembered geometry, else the default size; never larger than the available screen."""
         saved = QSettings().value(GEOMETRY_KEY)
         if saved is None or not self.restoreGeometry(saved):
@@ -620,6 +625,7 @@ class MainWindow(QMainWindow):
         (on_finished), so no thread outlives the window and the GUI never waits on a long step."""
         if not self.closing:
             self.save_geometry()
+            save_session(self)
         self.closing = True
         if self.runner.active:
             self.runner.stop()
