@@ -549,7 +549,8 @@ class MainWindow(QMainWindow):
         self.actions_.panels.setChecked(visible)
 
     def show_shortcuts(self) -> None:
-        self._show_dialog("shortcuts", lambda: ShortcutsDialog(self, self.actions_.all()))
+        actions = (*self.actions_.all(), *self.docks.toggles.values())
+        self._show_dialog("shortcuts", lambda: ShortcutsDialog(self, actions))
 
     def show_about(self) -> None:
         self._show_dialog("about", lambda: AboutPeftDialog(self, self.choose_method))
