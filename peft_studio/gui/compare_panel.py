@@ -101,6 +101,10 @@ class ComparePanel(QWidget):
     def refresh_ledger(self) -> None:
         """The estimate for the current setup (cheap: shapes and a fitted activation formula)."""
         c = self.controller
+        if c.experiment.base.on_meta_device:  # shapes only: no forward pass to fit activations on
+            self.status.setText("A meta-device architecture: its memory at scale is in core/memory_scale.py; "
+                                "the measured ledger needs a base with weights.")
+            return
         try:
             self.ledger.set_experiment(c.experiment, c.settings.batch_size, c.settings.optimizer)
         except PeftStudioError as exc:
@@ -108,6 +112,9 @@ class ComparePanel(QWidget):
 
     def measure(self) -> bool:
         c = self.controller
+        if c.experiment.base.on_meta_device:
+            self.status.setText("A meta-device architecture has no weights to run a step with.")
+            return False
         if c.locked:
             self.status.setText("Stop the run first: measuring takes one training step (then undoes it).")
             return False

@@ -69,7 +69,8 @@ def input_tokens(controller: Controller, sentence: str = "") -> tuple[str, ...]:
         return ()
     _ids, mask = exp.tokenizer.batch([text])
     length = int(mask.sum())
-    words = list(exp.tokenizer.tokenize(text))[:length]
+    tokenize = getattr(exp.tokenizer, "tokenize", None)  # a stand-in tokenizer (meta bases) only counts
+    words = list(tokenize(text) if tokenize is not None else text.split())[:length]
     return tuple(words + ["?"] * (length - len(words)))
 
 

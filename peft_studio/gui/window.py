@@ -127,6 +127,10 @@ class MainWindow(QMainWindow):
         return self.actions_.play
 
     @property
+    def act_step(self):
+        return self.actions_.step
+
+    @property
     def act_undo(self):
         return self.actions_.undo
 
@@ -258,7 +262,7 @@ class MainWindow(QMainWindow):
         c.changed.connect(self.refresh_all)
         c.settings_changed.connect(self.refresh_settings)
         c.failed.connect(self.show_error)
-        c.notice.connect(lambda message: self.statusBar().showMessage(message, 8000))
+        c.notice.connect(self.show_notice)
         c.history_changed.connect(self._history)
         self.runner.events.connect(self.on_events)
         self.runner.state_changed.connect(self.on_state)
@@ -364,6 +368,13 @@ class MainWindow(QMainWindow):
             if box.findText(value) < 0:
                 box.insertItem(box.count() - (1 if box is self.data_box else 0), value)
             box.setCurrentText(value)
+
+    def show_notice(self, message: str) -> None:
+        """A change the state made on its own (e.g. sites dropped on a base switch), for the status bar."""
+        if self.controller.experiment.base.on_meta_device:  # keep saying why there is no Play
+            self.statusBar().showMessage(f"{message}. {META_REASON}")
+        else:
+            self.statusBar().showMessage(message, 8000)
 
     def _offer_training(self, runnable: bool) -> None:
         """A meta-device base (an architecture, shapes only) is inspected, never trained: no Play, and why."""
