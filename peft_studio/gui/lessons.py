@@ -95,7 +95,10 @@ def apply_lesson(window: MainWindow, lesson: Lesson) -> bool:
     _show_hidden(window, set(view.hidden_panels), set(view.hidden_controls))
     # Hiding panels resizes the diagram's viewport: settle the layouts before fitting, so that the
     # lesson's zoom is relative to the size the class will see.
-    QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    for _ in range(3):  # presentation moves the plots and hidden panels resize the splitters: a few passes
+        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        window.layout().activate()
+        QApplication.processEvents()
     window.view.fit()  # zoom 1 = fitted size (also makes view.auto_fit true)
     if view.zoom != 1.0:
         window.view.scale(view.zoom, view.zoom)
