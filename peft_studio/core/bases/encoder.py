@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from . import hf_names
 from .frozen import FrozenBase, Tokenizer
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 
@@ -179,25 +179,37 @@ class Encoder(FrozenBase):
     def sites(self) -> list[Site]:
         d, f = self.cfg.d_model, self.cfg.d_ff
         widths = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "up": (d, f), "down": (f, d)}
-        sites = [Site("prompt", PROMPT, "input", "embeddings.prompt", None, d, d, "soft prompt before the embeddings")]
+
+        def linear(at: str, i: int, path: str, short: str) -> list[Site]:
+            fan_in, fan_out = widths[short]
+            label = f"layer {i} {LINEAR_LABELS[short]}"
+            return [Site(f"{at}.{path}", LINEAR, short, f"{at}.{path}", i, fan_in, fan_out, label),
+                    Site(f"{at}.{path}.input", LINEAR_INPUT, f"{short}-in", f"{at}.{path}", i, fan_in, fan_in,
+                         f"input of the {label}")]
+
+        def norm(path: str, short: str, i: int | None, label: str) -> Site:
+            return Site(path, NORM, short, path, i, d, d, label)
+
+        sites = [Site("prompt", PROMPT, "input", "embeddings.prompt", None, d, d, "soft prompt before the embeddings"),
+                 norm("embeddings.norm", "emb-norm", None, "embedding LayerNorm")]
         for i in range(self.cfg.n_layers):
             at = f"layers.{i}"
             sites.append(Site(f"{at}.attn.kv_prefix", KV_PREFIX, "kv", f"{at}.attn.kv_prefix", i, d, d,
                               f"layer {i} attention keys/values"))
             for short in ("q", "k", "v", "o"):
-                fan_in, fan_out = widths[short]
-                sites.append(Site(f"{at}.attn.{short}", LINEAR, short, f"{at}.attn.{short}", i, fan_in, fan_out,
-                                  f"layer {i} {LINEAR_LABELS[short]}"))
+                sites.extend(linear(at, i, f"attn.{short}", short))
             sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
                               f"layer {i} after attention"))
-            sites.append(Site(f"{at}.ffn.up", LINEAR, "up", f"{at}.ffn.up", i, d, f,
-                              f"layer {i} {LINEAR_LABELS['up']}"))
+            sites.append(norm(f"{at}.attn_norm", "attn-norm", i, f"layer {i} attention LayerNorm"))
+            sites.extend(linear(at, i, "ffn.up", "up"))
             sites.append(Site(f"{at}.ffn.act_scale", ACTIVATION, "ffn-act", f"{at}.ffn.act_scale", i, f, f,
                               f"layer {i} feed-forward activation"))
-            sites.append(Site(f"{at}.ffn.down", LINEAR, "down", f"{at}.ffn.down", i, f, d,
-                              f"layer {i} {LINEAR_LABELS['down']}"))
+            sites.extend(linear(at, i, "ffn.down", "down"))
             sites.append(Site(f"{at}.ffn_adapter", ADAPTER, "after-ffn", f"{at}.ffn_adapter", i, d, d,
                               f"layer {i} after the feed-forward"))
+            sites.append(norm(f"{at}.ffn_norm", "ffn-norm", i, f"layer {i} feed-forward LayerNorm"))
+        if self.cfg.norm_placement == "pre":
+            sites.append(norm("final_norm", "final-norm", None, "final LayerNorm"))
         return sites
 
     def blocks(self) -> list[Block]:

@@ -1,0 +1,138 @@
+"""VeRA: frozen random A and B shared by every adapted Linear, two trainable vectors per Linear
+(Kopiczko et al., 2024).
+
+Follows PEFT's VeRA (peft/tuners/vera): A (r, largest in) and B (largest out, r) are drawn once
+with Kaiming-uniform bounds from a CPU generator seeded with `projection_prng_key`, A first; each
+Linear uses the top-left slice that fits it. lambda_b starts at zeros (so the model starts at W0)
+and lambda_d at d_initial:
+
+    h = W0 x + b + lambda_b * (B[:out] (lambda_d * (A[:, :in] x)))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..bases.frozen import FrozenBase
+from ..bases.sites import LINEAR, Site
+from ..model import StudioModel
+from .config import MethodConfig, option
+from .method import Method, MethodCard, code_line
+from .targets import default_targets, resolve_targets, targets_for_sites
+
+
+def kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """PEFT's `_kaiming_init`: U(-b, b) with b = sqrt(3) * sqrt(2) / sqrt(fan_in), fan_in = shape[1]."""
+    bound = math.sqrt(3.0) * math.sqrt(2) / math.sqrt(shape[1])
+    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+
+
+class VeraProjection(nn.Module):
+    """The shared random pair, frozen: parameters that never train, owned by the method (the census shows them
+    as frozen method tensors); drawn from the key, so an adapter file needs only the vectors."""
+
+    def __init__(self, r: int, in_features: int, out_features: int, key: int) -> None:
+        super().__init__()
+        generator = torch.Generator(device="cpu").manual_seed(key)
+        self.vera_A = nn.Parameter(kaiming_uniform((r, in_features), generator), requires_grad=False)
+        self.vera_B = nn.Parameter(kaiming_uniform((out_features, r), generator), requires_grad=False)
+
+
+class VeraLinear(nn.Module):
+    """A frozen Linear plus lambda_b * B (lambda_d * A x) with the shared frozen A and B."""
+
+    def __init__(self, base_layer: nn.Linear, projection: VeraProjection, r: int, dropout: float,
+                 d_initial: float) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
+        # A plain reference, not a submodule: the shared pair is registered once, in model.extras.
+        self.__dict__["projection"] = projection
+        self.vera_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.vera_lambda_b = nn.Parameter(torch.zeros(self.out_features))
+        self.vera_lambda_d = nn.Parameter(torch.full((r,), float(d_initial)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        sliced_A = self.projection.vera_A[:, : self.in_features]
+        sliced_B = self.projection.vera_B[: self.out_features, :]
+        hidden = self.vera_lambda_d * F.linear(self.vera_dropout(x), sliced_A)  # frozen A, trainable lambda_d
+        return result + self.vera_lambda_b * F.linear(hidden, sliced_B)  # frozen B, trainable lambda_b
+
+
+@dataclass
+class VeraConfig(MethodConfig):
+    r: int = option(256, "rank of the shared random A and B (only r scalars per Linear train, so it can be high)",
+                    low=1, high=4096)
+    targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names and site ids "
+                                       "work too; default: the base's LoRA targets)")
+    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    dropout: float = option(0.0, "dropout on the input of A during training", low=0.0, high=0.99)
+    d_initial: float = option(0.1, "initial value of every lambda_d entry (lambda_b starts at 0)",
+                              low=-1e3, high=1e3)
+    projection_prng_key: int = option(0, "seed of the shared random A and B (PEFT's projection_prng_key)",
+                                      low=0, high=2**63 - 1)
+
+
+class VeraMethod(Method):
+    name = "vera"
+    title = "VeRA"
+    config_cls = VeraConfig
+    site_kinds = (LINEAR,)
+    claims_kinds = ()  # a click on a Linear means LoRA unless VeRA is already chosen
+    glyph = "λ"
+    colour = "#16a085"
+    card = MethodCard(
+        where="beside a frozen Linear: frozen random A and B shared by all layers, two trainable vectors per Linear",
+        intuition="random projections are already rich; learn only which directions to use (d) and how loud (b)",
+        advantages="far fewer parameters than LoRA (out + r per Linear); the shared pair is regenerated from a seed",
+        limitations="needs a high rank to be expressive; each step still runs the full r-wide random projections",
+        formula="h = W0 x + Λb B Λd A x  (A, B frozen random, shared)",
+    )
+
+    def selected_sites(self, config: VeraConfig, base: FrozenBase) -> list[Site]:
+        targets = config.targets
+        if targets is None and "vera" not in base.method_defaults():
+            targets = ",".join(default_targets(base, "lora"))  # PEFT's VeRA default for BERT is LoRA's: query,value
+        return resolve_targets(base, self.name, self.site_kinds, targets, config.layers)
+
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+
+    def projection_shape(self, config: VeraConfig, base: FrozenBase) -> tuple[int, int]:
+        """(largest in, largest out) over the adapted Linears: the shared pair must fit each of them."""
+        sites = self.selected_sites(config, base)
+        return max(s.in_features for s in sites), max(s.out_features for s in sites)
+
+    def attach(self, model: StudioModel, config: VeraConfig) -> None:
+        fan_in, fan_out = self.projection_shape(config, model.base)
+        projection = VeraProjection(config.r, fan_in, fan_out, config.projection_prng_key)
+        model.extras["vera_projection"] = projection
+        for site in self.selected_sites(config, model.base):
+            original = model.base.get_submodule(site.module_path)
+            model.swap(site.module_path, VeraLinear(original, projection, config.r, config.dropout, config.d_initial))
+
+    def parameter_count(self, config: VeraConfig, base: FrozenBase) -> int:
+        return sum(s.out_features + config.r for s in self.selected_sites(config, base))
+
+    def formula_text(self, config: VeraConfig, base: FrozenBase) -> str:
+        sites = self.selected_sites(config, base)
+        fan_in, fan_out = self.projection_shape(config, base)
+        return (f"sum over {len(sites)} Linear(s) of out + r = {self.parameter_count(config, base):,} "
+                f"(frozen, shared: A {config.r}x{fan_in} + B {fan_out}x{config.r})")
+
+    def live_formula(self, config: VeraConfig) -> str:
+        return f"{self.card.formula}, r = {config.r}"
+
+    def code(self, config: VeraConfig) -> str:
+        return f"{code_line(VeraLinear.forward, 'vera_lambda_d *')}; {code_line(VeraLinear.forward, 'vera_lambda_b *')}"
+
+    def shape_notes(self, config: VeraConfig, base: FrozenBase, seq_len: int) -> list[str]:
+        return [f"{s.id}: lambda_d ({config.r},), lambda_b ({s.out_features},); uses A[:, :{s.in_features}] and "
+                f"B[:{s.out_features}] of the shared frozen pair" for s in self.selected_sites(config, base)]
