@@ -370,7 +370,7 @@ def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
         path = name.rsplit(".", 1)[0]
         if path not in paths:
             paths.append(path)
-    by_path = {s.module_path: s for s in base.sites()}
+    by_path = {s.module_path: s for s in reversed(base.sites())}  # a Linear before its input site
     sites = []
     for path in paths:
         if path not in by_path:

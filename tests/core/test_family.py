@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import re
 import sys
 
 import pytest
@@ -19,6 +20,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from peft_studio.core.bases.hf_names import hf_module  # noqa: E402
 from peft_studio.core.census import take_census  # noqa: E402
+from peft_studio.core.methods import get_method  # noqa: E402
+from peft_studio.core.methods.config import make_config  # noqa: E402
 from peft_studio.core.methods.dora import DoraLinear  # noqa: E402
 from peft_studio.core.methods.ln_tuning import TunedNorm  # noqa: E402
 from peft_studio.core.methods.vera import VeraLinear  # noqa: E402
@@ -214,7 +217,51 @@ def test_training_moves_only_the_method_and_detach_restores(name, options):
         optimizer.step()
     assert model.frozen_fingerprint() == frozen  # VeRA's shared pair included: it never trains
     source = inspect.getsource(sys.modules[type(method).__module__])
-    assert all(line in source for line in method.code(config).split("; "))  # the card quotes real lines
+    assert all(line in source for line in method.code(config).split("  # then: "))  # the card quotes real lines
     assert f"= {method.parameter_count(config, base):,}" in method.formula_text(config, base)
     model.detach_method()
     assert base.fingerprint() == fingerprint
+
+
+# ---- IA3: a PEFT module list means what it means in PEFT -------------------------------------------
+@SETTINGS
+@given(st.data())
+def test_ia3_peft_module_lists_scale_what_peft_scales(minilm, hf_bert, data):
+    from peft_studio.core.methods.ia3 import ChannelScale
+
+    targets = data.draw(st.lists(st.sampled_from(LINEARS), min_size=1, max_size=4, unique=True))
+    feedforward = data.draw(st.one_of(st.none(), st.lists(st.sampled_from(targets), max_size=2, unique=True)))
+    layers = _layers(data.draw)
+    options = {"targets": ",".join(targets), "layers": ",".join(map(str, layers)),
+               "feedforward": None if feedforward is None else ",".join(feedforward)}
+    method, config, model = attach(minilm, "ia3", options)
+    try:
+        # PEFT's IA3Config has no layers_to_transform: a regex (matched in full) picks the layers
+        names = "|".join(re.escape(t) for t in targets)
+        regex = rf"encoder\.layer\.({'|'.join(map(str, layers))})\.(?:.*\.)?(?:{names})"
+        wrapped = _peft(hf_bert, peft.IA3Config(target_modules=regex, feedforward_modules=feedforward))
+        assert method.parameter_count(config, minilm) == _trainable(wrapped) == take_census(model).trainable_of(
+            "method")
+        _nudge(model, torch.Generator().manual_seed(len(layers)), scale=0.3)
+        with torch.no_grad():
+            for path, module in minilm.named_modules():
+                if isinstance(module, ChannelScale):
+                    theirs = _peft_module(wrapped, path)
+                    assert theirs.is_feedforward == module.scale_input  # input vs output, as PEFT
+                    theirs.ia3_l["default"].copy_(module.ia3_scale.view(theirs.ia3_l["default"].shape))
+        _compare(minilm, wrapped, model)
+    finally:
+        model.detach_method()
+
+
+def test_ia3_counts_of_the_issue(minilm, hf_bert):
+    def count(options):
+        method = get_method("ia3")
+        return method.parameter_count(make_config(method.config_cls, options), minilm)
+
+    assert count({"targets": "key,output.dense"}) == 13_824 == _trainable(_peft(hf_bert, peft.IA3Config(
+        target_modules=["key", "output.dense"])))
+    assert count({"targets": "key,output.dense", "feedforward": ""}) == 6_912  # outputs only: 6 x (384 + 384 + 384)
+    assert count({"targets": "key,value,output.dense"}) == 16_128 == _trainable(_peft(hf_bert, peft.IA3Config()))
+    assert count({}) == 13_824  # the studio's default: k, v and the feed-forward activation
+    assert count({"targets": "q-in,o"}) == 6 * (384 + 384)  # studio names say input or output themselves

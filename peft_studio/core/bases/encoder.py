@@ -141,7 +141,7 @@ class Encoder(FrozenBase):
     name = "encoder"
     title = "BERT-style encoder"
     method_option_defaults = {"lora": {"targets": "q,v"}, "qlora": {"targets": "q,v"},
-                              "ia3": {"targets": "k,v,ffn-act"}, "adapter": {"placement": "after-ffn"}}
+                              "ia3": {"targets": "k,v,ffn-act", "feedforward": "output.dense"}, "adapter": {"placement": "after-ffn"}}
 
     def __init__(self, cfg: EncoderConfig, tokenizer: Tokenizer) -> None:
         super().__init__(tokenizer)

@@ -131,7 +131,8 @@ class VeraMethod(Method):
         return f"{self.card.formula}, r = {config.r}"
 
     def code(self, config: VeraConfig) -> str:
-        return f"{code_line(VeraLinear.forward, 'vera_lambda_d *')}; {code_line(VeraLinear.forward, 'vera_lambda_b *')}"
+        first, then = (code_line(VeraLinear.forward, part) for part in ("vera_lambda_d *", "vera_lambda_b *"))
+        return f"{first}  # then: {then}"
 
     def shape_notes(self, config: VeraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: lambda_d ({config.r},), lambda_b ({s.out_features},); uses A[:, :{s.in_features}] and "
