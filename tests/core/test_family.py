@@ -265,3 +265,46 @@ def test_ia3_counts_of_the_issue(minilm, hf_bert):
     assert count({"targets": "key,value,output.dense"}) == 16_128 == _trainable(_peft(hf_bert, peft.IA3Config()))
     assert count({}) == 13_824  # the studio's default: k, v and the feed-forward activation
     assert count({"targets": "q-in,o"}) == 6 * (384 + 384)  # studio names say input or output themselves
+
+
+# ---- prefix tuning with PEFT's shifted positions -------------------------------------------------------
+@SETTINGS
+@given(st.integers(1, 30), st.integers(0, 3))
+def test_shifted_prefix_equals_peft(minilm, hf_bert, tokens, seed):
+    method, config, model = attach(minilm, "prefix-tuning", {"tokens": tokens, "positions": "shifted"})
+    try:
+        wrapped = _peft(hf_bert, peft.PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=tokens))
+        assert method.parameter_count(config, minilm) == _trainable(wrapped)
+        _nudge(model, torch.Generator().manual_seed(seed))
+        with torch.no_grad():  # PEFT's layout: [layer0 K, layer0 V, layer1 K, ...] along the width
+            wrapped.prompt_encoder.default.embedding.weight.copy_(torch.cat(
+                [t for layer in minilm.layers for t in (layer.attn.kv_prefix.keys, layer.attn.kv_prefix.values)], 1))
+        _compare(minilm, wrapped, model)
+    finally:
+        model.detach_method()
+    assert type(minilm.embeddings.prompt).__name__ == "PromptSlot"  # detach put the plain slot back
+
+
+def test_prompt_pooling_is_a_stated_choice(minilm, hf_bert):
+    """Either pooling gives the studio's logits from PEFT's hidden states with the documented positions."""
+    for pool_over in ("prompt-and-text", "text"):
+        method, config, model = attach(minilm, "prompt-tuning", {"tokens": 4, "pool_over": pool_over}, num_labels=2)
+        try:
+            wrapped = _peft(hf_bert, peft.PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=4))
+            with torch.no_grad():
+                wrapped.prompt_encoder.default.embedding.weight.copy_(minilm.embeddings.prompt.prompt)
+            ids, mask = minilm.tokenizer.batch(TEXTS)
+            hidden = _hidden(wrapped, ids, mask)
+            if pool_over == "text":
+                hidden = hidden[:, 4:]
+            else:
+                mask = torch.cat([torch.ones(len(TEXTS), 4, dtype=torch.bool), mask], dim=1)
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            model.eval()
+            with torch.no_grad():
+                ours = model(*minilm.tokenizer.batch(TEXTS))
+            assert (ours - model.head(pooled)).abs().max() <= 1e-4
+        finally:
+            model.detach_method()
+    with pytest.raises(Exception, match="pool_over text"):
+        attach(build_base("seed-pooled"), "prompt-tuning", {"pool_over": "text"})

@@ -51,6 +51,7 @@ class FrozenBase(nn.Module):
     title: str = "Base"
     hidden_size: int
     num_layers: int = 0
+    max_positions: int | None = None  # position embeddings, where the base has them (a soft prompt uses some)
     norm_placement: str = "none"  # "post" (BERT: add then norm), "pre" (norm then sublayer), or "none"
     default_method: str = "lora"
     train_defaults: TrainDefaults = TrainDefaults()

@@ -62,12 +62,30 @@ class KVPrefix(nn.Module):
         return keys, values, torch.cat([ones, key_mask], dim=1)
 
 
+class PositionShift(nn.Module):
+    """In the prompt slot: leaves the tokens alone but starts their positions at n, as PEFT's prefix on BERT
+    does (transformers counts the n prefix keys as past tokens)."""
+
+    def __init__(self, tokens: int) -> None:
+        super().__init__()
+        self.position_offset = tokens  # read by the embeddings: positions n .. n + L - 1
+        self.reserved_positions = tokens
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return embeds, mask
+
+
+POSITION_CHOICES = ("kept", "shifted")
+
+
 @dataclass
 class PrefixTuningConfig(MethodConfig):
     tokens: int = option(8, "prefix length n (attention keys L -> L+n)", low=1, high=64)
     layers: str | None = option(None, "comma list of layer indices (default: every layer)")
     prefix_projection: int = option(0, "hidden size of the reparameterisation MLP (0: no projection)",
                                      low=0, high=4096)
+    positions: str = option("kept", "token positions: kept (0 .. L-1) or shifted by n as PEFT's prefix on BERT "
+                                    "(needed to exchange prefix adapters with PEFT)", choices=POSITION_CHOICES)
 
 
 class PrefixTuningMethod(Method):
@@ -94,6 +112,16 @@ class PrefixTuningMethod(Method):
             raise ConfigError("layers: no attention layer selected")
         return chosen
 
+    def validate(self, config: PrefixTuningConfig, base: FrozenBase) -> None:
+        super().validate(config, base)
+        if config.positions == "shifted":
+            if not any(s.module_path == "embeddings.prompt" for s in base.sites()):
+                raise ConfigError(f"positions shifted: base {base.name!r} has no position embeddings to shift")
+            if base.max_positions is not None and base.max_positions - config.tokens < 2:
+                left = base.max_positions - config.tokens
+                raise ConfigError(f"tokens: a shifted prefix of {config.tokens} leaves {left} of the "
+                                  f"{base.max_positions} positions of {base.name} for the text")
+
     def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
         layers = sorted({s.layer for s in sites if s.layer is not None})
         every = layers == list(range(base.num_layers))
@@ -117,6 +145,8 @@ class PrefixTuningMethod(Method):
             model.extras["prefix_projection"] = projection
         for index, site in enumerate(sites):
             model.swap(site.module_path, KVPrefix(config.tokens, width, projection, index))
+        if config.positions == "shifted":
+            model.swap("embeddings.prompt", PositionShift(config.tokens))
 
     def parameter_count(self, config: PrefixTuningConfig, base: FrozenBase) -> int:
         layers, n, d, h = len(self.selected_sites(config, base)), config.tokens, base.hidden_size, \
@@ -136,5 +166,9 @@ class PrefixTuningMethod(Method):
 
     def shape_notes(self, config: PrefixTuningConfig, base: FrozenBase, seq_len: int) -> list[str]:
         layers = [s.layer for s in self.selected_sites(config, base)]
-        return [f"attention keys {seq_len} -> {seq_len + config.tokens} (and values) in layers "
-                f"{', '.join(map(str, layers))}; the sequence itself stays {seq_len}"]
+        notes = [f"attention keys {seq_len} -> {seq_len + config.tokens} (and values) in layers "
+                 f"{', '.join(map(str, layers))}; the sequence itself stays {seq_len}"]
+        if config.positions == "shifted":
+            notes.append(f"token positions {config.tokens} .. {config.tokens + seq_len - 1} (shifted as PEFT's); "
+                         f"texts are cut to {(base.max_positions or 0) - config.tokens} tokens")
+        return notes

@@ -9,17 +9,33 @@ from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import PROMPT, Site
+from ..errors import ConfigError
 from ..model import StudioModel
 from .config import MethodConfig, option
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 
+POOL_CHOICES = ("prompt-and-text", "text")
+
 
 class SoftPrompt(nn.Module):
-    """Concatenates n learned vectors before the sequence and marks them as real tokens."""
+    """Concatenates n learned vectors before the sequence and marks them as real tokens.
 
-    def __init__(self, tokens: int, width: int) -> None:
+    Pooling (a stated choice): "prompt-and-text" pools over the n prompt positions too (the mean over
+    prompt + real tokens; [CLS] pooling takes position 0, the first prompt vector); "text" pools over
+    the real tokens only (their mean; [CLS] pooling takes the real [CLS] at position n)."""
+
+    def __init__(self, tokens: int, width: int, pool_over: str = POOL_CHOICES[0]) -> None:
         super().__init__()
         self.prompt = nn.Parameter(torch.randn(tokens, width))  # N(0, 1), as PEFT's random init
+        self.pool_over = pool_over
+        self.reserved_positions = tokens  # the prompt takes n of the base's position embeddings
+
+    def pool_positions(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positions the base pools over."""
+        if self.pool_over == "text":
+            n = self.prompt.shape[0]
+            return hidden[:, n:], mask[:, n:]
+        return hidden, mask
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = embeds.shape[0]
@@ -31,6 +47,9 @@ class SoftPrompt(nn.Module):
 @dataclass
 class PromptTuningConfig(MethodConfig):
     tokens: int = option(8, "number of soft-prompt vectors n (sequence length L -> L+n)", low=1, high=64)
+    pool_over: str = option("prompt-and-text", "positions the pooled vector averages: prompt-and-text (the n prompt "
+                                               "vectors count as tokens) or text (real tokens only)",
+                            choices=POOL_CHOICES)
 
 
 class PromptTuningMethod(Method):
@@ -52,6 +71,13 @@ class PromptTuningMethod(Method):
     def selected_sites(self, config: PromptTuningConfig, base: FrozenBase) -> list[Site]:
         return require_kind(base, self.name, PROMPT)[:1]
 
+    def validate(self, config: PromptTuningConfig, base: FrozenBase) -> None:
+        super().validate(config, base)
+        check_positions(config.tokens, base, "soft-prompt vectors")
+        if config.pool_over == "text" and not base.num_layers:
+            raise ConfigError(f"pool_over text: base {base.name!r} has no attention, so the prompt could reach the "
+                              "pooled vector only by being pooled (use prompt-and-text)")
+
     def live_formula(self, config: PromptTuningConfig) -> str:
         return self.card.formula.replace("+ n", f"+ {config.tokens}")
 
@@ -63,7 +89,7 @@ class PromptTuningMethod(Method):
 
     def attach(self, model: StudioModel, config: PromptTuningConfig) -> None:
         site = self.selected_sites(config, model.base)[0]
-        model.swap(site.module_path, SoftPrompt(config.tokens, site.in_features))
+        model.swap(site.module_path, SoftPrompt(config.tokens, site.in_features, config.pool_over))
 
     def parameter_count(self, config: PromptTuningConfig, base: FrozenBase) -> int:
         return config.tokens * self.selected_sites(config, base)[0].in_features
@@ -72,5 +98,17 @@ class PromptTuningMethod(Method):
         return f"n x d = {config.tokens} x {base.hidden_size} = {self.parameter_count(config, base):,}"
 
     def shape_notes(self, config: PromptTuningConfig, base: FrozenBase, seq_len: int) -> list[str]:
-        return [f"sequence length {seq_len} -> {seq_len + config.tokens}",
-                f"soft prompt {config.tokens}x{base.hidden_size} concatenated before the token embeddings"]
+        notes = [f"sequence length {seq_len} -> {seq_len + config.tokens}",
+                 f"soft prompt {config.tokens}x{base.hidden_size} concatenated before the token embeddings",
+                 "pooling over " + ("the prompt and the text" if config.pool_over != "text" else "the text only")]
+        if base.max_positions:
+            notes.append(f"texts are cut to {base.max_positions - config.tokens} tokens: the prompt takes "
+                         f"{config.tokens} of the {base.max_positions} positions")
+        return notes
+
+
+def check_positions(tokens: int, base: FrozenBase, what: str) -> None:
+    """Refuse, at configuration time, n vectors that leave a text fewer than 2 positions ([CLS] and [SEP])."""
+    if base.max_positions is not None and base.max_positions - tokens < 2:
+        raise ConfigError(f"tokens: {tokens} {what} leave {base.max_positions - tokens} of the {base.max_positions} "
+                          f"position embeddings of {base.name} for the text; use at most {base.max_positions - 2}")
