@@ -230,7 +230,8 @@ def test_truncation_follows_max_positions(tmp_path):
     cut_ids = torch.cat([ids[:, :7], ids[:, -1:]], dim=1)
     with torch.no_grad():
         assert torch.equal(experiment.model(ids, mask), experiment.model(cut_ids, mask[:, :8]))
-    assert "texts are cut to 8 tokens" in "\n".join(experiment.method.shape_notes(experiment.config, experiment.base, 8))
+    notes = experiment.method.shape_notes(experiment.config, experiment.base, 8)
+    assert "texts are cut to 8 tokens" in "\n".join(notes)
     with pytest.raises(ConfigError, match="15 soft-prompt vectors leave 1 of the 16 position embeddings"):
         Experiment(Setup(str(tmp_path / "b"), "prompt-tuning", {"tokens": 15}), data)  # refused at configuration
 
