@@ -21,7 +21,7 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR, Site
 from ..errors import ConfigError
 from ..model import StudioModel
-from .lora import LoraConfig, LoraLinear
+from .lora import LoraConfig, LoraLinear, lora_check_model, lora_peft_export, lora_peft_translate
 from .method import Method, MethodCard, code_line
 from .targets import default_targets, resolve_targets, targets_for_sites
 
@@ -77,6 +77,7 @@ class DoraMethod(Method):
     config_cls = DoraConfig
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless DoRA is already chosen
+    peft_type = "LORA"  # with use_dora=True
     glyph = "D"
     colour = "#c0392b"
     card = MethodCard(
@@ -118,3 +119,19 @@ class DoraMethod(Method):
     def shape_notes(self, config: DoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: A {config.r}x{s.in_features}, B {s.out_features}x{config.r}, magnitude m "
                 f"({s.out_features},)" for s in self.selected_sites(config, base)]
+
+    # ---- Hugging Face PEFT exchange: LoRA's format with use_dora and the magnitude vectors -------------
+    def peft_export(self, base: FrozenBase, config: DoraConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        return lora_peft_export(base, config, DoraLinear, extra=(MAGNITUDE,))
+
+    def peft_claims(self, peft_config: dict[str, Any]) -> bool:
+        return bool(peft_config.get("use_dora"))
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        return lora_peft_translate(peft_config, tensors, where, extra=(MAGNITUDE,))
+
+    def peft_check_model(self, base: FrozenBase, options: dict[str, Any], where: str) -> None:
+        lora_check_model(base, DoraLinear, options, where)
+
+
+MAGNITUDE = "lora_magnitude_vector"  # PEFT's key leaf and the studio's parameter name

@@ -9,6 +9,7 @@ also matches `feedforward` (PEFT's feedforward_modules; by default the base's PE
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,13 @@ import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
+from ..bases.hf_names import hf_module
 from ..bases.sites import ACTIVATION, LINEAR, LINEAR_INPUT, Site
+from ..errors import AdapterFileError
 from ..model import StudioModel
 from .config import MethodConfig, option, parse_list
 from .method import Method, MethodCard, code_line
+from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 from .targets import default_targets, resolve_targets, targets_for_sites
 
 
@@ -56,6 +60,7 @@ class IA3Method(Method):
     config_cls = IA3Config
     site_kinds = (ACTIVATION, LINEAR, LINEAR_INPUT)
     claims_kinds = (ACTIVATION, LINEAR_INPUT)
+    peft_type = "IA3"
     glyph = "×"
     colour = "#d4a017"
     card = MethodCard(
@@ -113,6 +118,12 @@ class IA3Method(Method):
     def code(self, config: IA3Config) -> str:
         return code_line(ChannelScale.forward, "(x if self.inner")
 
+    def peft_export(self, base: FrozenBase, config: IA3Config) -> tuple[dict, dict[str, torch.Tensor]]:
+        return ia3_peft_export(base)
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        return ia3_peft_translate(peft_config, tensors, where)
+
     def shape_notes(self, config: IA3Config, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: scale vector ({s.out_features},) multiplies the {s.label} channel by channel"
                 for s in self.selected_sites(config, base)]
@@ -122,3 +133,59 @@ def _hf_matches(base: FrozenBase, site: Site, names: list[str]) -> bool:
     """PEFT's list rule: the module's Hugging Face name equals an entry or ends with "." + it."""
     hf = base.hf_module(site.module_path)
     return hf is not None and any(hf == name or hf.endswith("." + name) for name in names)
+
+
+_FFN_ACT = re.compile(r"layers\.(\d+)\.ffn\.act_scale")  # PEFT has no activation site: it is down's input
+
+
+def _peft_module_matches(name: str, spec: Any) -> bool:
+    """PEFT's rule: a regex string must match the whole name; a list entry matches the name or a dotted suffix."""
+    if spec is None:
+        return False
+    if isinstance(spec, str):
+        return re.fullmatch(spec, name) is not None
+    return any(name == entry or name.endswith("." + entry) for entry in spec)
+
+
+def ia3_peft_export(base: FrozenBase) -> tuple[dict, dict[str, torch.Tensor]]:
+    tensors: dict[str, torch.Tensor] = {}
+    targets, feedforward = [], []
+    for path, module in modules_of(base, ChannelScale):
+        if path.endswith(".inner"):
+            raise AdapterFileError(f"export to PEFT format: PEFT allows one IA3 vector per module, but "
+                                   f"{path.removesuffix('.inner')} has two (its input and its output)")
+        match = _FFN_ACT.fullmatch(path)
+        if match or module.scale_input:  # PEFT scales the input of a feed-forward module
+            name = f"encoder.layer.{match.group(1)}.output.dense" if match else hf_name(path)
+            feedforward.append(name)
+            tensor = module.ia3_scale.view(1, -1)
+        elif module.inner is not None:
+            name = hf_name(path)
+            tensor = module.ia3_scale.view(-1, 1)
+        else:
+            raise AdapterFileError(f"export to PEFT format: IA3 at {path} has no PEFT equivalent")
+        if name in targets:
+            raise AdapterFileError(f"export to PEFT format: PEFT allows one IA3 vector per module, but {name} has "
+                                   "two (the feed-forward activation is the down projection's input)")
+        targets.append(name)
+        tensors[f"{KEY_PREFIX}{name}.ia3_l"] = tensor
+    settings = {"target_modules": targets, "feedforward_modules": feedforward, "fan_in_fan_out": False,
+                "init_ia3_weights": True}
+    return settings, tensors
+
+
+def ia3_peft_translate(config: dict, tensors: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
+    """A PEFT module in feedforward_modules scales its input (the studio's `<site>.input`), others their output."""
+    feedforward = config.get("feedforward_modules")
+    studio: dict[str, torch.Tensor] = {}
+    sites: list[str] = []
+    for module, parts in split_module_keys(tensors, ("ia3_l",), where, "an IA3").items():
+        tensor, name = parts["ia3_l"], hf_module(module) or module
+        is_ff = _peft_module_matches(name, feedforward)
+        if is_ff != (tensor.dim() == 2 and tensor.shape[0] == 1 and tensor.shape[1] != 1):
+            shape = tuple(tensor.shape)
+            kind, expected = ("feed-forward", "(1, in)") if is_ff else ("plain", "(out, 1)")
+            raise unknown(where, f"{name}.ia3_l", f"shape {shape} does not fit a {kind} IA3 module ({expected})")
+        sites.append(f"{module}.input" if is_ff else module)  # the encoder's site ids
+        studio[f"{module}.ia3_scale"] = tensor.reshape(-1)
+    return {"targets": ",".join(sites), "layers": None, "feedforward": ""}, studio

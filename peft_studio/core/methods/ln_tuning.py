@@ -19,6 +19,7 @@ from ..bases.sites import NORM, Site
 from ..model import StudioModel
 from .config import MethodConfig, option
 from .method import Method, MethodCard, code_line, require_kind
+from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 from .targets import resolve_targets, targets_for_sites
 
 
@@ -47,6 +48,7 @@ class LNTuningMethod(Method):
     config_cls = LNTuningConfig
     site_kinds = (NORM,)
     claims_kinds = (NORM,)
+    peft_type = "LN_TUNING"
     glyph = "γβ"
     colour = "#2e86c1"
     card = MethodCard(
@@ -83,3 +85,21 @@ class LNTuningMethod(Method):
     def shape_notes(self, config: LNTuningConfig, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: gamma ({s.out_features},) and beta ({s.out_features},) train"
                 for s in self.selected_sites(config, base)]
+
+    # ---- Hugging Face PEFT exchange --------------------------------------------------------------------
+    def peft_export(self, base: FrozenBase, config: LNTuningConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        tensors: dict[str, torch.Tensor] = {}
+        targets = []
+        for path, module in modules_of(base, TunedNorm):
+            name = hf_name(path)
+            targets.append(name)
+            tensors[f"{KEY_PREFIX}{name}.ln_tuning_layers.weight"] = module.ln_tuning_layers.weight
+            tensors[f"{KEY_PREFIX}{name}.ln_tuning_layers.bias"] = module.ln_tuning_layers.bias
+        return {"target_modules": targets}, tensors
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        leaves = ("ln_tuning_layers.weight", "ln_tuning_layers.bias")
+        studio = {f"{module}.{leaf}": tensor
+                  for module, parts in split_module_keys(tensors, leaves, where, "a LayerNorm-tuning").items()
+                  for leaf, tensor in parts.items()}
+        return {}, studio

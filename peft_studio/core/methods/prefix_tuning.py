@@ -10,7 +10,7 @@ from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import KV_PREFIX, Site
-from ..errors import ConfigError
+from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
 from .config import MethodConfig, option, parse_layers
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
@@ -94,6 +94,7 @@ class PrefixTuningMethod(Method):
     config_cls = PrefixTuningConfig
     site_kinds = (KV_PREFIX,)
     claims_kinds = (KV_PREFIX,)
+    peft_type = "PREFIX_TUNING"
     glyph = "KV"
     colour = "#7a4fd0"
     card = MethodCard(
@@ -172,3 +173,44 @@ class PrefixTuningMethod(Method):
             notes.append(f"token positions {config.tokens} .. {config.tokens + seq_len - 1} (shifted as PEFT's); "
                          f"texts are cut to {(base.max_positions or 0) - config.tokens} tokens")
         return notes
+
+    # ---- Hugging Face PEFT exchange: only with PEFT's shifted positions, on every layer -------------
+    def peft_export(self, base: FrozenBase, config: PrefixTuningConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        if config.positions != "shifted":
+            raise AdapterFileError(f"export to PEFT format: {PREFIX_DIFFERS}")
+        sites = self.selected_sites(config, base)
+        if len(sites) != base.num_layers:
+            raise AdapterFileError("export to PEFT format: PEFT's prefix covers every layer; this one uses layers "
+                                   f"{', '.join(str(s.layer) for s in sites)}")
+        # PEFT's layout along the width: [layer 0 keys, layer 0 values, layer 1 keys, ...]; a projection MLP is
+        # evaluated, which gives the same prefix (PEFT's saved prefix is the MLP's output too).
+        with torch.no_grad():
+            parts = [t for s in sites for t in base.get_submodule(s.module_path).prefix()]
+        cfg = base.cfg
+        settings = {"num_virtual_tokens": config.tokens, "token_dim": cfg.d_model, "num_transformer_submodules": 1,
+                    "num_attention_heads": cfg.n_heads, "num_layers": cfg.n_layers, "encoder_hidden_size": cfg.d_model,
+                    "prefix_projection": False}
+        return settings, {"prompt_embeddings": torch.cat(parts, dim=1)}
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        if set(tensors) != {"prompt_embeddings"}:
+            raise AdapterFileError(f"{where}: prefix tuning expects one tensor prompt_embeddings, found "
+                                   f"{', '.join(sorted(tensors)) or 'none'}")
+        prefix = tensors["prompt_embeddings"]
+        layers, width = peft_config.get("num_layers"), peft_config.get("token_dim")
+        if not isinstance(layers, int) or not isinstance(width, int) or prefix.dim() != 2 \
+                or prefix.shape[1] != layers * 2 * width:
+            raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prefix.shape)}, expected (n, "
+                                   f"num_layers x 2 x token_dim) = (n, {layers} x 2 x {width})")
+        studio = {}
+        for i, chunk in enumerate(prefix.split(width, dim=1)):
+            studio[f"layers.{i // 2}.attn.kv_prefix.{'values' if i % 2 else 'keys'}"] = chunk
+        # PEFT's prefix on BERT shifts the real tokens' positions by n: the studio's option that does the same
+        return {"tokens": int(prefix.shape[0]), "positions": "shifted", "prefix_projection": 0}, studio
+
+
+# PEFT's prefix tuning on a BERT model moves the real tokens to positions n..n+L-1 (transformers counts the prefix
+# keys as past tokens); the studio's default prefix leaves positions alone, so the two compute different things.
+PREFIX_DIFFERS = ("PEFT's prefix tuning on a BERT model shifts the real tokens' positions by the prefix length "
+                  "(transformers counts the prefix as past tokens) while this prefix keeps them (positions = kept), "
+                  "so the outputs would differ: use positions = shifted to exchange prefix adapters with PEFT")

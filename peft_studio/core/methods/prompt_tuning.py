@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import PROMPT, Site
-from ..errors import ConfigError
+from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
 from .config import MethodConfig, option
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
+from .peft_format import modules_of
 
 POOL_CHOICES = ("prompt-and-text", "text")
 
@@ -58,6 +60,7 @@ class PromptTuningMethod(Method):
     config_cls = PromptTuningConfig
     site_kinds = (PROMPT,)
     claims_kinds = (PROMPT,)
+    peft_type = "PROMPT_TUNING"
     glyph = "P"
     colour = "#d14d8b"
     card = MethodCard(
@@ -105,6 +108,59 @@ class PromptTuningMethod(Method):
             notes.append(f"texts are cut to {base.max_positions - config.tokens} tokens: the prompt takes "
                          f"{config.tokens} of the {base.max_positions} positions")
         return notes
+
+    # ---- Hugging Face PEFT exchange --------------------------------------------------------------
+    def peft_export(self, base: FrozenBase, config: PromptTuningConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        modules = modules_of(base, SoftPrompt)
+        if not modules:
+            raise AdapterFileError("export to PEFT format: the model has no soft prompt")
+        prompt = modules[0][1].prompt
+        settings = {**prompt_settings(base, prompt.shape[0]), "prompt_tuning_init": "RANDOM",
+                    "prompt_tuning_init_text": None, "tokenizer_name_or_path": None}
+        return settings, {"prompt_embeddings": prompt}
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        if set(tensors) != {"prompt_embeddings"}:
+            raise AdapterFileError(f"{where}: prompt tuning expects one tensor prompt_embeddings, found "
+                                   f"{', '.join(sorted(tensors)) or 'none'}")
+        if peft_config.get("num_transformer_submodules", 1) != 1:
+            submodules = peft_config.get("num_transformer_submodules")
+            raise AdapterFileError(f"{where}: num_transformer_submodules {submodules} is for encoder-decoder models; "
+                                   "a BERT encoder has 1")
+        prompt = tensors["prompt_embeddings"]
+        if prompt.dim() != 2:
+            raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prompt.shape)}, expected (n, d)")
+        return {"tokens": int(prompt.shape[0])}, {"embeddings.prompt.prompt": prompt}
+
+    def peft_notes(self, config: PromptTuningConfig, base: FrozenBase) -> list[str]:
+        n = config.tokens
+        if config.pool_over == "text":
+            positions = [f"hidden = hidden[:, {n}:]  # pool_over = text: leave the {n} prompt positions out"]
+        else:
+            positions = [f"mask = torch.cat([torch.ones(len(mask), {n}, dtype=mask.dtype), mask], dim=1)  "
+                         f"# pool_over = prompt-and-text: the {n} prompt positions count"]
+        pool = getattr(getattr(base, "cfg", None), "pooling", "mean")
+        pooled = "pooled = hidden[:, 0]" if pool == "cls" else \
+            "pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)"
+        return [f"Prompt tuning: PEFT's output has {n} soft-prompt positions before the text. The studio pools over "
+                + ("the text only" if config.pool_over == "text" else "the prompt and the text")
+                + f" (pool_over = {config.pool_over}), with {pool} pooling. Its logits from PEFT's outputs:",
+                "",
+                "```python",
+                "hidden = peft_model(input_ids=ids, attention_mask=mask).last_hidden_state  # (batch, n + L, d)",
+                "mask = mask.to(hidden.dtype)",
+                *positions,
+                pooled,
+                "head = safetensors.torch.load_file('head.safetensors')",
+                "logits = pooled @ head['weight'].T + head['bias']",
+                "```"]
+
+
+def prompt_settings(base: FrozenBase, tokens: int) -> dict[str, Any]:
+    """PEFT's prompt-learning fields for a BERT encoder."""
+    cfg = base.cfg
+    return {"num_virtual_tokens": tokens, "token_dim": cfg.d_model, "num_transformer_submodules": 1,
+            "num_attention_heads": cfg.n_heads, "num_layers": cfg.n_layers}
 
 
 def check_positions(tokens: int, base: FrozenBase, what: str) -> None:

@@ -21,9 +21,11 @@ from torch.nn import functional as F
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR, Site
+from ..errors import AdapterFileError
 from ..model import StudioModel
 from .config import MethodConfig, option
 from .method import Method, MethodCard, code_line
+from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 from .targets import default_targets, resolve_targets, targets_for_sites
 
 
@@ -86,6 +88,7 @@ class VeraMethod(Method):
     config_cls = VeraConfig
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless VeRA is already chosen
+    peft_type = "VERA"
     glyph = "λ"
     colour = "#16a085"
     card = MethodCard(
@@ -137,3 +140,44 @@ class VeraMethod(Method):
     def shape_notes(self, config: VeraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: lambda_d ({config.r},), lambda_b ({s.out_features},); uses A[:, :{s.in_features}] and "
                 f"B[:{s.out_features}] of the shared frozen pair" for s in self.selected_sites(config, base)]
+
+    # ---- Hugging Face PEFT exchange --------------------------------------------------------------------
+    def peft_export(self, base: FrozenBase, config: VeraConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        tensors: dict[str, torch.Tensor] = {}
+        targets = []
+        projection = None
+        for path, module in modules_of(base, VeraLinear):
+            name = hf_name(path)
+            targets.append(name)
+            tensors[f"{KEY_PREFIX}{name}.vera_lambda_b"] = module.vera_lambda_b
+            tensors[f"{KEY_PREFIX}{name}.vera_lambda_d"] = module.vera_lambda_d
+            projection = module.projection
+        if projection is not None:  # save_projection: the pair travels too (PEFT's default)
+            tensors["base_model.vera_A"], tensors["base_model.vera_B"] = projection.vera_A, projection.vera_B
+        settings = {"r": config.r, "target_modules": targets, "projection_prng_key": config.projection_prng_key,
+                    "save_projection": True, "vera_dropout": config.dropout, "d_initial": config.d_initial,
+                    "fan_in_fan_out": False, "bias": "none", "init_weights": True, "layers_to_transform": None}
+        return settings, tensors
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        r, key = peft_config.get("r"), peft_config.get("projection_prng_key", 0)
+        if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+            raise AdapterFileError(f"{where}: r must be a positive integer (got {r!r})")
+        if not isinstance(key, int) or isinstance(key, bool) or key < 0:
+            raise AdapterFileError(f"{where}: projection_prng_key must be a non-negative integer (got {key!r})")
+        if peft_config.get("bias", "none") != "none":
+            raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
+        tensors = dict(tensors)
+        pair = tensors.pop("base_model.vera_A", None), tensors.pop("base_model.vera_B", None)
+        if pair[0] is not None and pair[1] is not None:  # saved projections must be the key's, which the studio draws
+            drawn = VeraProjection(r, pair[0].shape[1], pair[1].shape[0], key)
+            if not (torch.equal(drawn.vera_A, pair[0].float()) and torch.equal(drawn.vera_B, pair[1].float())):
+                raise AdapterFileError(f"{where}: the saved vera_A / vera_B are not the ones projection_prng_key "
+                                       f"{key} draws")
+        studio: dict[str, torch.Tensor] = {}
+        for module, parts in split_module_keys(tensors, ("vera_lambda_b", "vera_lambda_d"), where, "a VeRA").items():
+            for leaf, tensor in parts.items():
+                studio[f"{module}.{leaf}"] = tensor
+        options = {"r": r, "projection_prng_key": key, "dropout": float(peft_config.get("vera_dropout", 0.0)),
+                   "d_initial": float(peft_config.get("d_initial", 0.1))}
+        return options, studio
