@@ -95,6 +95,8 @@ class PrefixTuningMethod(Method):
     site_kinds = (KV_PREFIX,)
     claims_kinds = (KV_PREFIX,)
     peft_type = "PREFIX_TUNING"
+    peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
+                          "encoder_hidden_size": ((int, type(None)), "a whole number")}
     glyph = "KV"
     colour = "#7a4fd0"
     card = MethodCard(

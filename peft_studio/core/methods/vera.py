@@ -89,6 +89,9 @@ class VeraMethod(Method):
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless VeRA is already chosen
     peft_type = "VERA"
+    peft_config_fields = {"projection_prng_key": ((int,), "a whole number"),
+                          "save_projection": ((bool,), "true or false"),
+                          "vera_dropout": ((int, float), "a number"), "d_initial": ((int, float), "a number")}
     glyph = "λ"
     colour = "#16a085"
     card = MethodCard(
@@ -178,6 +181,8 @@ class VeraMethod(Method):
         for module, parts in split_module_keys(tensors, ("vera_lambda_b", "vera_lambda_d"), where, "a VeRA").items():
             for leaf, tensor in parts.items():
                 studio[f"{module}.{leaf}"] = tensor
-        options = {"r": r, "projection_prng_key": key, "dropout": float(peft_config.get("vera_dropout", 0.0)),
-                   "d_initial": float(peft_config.get("d_initial", 0.1))}
+        dropout, d_initial = float(peft_config.get("vera_dropout") or 0.0), float(peft_config.get("d_initial", 0.1))
+        if not 0 <= dropout < 1 or not math.isfinite(d_initial):
+            raise AdapterFileError(f"{where}: vera_dropout must be in [0, 1) and d_initial finite")
+        options = {"r": r, "projection_prng_key": key, "dropout": dropout, "d_initial": d_initial}
         return options, studio
