@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .core.bases import base_names, train_defaults
+from .core.bases import BASES, default_dataset, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
 from .core.errors import PeftStudioError
 from .core.methods import METHODS, method_names
@@ -96,7 +96,8 @@ def _field_kind(f: dataclasses.Field) -> type:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", default="tiny", help=f"{', '.join(base_names())} or a checkpoint folder")
+    bases = "; ".join(f"{entry.name} ({entry.summary})" for entry in BASES.values())
+    parser.add_argument("--base", default="tiny", help=f"{bases}; or a checkpoint folder")
     parser.add_argument("--method", default="lora", choices=method_names())
     for flag in method_flags():
         if flag.kind is bool:
@@ -137,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
     commands.add_parser("methods", help="each method and where it puts its trainable part")
+    compare = commands.add_parser("compare", help="train every method the base supports and print the table")
+    compare.add_argument("--base", default="tiny", help=f"{', '.join(BASES)} or a checkpoint folder")
+    compare.add_argument("--dataset", choices=builtin_names(), default="intents")
+    compare.add_argument("--steps", type=bounded_int(1, 10_000_000), default=100)
+    compare.add_argument("--methods", help="comma list (default: the whole family)")
+    compare.add_argument("--lr", type=finite_float, default=1e-2)
+    compare.add_argument("--batch-size", type=bounded_int(0, 10_000_000), default=0, help="0: full batch")
+    compare.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
+    compare.add_argument("--device", default="cpu")
+    compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    compare.add_argument("--runs-dir", metavar="DIR", help="where the runs are saved (default: the user data folder)")
     return parser
 
 
@@ -145,7 +157,7 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
         return load_dataset_file(args.data, args.text_column, args.label_column, seed=args.seed)
     if args.dataset:
         return load_builtin(args.dataset)
-    return load_builtin("seed-intents" if args.base == "seed-pooled" else "intents")
+    return load_builtin(default_dataset(args.base))
 
 
 # With --setup the file decides these; giving one as well would be silently ignored, so it is an error.
@@ -277,6 +289,19 @@ def cmd_methods() -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .core.compare import compare_headless, parse_methods
+    from .core.runs import RunStore
+    from .core.train import TrainSettings
+
+    settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed, parse_methods(args.methods),
+                                RunStore(args.runs_dir), args.csv, args.device,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(table)
+    return 0
+
+
 def start_gui() -> int:
     try:
         from .gui.app import main as gui_main
@@ -301,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_inspect(args)
         if args.command == "methods":
             return cmd_methods()
+        if args.command == "compare":
+            return cmd_compare(args)
         return start_gui()
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

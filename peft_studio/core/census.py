@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from torch import nn
-
-from .bases.sites import Site
+from .bases.sites import Site, longest_prefix
 from .model import StudioModel
 from .quant import NF4Linear
 
@@ -82,12 +80,7 @@ class Census:
 def _site_of(name: str, sites: list[Site]) -> str:
     """The site whose module holds this tensor, else the tensor's own module path."""
     path = name.removeprefix("base.").rsplit(".", 1)[0]
-    best = ""
-    for site in sites:
-        prefix = site.module_path
-        if prefix and (path == prefix or path.startswith(prefix + ".")) and len(prefix) > len(best):
-            best = site.id
-    return best or path
+    return longest_prefix(path, ((s.id, s.module_path) for s in sites)) or path
 
 
 def take_census(model: StudioModel) -> Census:
@@ -123,7 +116,3 @@ def _quantized_row(name: str, module: NF4Linear, sites: list[Site]) -> CensusRow
     shape = (module.out_features, module.in_features)  # the logical weight, stored in 4 bits
     return CensusRow(name, _site_of(name, sites), "base", shape, shape[0] * shape[1], "nf4",
                      module.stored_bytes, False)
-
-
-def quantized_modules(model: nn.Module) -> list[NF4Linear]:
-    return [m for m in model.modules() if isinstance(m, NF4Linear)]

@@ -23,3 +23,7 @@ class AdapterFileError(PeftStudioError):
 
 class BaseLoadError(PeftStudioError):
     """A pretrained base folder is missing files or is not a BERT-style checkpoint."""
+
+
+class RunStoreError(PeftStudioError):
+    """A run folder or run file cannot be read or written."""

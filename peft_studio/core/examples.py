@@ -8,8 +8,6 @@ from .experiment import Setup
 from .resources import resource_files, resource_path
 from .train import TrainSettings
 
-SEED_EXAMPLE = "seed-example"
-
 
 def example_names() -> list[str]:
     return [p.stem for p in resource_files("setups", "*.json")]

@@ -9,6 +9,7 @@ import torch
 
 from .bases import create_base, uses_dataset_vocabulary
 from .bases.frozen import FrozenBase
+from .budget import check_memory
 from .census import Census, take_census
 from .data import TextDataset
 from .errors import ConfigError
@@ -37,6 +38,7 @@ class Experiment:
         self.method: Method = get_method(setup.method)
         self.config: MethodConfig = self.method.config(setup.options)
         self.device = torch.device("cpu")
+        check_memory(setup, dataset)  # the model, the encoded data and one example must fit before building
         self.model = self._build()
         self.tokenizer = self.model.base.tokenizer
         self.train_ids, self.train_mask = self.tokenizer.batch(list(dataset.train_texts))

@@ -4,37 +4,44 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from . import safe_io
 from .errors import AdapterFileError
 from .experiment import Experiment
 
 FORMAT = "peft-studio-adapter/1"
+MAX_ADAPTER_BYTES = 2 * 2**30
+MAX_METADATA_CHARS = 2**20
 
 
-def write_atomically(path: Path, write) -> None:
-    """Call write(temp_path) then rename over `path`, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(temp_path) then rename over `path`, so a crash never leaves half a file (see safe_io)."""
+    safe_io.write_atomically(path, write, AdapterFileError)
+
+
+def adapter_path(path: str | Path) -> Path:
+    """Where save_adapter writes for `path`: the name with .safetensors added when it has no such suffix."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors") if path.suffix == "" else Path(f"{path}.safetensors")
+    return path
+
+
+def check_adapter_writable(path: str | Path) -> Path:
+    """Raise AdapterFileError now if save_adapter(…, path) could not write (call it before a long run)."""
+    target = adapter_path(path)
+    safe_io.check_writable(target, AdapterFileError)
+    return target
 
 
 def save_adapter(experiment: Experiment, path: str | Path) -> Path:
     """Save every trainable tensor (method parts and head) with the setup that made them."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors") if path.suffix == "" else Path(f"{path}.safetensors")
+    path = adapter_path(path)
     tensors = {n: p.detach().cpu().contiguous() for n, p in experiment.model.named_parameters() if p.requires_grad}
     setup = experiment.setup
     metadata = {
@@ -50,41 +57,64 @@ def save_adapter(experiment: Experiment, path: str | Path) -> Path:
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (checked: float dtypes, finite) and metadata of an adapter file; nothing in it is executed."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise AdapterFileError(f"{path.name}: no such adapter file")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise AdapterFileError(f"{path.name}: not a safetensors adapter file ({exc})") from None
+        tensors, metadata = safe_io.read_safetensors(path, path.name, AdapterFileError, limit=MAX_ADAPTER_BYTES)
+    except AdapterFileError as exc:
+        raise AdapterFileError(str(exc).replace("not a safetensors file", "not a safetensors adapter file")) from None
     if metadata.get("format") != FORMAT:
-        raise AdapterFileError(f"{path.name}: not a PEFT Studio adapter (format {metadata.get('format')!r})")
+        raise AdapterFileError(f"{path.name}: not a PEFT Studio adapter (format {metadata.get('format', '')[:40]!r})")
     return tensors, metadata
 
 
+def adapter_labels(metadata: dict[str, str], name: str) -> list[str]:
+    """The label names an adapter's head was trained for (from its metadata)."""
+    labels = safe_io.loads_json(metadata.get("labels", "null")[:MAX_METADATA_CHARS], f"{name}: labels",
+                                AdapterFileError)
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise AdapterFileError(f"{name}: its metadata has no list of label names")
+    return labels
+
+
+def _show_labels(labels: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    shown = ", ".join(repr(label[:30]) for label in labels[:limit])
+    return f"[{shown}{', ...' if len(labels) > limit else ''}] ({len(labels)})"
+
+
 def load_adapter(experiment: Experiment, path: str | Path) -> None:
-    """Copy a saved adapter into a model built with the same base, method and config."""
+    """Copy a saved adapter into a model built with the same base, method, config and labels.
+    Every check runs before the first copy: a refused file changes nothing."""
     tensors, metadata = read_adapter(path)
     name = Path(path).name
     if metadata.get("method") != experiment.setup.method:
-        raise AdapterFileError(f"{name}: made for method {metadata.get('method')!r}, "
+        raise AdapterFileError(f"{name}: made for method {metadata.get('method', '')[:40]!r}, "
                                f"the model uses {experiment.setup.method!r}")
     if metadata.get("base_fingerprint") != experiment.model.base_fingerprint:
-        raise AdapterFileError(f"{name}: made for a different base ({metadata.get('base')!r} with other weights)")
+        raise AdapterFileError(f"{name}: made for a different base ({metadata.get('base', '')[:40]!r} with other "
+                               "weights)")
+    labels = adapter_labels(metadata, name)
+    if labels != list(experiment.dataset.label_names):
+        raise AdapterFileError(f"{name}: its head was trained for the labels {_show_labels(labels)}, the dataset "
+                               f"has {_show_labels(experiment.dataset.label_names)}")
     params = {n: p for n, p in experiment.model.named_parameters() if p.requires_grad}
     missing = sorted(set(params) - set(tensors))
     if missing or set(tensors) - set(params):
         raise AdapterFileError(f"{name}: tensors do not match the model (missing: {', '.join(missing[:3]) or 'none'})")
-    for key, parameter in params.items():  # check everything first: a refused file changes nothing
+    for key, parameter in params.items():
         if tensors[key].shape != parameter.shape:
             raise AdapterFileError(f"{name}: {key} has shape {tuple(tensors[key].shape)}, "
                                    f"the model needs {tuple(parameter.shape)}")
-        if not torch.isfinite(tensors[key]).all():
-            raise AdapterFileError(f"{name}: {key} holds NaN or infinite values")
+    config = safe_io.loads_json(metadata.get("config", "null")[:MAX_METADATA_CHARS], f"{name}: config",
+                                AdapterFileError)
+    if isinstance(config, dict):  # same shapes, other settings (alpha, dropout...) would compute differently
+        ours = experiment.config.to_dict()
+        differ = [key for key in ours if key in config and config[key] != ours[key]]
+        if differ:
+            raise AdapterFileError(f"{name}: made with {differ[0]}={config[differ[0]]!r}, the model uses "
+                                   f"{differ[0]}={ours[differ[0]]!r}")
     with torch.no_grad():
         for key, parameter in params.items():
             parameter.copy_(tensors[key])

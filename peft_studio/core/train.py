@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
+from .budget import check_training_memory
 from .errors import ConfigError, TrainingDiverged
 from .experiment import Experiment
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+# A loss this many times above its first value (or above chance, ln(labels), if that is larger) is
+# divergence even while finite: cross-entropy that high means confidently wrong logits in the hundreds.
+DIVERGENCE_FACTOR = 1000
 
 
 @dataclass
@@ -36,6 +40,8 @@ class TrainSettings:
             raise ConfigError(f"lr must be a positive number (got {self.lr})")
         if self.batch_size < 0:
             raise ConfigError(f"batch size must be 0 (full batch) or more (got {self.batch_size})")
+        if not (0 <= self.weight_decay <= 100 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight decay must be a number in [0, 100] (got {self.weight_decay})")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.eval_every < 1:
@@ -118,6 +124,12 @@ def _batches(count: int, batch_size: int, seed: int) -> Iterator[torch.Tensor | 
             yield order[start:start + batch_size]
 
 
+def grad_norms(named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
+    """The L2 norm of each trainable tensor's gradient (0 when it has none): the one sampler, used per step
+    here and throttled by the window's worker."""
+    return {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named}
+
+
 @torch.no_grad()
 def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
              labels: torch.Tensor) -> tuple[float, float]:
@@ -137,6 +149,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     at the end that every frozen tensor is bit-identical to how it started.
     """
     settings.check()
+    check_training_memory(experiment, settings.batch_size)  # refuse a batch that cannot fit, before the first step
     model = experiment.model
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     kwargs = {"lr": settings.lr}
@@ -147,6 +160,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     batches = _batches(len(experiment.train_labels), settings.batch_size, settings.seed)
     recent: deque[float] = deque(maxlen=20)
     snapshot: list[torch.Tensor] | None = None
+    first_loss: float | None = None
     model.train()
     last = start_step + settings.steps - 1
     for step in range(start_step, last + 1):
@@ -163,6 +177,14 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
             _restore(named, snapshot)
             raise TrainingDiverged(f"the loss became {loss.item()} at step {step}; the last finite weights are "
                                    f"restored. Try a lower learning rate (now {settings.lr:g}).")
+        if first_loss is None:
+            first_loss = loss.item()
+        elif loss.item() > DIVERGENCE_FACTOR * max(first_loss, math.log(max(2, experiment.dataset.num_labels))):
+            # finite but orders of magnitude above where it started: no optimiser recovers from that
+            _restore(named, snapshot)
+            raise TrainingDiverged(f"the loss grew from {first_loss:.3g} to {loss.item():.3g} by step {step} (more "
+                                   f"than {DIVERGENCE_FACTOR}x): training diverged; the previous step's weights are "
+                                   f"restored. Try a lower learning rate (now {settings.lr:g}).")
         if snapshot is None:
             snapshot = [p.detach().clone() for _, p in named]
         else:  # reuse the buffers: these weights gave a finite loss
@@ -171,8 +193,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
                     saved.copy_(parameter)
         optimizer.zero_grad()
         loss.backward()
-        grad_norms = {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named} \
-            if settings.track_grads else {}
+        norms = grad_norms(named) if settings.track_grads else {}
         optimizer.step()
         if step == last and not all(bool(torch.isfinite(p).all()) for _, p in named):
             _restore(named, snapshot)
@@ -180,7 +201,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
                                    f"are restored. Try a lower learning rate (now {settings.lr:g}).")
         recent.append(time.perf_counter() - started)
         event = StepEvent(step, loss.item(), float((logits.argmax(-1) == labels).float().mean()),
-                          len(recent) / sum(recent), grad_norms=grad_norms, last=step == last)
+                          len(recent) / sum(recent), grad_norms=norms, last=step == last)
         if experiment.val_ids is not None and ((step - start_step) % settings.eval_every == 0 or step == last):
             event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,
                                                           experiment.val_labels)

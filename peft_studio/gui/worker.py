@@ -20,7 +20,7 @@ from PySide6.QtCore import QThread
 
 from ..core.errors import PeftStudioError
 from ..core.experiment import Experiment
-from ..core.train import StepEvent, TrainControl, TrainSettings, train
+from ..core.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 
 # Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): the trainer
 # thread runs ~120 steps/s with 2 torch threads and ~75 with 1, but only while the GUI thread never
@@ -49,7 +49,6 @@ class TrainWorker(QThread):
         if paused:
             self.control.pause()
         self._events: deque[dict[str, Any]] = deque()
-        self._lock = threading.Lock()
 
     def run(self) -> None:  # worker thread
         torch.set_num_threads(self.torch_threads)
@@ -62,7 +61,7 @@ class TrainWorker(QThread):
                 now = time.perf_counter()
                 if now - last_grads >= GRAD_INTERVAL_S or event.last or self.control.paused:
                     last_grads = now
-                    payload["grads"] = {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named}
+                    payload["grads"] = grad_norms(named)
                 self._events.append(payload)
         except PeftStudioError as exc:
             self._events.append({"error": str(exc), "title": "Training stopped"})

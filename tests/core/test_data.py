@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -510,11 +511,11 @@ def test_same_text_and_label_column(tmp_path: Path):
 def test_unexpected_os_error_is_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = write(tmp_path, "locked.csv", csv_text(ROWS))
 
-    def denied(self: Path) -> bytes:
+    def denied(fd: int, size: int) -> bytes:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
-    with pytest.raises(DatasetError, match="^locked.csv: cannot read the file: .*Permission denied"):
+    monkeypatch.setattr(os, "read", denied)  # the one bounded reader (core/safe_io) reads with os.read
+    with pytest.raises(DatasetError, match="^locked.csv: cannot read it .*Permission denied"):
         load_dataset_file(path, "text", "label")
 
 

@@ -237,7 +237,11 @@ BREAKAGES = [
         "base_model.model.encoder.layer.0.attention.self.query.lora_B.weight": torch.zeros(100, 8)})),
      "lora_B has shape (100, 8), the model needs (384, 8)"),
     (lambda f: _retensor(f / "head.safetensors", lambda t: t.update({"weight": torch.zeros(3, 384)})),
-     "a head for 3 labels"),
+     "bias has 2 entries for 3 labels"),
+    (lambda f: _retensor(f / "head.safetensors", lambda t: t.update({"weight": torch.zeros(2, 8)})),
+     "a head for 2 labels of width 8"),
+    (lambda f: _retensor(f / "head.safetensors", lambda t: t.update({"weight": torch.zeros(384)})),
+     "weight has shape (384,); expected (labels, width)"),
 ]
 
 

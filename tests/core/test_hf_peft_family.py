@@ -3,6 +3,7 @@ PeftModel gives the same outputs, and a PEFT-trained adapter predicts the same i
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 
@@ -59,7 +60,7 @@ def nudge(experiment, scale=0.1):
 def readme_logits(folder_path, wrapped, ids, mask):
     """Run the exported README's code block: the documented way from PEFT's outputs to the studio's logits."""
     text = (folder_path / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[-1]  # the last block: PEFT's outputs -> logits
     import safetensors.torch
 
     scope = {"peft_model": wrapped, "ids": ids, "mask": mask.long(), "torch": torch, "safetensors": safetensors}
@@ -106,8 +107,9 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path, folder, data, meth
     assert (theirs - ours)[real].abs().max() <= 1e-4
     assert (readme_logits(out, wrapped, ids, mask) - logits).abs().max() <= 1e-4
     if method != "prefix-tuning" or "prefix_projection" not in options:  # an evaluated MLP is a plain prefix
-        trainable = sum(p.numel() for p in peft.get_peft_model(bert(folder), wrapped.peft_config["default"])
-                        .parameters() if p.requires_grad)
+        config = copy.copy(wrapped.peft_config["default"])
+        config.inference_mode = False  # a loaded adapter is frozen: count what training it would train
+        trainable = sum(p.numel() for p in peft.get_peft_model(bert(folder), config).parameters() if p.requires_grad)
         assert trainable == experiment.method_parameter_count()
     again = import_peft(Setup("minilm", seed=9), out, data)  # and back: the same predictions
     again.model.eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import pytest
 import torch
@@ -59,15 +60,20 @@ def test_pause_step_resume_and_stop_from_another_thread():
     assert steps == []  # paused before the first step
     control.step_once()
     control.step_once()
-    deadline = threading.Event()
-    while len(steps) < 2 and not deadline.wait(0.01):
-        pass
+    wait_for(lambda: len(steps) >= 2)
     run.join(0.2)
     assert steps == [0, 1]  # exactly two single steps, then paused again
     control.resume()
-    while len(steps) < 20:
-        deadline.wait(0.01)
+    wait_for(lambda: len(steps) >= 20)
     control.stop()
     run.join(5)
     assert not run.is_alive()
     assert steps == list(range(len(steps))) and len(steps) < 10_000
+
+
+def wait_for(condition, timeout_s: float = 30.0) -> None:
+    """Poll until `condition()` holds; fail (never hang) after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)

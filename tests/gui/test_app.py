@@ -44,11 +44,11 @@ def test_save_and_load_an_adapter_from_the_window(window, errors, tmp_path):
             parameter.add_(0.05)
     texts = ["my card was charged twice"]
     trained = experiment.predict(texts)
-    path = window.save_adapter_to(tmp_path / "mine")
+    path = window.files.save_adapter_to(tmp_path / "mine")
     assert path is not None and path.exists()
     window.reset()  # fresh method parts and head
     assert not torch.equal(window.controller.experiment.predict(texts), trained)
-    assert window.load_adapter_from(path)
+    assert window.files.load_adapter_from(path)
     assert torch.equal(window.controller.experiment.predict(texts), trained)
     assert errors == []
 
@@ -59,7 +59,7 @@ def test_a_mismatched_adapter_is_a_dialog_and_changes_nothing(window, errors, tm
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not an adapter at all")
     before = [p.detach().clone() for p in window.controller.experiment.model.parameters()]
-    assert not window.load_adapter_from(bad)
+    assert not window.files.load_adapter_from(bad)
     assert errors and errors[0][0] == "Cannot load this adapter" and "bad.safetensors" in errors[0][1]
     after = list(window.controller.experiment.model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
@@ -70,12 +70,12 @@ def test_a_saved_setup_reopens_whole_and_undo_returns(window, errors, tmp_path):
     controller.set_method("adapter", {"bottleneck": 6})
     window.on_dataset_choice("sentiment")
     controller.set_training(steps=77, lr=0.02)
-    saved = window.save_setup_to(tmp_path / "lesson.json")
+    saved = window.files.save_setup_to(tmp_path / "lesson.json")
     assert saved is not None and errors == []
     window._choose(controller.set_method, "ia3")
     window.on_dataset_choice("intents")
     controller.set_training(steps=5)
-    assert window.open_setup(saved)
+    assert window.files.open_setup(saved)
     assert controller.setup.method == "adapter" and controller.setup.options == {"bottleneck": 6}
     assert controller.dataset.name == "sentiment" and window.data_box.currentText() == "sentiment"
     assert controller.settings.steps == 77 and window.training.steps.value() == 77
@@ -89,6 +89,6 @@ def test_a_bad_setup_file_is_a_dialog_and_the_setup_stays(window, errors, tmp_pa
     bad.write_text('{"format": "peft-studio-setup", "version": 1, "base": "tiny", "method": "lora", '
                    '"options": {"r": 0}, "seed": 0, "dataset": {"builtin": "intents"}, "training": {}}')
     before = window.controller.setup
-    assert not window.open_setup(bad)
+    assert not window.files.open_setup(bad)
     assert errors and errors[0][0] == "Cannot open this setup" and "lesson.json" in errors[0][1]
     assert window.controller.setup == before

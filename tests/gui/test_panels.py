@@ -9,7 +9,7 @@ from PySide6.QtGui import QImage
 def test_bad_file_gives_a_dialog_and_keeps_the_previous_dataset(window, tmp_path, errors):
     bad = tmp_path / "broken.csv"
     bad.write_text("text,category\nhello there,a\n")
-    assert not window.open_dataset(bad, "text", "label")
+    assert not window.files.open_dataset(bad, "text", "label")
     assert errors and errors[0][1].startswith("broken.csv") or "broken.csv" in errors[0][1]
     assert window.controller.dataset.name == "intents"
     assert window.data_box.currentText() == "intents"
@@ -20,19 +20,17 @@ def test_a_good_file_loads_with_chosen_columns(window, tmp_path, errors):
     rows = "\n".join(f"sentence {i} about {'cats' if i % 2 else 'dogs'},{'cat' if i % 2 else 'dog'}"
                      for i in range(20))
     good.write_text("words,animal\n" + rows + "\n")
-    assert window.open_dataset(good, "words", "animal")
+    assert window.files.open_dataset(good, "words", "animal")
     assert not errors
-    assert window.controller.dataset.label_names == ("cat", "dog") or set(window.controller.dataset.label_names) \
-        == {"cat", "dog"}
+    assert window.controller.dataset.label_names == ("dog", "cat")  # first appearance: row 0 is about dogs
     assert window.scene.block_items["head"].title.endswith("32→2")
 
 
-def test_missing_pretrained_base_is_a_dialog_and_tiny_stays(window, errors):
-    ok = window.controller.set_base("minilm")
-    if ok:  # the pretrained base has landed: then it simply works
-        assert window.controller.setup.base == "minilm"
-        return
-    assert errors and errors[-1][0] == "This setup cannot be built"
+def test_missing_pretrained_base_is_a_dialog_and_tiny_stays(window, errors, tmp_path):
+    window.base_box.addItem(str(tmp_path / "no-such-checkout"))
+    window.base_box.setCurrentIndex(window.base_box.count() - 1)
+    window.base_box.activated.emit(window.base_box.count() - 1)
+    assert errors and errors[-1][0] == "This base cannot be used" and "no such folder" in errors[-1][1]
     assert window.controller.setup.base == "tiny"
     assert window.base_box.currentText() == "tiny"
 
@@ -101,13 +99,13 @@ def test_the_plot_legend_and_log_toggle_are_on_screen(window):
 def test_exports(window, tmp_path):
     window.plots.add({"step": 0, "loss": 1.5, "accuracy": 0.25, "val_loss": 1.6, "val_accuracy": 0.2})
     window.plots.add({"step": 1, "loss": 1.2, "accuracy": 0.5, "val_loss": None})
-    csv_path = window.export_to(tmp_path / "curve.csv")
+    csv_path = window.files.export_to(tmp_path / "curve.csv")
     lines = csv_path.read_text().splitlines()
     assert lines[0] == "step,loss,accuracy,val_loss,val_accuracy"
     assert lines[1].startswith("0,1.5,0.25,1.6,0.2") and lines[2].startswith("1,1.2,0.5,,")
-    png = window.export_to(tmp_path / "plots.png")
+    png = window.files.export_to(tmp_path / "plots.png")
     assert not QImage(str(png)).isNull()
-    svg = window.export_to(tmp_path / "diagram.svg")
+    svg = window.files.export_to(tmp_path / "diagram.svg")
     assert "<svg" in svg.read_text()[:2000]
 
 

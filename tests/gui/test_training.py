@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
@@ -195,12 +194,10 @@ sys.exit(code)
 
 
 def test_closing_mid_run_exits_with_code_zero():
-    started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", CLOSE_SCRIPT], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Destroyed while thread" not in result.stderr
     assert int(result.stdout.split()[-1]) > 0
-    assert time.monotonic() - started < 60
 
 
 def test_live_gradient_norms_frozen_parts_show_exactly_zero(window, qtbot):

@@ -84,6 +84,14 @@ def train_defaults(name: str) -> TrainDefaults:
         return TrainDefaults()
 
 
+def default_dataset(name: str) -> str:
+    """The built-in dataset a base runs on when none is named (the seed's six sentences for the seed's base)."""
+    try:
+        return base_class(name).default_dataset
+    except ConfigError:
+        return FrozenBase.default_dataset
+
+
 def uses_dataset_vocabulary(name: str) -> bool:
     entry = BASES.get(name)
     return entry is not None and entry.uses_dataset_vocabulary
@@ -111,5 +119,5 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
 
 
 __all__ = ["BASES", "BaseEntry", "Block", "FrozenBase", "Site", "Tokenizer", "TrainDefaults", "base_class",
-           "base_names", "create_base", "register_base", "tensors_fingerprint", "train_defaults",
+           "base_names", "create_base", "default_dataset", "register_base", "tensors_fingerprint", "train_defaults",
            "uses_dataset_vocabulary"]

@@ -154,7 +154,7 @@ class Encoder(FrozenBase):
         self.cfg = cfg
         self.norm_placement = cfg.norm_placement
         self.hidden_size = cfg.d_model
-        self.max_positions = cfg.max_positions
+        self.position_limit = cfg.max_positions
         self.num_layers = cfg.n_layers
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))

@@ -51,12 +51,28 @@ class FrozenBase(nn.Module):
     title: str = "Base"
     hidden_size: int
     num_layers: int = 0
-    max_positions: int | None = None  # position embeddings, where the base has them (a soft prompt uses some)
+    position_limit: int | None = None  # position embeddings, where the base has them (a soft prompt uses some)
     norm_placement: str = "none"  # "post" (BERT: add then norm), "pre" (norm then sublayer), or "none"
     default_method: str = "lora"
+    default_dataset: str = "intents"  # the built-in dataset a run uses when none is named
     train_defaults: TrainDefaults = TrainDefaults()
     # method name -> default options on this family, e.g. {"lora": {"targets": "q,v"}}
     method_option_defaults: Mapping[str, Mapping[str, Any]] = {}
+    # base options a setup may give (checked before building): whole numbers with their ranges,
+    # text options with their choices, and those that may be null (their default then)
+    option_ranges: Mapping[str, tuple[int, int]] = {}
+    option_choices: Mapping[str, tuple[str, ...]] = {}
+    nullable_options: frozenset[str] = frozenset()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> str | None:
+        """A problem across checked options (e.g. heads not dividing the width), or None."""
+        return None
+
+    @classmethod
+    def max_positions(cls, options: Mapping[str, Any]) -> int | None:
+        """Positions the base embeds with these options (None: it truncates its own inputs)."""
+        return None
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         super().__init__()

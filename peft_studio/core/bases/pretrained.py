@@ -16,7 +16,6 @@ and the method's random draws after the base are the same as with any other base
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import BaseLoadError
-from ..jsonfile import read_json_object
+from ..safe_io import read_json, read_json_object
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
 from .frozen import TrainDefaults
 from .hf_names import hf_parameter, studio_parameter
@@ -206,11 +205,11 @@ def _pooling(folder: Path) -> str:
     pooling_dir = folder / "1_Pooling"
     if (folder / "modules.json").is_file():
         try:
-            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+            modules = read_json(folder / "modules.json", f"{folder.name}/modules.json", BaseLoadError)
             for module in modules if isinstance(modules, list) else []:
                 if str(module.get("type", "")).endswith("Pooling"):
                     pooling_dir = folder / module.get("path", "1_Pooling")
-        except (OSError, ValueError, AttributeError):
+        except (BaseLoadError, AttributeError):
             pass
     if not (pooling_dir / "config.json").is_file():
         return "cls"

@@ -18,9 +18,11 @@ class SeedPooledBase(FrozenBase):
     name = "seed-pooled"
     title = "Seed pooled encoder"
     default_method = "adapter"
+    default_dataset = "seed-intents"
     train_defaults = TrainDefaults(steps=201, lr=0.05)  # the seed's run
     method_option_defaults = {"lora": {"targets": "proj"}, "qlora": {"targets": "proj"},
                               "ia3": {"targets": "hidden"}}
+    option_ranges = {"hidden_dim": (1, 4096)}
 
     def __init__(self, tokenizer: Tokenizer, hidden_dim: int = 16) -> None:
         super().__init__(tokenizer)

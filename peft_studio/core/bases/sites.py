@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Site kinds, in data-flow order. Each kind is where one family of methods puts its part.
@@ -45,3 +46,15 @@ class Block:
     children: tuple[Block, ...] = ()
     note: str = ""  # what it does, for tooltips
     residual: bool = False  # this block adds the residual stream back (x + sublayer(x)): the diagram draws the arc
+
+
+def longest_prefix(path: str, candidates: Iterable[tuple[str, str | None]], strict: bool = False) -> str | None:
+    """The key whose module path is the longest dotted prefix of `path` (itself, or an ancestor when
+    `strict`): the one matcher that puts a tensor on its site, a census row on its box, a site in its box."""
+    best, best_len = None, -1
+    for key, prefix in candidates:
+        if not prefix or (strict and prefix == path):
+            continue
+        if (path == prefix or path.startswith(prefix + ".")) and len(prefix) > best_len:
+            best, best_len = key, len(prefix)
+    return best

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from .encoder import Encoder, EncoderConfig
 from .frozen import Tokenizer, TrainDefaults
 
@@ -10,6 +13,21 @@ class TinyBase(Encoder):
     name = "tiny"
     title = "Tiny transformer encoder"
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
+    option_ranges = {"d_model": (1, 4096), "n_heads": (1, 256), "n_layers": (1, 48), "d_ff": (1, 16384),
+                     "max_positions": (1, 8192)}
+    option_choices = {"norm_placement": ("post", "pre")}
+    nullable_options = frozenset({"d_ff"})
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> str | None:
+        width, heads = options.get("d_model", 32), options.get("n_heads", 4)
+        if width % heads:
+            return f"n_heads {heads} must divide d_model {width} (each head gets d_model / n_heads channels)"
+        return None
+
+    @classmethod
+    def max_positions(cls, options: Mapping[str, Any]) -> int | None:
+        return options.get("max_positions", 128)
 
     def __init__(self, tokenizer: Tokenizer, d_model: int = 32, n_heads: int = 4, n_layers: int = 2,
                  d_ff: int | None = None, max_positions: int = 128, norm_placement: str = "post") -> None:

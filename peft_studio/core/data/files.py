@@ -12,6 +12,11 @@ Rules (all errors are ``DatasetError`` messages starting with the file name):
   numerically ("0", "1", "2", ...); otherwise they keep their order of first
   appearance in the file.
 - Rows are numbered from 1, not counting the header: "row 3 (line 4)".
+- Limits, the same for every format: a field (text, label) of at most ``MAX_FIELD_CHARS``
+  characters, at most ``MAX_COLUMNS`` columns (keys), a JSONL line of at most ``MAX_LINE_CHARS``,
+  at most ``MAX_LABELS`` distinct labels, and ``max_rows`` rows — a ``.json`` list is decoded
+  item by item, so the row limit stops it before the whole file is parsed. JSON values follow
+  ``safe_io``'s rules (no NaN/Infinity, no duplicate keys, no 100-digit integers).
 - Without ``split_column`` the validation split is drawn per class with
   ``random.Random(seed)`` (about ``val_fraction`` of each class; a class with a single
   example stays in train). With ``split_column`` its values decide: ``train``/``training``
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import safe_io
 from ..errors import DatasetError
 from .dataset import TextDataset
 
@@ -40,6 +46,12 @@ TRAIN_SPLITS = frozenset({"train", "training"})
 VAL_SPLITS = frozenset({"validation", "val", "valid", "dev", "test"})
 _INT = re.compile(r"[+-]?[0-9]+")
 _JSON_SCAN_LIMIT = 50_000
+MAX_FIELD_CHARS = 131_072  # the csv module's default field limit, applied to JSON and JSONL too
+MAX_COLUMNS = 10_000
+MAX_LINE_CHARS = 8 * MAX_FIELD_CHARS
+MAX_LABELS = 10_000
+_DECODER = safe_io.json_decoder()
+PREVIEW_BYTES = 2 * 2**20  # a preview reads the file's start only, so it stays instant on the GUI thread
 
 T = TypeVar("T")
 PathLike = str | os.PathLike[str]
@@ -105,21 +117,24 @@ def _fail(path: Path, message: str) -> DatasetError:
     return DatasetError(f"{path.name}: {message}")
 
 
-def _read_text(path: Path) -> str:
-    """The file's text, after the existence, type, size, binary and UTF-8 checks."""
-    if not path.exists():
+def _read_text(path: Path, head: int | None = None) -> str:
+    """The file's text, after the existence, type, size, binary and UTF-8 checks; with `head`, only about
+    its first `head` bytes (cut after the last whole line)."""
+    if not os.path.lexists(path):
         raise _fail(path, f"file not found ({path}); check the path")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise _fail(path, "is a folder, not a file; choose a .csv, .tsv, .jsonl or .json file")
-    if not path.is_file():
-        raise _fail(path, "is not a regular file; choose a .csv, .tsv, .jsonl or .json file")
+    safe_io.check_regular_file(path, path.name, DatasetError)
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         kind = f"'{path.suffix}'" if path.suffix else "without an extension"
         raise _fail(path, f"unsupported file type {kind}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise _fail(path, f"is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
-    data = path.read_bytes()
+    if head is None:
+        data = safe_io.read_bytes(path, MAX_FILE_BYTES, path.name, DatasetError)
+    else:
+        data, more = safe_io.read_head(path, head, path.name, DatasetError)
+        if more:  # cut after the last newline, else before a split UTF-8 character
+            cut = data.rfind(b"\n")
+            data = data[:cut + 1] if cut > 0 else _whole_characters(data)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise _fail(path, f"contains NUL bytes (first at byte offset {nul}): it is binary "
@@ -130,14 +145,19 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def _whole_characters(data: bytes) -> bytes:
+    """`data` without a UTF-8 character cut in two at its end."""
+    for cut in range(1, 4):
+        if len(data) >= cut and data[-cut] >= 0xC0:  # a lead byte: is its character complete?
+            need = 2 if data[-cut] < 0xE0 else 3 if data[-cut] < 0xF0 else 4
+            return data if cut >= need else data[:-cut]
+        if len(data) < cut or data[-cut] < 0x80:
+            return data
+    return data
+
+
 def _decode(path: Path, data: bytes) -> str:
-    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    try:
-        return data[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        offset = exc.start + bom
-        raise _fail(path, f"is not UTF-8 text (byte 0x{data[offset]:02x} at byte offset {offset}); "
-                          "save it as UTF-8") from exc
+    return safe_io.decode_utf8(data, path.name, DatasetError)
 
 
 def _records(path: Path, text: str, lenient: bool = False) -> tuple[list[str] | None, Iterator[_Row]]:
@@ -164,6 +184,8 @@ def _csv_step(path: Path, reader: Any) -> list[str] | None:
     except StopIteration:
         return None
     except csv.Error as exc:
+        if "field limit" in str(exc):
+            raise _fail(path, f"line {reader.line_num}: {_too_long()}") from exc
         if "end of data" in str(exc):
             raise _fail(path, f"line {start}: a quoted field is never closed (unexpected end of data); "
                               "check the double quotes") from exc
@@ -174,9 +196,12 @@ def _csv_header(path: Path, reader: Any) -> list[str]:
     while (row := _csv_step(path, reader)) is not None:
         if any(cell.strip() for cell in row):
             header = [cell.strip() for cell in row]
-            for name in header:
-                if header.count(name) > 1:
-                    raise _fail(path, f"line {reader.line_num}: column '{name}' appears twice in the header")
+            _check_column_count(path, len(header))
+            seen: set[str] = set()
+            for name in header:  # a set, not header.count(): linear in the number of columns
+                if name in seen:
+                    raise _fail(path, f"line {reader.line_num}: column '{_short(name)}' appears twice in the header")
+                seen.add(name)
             return header
     raise _fail(path, "is empty")
 
@@ -201,40 +226,81 @@ def _csv_rows(path: Path, reader: Any, header: list[str], lenient: bool) -> Iter
         yield _Row(where, dict(zip(header, row, strict=True)))
 
 
+def _too_long() -> str:
+    return f"a field is longer than {MAX_FIELD_CHARS} characters (the limit for every format)"
+
+
+def _check_column_count(path: Path, count: int, where: str = "the header") -> None:
+    if count > MAX_COLUMNS:
+        raise _fail(path, f"{where} has {count} columns; the limit is {MAX_COLUMNS}")
+
+
 def _jsonl_records(path: Path, text: str) -> Iterator[_Row]:
     count = 0
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_CHARS:
+            raise _fail(path, f"line {lineno} has {len(line)} characters; the limit is {MAX_LINE_CHARS}")
         try:
-            value = json.loads(line)
+            value = _DECODER.decode(line)
         except json.JSONDecodeError as exc:
             raise _fail(path, f"line {lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise _fail(path, f"line {lineno}: {safe_io.json_failure(exc)}") from exc
         if not isinstance(value, dict):
             raise _fail(path, f"line {lineno}: expected a JSON object such as "
                               f'{{"text": "...", "label": "..."}}, got {_json_kind(value)}')
         count += 1
+        _check_column_count(path, len(value), f"line {lineno}")
         yield _Row(f"row {count} (line {lineno})", value)
 
 
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
 def _json_records(path: Path, text: str) -> Iterator[_Row]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    if not isinstance(value, list):
+    """The items of a top-level list, decoded one at a time (the row limit stops before the end)."""
+    text = text.removeprefix("\ufeff")
+    pos = _SPACE.match(text).end()
+    if not text.startswith("[", pos):
+        value = _json_value(path, text, pos)[0]
         keys = f" (its keys: {', '.join(map(str, list(value)[:8]))})" if isinstance(value, dict) else ""
         raise _fail(path, f"expected a list of objects, got {_json_kind(value)}{keys}; "
                           "use [{\"text\": ..., \"label\": ...}, ...]")
-    for i, item in enumerate(value, start=1):
+    pos = _SPACE.match(text, pos + 1).end()
+    i = 0
+    while not text.startswith("]", pos):
+        if i:
+            if not text.startswith(",", pos):
+                raise _fail(path, f"malformed JSON after row {i}: expected ',' or ']' at {_line_col(text, pos)}")
+            pos = _SPACE.match(text, pos + 1).end()
+        item, pos = _json_value(path, text, pos)
+        i += 1
         if not isinstance(item, dict):
             raise _fail(path, f"row {i}: expected an object, got {_json_kind(item)}")
+        _check_column_count(path, len(item), f"row {i}")
         yield _Row(f"row {i}", item)
+        pos = _SPACE.match(text, pos).end()
+    if text[_SPACE.match(text, pos + 1).end():]:
+        raise _fail(path, f"malformed JSON: extra data after the list at {_line_col(text, pos + 1)}")
 
 
-def _json_kind(value: Any) -> str:
-    kinds = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
-    return kinds.get(type(value), "a number")
+def _json_value(path: Path, text: str, pos: int) -> tuple[Any, int]:
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise _fail(path, f"{safe_io.json_failure(exc)} (at {_line_col(text, pos)})") from exc
+
+
+def _line_col(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line} column {pos - text.rfind(chr(10), 0, pos)}"
+
+
+_json_kind = safe_io.json_kind
 
 
 def _collect(path: Path, rows: Iterator[_Row], max_rows: int) -> list[_Row]:
@@ -246,6 +312,15 @@ def _collect(path: Path, rows: Iterator[_Row], max_rows: int) -> list[_Row]:
     if not collected:
         raise _fail(path, "has no data rows (only a header or an empty list)")
     return collected
+
+
+def _only(rows: Iterator[_Row], keep: tuple[str | None, ...], seen: dict[str, None]) -> Iterator[_Row]:
+    """Each row cut to the columns in use, so memory follows the rows kept, not the file's width;
+    `seen` collects the column names met (at most MAX_COLUMNS of them) for messages."""
+    for row in rows:
+        if len(seen) < MAX_COLUMNS:
+            seen.update(dict.fromkeys(row.values))
+        yield _Row(row.where, {key: row.values[key] for key in keep if key is not None and key in row.values})
 
 
 def _keys(rows: list[_Row]) -> list[str]:
@@ -260,12 +335,16 @@ def _columns(path: Path) -> list[str]:
 
 
 def _preview(path: Path, n: int) -> tuple[list[str], list[list[str]]]:
-    header, rows = _records(path, _read_text(path), lenient=True)
+    header, rows = _records(path, _read_text(path, PREVIEW_BYTES), lenient=True)
     shown: list[_Row] = []
-    for row in rows:
-        if len(shown) >= max(n, 1):
-            break
-        shown.append(row)
+    try:
+        for row in rows:
+            if len(shown) >= max(n, 1):
+                break
+            shown.append(row)
+    except DatasetError:
+        if not shown or safe_io.check_regular_file(path, path.name, DatasetError) <= PREVIEW_BYTES:
+            raise  # a real error, not the cut at the end of the preview bytes
     if not shown:
         raise _fail(path, "has no data rows (only a header or an empty list)")
     columns = header if header is not None else _keys(shown)
@@ -303,8 +382,9 @@ def _load(path: Path, text_column: str, label_column: str, split_column: str | N
           val_fraction: float, seed: int, max_rows: int, max_len: int) -> TextDataset:
     _check_arguments(path, text_column, label_column, split_column, val_fraction, max_rows)
     header, row_iter = _records(path, _read_text(path))
-    rows = _collect(path, row_iter, max_rows)
-    columns = header if header is not None else _keys(rows)
+    seen_keys: dict[str, None] = {}
+    rows = _collect(path, _only(row_iter, (text_column, label_column, split_column), seen_keys), max_rows)
+    columns = header if header is not None else list(seen_keys)
     for column in (text_column, label_column, split_column):
         if column is not None and column not in columns:
             raise _fail(path, f"no column '{column}'; the columns are: {', '.join(columns)}"
@@ -312,6 +392,9 @@ def _load(path: Path, text_column: str, label_column: str, split_column: str | N
     texts = [_text_value(path, row, text_column) for row in rows]
     raw_labels = [_label_value(path, row, label_column) for row in rows]
     names = _label_names(raw_labels)
+    if len(names) > MAX_LABELS:
+        raise _fail(path, f"column '{label_column}' has {len(names)} distinct labels; the limit is {MAX_LABELS} "
+                          "(is it the text column?)")
     if len(names) < 2:
         raise _fail(path, f"only one class ('{_short(names[0])}') in column '{label_column}'; "
                           "a classifier needs at least 2")
@@ -363,6 +446,8 @@ def _text_value(path: Path, row: _Row, column: str) -> str:
     if isinstance(value, (dict, list)):
         raise _fail(path, f"{row.where}: column '{column}' holds {_json_kind(value)}, not text")
     text = _cell(value).strip()
+    if len(text) > MAX_FIELD_CHARS:
+        raise _fail(path, f"{row.where}: column '{column}': {_too_long()}")
     if not text:
         raise _fail(path, f"{row.where}: blank text in column '{column}'; fill it in or delete the row")
     return text
@@ -381,6 +466,8 @@ def _label_value(path: Path, row: _Row, column: str) -> str:
                               "use a string or an integer")
         value = int(value)
     label = _cell(value).strip()
+    if len(label) > MAX_FIELD_CHARS:
+        raise _fail(path, f"{row.where}: column '{column}': {_too_long()}")
     if not label:
         raise _fail(path, f"{row.where}: blank label in column '{column}'; fill it in or delete the row")
     return label

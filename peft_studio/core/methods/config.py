@@ -51,10 +51,6 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def config_fields(config_cls: type[MethodConfig]) -> list[dataclasses.Field]:
-    return list(dataclasses.fields(config_cls))
-
-
 def make_config(config_cls: type[MethodConfig], options: dict[str, Any]) -> MethodConfig:
     """Build a config from loose options (CLI/GUI), ignoring None; unknown names are an error."""
     known = {f.name: f for f in dataclasses.fields(config_cls)}

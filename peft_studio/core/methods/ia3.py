@@ -21,6 +21,8 @@ from ..bases.hf_names import hf_module
 from ..bases.sites import ACTIVATION, LINEAR, LINEAR_INPUT, Site
 from ..errors import AdapterFileError
 from ..model import StudioModel
+from ..module_patterns import ModuleSelector
+from ..safe_io import expect_shape
 from .config import MethodConfig, option, parse_list
 from .method import Method, MethodCard, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
@@ -138,15 +140,6 @@ def _hf_matches(base: FrozenBase, site: Site, names: list[str]) -> bool:
 _FFN_ACT = re.compile(r"layers\.(\d+)\.ffn\.act_scale")  # PEFT has no activation site: it is down's input
 
 
-def _peft_module_matches(name: str, spec: Any) -> bool:
-    """PEFT's rule: a regex string must match the whole name; a list entry matches the name or a dotted suffix."""
-    if spec is None:
-        return False
-    if isinstance(spec, str):
-        return re.fullmatch(spec, name) is not None
-    return any(name == entry or name.endswith("." + entry) for entry in spec)
-
-
 def ia3_peft_export(base: FrozenBase) -> tuple[dict, dict[str, torch.Tensor]]:
     tensors: dict[str, torch.Tensor] = {}
     targets, feedforward = [], []
@@ -176,13 +169,14 @@ def ia3_peft_export(base: FrozenBase) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def ia3_peft_translate(config: dict, tensors: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
     """A PEFT module in feedforward_modules scales its input (the studio's `<site>.input`), others their output."""
-    feedforward = config.get("feedforward_modules")
+    feedforward = ModuleSelector(config.get("feedforward_modules"), "feedforward_modules", where, AdapterFileError)
     studio: dict[str, torch.Tensor] = {}
     sites: list[str] = []
     for module, parts in split_module_keys(tensors, ("ia3_l",), where, "an IA3").items():
         tensor, name = parts["ia3_l"], hf_module(module) or module
-        is_ff = _peft_module_matches(name, feedforward)
-        if is_ff != (tensor.dim() == 2 and tensor.shape[0] == 1 and tensor.shape[1] != 1):
+        is_ff = feedforward.matches(name) or feedforward.matches(f"bert.{name}")
+        expect_shape(tensor, 2, f"{where}: {name}.ia3_l", AdapterFileError, "(1, in)" if is_ff else "(out, 1)")
+        if is_ff != (tensor.shape[0] == 1 and tensor.shape[1] != 1) or (not is_ff and tensor.shape[1] != 1):
             shape = tuple(tensor.shape)
             kind, expected = ("feed-forward", "(1, in)") if is_ff else ("plain", "(out, 1)")
             raise unknown(where, f"{name}.ia3_l", f"shape {shape} does not fit a {kind} IA3 module ({expected})")

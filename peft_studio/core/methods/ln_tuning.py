@@ -16,7 +16,9 @@ from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import NORM, Site
+from ..errors import AdapterFileError
 from ..model import StudioModel
+from ..safe_io import expect_shape
 from .config import MethodConfig, option
 from .method import Method, MethodCard, code_line, require_kind
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
@@ -99,7 +101,9 @@ class LNTuningMethod(Method):
 
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
         leaves = ("ln_tuning_layers.weight", "ln_tuning_layers.bias")
-        studio = {f"{module}.{leaf}": tensor
-                  for module, parts in split_module_keys(tensors, leaves, where, "a LayerNorm-tuning").items()
-                  for leaf, tensor in parts.items()}
+        studio = {}
+        for module, parts in split_module_keys(tensors, leaves, where, "a LayerNorm-tuning").items():
+            for leaf, tensor in parts.items():
+                expect_shape(tensor, 1, f"{where}: {module}.{leaf}", AdapterFileError, "a vector")
+                studio[f"{module}.{leaf}"] = tensor
         return {}, studio

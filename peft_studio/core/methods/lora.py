@@ -14,6 +14,7 @@ from ..bases.hf_names import hf_module
 from ..bases.sites import LINEAR, Site
 from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
+from ..safe_io import expect_shape
 from .config import MethodConfig, option
 from .method import Method, MethodCard, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
@@ -167,20 +168,25 @@ def lora_peft_translate(config: dict, tensors: dict[str, torch.Tensor], where: s
     if config.get("fan_in_fan_out"):
         raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
     r = config.get("r")
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+    if type(r) is not int or r < 1:
         raise AdapterFileError(f"{where}: r must be a positive integer (got {r!r})")
-    alpha = float(config.get("lora_alpha", 8))
+    alpha = float(config.get("lora_alpha") or 8)
     if config.get("use_rslora"):  # rsLoRA scales by alpha / sqrt(r): the same scale as alpha * sqrt(r) / r
         alpha *= math.sqrt(r)
     studio: dict[str, torch.Tensor] = {}
     leaves = ("lora_A.weight", "lora_B.weight", *extra)
+    shapes = {"lora_A.weight": (2, "(r, in)"), "lora_B.weight": (2, "(out, r)")}
     for module, parts in split_module_keys(tensors, leaves, where, "a LoRA").items():
         for leaf, tensor in parts.items():
+            key = f"{hf_module(module)}.{leaf}"
+            dims, what = shapes.get(leaf, (1, "(out,)"))
+            expect_shape(tensor, dims, f"{where}: {key}", AdapterFileError, what)
+            if leaf in shapes:
+                rank = tensor.shape[0] if leaf == "lora_A.weight" else tensor.shape[1]
+                if rank != r:
+                    raise unknown(where, key, f"has rank {rank}, adapter_config.json says r={r}")
             studio[f"{module}.{leaf.removesuffix('.weight')}"] = tensor
-        if "lora_A.weight" in parts and parts["lora_A.weight"].shape[0] != r:
-            raise unknown(where, f"{hf_module(module)}.lora_A.weight",
-                          f"has rank {parts['lora_A.weight'].shape[0]}, adapter_config.json says r={r}")
-    options = {"r": r, "alpha": alpha, "dropout": float(config.get("lora_dropout", 0.0))}
+    options = {"r": r, "alpha": alpha, "dropout": float(config.get("lora_dropout") or 0.0)}
     return options, studio
 
 

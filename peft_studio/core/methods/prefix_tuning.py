@@ -12,6 +12,7 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import KV_PREFIX, Site
 from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
+from ..safe_io import expect_shape
 from .config import MethodConfig, option, parse_layers
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 
@@ -120,10 +121,10 @@ class PrefixTuningMethod(Method):
         if config.positions == "shifted":
             if not any(s.module_path == "embeddings.prompt" for s in base.sites()):
                 raise ConfigError(f"positions shifted: base {base.name!r} has no position embeddings to shift")
-            if base.max_positions is not None and base.max_positions - config.tokens < 2:
-                left = base.max_positions - config.tokens
+            if base.position_limit is not None and base.position_limit - config.tokens < 2:
+                left = base.position_limit - config.tokens
                 raise ConfigError(f"tokens: a shifted prefix of {config.tokens} leaves {left} of the "
-                                  f"{base.max_positions} positions of {base.name} for the text")
+                                  f"{base.position_limit} positions of {base.name} for the text")
 
     def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
         layers = sorted({s.layer for s in sites if s.layer is not None})
@@ -173,7 +174,7 @@ class PrefixTuningMethod(Method):
                  f"{', '.join(map(str, layers))}; the sequence itself stays {seq_len}"]
         if config.positions == "shifted":
             notes.append(f"token positions {config.tokens} .. {config.tokens + seq_len - 1} (shifted as PEFT's); "
-                         f"texts are cut to {(base.max_positions or 0) - config.tokens} tokens")
+                         f"texts are cut to {(base.position_limit or 0) - config.tokens} tokens")
         return notes
 
     # ---- Hugging Face PEFT exchange: only with PEFT's shifted positions, on every layer -------------
@@ -199,11 +200,14 @@ class PrefixTuningMethod(Method):
             raise AdapterFileError(f"{where}: prefix tuning expects one tensor prompt_embeddings, found "
                                    f"{', '.join(sorted(tensors)) or 'none'}")
         prefix = tensors["prompt_embeddings"]
+        expect_shape(prefix, 2, f"{where}: prompt_embeddings", AdapterFileError, "(n, num_layers x 2 x token_dim)")
         layers, width = peft_config.get("num_layers"), peft_config.get("token_dim")
-        if not isinstance(layers, int) or not isinstance(width, int) or prefix.dim() != 2 \
-                or prefix.shape[1] != layers * 2 * width:
+        if type(layers) is not int or type(width) is not int or prefix.shape[1] != layers * 2 * width:
             raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prefix.shape)}, expected (n, "
                                    f"num_layers x 2 x token_dim) = (n, {layers} x 2 x {width})")
+        most = int(PrefixTuningConfig.__dataclass_fields__["tokens"].metadata["high"])
+        if prefix.shape[0] > most:
+            raise AdapterFileError(f"{where}: {prefix.shape[0]} virtual tokens; the studio takes at most {most}")
         studio = {}
         for i, chunk in enumerate(prefix.split(width, dim=1)):
             studio[f"layers.{i // 2}.attn.kv_prefix.{'values' if i % 2 else 'keys'}"] = chunk

@@ -12,6 +12,7 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import PROMPT, Site
 from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
+from ..safe_io import expect_shape
 from .config import MethodConfig, option
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 from .peft_format import modules_of
@@ -104,9 +105,9 @@ class PromptTuningMethod(Method):
         notes = [f"sequence length {seq_len} -> {seq_len + config.tokens}",
                  f"soft prompt {config.tokens}x{base.hidden_size} concatenated before the token embeddings",
                  "pooling over " + ("the prompt and the text" if config.pool_over != "text" else "the text only")]
-        if base.max_positions:
-            notes.append(f"texts are cut to {base.max_positions - config.tokens} tokens: the prompt takes "
-                         f"{config.tokens} of the {base.max_positions} positions")
+        if base.position_limit:
+            notes.append(f"texts are cut to {base.position_limit - config.tokens} tokens: the prompt takes "
+                         f"{config.tokens} of the {base.position_limit} positions")
         return notes
 
     # ---- Hugging Face PEFT exchange --------------------------------------------------------------
@@ -128,8 +129,14 @@ class PromptTuningMethod(Method):
             raise AdapterFileError(f"{where}: num_transformer_submodules {submodules} is for encoder-decoder models; "
                                    "a BERT encoder has 1")
         prompt = tensors["prompt_embeddings"]
-        if prompt.dim() != 2:
-            raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prompt.shape)}, expected (n, d)")
+        expect_shape(prompt, 2, f"{where}: prompt_embeddings", AdapterFileError, "(n, d)")
+        for name, size in (("num_virtual_tokens", prompt.shape[0]), ("token_dim", prompt.shape[1])):
+            if peft_config.get(name) is not None and peft_config[name] != size:
+                raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prompt.shape)}, but "
+                                       f"adapter_config.json says {name}={peft_config[name]}")
+        most = int(PromptTuningConfig.__dataclass_fields__["tokens"].metadata["high"])
+        if prompt.shape[0] > most:
+            raise AdapterFileError(f"{where}: {prompt.shape[0]} virtual tokens; the studio takes at most {most}")
         return {"tokens": int(prompt.shape[0])}, {"embeddings.prompt.prompt": prompt}
 
     def peft_notes(self, config: PromptTuningConfig, base: FrozenBase) -> list[str]:
@@ -165,6 +172,6 @@ def prompt_settings(base: FrozenBase, tokens: int) -> dict[str, Any]:
 
 def check_positions(tokens: int, base: FrozenBase, what: str) -> None:
     """Refuse, at configuration time, n vectors that leave a text fewer than 2 positions ([CLS] and [SEP])."""
-    if base.max_positions is not None and base.max_positions - tokens < 2:
-        raise ConfigError(f"tokens: {tokens} {what} leave {base.max_positions - tokens} of the {base.max_positions} "
-                          f"position embeddings of {base.name} for the text; use at most {base.max_positions - 2}")
+    if base.position_limit is not None and base.position_limit - tokens < 2:
+        raise ConfigError(f"tokens: {tokens} {what} leave {base.position_limit - tokens} of the {base.position_limit} "
+                          f"position embeddings of {base.name} for the text; use at most {base.position_limit - 2}")

@@ -23,6 +23,7 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR, Site
 from ..errors import AdapterFileError
 from ..model import StudioModel
+from ..safe_io import expect_shape
 from .config import MethodConfig, option
 from .method import Method, MethodCard, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
@@ -172,7 +173,12 @@ class VeraMethod(Method):
             raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
         tensors = dict(tensors)
         pair = tensors.pop("base_model.vera_A", None), tensors.pop("base_model.vera_B", None)
-        if pair[0] is not None and pair[1] is not None:  # saved projections must be the key's, which the studio draws
+        if pair[0] is not None and pair[1] is not None:
+            expect_shape(pair[0], 2, f"{where}: vera_A", AdapterFileError, f"({r}, in)")
+            expect_shape(pair[1], 2, f"{where}: vera_B", AdapterFileError, f"(out, {r})")
+            if pair[0].shape[0] != r or pair[1].shape[1] != r:
+                raise AdapterFileError(f"{where}: vera_A / vera_B have rank {pair[0].shape[0]} / {pair[1].shape[1]}, "
+                                       f"r is {r}")  # saved projections must be the key's, which the studio draws
             drawn = VeraProjection(r, pair[0].shape[1], pair[1].shape[0], key)
             if not (torch.equal(drawn.vera_A, pair[0].float()) and torch.equal(drawn.vera_B, pair[1].float())):
                 raise AdapterFileError(f"{where}: the saved vera_A / vera_B are not the ones projection_prng_key "
@@ -180,6 +186,9 @@ class VeraMethod(Method):
         studio: dict[str, torch.Tensor] = {}
         for module, parts in split_module_keys(tensors, ("vera_lambda_b", "vera_lambda_d"), where, "a VeRA").items():
             for leaf, tensor in parts.items():
+                expect_shape(tensor, 1, f"{where}: {module}.{leaf}", AdapterFileError, "a vector")
+                if leaf == "vera_lambda_d" and tensor.shape[0] != r:
+                    raise AdapterFileError(f"{where}: {module}.vera_lambda_d has {tensor.shape[0]} entries, r is {r}")
                 studio[f"{module}.{leaf}"] = tensor
         dropout, d_initial = float(peft_config.get("vera_dropout") or 0.0), float(peft_config.get("d_initial", 0.1))
         if not 0 <= dropout < 1 or not math.isfinite(d_initial):

@@ -16,7 +16,7 @@ from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtGui import QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
+from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, longest_prefix
 from ...core.census import CensusRow
 from .. import theme
 from .items import BlockItem, SiteItem, TokenRowItem, arrow
@@ -53,10 +53,6 @@ class DiagramInfo:
 
 def site_key(site_id: str) -> str:
     return SITE_PREFIX + site_id
-
-
-def _is_prefix(path: str | None, of: str) -> bool:
-    return bool(path) and (of == path or of.startswith(path + "."))
 
 
 class DiagramScene(QGraphicsScene):
@@ -173,10 +169,7 @@ class DiagramScene(QGraphicsScene):
         if row.owner == "method" and row.site in self.site_ids:
             return row.site
         path = row.name.removeprefix("base.").rsplit(".", 1)[0]
-        best, best_len = "", -1
-        for block in self.all_blocks.values():
-            if _is_prefix(block.module_path, path) and len(block.module_path or "") > best_len:
-                best, best_len = block.id, len(block.module_path or "")
+        best = longest_prefix(path, ((b.id, b.module_path) for b in self.all_blocks.values()))
         if best:
             return best
         return row.site if row.site in self.site_ids else path
@@ -209,13 +202,10 @@ class _Layout:
         self._anchor_sites()
 
     # ---- where each site goes ---------------------------------------------------------------
-    def _deepest_parent(self, path: str, kinds: tuple[str, ...] | None = None) -> str:
-        best, best_len = ROOT, -1
-        for block in self.scene.all_blocks.values():
-            if block.children and _is_prefix(block.module_path, path) and block.module_path != path \
-                    and (kinds is None or block.kind in kinds) and len(block.module_path) > best_len:
-                best, best_len = block.id, len(block.module_path)
-        return best
+    def _deepest_parent(self, path: str) -> str:
+        """The innermost container block around the module at `path` (ROOT when none)."""
+        containers = ((b.id, b.module_path) for b in self.scene.all_blocks.values() if b.children)
+        return longest_prefix(path, containers, strict=True) or ROOT
 
     def _children(self, parent: str) -> tuple[Block, ...]:
         return tuple(self.info.blocks) if parent == ROOT else self.scene.all_blocks[parent].children

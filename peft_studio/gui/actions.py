@@ -1,0 +1,115 @@
+"""The window's actions (toolbar buttons, menu entries, shortcuts), built in one place from a table of slots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QComboBox, QMainWindow, QWidget
+
+
+def make_action(parent: QWidget, text: str, shortcut: str | QKeySequence.StandardKey, tip: str,
+                slot: Callable[[], object]) -> QAction:
+    """An action whose tooltip names its shortcut."""
+    action = QAction(text, parent)
+    action.setShortcut(QKeySequence(shortcut) if isinstance(shortcut, str) else shortcut)
+    action.setToolTip(f"{tip}  [{action.shortcut().toString()}]")
+    action.setStatusTip(tip)
+    action.triggered.connect(lambda _checked=False: slot())
+    return action
+
+
+def make_combo(items: list[str], tip: str) -> QComboBox:
+    box = QComboBox()
+    box.addItems(items)
+    box.setToolTip(tip)
+    box.setMinimumContentsLength(10)
+    return box
+
+
+@dataclass
+class Slots:
+    """What each action does: the window passes its own methods and its collaborators'."""
+
+    reset: Callable[[], object]
+    play_pause: Callable[[], object]
+    step_once: Callable[[], object]
+    stop: Callable[[], object]
+    seed_example: Callable[[], object]
+    undo: Callable[[], object]
+    redo: Callable[[], object]
+    fit: Callable[[], object]
+    presentation: Callable[[], object]
+    export: Callable[[], object]
+    open_dataset: Callable[[], object]
+    save_adapter: Callable[[], object]
+    load_adapter: Callable[[], object]
+    save_setup: Callable[[], object]
+    open_setup: Callable[[], object]
+    zoom_in: Callable[[], object]
+    zoom_out: Callable[[], object]
+    collapse_layers: Callable[[], object]
+    quit: Callable[[], object]
+
+
+class StudioActions:
+    """Every QAction of the window, with its text, shortcut and tooltip."""
+
+    def __init__(self, parent: QMainWindow, slots: Slots) -> None:
+        a = lambda *args: make_action(parent, *args)  # noqa: E731 - a table reads better with a short name
+        self.reset = a("⟲ Reset", "Ctrl+R", "Re-initialise the method's parts and the head (the frozen base never "
+                       "changes)", slots.reset)
+        self.play = a("▶ Play", "Space", "Train in the background; Space pauses/resumes", slots.play_pause)
+        self.step = a("Step ▸|", "Right", "Exactly one optimizer step (also '.')", slots.step_once)
+        self.step.setShortcuts([QKeySequence("Right"), QKeySequence(".")])
+        self.stop = a("■ Stop", "Esc", "Stop the run; the weights stay as trained", slots.stop)
+        self.seed = a("Seed example (Adapter)", "Ctrl+1", "The seed's run: seed-pooled base, seed-intents, adapter "
+                      "bottleneck 4, lr 0.05, seed 42, 201 steps", slots.seed_example)
+        self.undo = a("Undo", QKeySequence.StandardKey.Undo, "Undo the last setting change (Ctrl+Z)", slots.undo)
+        self.redo = a("Redo", "Ctrl+Shift+Z", "Redo (Ctrl+Shift+Z)", slots.redo)
+        self.fit = a("Fit", "F", "Fit the whole diagram to the window", slots.fit)
+        self.present = a("Presentation", "F5", "Large fonts and thick lines for a projector", slots.presentation)
+        self.present.setCheckable(True)
+        self.export = a("Export…", "Ctrl+E", "Export the plots (PNG), the curve (CSV) or the diagram (SVG/PNG)",
+                        slots.export)
+        self.open = a("Open dataset…", "Ctrl+O", "Open a dataset file", slots.open_dataset)
+        self.save_adapter = a("Save adapter…", "Ctrl+S", "Save the trained parts and the head (safetensors + setup "
+                              "metadata)", slots.save_adapter)
+        self.load_adapter = a("Load adapter…", "Ctrl+Shift+O", "Load a saved adapter into the current model (same "
+                              "base and method)", slots.load_adapter)
+        self.save_setup = a("Save setup…", "Ctrl+Shift+S", "Save base, method, options, dataset and training "
+                            "settings as a JSON file (no weights)", slots.save_setup)
+        self.open_setup = a("Open setup…", "Ctrl+Shift+L", "Open a saved setup (undo with Ctrl+Z)", slots.open_setup)
+        self.zoom_in = a("Zoom in", "Ctrl+=", "Zoom in", slots.zoom_in)
+        self.zoom_in.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
+        self.zoom_out = a("Zoom out", "Ctrl+-", "Zoom out", slots.zoom_out)
+        self.layers = a("Collapse layers", "L", "Collapse/expand the repeated layers", slots.collapse_layers)
+        self.quit = a("Quit", QKeySequence.StandardKey.Quit, "Close the studio", slots.quit)
+
+    def transport(self) -> tuple[QAction, ...]:
+        return self.reset, self.play, self.step, self.stop
+
+    def model_changing(self) -> tuple[QAction, ...]:
+        """Actions that change or read the model: disabled while a run holds it."""
+        return self.seed, self.open, self.load_adapter, self.open_setup, self.save_adapter
+
+    def install_menus(self, window: QMainWindow) -> None:
+        menus = {
+            "&File": (self.open, None, self.open_setup, self.save_setup, None, self.save_adapter, self.load_adapter,
+                      None, self.export, None, self.quit),
+            "&Edit": (self.undo, self.redo),
+            "&Run": (self.play, self.step, self.stop, self.reset),
+            "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present),
+            "E&xamples": (self.seed,),
+        }
+        for title, actions in menus.items():
+            menu = window.menuBar().addMenu(title)
+            menu.setToolTipsVisible(True)
+            for action in actions:
+                if action is None:
+                    menu.addSeparator()
+                else:
+                    menu.addAction(action)
+        for action in (self.zoom_in, self.zoom_out, self.layers):
+            window.addAction(action)  # shortcuts that live in menus only still need the window to own them

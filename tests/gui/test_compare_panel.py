@@ -1,0 +1,48 @@
+"""The comparison board in the studio: a family run in a worker fills it live; the ledger follows the setup."""
+
+from __future__ import annotations
+
+from peft_studio.core.runs import RunStore
+from peft_studio.gui.compare_panel import ComparePanel
+from peft_studio.gui.controller import Controller
+
+
+def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
+    controller = Controller()
+    controller.set_training(steps=3, eval_every=1)
+    store = RunStore(tmp_path / "runs")
+    panel = ComparePanel(controller, store)
+    qtbot.addWidget(panel)
+    started: list[str] = []
+    panel.method_started.connect(started.append)
+    panel.run_family(["lora", "prefix-tuning", "head-only"])
+    qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
+    assert started == ["lora", "prefix-tuning", "head-only"]
+    assert [r.method for r in panel.board.runs()] == ["lora", "prefix-tuning", "head-only"]
+    assert sorted(r.method for r in store.list()) == ["head-only", "lora", "prefix-tuning"]
+    assert panel.status.text() == "Family run finished."
+
+
+def test_the_family_run_stops_between_steps(qtbot, tmp_path):
+    controller = Controller()
+    controller.set_training(steps=100_000)
+    panel = ComparePanel(controller, RunStore(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.run_family(["lora", "adapter"])
+    qtbot.waitUntil(lambda: panel.status.text().startswith("Training"), timeout=60_000)
+    panel.stop_family()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert panel.board.runs() == [] and panel.status.text().startswith("Stopped during 1/2 lora")
+
+
+def test_the_ledger_follows_the_setup_and_measures_a_step(qtbot, tmp_path):
+    controller = Controller()
+    panel = ComparePanel(controller, RunStore(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    before = panel.ledger.current_estimate()
+    controller.set_method("prompt-tuning")
+    after = panel.ledger.current_estimate()
+    assert before is not None and after is not None and after != before
+    weights = dict(controller.experiment.model.state_dict())
+    assert panel.measure()
+    assert all((weights[k] == v).all() for k, v in controller.experiment.model.state_dict().items())
