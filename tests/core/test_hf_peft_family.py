@@ -1,5 +1,5 @@
 """PEFT exchange for every method that has a PEFT form, through the methods' own hooks: studio -> PEFT folder ->
-PeftModel gives the same outputs, and a PEFT-trained adapter predicts the same in the studio."""
+PeftModel gives the same outputs, and an adapter made with PEFT predicts the same in the studio."""
 
 from __future__ import annotations
 
@@ -45,8 +45,14 @@ def folder():
     return str(minilm_folder())
 
 
+_BERT: dict = {}
+
+
 def bert(folder):
-    return transformers.BertModel.from_pretrained(folder).eval()
+    """A fresh copy of MiniLM as transformers' BertModel (loaded once per run, copied per use)."""
+    if folder not in _BERT:
+        _BERT[folder] = transformers.BertModel.from_pretrained(folder).eval()
+    return copy.deepcopy(_BERT[folder])
 
 
 def nudge(experiment, scale=0.1):
@@ -78,10 +84,7 @@ CASES = [
     ("dora", {"r": 4, "targets": "query,value,output.dense", "layers": "0,3"}),
     ("vera", {"r": 32, "targets": "q,up", "projection_prng_key": 3}),
     ("ln-tuning", {"targets": "LayerNorm"}),
-    ("ln-tuning", {"targets": "attn-norm", "layers": "1,2"}),
-    ("ia3", {"targets": "key,value,output.dense"}),  # PEFT's default IA3: inputs of both output denses
     ("ia3", {"targets": "q-in,up-in,v"}),
-    ("prefix-tuning", {"tokens": 5, "positions": "shifted"}),
     ("prefix-tuning", {"tokens": 3, "positions": "shifted", "prefix_projection": 16}),
     ("prompt-tuning", {"tokens": 6, "pool_over": "text"}),
     ("prompt-tuning", {"tokens": 6, "pool_over": "prompt-and-text"}),
@@ -94,7 +97,8 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path, folder, data, meth
     experiment = Experiment(Setup("minilm", method, options, seed=1), data)
     nudge(experiment)
     out = export_peft(experiment, tmp_path / "adapter")
-    wrapped = peft.PeftModel.from_pretrained(bert(folder), str(out)).eval()
+    prompt_learning = method in ("prompt-tuning", "prefix-tuning")  # PEFT loads those frozen only
+    wrapped = peft.PeftModel.from_pretrained(bert(folder), str(out), is_trainable=not prompt_learning).eval()
     ids, mask = experiment.tokenizer.batch(TEXTS)
     experiment.model.eval()
     with torch.no_grad():
@@ -106,10 +110,9 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path, folder, data, meth
     real = torch.cat([torch.zeros(len(TEXTS), extra, dtype=torch.bool), mask], dim=1)
     assert (theirs - ours)[real].abs().max() <= 1e-4
     assert (readme_logits(out, wrapped, ids, mask) - logits).abs().max() <= 1e-4
-    if method != "prefix-tuning" or "prefix_projection" not in options:  # an evaluated MLP is a plain prefix
-        config = copy.copy(wrapped.peft_config["default"])
-        config.inference_mode = False  # a loaded adapter is frozen: count what training it would train
-        trainable = sum(p.numel() for p in peft.get_peft_model(bert(folder), config).parameters() if p.requires_grad)
+    if "prefix_projection" not in options:  # an evaluated MLP is a plain prefix: fewer numbers in the file
+        trainable = wrapped.prompt_encoder.default.embedding.weight.numel() if prompt_learning else \
+            sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
         assert trainable == experiment.method_parameter_count()
     again = import_peft(Setup("minilm", seed=9), out, data)  # and back: the same predictions
     again.model.eval()
@@ -119,31 +122,21 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path, folder, data, meth
         assert again.method_parameter_count() == experiment.method_parameter_count()
 
 
-def peft_train(folder, config, data, steps=2):
-    torch.manual_seed(0)
+def peft_adapter(folder, config):
+    """A PEFT adapter whose every trainable tensor has moved off its initial value (as after training; VeRA's
+    lambda_b and LoRA's B start at zero), and a head on the mean-pooled states."""
     wrapped = peft.get_peft_model(bert(folder), config)
-    head = torch.nn.Linear(384, data.num_labels)
-    from peft_studio.core.bases.pretrained import load_pretrained
-
-    ids, mask = load_pretrained("minilm").tokenizer.batch(list(data.train_texts[:16]))
-    labels = torch.tensor(data.train_labels[:16])
-    optimizer = torch.optim.Adam([p for p in wrapped.parameters() if p.requires_grad] + list(head.parameters()),
-                                 lr=1e-2)
-    wrapped.train()
-    for _ in range(steps):
-        hidden = wrapped(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        weights = mask[..., None].float()
-        loss = torch.nn.functional.cross_entropy(head((hidden * weights).sum(1) / weights.sum(1)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return wrapped.eval(), head
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in wrapped.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+    torch.manual_seed(0)
+    return wrapped.eval(), torch.nn.Linear(384, 2)
 
 
 PEFT_CONFIGS = {
     "ia3-default": lambda: peft.IA3Config(),  # 16,128: keys, values, inputs of attention.output.dense and output.dense
-    "ia3-intermediate-input": lambda: peft.IA3Config(target_modules=["intermediate.dense", "query"],
-                                                     feedforward_modules=["intermediate.dense"]),
     "dora": lambda: peft.LoraConfig(r=4, lora_alpha=8, target_modules=["key", "output.dense"], use_dora=True),
     "vera": lambda: peft.VeraConfig(r=16, target_modules=["query", "value"], projection_prng_key=11),
     "vera-no-projection": lambda: peft.VeraConfig(r=8, target_modules=["value"], save_projection=False),
@@ -153,8 +146,8 @@ PEFT_CONFIGS = {
 
 
 @pytest.mark.parametrize("name", list(PEFT_CONFIGS))
-def test_a_peft_trained_adapter_imports_and_predicts_the_same(tmp_path, folder, data, name):
-    wrapped, head = peft_train(folder, PEFT_CONFIGS[name](), data)
+def test_a_peft_adapter_imports_and_predicts_the_same(tmp_path, folder, data, name):
+    wrapped, head = peft_adapter(folder, PEFT_CONFIGS[name]())
     out = tmp_path / "trained"
     wrapped.save_pretrained(str(out))
     save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
