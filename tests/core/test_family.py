@@ -308,3 +308,12 @@ def test_prompt_pooling_is_a_stated_choice(minilm, hf_bert):
             model.detach_method()
     with pytest.raises(Exception, match="pool_over text"):
         attach(build_base("seed-pooled"), "prompt-tuning", {"pool_over": "text"})
+
+
+def test_an_input_scale_sits_on_its_own_site_in_the_census():
+    base = build_base("tiny")
+    _, _, model = attach(base, "ia3", {"targets": "q-in,q", "layers": "0"})
+    sites = {row.name: row.site for row in take_census(model).rows if "ia3_scale" in row.name}
+    assert sites == {"base.layers.0.attn.q.ia3_scale": "layers.0.attn.q.input",  # applied last: the outer one
+                     "base.layers.0.attn.q.inner.ia3_scale": "layers.0.attn.q"}
+    model.detach_method()

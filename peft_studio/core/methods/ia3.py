@@ -37,6 +37,7 @@ class ChannelScale(nn.Module):
         super().__init__()
         self.inner = inner  # a Linear whose output (or input) is scaled, or None on an activation
         self.scale_input = scale_input
+        self.site_kind = LINEAR_INPUT if scale_input else None  # the census puts its vector on the input site
         self.ia3_scale = nn.Parameter(torch.ones(width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
