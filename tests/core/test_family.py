@@ -192,11 +192,16 @@ def test_ln_tuning_counts_and_outputs_equal_peft(minilm, hf_bert, data):
         model.detach_method()
 
 
-def test_default_ln_tuning_is_every_layernorm(minilm, hf_bert):
-    method, config, model = attach(minilm, "ln-tuning", {})
-    model.detach_method()
-    wrapped = _peft(hf_bert, peft.LNTuningConfig(target_modules=["LayerNorm"]))
-    assert method.parameter_count(config, minilm) == _trainable(wrapped) == 13 * 2 * 384 == 9_984
+def test_the_readme_counts_of_the_studio_defaults(minilm, hf_bert):
+    def count(name):
+        method = get_method(name)
+        return method.parameter_count(method.default_config(), minilm)
+
+    # LayerNorm tuning: every LayerNorm (PEFT has no BERT default: name them)
+    assert count("ln-tuning") == _trainable(_peft(hf_bert, peft.LNTuningConfig(target_modules=["LayerNorm"]))) \
+        == 13 * 2 * 384 == 9_984
+    assert count("dora") == _trainable(_peft(hf_bert, peft.LoraConfig(r=8, use_dora=True))) == 78_336
+    assert count("vera") == _trainable(_peft(hf_bert, peft.VeraConfig())) == 7_680  # r=256 on query, value
 
 
 # ---- on the tiny base: training touches only the method, detach restores the base -----------------
