@@ -24,10 +24,11 @@ from torch.nn import functional as F
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.experiment import Experiment, Setup
+from peft_studio.core.threads import usable_cores
 
 SETUP = Setup("tiny", "lora", {}, seed=0)  # the window's default: tiny + intents + LoRA, full batch
 ROUNDS = 3
-CORES = os.cpu_count() or 1
+CORES = usable_cores()
 THREAD_COUNTS = sorted({n for n in (1, 2, 4, CORES) if n <= CORES})  # the bare loop's candidates
 
 
@@ -46,8 +47,8 @@ def bare_loop_steps_per_second(threads: int, steps: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def window_steps_per_second(steps: int) -> tuple[float, float]:
-    """Steps/s of a run in the window, and the frames/s it repainted at meanwhile."""
+def window_steps_per_second(steps: int) -> tuple[float, float, int]:
+    """Steps/s of a run in the window, the frames/s it repainted at meanwhile, its torch threads at the end."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop
 
@@ -72,8 +73,9 @@ def window_steps_per_second(steps: int) -> tuple[float, float]:
         loop.exec()  # the GUI thread sleeps between events, as under app.exec()
     elapsed = time.perf_counter() - started
     done = window.runner.step
+    threads = window.runner.tuner.threads
     window.close()
-    return done / elapsed, len(frames) / elapsed
+    return done / elapsed, len(frames) / elapsed, threads
 
 
 def measure(part: str, steps: int) -> list[float]:
@@ -91,7 +93,7 @@ def main(steps: int) -> None:
         for part, found in rates.items():
             rate, *frames = measure(part, steps)
             found.append(rate)
-            frame_rates += frames
+            frame_rates += frames[:1]
     for threads in THREAD_COUNTS:
         print(f"bare loop, {threads} torch thread(s), steps/s = {_best(rates[f'bare{threads}'])}")
     print(f"studio window (worker thread, live plots), steps/s = {_best(rates['window'])}")

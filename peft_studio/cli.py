@@ -149,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default="cpu")
     compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     compare.add_argument("--runs-dir", metavar="DIR", help="where the runs are saved (default: the user data folder)")
+    predict = commands.add_parser("predict", help="predict with one named adapter of a set on one base")
+    predict.add_argument("--adapters", required=True, metavar="FILES",
+                         help="comma list of adapter files (.safetensors) made for the same base")
+    predict.add_argument("--use", metavar="NAME", help="the adapter to predict with (default: the first)")
+    predict.add_argument("--list", action="store_true", help="list the adapters with their bytes beside the base's")
+    predict.add_argument("texts", nargs="*", metavar="TEXT")
+    shot = commands.add_parser("screenshot", help="render the window for real (training included) to a PNG")
+    shot.add_argument("out", metavar="OUT.png")
+    shot.add_argument("--size", default="1600x1000", help="window size WIDTHxHEIGHT (default 1600x1000)")
+    shot.add_argument("--presentation", action="store_true", help="presentation mode (F5): projector sizes")
+    shot.add_argument("--method", default=None, help="the method to show (default: the window's)")
+    shot.add_argument("--base", default=None, help="the frozen base (default: the window's)")
+    shot.add_argument("--steps", type=bounded_int(0, 100_000), default=60, help="steps to train first (default 60)")
     return parser
 
 
@@ -217,7 +230,7 @@ def _given(value: Any, default: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .core.store import save_adapter
+    from .core.store import check_adapter_writable, save_adapter
     from .core.train import TrainSettings, train
 
     if args.setup:
@@ -232,7 +245,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.export_peft:
         from .core.hf_peft import check_peft_export
 
-        check_peft_export(experiment)  # refuse before training, not after it
+        check_peft_export(experiment, args.export_peft)  # refuse before training, not after it
+    if args.save_adapter:
+        check_adapter_writable(args.save_adapter)  # a long run is never lost to an unwritable path
     _print_totals(experiment.census())
     for event in train(experiment, settings):
         if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:
@@ -258,7 +273,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
     census = experiment.census()
     if args.json:
-        print(json.dumps(census.to_json(), indent=1))
+        from .core.tensor_bytes import census_json
+
+        print(json.dumps(census_json(census, experiment.base), indent=1))
         return 0
     print(f"base: {experiment.base.describe()}   method: {experiment.method.title}   "
           f"dataset: {experiment.dataset.name}")
@@ -271,6 +288,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{r.dtype:7}  {r.bytes:>10,}  {'yes' if r.trainable else 'no (frozen)'}")
     _print_totals(census)
     print(f"trainable % = {census.trainable_percent:.4f}%")
+    from .core.tensor_bytes import census_json
+
+    sizes = census_json(census, experiment.base)
+    print("bytes if stored as: " + ", ".join(f"{d} {sizes[f'bytes_{d}']:,}" for d in ("fp32", "bf16", "nf4"))
+          + (" (meta device: shapes only, no weights)" if experiment.base.on_meta_device else ""))
     if census.quantization:
         q = census.quantization
         print(f"quantized base: {q.tensors} Linear weights in NF4 = {q.stored_bytes:,} bytes "
@@ -302,6 +324,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.adapter_set import AdapterSet, describe_set
+
+    adapters = AdapterSet.from_files([p for p in args.adapters.split(",") if p])
+    if args.use:
+        adapters.activate(args.use)
+    if args.list or not args.texts:
+        print("\n".join(describe_set(adapters)))
+    for text, probs in zip(args.texts, adapters.predict(args.texts).tolist() if args.texts else [], strict=True):
+        best = max(range(len(probs)), key=probs.__getitem__)
+        print(f"{text} -> {adapters.get(adapters.active).dataset.label_names[best]} ({probs[best]:.2f})")
+    return 0
+
+
 def start_gui() -> int:
     try:
         from .gui.app import main as gui_main
@@ -310,6 +346,15 @@ def start_gui() -> int:
               file=sys.stderr)
         return 2
     return gui_main()
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    """Delegates to the GUI's screenshot module (imported here only: the other commands never load Qt)."""
+    from .gui.screenshot import parse_size, take
+
+    print(take(args.out, steps=args.steps, size=parse_size(args.size), method=args.method, base=args.base,
+               presentation=args.presentation))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_methods()
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "predict":
+            return cmd_predict(args)
+        if args.command == "screenshot":
+            return cmd_screenshot(args)
         return start_gui()
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

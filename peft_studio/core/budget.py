@@ -142,8 +142,10 @@ def dims_of(experiment: Any) -> Dims:
               "labels": experiment.dataset.num_labels}
     if cfg is None:
         return Dims("pooled", **common)
-    return Dims("encoder", heads=cfg.n_heads, layers=cfg.n_layers, ff=cfg.d_ff, positions=cfg.max_positions,
-                **common)
+    # encoder (EncoderConfig) and decoder (DecoderConfig) names differ; the transformer sizes are the same idea
+    heads = getattr(cfg, "n_heads", None) or getattr(cfg, "num_heads", 1)
+    ff = getattr(cfg, "d_ff", None) or getattr(cfg, "intermediate_size", 4 * base.hidden_size)
+    return Dims("encoder", heads=heads, layers=base.num_layers, ff=ff, positions=cfg.max_positions, **common)
 
 
 def _tokens(setup: Any) -> int:

@@ -8,6 +8,8 @@ from .experiment import Setup
 from .resources import resource_files, resource_path
 from .train import TrainSettings
 
+SEED_EXAMPLE = "seed-example"  # the seed's Adapter run, shipped as a setup file
+
 
 def example_names() -> list[str]:
     return [p.stem for p in resource_files("setups", "*.json")]

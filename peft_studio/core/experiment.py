@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,9 +60,12 @@ class Experiment:
         base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
         self.method.validate(self.config, base)
         model = StudioModel(base)
-        self.method.attach(model, self.config)
-        head_trains = not self.config.freeze_head
-        model.add_head(self.dataset.num_labels, trainable=head_trains)
+        # A meta-device base (shapes only): the method's parts and the head go on meta too, so a 70B census
+        # costs no memory; such a model is inspected, never run (require_weights).
+        with torch.device("meta") if base.on_meta_device else contextlib.nullcontext():
+            self.method.attach(model, self.config)
+            head_trains = not self.config.freeze_head
+            model.add_head(self.dataset.num_labels, trainable=head_trains)
         if not model.trainable_parameters():
             raise ConfigError("nothing to train: the method adds no parameters and the head is frozen")
         return model
@@ -76,6 +80,8 @@ class Experiment:
             raise ConfigError(f"device {device!r} is not available here (use cpu"
                               f"{', cuda' if torch.cuda.is_available() else ''})")
         self.device = torch.device(device)
+        if self.base.on_meta_device:  # nothing to move: shapes only
+            return
         self.model.to(self.device)
         for name in ("train_ids", "train_mask", "train_labels", "val_ids", "val_mask", "val_labels"):
             value = getattr(self, name)
@@ -105,9 +111,16 @@ class Experiment:
     def selected_sites(self) -> list:
         return self.method.selected_sites(self.config, self.base)
 
+    def require_weights(self, verb: str) -> None:
+        """A meta-device base has shapes and no weights: it cannot be run."""
+        if self.base.on_meta_device:
+            raise ConfigError(f"base {self.base.name!r} is an architecture on the meta device (shapes, no weights): "
+                              f"it can be inspected but not {verb}; use tiny-decoder or a checkpoint to train")
+
     @torch.no_grad()
     def predict(self, texts: list[str]) -> torch.Tensor:
         """Class probabilities [len(texts), num_labels]."""
+        self.require_weights("asked to predict")
         ids, mask = (t.to(self.device) for t in self.tokenizer.batch(texts))
         was_training = self.model.training
         self.model.eval()

@@ -37,14 +37,21 @@ class NF4Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.bias = linear.bias  # the original frozen Parameter, untouched
+        if linear.weight.is_meta:  # shapes only: bitsandbytes' storage layout, no codes (nothing to quantize)
+            numel = linear.weight.numel()
+            self.register_buffer("weight_nf4", torch.empty((numel + 1) // 2, 1, dtype=torch.uint8, device="meta"))
+            self.register_buffer("weight_absmax", torch.empty(-(-numel // BLOCK_SIZE), device="meta"))
+            self.quant_state = None
+            self.error = QuantError(float("nan"), float("nan"), float("nan"))
+            return
         bnb = _bnb_functional()
         weight = linear.weight.detach().float().contiguous()
         packed, state = bnb.quantize_4bit(weight, blocksize=BLOCK_SIZE, quant_type=QUANT_TYPE)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("weight_nf4", packed)
         self.register_buffer("weight_absmax", state.absmax)
         self.quant_state = state
-        self.bias = linear.bias  # the original frozen Parameter, untouched
         restored = self.dequantized_weight()
         diff = (restored - weight).abs()
         relative = torch.linalg.norm(restored - weight) / torch.linalg.norm(weight).clamp(min=1e-12)

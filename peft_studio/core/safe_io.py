@@ -283,13 +283,15 @@ def check_writable(path: str | os.PathLike, error: ErrorType = PeftStudioError, 
         if stat.S_ISDIR(mode):
             raise error(f"{label}: is a folder; give a file name")
         _check_regular(mode, label, error)
-    existing = target
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise error(f"{label}: cannot write there: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise error(f"{label}: cannot write there: the folder {existing} is not writable")
+    # A real probe, as the writer will do it (os.access says yes to root everywhere, /proc included):
+    # make the folder, create and remove a temp file in it.
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=target, prefix=".peft-studio-probe.", suffix=".tmp")
+        os.close(handle)
+        os.unlink(temp)
+    except OSError as exc:
+        raise error(f"{label}: cannot write into {target} ({exc.strerror or exc})") from None
 
 
 # ---- safetensors --------------------------------------------------------------------------------

@@ -41,17 +41,22 @@ TRAINING_INT_RANGES = {"steps": (-2**63, 10_000_000), "batch_size": (-2**63, 10_
 def save_setup(path: str | os.PathLike, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> Path:
     """Write the setup as JSON (atomically: a half-written file never replaces a good one)."""
     path = Path(path)
+    document = setup_document(setup, dataset, settings, path.parent)
+    return safe_io.write_text_atomically(path, json.dumps(document, indent=2) + "\n", ConfigError)
+
+
+def setup_document(setup: Setup, dataset: TextDataset, settings: TrainSettings, folder: Path) -> dict[str, Any]:
+    """The JSON object a setup file holds (a lesson embeds it); data paths relative to `folder`."""
     if not dataset.recipe:
         raise ConfigError(f"the dataset '{dataset.name}' was not loaded from a file or the built-ins, so a "
                           "setup file cannot name it")
-    document = {
+    return {
         "format": FORMAT, "version": VERSION,
         "base": setup.base, "base_options": dict(setup.base_options),
         "method": setup.method, "options": dict(setup.options), "seed": setup.seed,
-        "dataset": _portable(dict(dataset.recipe), path.parent),
+        "dataset": _portable(dict(dataset.recipe), folder),
         "training": {name: getattr(settings, name) for name in SAVED_SETTINGS},
     }
-    return safe_io.write_text_atomically(path, json.dumps(document, indent=2) + "\n", ConfigError)
 
 
 def load_setup(path: str | os.PathLike) -> tuple[Setup, TextDataset, TrainSettings]:
@@ -62,8 +67,12 @@ def load_setup(path: str | os.PathLike) -> tuple[Setup, TextDataset, TrainSettin
         raise ConfigError(f"{path}: no such setup file")
     if os.path.isdir(path):
         raise ConfigError(f"{path.name}: is a folder, not a setup file")
-    where = path.name
-    doc = safe_io.read_json_object(path, where, ConfigError, limit=MAX_SETUP_BYTES)
+    doc = safe_io.read_json_object(path, path.name, ConfigError, limit=MAX_SETUP_BYTES)
+    return parse_setup(doc, path.parent, path.name)
+
+
+def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, TextDataset, TrainSettings]:
+    """Check a setup object (a file's, or one inside a lesson) and load its dataset; errors name `where`."""
     if doc.get("format") != FORMAT:
         raise ConfigError(f"{where}: not a PEFT Studio setup (its \"format\" should be \"{FORMAT}\")")
     version = doc.get("version")
@@ -85,7 +94,7 @@ def load_setup(path: str | os.PathLike) -> tuple[Setup, TextDataset, TrainSettin
         raise ConfigError(exc.args[0] if exc.args[0].startswith(f"{where}: ") else f"{where}: {exc}") from None
     settings = _settings(_field(doc, "training", dict, where), where)
     try:
-        dataset = _dataset(_field(doc, "dataset", dict, where), path.parent, where)
+        dataset = _dataset(_field(doc, "dataset", dict, where), folder, where)
     except DatasetError as exc:  # the loader names the data file; say which setup pointed at it
         raise DatasetError(f"{where}: its dataset: {exc}") from None
     # a setup that builds but cannot train is refused now, not on Play

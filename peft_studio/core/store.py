@@ -39,8 +39,11 @@ def check_adapter_writable(path: str | Path) -> Path:
     return target
 
 
-def save_adapter(experiment: Experiment, path: str | Path) -> Path:
-    """Save every trainable tensor (method parts and head) with the setup that made them."""
+def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Save every trainable tensor (method parts and head) with the setup that made them.
+
+    `extra_metadata` adds string keys (an adapter set stores its adapter's name and how to rebuild the base)."""
+    experiment.require_weights("saved")  # a meta-device base has no values to save
     path = adapter_path(path)
     tensors = {n: p.detach().cpu().contiguous() for n, p in experiment.model.named_parameters() if p.requires_grad}
     setup = experiment.setup
@@ -51,6 +54,7 @@ def save_adapter(experiment: Experiment, path: str | Path) -> Path:
         "config": json.dumps(experiment.config.to_dict()),
         "labels": json.dumps(list(experiment.dataset.label_names)),
         "base_fingerprint": experiment.model.base_fingerprint,
+        **(extra_metadata or {}),
     }
     write_atomically(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))
     return path

@@ -149,6 +149,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     at the end that every frozen tensor is bit-identical to how it started.
     """
     settings.check()
+    experiment.require_weights("trained")
     check_training_memory(experiment, settings.batch_size)  # refuse a batch that cannot fit, before the first step
     model = experiment.model
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

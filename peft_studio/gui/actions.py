@@ -51,6 +51,9 @@ class Slots:
     zoom_out: Callable[[], object]
     collapse_layers: Callable[[], object]
     quit: Callable[[], object]
+    shortcuts: Callable[[], object] = lambda: None
+    about: Callable[[], object] = lambda: None
+    toggle_panels: Callable[[], object] = lambda: None
 
 
 class StudioActions:
@@ -86,6 +89,20 @@ class StudioActions:
         self.zoom_out = a("Zoom out", "Ctrl+-", "Zoom out", slots.zoom_out)
         self.layers = a("Collapse layers", "L", "Collapse/expand the repeated layers", slots.collapse_layers)
         self.quit = a("Quit", QKeySequence.StandardKey.Quit, "Close the studio", slots.quit)
+        self.panels = a("◧ Panels", "Ctrl+B", "Show or hide the side panels (method, training, tensor table)",
+                        slots.toggle_panels)
+        self.panels.setCheckable(True)
+        self.panels.setChecked(True)
+        self.shortcuts = a("Keyboard shortcuts", "F1", "Every shortcut of the window", slots.shortcuts)
+        self.about = a("About PEFT", "Shift+F1", "The four places a trainable part can go, one click each",
+                       slots.about)
+
+    def all(self) -> tuple[QAction, ...]:
+        """Every action, in menu order (the shortcuts list is generated from it)."""
+        return (self.play, self.step, self.stop, self.reset, self.undo, self.redo, self.fit, self.zoom_in,
+                self.zoom_out, self.layers, self.present, self.panels, self.seed, self.open, self.open_setup,
+                self.save_setup, self.save_adapter, self.load_adapter, self.export, self.shortcuts, self.about,
+                self.quit)
 
     def transport(self) -> tuple[QAction, ...]:
         return self.reset, self.play, self.step, self.stop
@@ -100,8 +117,9 @@ class StudioActions:
                       None, self.export, None, self.quit),
             "&Edit": (self.undo, self.redo),
             "&Run": (self.play, self.step, self.stop, self.reset),
-            "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present),
+            "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present, self.panels),
             "E&xamples": (self.seed,),
+            "&Help": (self.shortcuts, self.about),
         }
         for title, actions in menus.items():
             menu = window.menuBar().addMenu(title)
@@ -111,5 +129,5 @@ class StudioActions:
                     menu.addSeparator()
                 else:
                     menu.addAction(action)
-        for action in (self.zoom_in, self.zoom_out, self.layers):
+        for action in (self.zoom_in, self.zoom_out, self.layers, self.panels):
             window.addAction(action)  # shortcuts that live in menus only still need the window to own them

@@ -3,7 +3,6 @@ the current base supports in a worker thread (filling the board live), and the l
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 
@@ -15,13 +14,14 @@ from ..core.compare import FamilyEvent, run_family
 from ..core.errors import PeftStudioError
 from ..core.memory import measure_ledger
 from ..core.runs import RunStore
+from ..core.threads import usable_cores
 from ..core.train import TrainControl
 from .controller import Controller
 from .panels.board import BoardWidget
 from .panels.ledger import LedgerWidget
 
 DRAIN_MS = 100  # the board is read, not watched frame by frame: 10 refreshes a second are plenty
-FAMILY_THREADS = max(1, min(4, os.cpu_count() or 1))
+FAMILY_THREADS = max(1, min(4, usable_cores()))  # a background job: a fixed, modest team
 
 
 class FamilyWorker(QThread):

@@ -9,6 +9,7 @@ from PySide6.QtCore import QObject, Signal
 from ..core.bases.sites import Site
 from ..core.census import Census
 from ..core.data import TextDataset
+from ..core.examples import SEED_EXAMPLE
 from ..core.experiment import Experiment, Setup
 from ..core.studio import ClickEffect, Snapshot, StudioState
 from ..core.train import TrainSettings
@@ -97,7 +98,7 @@ class Controller(QObject):
         return self.studio.set_training(**changes)
 
     def seed_example(self) -> bool:
-        return self.studio.load_example("seed-example")
+        return self.studio.load_example(SEED_EXAMPLE)
 
     def reset_model(self) -> None:
         self.studio.reset_model()

@@ -63,14 +63,28 @@ def site_tooltip(controller: Controller, site: Site, state: str) -> str:
     return "<br>".join(lines)
 
 
-def diagram_info(controller: Controller) -> DiagramInfo:
+def input_tokens(controller: Controller, sentence: str = "") -> tuple[str, ...]:
+    """The tokens the input row shows: the "Try it" sentence, else the first training sentence."""
+    exp = controller.experiment
+    text = sentence.strip() or (exp.dataset.train_texts[0] if exp.dataset.train_texts else "")
+    if not text:
+        return ()
+    _ids, mask = exp.tokenizer.batch([text])
+    length = int(mask.sum())
+    words = list(exp.tokenizer.tokenize(text))[:length]
+    return tuple(words + ["?"] * (length - len(words)))
+
+
+def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
     exp = controller.experiment
     change = exp.shape_change()
+    words = input_tokens(controller, sentence)
     return DiagramInfo(
         blocks=exp.base.blocks(), sites=exp.base.sites(), rows=list(controller.census.rows),
         selected=controller.selected_site_ids(), site_method=controller.method_for_site,
         site_glyph=lambda site: get_method(controller.method_for_site(site)).glyph,
         site_tip=lambda site, state: site_tooltip(controller, site, state),
-        seq_len=exp.seq_len(), prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
+        seq_len=len(words) if words else exp.seq_len(), input_words=words,
+        prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
         hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
         head_trainable=not exp.config.freeze_head, method=controller.setup.method, locked=controller.locked)

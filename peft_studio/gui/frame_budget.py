@@ -27,8 +27,17 @@ class FrameBudget:
 
     def __init__(self, share: float | None = GUI_SHARE) -> None:
         self.share = share
+        self.active = True  # see set_active
         self.interval_ms = FASTEST_MS
         self._since: tuple[float, float] | None = None
+
+    def set_active(self, active: bool) -> None:
+        """Whether the budget applies now: only while the trainer's threads take every core."""
+        if active != self.active:
+            self.active = active
+            if not active:
+                self.interval_ms = FASTEST_MS
+            self._since = None
 
     def restart(self, wall: float, cpu: float) -> None:
         """A run starts (or resumes): measure from here, at full rate."""
@@ -37,7 +46,7 @@ class FrameBudget:
 
     def frame(self, wall: float, cpu: float) -> int:
         """Record a frame at these clocks; returns the interval (ms) to the next one."""
-        if self.share is None:
+        if self.share is None or not self.active:
             return self.interval_ms
         if self._since is None:
             self._since = (wall, cpu)

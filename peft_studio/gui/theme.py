@@ -27,6 +27,7 @@ QMainWindow, QWidget { font-size: 10pt; }
 QToolBar { spacing: 6px; padding: 4px; border-bottom: 1px solid #d5dae1; background: #fbfcfd; }
 QToolBar QToolButton { padding: 4px 8px; border-radius: 4px; }
 QToolBar QToolButton:hover { background: #e8edf3; }
+QToolBar QToolButton#qt_toolbar_ext_button { padding: 0px; min-width: 16px; }
 QToolBar QToolButton:checked { background: #fde3c8; }
 QLabel#stepCounter { background: #fbfcfd; font-size: 15pt; font-weight: 600; color: #1f2933; padding: 0 8px; }
 QLabel#speed { color: #5b6672; min-width: 90px; }

@@ -7,7 +7,6 @@ thousands of events and make the GUI thread do per-step work), no tensor crosses
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -20,14 +19,15 @@ from PySide6.QtCore import QThread
 
 from ..core.errors import PeftStudioError
 from ..core.experiment import Experiment
+from ..core.threads import ThreadTuner, tuned
 from ..core.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
+from .gains import sample_gains
 
-# Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): the trainer
-# thread runs ~120 steps/s with 2 torch threads and ~75 with 1, but only while the GUI thread never
-# opens an OpenMP team of its own: any torch op on the GUI thread with >1 threads (a predict, a
-# backward) halves the trainer's speed for the rest of the process. So: the GUI thread gets
-# exactly one torch thread, the trainer thread one per core (capped at 4: tiny models gain nothing).
-TORCH_THREADS = max(1, min(4, os.cpu_count() or 1))
+# Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): any torch op on
+# the GUI thread with >1 threads (a predict, a backward) halves the trainer's speed for the rest of
+# the process. So the GUI thread gets exactly one torch thread; the trainer thread's count is
+# chosen by measurement while it runs (core/threads.py), since the best count depends on what
+# else the machine is doing.
 GUI_TORCH_THREADS = 1
 GRAD_INTERVAL_S = 0.1  # gradient norms at most 10 times a second: they cost ~30% when taken per step
 
@@ -38,30 +38,32 @@ class TrainWorker(QThread):
     instances: weakref.WeakSet[TrainWorker] = weakref.WeakSet()  # lets tests prove none is left running
 
     def __init__(self, experiment: Experiment, settings: TrainSettings, start_step: int = 0,
-                 paused: bool = False, torch_threads: int = TORCH_THREADS) -> None:
+                 paused: bool = False, tuner: ThreadTuner | None = None) -> None:
         super().__init__()
         TrainWorker.instances.add(self)
         self.experiment = experiment
         self.settings = settings
         self.start_step = start_step
-        self.torch_threads = torch_threads
+        self.tuner = tuner or ThreadTuner()  # the runner passes one tuner to every run: it keeps what it learnt
         self.control = TrainControl()
         if paused:
             self.control.pause()
         self._events: deque[dict[str, Any]] = deque()
 
     def run(self) -> None:  # worker thread
-        torch.set_num_threads(self.torch_threads)
         settings = replace(self.settings, track_grads=False)  # taken here, throttled, from p.grad
         named = [(n, p) for n, p in self.experiment.model.named_parameters() if p.requires_grad]
         last_grads = 0.0
         try:
-            for event in train(self.experiment, settings, self.control, self.start_step):
+            steps = train(self.experiment, settings, self.control, self.start_step)
+            for event in tuned(steps, self.tuner, torch.set_num_threads, lambda: self.control.paused):
                 payload = _plain(event)
+                payload["threads"] = self.tuner.threads
                 now = time.perf_counter()
                 if now - last_grads >= GRAD_INTERVAL_S or event.last or self.control.paused:
                     last_grads = now
                     payload["grads"] = grad_norms(named)
+                    payload["gains"] = sample_gains(named)  # IA3's scaling vectors, for the live heat strips
                 self._events.append(payload)
         except PeftStudioError as exc:
             self._events.append({"error": str(exc), "title": "Training stopped"})
@@ -80,17 +82,18 @@ class TrainWorker(QThread):
         return self.wait(timeout_ms)
 
 
-def warm_up() -> None:
-    """Pay torch's first-use costs at start-up, not inside the first run, on a throwaway thread.
+def warm_up() -> threading.Thread:
+    """Start paying torch's first-use costs on a throwaway thread; join it before the first run.
 
     The first optimizer step imports ~800 modules (torch._dynamo, sympy, ...): over a second of
     work that holds the GIL in chunks, which would make the first run stutter the window. It runs
     on its own thread because a backward pass on the GUI thread halved later training speed with
-    2 torch threads (measured: 117 -> 60 steps/s on tiny + LoRA, 2 cores).
+    2 torch threads (measured: 117 -> 60 steps/s on tiny + LoRA, 2 cores). The window starts it
+    after its first paint, so start-up does not wait for it.
     """
     thread = threading.Thread(target=_one_optimizer_step, name="torch-warm-up")
     thread.start()
-    thread.join()
+    return thread
 
 
 def _one_optimizer_step() -> None:

@@ -28,7 +28,8 @@ def test_inspect_json_matches_the_census(capsys):
     assert data["total"] == census.total and data["trainable"] == census.trainable
     assert len(data["tensors"]) == len(census.rows)
     row = next(t for t in data["tensors"] if t["name"].endswith("lora_A"))
-    assert set(row) == {"name", "site", "owner", "shape", "numel", "dtype", "bytes", "trainable"}
+    assert set(row) == {"name", "site", "owner", "shape", "numel", "dtype", "bytes", "trainable",
+                        "bytes_fp32", "bytes_bf16", "bytes_nf4"}
     assert row["owner"] == "method" and row["trainable"] is True and row["shape"] == [4, 32]
     assert {t["owner"] for t in data["tensors"]} == {"base", "method", "head"}
 

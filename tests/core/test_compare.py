@@ -160,4 +160,4 @@ def test_cli_compare_user_errors(capsys, tmp_path):
     assert main(["compare", "--methods", "lora", "--steps", "1", "--runs-dir", str(tmp_path / "file")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["compare", "--steps", "0", "--runs-dir", str(tmp_path)]) == 2
-    assert "steps must be at least 1" in capsys.readouterr().err
+    assert "--steps: 0 is out of range [1," in capsys.readouterr().err

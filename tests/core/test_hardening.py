@@ -369,11 +369,13 @@ def test_unwritable_targets_are_refused_before_a_run(tmp_path):
     (tmp_path / "folder.safetensors").mkdir()
     (tmp_path / "file").write_text("x")
     os.mkfifo(tmp_path / "pipe.safetensors")
-    for target, phrase in (("folder.safetensors", "is a folder"), ("file/inside", "is not a folder"),
+    for target, phrase in (("folder.safetensors", "is a folder"), ("file/inside", "cannot write into .*file"),
                            ("pipe.safetensors", "FIFO")):
         with pytest.raises(AdapterFileError, match=phrase):
             check_adapter_writable(tmp_path / target)
     assert check_adapter_writable(tmp_path / "new" / "deeper" / "a").name == "a.safetensors"
+    with pytest.raises(AdapterFileError, match="cannot write into /proc"):  # root passes os.access there
+        check_adapter_writable("/proc/no-such-folder/a")
     with pytest.raises(PeftStudioError, match="could not write|cannot write"):
         safe_io.write_text_atomically(tmp_path / "file" / "inside.json", "{}")
 

@@ -168,5 +168,5 @@ def test_pre_ln_encoders_are_described_and_run():
     assert kinds == [("norm", False), ("attention", False), ("add", True), ("norm", False), ("ffn", False),
                      ("add", True)]
     assert experiment.predict(["refund my order"]).shape == (1, dataset.num_labels)
-    with pytest.raises(ConfigError, match="norm placement"):
+    with pytest.raises(ConfigError, match="norm_placement"):
         Experiment(Setup("tiny", "lora", base_options={"norm_placement": "sideways"}), dataset)

@@ -21,6 +21,32 @@ def qapp_cls():
     return QApplication
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_user_folders(tmp_path_factory):
+    """Runs, settings and other per-user files go to a temporary home, never the real one."""
+    home = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}
+    os.environ["XDG_DATA_HOME"] = str(home / "data")
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path):
+    """Every test gets its own empty QSettings (window geometry, first-run hint): the user's stay untouched."""
+    from PySide6.QtCore import QSettings
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+        QSettings.setPath(QSettings.Format.IniFormat, scope, str(tmp_path / "settings"))
+    yield tmp_path / "settings"
+
+
 @pytest.fixture(autouse=True)
 def no_thread_left_running():
     """Compare threads before/after (allowing a short join): a leaked worker fails the test."""

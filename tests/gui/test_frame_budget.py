@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from peft_studio.core.threads import ThreadTuner
 from peft_studio.gui.frame_budget import FASTEST_MS, MEASURE_S, SLOWEST_MS, FrameBudget
 
 
@@ -19,6 +20,20 @@ def test_without_a_budget_frames_stay_at_30_hz():
     budget = FrameBudget(share=None)
     feed(budget, share_used=0.5, seconds=3, start=(0.0, 0.0))
     assert budget.interval_ms == FASTEST_MS
+
+
+def test_the_budget_applies_only_while_active():
+    budget = FrameBudget(share=0.05)
+    budget.restart(0.0, 0.0)
+    clocks = feed(budget, share_used=0.5, seconds=3, start=(0.0, 0.0))
+    assert budget.interval_ms == SLOWEST_MS
+    budget.set_active(False)  # the trainer moved to fewer threads than cores: the GUI has a core
+    assert budget.interval_ms == FASTEST_MS
+    clocks = feed(budget, share_used=0.5, seconds=3, start=clocks)
+    assert budget.interval_ms == FASTEST_MS
+    budget.set_active(True)
+    feed(budget, share_used=0.5, seconds=3, start=clocks)
+    assert budget.interval_ms == SLOWEST_MS
 
 
 def test_over_budget_backs_off_in_proportion_and_stops_at_10_hz():
@@ -54,6 +69,7 @@ def test_well_under_budget_creeps_back_to_30_hz_and_a_restart_jumps_there():
 def test_the_runner_slows_its_frames_when_the_gui_exceeds_its_budget(window, qtbot):
     runner = window.runner
     runner.budget.share = 1e-9  # any painting at all is over this budget
+    runner.tuner = ThreadTuner(1)  # a trainer on every core (here: one), whatever this machine's load
     window.controller.set_training(steps=100_000)
     runner.play_pause()
     # on a loaded machine the first frames may come before the first step: wait for both

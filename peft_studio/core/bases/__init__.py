@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BaseLoadError, ConfigError
+from ..errors import BaseLoadError, ConfigError, PeftStudioError
+from . import architectures
+from .decoder import TinyDecoderBase
 from .frozen import FrozenBase, Tokenizer, TrainDefaults, tensors_fingerprint
 from .seed_pooled import SeedPooledBase
 from .sites import Block, Site
@@ -57,6 +60,12 @@ def register_base(entry: BaseEntry) -> None:
 register_base(BaseEntry("seed-pooled", lambda: SeedPooledBase, SeedPooledBase, True, "the seed's FrozenBaseEncoder"))
 register_base(BaseEntry("tiny", lambda: TinyBase, TinyBase, True, "a small random transformer encoder"))
 register_base(BaseEntry("minilm", _pretrained_class, _load_pretrained("minilm"), False, "all-MiniLM-L6-v2, pretrained"))
+register_base(BaseEntry("tiny-decoder", lambda: TinyDecoderBase, TinyDecoderBase, True,
+                        "a small random Llama-style decoder (last-token classification)"))
+for _name in architectures.shipped():  # config.json facts only: built on the meta device, inspect-only
+    register_base(BaseEntry(_name, functools.partial(architectures.shipped_class, _name),
+                            functools.partial(architectures.build_shipped, _name), False,
+                            f"{_name} architecture on the meta device (shapes only, no weights)"))
 
 
 def base_names() -> list[str]:
@@ -71,8 +80,12 @@ def base_class(name: str) -> type[FrozenBase]:
     """The class describing a base, without building it (training defaults, default method)."""
     if name in BASES:
         return BASES[name].cls
+    if architectures.is_config_spec(name):
+        return architectures.config_class(name)
     if Path(name).expanduser().is_dir():
         return _pretrained_class()
+    if _is_folder_spec(name):
+        raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
 
 
@@ -80,7 +93,7 @@ def train_defaults(name: str) -> TrainDefaults:
     """A base's training defaults; an unknown name gets the generic ones (its error comes at build time)."""
     try:
         return base_class(name).train_defaults
-    except ConfigError:
+    except PeftStudioError:
         return TrainDefaults()
 
 
@@ -88,7 +101,7 @@ def default_dataset(name: str) -> str:
     """The built-in dataset a base runs on when none is named (the seed's six sentences for the seed's base)."""
     try:
         return base_class(name).default_dataset
-    except ConfigError:
+    except PeftStudioError:
         return FrozenBase.default_dataset
 
 
@@ -107,6 +120,8 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
             return entry.build(tokenizer, **options) if entry.uses_dataset_vocabulary else entry.build(**options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"base {name!r}: {exc}") from None
+    if architectures.is_config_spec(name):
+        return architectures.load_config_base(name, **options)
     if Path(name).expanduser().is_dir():
         if options:
             raise ConfigError(f"a checkpoint folder takes no base options (got {', '.join(options)})")

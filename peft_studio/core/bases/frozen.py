@@ -25,6 +25,9 @@ def tensors_fingerprint(named: Iterable[tuple[str, torch.Tensor]]) -> str:
     """A short SHA-256 over names, shapes, dtypes and raw bytes: equal iff bit-identical."""
     digest = hashlib.sha256()
     for name, tensor in named:
+        if tensor.is_meta:  # shapes without storage (a meta-device base): the header is all there is
+            digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|meta|".encode())
+            continue
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tuple(data.shape)}|{data.dtype}|".encode())
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
@@ -73,6 +76,7 @@ class FrozenBase(nn.Module):
     def max_positions(cls, options: Mapping[str, Any]) -> int | None:
         """Positions the base embeds with these options (None: it truncates its own inputs)."""
         return None
+    on_meta_device: bool = False  # shapes only (no weights): inspect, never train or predict
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         super().__init__()
@@ -101,6 +105,10 @@ class FrozenBase(nn.Module):
     def hf_module(self, module_path: str) -> str | None:
         """The Hugging Face module name of one of this base's modules, or None (family-specific)."""
         return None
+
+    def target_presets(self) -> Mapping[str, tuple[str, ...]]:
+        """Names that stand for groups of targets on this family (e.g. "attention", "all-linear")."""
+        return {}
 
     def method_defaults(self) -> Mapping[str, Mapping[str, Any]]:
         return self.method_option_defaults

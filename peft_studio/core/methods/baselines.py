@@ -51,6 +51,12 @@ class _UnfreezeMethod(Method):
     def chosen(self, base: FrozenBase) -> list[str]:
         raise NotImplementedError
 
+    def validate(self, config: MethodConfig, base: FrozenBase) -> None:
+        super().validate(config, base)
+        if not self.chosen(base):  # e.g. bitfit on Llama, which has no bias vectors
+            raise ConfigError(f"{self.name} cannot be used on base {base.name!r}: it has no such tensors "
+                              f"({self.card.where})")
+
     def attach(self, model: StudioModel, config: MethodConfig) -> None:
         for name in self.chosen(model.base):
             model.unfreeze_base(name)

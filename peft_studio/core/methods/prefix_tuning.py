@@ -142,7 +142,7 @@ class PrefixTuningMethod(Method):
 
     def attach(self, model: StudioModel, config: PrefixTuningConfig) -> None:
         sites = self.selected_sites(config, model.base)
-        width = model.base.hidden_size
+        width = sites[0].in_features  # the keys' width: hidden size, or K/V heads x head size under GQA (as PEFT)
         projection = None
         if config.prefix_projection:
             projection = PrefixProjection(config.tokens, width, config.prefix_projection, len(sites))
@@ -153,14 +153,15 @@ class PrefixTuningMethod(Method):
             model.swap("embeddings.prompt", PositionShift(config.tokens))
 
     def parameter_count(self, config: PrefixTuningConfig, base: FrozenBase) -> int:
-        layers, n, d, h = len(self.selected_sites(config, base)), config.tokens, base.hidden_size, \
-            config.prefix_projection
+        sites = self.selected_sites(config, base)
+        layers, n, d, h = len(sites), config.tokens, sites[0].in_features, config.prefix_projection
         if not h:
             return layers * 2 * n * d
         return n * d + (d * h + h) + (h * layers * 2 * d + layers * 2 * d)
 
     def formula_text(self, config: PrefixTuningConfig, base: FrozenBase) -> str:
-        layers, n, d = len(self.selected_sites(config, base)), config.tokens, base.hidden_size
+        sites = self.selected_sites(config, base)
+        layers, n, d = len(sites), config.tokens, sites[0].in_features
         total = self.parameter_count(config, base)
         if not config.prefix_projection:
             return f"layers x 2 x n x d = {layers} x 2 x {n} x {d} = {total:,}"

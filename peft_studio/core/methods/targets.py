@@ -27,7 +27,7 @@ def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targe
     """Sites of the given kinds named by `targets` (default: the base's own default for this method)
     in the chosen layers, in base order. A selection that matches no site is refused, as PEFT refuses
     target modules that match nothing."""
-    names = parse_list("targets", targets) or default_targets(base, method)
+    names = expand_presets(base, parse_list("targets", targets) or default_targets(base, method))
     layer_set = set(parse_layers(layers, base.num_layers)) if base.num_layers else None
     candidates = [s for s in base.sites() if s.kind in kinds]
     allowed = sorted({s.name for s in candidates if s.available_for(method)})
@@ -47,6 +47,13 @@ def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targe
         raise ConfigError(f"targets {','.join(names)} in layers {layers} select no site: nothing would be adapted")
     order = {s.id: i for i, s in enumerate(base.sites())}
     return sorted(chosen, key=lambda s: order[s.id])
+
+
+def expand_presets(base: FrozenBase, names: list[str]) -> list[str]:
+    """Replace the base's preset names ("attention", "MLP", "all-linear", any case) by their targets."""
+    presets = {key.lower(): value for key, value in base.target_presets().items()}
+    expanded = [target for name in names for target in presets.get(name.lower(), (name,))]
+    return list(dict.fromkeys(expanded))
 
 
 def default_targets(base: FrozenBase, method: str) -> list[str]:

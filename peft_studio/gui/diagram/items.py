@@ -73,7 +73,8 @@ class LiveMarks:
 class BlockItem(LiveMarks, QGraphicsObject):
     """A box: a frozen module, a container (layer, attention, ...), the input or the head.
 
-    role: "frozen" | "trainable" | "head" | "head-frozen" | "container" | "plain" (no tensors).
+    role: "frozen" | "trainable" | "partial" (some tensors train, e.g. only the bias) | "head" | "head-frozen" |
+    "container" | "plain" (no tensors).
     """
 
     def __init__(self, key: str, title: str, subtitle: str, role: str, rect: QRectF, style: Style,
@@ -117,7 +118,14 @@ class BlockItem(LiveMarks, QGraphicsObject):
             painter.setPen(QPen(theme.SELECTED, st.pen * 2.5))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(self.rect.adjusted(-3, -3, 3, 3), st.radius, st.radius)
-        painter.setPen(theme.TEXT if self.role != "frozen" else theme.FROZEN_TEXT)
+        if self.role == "partial":  # frozen box, trainable strip: only these tensors (the biases) learn
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(theme.METHOD_FILL)
+            painter.drawRoundedRect(self.partial_strip(), st.radius / 2, st.radius / 2)
+            painter.setPen(QPen(theme.METHOD, st.pen * 1.4))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(self.partial_strip(), st.radius / 2, st.radius / 2)
+        painter.setPen(theme.TEXT if self.role not in ("frozen", "partial") else theme.FROZEN_TEXT)
         painter.setFont(st.title_font)
         if self.role == "container":
             header = QRectF(st.pad, st.pad / 3, self.rect.width() - 2 * st.pad, st.title_fm.height())
@@ -146,15 +154,22 @@ class BlockItem(LiveMarks, QGraphicsObject):
                 painter.setFont(st.title_font)
                 painter.setPen(theme.ARROW)
                 painter.drawText(self.chevron_rect(), Qt.AlignmentFlag.AlignCenter, self.chevron)
-        if self.role in ("frozen", "head-frozen"):
+        if self.role in ("frozen", "head-frozen", "partial"):
             draw_lock(painter, QPointF(st.pad * 0.25, st.pad * 0.25), st.small_fm.height() * 0.8, theme.FROZEN_EDGE)
         if self.quant:
             _badge(painter, st, QPointF(self.rect.right() - st.pad / 2, self.rect.bottom()), "4-bit NF4")
 
+    def partial_strip(self) -> QRectF:
+        """The band along the bottom that stands for the trainable tensors of a partly trained box."""
+        st = self.style
+        h = st.small_fm.height() + 4
+        return QRectF(2, self.rect.height() - h - 1, self.rect.width() - 4, h)
+
     def bar_geometry(self) -> tuple[QRectF, QColor] | None:
-        if self.role not in ("trainable", "head"):
+        if self.role not in ("trainable", "head", "partial"):
             return None
-        return _bar_track(self.style, self.rect), _role_colours(self.role)[1]
+        return _bar_track(self.style, self.rect), theme.METHOD if self.role == "partial" else \
+            _role_colours(self.role)[1]
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         if self.chevron and self.on_chevron and self.chevron_rect().contains(event.pos()):
@@ -176,6 +191,7 @@ class SiteItem(LiveMarks, QGraphicsObject):
         self.grad_max = 1.0
         self.marked = False
         self.hover = False
+        self._strip: HeatStrip | None = None
         self.setPos(centre)
         self.setZValue(3)
         self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)  # see BlockItem
@@ -225,6 +241,13 @@ class SiteItem(LiveMarks, QGraphicsObject):
         w, r = 1.3 * self.style.site_r, self.style.site_r
         return _bar_track(self.style, QRectF(-w, -r, 2 * w, 2 * r + r * 0.85)), theme.METHOD
 
+    def set_gains(self, gains: list[float]) -> None:
+        """IA3's learned gain vector as a live heat strip above the point."""
+        if self._strip is None:
+            r = self.style.site_r
+            self._strip = HeatStrip(self, QRectF(-1.6 * r, -2.0 * r, 3.2 * r, 0.6 * r))
+        self._strip.set_values(gains)
+
     def hoverEnterEvent(self, event) -> None:  # noqa: N802
         self.hover = True
         self.update()
@@ -238,48 +261,111 @@ class SiteItem(LiveMarks, QGraphicsObject):
         event.accept()
 
 
-class TokenRowItem(QGraphicsItem):
-    """The input as a row of token squares; prompt tuning prepends n accent squares (L -> L+n)."""
+class HeatStrip(QGraphicsItem):
+    """A gain vector as coloured cells: white 1.0 (neutral), blue below (damped), orange above (amplified).
+    Wide vectors are averaged into at most MAX_CELLS cells."""
 
-    def __init__(self, length: int, prompt: int, origin: QPointF, style: Style) -> None:
+    MAX_CELLS = 16
+
+    def __init__(self, parent: QGraphicsItem, rect: QRectF) -> None:
+        super().__init__(parent)
+        self.rect, self.values = rect, []
+        self.setZValue(2)
+
+    def set_values(self, values: list[float]) -> None:
+        n = len(values)
+        cells = min(n, self.MAX_CELLS)
+        if cells:
+            edges = [round(i * n / cells) for i in range(cells + 1)]
+            values = [sum(values[a:b]) / max(1, b - a) for a, b in zip(edges, edges[1:], strict=False)]
+        if values != self.values:
+            self.values = values
+            self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self.rect.adjusted(-1, -1, 1, 1)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        from ..gains import gain_colour
+
+        if not self.values:
+            return
+        w = self.rect.width() / len(self.values)
+        painter.setPen(Qt.PenStyle.NoPen)
+        for i, value in enumerate(self.values):
+            painter.setBrush(QColor(*gain_colour(value)))
+            painter.drawRect(QRectF(self.rect.left() + i * w, self.rect.top(), w, self.rect.height()))
+        painter.setPen(QPen(theme.FROZEN_EDGE, 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(self.rect)
+
+
+class TokenRowItem(QGraphicsItem):
+    """A row of token cells: n accent cells (soft prompts or prefix keys) then L plain ones (L -> L+n).
+
+    With `words`, the plain cells carry the sentence's tokens (the "Try it" sentence on the input row)."""
+
+    MAX_SHOWN = 10
+
+    def __init__(self, length: int, prompt: int, origin: QPointF, style: Style,
+                 words: tuple[str, ...] = (), scale: float = 1.0, prompt_label: str = "p") -> None:
         super().__init__()
         self.length, self.prompt, self.style = length, prompt, style
-        self.cell = 13 * style.scale
-        self.shown = min(length, 10)
-        self.shown_prompt = min(prompt, 10)
+        self.cell = 13 * style.scale * scale
+        self.shown = min(length, self.MAX_SHOWN)
+        self.shown_prompt = min(prompt, self.MAX_SHOWN)
+        self.words = tuple(words[: self.shown])
+        self.prompt_label = prompt_label
+        self.font = style.small_font
         self.setPos(origin)
         self.setZValue(2)
 
+    def cell_widths(self) -> list[float]:
+        fm = self.style.small_fm
+        widths = [max(self.cell, fm.horizontalAdvance(w) + self.cell * 0.6) for w in self.words]
+        return widths + [self.cell] * (self.shown - len(widths))
+
+    def height(self) -> float:
+        return max(self.cell, self.style.small_fm.height() + 4) if self.words else self.cell
+
     def width(self) -> float:
         gap = self.cell * 0.35
-        cells = self.shown + self.shown_prompt
         extra = (self.cell if self.length > self.shown else 0) + (self.cell if self.prompt > self.shown_prompt else 0)
-        return cells * (self.cell + gap) + extra + (gap * 2 if self.prompt else 0)
+        return (self.shown_prompt * (self.cell + gap) + sum(w + gap for w in self.cell_widths()) + extra
+                + (gap * 2 if self.prompt else 0))
+
+    def accent_count(self) -> int:
+        return self.shown_prompt
 
     def boundingRect(self) -> QRectF:
-        return QRectF(0, 0, self.width() + 4, self.cell + 4)
+        return QRectF(0, 0, self.width() + 4, self.height() + 4)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        gap, x = self.cell * 0.35, 0.0
-        painter.setPen(QPen(theme.METHOD.darker(120), self.style.pen))
-        painter.setBrush(theme.METHOD)
+        gap, x, h = self.cell * 0.35, 0.0, self.height()
+        painter.setFont(self.font)
         for _ in range(self.shown_prompt):
-            painter.drawRoundedRect(QRectF(x, 0, self.cell, self.cell), 2, 2)
+            painter.setPen(QPen(theme.METHOD.darker(120), self.style.pen))
+            painter.setBrush(theme.METHOD)
+            painter.drawRoundedRect(QRectF(x, 0, self.cell, h), 2, 2)
             x += self.cell + gap
         if self.prompt > self.shown_prompt:
-            painter.drawText(QRectF(x, 0, self.cell, self.cell), Qt.AlignmentFlag.AlignCenter, "…")
+            painter.drawText(QRectF(x, 0, self.cell, h), Qt.AlignmentFlag.AlignCenter, "…")
             x += self.cell
         if self.prompt:
             x += gap * 2
-        painter.setPen(QPen(theme.FROZEN_EDGE, self.style.pen))
-        painter.setBrush(QColor("white"))
-        for _ in range(self.shown):
-            painter.drawRoundedRect(QRectF(x, 0, self.cell, self.cell), 2, 2)
-            x += self.cell + gap
+        widths = self.cell_widths()
+        for i, w in enumerate(widths):
+            painter.setPen(QPen(theme.FROZEN_EDGE, self.style.pen))
+            painter.setBrush(QColor("white"))
+            painter.drawRoundedRect(QRectF(x, 0, w, h), 2, 2)
+            if i < len(self.words):
+                painter.setPen(theme.TEXT)
+                painter.drawText(QRectF(x, 0, w, h), Qt.AlignmentFlag.AlignCenter, self.words[i])
+            x += w + gap
         if self.length > self.shown:
             painter.setPen(theme.FROZEN_TEXT)
-            painter.drawText(QRectF(x, 0, self.cell, self.cell), Qt.AlignmentFlag.AlignCenter, "…")
+            painter.drawText(QRectF(x, 0, self.cell, h), Qt.AlignmentFlag.AlignCenter, "…")
 
 
 def arrow(start: QPointF, end: QPointF, style: Style, dashed: bool = False) -> QGraphicsPathItem:
@@ -313,6 +399,7 @@ def _role_colours(role: str) -> tuple[QColor, QColor]:
     return {
         "frozen": (theme.FROZEN_FILL, theme.FROZEN_EDGE),
         "trainable": (theme.METHOD_FILL, theme.METHOD),
+        "partial": (theme.FROZEN_FILL, theme.FROZEN_EDGE),
         "head": (theme.HEAD_FILL, theme.HEAD),
         "head-frozen": (theme.FROZEN_FILL, theme.FROZEN_EDGE),
         "container": (theme.CONTAINER_FILL, theme.CONTAINER_EDGE),

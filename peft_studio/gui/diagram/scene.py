@@ -48,6 +48,7 @@ class DiagramInfo:
     head_trainable: bool = True
     method: str = "lora"
     locked: bool = False
+    input_words: tuple[str, ...] = ()  # the sentence the input row shows (its tokens): L = len(input_words)
     extra: dict = field(default_factory=dict)
 
 
@@ -69,6 +70,8 @@ class DiagramScene(QGraphicsScene):
         self.site_items: dict[str, SiteItem] = {}
         self.row_key: dict[str, str] = {}  # census row name -> item key
         self._marked: set[str] = set()
+        self.key_rows: dict[str, TokenRowItem] = {}
+        self.token_row: TokenRowItem | None = None
 
     # ---- public -------------------------------------------------------------------------------
     def build(self, info: DiagramInfo) -> None:
@@ -77,6 +80,8 @@ class DiagramScene(QGraphicsScene):
         self.block_items.clear()
         self.site_items.clear()
         self.row_key.clear()
+        self.key_rows: dict[str, TokenRowItem] = {}
+        self.token_row: TokenRowItem | None = None
         self.st = Style(self.presentation)
         self._index(info)
         layout = _Layout(self, info)
@@ -98,7 +103,8 @@ class DiagramScene(QGraphicsScene):
         info = self.info
         if self.collapsed is not None or info is None:
             return bool(self.collapsed)
-        return sum(1 for b in info.blocks if b.kind == "layer") > 2
+        # A projector needs large boxes: there, more than one layer collapses (L expands them again).
+        return sum(1 for b in info.blocks if b.kind == "layer") > (1 if self.presentation else 2)
 
     def toggle_layers(self) -> None:
         self.collapsed = not self.layers_collapsed()
@@ -117,6 +123,23 @@ class DiagramScene(QGraphicsScene):
             item = self.item_for(key)
             if item is not None:
                 item.set_grad(value, vmax)
+
+    def update_gains(self, gains: dict[str, list[float]]) -> None:
+        """IA3's gain vectors (parameter name -> values) onto their insertion points' heat strips."""
+        for name, values in gains.items():
+            key = self.row_key.get(name)
+            item = self.item_for(key) if key is not None else None
+            if item is not None and hasattr(item, "set_gains"):
+                item.set_gains(values)
+
+    def add_site_tip(self, gains_name: str, html: str) -> None:
+        """Append live HTML (the seed's IA3 picture) to the tooltip of the point that owns this parameter."""
+        key = self.row_key.get(gains_name)
+        item = self.item_for(key) if key is not None else None
+        if item is not None:
+            base = getattr(item, "base_tip", None) or item.toolTip()
+            item.base_tip = base
+            item.setToolTip(base + html)
 
     def mark(self, keys: set[str]) -> None:
         """Outline the items of these keys (the table's selection)."""
@@ -271,12 +294,17 @@ class _Layout:
         rows = self.scene.block_rows.get(key, [])
         if key == HEAD:
             return "head" if self.info.head_trainable else "head-frozen"
-        if any(r.trainable for r in rows):
+        if rows and all(r.trainable for r in rows):
             return "trainable"
+        if any(r.trainable for r in rows):  # e.g. BitFit: the biases train, the weights stay frozen
+            return "partial"
         return "frozen" if rows else "plain"
 
     def subtitle(self, key: str) -> str:
         rows = self.scene.block_rows.get(key, [])
+        if rows and self.role(key) == "partial":
+            trained = [r for r in rows if r.trainable]
+            return "trains: " + " · ".join(f"{r.name.rsplit('.', 1)[-1]} {r.numel:,}" for r in trained[:2])
         shapes = ["×".join(map(str, r.shape)) for r in rows if r.dtype != "nf4"]
         if not shapes:
             shapes = ["×".join(map(str, r.shape)) for r in rows]
@@ -408,10 +436,13 @@ class _Layout:
 
     def input_size(self, block: Block) -> tuple[float, float]:
         st = self.st
-        tokens = TokenRowItem(self.info.seq_len, self.info.prompt_tokens, QPointF(), st)
+        tokens = self.token_row(QPointF())
         title = self.input_title(block)
         w = max(st.text_width(title), tokens.width() + 4 * st.site_r) + 2 * st.pad
-        return w, st.title_fm.height() + tokens.cell + st.pad * 2
+        return w, st.title_fm.height() + tokens.height() + st.pad * 2
+
+    def token_row(self, origin: QPointF) -> TokenRowItem:
+        return TokenRowItem(self.info.seq_len, self.info.prompt_tokens, origin, self.st, self.info.input_words)
 
     def input_title(self, block: Block) -> str:
         n = self.info.prompt_tokens
@@ -442,11 +473,13 @@ class _Layout:
             title = self.text(self.input_title(block), QPointF(pos.x() + st.pad, pos.y() + st.pad / 2), small=False)
             title.setBrush(theme.TEXT)
             left = pos.x() + st.pad + 3 * st.site_r
-            row = TokenRowItem(self.info.seq_len, self.info.prompt_tokens,
-                               QPointF(left, pos.y() + st.title_fm.height() + st.pad), st)
+            row = self.token_row(QPointF(left, pos.y() + st.title_fm.height() + st.pad))
+            row.setToolTip("The input sentence as tokens" + (": the orange slots are the trainable soft prompts, "
+                                                            "prepended (L → L + n)" if self.info.prompt_tokens else ""))
             self.scene.addItem(row)
+            self.scene.token_row = row
             for site in self._sites("prompt", block.id):
-                self.site_item(site, QPointF(pos.x() + st.pad + st.site_r, row.pos().y() + row.cell / 2))
+                self.site_item(site, QPointF(pos.x() + st.pad + st.site_r, row.pos().y() + row.height() / 2))
             return
         self.place(block, pos, (w, h))
 
@@ -463,12 +496,21 @@ class _Layout:
         header = st.title_fm.height() + st.pad * 0.6 + st.site_r
         arcs = self.arc_space(block)
         w = 2 * st.pad + sum(widths) + st.hgap * (len(elements) - 1)
-        w = max(w, st.text_width(block.label) + st.text_width(self.container_sub(block), True) + 5 * st.pad)
+        keys = self.key_row(block, QPointF())
+        w = max(w, st.text_width(block.label) + st.text_width(self.container_sub(block), True) + 5 * st.pad
+                + (keys.width() + st.pad if keys is not None else 0))
         return w, header + arcs + max(heights) + st.pad * 1.2
 
     def arc_space(self, block: Block) -> float:
         has = any(c.residual for c in block.children)
         return 14 * self.st.scale if has else 0.0
+
+    def key_row(self, block: Block, origin: QPointF) -> TokenRowItem | None:
+        """Prefix tuning's picture: this attention's keys, L grey then n orange prefix keys (L -> L + n)."""
+        if block.kind != "attention" or not self.info.prefix_tokens or not any(
+                s.id in self.info.selected for s in self._sites("kv", block.id)):
+            return None
+        return TokenRowItem(self.info.seq_len, self.info.prefix_tokens, origin, self.st, scale=0.75)
 
     def container_sub(self, block: Block) -> str:
         if block.kind == "attention" and any(
@@ -516,6 +558,13 @@ class _Layout:
                                chevron, self.scene.toggle_layers if chevron else None)
         if chevron:
             item.setToolTip(item.toolTip() + "<br>Click ▾ to collapse the repeated layers.")
+        keys_left = pos.x() + st.pad * 3 + st.text_width(block.label) + st.text_width(self.container_sub(block), True)
+        keys = self.key_row(block, QPointF(keys_left, pos.y() + st.pad / 3 + st.title_fm.height() * 0.15))
+        if keys is not None:
+            keys.setToolTip(f"Keys this attention looks at: {self.info.prefix_tokens} trainable prefix keys (orange) "
+                            f"before the sentence's L = {self.info.seq_len} keys (grey); values grow the same way")
+            self.scene.addItem(keys)
+            self.scene.key_rows[block.id] = keys
         header = st.title_fm.height() + st.pad * 0.6 + st.site_r
         arcs = self.arc_space(block)
         elements = self.elements(block)

@@ -19,7 +19,7 @@ def lock_html(px: int) -> str:
 
 
 def legend_html(big: bool = False) -> str:
-    size = "15pt" if big else "9pt"
+    size = "13pt" if big else "9pt"
 
     def chip(colour: str, border: str, text: str) -> str:
         return (f"<span style='background:{colour}; border:1px solid {border}; color:{colour}'>&nbsp;&nbsp;&nbsp;"
@@ -51,6 +51,7 @@ class DiagramView(QGraphicsView):
                                   "border-radius: 6px; padding: 4px 8px;")
         self.legend.setToolTip("Colour legend: what trains and what stays frozen")
         self.legend.move(8, 8)
+        self.legend.setWordWrap(True)  # wraps on a narrow screen instead of widening the window
         self.auto_fit = True
         self.presentation = False
         scene.rebuilt.connect(lambda: self.auto_fit and self.fit())
@@ -77,21 +78,13 @@ class DiagramView(QGraphicsView):
         if rect.isEmpty():
             return
         viewport = self.viewport().size()
-        top = 8
-        scale = min(viewport.width() / rect.width(), (viewport.height() - top) / rect.height())
-        by_width = viewport.width() / rect.width()
-        # A deep expanded stack would shrink past reading: fit the width, scroll down the layers.
-        tall = by_width > 1.6 * scale and scale < 0.4
-        if self.presentation:  # readable from the back row: fill the width, pan down if needed
-            scale = max(scale, min(by_width, 0.8))
-        elif tall:
-            scale = by_width
-        scale = max(0.05, min(scale, 2.5))
+        margin = 4  # a pen's width inside the edge: every item, input to head, is in view
+        # The whole diagram, always (deep stacks collapse their layers instead of shrinking past reading).
+        scale = min((viewport.width() - 2 * margin) / rect.width(), (viewport.height() - 2 * margin) / rect.height())
+        scale = max(0.02, min(scale, 2.5))
         self.resetTransform()
         self.scale(scale, scale)
-        self.centerOn(rect.center().x(), rect.center().y() - top / (2 * scale))
-        if self.presentation or tall:
-            self.verticalScrollBar().setValue(self.verticalScrollBar().minimum())
+        self.centerOn(rect.center())
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)

@@ -39,20 +39,19 @@ from PySide6.QtWidgets import (  # noqa: E402
 
 from ...core.compare import COLUMNS, best_rows, twenty_tasks, write_csv  # noqa: E402
 from ...core.errors import PeftStudioError  # noqa: E402
+from ...core.methods import METHODS  # noqa: E402
 from ...core.runs import RunRecord, RunStore  # noqa: E402
 
 # One colour per method, used for its curves and its row marker (the diagram draws every method's parts in
 # the same accent, so the board needs its own palette to tell runs apart).
-METHOD_COLOURS: dict[str, str] = {
-    "prompt-tuning": "#e6550d", "prefix-tuning": "#fd8d3c", "adapter": "#31a354", "ia3": "#756bb1",
-    "lora": "#3182bd", "qlora": "#6baed6", "head-only": "#636363", "full": "#d62728", "bitfit": "#bcbd22",
-}
-FALLBACK = "#17becf"
+FALLBACK = "#17becf"  # a run of a method that is no longer registered
 BEST = QColor("#d8f0e3")  # background of the best cell in a column
 
 
 def method_colour(method: str) -> QColor:
-    return QColor(METHOD_COLOURS.get(method, FALLBACK))
+    """The method's own colour (its glyph's), from the registry."""
+    registered = METHODS.get(method)
+    return QColor(registered.colour if registered is not None else FALLBACK)
 
 
 class _SortItem(QTableWidgetItem):

@@ -26,6 +26,7 @@ class MethodCardView(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         self.count = QLabel("")
         self.count.setObjectName("bigCount")
+        self.count.setWordWrap(True)  # a long method name wraps inside the side panel instead of widening it
         self.count.setToolTip("Trainable parameters of the method (head excluded): updates as you change settings")
         self.browser = QTextBrowser()
         self.browser.setOpenExternalLinks(False)

@@ -11,7 +11,10 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTableV
 from ...core.census import CensusRow
 from .. import theme
 
-COLUMNS = ("name", "site", "owner", "shape", "numel", "bytes", "trainable", "grad norm")
+# What a teacher asks first (trainable? how many?) comes right after the name, so it is on screen without
+# scrolling sideways; the name column is capped and elided in the middle (the tooltip has it whole).
+COLUMNS = ("name", "trainable", "numel", "owner", "site", "shape", "bytes", "grad norm")
+NAME_WIDTH = 210
 
 
 class CensusModel(QAbstractTableModel):
@@ -53,7 +56,7 @@ class CensusModel(QAbstractTableModel):
             return {"name": row.name, "site": row.site, "owner": row.owner,
                     "shape": "×".join(map(str, row.shape)) + (" (4-bit)" if row.dtype == "nf4" else ""),
                     "numel": f"{row.numel:,}", "bytes": f"{row.bytes:,}",
-                    "trainable": "yes" if row.trainable else "frozen",
+                    "trainable": "trainable" if row.trainable else "frozen",
                     "grad norm": f"{self.grad_of(row):.4g}"}[column]
         if role == Qt.ItemDataRole.UserRole:  # sort key
             return {"numel": row.numel, "bytes": row.bytes, "grad norm": self.grad_of(row),
@@ -85,7 +88,7 @@ class CensusTable(QWidget):
         self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.proxy.setFilterKeyColumn(-1)
         self.filter = QLineEdit()
-        self.filter.setPlaceholderText("filter tensors: name, site, owner (e.g. lora, head, frozen)…")
+        self.filter.setPlaceholderText("filter tensors: name, site, owner (e.g. trainable, lora, head, frozen)…")
         self.filter.setClearButtonEnabled(True)
         self.filter.setToolTip("Type to filter the tensor table; matches any column")
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
@@ -94,6 +97,7 @@ class CensusTable(QWidget):
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # census order until a header is clicked
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(20)
         # Interactive, sized once per model: ResizeToContents re-measures every row on each live update
@@ -110,6 +114,8 @@ class CensusTable(QWidget):
     def set_rows(self, rows: list[CensusRow]) -> None:
         self.model.set_rows(rows)
         self.view.resizeColumnsToContents()
+        if self.view.columnWidth(0) > NAME_WIDTH:
+            self.view.setColumnWidth(0, NAME_WIDTH)
 
     def _selection_changed(self) -> None:
         if self._quiet:

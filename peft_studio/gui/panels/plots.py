@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 if both are installed
 
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
-from PySide6.QtGui import QPainterPath, QPen  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QFont, QPainterPath, QPen  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
+    QBoxLayout,
     QCheckBox,
     QGraphicsItem,
     QGraphicsPathItem,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
+LAST_VALUES_INTERVAL_S = 0.25  # numbers are read at ~4 Hz; the final value is shown by flush_last
 
 
 class Series:
@@ -154,25 +159,93 @@ class LivePlots(QWidget):
         self.log_y = QCheckBox("log-y loss")
         self.log_y.setToolTip("Logarithmic loss axis: small losses stay visible")
         self.log_y.toggled.connect(self._log_mode)
-        top = QHBoxLayout()
+        top = self.plot_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         top.addWidget(self.loss_plot)
         top.addWidget(self.acc_plot)
         # The legend sits above the plots, not inside them: an in-plot legend under the growing
         # curve was repainted with it on every frame.
         self.legend = QLabel(self._legend_html())
+
         self.legend.setToolTip("Both plots: training batch (solid) and validation set (dashed); the faded "
                                "curves are the previous run, kept for comparison")
+        # The last step's numbers, read from the back row: the curve shows the trend, these the value.
+        self.last_values = QLabel("")
+        self.last_values.setObjectName("lastValues")
+        self.last_values.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.last_values.setToolTip("Loss and accuracy of the last training step (validation when evaluated)")
         header = QHBoxLayout()
         header.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.legend)
-        header.addStretch(1)
+        header.addWidget(self.last_values, 1)
+        header.addSpacing(16)
+        self.header = header
+        self.values_row = QHBoxLayout()  # presentation: the last values get a row of their own
+        self.values_row.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.log_y)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(header)
+        layout.addLayout(self.values_row)
         layout.addLayout(top)
         self.dirty = False
+        self.last: dict | None = None
+        self.presentation = False
+        self._last_shown_at = 0.0
+        self.last_values.setStyleSheet("font-size: 12pt; font-weight: 700; color: #1f2933;")
+        self._fix_last_width()
+
+    def set_presentation(self, on: bool) -> None:
+        """Projector sizes: tick labels, axis labels, titles, legend and the last values, all large."""
+        self.presentation = on
+        # Beside the diagram on a projector: the plots stack (loss above accuracy) in a narrower column.
+        self.plot_row.setDirection(QBoxLayout.Direction.TopToBottom if on else QBoxLayout.Direction.LeftToRight)
+        tick = QFont()
+        tick.setPointSizeF(16 if on else 9)
+        label_size = "18pt" if on else "10pt"
+        for plot, label, title in ((self.loss_plot, "cross-entropy", "loss"), (self.acc_plot, "accuracy",
+                                                                                  "accuracy")):
+            item = plot.getPlotItem()
+            for side in ("left", "bottom"):
+                axis = item.getAxis(side)
+                axis.setTickFont(tick)
+                axis.setStyle(tickTextOffset=8 if on else 3)
+            plot.setLabel("bottom", "step", **{"font-size": label_size})
+            plot.setLabel("left", label, **{"font-size": label_size})
+            plot.setTitle(title, size="20pt" if on else "11pt")
+        size = "13pt" if on else "10pt"
+        self.legend.setText(self._legend_html())
+        self.legend.setWordWrap(on)  # large text wraps in the narrower plot column instead of widening the window
+        (self.header if on else self.values_row).removeWidget(self.last_values)
+        if on:
+            self.values_row.addWidget(self.last_values, 1)
+        else:
+            self.header.insertWidget(2, self.last_values, 1)
+        self.legend.setStyleSheet(f"font-size: {size};")
+        self.log_y.setStyleSheet(f"font-size: {size};")
+        self.last_values.setStyleSheet(f"font-size: {'20pt' if on else '12pt'}; font-weight: 700; color: #1f2933;")
+        self._fix_last_width()
+        self._show_last(force=True)
+
+    def _fix_last_width(self) -> None:
+        """The label takes the room the header gives it and never asks for more (a new number repaints the
+        label, never re-lays out the plots or widens the window)."""
+        self.last_values.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.last_values.setMinimumWidth(0)
+
+    def _show_last(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_shown_at < LAST_VALUES_INTERVAL_S:
+            return
+        self._last_shown_at = now
+        event = self.last
+        if event is None:
+            self.last_values.setText("")
+            return
+        text = f"step {event['step'] + 1}:  loss {event['loss']:.4g}  ·  accuracy {event['accuracy']:.0%}"
+        if event.get("val_loss") is not None and not self.presentation:
+            text += f"   (validation {event['val_loss']:.4g} · {event['val_accuracy']:.0%})"
+        self.last_values.setText(text)
 
     def _legend_html(self) -> str:
         train, val = self.COLOURS["loss"], self.COLOURS["val_loss"]
@@ -189,6 +262,9 @@ class LivePlots(QWidget):
         if event.get("val_loss") is not None:
             self.current["val_loss"].append(step, event["val_loss"])
             self.current["val_accuracy"].append(step, event["val_accuracy"])
+        if event.get("val_loss") is None and self.last is not None and self.last.get("val_loss") is not None:
+            event = {**event, "val_loss": self.last["val_loss"], "val_accuracy": self.last["val_accuracy"]}
+        self.last = event
         self.dirty = True
 
     def refresh(self) -> None:
@@ -197,6 +273,7 @@ class LivePlots(QWidget):
             return
         for name, curve in self.curves.items():
             curve.show(self.current[name])
+        self._show_last(force=False)
         self._grow_x()
         self._fit_loss_y()
         self.dirty = False
@@ -245,6 +322,12 @@ class LivePlots(QWidget):
         self.x_max = 0.0
         self.y_top = 0.0
         self.dirty = False
+        self.last = None
+        self._show_last()
+
+    def flush_last(self) -> None:
+        """Show the very last step's numbers (the run ended or paused between two throttled updates)."""
+        self._show_last(force=True)
 
     def point_count(self) -> int:
         return self.current["loss"].n

@@ -1,0 +1,170 @@
+"""Decoder bases against transformers and PEFT, all on the meta device (test-only dependencies).
+
+For every shipped architecture: the studio's base has transformers' parameter names, shapes and count,
+and each method's trainable count equals PEFT's on transformers' model built from the same config.json,
+over hypothesis-drawn targets, ranks and layers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from peft_studio.core.bases import create_base
+from peft_studio.core.bases.architectures import shipped
+from peft_studio.core.methods import get_method
+from peft_studio.core.methods.config import make_config
+from peft_studio.core.model import StudioModel
+
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+logging.getLogger("transformers").setLevel(logging.ERROR)
+
+ARCHITECTURES = sorted(shipped())
+DECODERS = [name for name in ARCHITECTURES if name != "bert-base"]
+EXPECTED_TOTALS = {  # the models' published sizes (model cards), as a check on the shipped files themselves
+    "llama-3-8b": 8_030_261_248, "llama-3-70b": 70_553_706_496, "mistral-7b": 7_241_732_096,
+    "qwen2.5-0.5b": 494_032_768, "qwen2.5-7b": 7_615_616_512, "gpt2": 124_439_808,
+}
+FEW = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _raw(name: str) -> dict:
+    return json.loads(shipped()[name].read_text())
+
+
+def hf_model(name: str):
+    raw = _raw(name)
+    config = transformers.AutoConfig.for_model(**raw)
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if raw["model_type"] == "bert":
+            return transformers.BertModel(config, add_pooling_layer=False)
+        return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def peft_trainable(name: str, peft_config) -> int:
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = peft.get_peft_model(hf_model(name), peft_config)
+    return model.get_nb_trainable_parameters()[0]
+
+
+@functools.cache
+def meta_base(name: str):
+    return create_base(name)
+
+
+def studio_trainable(name: str, method_name: str, options: dict) -> int:
+    """Trainable parameters of the method on the meta-device base (head excluded), and its closed form."""
+    base = meta_base(name)  # shared: the method is detached again, which restores the base exactly
+    method = get_method(method_name)
+    config = make_config(method.config_cls, options)
+    method.validate(config, base)
+    model = StudioModel(base)
+    try:
+        with torch.device("meta"):
+            method.attach(model, config)
+        counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    finally:
+        model.detach_method()
+    assert counted == method.parameter_count(config, base)
+    return counted
+
+
+def linear_names(name: str) -> list[str]:
+    return list(dict.fromkeys(s.name for s in meta_base(name).sites() if s.kind == "linear"))
+
+
+def drawn_layers(data, name: str) -> list[int]:
+    return data.draw(st.lists(st.integers(0, meta_base(name).num_layers - 1), min_size=1, max_size=4, unique=True))
+
+
+def in_layers(modules: list[str], layers: list[int]) -> str:
+    """A PEFT target regex (matched against full module names) for these modules in these layers."""
+    names = "|".join(re.escape(m) for m in modules)
+    return rf"(model\.layers|transformer\.h)\.({'|'.join(map(str, layers))})\.(.*\.)?({names})"
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_names_shapes_and_count_equal_transformers(name):
+    base, hf = create_base(name), hf_model(name)
+    assert base.on_meta_device
+    ours = {n: tuple(p.shape) for n, p in base.named_parameters()}
+    theirs = {n: tuple(p.shape) for n, p in hf.named_parameters()}
+    assert ours == theirs
+    assert sum(p.numel() for p in base.parameters()) == EXPECTED_TOTALS[name]
+
+
+def test_bert_base_count_equals_transformers():
+    base, hf = create_base("bert-base"), hf_model("bert-base")
+    assert sum(p.numel() for p in base.parameters()) == sum(p.numel() for p in hf.parameters())
+    assert studio_trainable("bert-base", "lora", {"targets": "query,value", "r": 8}) == \
+        peft_trainable("bert-base", peft.LoraConfig(target_modules=["query", "value"], r=8))
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_lora_default_and_all_linear_equal_peft(name):
+    default = "c_attn" if name == "gpt2" else "q_proj,v_proj"
+    assert studio_trainable(name, "lora", {}) == studio_trainable(name, "lora", {"targets": default})
+    assert studio_trainable(name, "lora", {"targets": default, "r": 16}) == \
+        peft_trainable(name, peft.LoraConfig(target_modules=default.split(","), r=16))
+    theirs = peft_trainable(name, peft.LoraConfig(target_modules="all-linear", r=16))
+    for preset in ("all-linear", "all linear", "All-Linear"):
+        assert studio_trainable(name, "lora", {"targets": preset, "r": 16}) == theirs
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_presets_are_attention_plus_mlp(name):
+    attention = studio_trainable(name, "lora", {"targets": "attention"})
+    mlp = studio_trainable(name, "lora", {"targets": "MLP"})
+    assert attention + mlp == studio_trainable(name, "lora", {"targets": "all-linear"})
+
+
+@pytest.mark.parametrize("name", DECODERS)
+@FEW
+@given(data=st.data())
+def test_lora_drawn_targets_ranks_layers_equal_peft(name, data):
+    names = linear_names(name)
+    targets = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True))
+    r = data.draw(st.integers(1, 64))
+    layers = drawn_layers(data, name)
+    ours = studio_trainable(name, "lora", {"targets": ",".join(targets), "r": r,
+                                           "layers": ",".join(map(str, layers))})
+    theirs = peft_trainable(name, peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("name", DECODERS)
+@FEW
+@given(data=st.data())
+def test_ia3_drawn_targets_equal_peft(name, data):
+    """A Linear target scales its output (PEFT: not a feed-forward module); ffn-act scales the down
+    projection's input (PEFT: the down projection as a feed-forward module)."""
+    down = "mlp.c_proj" if name == "gpt2" else "down_proj"
+    with_ffn = data.draw(st.booleans())
+    names = [n for n in linear_names(name) if not with_ffn or n not in ("down_proj", "c_proj")]
+    targets = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
+    layers = drawn_layers(data, name)
+    ours = studio_trainable(name, "ia3", {"targets": ",".join(targets + (["ffn-act"] if with_ffn else [])),
+                                          "layers": ",".join(map(str, layers))})
+    modules = targets + ([down] if with_ffn else [])
+    theirs = peft_trainable(name, peft.IA3Config(target_modules=in_layers(modules, layers),  # no layers option
+                                                 feedforward_modules=in_layers([down], layers) if with_ffn else []))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_prompt_and_prefix_tuning_equal_peft(name):
+    assert studio_trainable(name, "prompt-tuning", {"tokens": 8}) == \
+        peft_trainable(name, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8))
+    # PEFT sizes a prefix by the K/V heads under grouped-query attention, as the studio does
+    assert studio_trainable(name, "prefix-tuning", {"tokens": 8}) == \
+        peft_trainable(name, peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8))
