@@ -38,7 +38,7 @@ except ImportError:
 TEXTS = ["the food was great", "terrible service and a long slow wait", "ok"]
 LINEARS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 NORMS = ["attention.output.LayerNorm", "output.LayerNorm", "LayerNorm"]
-SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.function_scoped_fixture])
 
 

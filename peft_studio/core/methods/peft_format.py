@@ -53,10 +53,3 @@ def split_module_keys(tensors: dict[str, torch.Tensor], leaves: tuple[str, ...],
         out.setdefault(module, {})[match.group(2)] = tensor
     return out
 
-
-def require_all_layers(options_layers: Any, base_layers: int, method: str) -> None:
-    """PEFT's prompt-style adapters cover every layer; a studio subset has no PEFT form."""
-    if options_layers is not None and sorted({int(x) for x in str(options_layers).split(",") if x.strip()}) != \
-            list(range(base_layers)):
-        raise AdapterFileError(f"export to PEFT format: PEFT's {method} covers every layer; this one uses layers "
-                               f"{options_layers}")
