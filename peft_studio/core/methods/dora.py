@@ -30,16 +30,24 @@ class DoraLinear(LoraLinear):
     """LoRA plus a trainable magnitude per output row, initialised to the row norms of W0 (B A starts at 0)."""
 
     def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float) -> None:
-        if not isinstance(base_layer, nn.Linear):
-            raise ConfigError("DoRA needs a plain Linear (a 4-bit Linear has no readable weight to take norms of)")
+        weight = getattr(base_layer, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise ConfigError("DoRA needs a Linear with a readable weight (a 4-bit Linear has none to take norms of)")
         super().__init__(base_layer, r, alpha, dropout)
+        # GPT-2's Conv1D stores W as [in, out] (PEFT's fan_in_fan_out): read it as [out, in]
+        self.fan_in_fan_out = not isinstance(base_layer, nn.Linear) and tuple(weight.shape) == (
+            base_layer.in_features, base_layer.out_features)
         with torch.no_grad():
             self.lora_magnitude_vector = nn.Parameter(self.weight_norm())
 
     def weight_norm(self) -> torch.Tensor:
         """||W0 + s B A|| per output row, detached: DoRA section 4.3, as PEFT."""
-        weight = self.base_layer.weight + self.scaling * (self.lora_B @ self.lora_A)
+        weight = self.weight_out_in() + self.scaling * (self.lora_B @ self.lora_A)
         return torch.linalg.norm(weight, dim=1).detach()
+
+    def weight_out_in(self) -> torch.Tensor:
+        weight = self.base_layer.weight
+        return weight.T if self.fan_in_fan_out else weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
@@ -51,7 +59,7 @@ class DoraLinear(LoraLinear):
             base_result = result if bias is None else result - bias
         else:  # with dropout, PEFT recomputes W0 x on the dropped-out input
             x = self.lora_dropout(x)
-            base_result = F.linear(x, self.base_layer.weight)
+            base_result = F.linear(x, self.weight_out_in())
         lora_result = x @ self.lora_A.T @ self.lora_B.T
         return result + (scale - 1) * base_result + scale * lora_result * self.scaling  # DoRA term
 
@@ -63,7 +71,8 @@ class DoraLinear(LoraLinear):
         factor = (self.lora_magnitude_vector / self.weight_norm()).view(-1, 1)
         self._unmerged_weight = weight.detach().clone()
         with torch.no_grad():
-            weight.copy_(factor * (weight + self.delta_weight()))
+            merged = factor * (self.weight_out_in() + self.delta_weight())
+            weight.copy_(merged.T if self.fan_in_fan_out else merged)
 
 
 @dataclass

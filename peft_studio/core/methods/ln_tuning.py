@@ -75,11 +75,13 @@ class LNTuningMethod(Method):
             model.swap(site.module_path, TunedNorm(model.base.get_submodule(site.module_path)))
 
     def parameter_count(self, config: LNTuningConfig, base: FrozenBase) -> int:
-        return sum(2 * s.out_features for s in self.selected_sites(config, base))
+        # 2 d for a LayerNorm (gamma, beta), d for an RMSNorm (gamma only): count the norm's own tensors
+        norms = [base.get_submodule(s.module_path) for s in self.selected_sites(config, base)]
+        return sum(p.numel() for norm in norms for p in getattr(norm, "base_layer", norm).parameters())
 
     def formula_text(self, config: LNTuningConfig, base: FrozenBase) -> str:
         sites = self.selected_sites(config, base)
-        return f"{len(sites)} LayerNorm(s) x 2 x d = {self.parameter_count(config, base):,}"
+        return f"{len(sites)} norm(s) x (gamma + beta) = {self.parameter_count(config, base):,}"
 
     def code(self, config: LNTuningConfig) -> str:
         return code_line(TunedNorm.forward, "ln_tuning_layers")
