@@ -164,7 +164,7 @@ def test_a_peft_adapter_imports_and_predicts_the_same(tmp_path, folder, data, na
     assert experiment.method_parameter_count() == sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     if name == "ia3-default":
         assert experiment.method_parameter_count() == 16_128
-        assert peft_setup(out).options["targets"] == "k,v,o-in,down-in"
+        assert peft_setup(out).options["targets"] == "k,v,o-in,ffn-act"  # down's input is the activation site
 
 
 def test_every_peft_type_is_a_method_attribute_and_unknown_configs_are_refused(tmp_path, data):

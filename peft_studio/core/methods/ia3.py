@@ -181,6 +181,11 @@ def ia3_peft_translate(config: dict, tensors: dict[str, torch.Tensor], where: st
             shape = tuple(tensor.shape)
             kind, expected = ("feed-forward", "(1, in)") if is_ff else ("plain", "(out, 1)")
             raise unknown(where, f"{name}.ia3_l", f"shape {shape} does not fit a {kind} IA3 module ({expected})")
-        sites.append(f"{module}.input" if is_ff else module)  # the encoder's site ids
+        down = re.fullmatch(r"layers\.(\d+)\.ffn\.down", module)
+        if is_ff and down:  # the input of output.dense is the feed-forward activation: the studio's own site for it
+            module = f"layers.{down.group(1)}.ffn.act_scale"
+            sites.append(module)
+        else:
+            sites.append(f"{module}.input" if is_ff else module)  # the encoder's site ids
         studio[f"{module}.ia3_scale"] = tensor.reshape(-1)
     return {"targets": ",".join(sites), "layers": None, "feedforward": ""}, studio

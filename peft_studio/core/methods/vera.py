@@ -80,7 +80,7 @@ class VeraConfig(MethodConfig):
     d_initial: float = option(0.1, "initial value of every lambda_d entry (lambda_b starts at 0)",
                               low=-1e3, high=1e3)
     projection_prng_key: int = option(0, "seed of the shared random A and B (PEFT's projection_prng_key)",
-                                      low=0, high=2**63 - 1)
+                                      low=0, high=2**31 - 1)
 
 
 class VeraMethod(Method):
