@@ -88,7 +88,12 @@ def take_census(model: StudioModel) -> Census:
     rows: list[CensusRow] = []
     quantized: list[NF4Linear] = []
     seen: set[int] = set()
+    by_kind: dict[str, list[Site]] = {}
     for module_name, module in model.named_modules():  # module order keeps a 4-bit weight beside its bias
+        kind = getattr(module, "site_kind", None)  # a method module on one of two sites sharing a module path
+        if kind is not None and kind not in by_kind:
+            by_kind[kind] = sorted(sites, key=lambda s: s.kind != kind)  # its own kind wins the tie
+        module_sites = sites if kind is None else by_kind[kind]
         prefix = f"{module_name}." if module_name else ""
         if isinstance(module, NF4Linear):
             quantized.append(module)
@@ -98,7 +103,7 @@ def take_census(model: StudioModel) -> Census:
                 continue
             seen.add(id(parameter))
             name = prefix + local
-            rows.append(CensusRow(name, _site_of(name, sites), model.owner_of(parameter), tuple(parameter.shape),
+            rows.append(CensusRow(name, _site_of(name, module_sites), model.owner_of(parameter), tuple(parameter.shape),
                                   parameter.numel(), str(parameter.dtype).removeprefix("torch."),
                                   parameter.numel() * parameter.element_size(), parameter.requires_grad))
     return Census(tuple(rows), _quantization_report(quantized))

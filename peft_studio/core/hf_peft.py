@@ -1,19 +1,21 @@
 """Hugging Face PEFT adapter folders: export a studio adapter, import one trained with PEFT.
 
 A PEFT folder is adapter_config.json + adapter_model.safetensors, with PEFT's key names for a
-`BertModel` (feature extraction):
+`BertModel` (feature extraction), e.g.
 
     base_model.model.encoder.layer.0.attention.self.query.lora_A.weight   LoRA A (r, in)
-    base_model.model.encoder.layer.0.attention.self.key.ia3_l             IA3 (out, 1)
     base_model.model.encoder.layer.0.output.dense.ia3_l                   IA3 feed-forward (1, in)
     prompt_embeddings                                                     prompt tuning (n, d)
 
-so `PeftModel.from_pretrained(BertModel.from_pretrained(checkpoint), folder)` loads an export.
+so `PeftModel.from_pretrained(BertModel.from_pretrained(checkpoint), folder)` loads an export. Each
+method owns its format (methods/*.py: `peft_type`, `peft_export`, `peft_translate`, ...; see
+methods/peft_format.py); this module reads, checks and writes the folders and names no method.
 The classification head is not part of a feature-extraction adapter: it goes beside it as
 head.safetensors (`weight` [labels, d], `bias` [labels]; label names, pooling and the studio setup
-in its metadata). Outside the studio: logits = head(pool(hidden states)), with the pooling the
-base uses (mean over real tokens for all-MiniLM-L6-v2, the [CLS] vector for a plain BERT folder;
-BERT's own pooler Linear + tanh is not used). Import reads the head file when it is there.
+in its metadata), with a README.md holding the lines that give the studio's logits from PEFT's
+outputs: logits = head(pool(hidden states)), with the pooling the base uses (mean over real tokens
+for all-MiniLM-L6-v2, the [CLS] vector for a plain BERT folder; BERT's own pooler Linear + tanh is
+not used; prompt tuning says which positions it pools). Import reads the head file when it is there.
 Nothing here executes code from the files (safetensors + JSON only), and peft is not needed.
 Every file goes through `safe_io` (regular files only, sizes, dtypes, finite values), every field of
 adapter_config.json the studio reads is type- and range-checked (`_check_config`), and a regex
@@ -22,6 +24,7 @@ target_modules is bounded as `module_patterns` explains.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -35,14 +38,14 @@ from safetensors.torch import save_file
 
 from . import safe_io
 from .bases.encoder import Encoder
-from .bases.hf_names import hf_module, studio_module
-from .bases.sites import ACTIVATION, LINEAR, Site
+from .bases.hf_names import hf_module
+from .bases.sites import Site, longest_prefix
 from .data import TextDataset
 from .errors import AdapterFileError, ConfigError
 from .experiment import Experiment, Setup
-from .methods.ia3 import ChannelScale
-from .methods.lora import LoraLinear
-from .methods.prompt_tuning import SoftPrompt
+from .methods import METHODS, Method, get_method
+from .methods.peft_format import KEY_PREFIX
+from .methods.targets import targets_for_sites
 from .module_patterns import MAX_NAME_CHARS, ModuleSelector
 from .store import write_atomically
 
@@ -50,15 +53,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_FILE = "head.safetensors"
 HEAD_FORMAT = "peft-studio-head/1"
-KEY_PREFIX = "base_model.model."
-PEFT_TYPES = {"lora": "LORA", "qlora": "LORA", "ia3": "IA3", "prompt-tuning": "PROMPT_TUNING"}
-STUDIO_METHODS = {"LORA": "lora", "IA3": "ia3", "PROMPT_TUNING": "prompt-tuning"}
-# PEFT's prefix tuning on a BERT model moves the real tokens to positions n..n+L-1 (transformers counts the
-# prefix keys as past tokens); the studio's prefix leaves positions alone, so the two compute different things.
-PREFIX_DIFFERS = ("PEFT's prefix tuning on a BERT model shifts the real tokens' positions by the prefix length "
-                  "(transformers counts the prefix as past tokens) while the studio's prefix keeps them, so the "
-                  "outputs would differ: prefix tuning is not exchanged")
-_FFN_ACT = re.compile(r"layers\.(\d+)\.ffn\.act_scale")
+README_FILE = "README.md"
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
 MAX_RANK = 4096
@@ -117,89 +112,46 @@ def _base_name_or_path(base: Encoder) -> str | None:
     return None if folder is None else str(folder)
 
 
-def _modules(base: Encoder, kind: type) -> list[tuple[str, Any]]:
-    return [(path, module) for path, module in base.named_modules() if isinstance(module, kind)]
-
-
-def _hf(path: str) -> str:
-    name = hf_module(path)
-    if name is None:
-        raise AdapterFileError(f"export to PEFT format: {path} has no Hugging Face BERT module name")
-    return name
-
-
-def _lora_export(base: Encoder, config: Any) -> tuple[dict, dict[str, torch.Tensor]]:
-    tensors: dict[str, torch.Tensor] = {}
-    targets = []
-    for path, module in _modules(base, LoraLinear):
-        name = _hf(path)
-        targets.append(name)
-        tensors[f"{KEY_PREFIX}{name}.lora_A.weight"] = module.lora_A
-        tensors[f"{KEY_PREFIX}{name}.lora_B.weight"] = module.lora_B
-    settings = {"r": config.r, "lora_alpha": config.alpha, "lora_dropout": config.dropout, "target_modules": targets,
-                "bias": "none", "fan_in_fan_out": False, "init_lora_weights": True, "use_rslora": False,
-                "use_dora": False, "layers_to_transform": None, "rank_pattern": {}, "alpha_pattern": {}}
-    return settings, tensors
-
-
-def _ia3_export(base: Encoder) -> tuple[dict, dict[str, torch.Tensor]]:
-    tensors: dict[str, torch.Tensor] = {}
-    targets, feedforward = [], []
-    for path, module in _modules(base, ChannelScale):
-        match = _FFN_ACT.fullmatch(path)
-        if match:  # PEFT scales the input of a feed-forward module: the input of output.dense is the activation
-            name = f"encoder.layer.{match.group(1)}.output.dense"
-            feedforward.append(name)
-            tensor = module.ia3_scale.view(1, -1)
-        elif module.inner is not None:
-            name = _hf(path)
-            tensor = module.ia3_scale.view(-1, 1)
-        else:
-            raise AdapterFileError(f"export to PEFT format: IA3 at {path} has no PEFT equivalent")
-        if name in targets:
-            raise AdapterFileError(f"export to PEFT format: PEFT allows one IA3 vector per module, but {name} has "
-                                   "two (the feed-forward activation and the down projection's output)")
-        targets.append(name)
-        tensors[f"{KEY_PREFIX}{name}.ia3_l"] = tensor
-    settings = {"target_modules": targets, "feedforward_modules": feedforward, "fan_in_fan_out": False,
-                "init_ia3_weights": True}
-    return settings, tensors
-
-
-def _prompt_settings(base: Encoder, tokens: int) -> dict:
-    cfg = base.cfg
-    return {"num_virtual_tokens": tokens, "token_dim": cfg.d_model, "num_transformer_submodules": 1,
-            "num_attention_heads": cfg.n_heads, "num_layers": cfg.n_layers}
-
-
-def _prompt_export(base: Encoder) -> tuple[dict, dict[str, torch.Tensor]]:
-    modules = _modules(base, SoftPrompt)
-    if not modules:
-        raise AdapterFileError("export to PEFT format: the model has no soft prompt")
-    prompt = modules[0][1].prompt
-    settings = {**_prompt_settings(base, prompt.shape[0]), "prompt_tuning_init": "RANDOM",
-                "prompt_tuning_init_text": None, "tokenizer_name_or_path": None}
-    return settings, {"prompt_embeddings": prompt}
+def _exchanging() -> list[str]:
+    return [name for name, method in METHODS.items() if method.peft_type]
 
 
 def _export_parts(experiment: Experiment) -> tuple[dict, dict[str, torch.Tensor]]:
-    method = experiment.setup.method
-    if method == "prefix-tuning":
-        raise AdapterFileError(f"export to PEFT format: {PREFIX_DIFFERS}")
-    if method not in PEFT_TYPES:
-        raise AdapterFileError(f"export to PEFT format: method {method!r} has no PEFT adapter format here "
-                               f"(supported: {', '.join(PEFT_TYPES)})")
+    method = experiment.method
+    if method.peft_type is None:
+        raise AdapterFileError(f"export to PEFT format: method {method.name!r} has no PEFT adapter format here "
+                               f"(supported: {', '.join(_exchanging())})")
     base = _bert_base(experiment, "export to")
-    if method in ("lora", "qlora"):
-        settings, tensors = _lora_export(base, experiment.config)
-    elif method == "ia3":
-        settings, tensors = _ia3_export(base)
-    else:
-        settings, tensors = _prompt_export(base)
-    config = {"peft_type": PEFT_TYPES[method], "task_type": "FEATURE_EXTRACTION",
+    settings, tensors = method.peft_export(base, experiment.config)
+    config = {"peft_type": method.peft_type, "task_type": "FEATURE_EXTRACTION",
               "base_model_name_or_path": _base_name_or_path(base), "revision": None, "inference_mode": True,
               "modules_to_save": None, **settings}
     return config, tensors
+
+
+def _readme(experiment: Experiment) -> str:
+    """How to use the folder outside the studio: PEFT's hidden states -> the studio's logits."""
+    base = experiment.base
+    notes = experiment.method.peft_notes(experiment.config, base)
+    lines = [f"# {experiment.method.title} adapter exported by PEFT Studio", "",
+             f"Base: {experiment.setup.base} ({_base_name_or_path(base) or 'a local BERT folder'}); "
+             f"labels: {', '.join(experiment.dataset.label_names)}; pooling: {base.cfg.pooling}.", "",
+             "```python",
+             "from peft import PeftModel",
+             "from transformers import BertModel",
+             "peft_model = PeftModel.from_pretrained(BertModel.from_pretrained(checkpoint), folder).eval()",
+             "```", ""]
+    if not any(line.startswith("```python") for line in notes):
+        pooled = "pooled = hidden[:, 0]" if base.cfg.pooling == "cls" else \
+            "pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)"
+        notes = [*notes, "The studio's logits from PEFT's outputs (`ids`, `mask` from the checkpoint's tokenizer):",
+                 "", "```python",
+                 "hidden = peft_model(input_ids=ids, attention_mask=mask).last_hidden_state  # (batch, L, d)",
+                 "mask = mask.to(hidden.dtype)", pooled,
+                 "head = safetensors.torch.load_file('head.safetensors')",
+                 "logits = pooled @ head['weight'].T + head['bias']", "```"]
+    settings = ", ".join(f"{k} = {v}" for k, v in experiment.config.to_dict().items())
+    return "\n".join([*lines, *notes, "", f"Studio settings: method {experiment.setup.method}, {settings}.", ""])
 
 
 def check_peft_export(experiment: Experiment, folder: str | Path | None = None) -> None:
@@ -211,7 +163,7 @@ def check_peft_export(experiment: Experiment, folder: str | Path | None = None) 
 
 
 def export_peft(experiment: Experiment, folder: str | Path) -> Path:
-    """Write adapter_config.json, adapter_model.safetensors and head.safetensors into `folder`."""
+    """Write adapter_config.json, adapter_model.safetensors, head.safetensors and README.md into `folder`."""
     folder = Path(folder)
     config, tensors = _export_parts(experiment)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
@@ -228,6 +180,8 @@ def export_peft(experiment: Experiment, folder: str | Path) -> Path:
         raise AdapterFileError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
     write_atomically(folder / ADAPTER_WEIGHTS, lambda temp: save_file(tensors, str(temp), metadata={"format": "pt"}))
     write_atomically(folder / HEAD_FILE, lambda temp: save_file(head_tensors, str(temp), metadata=head_metadata))
+    readme = _readme(experiment)
+    write_atomically(folder / README_FILE, lambda temp: temp.write_text(readme, encoding="utf-8"))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     write_atomically(folder / ADAPTER_CONFIG, lambda temp: temp.write_text(text, encoding="utf-8"))
     return folder
@@ -273,7 +227,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 def _check_config(config: dict[str, Any], where: str) -> None:
     """Types of every field the studio reads, and the ranges of the numbers it uses."""
-    for name, (kinds, what) in CONFIG_FIELDS.items():
+    fields = dict(CONFIG_FIELDS)
+    for method in METHODS.values():
+        if method.peft_type is not None and method.peft_type == config.get("peft_type"):
+            fields.update(method.peft_config_fields)
+    for name, (kinds, what) in fields.items():
         if name not in config:
             continue
         value = config[name]
@@ -310,7 +268,7 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> d
                                    "adapter key")
         name = key.removeprefix(KEY_PREFIX).removeprefix("bert.")
         name = re.sub(r"\.(lora_A|lora_B)\.default\.weight$", r".\1.weight", name)  # a raw state_dict's names
-        name = re.sub(r"\.ia3_l\.default$", ".ia3_l", name)
+        name = re.sub(r"\.default$", "", name)  # ia3_l.default, vera_lambda_b.default, ...
         if ".modules_to_save." in name or name.startswith(("classifier.", "pooler.", "cls.")):
             skipped.add(name.split(".")[0])
             continue
@@ -321,93 +279,17 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> d
     return out
 
 
-def _unknown(where: str, key: str, what: str) -> AdapterFileError:
-    return AdapterFileError(f"{where}: {key}: {what}")
-
-
-def _translate_lora(config: dict, tensors: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
-    for flag in ("use_dora", "use_qalora"):
-        if config.get(flag):
-            raise AdapterFileError(f"{where}: {flag} is not supported (plain LoRA only)")
-    if config.get("bias", "none") != "none" or config.get("lora_bias"):
-        raise AdapterFileError(f"{where}: bias {config.get('bias')!r} trains base biases too; only bias 'none' is "
-                               "supported")
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise AdapterFileError(f"{where}: rank_pattern / alpha_pattern (per-module ranks) are not supported")
-    if config.get("fan_in_fan_out"):
-        raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
-    r = config.get("r")
-    if type(r) is not int or r < 1:
-        raise AdapterFileError(f"{where}: r must be a positive integer (got {r!r})")
-    alpha = float(config.get("lora_alpha") or 8)
-    if config.get("use_rslora"):  # rsLoRA scales by alpha / sqrt(r): the same scale as alpha * sqrt(r) / r
-        alpha *= math.sqrt(r)
-    studio: dict[str, torch.Tensor] = {}
-    for key, tensor in tensors.items():
-        match = re.fullmatch(r"(.+)\.(lora_A|lora_B)\.weight", key)
-        if not match:
-            raise _unknown(where, key, "not a LoRA tensor (expected <module>.lora_A.weight / lora_B.weight)")
-        module = studio_module(match.group(1))
-        if module is None:
-            raise _unknown(where, key, "unknown target module: not a Linear of a BERT encoder")
-        safe_io.expect_shape(tensor, 2, f"{where}: {key}", AdapterFileError,
-                             "(r, in)" if match.group(2) == "lora_A" else "(out, r)")
-        studio[f"{module}.{match.group(2)}"] = tensor
-        rank = tensor.shape[0] if match.group(2) == "lora_A" else tensor.shape[1]
-        if rank != r:
-            raise _unknown(where, key, f"has rank {rank}, adapter_config.json says r={r}")
-    options = {"r": r, "alpha": alpha, "dropout": float(config.get("lora_dropout") or 0.0)}
-    return options, studio
-
-
-def _translate_ia3(config: dict, tensors: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
-    feedforward = ModuleSelector(config.get("feedforward_modules"), "feedforward_modules", where, AdapterFileError)
-    studio: dict[str, torch.Tensor] = {}
-    for key, tensor in tensors.items():
-        match = re.fullmatch(r"(.+)\.ia3_l", key)
-        if not match:
-            raise _unknown(where, key, "not an IA3 tensor (expected <module>.ia3_l)")
-        name = match.group(1)
-        module = studio_module(name)
-        if module is None:
-            raise _unknown(where, key, "unknown target module: not a Linear of a BERT encoder")
-        is_ff = feedforward.matches(name) or feedforward.matches(f"bert.{name}")
-        safe_io.expect_shape(tensor, 2, f"{where}: {key}", AdapterFileError, "(1, in)" if is_ff else "(out, 1)")
-        if is_ff != (tensor.shape[0] == 1 and tensor.shape[1] != 1) or (not is_ff and tensor.shape[1] != 1):
-            shape = tuple(tensor.shape)
-            raise _unknown(where, key, f"shape {shape} does not fit a {'feed-forward' if is_ff else 'plain'} IA3 "
-                                       f"module ({'(1, in)' if is_ff else '(out, 1)'})")
-        if is_ff:  # the input of output.dense is the feed-forward activation
-            layer = re.fullmatch(r"layers\.(\d+)\.ffn\.down", module)
-            if layer is None:
-                raise _unknown(where, key, "feed-forward IA3 scales this module's input, which the studio has no "
-                                           "site for (it scales the activation = the input of output.dense)")
-            studio[f"layers.{layer.group(1)}.ffn.act_scale.ia3_scale"] = tensor.reshape(-1)
-        else:
-            studio[f"{module}.ia3_scale"] = tensor.reshape(-1)
-    return {}, studio
-
-
-def _translate_prompt(config: dict, tensors: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
-    if set(tensors) != {"prompt_embeddings"}:
-        raise AdapterFileError(f"{where}: prompt tuning expects one tensor prompt_embeddings, found "
-                               f"{', '.join(sorted(tensors)) or 'none'}")
-    if config.get("num_transformer_submodules", 1) != 1:
-        raise AdapterFileError(f"{where}: num_transformer_submodules {config.get('num_transformer_submodules')} "
-                               "is for encoder-decoder models; a BERT encoder has 1")
-    prompt = tensors["prompt_embeddings"]
-    safe_io.expect_shape(prompt, 2, f"{where}: prompt_embeddings", AdapterFileError, "(n, d)")
-    for name, size in (("num_virtual_tokens", prompt.shape[0]), ("token_dim", prompt.shape[1])):
-        if config.get(name) is not None and config[name] != size:
-            raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prompt.shape)}, but "
-                                   f"{ADAPTER_CONFIG} says {name}={config[name]}")
-    if prompt.shape[0] > MAX_VIRTUAL_TOKENS:
-        raise AdapterFileError(f"{where}: {prompt.shape[0]} virtual tokens; the studio takes at most "
-                               f"{MAX_VIRTUAL_TOKENS}")
-    return {"tokens": int(prompt.shape[0])}, {"embeddings.prompt.prompt": prompt}
-
-
-TRANSLATORS = {"LORA": _translate_lora, "IA3": _translate_ia3, "PROMPT_TUNING": _translate_prompt}
+def _method_for(peft_type: Any, config: dict[str, Any], where: str) -> Method:
+    """The studio method that an adapter of this type and settings is (LORA with use_dora is DoRA)."""
+    typed = [m for m in METHODS.values() if m.peft_type is not None and m.peft_type == peft_type]
+    claimed = [m for m in typed if m.peft_claims(config)]
+    if not claimed:
+        if typed:
+            raise AdapterFileError(f"{where}: no studio method takes this {peft_type} adapter's settings")
+        supported = sorted({m.peft_type for m in METHODS.values() if m.peft_type})
+        raise AdapterFileError(f"{where}: peft_type {peft_type!r} is not supported (supported: "
+                               f"{', '.join(supported)})")
+    return claimed[0]
 
 
 def read_peft(folder: str | Path) -> PeftAdapter:
@@ -416,11 +298,7 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     config = _read_config(folder)
     where = f"{folder.name}/{ADAPTER_CONFIG}"
     peft_type = config.get("peft_type")
-    if peft_type == "PREFIX_TUNING":
-        raise AdapterFileError(f"{where}: {PREFIX_DIFFERS}")
-    if peft_type not in TRANSLATORS:
-        raise AdapterFileError(f"{where}: peft_type {peft_type!r} is not supported (supported: "
-                               f"{', '.join(TRANSLATORS)})")
+    method = _method_for(peft_type, config, where)
     weights = folder / ADAPTER_WEIGHTS
     if not os.path.lexists(weights):
         hint = " (adapter_model.bin is pickle: save with safe_serialization=True)" \
@@ -431,12 +309,29 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     tensors = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
     if not tensors:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
-    options, studio = TRANSLATORS[peft_type](config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
-    adapter = PeftAdapter(folder, peft_type, STUDIO_METHODS[peft_type], options,
+    options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
+    adapter = PeftAdapter(folder, peft_type, method.name, options,
                           {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes)
     if os.path.lexists(folder / HEAD_FILE):
         adapter.head, adapter.head_labels = _read_head(folder)
+        _merge_studio_options(adapter, folder)
     return adapter
+
+
+def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
+    """Settings PEFT's config cannot hold (e.g. prompt tuning's pooling) from the head's metadata, when the
+    studio wrote that head for this method; the adapter's own settings win."""
+    where = f"{folder.name}/{HEAD_FILE}"
+    _, metadata = _load_safetensors(folder / HEAD_FILE)
+    if metadata.get("format") != HEAD_FORMAT or metadata.get("method") != adapter.method or "config" not in metadata:
+        return
+    saved = safe_io.loads_json(metadata["config"], f"{where}: config", AdapterFileError)
+    if not isinstance(saved, dict):
+        raise AdapterFileError(f"{where}: its config metadata should be an object")
+    fields = {f.name for f in dataclasses.fields(get_method(adapter.method).config_cls)}
+    for key in sorted(fields - {"targets", "layers", "freeze_head"} - set(adapter.options)):
+        if key in saved:
+            adapter.options[key] = saved[key]
 
 
 def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
@@ -462,12 +357,12 @@ def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]
 # ---- import ------------------------------------------------------------------------------------
 def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
     """The base sites the adapter's tensors sit on (checked to exist on this base)."""
+    by_path = {s.module_path: s for s in reversed(base.sites())}  # a Linear before its input site
     paths: list[str] = []
-    for name in adapter.tensors:
-        path = name.rsplit(".", 1)[0]
+    for name in adapter.tensors:  # the site module holding the tensor (a LayerNorm copy sits deeper inside)
+        path = longest_prefix(name, ((p, p) for p in by_path), strict=True) or name.rsplit(".", 1)[0]
         if path not in paths:
             paths.append(path)
-    by_path = {s.module_path: s for s in base.sites()}
     sites = []
     for path in paths:
         if path not in by_path:
@@ -482,19 +377,6 @@ def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
     return sites
 
 
-def _targets_option(sites: list[Site], num_layers: int) -> tuple[str, str | None]:
-    """The shortest --targets/--layers pair selecting exactly these sites."""
-    layers_by_name: dict[str, list[int]] = {}
-    for site in sites:
-        layers_by_name.setdefault(site.name, []).append(site.layer)
-    layer_sets = {tuple(sorted(v)) for v in layers_by_name.values()}
-    if len(layer_sets) == 1:
-        layers = next(iter(layer_sets))
-        layer_text = None if list(layers) == list(range(num_layers)) else ",".join(map(str, layers))
-        return ",".join(layers_by_name), layer_text
-    return ",".join(s.id for s in sites), None
-
-
 def peft_setup(folder: str | Path, base: str = "minilm", seed: int = 0) -> Setup:
     """A studio Setup (method + options) that builds the model this PEFT adapter fits."""
     from .bases import create_base
@@ -506,14 +388,20 @@ def peft_setup(folder: str | Path, base: str = "minilm", seed: int = 0) -> Setup
 def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_options: dict | None = None) -> Setup:
     if not isinstance(base, Encoder):
         raise AdapterFileError(f"import PEFT format: base {base_name!r} is not a BERT-style encoder")
+    method = get_method(adapter.method)
     options = dict(adapter.options)
-    if adapter.method in ("lora", "ia3"):
-        sites = _sites_for(adapter, base)
-        kinds = (LINEAR,) if adapter.method == "lora" else (LINEAR, ACTIVATION)
-        bad = [s.id for s in sites if s.kind not in kinds]
+    if "targets" in {f.name for f in dataclasses.fields(method.config_cls)}:
+        if options.get("targets") is not None:  # the translator named the sites (IA3: input or output)
+            try:
+                sites = method.selected_sites(method.config(options), base)
+            except ConfigError as exc:
+                raise AdapterFileError(f"{adapter.folder.name}: {exc}") from None
+        else:
+            sites = _sites_for(adapter, base)
+        bad = [s.id for s in sites if s.kind not in method.site_kinds]
         if bad:
             raise AdapterFileError(f"{adapter.folder.name}: {adapter.method} cannot sit at {', '.join(bad)}")
-        options["targets"], options["layers"] = _targets_option(sites, base.num_layers)
+        options.update(targets_for_sites(sites, method.usable_sites(base), base.num_layers))
     return Setup(base=base_name, method=adapter.method, options=options, seed=seed, base_options=base_options or {})
 
 
@@ -541,7 +429,7 @@ def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDat
 
 def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
     name = adapter.folder.name
-    if experiment.setup.method not in ({adapter.method, "qlora"} if adapter.method == "lora" else {adapter.method}):
+    if not experiment.method.peft_accepts(adapter.method):
         raise AdapterFileError(f"{name}: a {adapter.peft_type} adapter, but the model uses {experiment.setup.method!r}")
     base = experiment.base
     params = dict(base.named_parameters())
@@ -553,11 +441,7 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
     extra = sorted(trainable_method - set(adapter.tensors))
     if extra:
         raise AdapterFileError(f"{name}: the model trains {extra[0]}, which the adapter does not have")
-    if adapter.method == "lora":
-        for path, module in _modules(base, LoraLinear):
-            if not math.isclose(module.scaling, adapter.options["alpha"] / adapter.options["r"], rel_tol=1e-6):
-                raise AdapterFileError(f"{name}: LoRA scale alpha/r = {adapter.options['alpha']:g}/"
-                                       f"{adapter.options['r']}, the model's {path} uses {module.scaling:g}")
+    experiment.method.peft_check_model(base, adapter.options, name)
     # every check before the first copy: a refused folder leaves the model as it was
     for key, value in adapter.tensors.items():
         if tuple(value.shape) != tuple(params[key].shape):

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .adapter_set import AdapterSet, SetAdapter
+from .bases.sites import longest_prefix
 from .data import TextDataset
 from .errors import AdapterFileError
 from .hf_peft import ADAPTER_CONFIG, check_peft_export, export_peft, import_peft, read_peft
@@ -83,9 +84,12 @@ def _import_one(adapters: AdapterSet, name: str, path: Path, dataset: TextDatase
     method = get_method(adapter.method)
     base = adapters.base
     options = dict(adapter.options)
-    if method.site_kinds:  # LoRA, IA3: the sites their tensors sit on become targets
-        by_path = {s.module_path: s for s in method.usable_sites(base)}
-        paths = list(dict.fromkeys(key.rsplit(".", 1)[0] for key in adapter.tensors))
+    if method.site_kinds and options.get("targets") is not None:  # the translator named its sites (IA3)
+        options = method.options_for_sites(method.selected_sites(method.config(options), base), base, options)
+    elif method.site_kinds:  # LoRA, ...: the sites their tensors sit on become targets
+        by_path = {s.module_path: s for s in reversed(method.usable_sites(base))}  # a Linear before its input
+        paths = list(dict.fromkeys(longest_prefix(key, ((p, p) for p in by_path), strict=True)
+                                   or key.rsplit(".", 1)[0] for key in adapter.tensors))
         missing = [p for p in paths if p not in by_path]
         if missing:
             raise AdapterFileError(f"{path.name}: the adapter sits at {missing[0]}, which base "

@@ -15,6 +15,8 @@ KIND_WORDS = {
     "adapter": "adapter slot between sublayers, on the residual path",
     "activation": "activation-scaling knob (IA3)",
     "linear": "LoRA slot beside this frozen Linear (IA3: scale its output)",
+    "linear-input": "IA3 knob on the input of this frozen Linear (PEFT's feed-forward IA3)",
+    "norm": "the gamma and beta of this LayerNorm (LayerNorm tuning)",
 }
 
 

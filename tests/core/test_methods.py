@@ -27,9 +27,9 @@ def tiny_setups(draw):
     """A random tiny base shape and a random method config that is valid on it."""
     d_model, heads, layers = draw(TINY_SHAPES)
     method = draw(st.sampled_from(["prompt-tuning", "prefix-tuning", "adapter", "ia3", "lora", "qlora",
-                                   "head-only", "full", "bitfit"]))
+                                   "head-only", "full", "bitfit", "dora", "vera", "ln-tuning"]))
     options: dict = {"freeze_head": draw(st.booleans()) if method != "head-only" else False}
-    if method in ("lora", "qlora"):
+    if method in ("lora", "qlora", "dora"):
         options.update(r=draw(st.integers(1, 12)), alpha=draw(st.sampled_from([1.0, 8.0, 16.0])),
                        targets=",".join(draw(st.lists(st.sampled_from(["q", "k", "v", "o", "up", "down"]),
                                                       min_size=1, max_size=4, unique=True))),
@@ -39,7 +39,16 @@ def tiny_setups(draw):
                        placement=draw(st.sampled_from(["after-attn", "after-ffn", "both"])),
                        layers=_layers(draw, layers), init="default")
     elif method == "ia3":
-        options.update(targets=",".join(draw(st.lists(st.sampled_from(["k", "v", "ffn-act", "q", "o"]),
+        ia3_targets = ["k", "v", "ffn-act", "q", "o", "q-in", "down-in"]
+        options.update(targets=",".join(draw(st.lists(st.sampled_from(ia3_targets), min_size=1, max_size=3,
+                                                      unique=True))),
+                       layers=_layers(draw, layers))
+    elif method == "vera":
+        options.update(r=draw(st.integers(1, 64)), layers=_layers(draw, layers),
+                       targets=",".join(draw(st.lists(st.sampled_from(["q", "k", "v", "o", "up", "down"]),
+                                                      min_size=1, max_size=4, unique=True))))
+    elif method == "ln-tuning":
+        options.update(targets=",".join(draw(st.lists(st.sampled_from(["emb-norm", "attn-norm", "ffn-norm"]),
                                                       min_size=1, max_size=3, unique=True))),
                        layers=_layers(draw, layers))
     elif method == "prompt-tuning":

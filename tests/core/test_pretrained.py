@@ -224,8 +224,16 @@ def test_truncation_follows_max_positions(tmp_path):
     base(ids, mask)  # every position has an embedding
     data = load_builtin("sentiment")
     experiment = Experiment(Setup(str(tmp_path / "b"), "prompt-tuning", {"tokens": 8}), data)
-    with pytest.raises(ConfigError, match="16 position embeddings of b: use fewer prompt tokens"):
-        experiment.predict(["the movie " * 40])
+    long_text = "the movie " * 40
+    experiment.predict([long_text])  # cut to 16 - 8 tokens, [SEP] kept: as if the tokenizer's length were 8
+    ids, mask = base.tokenizer.batch([long_text])
+    cut_ids = torch.cat([ids[:, :7], ids[:, -1:]], dim=1)
+    with torch.no_grad():
+        assert torch.equal(experiment.model(ids, mask), experiment.model(cut_ids, mask[:, :8]))
+    notes = experiment.method.shape_notes(experiment.config, experiment.base, 8)
+    assert "texts are cut to 8 tokens" in "\n".join(notes)
+    with pytest.raises(ConfigError, match="15 soft-prompt vectors leave 1 of the 16 position embeddings"):
+        Experiment(Setup(str(tmp_path / "b"), "prompt-tuning", {"tokens": 15}), data)  # refused at configuration
 
 
 # ---- refusals ------------------------------------------------------------------------------------

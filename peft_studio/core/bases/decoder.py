@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, NORM, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 LLAMA, GPT2 = "llama", "gpt2"
@@ -443,6 +443,11 @@ class DecoderBase(FrozenBase):
                                       f"layer {i} after attention, before the residual add"))
             sites.append(Site(f"{at}.mlp_adapter", ADAPTER, "after-ffn", f"{at}.mlp_adapter", i, d, d,
                               f"layer {i} after the MLP, before the residual add"))
+            norms = ("input_layernorm", "post_attention_layernorm") if cfg.style == LLAMA else ("ln_1", "ln_2")
+            for short, norm in zip(("attn-norm", "ffn-norm"), norms, strict=True):  # LayerNorm tuning's sites
+                sites.append(Site(f"{at}.{norm}", NORM, short, f"{at}.{norm}", i, d, d, f"layer {i} {norm}"))
+        final = "model.norm" if cfg.style == LLAMA else "transformer.ln_f"
+        sites.append(Site(final, NORM, "final-norm", final, None, d, d, "final norm"))
         return sites
 
     def blocks(self) -> list[Block]:

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from . import hf_names
 from .frozen import FrozenBase, Tokenizer
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 
@@ -60,7 +60,8 @@ class Embeddings(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, mask = self.prompt(self.word(token_ids), mask)  # soft prompts join here, before positions
-        positions = torch.arange(x.shape[1], device=x.device)
+        offset = getattr(self.prompt, "position_offset", 0)  # PEFT-style prefix tuning: tokens start at n
+        positions = torch.arange(offset, offset + x.shape[1], device=x.device)
         x = x + self.position(positions)[None]
         if self.token_type is not None:
             x = x + self.token_type.weight[0]  # single-segment input: token type 0 everywhere
@@ -141,7 +142,10 @@ class Encoder(FrozenBase):
     name = "encoder"
     title = "BERT-style encoder"
     method_option_defaults = {"lora": {"targets": "q,v"}, "qlora": {"targets": "q,v"},
-                              "ia3": {"targets": "k,v,ffn-act"}, "adapter": {"placement": "after-ffn"}}
+                              "ia3": {"targets": "k,v,ffn-act", "feedforward": "output.dense"},
+                              "adapter": {"placement": "after-ffn"}}
+
+    truncation_keeps_last_token = False  # True where texts end with [SEP] (checkpoints)
 
     def __init__(self, cfg: EncoderConfig, tokenizer: Tokenizer) -> None:
         super().__init__(tokenizer)
@@ -150,6 +154,7 @@ class Encoder(FrozenBase):
         self.cfg = cfg
         self.norm_placement = cfg.norm_placement
         self.hidden_size = cfg.d_model
+        self.position_limit = cfg.max_positions
         self.num_layers = cfg.n_layers
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
@@ -160,8 +165,22 @@ class Encoder(FrozenBase):
     def hf_module(self, module_path: str) -> str | None:
         return hf_names.hf_module(module_path)
 
+    def fit_positions(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cut texts to the positions a soft prompt (or a position-shifting prefix) of n vectors leaves
+        (max_positions - n), as the tokenizer would at that length: a checkpoint's texts keep their [SEP]."""
+        limit = self.cfg.max_positions - getattr(self.embeddings.prompt, "reserved_positions", 0)
+        if token_ids.shape[1] <= limit:
+            return token_ids, mask
+        lengths = mask.sum(dim=1)
+        ids, kept = token_ids[:, :limit].clone(), mask[:, :limit].clone()
+        cut = lengths > limit
+        if self.truncation_keeps_last_token and cut.any():
+            ids[cut, limit - 1] = token_ids[cut, lengths[cut] - 1]
+        return ids, kept
+
     def encode(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token hidden states [B, L', D] and the (possibly prompt-extended) mask."""
+        token_ids, mask = self.fit_positions(token_ids, mask)
         x, mask = self.embeddings(token_ids, mask)
         for layer in self.layers:
             x = layer(x, mask)
@@ -171,6 +190,9 @@ class Encoder(FrozenBase):
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden, mask = self.encode(token_ids, mask)
+        pool_positions = getattr(self.embeddings.prompt, "pool_positions", None)
+        if pool_positions is not None:  # a soft prompt may leave its own vectors out of the pooling
+            hidden, mask = pool_positions(hidden, mask)
         if self.cfg.pooling == "cls":
             return hidden[:, 0]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -179,25 +201,37 @@ class Encoder(FrozenBase):
     def sites(self) -> list[Site]:
         d, f = self.cfg.d_model, self.cfg.d_ff
         widths = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "up": (d, f), "down": (f, d)}
-        sites = [Site("prompt", PROMPT, "input", "embeddings.prompt", None, d, d, "soft prompt before the embeddings")]
+
+        def linear(at: str, i: int, path: str, short: str) -> list[Site]:
+            fan_in, fan_out = widths[short]
+            label = f"layer {i} {LINEAR_LABELS[short]}"
+            return [Site(f"{at}.{path}", LINEAR, short, f"{at}.{path}", i, fan_in, fan_out, label),
+                    Site(f"{at}.{path}.input", LINEAR_INPUT, f"{short}-in", f"{at}.{path}", i, fan_in, fan_in,
+                         f"input of the {label}")]
+
+        def norm(path: str, short: str, i: int | None, label: str) -> Site:
+            return Site(path, NORM, short, path, i, d, d, label)
+
+        sites = [Site("prompt", PROMPT, "input", "embeddings.prompt", None, d, d, "soft prompt before the embeddings"),
+                 norm("embeddings.norm", "emb-norm", None, "embedding LayerNorm")]
         for i in range(self.cfg.n_layers):
             at = f"layers.{i}"
             sites.append(Site(f"{at}.attn.kv_prefix", KV_PREFIX, "kv", f"{at}.attn.kv_prefix", i, d, d,
                               f"layer {i} attention keys/values"))
             for short in ("q", "k", "v", "o"):
-                fan_in, fan_out = widths[short]
-                sites.append(Site(f"{at}.attn.{short}", LINEAR, short, f"{at}.attn.{short}", i, fan_in, fan_out,
-                                  f"layer {i} {LINEAR_LABELS[short]}"))
+                sites.extend(linear(at, i, f"attn.{short}", short))
             sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
                               f"layer {i} after attention"))
-            sites.append(Site(f"{at}.ffn.up", LINEAR, "up", f"{at}.ffn.up", i, d, f,
-                              f"layer {i} {LINEAR_LABELS['up']}"))
+            sites.append(norm(f"{at}.attn_norm", "attn-norm", i, f"layer {i} attention LayerNorm"))
+            sites.extend(linear(at, i, "ffn.up", "up"))
             sites.append(Site(f"{at}.ffn.act_scale", ACTIVATION, "ffn-act", f"{at}.ffn.act_scale", i, f, f,
                               f"layer {i} feed-forward activation"))
-            sites.append(Site(f"{at}.ffn.down", LINEAR, "down", f"{at}.ffn.down", i, f, d,
-                              f"layer {i} {LINEAR_LABELS['down']}"))
+            sites.extend(linear(at, i, "ffn.down", "down"))
             sites.append(Site(f"{at}.ffn_adapter", ADAPTER, "after-ffn", f"{at}.ffn_adapter", i, d, d,
                               f"layer {i} after the feed-forward"))
+            sites.append(norm(f"{at}.ffn_norm", "ffn-norm", i, f"layer {i} feed-forward LayerNorm"))
+        if self.cfg.norm_placement == "pre":
+            sites.append(norm("final_norm", "final-norm", None, "final LayerNorm"))
         return sites
 
     def blocks(self) -> list[Block]:

@@ -54,6 +54,7 @@ class FrozenBase(nn.Module):
     title: str = "Base"
     hidden_size: int
     num_layers: int = 0
+    position_limit: int | None = None  # position embeddings, where the base has them (a soft prompt uses some)
     norm_placement: str = "none"  # "post" (BERT: add then norm), "pre" (norm then sublayer), or "none"
     default_method: str = "lora"
     default_dataset: str = "intents"  # the built-in dataset a run uses when none is named

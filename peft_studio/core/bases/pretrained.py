@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BaseLoadError, ConfigError
+from ..errors import BaseLoadError
 from ..safe_io import read_json, read_json_object
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
 from .frozen import TrainDefaults
@@ -354,6 +354,7 @@ class PretrainedBase(Encoder):
     """The project's encoder holding a checkpoint's weights (a private copy per base)."""
 
     train_defaults = TrainDefaults(steps=100, lr=5e-3, batch_size=32)  # gentler than the toy bases
+    truncation_keeps_last_token = True  # [CLS] text [SEP]: a soft prompt's cut keeps the [SEP]
 
     def __init__(self, checkpoint: Checkpoint, name: str, title: str) -> None:
         with torch.device("meta"):  # no random init: nothing drawn from the generator, nothing wasted
@@ -368,14 +369,6 @@ class PretrainedBase(Encoder):
         self.load_notes = checkpoint.notes
         self._fingerprint = checkpoint.fingerprint
         self._pristine = self._versions()
-
-    def encode(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        prompt = getattr(self.embeddings.prompt, "prompt", None)  # a soft prompt lengthens the sequence
-        extra = 0 if prompt is None else prompt.shape[0]
-        if token_ids.shape[1] + extra > self.cfg.max_positions:
-            raise ConfigError(f"{token_ids.shape[1]} tokens + {extra} soft-prompt vectors need more than the "
-                              f"{self.cfg.max_positions} position embeddings of {self.name}: use fewer prompt tokens")
-        return super().encode(token_ids, mask)
 
     def _versions(self) -> tuple:
         return tuple((n, id(t), t.data_ptr(), t._version) for n, t in self.state_dict(keep_vars=True).items())

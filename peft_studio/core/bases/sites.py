@@ -10,8 +10,10 @@ PROMPT = "prompt"  # before the input embeddings (prompt tuning)
 KV_PREFIX = "kv-prefix"  # the keys/values of one attention (prefix tuning)
 ADAPTER = "adapter"  # between sublayers, on the residual stream (bottleneck adapters)
 ACTIVATION = "activation"  # a hidden activation that can be scaled (IA3)
-LINEAR = "linear"  # a frozen Linear (LoRA, QLoRA, IA3 on its output)
-SITE_KINDS = (PROMPT, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR)
+LINEAR = "linear"  # a frozen Linear (LoRA, QLoRA, DoRA, VeRA, IA3 on its output)
+LINEAR_INPUT = "linear-input"  # the input of a frozen Linear (IA3 on a feed-forward module, as PEFT)
+NORM = "norm"  # a LayerNorm whose gamma and beta can train (LayerNorm tuning)
+SITE_KINDS = (PROMPT, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, LINEAR_INPUT, NORM)
 
 
 @dataclass(frozen=True)

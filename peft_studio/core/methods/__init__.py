@@ -11,12 +11,15 @@ from ..bases.sites import Site
 from ..errors import ConfigError
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
+from .dora import DoraMethod
 from .ia3 import IA3Method
+from .ln_tuning import LNTuningMethod
 from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
+from .vera import VeraMethod
 
 METHODS: dict[str, Method] = {}
 
@@ -36,6 +39,9 @@ def unregister_method(name: str) -> None:
 for _method in (PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3Method(), LoraMethod(),
                 QLoraMethod(), HeadOnlyMethod(), FullMethod(), BitFitMethod()):
     register_method(_method)
+register_method(DoraMethod())
+register_method(VeraMethod())
+register_method(LNTuningMethod())
 
 
 def method_names() -> list[str]:

@@ -10,11 +10,14 @@ import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
+from ..bases.hf_names import hf_module
 from ..bases.sites import LINEAR, Site
-from ..errors import ConfigError
+from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
+from ..safe_io import expect_shape
 from .config import MethodConfig, option
 from .method import Method, MethodCard, code_line
+from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 from .targets import resolve_targets, targets_for_sites
 
 
@@ -79,6 +82,7 @@ class LoraMethod(Method):
     config_cls = LoraConfig
     site_kinds = (LINEAR,)
     claims_kinds = (LINEAR,)
+    peft_type = "LORA"
     glyph = "BA"
     colour = "#f07f16"
     card = MethodCard(
@@ -117,3 +121,79 @@ class LoraMethod(Method):
         return [f"{s.id}: A {config.r}x{s.in_features}, B {s.out_features}x{config.r}, "
                 f"scale alpha/r = {config.alpha:g}/{config.r} = {config.alpha / config.r:g}"
                 for s in self.selected_sites(config, base)]
+
+    # ---- Hugging Face PEFT exchange (LoRA and QLoRA) ----------------------------------------------
+    def peft_export(self, base: FrozenBase, config: LoraConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        return lora_peft_export(base, config)
+
+    def peft_claims(self, peft_config: dict[str, Any]) -> bool:
+        return not peft_config.get("use_dora")  # use_dora is DoRA's
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        return lora_peft_translate(peft_config, tensors, where)
+
+    def peft_check_model(self, base: FrozenBase, options: dict[str, Any], where: str) -> None:
+        lora_check_model(base, LoraLinear, options, where)
+
+
+# ---- Hugging Face PEFT exchange ------------------------------------------------------------------------
+def lora_peft_export(base: FrozenBase, config: LoraConfig, kind: type = LoraLinear,
+                     extra: tuple[str, ...] = ()) -> tuple[dict, dict[str, torch.Tensor]]:
+    """LoRA's adapter_config.json settings and lora_A / lora_B (plus `extra` parameters) by PEFT key."""
+    tensors: dict[str, torch.Tensor] = {}
+    targets = []
+    for path, module in modules_of(base, kind):
+        name = hf_name(path)
+        targets.append(name)
+        tensors[f"{KEY_PREFIX}{name}.lora_A.weight"] = module.lora_A
+        tensors[f"{KEY_PREFIX}{name}.lora_B.weight"] = module.lora_B
+        for leaf in extra:
+            tensors[f"{KEY_PREFIX}{name}.{leaf}"] = getattr(module, leaf)
+    settings = {"r": config.r, "lora_alpha": config.alpha, "lora_dropout": config.dropout, "target_modules": targets,
+                "bias": "none", "fan_in_fan_out": False, "init_lora_weights": True, "use_rslora": False,
+                "use_dora": bool(extra), "layers_to_transform": None, "rank_pattern": {}, "alpha_pattern": {}}
+    return settings, tensors
+
+
+def lora_peft_translate(config: dict, tensors: dict[str, torch.Tensor], where: str,
+                        extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Options and studio tensors from a PEFT LoRA adapter (DoRA: extra = its magnitude leaf)."""
+    if config.get("use_qalora"):
+        raise AdapterFileError(f"{where}: use_qalora is not supported (plain LoRA only)")
+    if config.get("bias", "none") != "none" or config.get("lora_bias"):
+        raise AdapterFileError(f"{where}: bias {config.get('bias')!r} trains base biases too; only bias 'none' is "
+                               "supported")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise AdapterFileError(f"{where}: rank_pattern / alpha_pattern (per-module ranks) are not supported")
+    if config.get("fan_in_fan_out"):
+        raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+    r = config.get("r")
+    if type(r) is not int or r < 1:
+        raise AdapterFileError(f"{where}: r must be a positive integer (got {r!r})")
+    alpha = float(config.get("lora_alpha") or 8)
+    if config.get("use_rslora"):  # rsLoRA scales by alpha / sqrt(r): the same scale as alpha * sqrt(r) / r
+        alpha *= math.sqrt(r)
+    studio: dict[str, torch.Tensor] = {}
+    leaves = ("lora_A.weight", "lora_B.weight", *extra)
+    shapes = {"lora_A.weight": (2, "(r, in)"), "lora_B.weight": (2, "(out, r)")}
+    for module, parts in split_module_keys(tensors, leaves, where, "a LoRA").items():
+        for leaf, tensor in parts.items():
+            key = f"{hf_module(module)}.{leaf}"
+            dims, what = shapes.get(leaf, (1, "(out,)"))
+            expect_shape(tensor, dims, f"{where}: {key}", AdapterFileError, what)
+            if leaf in shapes:
+                rank = tensor.shape[0] if leaf == "lora_A.weight" else tensor.shape[1]
+                if rank != r:
+                    raise unknown(where, key, f"has rank {rank}, adapter_config.json says r={r}")
+            studio[f"{module}.{leaf.removesuffix('.weight')}"] = tensor
+    options = {"r": r, "alpha": alpha, "dropout": float(config.get("lora_dropout") or 0.0)}
+    return options, studio
+
+
+def lora_check_model(base: FrozenBase, kind: type, options: dict, where: str) -> None:
+    """The model's LoRA scale must be the adapter's (a shape check cannot see alpha)."""
+    for path, module in modules_of(base, kind):
+        if not math.isclose(module.scaling, options["alpha"] / options["r"], rel_tol=1e-6):
+            raise AdapterFileError(f"{where}: LoRA scale alpha/r = {options['alpha']:g}/{options['r']}, the model's "
+                                   f"{path} uses {module.scaling:g}")
+

@@ -65,6 +65,9 @@ class Method:
     colour: str = "#f07f16"  # its curves and badges
     card: MethodCard
     trains_base: bool = False  # True when base tensors themselves train (full, bitfit)
+    peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
+    # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
+    peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:
@@ -136,6 +139,37 @@ class Method:
 
     def shape_notes(self, config: MethodConfig, base: FrozenBase, seq_len: int) -> list[str]:
         """Each change of shape in words (the seed's structural illustrations)."""
+        return []
+
+    # ---- Hugging Face PEFT exchange (core/hf_peft.py calls these; see methods/peft_format.py) ---------
+    def peft_export(self, base: FrozenBase, config: MethodConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+        """adapter_config.json settings of this attached method and its tensors by PEFT key; AdapterFileError
+        when this config has no PEFT form."""
+        from ..errors import AdapterFileError
+
+        raise AdapterFileError(f"export to PEFT format: method {self.name!r} has no PEFT adapter format")
+
+    def peft_claims(self, peft_config: dict[str, Any]) -> bool:
+        """Whether an adapter of this method's peft_type is this method's (LORA with use_dora is DoRA's)."""
+        return True
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict[str, Any],
+                       where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Studio options and tensors by studio parameter name from a PEFT adapter (keys without PEFT's
+        prefix). Options may name `targets`; if not, they come from the tensors' modules."""
+        from ..errors import AdapterFileError
+
+        raise AdapterFileError(f"{where}: method {self.name!r} cannot import PEFT adapters")
+
+    def peft_accepts(self, method_name: str) -> bool:
+        """Whether an adapter translated for `method_name` loads into a model using this method."""
+        return method_name == self.name
+
+    def peft_check_model(self, base: FrozenBase, options: dict[str, Any], where: str) -> None:
+        """Refuse a model whose settings (beyond tensor shapes) differ from the adapter's options."""
+
+    def peft_notes(self, config: MethodConfig, base: FrozenBase) -> list[str]:
+        """Lines for the exported folder's README: how to reproduce the studio's logits from PEFT's outputs."""
         return []
 
 

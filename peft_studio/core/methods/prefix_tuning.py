@@ -10,8 +10,9 @@ from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import KV_PREFIX, Site
-from ..errors import ConfigError
+from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
+from ..safe_io import expect_shape
 from .config import MethodConfig, option, parse_layers
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 
@@ -62,12 +63,30 @@ class KVPrefix(nn.Module):
         return keys, values, torch.cat([ones, key_mask], dim=1)
 
 
+class PositionShift(nn.Module):
+    """In the prompt slot: leaves the tokens alone but starts their positions at n, as PEFT's prefix on BERT
+    does (transformers counts the n prefix keys as past tokens)."""
+
+    def __init__(self, tokens: int) -> None:
+        super().__init__()
+        self.position_offset = tokens  # read by the embeddings: positions n .. n + L - 1
+        self.reserved_positions = tokens
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return embeds, mask
+
+
+POSITION_CHOICES = ("kept", "shifted")
+
+
 @dataclass
 class PrefixTuningConfig(MethodConfig):
     tokens: int = option(8, "prefix length n (attention keys L -> L+n)", low=1, high=64)
     layers: str | None = option(None, "comma list of layer indices (default: every layer)")
     prefix_projection: int = option(0, "hidden size of the reparameterisation MLP (0: no projection)",
                                      low=0, high=4096)
+    positions: str = option("kept", "token positions: kept (0 .. L-1) or shifted by n as PEFT's prefix on BERT "
+                                    "(needed to exchange prefix adapters with PEFT)", choices=POSITION_CHOICES)
 
 
 class PrefixTuningMethod(Method):
@@ -76,6 +95,9 @@ class PrefixTuningMethod(Method):
     config_cls = PrefixTuningConfig
     site_kinds = (KV_PREFIX,)
     claims_kinds = (KV_PREFIX,)
+    peft_type = "PREFIX_TUNING"
+    peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
+                          "encoder_hidden_size": ((int, type(None)), "a whole number")}
     glyph = "KV"
     colour = "#7a4fd0"
     card = MethodCard(
@@ -93,6 +115,16 @@ class PrefixTuningMethod(Method):
         if not chosen:
             raise ConfigError("layers: no attention layer selected")
         return chosen
+
+    def validate(self, config: PrefixTuningConfig, base: FrozenBase) -> None:
+        super().validate(config, base)
+        if config.positions == "shifted":
+            if not any(s.module_path == "embeddings.prompt" for s in base.sites()):
+                raise ConfigError(f"positions shifted: base {base.name!r} has no position embeddings to shift")
+            if base.position_limit is not None and base.position_limit - config.tokens < 2:
+                left = base.position_limit - config.tokens
+                raise ConfigError(f"tokens: a shifted prefix of {config.tokens} leaves {left} of the "
+                                  f"{base.position_limit} positions of {base.name} for the text")
 
     def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
         layers = sorted({s.layer for s in sites if s.layer is not None})
@@ -117,6 +149,8 @@ class PrefixTuningMethod(Method):
             model.extras["prefix_projection"] = projection
         for index, site in enumerate(sites):
             model.swap(site.module_path, KVPrefix(config.tokens, width, projection, index))
+        if config.positions == "shifted":
+            model.swap("embeddings.prompt", PositionShift(config.tokens))
 
     def parameter_count(self, config: PrefixTuningConfig, base: FrozenBase) -> int:
         sites = self.selected_sites(config, base)
@@ -137,5 +171,53 @@ class PrefixTuningMethod(Method):
 
     def shape_notes(self, config: PrefixTuningConfig, base: FrozenBase, seq_len: int) -> list[str]:
         layers = [s.layer for s in self.selected_sites(config, base)]
-        return [f"attention keys {seq_len} -> {seq_len + config.tokens} (and values) in layers "
-                f"{', '.join(map(str, layers))}; the sequence itself stays {seq_len}"]
+        notes = [f"attention keys {seq_len} -> {seq_len + config.tokens} (and values) in layers "
+                 f"{', '.join(map(str, layers))}; the sequence itself stays {seq_len}"]
+        if config.positions == "shifted":
+            notes.append(f"token positions {config.tokens} .. {config.tokens + seq_len - 1} (shifted as PEFT's); "
+                         f"texts are cut to {(base.position_limit or 0) - config.tokens} tokens")
+        return notes
+
+    # ---- Hugging Face PEFT exchange: only with PEFT's shifted positions, on every layer -------------
+    def peft_export(self, base: FrozenBase, config: PrefixTuningConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        if config.positions != "shifted":
+            raise AdapterFileError(f"export to PEFT format: {PREFIX_DIFFERS}")
+        sites = self.selected_sites(config, base)
+        if len(sites) != base.num_layers:
+            raise AdapterFileError("export to PEFT format: PEFT's prefix covers every layer; this one uses layers "
+                                   f"{', '.join(str(s.layer) for s in sites)}")
+        # PEFT's layout along the width: [layer 0 keys, layer 0 values, layer 1 keys, ...]; a projection MLP is
+        # evaluated, which gives the same prefix (PEFT's saved prefix is the MLP's output too).
+        with torch.no_grad():
+            parts = [t for s in sites for t in base.get_submodule(s.module_path).prefix()]
+        cfg = base.cfg
+        settings = {"num_virtual_tokens": config.tokens, "token_dim": cfg.d_model, "num_transformer_submodules": 1,
+                    "num_attention_heads": cfg.n_heads, "num_layers": cfg.n_layers, "encoder_hidden_size": cfg.d_model,
+                    "prefix_projection": False}
+        return settings, {"prompt_embeddings": torch.cat(parts, dim=1)}
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        if set(tensors) != {"prompt_embeddings"}:
+            raise AdapterFileError(f"{where}: prefix tuning expects one tensor prompt_embeddings, found "
+                                   f"{', '.join(sorted(tensors)) or 'none'}")
+        prefix = tensors["prompt_embeddings"]
+        expect_shape(prefix, 2, f"{where}: prompt_embeddings", AdapterFileError, "(n, num_layers x 2 x token_dim)")
+        layers, width = peft_config.get("num_layers"), peft_config.get("token_dim")
+        if type(layers) is not int or type(width) is not int or prefix.shape[1] != layers * 2 * width:
+            raise AdapterFileError(f"{where}: prompt_embeddings has shape {tuple(prefix.shape)}, expected (n, "
+                                   f"num_layers x 2 x token_dim) = (n, {layers} x 2 x {width})")
+        most = int(PrefixTuningConfig.__dataclass_fields__["tokens"].metadata["high"])
+        if prefix.shape[0] > most:
+            raise AdapterFileError(f"{where}: {prefix.shape[0]} virtual tokens; the studio takes at most {most}")
+        studio = {}
+        for i, chunk in enumerate(prefix.split(width, dim=1)):
+            studio[f"layers.{i // 2}.attn.kv_prefix.{'values' if i % 2 else 'keys'}"] = chunk
+        # PEFT's prefix on BERT shifts the real tokens' positions by n: the studio's option that does the same
+        return {"tokens": int(prefix.shape[0]), "positions": "shifted", "prefix_projection": 0}, studio
+
+
+# PEFT's prefix tuning on a BERT model moves the real tokens to positions n..n+L-1 (transformers counts the prefix
+# keys as past tokens); the studio's default prefix leaves positions alone, so the two compute different things.
+PREFIX_DIFFERS = ("PEFT's prefix tuning on a BERT model shifts the real tokens' positions by the prefix length "
+                  "(transformers counts the prefix as past tokens) while this prefix keeps them (positions = kept), "
+                  "so the outputs would differ: use positions = shifted to exchange prefix adapters with PEFT")

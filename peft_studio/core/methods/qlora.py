@@ -42,6 +42,12 @@ class QLoraMethod(LoraMethod):
                 quantized = LoraLinear(quantized, config.r, config.alpha, config.dropout)
             model.swap(site.module_path, quantized)
 
+    def peft_claims(self, peft_config: dict) -> bool:
+        return False  # a PEFT LoRA adapter imports as LoRA; a QLoRA model still takes it (peft_accepts)
+
+    def peft_accepts(self, method_name: str) -> bool:
+        return method_name in ("lora", self.name)
+
     def code(self, config: QLoraConfig) -> str:
         return f"{code_line(NF4Linear.forward, 'dequantized_weight')}  # then: {super().code(config)}"
 

@@ -16,7 +16,7 @@ from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtGui import QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, PROMPT, Block, Site, longest_prefix
+from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, longest_prefix
 from ...core.census import CensusRow
 from .. import theme
 from .items import BlockItem, SiteItem, TokenRowItem, arrow
@@ -248,7 +248,7 @@ class _Layout:
                 self.anchor[site.id] = ("prompt", first.id, None)
                 placed.append((site, first.id))
                 continue
-            if site.kind == LINEAR and site.module_path in by_path:
+            if site.kind in (LINEAR, LINEAR_INPUT, NORM) and site.module_path in by_path:
                 self.anchor[site.id] = ("corner", by_path[site.module_path].id, None)
                 placed.append((site, by_path[site.module_path].id))
                 continue

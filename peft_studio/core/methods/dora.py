@@ -1,0 +1,146 @@
+"""DoRA: LoRA's B A learns the direction, a per-output magnitude vector the length (Liu et al., 2024).
+
+Follows PEFT's `use_dora=True` for a Linear (peft/tuners/lora/dora.py): the row norms of W0 + s B A
+are treated as a constant (no gradient), and the DoRA term is added on top of the frozen output:
+
+    h = W0 x + b + (m / ||W0 + s B A||_row - 1) * W0 x + (m / ||W0 + s B A||_row) * s B A x
+
+which is m / ||W0 + s B A|| * (W0 + s B A) x + b: the merged weight with each row rescaled to length m.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..bases.frozen import FrozenBase
+from ..bases.sites import LINEAR, Site
+from ..errors import ConfigError
+from ..model import StudioModel
+from .lora import LoraConfig, LoraLinear, lora_check_model, lora_peft_export, lora_peft_translate
+from .method import Method, MethodCard, code_line
+from .targets import default_targets, resolve_targets, targets_for_sites
+
+
+class DoraLinear(LoraLinear):
+    """LoRA plus a trainable magnitude per output row, initialised to the row norms of W0 (B A starts at 0)."""
+
+    def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float) -> None:
+        weight = getattr(base_layer, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise ConfigError("DoRA needs a Linear with a readable weight (a 4-bit Linear has none to take norms of)")
+        super().__init__(base_layer, r, alpha, dropout)
+        # GPT-2's Conv1D stores W as [in, out] (PEFT's fan_in_fan_out): read it as [out, in]
+        self.fan_in_fan_out = not isinstance(base_layer, nn.Linear) and tuple(weight.shape) == (
+            base_layer.in_features, base_layer.out_features)
+        with torch.no_grad():
+            self.lora_magnitude_vector = nn.Parameter(self.weight_norm())
+
+    def weight_norm(self) -> torch.Tensor:
+        """||W0 + s B A|| per output row, detached: DoRA section 4.3, as PEFT."""
+        weight = self.weight_out_in() + self.scaling * (self.lora_B @ self.lora_A)
+        return torch.linalg.norm(weight, dim=1).detach()
+
+    def weight_out_in(self) -> torch.Tensor:
+        weight = self.base_layer.weight
+        return weight.T if self.fan_in_fan_out else weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        if self.merged:
+            return result
+        scale = (self.lora_magnitude_vector / self.weight_norm()).view(1, -1)
+        if isinstance(self.lora_dropout, nn.Identity) or not self.training:
+            bias = self.base_layer.bias
+            base_result = result if bias is None else result - bias
+        else:  # with dropout, PEFT recomputes W0 x on the dropped-out input
+            x = self.lora_dropout(x)
+            base_result = F.linear(x, self.weight_out_in())
+        lora_result = x @ self.lora_A.T @ self.lora_B.T
+        return result + (scale - 1) * base_result + scale * lora_result * self.scaling  # DoRA term
+
+    def merge(self) -> None:
+        """W = m / ||W0 + s B A|| * (W0 + s B A), row by row; W0 is kept so that unmerge is exact."""
+        if self.merged:
+            return
+        weight = self.base_layer.weight
+        factor = (self.lora_magnitude_vector / self.weight_norm()).view(-1, 1)
+        self._unmerged_weight = weight.detach().clone()
+        with torch.no_grad():
+            merged = factor * (self.weight_out_in() + self.delta_weight())
+            weight.copy_(merged.T if self.fan_in_fan_out else merged)
+
+
+@dataclass
+class DoraConfig(LoraConfig):
+    pass
+
+
+class DoraMethod(Method):
+    name = "dora"
+    title = "DoRA"
+    config_cls = DoraConfig
+    site_kinds = (LINEAR,)
+    claims_kinds = ()  # a click on a Linear means LoRA unless DoRA is already chosen
+    peft_type = "LORA"  # with use_dora=True
+    glyph = "D"
+    colour = "#c0392b"
+    card = MethodCard(
+        where="beside a frozen Linear: LoRA's B A plus one magnitude per output row",
+        intuition="split each weight row into a length and a direction: B A turns the direction, m sets the length",
+        advantages="closer to full fine-tuning than LoRA at the same rank; still mergeable into W0",
+        limitations="d_out more parameters per Linear and a row-norm per step: slower than plain LoRA",
+        formula="h = m / ||W0 + (alpha / r) B A|| * (W0 + (alpha / r) B A) x",
+    )
+
+    def selected_sites(self, config: DoraConfig, base: FrozenBase) -> list[Site]:
+        targets = config.targets
+        if targets is None and "dora" not in base.method_defaults():
+            targets = ",".join(default_targets(base, "lora"))  # the base's LoRA targets, as PEFT's default
+        return resolve_targets(base, self.name, self.site_kinds, targets, config.layers)
+
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+
+    def attach(self, model: StudioModel, config: DoraConfig) -> None:
+        for site in self.selected_sites(config, model.base):
+            original = model.base.get_submodule(site.module_path)
+            model.swap(site.module_path, DoraLinear(original, config.r, config.alpha, config.dropout))
+
+    def parameter_count(self, config: DoraConfig, base: FrozenBase) -> int:
+        return sum(config.r * (s.in_features + s.out_features) + s.out_features
+                   for s in self.selected_sites(config, base))
+
+    def formula_text(self, config: DoraConfig, base: FrozenBase) -> str:
+        sites = self.selected_sites(config, base)
+        return f"sum over {len(sites)} Linear(s) of r x (in + out) + out = {self.parameter_count(config, base):,}"
+
+    def live_formula(self, config: DoraConfig) -> str:
+        return self.card.formula.replace("(alpha / r)", f"({config.alpha:g}/{config.r})")
+
+    def code(self, config: DoraConfig) -> str:
+        return code_line(DoraLinear.forward, "DoRA term")
+
+    def shape_notes(self, config: DoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
+        return [f"{s.id}: A {config.r}x{s.in_features}, B {s.out_features}x{config.r}, magnitude m "
+                f"({s.out_features},)" for s in self.selected_sites(config, base)]
+
+    # ---- Hugging Face PEFT exchange: LoRA's format with use_dora and the magnitude vectors -------------
+    def peft_export(self, base: FrozenBase, config: DoraConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        return lora_peft_export(base, config, DoraLinear, extra=(MAGNITUDE,))
+
+    def peft_claims(self, peft_config: dict[str, Any]) -> bool:
+        return bool(peft_config.get("use_dora"))
+
+    def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
+        return lora_peft_translate(peft_config, tensors, where, extra=(MAGNITUDE,))
+
+    def peft_check_model(self, base: FrozenBase, options: dict[str, Any], where: str) -> None:
+        lora_check_model(base, DoraLinear, options, where)
+
+
+MAGNITUDE = "lora_magnitude_vector"  # PEFT's key leaf and the studio's parameter name
