@@ -74,6 +74,7 @@ def window_steps_per_second(steps: int) -> tuple[float, float, int]:
     elapsed = time.perf_counter() - started
     done = window.runner.step
     threads = window.runner.tuner.threads
+    window.runner.stop_and_wait()  # close() no longer waits for the worker: end the run first
     window.close()
     return done / elapsed, len(frames) / elapsed, threads
 

@@ -131,6 +131,7 @@ def part_lateness(seconds: float) -> dict:
     timer.start()
     loop.exec()
     timer.stop()
+    window.runner.stop_and_wait()  # close() no longer waits for the worker: end the run first
     window.close()
     periods = sorted(lateness[1:])
     return {"p99": periods[min(len(periods) - 1, int(0.99 * len(periods)))], "max": periods[-1],
