@@ -251,7 +251,7 @@ def child_env(policy: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("QT_QPA_PLATFORM", "offscreen" if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
                    else env.get("QT_QPA_PLATFORM", ""))
-    env.pop("OMP_WAIT_POLICY", None)  # the app's own choice (peft_studio sets it at import)
+    env.pop("OMP_WAIT_POLICY", None)  # torch's default unless a part asks for one
     if policy is not None:
         env["OMP_WAIT_POLICY"] = policy
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
