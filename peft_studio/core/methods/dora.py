@@ -18,12 +18,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import LINEAR, Site
+from ..bases.sites import LINEAR
 from ..errors import ConfigError
 from ..model import StudioModel
 from .lora import LoraConfig, LoraLinear, lora_check_model, lora_peft_export, lora_peft_translate
-from .method import Method, MethodCard, code_line
-from .targets import default_targets, resolve_targets, targets_for_sites
+from .method import MethodCard, TargetedMethod, code_line
 
 
 class DoraLinear(LoraLinear):
@@ -80,12 +79,13 @@ class DoraConfig(LoraConfig):
     pass
 
 
-class DoraMethod(Method):
+class DoraMethod(TargetedMethod):
     name = "dora"
     title = "DoRA"
     config_cls = DoraConfig
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless DoRA is already chosen
+    targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
     peft_type = "LORA"  # with use_dora=True
     glyph = "D"
     colour = "#c0392b"
@@ -96,15 +96,6 @@ class DoraMethod(Method):
         limitations="d_out more parameters per Linear and a row-norm per step: slower than plain LoRA",
         formula="h = m / ||W0 + (alpha / r) B A|| * (W0 + (alpha / r) B A) x",
     )
-
-    def selected_sites(self, config: DoraConfig, base: FrozenBase) -> list[Site]:
-        targets = config.targets
-        if targets is None and "dora" not in base.method_defaults():
-            targets = ",".join(default_targets(base, "lora"))  # the base's LoRA targets, as PEFT's default
-        return resolve_targets(base, self.name, self.site_kinds, targets, config.layers)
-
-    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
-        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
 
     def attach(self, model: StudioModel, config: DoraConfig) -> None:
         for site in self.selected_sites(config, model.base):

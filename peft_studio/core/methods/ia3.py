@@ -24,9 +24,9 @@ from ..model import StudioModel
 from ..module_patterns import ModuleSelector
 from ..safe_io import expect_shape
 from .config import MethodConfig, option, parse_list
-from .method import Method, MethodCard, code_line
+from .method import MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
-from .targets import default_targets, resolve_targets, targets_for_sites
+from .targets import default_targets, resolve_targets
 
 
 class ChannelScale(nn.Module):
@@ -57,7 +57,7 @@ class IA3Config(MethodConfig):
                                            "PEFT default, output.dense on BERT)")
 
 
-class IA3Method(Method):
+class IA3Method(TargetedMethod):
     name = "ia3"
     title = "IA3"
     config_cls = IA3Config
@@ -102,9 +102,6 @@ class IA3Method(Method):
         values = super().effective_options(config, base)
         values["feedforward"] = ",".join(self.feedforward(config, base))
         return values
-
-    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
-        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
 
     def attach(self, model: StudioModel, config: IA3Config) -> None:
         for site in self.selected_sites(config, model.base):

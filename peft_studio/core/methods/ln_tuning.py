@@ -15,14 +15,13 @@ import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import NORM, Site
+from ..bases.sites import NORM
 from ..errors import AdapterFileError
 from ..model import StudioModel
 from ..safe_io import expect_shape
 from .config import MethodConfig, option
-from .method import Method, MethodCard, code_line, require_kind
+from .method import MethodCard, TargetedMethod, code_line, require_kind
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
-from .targets import resolve_targets, targets_for_sites
 
 
 class TunedNorm(nn.Module):
@@ -44,7 +43,7 @@ class LNTuningConfig(MethodConfig):
     layers: str | None = option(None, "comma list of layer indices (default: every layer)")
 
 
-class LNTuningMethod(Method):
+class LNTuningMethod(TargetedMethod):
     name = "ln-tuning"
     title = "LayerNorm tuning"
     config_cls = LNTuningConfig
@@ -61,14 +60,10 @@ class LNTuningMethod(Method):
         formula="y = gamma * (x - mean) / sqrt(var + eps) + beta  (gamma, beta train)",
     )
 
-    def selected_sites(self, config: LNTuningConfig, base: FrozenBase) -> list[Site]:
-        targets = config.targets
-        if targets is None and "ln-tuning" not in base.method_defaults():  # every LayerNorm of the base
-            targets = ",".join(dict.fromkeys(s.name for s in require_kind(base, self.name, NORM)))
-        return resolve_targets(base, self.name, self.site_kinds, targets, config.layers)
-
-    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
-        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+    def targets_in_force(self, config: LNTuningConfig, base: FrozenBase) -> str | None:
+        if config.targets is None and self.name not in base.method_defaults():  # every LayerNorm of the base
+            return ",".join(dict.fromkeys(s.name for s in require_kind(base, self.name, NORM)))
+        return config.targets
 
     def attach(self, model: StudioModel, config: LNTuningConfig) -> None:
         for site in self.selected_sites(config, model.base):

@@ -11,14 +11,13 @@ from torch import nn
 
 from ..bases.frozen import FrozenBase
 from ..bases.hf_names import hf_module
-from ..bases.sites import LINEAR, Site
+from ..bases.sites import LINEAR
 from ..errors import AdapterFileError, ConfigError
 from ..model import StudioModel
 from ..safe_io import expect_shape
 from .config import MethodConfig, option
-from .method import Method, MethodCard, code_line
+from .method import MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
-from .targets import resolve_targets, targets_for_sites
 
 
 class LoraLinear(nn.Module):
@@ -76,7 +75,7 @@ class LoraConfig(MethodConfig):
     layers: str | None = option(None, "comma list of layer indices (default: every layer)")
 
 
-class LoraMethod(Method):
+class LoraMethod(TargetedMethod):
     name = "lora"
     title = "LoRA"
     config_cls = LoraConfig
@@ -92,12 +91,6 @@ class LoraMethod(Method):
         limitations="rank r caps how different the new weights can be; one more hyper-parameter pair (r, alpha)",
         formula="h = W0 x + (alpha / r) B A x",
     )
-
-    def selected_sites(self, config: LoraConfig, base: FrozenBase) -> list[Site]:
-        return resolve_targets(base, self.name, self.site_kinds, config.targets, config.layers)
-
-    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
-        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
 
     def attach(self, model: StudioModel, config: LoraConfig) -> None:
         for site in self.selected_sites(config, model.base):

@@ -20,6 +20,7 @@ from ..bases.sites import Site
 from ..errors import ConfigError
 from ..model import StudioModel
 from .config import MethodConfig, make_config
+from .targets import default_targets, resolve_targets, targets_for_sites
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,26 @@ class Method:
     def peft_notes(self, config: MethodConfig, base: FrozenBase) -> list[str]:
         """Lines for the exported folder's README: how to reproduce the studio's logits from PEFT's outputs."""
         return []
+
+
+class TargetedMethod(Method):
+    """A method whose sites are named by `targets` x `layers` (LoRA, IA3, DoRA, VeRA, LayerNorm tuning): one
+    selection rule and one click-model inverse for all of them."""
+
+    targets_default_from: str | None = None  # a method whose base defaults apply when the base names none for this
+
+    def targets_in_force(self, config: MethodConfig, base: FrozenBase) -> str | None:
+        """The targets in force: the config's, else (None) the base's default for this method."""
+        fallback = self.targets_default_from
+        if config.targets is None and fallback and self.name not in base.method_defaults():
+            return ",".join(default_targets(base, fallback))
+        return config.targets
+
+    def selected_sites(self, config: MethodConfig, base: FrozenBase) -> list[Site]:
+        return resolve_targets(base, self.name, self.site_kinds, self.targets_in_force(config, base), config.layers)
+
+    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
 
 
 def require_kind(base: FrozenBase, method: str, kind: str) -> list[Site]:

@@ -20,14 +20,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import LINEAR, Site
+from ..bases.sites import LINEAR
 from ..errors import AdapterFileError
 from ..model import StudioModel
 from ..safe_io import expect_shape
 from .config import MethodConfig, option
-from .method import Method, MethodCard, code_line
+from .method import MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
-from .targets import default_targets, resolve_targets, targets_for_sites
 
 
 def kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -83,12 +82,13 @@ class VeraConfig(MethodConfig):
                                       low=0, high=2**31 - 1)
 
 
-class VeraMethod(Method):
+class VeraMethod(TargetedMethod):
     name = "vera"
     title = "VeRA"
     config_cls = VeraConfig
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless VeRA is already chosen
+    targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
     peft_type = "VERA"
     peft_config_fields = {"projection_prng_key": ((int,), "a whole number"),
                           "save_projection": ((bool,), "true or false"),
@@ -102,15 +102,6 @@ class VeraMethod(Method):
         limitations="needs a high rank to be expressive; each step still runs the full r-wide random projections",
         formula="h = W0 x + Λb B Λd A x  (A, B frozen random, shared)",
     )
-
-    def selected_sites(self, config: VeraConfig, base: FrozenBase) -> list[Site]:
-        targets = config.targets
-        if targets is None and "vera" not in base.method_defaults():
-            targets = ",".join(default_targets(base, "lora"))  # PEFT's VeRA default for BERT is LoRA's: query,value
-        return resolve_targets(base, self.name, self.site_kinds, targets, config.layers)
-
-    def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
-        return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
 
     def projection_shape(self, config: VeraConfig, base: FrozenBase) -> tuple[int, int]:
         """(largest in, largest out) over the adapted Linears: the shared pair must fit each of them."""
