@@ -88,7 +88,7 @@ class DoraMethod(TargetedMethod):
     targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
     peft_type = "LORA"  # with use_dora=True
     glyph = "D"
-    colour = "#c0392b"
+    colour = "#6c3483"
     card = MethodCard(
         where="beside a frozen Linear: LoRA's B A plus one magnitude per output row",
         intuition="split each weight row into a length and a direction: B A turns the direction, m sets the length",
