@@ -3,57 +3,18 @@ the current base supports in a worker thread (filling the board live), and the l
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-
-import torch
-from PySide6.QtCore import QThread, QTimer, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ..core.compare import FamilyEvent, run_family
 from ..core.errors import PeftStudioError
 from ..core.memory import measure_ledger
 from ..core.runs import RunStore
-from ..core.threads import usable_cores
 from ..core.train import TrainControl
 from .controller import Controller
+from .gen_worker import BackgroundJob
 from .panels.board import BoardWidget
 from .panels.ledger import LedgerWidget
-
-DRAIN_MS = 100  # the board is read, not watched frame by frame: 10 refreshes a second are plenty
-FAMILY_THREADS = max(1, min(4, usable_cores()))  # a background job: a fixed, modest team
-
-
-class FamilyWorker(QThread):
-    """Runs core.compare.run_family off the GUI thread; events wait in a deque for the panel's timer."""
-
-    def __init__(self, controller: Controller, store: RunStore, methods: list[str] | None = None) -> None:
-        super().__init__()
-        c = controller
-        self.args = dict(base=c.setup.base, dataset=c.dataset, settings=c.settings, seed=c.setup.seed,
-                         base_options=dict(c.setup.base_options), store=store, methods=methods)
-        self.control = TrainControl()
-        self.events: deque[FamilyEvent | str] = deque()  # a str is an error message
-        self._done = threading.Event()
-
-    def run(self) -> None:  # worker thread
-        torch.set_num_threads(FAMILY_THREADS)
-        try:
-            for event in run_family(control=self.control, **self.args):
-                if event.kind != "step":  # steps are many and the board shows finished runs only
-                    self.events.append(event)
-        except PeftStudioError as exc:
-            self.events.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - reported in the window, never a silent thread death
-            self.events.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            self._done.set()
-
-    def drain(self) -> list[FamilyEvent | str]:
-        items = []
-        while self.events:
-            items.append(self.events.popleft())
-        return items
 
 
 class ComparePanel(QWidget):
@@ -87,10 +48,9 @@ class ComparePanel(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.status)
-        self.worker: FamilyWorker | None = None
-        self.timer = QTimer(self)
-        self.timer.setInterval(DRAIN_MS)
-        self.timer.timeout.connect(self.drain)
+        self.job = BackgroundJob(self)  # the family run, off the GUI thread
+        self.job.item.connect(self._show)
+        self.job.done.connect(self._finished)
         self.board.runFamilyRequested.connect(lambda: self.run_family())
         self.board.stopFamilyRequested.connect(self.stop_family)
         controller.changed.connect(self.refresh_ledger)
@@ -129,43 +89,33 @@ class ComparePanel(QWidget):
     # ---- the family run -----------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        return self.job.running
 
     def run_family(self, methods: list[str] | None = None) -> None:
         """Train every method of the registry that builds on the current base (or just `methods`)."""
-        if self.worker is not None:
+        if self.job.running:
             return
-        self.worker = FamilyWorker(self.controller, self.store, methods)
-        self.worker.finished.connect(self._finished)
+        c = self.controller
+        control = TrainControl()  # stops the family between optimizer steps
+        args = dict(base=c.setup.base, dataset=c.dataset, settings=c.settings, seed=c.setup.seed,
+                    base_options=dict(c.setup.base_options), store=self.store, methods=methods, control=control)
+
+        def finished_runs():  # steps are many and the board shows finished runs only
+            return (event for event in run_family(**args) if event.kind != "step")
+
         self.board.set_family_running(True)
         self.status.setText("Running the family…")
-        self.worker.start()
-        self.timer.start()
+        self.job.start(finished_runs, control)
 
     def stop_family(self) -> None:
-        if self.worker is not None:
-            self.worker.control.stop()
+        if self.job.running:
+            self.job.stop()
             self.status.setText("Stopping after the current step…")
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        worker = self.worker
-        if worker is None:
-            return True
-        worker.control.stop()
-        done = worker.wait(timeout_ms)
-        self._finished()
-        return done
+        return self.job.stop_and_wait(timeout_ms)
 
-    def drain(self) -> None:
-        if self.worker is None:
-            return
-        for item in self.worker.drain():
-            self._show(item)
-
-    def _show(self, item: FamilyEvent | str) -> None:
-        if isinstance(item, str):
-            self.failed.emit("The family run stopped", item)
-            return
+    def _show(self, item: FamilyEvent) -> None:
         where = f"{item.index + 1}/{item.total} {item.method}"
         if item.kind == "start":
             self.board.set_current_method(item.method)
@@ -178,17 +128,13 @@ class ComparePanel(QWidget):
         elif item.kind == "stopped":
             self.status.setText(f"Stopped during {where}; finished runs are kept.")
 
-    def _finished(self) -> None:
-        worker = self.worker
-        if worker is None:
-            return
-        worker.wait()
-        self.drain()
-        self.worker = None
-        self.timer.stop()
-        worker.deleteLater()
+    def _finished(self, error: str) -> None:
         self.board.set_family_running(False)
         self.board.set_current_method(None)
-        if not self.status.text().startswith(("Stopped", "Skipped")):
+        if error:
+            title, _, message = error.partition("\n")
+            self.status.setText("The family run stopped.")
+            self.failed.emit(f"The family run: {title.lower()}", message)
+        elif not self.status.text().startswith(("Stopped", "Skipped")):
             self.status.setText("Family run finished.")
         self.family_finished.emit()
