@@ -26,11 +26,7 @@ class ComparePanel(QWidget):
         super().__init__(parent)
         self.controller = controller
         self.store = store or RunStore()
-        try:
-            runs = self.store.list()
-        except PeftStudioError:
-            runs = []
-        self.board = BoardWidget(runs, self.store)
+        self.board = BoardWidget((), self.store)  # the stored runs are read when the panel is first shown
         self.ledger = LedgerWidget()
         self.measure_button = QPushButton("Measure one step")
         self.measure_button.setToolTip("Run one real training step, count the bytes of every tensor autograd keeps, "
@@ -53,13 +49,32 @@ class ComparePanel(QWidget):
         self.job.done.connect(self._finished)
         self.board.runFamilyRequested.connect(lambda: self.run_family())
         self.board.stopFamilyRequested.connect(self.stop_family)
-        controller.changed.connect(self.refresh_ledger)
-        controller.settings_changed.connect(self.refresh_ledger)
-        self.refresh_ledger()
+        controller.changed.connect(self._setup_changed)
+        controller.settings_changed.connect(self._setup_changed)
+        self._runs_read = False
+        self._ledger_stale = True
+
+    # ---- work only while seen: the window starts, and every click rebuilds, without it ---------
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._runs_read:
+            self._runs_read = True
+            try:
+                self.board.reload()
+            except PeftStudioError as exc:
+                self.status.setText(f"the run folder cannot be read: {exc}")
+        if self._ledger_stale:
+            self.refresh_ledger()
+
+    def _setup_changed(self) -> None:
+        self._ledger_stale = True
+        if self.isVisible():
+            self.refresh_ledger()
 
     # ---- the ledger ---------------------------------------------------------------------------
     def refresh_ledger(self) -> None:
-        """The estimate for the current setup (cheap: shapes and a fitted activation formula)."""
+        """The estimate for the current setup (a few tiny forward passes fit the activation formula)."""
+        self._ledger_stale = False
         c = self.controller
         if c.experiment.base.on_meta_device:  # shapes only: no forward pass to fit activations on
             self.status.setText("A meta-device architecture: its memory at scale is in core/memory_scale.py; "

@@ -21,6 +21,11 @@ def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
     assert [r.method for r in panel.board.runs()] == ["lora", "prefix-tuning", "head-only"]
     assert sorted(r.method for r in store.list()) == ["head-only", "lora", "prefix-tuning"]
     assert panel.status.text() == "Family run finished."
+    reopened = ComparePanel(controller, store)  # another start: the stored runs, read when first shown
+    qtbot.addWidget(reopened)
+    assert reopened.board.runs() == []
+    reopened.show()
+    assert sorted(r.method for r in reopened.board.runs()) == ["head-only", "lora", "prefix-tuning"]
 
 
 def test_the_family_run_stops_between_steps(qtbot, tmp_path):
@@ -39,6 +44,7 @@ def test_the_ledger_follows_the_setup_and_measures_a_step(qtbot, tmp_path):
     controller = Controller()
     panel = ComparePanel(controller, RunStore(tmp_path / "runs"))
     qtbot.addWidget(panel)
+    panel.show()  # the ledger is computed while the panel is seen
     before = panel.ledger.current_estimate()
     controller.set_method("prompt-tuning")
     after = panel.ledger.current_estimate()
