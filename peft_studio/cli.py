@@ -316,6 +316,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .core.runs import RunStore
     from .core.train import TrainSettings
 
+    if args.csv:
+        from .core.errors import OutputError
+        from .core.safe_io import check_writable
+
+        check_writable(args.csv, OutputError)  # before the family trains, so no run is lost to a bad path
     settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed, parse_methods(args.methods),
                                 RunStore(args.runs_dir), args.csv, args.device,

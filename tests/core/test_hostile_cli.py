@@ -68,6 +68,8 @@ CASES = {
     "regex bomb target": (lambda t: ["inspect", "--base", "minilm", "--import-peft",
                                      str(_peft_folder(t, target_modules="(a+)+$"))], "target_modules"),
     "unwritable adapter": (lambda t: ["train", "--steps", "1", "--save-adapter", "/proc/none/a"], "cannot write"),
+    "unwritable compare csv": (lambda t: ["compare", "--methods", "lora", "--steps", "1", "--runs-dir", str(t),
+                                          "--csv", "/proc/none/board.csv"], "cannot write"),
     "zero-effect selection": (lambda t: ["inspect", "--targets", "layers.0.attn.q", "--layers", "1"],
                               "select no site"),
     "divergence": (lambda t: ["train", "--steps", "20", "--lr", "1e6"], "diverged"),
