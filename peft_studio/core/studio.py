@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .bases import train_defaults
+from .bases import create_base, train_defaults, uses_dataset_vocabulary
 from .bases.sites import Site
+from .budget import check_memory
 from .census import Census
 from .data import TextDataset, load_builtin
 from .errors import PeftStudioError
@@ -176,9 +177,10 @@ class StudioState:
         snapshot.remembered = {m: _without_sites(o) for m, o in snapshot.remembered.items()}
         snapshot.settings = replace(default_settings(name, self.setup.seed), eval_every=self.settings.eval_every)
         scalars = _without_sites(self.setup.options)
-        try:
-            new_base = Experiment(copy.deepcopy(replace(snapshot.setup, method=FALLBACK_METHOD, options={})),
-                                  self.dataset).base
+        try:  # the new base alone (its sites), not a whole experiment: apply() below builds that once
+            check_memory(snapshot.setup, self.dataset)
+            tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(name) else None
+            new_base = create_base(name, tokenizer, **snapshot.setup.base_options)
         except Exception as exc:  # noqa: BLE001 - the base itself cannot be built: say why, keep the old one
             self._emit("failed", "This base cannot be used", error_message(exc))
             return False
