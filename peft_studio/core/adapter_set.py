@@ -69,11 +69,37 @@ class SetAdapter(Experiment):
         super().__init__(setup, dataset)
 
     def _build(self) -> StudioModel:
-        return self.owner._build_member(self)
+        model = self.owner._build_member(self)
+        self._frozen = model.frozen_fingerprint()
+        return model
+
+    def frozen_fingerprint(self) -> str:
+        """Hashed once when built: the set puts back the same frozen objects on every switch (unmerging a
+        merged LoRA first), so this adapter's frozen tensors are what they were; each run checks them anew."""
+        return self._frozen
 
     def reset(self) -> None:
         self.owner._check_not_training("reset")
         super().reset()
+
+    def require_weights(self, verb: str) -> None:
+        """Trained or predicted with from outside the set (the window shows it): it must be the active
+        adapter, and one loaded without its dataset has nothing to train on."""
+        super().require_weights(verb)
+        if verb == "trained" and self.labels_only:
+            raise ConfigError(f"adapter {self.name!r} was loaded without its dataset; load it with the dataset to "
+                              "train it further")
+        if self.owner._members.get(self.name) is not self:
+            raise ConfigError(f"adapter {self.name!r} is no longer in its set")
+        if self.owner._installed is not self:
+            self.owner.activate(self.name)
+
+    def reactivate(self) -> bool:
+        """Make this adapter the active one again; False when it has been removed from its set."""
+        if self.owner._members.get(self.name) is not self:
+            return False
+        self.owner.activate(self.name)
+        return True
 
 
 class AdapterSet:

@@ -111,6 +111,10 @@ class Experiment:
     def selected_sites(self) -> list:
         return self.method.selected_sites(self.config, self.base)
 
+    def frozen_fingerprint(self) -> str:
+        """Hash of the model's frozen tensors now (what a run must leave bit-identical)."""
+        return self.model.frozen_fingerprint()
+
     def require_weights(self, verb: str) -> None:
         """A meta-device base has shapes and no weights: it cannot be run."""
         if self.base.on_meta_device:

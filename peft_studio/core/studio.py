@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .adapter_set import SetAdapter
 from .bases import create_base, train_defaults, uses_dataset_vocabulary
 from .bases.sites import Site
 from .budget import check_memory
@@ -44,6 +45,9 @@ class Snapshot:
     dataset: TextDataset
     settings: TrainSettings
     remembered: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> its last options
+    # An adapter of a set shown as the window's experiment (already built and trained on the set's
+    # base): undo and redo bring it back as it is, never rebuilt. None: the window's own experiment.
+    adapter: SetAdapter | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,11 @@ class StudioState:
     """One owner for everything the window shows; observers subscribe with `on(event, callback)`.
 
     Events: changed (a new experiment), settings_changed, failed(title, message),
-    history_changed(can_undo, can_redo), notice(message), lock_changed(locked)."""
+    history_changed(can_undo, can_redo), notice(message), lock_changed(locked).
+
+    The experiment is the window's own, or one adapter of an AdapterSet (`show_adapter`): the set's
+    switcher activates an adapter and the window follows it, with no rebuild. Any edit of the setup
+    builds the window's own experiment again; the set keeps its adapters."""
 
     def __init__(self, setup: Setup | None = None, dataset: TextDataset | None = None,
                  settings: TrainSettings | None = None) -> None:
@@ -68,10 +76,11 @@ class StudioState:
         self.snapshot = Snapshot(setup, dataset, settings or default_settings(setup.base, setup.seed))
         self.experiment = Experiment(copy.deepcopy(setup), dataset)
         self.census: Census = self.experiment.census()
-        self.frozen_at_build = self.experiment.model.frozen_fingerprint()
+        self.frozen_at_build = self.experiment.frozen_fingerprint()
         self._undo: list[Snapshot] = []
         self._redo: list[Snapshot] = []
         self._locked = False
+        self.lock_reason = ""
         self._listeners: dict[str, list[Listener]] = {}
 
     # ---- observing ---------------------------------------------------------------------------
@@ -116,10 +125,13 @@ class StudioState:
         return {s.id for s in self.experiment.selected_sites()}
 
     # ---- the run lock --------------------------------------------------------------------------
-    def lock(self) -> None:
+    def lock(self, reason: str = "") -> None:
+        """A run is active (the window's own, or an adapter set's): model edits are refused until unlock."""
+        self.lock_reason = reason
         self._set_lock(True)
 
     def unlock(self) -> None:
+        self.lock_reason = ""
         self._set_lock(False)
 
     def _set_lock(self, locked: bool) -> None:
@@ -132,10 +144,12 @@ class StudioState:
     def apply(self, snapshot: Snapshot, record: bool = True, quiet: bool = False) -> bool:
         """Build the experiment for `snapshot`; on success it becomes current (undoable)."""
         if self._locked:
-            self._emit("failed", "Training is running", "Stop or reset the run before changing the model.")
+            self._emit("failed", "Training is running",
+                       self.lock_reason or "Stop or reset the run before changing the model.")
             return False
+        leaving = self.snapshot.adapter
         try:
-            experiment = Experiment(copy.deepcopy(snapshot.setup), snapshot.dataset)
+            experiment = self._experiment_for(snapshot)
         except Exception as exc:  # noqa: BLE001 - any build failure is reported, the old model stays
             if not quiet:
                 self._emit("failed", "This setup cannot be built", error_message(exc))
@@ -145,12 +159,42 @@ class StudioState:
             self._redo.clear()
         self.snapshot = snapshot
         self._install(experiment)
+        if leaving is not None and snapshot.adapter is None:
+            self._emit("notice", f"The window now has its own {snapshot.setup.method} experiment; adapter "
+                                 f"{leaving.name!r} stays in its set unchanged (Adapters panel)")
         return True
+
+    def _experiment_for(self, snapshot: Snapshot) -> Experiment:
+        """The snapshot's set adapter, made active again when it is still in its set; else a new build."""
+        member = snapshot.adapter
+        if member is not None:
+            if member.reactivate():
+                return member
+            snapshot.adapter = None  # removed from its set since: build what it described instead
+        return Experiment(copy.deepcopy(snapshot.setup), snapshot.dataset)
+
+    def show_adapter(self, member: SetAdapter) -> bool:
+        """Show `member` (an adapter of a set, built and maybe trained) as the window's experiment, one
+        undo step; no rebuild. Showing the one already shown refreshes the views (it trained or reset)."""
+        if self.experiment is member and not self._locked:
+            member.reactivate()
+            self._install(member)
+            return True
+        settings = self.settings if member.setup.base == self.setup.base else \
+            replace(default_settings(member.setup.base, member.setup.seed), eval_every=self.settings.eval_every)
+        snapshot = Snapshot(copy.deepcopy(member.setup), member.dataset, settings,
+                            copy.deepcopy(self.remembered), adapter=member)
+        return self.apply(snapshot)
+
+    @property
+    def showing_adapter(self) -> SetAdapter | None:
+        """The set adapter the window shows, or None for the window's own experiment."""
+        return self.snapshot.adapter
 
     def _install(self, experiment: Experiment) -> None:
         self.experiment = experiment
         self.census = experiment.census()
-        self.frozen_at_build = experiment.model.frozen_fingerprint()
+        self.frozen_at_build = experiment.frozen_fingerprint()
         self._history()
         self._emit("changed")
 
@@ -158,7 +202,8 @@ class StudioState:
         self._emit("history_changed", self.can_undo, self.can_redo)
 
     def _next(self, **setup_changes: Any) -> Snapshot:
-        snapshot = copy.deepcopy(replace(self.snapshot, dataset=None))  # the dataset is immutable: share it
+        # The dataset is immutable: share it. A set adapter is not copied: an edit builds the window's own.
+        snapshot = copy.deepcopy(replace(self.snapshot, dataset=None, adapter=None))
         snapshot.dataset = self.snapshot.dataset
         snapshot.remembered[snapshot.setup.method] = dict(snapshot.setup.options)
         snapshot.setup = replace(snapshot.setup, **setup_changes)
@@ -292,7 +337,8 @@ class StudioState:
             return False
         snapshot = source.pop()
         current = self.snapshot
-        if snapshot.setup == current.setup and snapshot.dataset is current.dataset:  # settings-only step
+        if snapshot.setup == current.setup and snapshot.dataset is current.dataset \
+                and snapshot.adapter is current.adapter:  # settings-only step
             target.append(current)
             self.snapshot = snapshot
             self._history()

@@ -1,11 +1,14 @@
 """The "Adapters" dock: one frozen base, many small task adapters (the seed's "one base model, many
 small adapters attached to it").
 
-The lab owns a core AdapterSet on the window's current base (its own copy: the window's experiment
-is untouched). Adding an adapter builds it on the set; training runs in a worker thread
-(core AdapterSet.train), never on the GUI thread; the switcher activates one adapter (timed: a few
-module assignments, no rebuild); "Try it" predicts with the active one and shows that the base
-fingerprint stays the same. Errors are dialogs (window.show_error) and leave the set as it was.
+The lab owns a core AdapterSet built on the window's current base. The window follows the set's
+active adapter (StudioState.show_adapter): the diagram, census, card and the main "Try it" show
+whichever adapter was just switched to, added, trained or loaded, with no rebuild; editing the setup
+in the window builds the window's own experiment again and the set keeps its adapters. Training runs
+in a worker thread (core AdapterSet.train) and holds the window's run lock meanwhile, so the window
+cannot train the same base at the same time (and the lab refuses while the window trains). The
+switcher activates one adapter (timed: a few module assignments); the fingerprint line shows that
+the frozen base never changes. Errors are dialogs (window.show_error) and leave the set as it was.
 """
 
 from __future__ import annotations
@@ -68,6 +71,14 @@ class AdapterLab(QWidget):
         self.job = BackgroundJob(self)
         self.job.item.connect(self._progress)
         self.job.done.connect(self._trained)
+        window.controller.lock_changed.connect(lambda _locked: self._enable())
+        window.controller.changed.connect(self._window_changed)
+        # The base check hashes every frozen tensor (~0.1 s on MiniLM): off the GUI thread, so a switch
+        # stays one click that redraws at once; the line says "checking…" until the hash arrives.
+        self.hash_job = BackgroundJob(self)
+        self.hash_job.item.connect(self._show_fingerprint)
+        self.hash_job.done.connect(self._hash_done)
+        self._hash_again = False
         self.training_name: str | None = None
         self.last_progress: Progress | None = None
 
@@ -140,10 +151,37 @@ class AdapterLab(QWidget):
         layout.addLayout(files)
         self._enable()
 
+    # ---- the window follows the active adapter ----------------------------------------------------
+    def follow(self) -> float | None:
+        """Show the set's active adapter in the window (diagram, census, card, Try it); returns how long
+        the window took to show it, in milliseconds (None when it cannot follow now)."""
+        adapters = self.adapters
+        if adapters is None or adapters.active is None or self.job.running:
+            return None
+        start = time.perf_counter()
+        shown = self.window.controller.studio.show_adapter(adapters.get(adapters.active))
+        return (time.perf_counter() - start) * 1000 if shown else None
+
+    def _window_changed(self) -> None:
+        """The window reset or retrained one of this set's adapters: show the set as it is now."""
+        shown = self.window.controller.studio.showing_adapter
+        if shown is not None and shown.owner is self.adapters and not self.job.running:
+            self.refresh()
+
+    def _busy(self) -> bool:
+        """True (and says why in the status bar) while the lab or the window trains."""
+        if self.job.running:
+            return True
+        if self.window.controller.locked:
+            self.window.statusBar().showMessage("The window is training: stop its run before changing the adapter "
+                                                "set", 6000)
+            return True
+        return False
+
     # ---- the set ---------------------------------------------------------------------------------
     def new_set(self) -> bool:
         """A fresh set on the window's base (same seed and options, so a single run's adapter loads in)."""
-        if self.job.running:
+        if self._busy():
             return False
         setup = self.window.controller.setup
         datasets: list[TextDataset] = []
@@ -177,7 +215,7 @@ class AdapterLab(QWidget):
 
     def add(self, method: str, task: str, name: str = "", options: dict[str, Any] | None = None) -> str | None:
         """Attach a new adapter (untrained) and make it active; None (and a dialog) when refused."""
-        if self.job.running:
+        if self._busy():
             return None
         if self.adapters is None and not self.new_set():
             return None
@@ -191,6 +229,7 @@ class AdapterLab(QWidget):
             self.refresh()
             return None
         self.refresh()
+        self.follow()
         return name
 
     def add_and_train(self) -> bool:
@@ -203,7 +242,7 @@ class AdapterLab(QWidget):
     def train(self, name: str, steps: int) -> bool:
         """Train `name` in a worker thread; the GUI shows progress and stays responsive."""
         adapters = self.adapters
-        if adapters is None or self.job.running:
+        if adapters is None or self._busy():
             return False
         defaults = train_defaults(adapters.base_name)
         settings = TrainSettings(steps=steps, lr=defaults.lr, batch_size=defaults.batch_size, seed=adapters.seed,
@@ -222,7 +261,11 @@ class AdapterLab(QWidget):
 
         self.training_name = name
         self.last_progress = None
+        adapters.activate(name)
+        self.follow()  # the window shows the adapter being trained
         self.progress_label.setText(f"training {name}…")
+        self.window.controller.studio.lock(f"Adapter {name!r} is training in the Adapters panel: stop it there "
+                                           "before changing or training the window's model.")
         self.job.start(run, control)
         self._enable()
         return True
@@ -231,7 +274,8 @@ class AdapterLab(QWidget):
         self.job.stop()
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        return self.job.stop_and_wait(timeout_ms)
+        self._hash_again = False
+        return self.job.stop_and_wait(timeout_ms) & self.hash_job.stop_and_wait(timeout_ms)
 
     def _progress(self, progress: Progress) -> None:
         self.last_progress = progress
@@ -240,6 +284,7 @@ class AdapterLab(QWidget):
 
     def _trained(self, error: str) -> None:
         name, self.training_name = self.training_name, None
+        self.window.controller.studio.unlock()
         p = self.last_progress
         if error:
             self.progress_label.setText(f"{name}: {error.splitlines()[0].lower()}")
@@ -252,11 +297,13 @@ class AdapterLab(QWidget):
                                         f"accuracy {p.accuracy:.0%}")
         if not self.window.closing:
             self.refresh()
+            self.follow()  # the window's Try it and census show the trained adapter
 
     # ---- switching ---------------------------------------------------------------------------------
     def switch(self, name: str) -> float | None:
-        """Activate `name`; returns (and shows) how long the switch took, in milliseconds."""
-        if self.adapters is None or self.job.running:
+        """Activate `name` and show it in the window; returns (and shows) how long the switch itself took,
+        in milliseconds (the window's redraw is shown beside it)."""
+        if self.adapters is None or self._busy():
             return None
         try:
             start = time.perf_counter()
@@ -266,8 +313,10 @@ class AdapterLab(QWidget):
             self.window.show_error("Cannot switch adapters", str(exc))
             self.refresh()
             return None
-        self.refresh()
-        self.switcher.show_switch_time(elapsed)
+        window_ms = self.follow()  # the window's change refreshes this panel too (_window_changed)
+        if window_ms is None:
+            self.refresh()
+        self.switcher.show_switch_time(elapsed, window_ms)
         return elapsed
 
     # ---- files -----------------------------------------------------------------------------------
@@ -282,7 +331,7 @@ class AdapterLab(QWidget):
 
     def save_to(self, path: str | Path, name: str | None = None) -> Path | None:
         adapters = self.adapters
-        if adapters is None or self.job.running:
+        if adapters is None or self._busy():
             return None
         try:
             saved = adapters.save(name or adapters.active or "", path)
@@ -302,7 +351,7 @@ class AdapterLab(QWidget):
 
     def load_from(self, path: str | Path, name: str | None = None) -> str | None:
         """Add an adapter file to the set (with no set yet, rebuild the base the file names)."""
-        if self.job.running:
+        if self._busy():
             return None
         try:
             if self.adapters is None:
@@ -317,6 +366,7 @@ class AdapterLab(QWidget):
             self.refresh()
             return None
         self.refresh()
+        self.follow()
         return loaded
 
     # ---- showing ---------------------------------------------------------------------------------
@@ -353,14 +403,38 @@ class AdapterLab(QWidget):
                 self.try_label.setText(f"cannot predict: {exc}")
         else:
             self.try_label.setText("")
-        now = adapters.frozen_fingerprint()
+        self.check_base()
+
+    def check_base(self) -> None:
+        """Hash the shared base in the background and show whether it still matches the set's build."""
+        adapters = self.adapters
+        if adapters is None:
+            return
+        if self.hash_job.running:
+            self._hash_again = True  # a switch or a run came in meanwhile: check once more after this one
+            return
+        self.fingerprint_label.setText(f"base fingerprint {adapters.base_fingerprint[:12]} · checking…")
+        self.hash_job.start(lambda: iter([(adapters, adapters.frozen_fingerprint())]))
+
+    def _show_fingerprint(self, result: tuple[AdapterSet, str]) -> None:
+        adapters, now = result
+        if adapters is not self.adapters:
+            return
         same = "unchanged ✓" if now == adapters.base_fingerprint else "CHANGED (a merged LoRA?)"
         self.fingerprint_label.setText(f"base fingerprint {now[:12]} · {same}")
 
+    def _hash_done(self, error: str) -> None:
+        if error:
+            self.fingerprint_label.setText(f"cannot check the base: {error.splitlines()[0]}")
+        if self._hash_again:
+            self._hash_again = False
+            self.check_base()
+
     def _enable(self) -> None:
-        busy = self.job.running
+        # The lab's own run holds the window's lock too: busy whenever either trains.
+        busy = self.job.running or self.window.controller.locked
         has = self.adapters is not None and self.adapters.active is not None
         for widget in (self.add_button, self.new_set_button, self.load_button, self.switcher):
             widget.setEnabled(not busy)
         self.save_button.setEnabled(has and not busy)
-        self.stop_button.setEnabled(busy)
+        self.stop_button.setEnabled(self.job.running)

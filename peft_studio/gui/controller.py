@@ -6,6 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from ..core.adapter_set import SetAdapter
 from ..core.bases.sites import Site
 from ..core.census import Census
 from ..core.data import TextDataset
@@ -99,6 +100,9 @@ class Controller(QObject):
 
     def seed_example(self) -> bool:
         return self.studio.load_example(SEED_EXAMPLE)
+
+    def show_adapter(self, member: SetAdapter) -> bool:
+        return self.studio.show_adapter(member)
 
     def reset_model(self) -> None:
         self.studio.reset_model()

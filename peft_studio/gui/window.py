@@ -264,6 +264,7 @@ class MainWindow(QMainWindow):
         c.failed.connect(self.show_error)
         c.notice.connect(self.show_notice)
         c.history_changed.connect(self._history)
+        c.lock_changed.connect(self.on_lock)
         self.runner.events.connect(self.on_events)
         self.runner.state_changed.connect(self.on_state)
         self.runner.failed.connect(self.show_error)
@@ -378,6 +379,8 @@ class MainWindow(QMainWindow):
 
     def _offer_training(self, runnable: bool) -> None:
         """A meta-device base (an architecture, shapes only) is inspected, never trained: no Play, and why."""
+        if self.controller.locked and not self.runner.active:  # an adapter of the set trains: on_lock says so
+            return
         for action in (self.actions_.play, self.actions_.step):
             action.setEnabled(runnable)
             tip = action.statusTip()
@@ -458,20 +461,38 @@ class MainWindow(QMainWindow):
                 action.setEnabled(True)
         self.actions_.play.setText("❚❚ Pause" if running else "▶ Play")
         locked = state != "idle"
-        for widget in (self.base_box, self.data_box, self.method_box):
-            widget.setEnabled(not locked)
-            widget.setToolTip(LOCK_REASON if locked else widget.toolTip().split("\n")[0])
-        self.form.set_locked(locked, LOCK_REASON)
-        self.training.set_locked(locked)
-        for action in self.actions_.model_changing():  # saving while running would race the worker
-            action.setEnabled(not locked)
-        self._history(self.controller.studio.can_undo, self.controller.studio.can_redo)
+        self._lock_widgets(locked, LOCK_REASON)
         if self.stopping:
             self.show_stopping()
         elif locked:
             self.inference.show_busy()
             self.statusBar().showMessage(LOCK_REASON if state == "running" else "Paused: Space resumes, → steps")
         else:
+            self.statusBar().clearMessage()
+
+    def _lock_widgets(self, locked: bool, reason: str) -> None:
+        for widget in (self.base_box, self.data_box, self.method_box):
+            widget.setEnabled(not locked)
+            widget.setToolTip(reason if locked else widget.toolTip().split("\n")[0])
+        self.form.set_locked(locked, reason)
+        self.training.set_locked(locked)
+        for action in self.actions_.model_changing():  # saving while running would race the worker
+            action.setEnabled(not locked)
+        self._history(self.controller.studio.can_undo, self.controller.studio.can_redo)
+
+    def on_lock(self, locked: bool) -> None:
+        """Another run holds the lock (an adapter training in the Adapters panel): no Play, no model edits,
+        and the status bar says why, until it ends. The window's own runs lock through on_state."""
+        if self.runner.active:
+            return
+        reason = self.controller.studio.lock_reason or LOCK_REASON
+        self._lock_widgets(locked, reason)
+        if locked:
+            for action in (self.actions_.play, self.actions_.step):
+                action.setEnabled(False)
+            self.statusBar().showMessage(reason)
+        else:
+            self._offer_training(not self.controller.experiment.base.on_meta_device)
             self.statusBar().clearMessage()
 
     def on_finished(self) -> None:

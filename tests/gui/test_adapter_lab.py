@@ -33,7 +33,7 @@ def test_two_task_adapters_on_one_base_switch_predictions_not_the_base(docks, wi
         assert ms is not None and f"{ms:.2f} ms" in lab.switcher.switch_label.text()
         assert lab.switcher.active == name and lab.try_label.text().startswith(f"{name}: →")
         assert adapters.frozen_fingerprint() == adapters.base_fingerprint
-        assert "unchanged ✓" in lab.fingerprint_label.text()
+        qtbot.waitUntil(lambda: "unchanged ✓" in lab.fingerprint_label.text(), timeout=10_000)
         by_adapter.setdefault(name, adapters.predict(TEXTS))
         assert torch.equal(adapters.predict(TEXTS), by_adapter[name])
     assert not torch.equal(by_adapter[intents], by_adapter[sentiment])
@@ -74,3 +74,59 @@ def test_a_refused_adapter_is_a_dialog_and_stop_keeps_the_steps_done(docks, qtbo
     qtbot.waitUntil(lambda: not lab.job.running, timeout=30_000)
     assert "stopped at step" in lab.progress_label.text() and lab.last_progress.step < 100_000
     assert lab.add_button.isEnabled() and not lab.stop_button.isEnabled()
+
+
+def test_the_window_follows_the_active_adapter_and_leaves_it_on_an_edit(docks, window, qtbot, errors):
+    lab = docks.lab
+    intents = _train(qtbot, lab, "lora", "intents")
+    sentiment = _train(qtbot, lab, "adapter", "sentiment")
+    c = window.controller
+    fingerprint = window.base_label.text()
+    window.inference.entry.setText("need a refund")
+    seen = {}
+    for name in (intents, sentiment):
+        lab.switch(name)
+        member = lab.adapters.get(name)
+        assert c.experiment is member and window.method_box.currentText() == member.method.name
+        assert window.table.model.rowCount() == len(c.census.rows) and c.census.trainable == member.census().trainable
+        # the diagram marks the active adapter's sites, the main Try it predicts with it, the base is the same one
+        assert c.selected_site_ids() == {s.id for s in member.selected_sites()}
+        labels = member.dataset.label_names
+        seen[name] = window.inference.result.text()
+        assert any(f"→ {label} " in seen[name] for label in labels)
+        assert window.base_label.text() == fingerprint
+        assert "window redrawn in" in lab.switcher.switch_label.text()
+    assert seen[intents] != seen[sentiment]
+
+    # the window's own edit: a new experiment of the window's, the set keeps the adapter as trained
+    before = lab.adapters.get(sentiment).predict(TEXTS)
+    site = next(s for s in c.experiment.base.sites() if s.kind == "linear")
+    window.on_site_clicked(site.id)
+    assert c.studio.showing_adapter is None and c.experiment is not lab.adapters.get(sentiment)
+    assert "stays in its set" in window.statusBar().currentMessage()
+    assert torch.equal(lab.adapters.get(sentiment).predict(TEXTS), before)
+    window.act_undo.trigger()
+    assert c.experiment is lab.adapters.get(sentiment) and not errors
+
+
+def test_one_run_at_a_time_between_the_window_and_the_set(docks, window, qtbot, errors):
+    lab = docks.lab
+    name = lab.add("lora", "intents")
+    assert lab.train(name, 100_000)
+    qtbot.waitUntil(lambda: lab.last_progress is not None, timeout=30_000)
+    # the lab's run holds the window's lock: no Play, no model edits, and the status bar says why
+    assert not window.act_play.isEnabled() and not window.method_box.isEnabled()
+    assert f"Adapter {name!r} is training" in window.statusBar().currentMessage()
+    assert not window.controller.set_method("ia3") and f"{name!r} is training" in errors[-1][1]
+    lab.stop_button.click()
+    qtbot.waitUntil(lambda: not lab.job.running, timeout=30_000)
+    assert window.act_play.isEnabled() and window.method_box.isEnabled() and not window.controller.locked
+
+    # the window trains the shown adapter: the lab refuses to change the set until it stops
+    window.act_play.trigger()
+    qtbot.waitUntil(lambda: window.runner.step > 0, timeout=30_000)
+    assert not lab.add_button.isEnabled() and lab.switch(name) is None and lab.add("ia3", "sentiment") is None
+    assert "The window is training" in window.statusBar().currentMessage()
+    window.stop()
+    qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
+    assert lab.add_button.isEnabled() and lab.adapters.active == name

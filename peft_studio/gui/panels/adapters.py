@@ -85,8 +85,9 @@ class AdapterSwitcher(QWidget):
         self.base_label.setText(f"base {base_name}: {_bytes(base_bytes)} (frozen, shared) · "
                                 f"{len(infos)} adapter(s): {_bytes(total - base_bytes)} · together {_bytes(total)}")
 
-    def show_switch_time(self, milliseconds: float) -> None:
-        self.switch_label.setText(f"last switch: {milliseconds:.2f} ms (no rebuild)")
+    def show_switch_time(self, milliseconds: float, window_ms: float | None = None) -> None:
+        shown = f" · window redrawn in {window_ms:.0f} ms" if window_ms is not None else ""
+        self.switch_label.setText(f"last switch: {milliseconds:.2f} ms (no rebuild){shown}")
 
     # ---- reading ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
