@@ -184,7 +184,10 @@ class StudioState:
             replace(default_settings(member.setup.base, member.setup.seed), eval_every=self.settings.eval_every)
         snapshot = Snapshot(copy.deepcopy(member.setup), member.dataset, settings,
                             copy.deepcopy(self.remembered), adapter=member)
-        return self.apply(snapshot)
+        if not self.apply(snapshot):
+            return False
+        self._emit("notice", f"Showing set adapter {member.name!r} (switched, not rebuilt)")
+        return True
 
     @property
     def showing_adapter(self) -> SetAdapter | None:

@@ -38,6 +38,7 @@ from ..core.errors import PeftStudioError
 from ..core.methods import METHODS
 from ..core.train import TrainControl, TrainSettings
 from .gen_worker import BackgroundJob
+from .lora_tools import LoraTools
 from .panels.adapters import AdapterSwitcher
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class AdapterLab(QWidget):
 
         self.switcher = AdapterSwitcher()
         self.switcher.adapter_chosen.connect(self.switch)
+        self.lora_tools = LoraTools(self)
 
         self.try_edit = QLineEdit(TRY_TEXT)
         self.try_edit.setToolTip("Predicted with the active adapter")
@@ -141,6 +143,7 @@ class AdapterLab(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.progress_label)
         layout.addWidget(self.switcher, 1)
+        layout.addWidget(self.lora_tools)
         layout.addWidget(QLabel("Try it with the active adapter:"))
         layout.addWidget(self.try_edit)
         layout.addWidget(self.try_label)
@@ -168,9 +171,9 @@ class AdapterLab(QWidget):
         if shown is not None and shown.owner is self.adapters and not self.job.running:
             self.refresh()
 
-    def _busy(self) -> bool:
-        """True (and says why in the status bar) while the lab or the window trains."""
-        if self.job.running:
+    def busy(self) -> bool:
+        """True (and says why in the status bar) while the lab or the window trains, or a merge test runs."""
+        if self.job.running or self.lora_tools.job.running:
             return True
         if self.window.controller.locked:
             self.window.statusBar().showMessage("The window is training: stop its run before changing the adapter "
@@ -181,7 +184,7 @@ class AdapterLab(QWidget):
     # ---- the set ---------------------------------------------------------------------------------
     def new_set(self) -> bool:
         """A fresh set on the window's base (same seed and options, so a single run's adapter loads in)."""
-        if self._busy():
+        if self.busy():
             return False
         setup = self.window.controller.setup
         datasets: list[TextDataset] = []
@@ -205,7 +208,7 @@ class AdapterLab(QWidget):
         current = self.window.controller.dataset
         return current if name == current.name and name not in builtin_names() else load_builtin(name)
 
-    def _free_name(self, task: str, method: str) -> str:
+    def free_name(self, task: str, method: str) -> str:
         assert self.adapters is not None
         base, n = f"{task}-{method}", 2
         name = base
@@ -215,14 +218,14 @@ class AdapterLab(QWidget):
 
     def add(self, method: str, task: str, name: str = "", options: dict[str, Any] | None = None) -> str | None:
         """Attach a new adapter (untrained) and make it active; None (and a dialog) when refused."""
-        if self._busy():
+        if self.busy():
             return None
         if self.adapters is None and not self.new_set():
             return None
         assert self.adapters is not None
         try:
             dataset = self._dataset(task)
-            name = name.strip() or self._free_name(task, method)
+            name = name.strip() or self.free_name(task, method)
             self.adapters.add(name, method, options, dataset, seed=self.adapters.seed)
         except PeftStudioError as exc:
             self.window.show_error("Cannot add this adapter", str(exc))
@@ -242,7 +245,7 @@ class AdapterLab(QWidget):
     def train(self, name: str, steps: int) -> bool:
         """Train `name` in a worker thread; the GUI shows progress and stays responsive."""
         adapters = self.adapters
-        if adapters is None or self._busy():
+        if adapters is None or self.busy():
             return False
         defaults = train_defaults(adapters.base_name)
         settings = TrainSettings(steps=steps, lr=defaults.lr, batch_size=defaults.batch_size, seed=adapters.seed,
@@ -275,7 +278,8 @@ class AdapterLab(QWidget):
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
         self._hash_again = False
-        return self.job.stop_and_wait(timeout_ms) & self.hash_job.stop_and_wait(timeout_ms)
+        return (self.job.stop_and_wait(timeout_ms) & self.lora_tools.stop_and_wait(timeout_ms)
+                & self.hash_job.stop_and_wait(timeout_ms))
 
     def _progress(self, progress: Progress) -> None:
         self.last_progress = progress
@@ -303,7 +307,7 @@ class AdapterLab(QWidget):
     def switch(self, name: str) -> float | None:
         """Activate `name` and show it in the window; returns (and shows) how long the switch itself took,
         in milliseconds (the window's redraw is shown beside it)."""
-        if self.adapters is None or self._busy():
+        if self.adapters is None or self.busy():
             return None
         try:
             start = time.perf_counter()
@@ -331,7 +335,7 @@ class AdapterLab(QWidget):
 
     def save_to(self, path: str | Path, name: str | None = None) -> Path | None:
         adapters = self.adapters
-        if adapters is None or self._busy():
+        if adapters is None or self.busy():
             return None
         try:
             saved = adapters.save(name or adapters.active or "", path)
@@ -351,7 +355,7 @@ class AdapterLab(QWidget):
 
     def load_from(self, path: str | Path, name: str | None = None) -> str | None:
         """Add an adapter file to the set (with no set yet, rebuild the base the file names)."""
-        if self._busy():
+        if self.busy():
             return None
         try:
             if self.adapters is None:
@@ -430,9 +434,13 @@ class AdapterLab(QWidget):
             self._hash_again = False
             self.check_base()
 
+    def refresh_enabled(self) -> None:
+        self._enable()
+
     def _enable(self) -> None:
-        # The lab's own run holds the window's lock too: busy whenever either trains.
-        busy = self.job.running or self.window.controller.locked
+        # The lab's own run holds the window's lock too: busy whenever either trains (or a merge test runs).
+        busy = self.job.running or self.window.controller.locked or self.lora_tools.job.running
+        self.lora_tools.enable(busy)
         has = self.adapters is not None and self.adapters.active is not None
         for widget in (self.add_button, self.new_set_button, self.load_button, self.switcher):
             widget.setEnabled(not busy)

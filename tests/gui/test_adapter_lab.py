@@ -130,3 +130,48 @@ def test_one_run_at_a_time_between_the_window_and_the_set(docks, window, qtbot, 
     window.stop()
     qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
     assert lab.add_button.isEnabled() and lab.adapters.active == name
+
+
+def test_merge_test_and_weighted_combination_from_the_panel(docks, window, qtbot, errors):
+    from PySide6.QtWidgets import QDialog
+
+    from peft_studio.core.lora_merge import lora_layers
+    from peft_studio.gui.lora_tools import CombineDialog
+
+    lab = docks.lab
+    tools = lab.lora_tools
+    first = _train(qtbot, lab, "lora", "intents")
+    second = _train(qtbot, lab, "lora", "intents")
+    assert tools.merge_button.isEnabled() and tools.combine_button.isEnabled()
+    before = lab.adapters.predict(TEXTS)
+    with qtbot.waitSignal(tools.measured, timeout=30_000) as measured:
+        assert tools.merge_test()
+        assert window.controller.locked and not window.act_play.isEnabled()  # W0 is being rewritten
+    report = measured.args[0]
+    qtbot.waitUntil(lambda: not tools.job.running and not window.controller.locked, timeout=10_000)
+    assert report.layers == len(lora_layers(lab.adapters.get(second).model)) > 0
+    assert report.equal and "outputs equal" in tools.result.text()
+    assert torch.equal(lab.adapters.predict(TEXTS), before)  # unmerged again, bit for bit
+    qtbot.waitUntil(lambda: "unchanged ✓" in lab.fingerprint_label.text(), timeout=10_000)
+
+    # the dialog's choice (weights 0.3 / 0.7, concatenation) becomes a new adapter the window then shows
+    def ask(names, suggested):
+        dialog = CombineDialog(names, suggested)
+        dialog.weights[first].setValue(0.3)
+        dialog.weights[second].setValue(0.7)
+        dialog.combination.setCurrentText("cat")
+        dialog.exec = lambda: QDialog.DialogCode.Accepted
+        return dialog
+
+    tools.ask_combination = ask
+    name = tools.combine_dialog()
+    assert name == "combined-lora" and lab.adapters.active == name and lab.switcher.names()[-1] == name
+    assert window.controller.experiment is lab.adapters.get(name) and lab.adapters.get(name).config.r == 16
+    assert "0.3×" in tools.result.text() and "rank 16" in tools.result.text() and not errors
+
+    # a LoRA-only tool on a non-LoRA adapter, and a combination without adapters: dialogs, nothing changes
+    lab.add("ia3", "intents", name="gains")
+    assert not tools.merge_button.isEnabled() and not tools.merge_test()
+    assert errors[-1][0] == "Cannot merge"
+    assert tools.combine([], [], "linear", "empty") is None and errors[-1][0] == "Cannot combine these adapters"
+    assert "empty" not in lab.adapters

@@ -39,7 +39,11 @@ class AdapterSwitcher(QWidget):
         self.tree.setHeaderLabels(list(COLUMNS))
         self.tree.setRootIsDecorated(False)
         self.tree.setUniformRowHeights(True)
-        self.tree.header().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header = self.tree.header()
+        for column in range(len(COLUMNS)):  # the name takes what the glyph, task and size leave
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch if column == 1
+                                        else QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(False)
         self.tree.setToolTip("Click an adapter to make it the active one: the base stays, only its small parts "
                              "switch")
         self.switch_label = QLabel("")
