@@ -46,6 +46,40 @@ def main() -> None:
                 if name.endswith("lora_B"):
                     parameter.normal_(std=0.02)
         print("merge, batch of 32:", measure_merge(member, texts, repeats=20).summary())
+    window_switch(intents)
+
+
+def window_switch(intents) -> None:
+    """The same switch clicked in the Adapters panel: the window follows (diagram, census, card, Try it)."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from peft_studio.core.experiment import Setup
+    from peft_studio.gui.app import make_app
+    from peft_studio.gui.controller import Controller
+    from peft_studio.gui.window import MainWindow
+
+    app = make_app([])
+    window = MainWindow(Controller(Setup("minilm", "lora", {}, 0), intents))
+    window.resize(1280, 720)
+    window.show()
+    app.processEvents()
+    lab = window.docks.lab
+    names = [lab.add("lora", "intents"), lab.add("adapter", "sentiment")]
+    window.inference.entry.setText("need a refund")
+    core, click = [], []
+    for i in range(20):
+        started = time.perf_counter()
+        core.append(lab.switch(names[i % 2]))
+        app.processEvents()
+        click.append((time.perf_counter() - started) * 1000)
+    print(f"window switch on MiniLM: core {statistics.median(core):.2f} ms, whole click with the window redrawn "
+          f"(diagram, census, card, three predictions) median {statistics.median(click):.0f} ms, "
+          f"max {max(click):.0f} ms")
+    from peft_studio.gui.docks import close_docks
+
+    close_docks(window.docks)
+    window.runner.stop_and_wait()
 
 
 if __name__ == "__main__":
