@@ -168,3 +168,33 @@ def test_prompt_and_prefix_tuning_equal_peft(name):
     # PEFT sizes a prefix by the K/V heads under grouped-query attention, as the studio does
     assert studio_trainable(name, "prefix-tuning", {"tokens": 8}) == \
         peft_trainable(name, peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8))
+
+
+@pytest.mark.parametrize("name", DECODERS)
+@FEW
+@given(data=st.data())
+def test_dora_and_vera_drawn_targets_ranks_layers_equal_peft(name, data):
+    names = linear_names(name)
+    targets = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True))
+    r = data.draw(st.integers(1, 64))
+    layers = drawn_layers(data, name)
+    options = {"targets": ",".join(targets), "r": r, "layers": ",".join(map(str, layers))}
+    assert studio_trainable(name, "dora", options) == peft_trainable(
+        name, peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers, use_dora=True))
+    assert studio_trainable(name, "vera", options) == peft_trainable(
+        name, peft.VeraConfig(target_modules=targets, r=r, layers_to_transform=layers))
+
+
+@pytest.mark.parametrize("name", DECODERS)
+@FEW
+@given(data=st.data())
+def test_layernorm_tuning_drawn_norms_equal_peft(name, data):
+    """The norms are named by the studio's sites; PEFT is given the transformers module names they map to."""
+    base = meta_base(name)
+    norms = [s for s in base.sites() if s.kind == "norm"]
+    chosen = data.draw(st.lists(st.sampled_from(norms), min_size=1, max_size=len(norms), unique_by=lambda s: s.id))
+    hf_names = sorted({base.hf_module(s.module_path) for s in chosen})
+    ours = studio_trainable(name, "ln-tuning", {"targets": ",".join(s.id for s in chosen)})
+    pattern = "|".join(re.escape(n) for n in hf_names)  # a str is a regex PEFT matches against full module names
+    theirs = peft_trainable(name, peft.LNTuningConfig(target_modules=pattern))
+    assert ours == theirs
