@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
     commands.add_parser("methods", help="each method and where it puts its trainable part")
-    compare = commands.add_parser("compare", help="train every method the base supports and print the table")
+    compare = commands.add_parser("compare", help="train every method the base supports and print the table "
+                                    "(an architecture without weights: counts and memory, no training)")
     compare.add_argument("--base", default="tiny", help=f"{', '.join(BASES)} or a checkpoint folder")
     compare.add_argument("--dataset", choices=builtin_names(), default="intents")
     compare.add_argument("--steps", type=bounded_int(1, 10_000_000), default=100)
@@ -312,6 +313,7 @@ def cmd_methods() -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from .core.bases import is_architecture
     from .core.compare import compare_headless, parse_methods
     from .core.runs import RunStore
     from .core.train import TrainSettings
@@ -321,6 +323,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from .core.safe_io import check_writable
 
         check_writable(args.csv, OutputError)  # before the family trains, so no run is lost to a bad path
+    if is_architecture(args.base):  # shapes only: where each method goes, how many, and memory to train
+        from .core.memory_scale import MemoryPlan
+        from .core.placement_compare import compare_placements, placement_table
+
+        plan = MemoryPlan()
+        rows = list(compare_placements(args.base, load_builtin(args.dataset), parse_methods(args.methods), plan,
+                                       args.seed))
+        table = placement_table(rows, plan)
+        if args.csv:
+            from .core.placement_compare import write_placement_csv
+
+            write_placement_csv(rows, args.csv)
+        print(table)
+        return 0
     settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed, parse_methods(args.methods),
                                 RunStore(args.runs_dir), args.csv, args.device,

@@ -9,16 +9,20 @@ from PySide6.QtWidgets import QLabel, QPushButton, QTabWidget, QVBoxLayout, QWid
 from ..core.compare import FamilyEvent, run_family
 from ..core.errors import PeftStudioError
 from ..core.memory import measure_ledger
+from ..core.memory_scale import MemoryPlan
+from ..core.placement_compare import PlacementRow, compare_placements
 from ..core.runs import RunStore
 from ..core.train import TrainControl
 from .controller import Controller
 from .gen_worker import BackgroundJob
 from .panels.board import BoardWidget
 from .panels.ledger import LedgerWidget
+from .panels.placement import PlacementTable
 
 
 class ComparePanel(QWidget):
     method_started = Signal(str)  # the family run moved on to this method (the diagram can follow it)
+    method_chosen = Signal(str)  # a placement row was activated: show that method in the diagram
     failed = Signal(str, str)
     family_finished = Signal()
 
@@ -36,9 +40,14 @@ class ComparePanel(QWidget):
         ledger_layout = QVBoxLayout(ledger_tab)
         ledger_layout.addWidget(self.ledger, 1)
         ledger_layout.addWidget(self.measure_button)
+        self.placement = PlacementTable()
+        self.placement.method_chosen.connect(self.method_chosen)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.board, "Board")
         self.tabs.addTab(ledger_tab, "Memory")
+        self.tabs.addTab(self.placement, "Placement")
+        self.tabs.setTabToolTip(2, "An architecture without weights (e.g. llama-3-70b): every method's placement, "
+                                "count and memory to train, without training")
         self.status = QLabel("")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -111,6 +120,9 @@ class ComparePanel(QWidget):
         if self.job.running:
             return
         c = self.controller
+        if c.experiment.base.on_meta_device:
+            self.place_family(methods)
+            return
         control = TrainControl()  # stops the family between optimizer steps
         args = dict(base=c.setup.base, dataset=c.dataset, settings=c.settings, seed=c.setup.seed,
                     base_options=dict(c.setup.base_options), store=self.store, methods=methods, control=control)
@@ -122,6 +134,18 @@ class ComparePanel(QWidget):
         self.status.setText("Running the family…")
         self.job.start(finished_runs, control)
 
+    def place_family(self, methods: list[str] | None = None) -> None:
+        """An architecture without weights: no training, each method placed and counted (a worker thread:
+        a 70B base takes a few seconds)."""
+        c = self.controller
+        args = dict(base_name=c.setup.base, dataset=c.dataset, methods=methods, plan=MemoryPlan(), seed=c.setup.seed,
+                    base_options=dict(c.setup.base_options))
+        self.placement.clear_rows()
+        self.tabs.setCurrentWidget(self.placement)
+        self.board.set_family_running(True)
+        self.status.setText(f"Placing every method on {c.setup.base} (meta device: counts and memory, no training)…")
+        self.job.start(lambda: compare_placements(**args), TrainControl())
+
     def stop_family(self) -> None:
         if self.job.running:
             self.job.stop()
@@ -130,7 +154,10 @@ class ComparePanel(QWidget):
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
         return self.job.stop_and_wait(timeout_ms)
 
-    def _show(self, item: FamilyEvent) -> None:
+    def _show(self, item: FamilyEvent | PlacementRow) -> None:
+        if isinstance(item, PlacementRow):
+            self.placement.add_row(item)
+            return
         where = f"{item.index + 1}/{item.total} {item.method}"
         if item.kind == "start":
             self.board.set_current_method(item.method)
@@ -150,6 +177,9 @@ class ComparePanel(QWidget):
             title, _, message = error.partition("\n")
             self.status.setText("The family run stopped.")
             self.failed.emit(f"The family run: {title.lower()}", message)
+        elif self.placement.rows and self.status.text().startswith("Placing"):
+            self.status.setText(f"{len(self.placement.rows)} methods placed on {self.controller.setup.base}; "
+                                "double-click one to see it in the diagram.")
         elif not self.status.text().startswith(("Stopped", "Skipped")):
             self.status.setText("Family run finished.")
         self.family_finished.emit()

@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
         self.docks = install_docks(self, menus["Examples"], menus["View"])
         self.docks.board.method_started.connect(self.follow_family)
+        self.docks.board.method_chosen.connect(self.choose_method)
         self._connect()
         self._latest_grads: dict[str, float] = {}
         self._speed_shown_at = 0.0

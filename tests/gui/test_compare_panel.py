@@ -52,3 +52,25 @@ def test_the_ledger_follows_the_setup_and_measures_a_step(qtbot, tmp_path):
     weights = dict(controller.experiment.model.state_dict())
     assert panel.measure()
     assert all((weights[k] == v).all() for k, v in controller.experiment.model.state_dict().items())
+
+
+def test_an_architecture_is_placed_not_trained_and_a_row_shows_its_method(qtbot, tmp_path):
+    from peft_studio.core.data import load_builtin
+    from peft_studio.core.experiment import Setup
+    from peft_studio.core.methods import METHODS
+
+    controller = Controller(Setup("gpt2", "lora", {}, 0), load_builtin("intents"))
+    panel = ComparePanel(controller, RunStore(tmp_path))
+    qtbot.addWidget(panel)
+    chosen = []
+    panel.method_chosen.connect(chosen.append)
+    panel.run_family()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert panel.tabs.currentWidget() is panel.placement and panel.board.runs() == []
+    assert [r.method for r in panel.placement.rows] == list(METHODS)
+    assert "methods placed on gpt2" in panel.status.text()
+    ia3 = [r.method for r in panel.placement.rows].index("ia3")
+    row = panel.placement.rows[ia3]
+    assert panel.placement.item(ia3, 2).text() == f"{row.trainable:,}"
+    panel.placement.itemDoubleClicked.emit(panel.placement.item(ia3, 0))
+    assert chosen == ["ia3"]

@@ -89,6 +89,11 @@ def base_class(name: str) -> type[FrozenBase]:
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
 
 
+def is_architecture(name: str) -> bool:
+    """True for a base built on the meta device (a shipped architecture or a config.json): shapes only."""
+    return name in architectures.shipped() or architectures.is_config_spec(name)
+
+
 def train_defaults(name: str) -> TrainDefaults:
     """A base's training defaults; an unknown name gets the generic ones (its error comes at build time)."""
     try:
