@@ -166,8 +166,6 @@ class MainWindow(QMainWindow):
         self.step_label.setToolTip("Optimizer steps since the last reset")
         self.speed_label = QLabel("")
         self.speed_label.setObjectName("speed")
-        self.speed_label.ensurePolished()  # the stylesheet's font, not the default one
-        self.speed_label.setFixedWidth(self.speed_label.fontMetrics().horizontalAdvance("999 steps/s · 4 threads") + 16)
         self.speed_label.setToolTip("Training speed (steps per second, averaged over the last 20 steps) and the "
                                     "torch threads the trainer chose by measuring")
         # Opaque: a new number each frame repaints the label alone, not the toolbar behind it.
@@ -637,6 +635,11 @@ class MainWindow(QMainWindow):
         self.step_label.ensurePolished()
         metrics = self.step_label.fontMetrics()
         self.step_label.setFixedWidth(metrics.horizontalAdvance("step 0000000") + 20)
+        # The speed label too, in whatever font presentation mode gave the toolbar: sized for its widest text,
+        # it is either shown whole or moved into the » menu, never cut mid-word.
+        self.speed_label.ensurePolished()
+        widest = self.speed_label.fontMetrics().horizontalAdvance("999 steps/s · 16 threads")
+        self.speed_label.setFixedWidth(widest + 16)
 
     def show_error(self, title: str, message: str) -> None:
         QMessageBox.critical(self, title, message)
