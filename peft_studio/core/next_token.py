@@ -47,7 +47,8 @@ def check_next_token(base: nn.Module, method: str) -> None:
     if method == HEAD_ONLY:
         raise ConfigError("head-only trains a new classification head, but the next-token task predicts with the "
                           "base's own LM head, which stays frozen with the base (on tiny-decoder it is the token "
-                          "embeddings, tied): nothing would train. Choose a method that adapts the base (LoRA, prefix tuning, ...) or full")
+                          "embeddings, tied): nothing would train. Choose a method that adapts the base (LoRA, "
+                          "prefix tuning, ...) or full")
 
 
 def next_token_logits(base: nn.Module, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
