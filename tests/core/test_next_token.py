@@ -154,3 +154,16 @@ def test_setup_file_round_trips_the_task(tmp_path):
     setup, dataset, settings = load_setup(path)
     assert dataset.task == "next-token" and setup.method == "prefix-tuning"
     assert Experiment(setup, dataset).next_token
+
+
+def test_measured_ledger_holds_the_lm_logits_and_adapter_sets_refuse():
+    from peft_studio.core.adapter_set import AdapterSet
+    from peft_studio.core.memory import measure_ledger
+
+    experiment = _experiment("lora")
+    ledger = measure_ledger(experiment, 16)
+    batch, length = 16, int(experiment.train_ids.shape[1])
+    assert ledger.logits >= batch * length * experiment.tokenizer.vocab_size * 4  # b x s x V floats at least
+    adapters = AdapterSet.build("tiny-decoder", [load_builtin("texts")])
+    with pytest.raises(ConfigError, match="classification adapters only"):
+        adapters.add("lm", "lora", {}, load_builtin("texts"))
