@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from .census import take_census
 from .errors import ConfigError
