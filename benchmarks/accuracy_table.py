@@ -37,7 +37,7 @@ def final_accuracy(base: str, method: str, dataset_name: str) -> str:
 
 
 def main(bases: list[str]) -> None:
-    datasets = builtin_names()
+    datasets = [name for name in builtin_names() if load_builtin(name).task == "classify"]  # not next-token
     print("| base | method | " + " | ".join(datasets) + " |")
     print("|---|---|" + "---|" * len(datasets))
     for base in bases:

@@ -250,17 +250,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.save_adapter:
         check_adapter_writable(args.save_adapter)  # a long run is never lost to an unwritable path
     _print_totals(experiment.census())
+    acc = "next_token_acc" if experiment.next_token else "acc"  # the task's accuracy, named as it is
     for event in train(experiment, settings):
         if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:
-            line = f"step={event.step:03d} loss={event.loss:.4f} acc={event.accuracy:.2f}"
+            line = f"step={event.step:03d} loss={event.loss:.4f} {acc}={event.accuracy:.2f}"
             if event.val_accuracy is not None:
-                line += f" val_loss={event.val_loss:.4f} val_acc={event.val_accuracy:.2f}"
+                line += f" val_loss={event.val_loss:.4f} val_{acc}={event.val_accuracy:.2f}"
             print(line, flush=True)
     dataset = experiment.dataset
     texts = list(dataset.val_texts or dataset.train_texts)[:12]
-    width = max(len(t) for t in texts)
-    for text, label in zip(texts, experiment.predict_labels(texts), strict=True):
-        print(f"{text:{width}s} -> {label}")
+    if experiment.next_token:
+        from .core.next_token import print_next_words
+
+        print_next_words(experiment, texts)
+    else:
+        width = max(len(t) for t in texts)
+        for text, label in zip(texts, experiment.predict_labels(texts), strict=True):
+            print(f"{text:{width}s} -> {label}")
     if args.save_adapter:
         print(f"saved adapter to {save_adapter(experiment, args.save_adapter)}", file=sys.stderr)
     if args.export_peft:

@@ -172,6 +172,9 @@ class AdapterSet:
             raise ConfigError(f"an adapter named {name!r} is already in the set")
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        if dataset.task != "classify":  # a set swaps classification heads; next-token has none (core/next_token.py)
+            raise ConfigError(f"dataset {dataset.name!r} is a {dataset.task} task: an adapter set holds "
+                              "classification adapters only (train next-token in the main window)")
         previous = self.active
         setup = Setup(self.base_name, method, dict(options or {}), seed, dict(self.base_options))
         try:

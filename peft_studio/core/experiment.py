@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .methods import Method, ShapeChange, get_method
 from .methods.config import MethodConfig
 from .model import StudioModel
+from .next_token import NEXT_TOKEN, check_next_token, last_position_probs, task_loss, vocabulary_words
 
 
 @dataclass
@@ -49,6 +50,19 @@ class Experiment:
         else:
             self.val_ids = self.val_mask = None
         self.val_labels = torch.tensor(dataset.val_labels, dtype=torch.long)
+        if self.next_token:  # the targets are the texts themselves (shifted by one inside the loss)
+            self.train_labels = self.train_ids
+            self.val_labels = self.val_ids if self.val_ids is not None else self.val_labels
+
+    @property
+    def next_token(self) -> bool:
+        """The dataset's task is next-token prediction (core/next_token.py), not classification."""
+        return self.dataset.task == NEXT_TOKEN
+
+    def loss(self, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+             labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, accuracy) of the model's `logits` for this task's targets."""
+        return task_loss(self.dataset.task, logits, ids, mask, labels)
 
     @property
     def base(self) -> FrozenBase:
@@ -59,13 +73,18 @@ class Experiment:
         tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(self.setup.base) else None
         base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
         self.method.validate(self.config, base)
+        if self.next_token:
+            check_next_token(base, self.setup.method)
         model = StudioModel(base)
         # A meta-device base (shapes only): the method's parts and the head go on meta too, so a 70B census
         # costs no memory; such a model is inspected, never run (require_weights).
         with torch.device("meta") if base.on_meta_device else contextlib.nullcontext():
             self.method.attach(model, self.config)
             head_trains = not self.config.freeze_head
-            model.add_head(self.dataset.num_labels, trainable=head_trains)
+            if self.next_token:  # the base's own LM head predicts; it stays frozen (no head to add)
+                model.next_token = True
+            else:
+                model.add_head(self.dataset.num_labels, trainable=head_trains)
         if not model.trainable_parameters():
             raise ConfigError("nothing to train: the method adds no parameters and the head is frozen")
         return model
@@ -123,15 +142,20 @@ class Experiment:
 
     @torch.no_grad()
     def predict(self, texts: list[str]) -> torch.Tensor:
-        """Class probabilities [len(texts), num_labels]."""
+        """Class probabilities [len(texts), num_labels]; next-token: the next word's [len(texts), vocab]."""
         self.require_weights("asked to predict")
         ids, mask = (t.to(self.device) for t in self.tokenizer.batch(texts))
         was_training = self.model.training
         self.model.eval()
-        probs = torch.softmax(self.model(ids, mask), dim=-1)
+        logits = self.model(ids, mask)
+        probs = last_position_probs(logits, mask) if self.next_token else torch.softmax(logits, dim=-1)
         self.model.train(was_training)
         return probs
 
+    def output_names(self) -> list[str]:
+        """What each predicted probability is for: the label names, or (next-token) the vocabulary's words."""
+        return vocabulary_words(self.tokenizer) if self.next_token else list(self.dataset.label_names)
+
     def predict_labels(self, texts: list[str]) -> list[str]:
-        names = self.dataset.label_names
+        names = self.output_names()
         return [names[i] for i in self.predict(texts).argmax(dim=-1).tolist()]

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from .census import take_census
 from .errors import ConfigError
@@ -252,7 +251,7 @@ def measure_ledger(experiment: Experiment, batch_size: int = 0, optimizer: str =
                 logits = model(ids, mask)
             loss_saved = _SavedStorages(skip)
             with loss_saved.hooks():
-                loss = F.cross_entropy(logits, labels)
+                loss = experiment.loss(logits, ids, mask, labels)[0]  # the task's loss (next-token: over positions)
             logit_bytes = _tensor_bytes([logits]) + sum(
                 size for key, size in loss_saved.sizes.items() if key != _storage_key(logits))
             loss.backward()

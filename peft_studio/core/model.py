@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .bases.frozen import FrozenBase, tensors_fingerprint
+from .next_token import next_token_logits
 
 
 class StudioModel(nn.Module):
@@ -16,6 +17,7 @@ class StudioModel(nn.Module):
         self.base = base
         self.extras = nn.ModuleDict()  # method modules shared across sites (e.g. a prefix MLP)
         self.head: nn.Linear | None = None
+        self.next_token = False  # True: no head; logits [B, L, V] from the base's own (frozen) LM head
         self._swapped: list[tuple[str, nn.Module]] = []  # (path in base, original module)
         self._unfrozen: dict[str, torch.Tensor] = {}  # base tensors a baseline made trainable -> originals
         self.base_fingerprint = base.fingerprint()
@@ -57,6 +59,8 @@ class StudioModel(nn.Module):
 
     # ---- running ---------------------------------------------------------------------------
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.next_token:
+            return next_token_logits(self.base, token_ids, mask)
         assert self.head is not None, "add_head() before running the model"
         return self.head(self.base(token_ids, mask))
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch.nn import functional as F
 
 from .budget import check_training_memory
 from .errors import ConfigError, TrainingDiverged
@@ -138,7 +137,8 @@ def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
     model.eval()
     logits = model(ids, mask)
     model.train(was_training)
-    return float(F.cross_entropy(logits, labels)), float((logits.argmax(-1) == labels).float().mean())
+    loss, accuracy = experiment.loss(logits, ids, mask, labels)
+    return float(loss), float(accuracy)
 
 
 def train(experiment: Experiment, settings: TrainSettings, control: TrainControl | None = None,
@@ -158,7 +158,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
         kwargs["weight_decay"] = settings.weight_decay
     optimizer = OPTIMIZERS[settings.optimizer]([p for _, p in named], **kwargs)
     frozen_before = model.frozen_fingerprint()
-    batches = _batches(len(experiment.train_labels), settings.batch_size, settings.seed)
+    batches = _batches(len(experiment.train_ids), settings.batch_size, settings.seed)
     recent: deque[float] = deque(maxlen=20)
     snapshot: list[torch.Tensor] | None = None
     first_loss: float | None = None
@@ -173,7 +173,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
         if index is not None:
             ids, mask, labels = ids[index], mask[index], labels[index]
         logits = model(ids, mask)
-        loss = F.cross_entropy(logits, labels)
+        loss, accuracy = experiment.loss(logits, ids, mask, labels)
         if not torch.isfinite(loss):
             _restore(named, snapshot)
             raise TrainingDiverged(f"the loss became {loss.item()} at step {step}; the last finite weights are "
@@ -201,7 +201,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
             raise TrainingDiverged(f"a weight became NaN or infinite at step {step}; the last finite weights "
                                    f"are restored. Try a lower learning rate (now {settings.lr:g}).")
         recent.append(time.perf_counter() - started)
-        event = StepEvent(step, loss.item(), float((logits.argmax(-1) == labels).float().mean()),
+        event = StepEvent(step, loss.item(), float(accuracy),
                           len(recent) / sum(recent), grad_norms=norms, last=step == last)
         if experiment.val_ids is not None and ((step - start_step) % settings.eval_every == 0 or step == last):
             event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,

@@ -88,4 +88,16 @@ def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
         seq_len=len(words) if words else exp.seq_len(), input_words=words,
         prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
         hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
-        head_trainable=not exp.config.freeze_head, method=controller.setup.method, locked=controller.locked)
+        head_trainable=not exp.config.freeze_head and not exp.next_token, method=controller.setup.method,
+        locked=controller.locked, extra=_next_token_head(exp))
+
+
+def _next_token_head(exp) -> dict:
+    """On the next-token task the output is the base's own frozen LM head, not a classification head."""
+    if not exp.next_token:
+        return {}
+    base = exp.base
+    vocab = base.tokenizer.vocab_size
+    tied = getattr(getattr(base, "cfg", None), "tie_word_embeddings", False)
+    return {"head": (f"LM head {base.hidden_size}→{vocab} (frozen{', tied to the embeddings' if tied else ''})",
+                     f"every position t: softmax over {vocab} words → predicts word t+1")}

@@ -293,6 +293,7 @@ class MainWindow(QMainWindow):
         exp = c.experiment
         self.runner.step = 0
         self.plots.new_run()
+        self.plots.set_accuracy_name("next-token accuracy" if exp.next_token else "accuracy")
         self.step_label.setText("step 0")
         self.speed_label.setText("")
         self.scene.build(diagram_info(c, self.inference.entry.text()))

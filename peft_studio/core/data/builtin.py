@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from ..resources import ResourceMissingError, resource_file, resource_path
-from .dataset import TextDataset
+from .dataset import NEXT_TOKEN, TextDataset
 from .files import load_dataset_file
 
 # The seed's Adapter example, verbatim: its texts, labels and label names.
@@ -28,7 +28,10 @@ _BUILTINS: dict[str, tuple[str | None, str]] = {
     "intents": ("intents.csv", "320 customer-support messages in 5 intents with overlapping words."),
     "word-order": ("word-order.csv", "Who acts on whom: each sentence has a same-words mirror with the other label."),
     "sentiment": ("sentiment.csv", "320 short English reviews, positive or negative, in everyday words."),
+    "texts": (None, "Next-token task (decoders only): the texts of intents, word-order and sentiment, each word "
+                    "predicted from the words before it."),
 }
+TEXT_SOURCES = ("intents", "word-order", "sentiment")  # the built-ins whose texts make `texts`
 
 
 def datasets_dir() -> Path:
@@ -61,6 +64,8 @@ def _entry(name: str) -> tuple[str | None, str]:
 @cache
 def _load_cached(name: str) -> TextDataset:
     file_name, description = _BUILTINS[name]
+    if name == "texts":
+        return _texts(description)
     if file_name is None:
         return _seed_intents(description)
     try:
@@ -84,3 +89,16 @@ def _seed_intents(description: str) -> TextDataset:
         description=description,
         recipe=(("builtin", "seed-intents"),),
     )
+
+
+def _texts(description: str) -> TextDataset:
+    """The labelled built-ins' texts without their labels, splits kept (a text seen once), for next-token."""
+    train: dict[str, None] = {}
+    val: dict[str, None] = {}
+    for source in TEXT_SOURCES:
+        dataset = _load_cached(source)
+        train.update(dict.fromkeys(t for t in dataset.train_texts if len(t.split()) > 1))
+        val.update(dict.fromkeys(t for t in dataset.val_texts if len(t.split()) > 1 and t not in train))
+    return TextDataset(name="texts", label_names=(), train_texts=tuple(train), train_labels=(),
+                       val_texts=tuple(val), val_labels=(), source="built-in", description=description,
+                       recipe=(("builtin", "texts"),), task=NEXT_TOKEN)

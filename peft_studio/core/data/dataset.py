@@ -8,10 +8,16 @@ from dataclasses import dataclass
 from ..errors import DatasetError
 from .tokenizer import WordTokenizer
 
+CLASSIFY, NEXT_TOKEN = "classify", "next-token"
+TASKS = (CLASSIFY, NEXT_TOKEN)
+
 
 @dataclass(frozen=True)
 class TextDataset:
-    """Texts with integer labels indexing ``label_names``; validation may be empty."""
+    """Texts with integer labels indexing ``label_names``; validation may be empty.
+
+    ``task`` says what is learned from the texts: ``classify`` (the labels) or ``next-token`` (each word from
+    the words before it; no labels: the texts are their own targets, see core/next_token.py)."""
 
     name: str
     label_names: tuple[str, ...]
@@ -26,6 +32,7 @@ class TextDataset:
     # How to load it again (a setup file stores this): (("builtin", name),) or the file loader's
     # arguments as (key, value) pairs; empty for a dataset built in code.
     recipe: tuple[tuple[str, object], ...] = ()
+    task: str = CLASSIFY
 
     def __post_init__(self) -> None:
         for field in ("label_names", "train_texts", "train_labels", "val_texts", "val_labels"):
@@ -34,6 +41,14 @@ class TextDataset:
 
     def _check(self) -> None:
         where = self.name or "dataset"
+        if self.task not in TASKS:
+            raise DatasetError(f"{where}: unknown task {self.task!r} (choose from {', '.join(TASKS)})")
+        if self.task == NEXT_TOKEN and (self.label_names or self.train_labels or self.val_labels):
+            raise DatasetError(f"{where}: a next-token dataset has no labels (the texts are their own targets)")
+        if self.task == NEXT_TOKEN and not self.train_texts:
+            raise DatasetError(f"{where}: no training examples")
+        if self.task == NEXT_TOKEN:
+            return
         if len(self.train_texts) != len(self.train_labels):
             raise DatasetError(f"{where}: {len(self.train_texts)} train texts but {len(self.train_labels)} labels")
         if len(self.val_texts) != len(self.val_labels):
@@ -71,5 +86,7 @@ class TextDataset:
 
     def summary(self) -> str:
         """One line such as ``intents: 5 classes, 240 train / 60 validation``."""
+        if self.task == NEXT_TOKEN:
+            return f"{self.name}: next-token texts, {len(self.train_texts)} train / {len(self.val_texts)} validation"
         return (f"{self.name}: {self.num_labels} classes, "
                 f"{len(self.train_texts)} train / {len(self.val_texts)} validation")

@@ -425,6 +425,8 @@ class _Layout:
 
     def head_text(self) -> tuple[str, str]:
         info = self.info
+        if "head" in info.extra:  # the next-token task: the base's own LM head (gui/describe.py)
+            return info.extra["head"]
         names = ", ".join(info.label_names[:5]) + (" …" if len(info.label_names) > 5 else "")
         return (f"classification head {info.hidden}→{info.num_labels}",
                 f"{info.num_labels}×{info.hidden} + {info.num_labels} → softmax over {names}")

@@ -1,4 +1,7 @@
-"""Type a sentence, see the label and class probabilities; a predictions table for the dataset."""
+"""Type a sentence, see the label and class probabilities; a predictions table for the dataset.
+
+On the next-token task: the most likely next words after the typed text, and for the dataset's first
+texts the word the model expects after their first half."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.experiment import Experiment
+from ...core.next_token import predict_next
+
+TOP_WORDS = 5  # next-token: bars for the five most likely next words
 
 
 class InferencePanel(QWidget):
@@ -47,6 +53,10 @@ class InferencePanel(QWidget):
 
     def refresh(self, experiment: Experiment) -> None:
         """Predict the typed sentence and the table (GUI thread; only while no step is running)."""
+        if experiment.next_token:
+            self._refresh_next_token(experiment)
+            return
+        self.table.setHorizontalHeaderLabels(["sentence", "predicted", "p"])
         names = experiment.dataset.label_names
         text = self.entry.text().strip()
         if text:
@@ -61,10 +71,33 @@ class InferencePanel(QWidget):
         texts = list(dataset.val_texts or dataset.train_texts)[:6] if dataset.name != "seed-intents" \
             else list(dataset.train_texts)
         probs_all = experiment.predict(texts).tolist() if texts else []
-        self.table.setRowCount(len(texts))
-        for r, (sentence, probs) in enumerate(zip(texts, probs_all, strict=True)):
+        rows = []
+        for sentence, probs in zip(texts, probs_all, strict=True):
             best = max(range(len(probs)), key=probs.__getitem__)
-            for c, value in enumerate((sentence, names[best], f"{probs[best]:.2f}")):
+            rows.append((sentence, names[best], f"{probs[best]:.2f}"))
+        self._fill_table(rows)
+
+    def _refresh_next_token(self, experiment: Experiment) -> None:
+        """The next word instead of a label: top words for the typed text, and the dataset's half-texts."""
+        self.table.setHorizontalHeaderLabels(["text so far", "next word", "p"])
+        text = self.entry.text().strip()
+        if text:
+            top = predict_next(experiment, [text], TOP_WORDS)[0]
+            self.result.setText(f"{text} → {top[0][0]}  ({top[0][1]:.0%})")
+            self._show_bars([word for word, _ in top], [p for _, p in top])
+        else:
+            self.result.setText("")
+            self._show_bars((), [])
+        dataset = experiment.dataset
+        texts = list(dataset.val_texts or dataset.train_texts)[:6]
+        halves = [" ".join(t.split()[:max(1, len(t.split()) // 2)]) + " …" for t in texts]
+        tops = predict_next(experiment, [h[:-2] for h in halves], 1) if halves else []
+        self._fill_table([(half, top[0][0], f"{top[0][1]:.2f}") for half, top in zip(halves, tops, strict=True)])
+
+    def _fill_table(self, rows: list[tuple[str, str, str]]) -> None:
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
                 item = QTableWidgetItem(value)
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(r, c, item)

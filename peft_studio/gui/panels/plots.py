@@ -128,6 +128,7 @@ class LivePlots(QWidget):
         pg.setConfigOptions(antialias=False, background="w", foreground="#333")
         self.loss_plot = pg.PlotWidget(title="loss")
         self.acc_plot = pg.PlotWidget(title="accuracy")
+        self.accuracy_name = "accuracy"  # "next-token accuracy" on the next-token task (set_accuracy_name)
         self.acc_plot.setMouseEnabled(x=True, y=False)
         self.y_top = 0.0
         for plot, label in ((self.loss_plot, "cross-entropy"), (self.acc_plot, "accuracy")):
@@ -203,8 +204,8 @@ class LivePlots(QWidget):
         tick = QFont()
         tick.setPointSizeF(16 if on else 9)
         label_size = "18pt" if on else "10pt"
-        for plot, label, title in ((self.loss_plot, "cross-entropy", "loss"), (self.acc_plot, "accuracy",
-                                                                                  "accuracy")):
+        for plot, label, title in ((self.loss_plot, "cross-entropy", "loss"),
+                                   (self.acc_plot, self.accuracy_name, self.accuracy_name)):
             item = plot.getPlotItem()
             for side in ("left", "bottom"):
                 axis = item.getAxis(side)
@@ -229,6 +230,15 @@ class LivePlots(QWidget):
         self._fix_last_width()
         self._show_last(force=True)
 
+    def set_accuracy_name(self, name: str) -> None:
+        """What the accuracy plot measures: "accuracy" (classification) or "next-token accuracy"."""
+        if name == self.accuracy_name:
+            return
+        self.accuracy_name = name
+        self.acc_plot.setTitle(name, size="20pt" if self.presentation else "11pt")
+        self.acc_plot.setLabel("left", name, **{"font-size": "18pt" if self.presentation else "10pt"})
+        self._show_last(force=True)
+
     def _fix_last_width(self) -> None:
         """The label takes the room the header gives it and never asks for more (a new number repaints the
         label, never re-lays out the plots or widens the window)."""
@@ -245,9 +255,10 @@ class LivePlots(QWidget):
             self.last_values.setText("")
             return
         if self.presentation:  # the toolbar already shows the step in large type; keep the column's width
-            self.last_values.setText(f"loss {event['loss']:.3g}  ·  accuracy {event['accuracy']:.0%}")
+            self.last_values.setText(f"loss {event['loss']:.3g}  ·  {self.accuracy_name} {event['accuracy']:.0%}")
             return
-        text = f"step {event['step'] + 1}:  loss {event['loss']:.4g}  ·  accuracy {event['accuracy']:.0%}"
+        text = (f"step {event['step'] + 1}:  loss {event['loss']:.4g}  ·  {self.accuracy_name} "
+                f"{event['accuracy']:.0%}")
         if event.get("val_loss") is not None:
             text += f"   (validation {event['val_loss']:.4g} · {event['val_accuracy']:.0%})"
         self.last_values.setText(text)
