@@ -22,6 +22,7 @@ from .experiment import Experiment, Setup
 from .memory import estimate_ledger, measure_ledger
 from .methods import METHODS
 from .methods.lora import LoraLinear
+from .next_token import NEXT_TOKEN
 from .runs import Curves, RunRecord, RunStore
 from .store import save_adapter
 from .train import StepEvent, TrainControl, TrainSettings, evaluate, train
@@ -103,8 +104,11 @@ def measure_latency(experiment: Experiment, bare: Experiment) -> tuple[float, fl
 
 
 def bare_experiment(setup: Setup, dataset: TextDataset, device: str = "cpu") -> Experiment:
-    """The frozen base + head alone (head-only adds nothing to the base): the latency reference."""
-    bare = Experiment(replace(setup, method="head-only", options={}), dataset)
+    """The frozen base + head alone (head-only adds nothing to the base): the latency reference. The next-token
+    task has no head of its own and refuses head-only; full fine-tuning adds no module either, so its
+    forward pass is the bare base's."""
+    bare_method = "full" if dataset.task == NEXT_TOKEN else "head-only"
+    bare = Experiment(replace(setup, method=bare_method, options={}), dataset)
     bare.to(device)
     return bare
 

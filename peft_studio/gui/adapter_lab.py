@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from ..core.adapter_set import AdapterSet
 from ..core.bases import train_defaults, uses_dataset_vocabulary
 from ..core.data import TextDataset, builtin_names, load_builtin
+from ..core.data.builtin import labelled_builtin_names
 from ..core.errors import PeftStudioError
 from ..core.methods import METHODS
 from ..core.train import TrainControl, TrainSettings
@@ -93,7 +94,7 @@ class AdapterLab(QWidget):
         self.method_box.addItems(set_methods())
         self.method_box.setToolTip("Method of the new adapter (methods that train the base itself cannot share it)")
         self.data_box = QComboBox()
-        self.data_box.addItems(builtin_names())
+        self.data_box.addItems(labelled_builtin_names())  # a set holds classifiers: no next-token texts
         self.data_box.setToolTip("The task (a built-in dataset) the new adapter learns")
         self.steps_box = QSpinBox()
         self.steps_box.setRange(1, 100_000)
@@ -191,7 +192,7 @@ class AdapterLab(QWidget):
         if uses_dataset_vocabulary(setup.base):
             # A toy base's vocabulary is fixed when it is built: make it cover every task it may hold
             # (the built-ins the task list offers, plus the window's dataset when it is another one).
-            datasets = [load_builtin(name) for name in builtin_names()]
+            datasets = [load_builtin(name) for name in labelled_builtin_names()]
             current = self.window.controller.dataset
             if current.name not in builtin_names():
                 datasets.insert(0, current)

@@ -132,6 +132,14 @@ def test_family_skips_what_the_base_cannot_build_and_stops_between_steps():
     assert kinds[-1] == "stopped" and "done" not in kinds and kinds.count("step") == 3
 
 
+def test_the_next_token_family_skips_head_only_and_times_against_the_bare_base():
+    events = list(run_family("tiny-decoder", load_builtin("texts"), TrainSettings(steps=2),
+                             methods=["head-only", "lora"]))
+    assert events[0].kind == "skip" and "nothing would train" in events[0].reason
+    done = [e.record for e in events if e.kind == "done"]
+    assert [r.method for r in done] == ["lora"] and math.isfinite(done[0].latency_ms)
+
+
 def test_cli_compare_prints_the_core_table_for_the_same_seed(capsys, tmp_path):
     methods = ["lora", "ia3", "head-only"]
     settings = TrainSettings(steps=4, lr=0.02, seed=1)

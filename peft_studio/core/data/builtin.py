@@ -44,6 +44,11 @@ def builtin_names() -> list[str]:
     return list(_BUILTINS)
 
 
+def labelled_builtin_names() -> list[str]:
+    """The built-ins a classifier can learn (all but the next-token texts), in display order."""
+    return [name for name in _BUILTINS if name != "texts"]
+
+
 def builtin_description(name: str) -> str:
     """The one-sentence description of a built-in dataset."""
     return _entry(name)[1]
