@@ -238,14 +238,14 @@ def optimizer_bytes(census: Census, optimizer: str) -> int:
 def ledger(census: Census, base: FrozenBase, plan: MemoryPlan) -> Ledger:
     plan.check()
     trainable = census.trainable
-    extra = (f" + {plan.extra_tokens} prompt" if plan.extra_tokens else "") + \
-        (f" + {plan.extra_keys} prefix keys" if plan.extra_keys else "")
+    extra = (f", +{plan.extra_tokens} prompt tokens" if plan.extra_tokens else "") + \
+        (f", +{plan.extra_keys} prefix keys" if plan.extra_keys else "")
     lines = (
         (f"frozen weights ({plan.weights})", frozen_weight_bytes(census, base, plan.weights)),
         ("trainable weights (fp32)", 4 * trainable),
         ("gradients (fp32)", 4 * trainable),
         (f"optimizer state ({plan.optimizer})", optimizer_bytes(census, plan.optimizer)),
-        (f"activations (batch {plan.batch} x {plan.seq_len}{extra} tokens"
+        (f"activations (batch {plan.batch} x {plan.seq_len} tokens{extra}"
          f"{', checkpointed' if plan.checkpointing else ''})", activation_bytes(base, plan, census)),
         ("runtime overhead (CUDA context, fragmentation)", OVERHEAD),
     )
