@@ -54,7 +54,7 @@ class MemoryScalePanel(QWidget):
         self.optimizer = self._combo([(OPTIMIZER_TITLES[o], o) for o in OPTIMIZERS], 0, FORMULAS["optimizer"])
         self.batch, self.batch_value = self._slider(1, MAX_BATCH, 1, "Sequences per training step")
         self.seq_len, self.seq_value = self._slider(0, len(SEQ_LENGTHS) - 1, SEQ_LENGTHS.index(512),
-                                                    "Tokens per sequence (prompt-tuning tokens are added)")
+                                                    "Tokens per sequence (a soft prompt's tokens are added)")
         self.checkpointing = QCheckBox("&Gradient checkpointing")
         self.checkpointing.setToolTip("Keep only each layer's input and recompute the layer in backward: "
                                       "L x h x e bytes per token + one layer's activations")
