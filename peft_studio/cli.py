@@ -120,6 +120,31 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "and settings replace --method and the method flags")
 
 
+def _add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    from .core.memory_scale import DEVICES_GB, OPTIMIZERS, WEIGHT_DTYPES
+
+    memory = parser.add_argument_group("memory at scale (core/memory_scale.py)")
+    memory.add_argument("--memory", action="store_true", help="print the training memory ledger and the fit line")
+    memory.add_argument("--weights", choices=WEIGHT_DTYPES, default="bf16", help="frozen weights' dtype")
+    memory.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw")
+    memory.add_argument("--batch", type=bounded_int(1, 1_000_000), default=1)
+    memory.add_argument("--seq-len", type=bounded_int(1, 10_000_000), default=512)
+    memory.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
+    memory.add_argument("--device-gb", type=int, choices=DEVICES_GB, default=24)
+
+
+def _memory(args: argparse.Namespace, experiment: Any, census: Any) -> tuple[Any, Any] | None:
+    """The ledger when --memory or any memory flag was typed (a bad combination is a ConfigError)."""
+    flags = {"--memory", "--weights", "--optimizer", "--batch", "--seq-len", "--checkpointing", "--device-gb"}
+    if not flags & getattr(args, "given", set()):
+        return None
+    from .core.memory_scale import ledger, plan_for
+
+    plan = plan_for(experiment.shape_change(), weights=args.weights, optimizer=args.optimizer, batch=args.batch,
+                    seq_len=args.seq_len, checkpointing=args.checkpointing)
+    return plan, ledger(census, experiment.base, plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="peft-studio", description=__doc__)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -137,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="the census: every tensor, who owns it, what trains")
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
+    _add_memory_arguments(inspect)
     commands.add_parser("methods", help="each method and where it puts its trainable part")
     compare = commands.add_parser("compare", help="train every method the base supports and print the table "
                                     "(an architecture without weights: counts and memory, no training)")
@@ -279,10 +305,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
     census = experiment.census()
+    memory = _memory(args, experiment, census)
     if args.json:
+        from .core.memory_scale import ledger_json
         from .core.tensor_bytes import census_json
 
-        print(json.dumps(census_json(census, experiment.base), indent=1))
+        data = census_json(census, experiment.base)
+        if memory:
+            data["memory"] = ledger_json(memory[1], memory[0], args.device_gb)
+        print(json.dumps(data, indent=1))
         return 0
     print(f"base: {experiment.base.describe()}   method: {experiment.method.title}   "
           f"dataset: {experiment.dataset.name}")
@@ -308,6 +339,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"method formula: {experiment.method.formula_text(experiment.config, experiment.base)}")
     for note in experiment.shape_notes():
         print(f"shape: {note}")
+    if memory:
+        from .core.memory_scale import ledger_text
+
+        print("memory at scale (one training step on one device):")
+        for line in ledger_text(memory[1], args.device_gb):
+            print(f"  {line}")
     return 0
 
 

@@ -22,12 +22,14 @@ from .adapter_lab import AdapterLab
 from .compare_panel import ComparePanel
 from .exercises_dock import ExercisesDock
 from .lessons import install_lessons, open_lesson_action
+from .memory_dock import MemoryScalePanel
 
 if TYPE_CHECKING:
     from .window import MainWindow
 
 # Ctrl+Alt: the window's own shortcuts use plain keys, Ctrl and Ctrl+Shift (gui/actions.py).
-SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N"}
+SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N",
+             "memory": "Ctrl+Alt+M"}
 
 
 class NotesStrip(QWidget):
@@ -72,10 +74,12 @@ class Docks:
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
+    memory: QDockWidget | None = None  # Memory at scale (issue 15)
+    memory_panel: MemoryScalePanel | None = None
 
     def dock(self, name: str) -> QDockWidget:
         return {"adapters": self.adapters, "exercises": self.exercises, "notes": self.notes,
-                "compare": self.compare}[name]
+                "compare": self.compare, "memory": self.memory}[name]
 
     def allow(self, name: str, allowed: bool) -> None:
         """A lesson's hidden panel: the dock goes and so does the way to bring it back."""
@@ -116,11 +120,14 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
             board.run_family()
     wiring = ExercisesDock(window, compare=compare)
     exercises = _dock(window, "Exercises", "exercisesDock", wiring.panel, Qt.DockWidgetArea.RightDockWidgetArea)
-    docks = Docks(window, examples_menu, adapters, exercises, notes, compare_dock, board, lab, wiring, strip)
+    memory_panel = MemoryScalePanel(window.controller)
+    memory = _dock(window, "Memory at scale", "memoryScaleDock", memory_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+    docks = Docks(window, examples_menu, adapters, exercises, notes, compare_dock, board, lab, wiring, strip,
+                  memory=memory, memory_panel=memory_panel)
     wiring.show_adapters = lambda: docks.show_dock("adapters")
     view_menu.addSeparator()
     for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
-                       ("notes", notes)):
+                       ("notes", notes), ("memory", memory)):
         toggle = dock.toggleViewAction()
         toggle.setShortcut(QKeySequence(SHORTCUTS[name]))
         toggle.setToolTip(f"Show or hide the {dock.windowTitle()} panel  [{toggle.shortcut().toString()}]")

@@ -68,7 +68,8 @@ def restore_defaults(window: MainWindow) -> None:
     window.presentation.set(False)
     if hasattr(window, "set_panels"):
         window.set_panels(True)
-    for dock in (window.docks.compare, window.docks.adapters, window.docks.exercises, window.docks.notes):
+    for dock in (window.docks.compare, window.docks.adapters, window.docks.exercises, window.docks.notes,
+                 window.docks.memory):
         dock.hide()
     window.scene.collapsed = None
     setup = Setup()
