@@ -70,10 +70,11 @@ def _row(base: FrozenBase, name: str, dataset: TextDataset, plan: MemoryPlan, to
             model.add_head(dataset.num_labels, trainable=not config.freeze_head)
         census = take_census(model)
         sites = len(method.selected_sites(config, base))
-        change = method.shape_change(config)  # prompt tokens lengthen the sequence; prefix keys count as such too
-        extra = change.input_tokens + change.key_tokens
+        change = method.shape_change(config)  # prompt tokens lengthen the sequence, prefix keys only attention
         weights = "nf4-dq" if name == "qlora" else plan.weights
-        needed = ledger(census, base, replace(plan, weights=weights, extra_tokens=plan.extra_tokens + extra)).total
+        planned = replace(plan, weights=weights, extra_tokens=plan.extra_tokens + change.input_tokens,
+                          extra_keys=plan.extra_keys + change.key_tokens)
+        needed = ledger(census, base, planned).total
     except PeftStudioError as exc:
         return PlacementRow(name, method.title, 0, 0, 0.0, 0, 0, plan.weights, skipped=str(exc))
     finally:

@@ -31,8 +31,8 @@ def test_each_row_equals_that_methods_own_experiment_on_the_meta_device():
         assert row.trainable == census.trainable and row.adapter_bytes == 4 * census.trainable
         assert row.sites == len(experiment.selected_sites())
         change = experiment.method.shape_change(experiment.config)
-        expected = ledger(census, experiment.base, replace(plan, weights=row.weights,
-                                                           extra_tokens=change.input_tokens + change.key_tokens))
+        expected = ledger(census, experiment.base, replace(plan, weights=row.weights, extra_tokens=change.input_tokens,
+                                                           extra_keys=change.key_tokens))
         assert row.memory_bytes == expected.total
     assert any(r.skipped for r in rows)  # QLoRA cannot quantize GPT-2's Conv1D: the reason is kept
     by = {r.method: r for r in rows if not r.skipped}
