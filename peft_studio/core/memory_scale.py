@@ -126,6 +126,12 @@ class Ledger:
         return FORMULAS.get(self.keys[index], "") if index < len(self.keys) else ""
 
 
+def frozen_storage(census: Census, chosen: str) -> str:
+    """The frozen weights' storage to count: NF4 when the method itself quantized the base (QLoRA builds
+    NF4 with one fp32 scale per 64 weights, no double quantization), else the chosen dtype."""
+    return "nf4" if census.quantization is not None else chosen
+
+
 def frozen_weight_bytes(census: Census, base: FrozenBase, weights: str) -> int:
     """The frozen tensors in the chosen storage (trainable ones are counted on their own line)."""
     linear_sites = {s.id for s in base.sites() if s.kind == "linear"}

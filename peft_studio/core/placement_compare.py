@@ -20,7 +20,7 @@ from .bases.frozen import FrozenBase
 from .census import take_census
 from .data import TextDataset
 from .errors import ConfigError, OutputError, PeftStudioError
-from .memory_scale import GIB, MemoryPlan, ledger
+from .memory_scale import GIB, MemoryPlan, frozen_storage, ledger
 from .methods import METHODS, get_method
 from .model import StudioModel
 
@@ -44,7 +44,7 @@ def compare_placements(base_name: str, dataset: TextDataset, methods: Sequence[s
                        plan: MemoryPlan | None = None, seed: int = 0,
                        base_options: dict | None = None) -> Iterator[PlacementRow]:
     """One row per method of the registry (or `methods`), in order; a method the base refuses gives a row
-    with `skipped` set. QLoRA's frozen weights are NF4 with double quantization whatever the plan says."""
+    with `skipped` set. A method that quantizes the base (QLoRA) is counted in its own NF4 storage."""
     plan = plan or MemoryPlan()
     plan.check()
     names = list(methods) if methods else list(METHODS)
@@ -71,7 +71,7 @@ def _row(base: FrozenBase, name: str, dataset: TextDataset, plan: MemoryPlan, to
         census = take_census(model)
         sites = len(method.selected_sites(config, base))
         change = method.shape_change(config)  # prompt tokens lengthen the sequence, prefix keys only attention
-        weights = "nf4-dq" if name == "qlora" else plan.weights
+        weights = frozen_storage(census, plan.weights)
         planned = replace(plan, weights=weights, extra_tokens=plan.extra_tokens + change.input_tokens,
                           extra_keys=plan.extra_keys + change.key_tokens)
         needed = ledger(census, base, planned).total

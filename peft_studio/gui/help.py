@@ -136,3 +136,8 @@ class FirstRunHint(QLabel):
         if self.isVisible():
             self.hide()
             QSettings().setValue(HINT_KEY, True)
+
+    def offer(self, playable: bool) -> None:
+        """Shown only while Play can be pressed (not on a meta-device base), until dismissed for good."""
+        self.setVisible(playable and not QSettings().value(HINT_KEY, False, type=bool))
+        self.place()

@@ -22,7 +22,17 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import PeftStudioError
-from ..core.memory_scale import DEVICES_GB, FORMULAS, GIB, OPTIMIZERS, WEIGHT_DTYPES, Ledger, ledger, plan_for
+from ..core.memory_scale import (
+    DEVICES_GB,
+    FORMULAS,
+    GIB,
+    OPTIMIZERS,
+    WEIGHT_DTYPES,
+    Ledger,
+    frozen_storage,
+    ledger,
+    plan_for,
+)
 from .controller import Controller
 
 SEQ_LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)  # the slider's stops
@@ -41,6 +51,8 @@ def size_text(size: int) -> str:
     return f"{size / 1024:,.1f} KiB" if size >= 1024 else f"{size} B"
 
 
+AS_BUILT = "as built"  # the frozen storage the method itself chose (NF4 under QLoRA), else bf16
+
 class MemoryScalePanel(QWidget):
     def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,8 +61,9 @@ class MemoryScalePanel(QWidget):
         self._stale = True
         self.device = self._combo([(f"{gb} GB", gb) for gb in DEVICES_GB], DEVICES_GB.index(24),
                                   "The accelerator's memory the total is checked against")
-        self.weights = self._combo([(w.upper(), w) for w in WEIGHT_DTYPES], WEIGHT_DTYPES.index("bf16"),
-                                   "How the frozen base weights are stored: " + FORMULAS["frozen"])
+        self.weights = self._combo([(AS_BUILT, AS_BUILT)] + [(w.upper(), w) for w in WEIGHT_DTYPES], 0,
+                                   "How the frozen base weights are stored. As built: NF4 when the method quantizes "
+                                   "the base (QLoRA), else BF16. " + FORMULAS["frozen"])
         self.optimizer = self._combo([(OPTIMIZER_TITLES[o], o) for o in OPTIMIZERS], 0, FORMULAS["optimizer"])
         self.batch, self.batch_value = self._slider(1, MAX_BATCH, 1, "Sequences per training step")
         self.seq_len, self.seq_value = self._slider(0, len(SEQ_LENGTHS) - 1, SEQ_LENGTHS.index(512),
@@ -155,7 +168,9 @@ class MemoryScalePanel(QWidget):
 
     def choices(self) -> dict[str, object]:
         """The plan's user choices, as memory_scale.MemoryPlan takes them."""
-        return {"weights": self.weights.currentData(), "optimizer": self.optimizer.currentData(),
+        chosen = self.weights.currentData()
+        weights = frozen_storage(self.controller.census, "bf16") if chosen == AS_BUILT else chosen
+        return {"weights": weights, "optimizer": self.optimizer.currentData(),
                 "batch": self.batch.value(), "seq_len": SEQ_LENGTHS[self.seq_len.value()],
                 "checkpointing": self.checkpointing.isChecked()}
 

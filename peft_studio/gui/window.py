@@ -381,6 +381,7 @@ class MainWindow(QMainWindow):
         """A meta-device base (an architecture, shapes only) is inspected, never trained: no Play, and why."""
         if self.controller.locked and not self.runner.active:  # an adapter of the set trains: on_lock says so
             return
+        self.hint.offer(runnable)
         for action in (self.actions_.play, self.actions_.step):
             action.setEnabled(runnable)
             tip = action.statusTip()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from core_helpers import attach, build_base
+from hypothesis import given
+from hypothesis import strategies as st
 
 from peft_studio.core.errors import ConfigError
+from peft_studio.core.methods.config import parse_layers
 
 
 @pytest.mark.parametrize("method, options, pattern", [
@@ -47,3 +50,23 @@ def test_hugging_face_names_select_the_same_sites():
     # PEFT matches by suffix: "output.dense" is both the attention output and the feed-forward down projection.
     method, config, _ = attach(build_base("tiny", n_layers=1), "lora", {"targets": "output.dense"})
     assert {s.name for s in method.selected_sites(config, build_base("tiny", n_layers=1))} == {"o", "down"}
+
+
+@given(st.sets(st.integers(0, 79), min_size=1))
+def test_layer_ranges_read_back_as_the_same_layers(layers):
+    from peft_studio.core.methods.config import layer_ranges
+
+    text = layer_ranges(layers)
+    assert parse_layers(text, 80) == sorted(layers)
+    assert len(text) <= len(",".join(map(str, sorted(layers))))  # never longer than the plain list
+
+
+def test_every_layer_of_a_large_model_shows_as_one_range():
+    from peft_studio.core.bases import create_base
+    from peft_studio.core.methods import get_method
+
+    base = create_base("llama-3-70b")
+    lora = get_method("lora")
+    assert lora.effective_options(lora.config({}), base)["layers"] == "0-79"
+    with pytest.raises(ConfigError, match="runs backwards"):
+        parse_layers("9-2", 80)

@@ -41,10 +41,10 @@ def test_each_row_equals_that_methods_own_experiment_on_the_meta_device():
 
 def test_qlora_is_placed_with_nf4_weights_and_needs_the_least_memory():
     rows = {r.method: r for r in compare_placements("qwen2.5-0.5b", load_builtin("intents"), ["lora", "qlora"])}
-    assert rows["qlora"].weights == "nf4-dq" and rows["lora"].weights == "bf16"
+    assert rows["qlora"].weights == "nf4" and rows["lora"].weights == "bf16"
     assert rows["qlora"].trainable == rows["lora"].trainable and rows["qlora"].memory_bytes < rows["lora"].memory_bytes
     table = placement_table(list(rows.values()), MemoryPlan())
-    assert "nf4-dq" in table.splitlines()[2] and table.splitlines()[2].split()[-3].endswith("*")
+    assert " nf4 " in table.splitlines()[2] and table.splitlines()[2].split()[-3].endswith("*")
 
 
 def test_cli_compares_an_architecture_without_training(capsys, tmp_path):

@@ -85,3 +85,14 @@ def test_the_dock_has_a_view_toggle_and_shortcut(window, errors):
     assert docks.memory.isVisible() and docks.memory_panel.book is not None
     assert window.controller.set_base("tiny-decoder"), errors
     assert docks.memory_panel.book == _core(window.controller, docks.memory_panel)
+
+
+def test_as_built_storage_follows_the_method_that_quantizes_the_base(qtbot):
+    controller = Controller(Setup("qwen2.5-0.5b", "qlora", {}), load_builtin("intents"))
+    panel = _panel(qtbot, controller)
+    assert panel.weights.currentData() == "as built" and panel.choices()["weights"] == "nf4"
+    assert "frozen weights (nf4)" in [name.text() for name in panel.names]
+    quantized = panel.book.total
+    controller.set_method("lora")
+    assert panel.choices()["weights"] == "bf16" and panel.book.total > quantized
+    assert panel.book.total == _core(controller, panel).total

@@ -41,7 +41,7 @@ class AdapterConfig(MethodConfig):
     placement: str | None = option(None, "where between sublayers: after-attn, after-ffn (Pfeiffer) or both "
                                          "(Houlsby) on a transformer; after-pool on the seed's base "
                                          "(default: the base's)")
-    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
     targets: str | None = option(None, "comma list of adapter site ids, e.g. layers.0.attn_adapter "
                                        "(overrides placement and layers: any set of clicked points)")
     nonlinearity: str = option("tanh", "the bottleneck's nonlinearity (the seed uses tanh)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,14 +126,32 @@ def parse_layers(value: str | list | tuple | None, num_layers: int) -> list[int]
         return list(range(num_layers))
     if num_layers == 0:
         raise ConfigError("layers: this base has no transformer layers")
-    layers: list[int] = []
+    layers: set[int] = set()
     for item in parse_list("layers", value) or []:
+        span = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(item))  # "4-7": layers 4 to 7, both included
         try:
-            index = int(item)
+            low, high = (int(span[1]), int(span[2])) if span else (int(item), int(item))
         except ValueError:
-            raise ConfigError(f"layers must be integers in [0, {num_layers - 1}] (got {item!r})") from None
-        if not 0 <= index < num_layers:
-            raise ConfigError(f"layers must be in [0, {num_layers - 1}] (got {index})")
-        if index not in layers:
-            layers.append(index)
+            raise ConfigError(f"layers must be integers in [0, {num_layers - 1}] or ranges such as "
+                              f"0-{num_layers - 1} (got {item!r})") from None
+        for index in (low, high):
+            if not 0 <= index < num_layers:
+                raise ConfigError(f"layers must be in [0, {num_layers - 1}] (got {index})")
+        if high < low:
+            raise ConfigError(f"layers: the range {item!r} runs backwards; write {high}-{low}")
+        layers.update(range(low, high + 1))
     return sorted(layers)
+
+
+def layer_ranges(indices: list[int] | tuple[int, ...] | set[int]) -> str:
+    """Layer indices as short text that parse_layers reads back: runs of three or more as ranges,
+    so every layer of an 80-layer model shows as '0-79' rather than eighty numbers."""
+    ordered = sorted(set(indices))
+    parts: list[str] = []
+    start = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] != ordered[i - 1] + 1:
+            run = ordered[start:i]
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) >= 3 else ",".join(map(str, run)))
+            start = i
+    return ",".join(parts)

@@ -51,7 +51,7 @@ class IA3Config(MethodConfig):
     targets: str | None = option(None, "comma list: k, v, ffn-act, other Linear outputs (q, o, up, down) or inputs "
                                        "(q-in, o-in, down-in, ...); site ids and Hugging Face names work too "
                                        "(default: the base's)")
-    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
     feedforward: str | None = option(None, "PEFT's feedforward_modules: Hugging Face names in targets that match one "
                                            "of these scale the module's input, not its output (default: the base's "
                                            "PEFT default, output.dense on BERT)")

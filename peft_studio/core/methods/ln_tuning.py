@@ -40,7 +40,7 @@ class TunedNorm(nn.Module):
 class LNTuningConfig(MethodConfig):
     targets: str | None = option(None, "comma list of LayerNorm sites: emb-norm, attn-norm, ffn-norm (final-norm on "
                                        "pre-LN bases); Hugging Face names such as LayerNorm work too (default: all)")
-    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
 
 
 class LNTuningMethod(TargetedMethod):

@@ -72,7 +72,7 @@ class LoraConfig(MethodConfig):
     dropout: float = option(0.0, "dropout on the input of A during training", low=0.0, high=0.99)
     targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names and site ids "
                                        "such as layers.0.attn.q work too; default: the base's)")
-    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
 
 
 class LoraMethod(TargetedMethod):

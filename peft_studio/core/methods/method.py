@@ -19,7 +19,7 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
 from ..model import StudioModel
-from .config import MethodConfig, make_config
+from .config import MethodConfig, layer_ranges, make_config
 from .targets import default_targets, resolve_targets, targets_for_sites
 
 
@@ -105,7 +105,7 @@ class Method:
         if values.get("targets") is None and "targets" in values:
             values["targets"] = ",".join(dict.fromkeys(s.name for s in sites))
         if values.get("layers") is None and "layers" in values:
-            values["layers"] = ",".join(str(x) for x in sorted({s.layer for s in sites if s.layer is not None}))
+            values["layers"] = layer_ranges({s.layer for s in sites if s.layer is not None})
         return values
 
     def field_choices(self, field_name: str, base: FrozenBase) -> tuple[str, ...] | None:

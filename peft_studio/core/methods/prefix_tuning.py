@@ -82,7 +82,7 @@ POSITION_CHOICES = ("kept", "shifted")
 @dataclass
 class PrefixTuningConfig(MethodConfig):
     tokens: int = option(8, "prefix length n (attention keys L -> L+n)", low=1, high=64)
-    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
     prefix_projection: int = option(0, "hidden size of the reparameterisation MLP (0: no projection)",
                                      low=0, high=4096)
     positions: str = option("kept", "token positions: kept (0 .. L-1) or shifted by n as PEFT's prefix on BERT "

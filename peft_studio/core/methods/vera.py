@@ -74,7 +74,7 @@ class VeraConfig(MethodConfig):
                     low=1, high=4096)
     targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names and site ids "
                                        "work too; default: the base's LoRA targets)")
-    layers: str | None = option(None, "comma list of layer indices (default: every layer)")
+    layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
     dropout: float = option(0.0, "dropout on the input of A during training", low=0.0, high=0.99)
     d_initial: float = option(0.1, "initial value of every lambda_d entry (lambda_b starts at 0)",
                               low=-1e3, high=1e3)
