@@ -145,7 +145,13 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
 def _dock(window: MainWindow, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
     dock = QDockWidget(title, window)
     dock.setObjectName(name)  # saveState/restoreState find docks by name
-    dock.setWidget(widget)
+    # Scrolled: a panel taller than its share of a 720-pixel screen scrolls instead of pushing the window
+    # past the screen's bottom edge (two open docks once needed 814 pixels).
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    scroll.setWidget(widget)
+    dock.setWidget(scroll)
     window.addDockWidget(area, dock)
     dock.hide()
     return dock
