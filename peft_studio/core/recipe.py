@@ -21,6 +21,7 @@ Nothing here imports transformers, peft or accelerate: only the written train.py
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -320,14 +321,31 @@ def readme(plan: RecipePlan) -> str:
 
 
 def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None = None,
-                           options: dict[str, Any] | None = None, force: bool = False) -> tuple[Path, RecipePlan]:
-    """`peft-studio recipe`: load a saved setup, apply the overrides, plan and write."""
+                           method: str | None = None, options: dict[str, Any] | None = None,
+                           force: bool = False) -> tuple[Path, RecipePlan]:
+    """`peft-studio recipe`: load a saved setup, apply the overrides (another base; another method, whose options
+    start from its defaults; option values), plan and write."""
+    existed = os.path.lexists(Path(out).expanduser())
+    check_recipe_folder(out, force)  # before the (possibly slow) build
+    try:
+        return _recipe_from_setup_file(setup_file, out, base, method, options, force)
+    except BaseException:
+        if not existed:  # a refused recipe leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                Path(out).expanduser().rmdir()
+        raise
+
+
+def _recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None,
+                            method: str | None, options: dict[str, Any] | None,
+                            force: bool) -> tuple[Path, RecipePlan]:
     from .setup_file import load_setup
 
-    check_recipe_folder(out, force)  # before the (possibly slow) build
     setup, dataset, settings = load_setup(setup_file)
     if base is not None:
         setup = dataclasses.replace(setup, base=base, base_options={})
+    if method is not None and method != setup.method:
+        setup = dataclasses.replace(setup, method=method, options={})
     if options:
         setup = dataclasses.replace(setup, options={**setup.options, **options})
     plan = plan_recipe(setup, dataset, settings)
