@@ -145,7 +145,8 @@ def plan_recipe(setup: Setup, dataset: TextDataset, settings: TrainSettings) -> 
     if census.trainable != method_count + studio_head:  # the closed form and the census must agree
         raise ConfigError(f"internal: the census trains {census.trainable:,} parameters, the method's formula "
                           f"{method_count:,} + head {studio_head:,}")
-    hf_head = 0 if experiment.config.freeze_head else experiment.base.hidden_size * labels + (labels if head_bias else 0)
+    width = experiment.base.hidden_size
+    hf_head = 0 if experiment.config.freeze_head else width * labels + (labels if head_bias else 0)
     targets = peft_config.get("target_modules")
     expected = {
         "studio": {"base": setup.base, "method": setup.method, "options": experiment.method.effective_options(
@@ -218,7 +219,8 @@ def _yaml(values: dict[str, Any], indent: int = 0) -> str:
             lines.append(f"{' ' * indent}{key}:")
             lines.append(_yaml(value, indent + 2).rstrip("\n"))
         else:
-            lines.append(f"{' ' * indent}{key}: {json.dumps(value) if isinstance(value, str | list) else _scalar(value)}")
+            text = json.dumps(value) if isinstance(value, str | list) else _scalar(value)
+            lines.append(f"{' ' * indent}{key}: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -108,8 +108,8 @@ class StudioActions:
         """Every action, in menu order (the shortcuts list is generated from it)."""
         return (self.play, self.step, self.stop, self.reset, self.undo, self.redo, self.fit, self.zoom_in,
                 self.zoom_out, self.layers, self.present, self.panels, self.seed, self.open, self.open_setup,
-                self.save_setup, self.save_adapter, self.load_adapter, self.export, self.export_recipe, self.shortcuts, self.about,
-                self.quit)
+                self.save_setup, self.save_adapter, self.load_adapter, self.export, self.export_recipe, self.shortcuts,
+                self.about, self.quit)
 
     def transport(self) -> tuple[QAction, ...]:
         return self.reset, self.play, self.step, self.stop

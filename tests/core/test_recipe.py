@@ -159,7 +159,8 @@ def test_shipped_architectures_give_peft_the_studio_count_on_the_meta_device(bas
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = transformers.AutoModelForSequenceClassification.from_config(config)
-        wrapped = peft.get_peft_model(model, peft.get_peft_config(json.loads((folder / "peft_config.json").read_text())))
+        settings = json.loads((folder / "peft_config.json").read_text())
+        wrapped = peft.get_peft_model(model, peft.get_peft_config(settings))
     found = train.counts(wrapped)
     assert found["adapter_trainable"] == plan.expected["studio"]["method_trainable"] == studio_counts(
         base, method, options)[0]
