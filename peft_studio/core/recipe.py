@@ -152,7 +152,8 @@ def plan_recipe(setup: Setup, dataset: TextDataset, settings: TrainSettings) -> 
         "studio": {"base": setup.base, "method": setup.method, "options": experiment.method.effective_options(
                    experiment.config, experiment.base), "trainable": census.trainable,
                    "method_trainable": method_count, "head_trainable": studio_head,
-                   "formula": experiment.method.formula_text(experiment.config, experiment.base)},
+                   "formula": experiment.method.formula_text(experiment.config, experiment.base),
+                   "quantized_linears": census.quantization.tensors if census.quantization else 0},
         "peft": {"adapter_trainable": method_count, "head_module": head, "head_trainable": hf_head,
                  "trainable": method_count + hf_head, "target_modules": list(targets) if isinstance(targets, list)
                  else None},

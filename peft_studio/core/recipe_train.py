@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(recipe["seed"])
     started = time.perf_counter()
     model, tokenizer = load_model(args, labels, on_gpu=accelerator.device.type == "cuda")
+    if recipe["quantization"]:  # the studio quantizes every Linear site of the base, never the head
+        four_bit = sum(type(m).__name__ == "Linear4bit" for m in model.modules())
+        studio = json.loads((HERE / "expected.json").read_text(encoding="utf-8"))["studio"]
+        say(f"4-bit Linear layers = {four_bit}  studio = {studio.get('quantized_linears')}")
     model = peft_model(model, recipe)
     found = counts(model)
     problems = check_counts(found, say)

@@ -122,6 +122,21 @@ def test_prompt_tuning_recipe_trains(tiny_config, tmp_path, capsys):
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["num_virtual_tokens"] == 5
 
 
+def test_qlora_recipe_quantizes_every_studio_linear_and_trains(tiny_config, tmp_path, capsys):
+    """bitsandbytes loads the random model back in NF4 (its CPU backend here): as many 4-bit Linears as the studio
+    quantizes, the LoRA count equal, two steps."""
+    pytest.importorskip("bitsandbytes")
+    folder, plan = recipe_from_setup_file(write_setup(tmp_path, "qlora", {"r": 4}), tmp_path / "recipe",
+                                          base=str(tiny_config))
+    assert plan.expected["studio"]["quantized_linears"] == 2 * 7  # q, k, v, o, gate, up, down per layer
+    code, out = run_in_process(folder, capsys, "--max-steps", "2", "--output-dir", str(tmp_path / "adapter"))
+    assert code == 0, out
+    assert "4-bit Linear layers = 14  studio = 14" in out
+    assert int(COUNT.search(out).group(1)) == studio_counts(str(tiny_config), "qlora", {"r": 4})[0] == \
+        4 * 2 * ((64 + 64) + (64 + 32))
+    assert "count check: OK" in out and "step=2 " in out
+
+
 def test_a_changed_config_stops_the_run_before_training(tiny_config, tmp_path, capsys):
     folder, _ = recipe_from_setup_file(write_setup(tmp_path), tmp_path / "recipe", base=str(tiny_config))
     other = dict(TINY_LLAMA, hidden_size=128)  # wider: every LoRA matrix grows
