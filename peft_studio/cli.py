@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--use", metavar="NAME", help="the adapter to predict with (default: the first)")
     predict.add_argument("--list", action="store_true", help="list the adapters with their bytes beside the base's")
     predict.add_argument("texts", nargs="*", metavar="TEXT")
+    _add_recipe_parser(commands)
     shot = commands.add_parser("screenshot", help="render the window for real (training included) to a PNG")
     shot.add_argument("out", metavar="OUT.png")
     shot.add_argument("--size", default="1600x1000", help="window size WIDTHxHEIGHT (default 1600x1000)")
@@ -190,6 +191,42 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--base", default=None, help="the frozen base (default: the window's)")
     shot.add_argument("--steps", type=bounded_int(0, 100_000), default=60, help="steps to train first (default 60)")
     return parser
+
+
+def _add_recipe_parser(commands: Any) -> None:
+    recipe = commands.add_parser("recipe", help="write a runnable transformers + peft + accelerate project that "
+                                                "trains the setup's method on the real model")
+    recipe.add_argument("--setup", required=True, metavar="FILE", help="a setup saved by the window")
+    recipe.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+    recipe.add_argument("--base", default=None,
+                        help="instead of the setup's base: a shipped architecture "
+                             f"({', '.join(n for n, e in BASES.items() if not e.uses_dataset_vocabulary)}), "
+                             "PATH/config.json, or a checkpoint folder")
+    recipe.add_argument("--method", default=None, choices=method_names(),
+                        help="instead of the setup's method (its options are then dropped; give the method flags)")
+    for flag in method_flags():
+        if flag.kind is bool:
+            recipe.add_argument(flag.flag, action="store_true", default=None, help=flag.help())
+        else:
+            kind = {int: bounded_int(-(2**31), 2**31), float: finite_float}.get(flag.kind, str)
+            recipe.add_argument(flag.flag, type=kind, default=None, help=flag.help())
+    recipe.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from .core.recipe import recipe_from_setup_file
+
+    options = {f.field: getattr(args, f.field) for f in method_flags() if getattr(args, f.field) is not None}
+    folder, plan = recipe_from_setup_file(args.setup, args.out, base=args.base, method=args.method,
+                                          options=options, force=args.force)
+    expected = plan.expected
+    print(f"wrote {folder}: {plan.setup.method} on {plan.model_id or plan.setup.base}")
+    print(f"trainable params = {expected['studio']['trainable']} (method {expected['studio']['method_trainable']}, "
+          f"head {expected['studio']['head_trainable']}); PEFT: adapter {expected['peft']['adapter_trainable']}, "
+          f"head {expected['peft']['head_trainable']}")
+    print(f"run: cd {folder} && accelerate launch --config_file accelerate/1gpu.yaml train.py"
+          + ("" if plan.model_id else " --model ID_OR_FOLDER"))
+    return 0
 
 
 def _dataset(args: argparse.Namespace) -> TextDataset:
@@ -439,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "recipe":
+            return cmd_recipe(args)
         if args.command == "screenshot":
             return cmd_screenshot(args)
         return start_gui()

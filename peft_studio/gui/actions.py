@@ -55,6 +55,7 @@ class Slots:
     shortcuts: Callable[[], object] = lambda: None
     about: Callable[[], object] = lambda: None
     toggle_panels: Callable[[], object] = lambda: None
+    export_recipe: Callable[[], object] = lambda: None
 
 
 class StudioActions:
@@ -79,6 +80,9 @@ class StudioActions:
         self.present.setCheckable(True)
         self.export = a("Export…", "Ctrl+E", "Export the plots (PNG), the curve (CSV) or the diagram (SVG/PNG)",
                         slots.export)
+        self.export_recipe = a("Export recipe…", "", "Write a runnable transformers + peft + accelerate project that "
+                               "trains this method on the real model (a shipped architecture, a config.json, MiniLM "
+                               "or a checkpoint folder)", slots.export_recipe)
         self.open = a("Open dataset…", "Ctrl+O", "Open a dataset file", slots.open_dataset)
         self.save_adapter = a("Save adapter…", "Ctrl+S", "Save the trained parts and the head (safetensors + setup "
                               "metadata)", slots.save_adapter)
@@ -104,8 +108,8 @@ class StudioActions:
         """Every action, in menu order (the shortcuts list is generated from it)."""
         return (self.play, self.step, self.stop, self.reset, self.undo, self.redo, self.fit, self.zoom_in,
                 self.zoom_out, self.layers, self.present, self.panels, self.seed, self.open, self.open_setup,
-                self.save_setup, self.save_adapter, self.load_adapter, self.export, self.shortcuts, self.about,
-                self.quit)
+                self.save_setup, self.save_adapter, self.load_adapter, self.export, self.export_recipe, self.shortcuts,
+                self.about, self.quit)
 
     def transport(self) -> tuple[QAction, ...]:
         return self.reset, self.play, self.step, self.stop
@@ -117,7 +121,7 @@ class StudioActions:
     def install_menus(self, window: QMainWindow) -> None:
         menus = {
             "&File": (self.open, None, self.open_setup, self.save_setup, None, self.save_adapter, self.load_adapter,
-                      None, self.export, None, self.quit),
+                      None, self.export, self.export_recipe, None, self.quit),
             "&Edit": (self.undo, self.redo, None, self.restore_defaults),
             "&Run": (self.play, self.step, self.stop, self.reset),
             "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present, self.panels),

@@ -14,6 +14,7 @@ from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QFileDialog
 
 from ..core.errors import PeftStudioError
+from ..core.recipe import plan_recipe, write_recipe
 from ..core.setup_file import load_setup, save_setup
 from ..core.store import load_adapter, save_adapter
 from .diagram import DiagramScene
@@ -141,6 +142,26 @@ class FileFlows:
         if suffix == ".svg":
             return self._save("diagram", lambda: export_svg(self.window.scene, path))
         return self._save("plots", lambda: plots.export_png(path))
+
+    # ---- recipe (a training project for the real model) -------------------------------------------
+    def export_recipe_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Export recipe: choose a new or empty folder")
+        if folder:
+            self.export_recipe_to(folder)
+
+    def export_recipe_to(self, folder: str | Path) -> Path | None:
+        """Plan and write the recipe; a refused setup or folder is a dialog, a success a status-bar line."""
+        c = self.controller
+        try:
+            plan = plan_recipe(c.setup, c.dataset, c.settings)
+            written = write_recipe(plan, folder)
+        except (PeftStudioError, OSError) as exc:
+            self.window.show_error("Cannot export the recipe", str(exc))
+            return None
+        self._status(f"Saved recipe to {written}: {plan.setup.method} on {plan.model_id or plan.setup.base}, "
+                     f"{plan.expected['peft']['adapter_trainable']:,} adapter parameters; README.md has the "
+                     "accelerate launch lines")
+        return written
 
     def _save(self, what: str, write: Callable[[], Path]) -> Path | None:
         """Write a user's file: a failure is a dialog, a success a status-bar line."""

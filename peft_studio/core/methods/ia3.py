@@ -138,6 +138,15 @@ def _hf_matches(base: FrozenBase, site: Site, names: list[str]) -> bool:
 _FFN_ACT = re.compile(r"layers\.(\d+)\.ffn\.act_scale")  # PEFT has no activation site: it is down's input
 
 
+def _linear_after(base: FrozenBase, path: str) -> str | None:
+    """The module path of the first Linear site after the activation site at `path` (None if none)."""
+    sites = base.sites()
+    index = next((i for i, s in enumerate(sites) if s.module_path == path and s.kind == ACTIVATION), None)
+    if index is None:
+        return None
+    return next((s.module_path for s in sites[index + 1:] if s.kind == LINEAR), None)
+
+
 def ia3_peft_export(base: FrozenBase) -> tuple[dict, dict[str, torch.Tensor]]:
     tensors: dict[str, torch.Tensor] = {}
     targets, feedforward = [], []
@@ -146,12 +155,17 @@ def ia3_peft_export(base: FrozenBase) -> tuple[dict, dict[str, torch.Tensor]]:
             raise AdapterFileError(f"export to PEFT format: PEFT allows one IA3 vector per module, but "
                                    f"{path.removesuffix('.inner')} has two (its input and its output)")
         match = _FFN_ACT.fullmatch(path)
-        if match or module.scale_input:  # PEFT scales the input of a feed-forward module
-            name = f"encoder.layer.{match.group(1)}.output.dense" if match else hf_name(path)
+        after = None if match or module.scale_input or module.inner is not None else _linear_after(base, path)
+        if after is not None:  # a decoder's activation scale: the input of the Linear after it (down_proj, c_proj)
+            name = hf_name(after, base)
+            feedforward.append(name)
+            tensor = module.ia3_scale.view(1, -1)
+        elif match or module.scale_input:  # PEFT scales the input of a feed-forward module
+            name = f"encoder.layer.{match.group(1)}.output.dense" if match else hf_name(path, base)
             feedforward.append(name)
             tensor = module.ia3_scale.view(1, -1)
         elif module.inner is not None:
-            name = hf_name(path)
+            name = hf_name(path, base)
             tensor = module.ia3_scale.view(-1, 1)
         else:
             raise AdapterFileError(f"export to PEFT format: IA3 at {path} has no PEFT equivalent")

@@ -90,10 +90,11 @@ class LNTuningMethod(TargetedMethod):
         tensors: dict[str, torch.Tensor] = {}
         targets = []
         for path, module in modules_of(base, TunedNorm):
-            name = hf_name(path)
+            name = hf_name(path, base)
             targets.append(name)
             tensors[f"{KEY_PREFIX}{name}.ln_tuning_layers.weight"] = module.ln_tuning_layers.weight
-            tensors[f"{KEY_PREFIX}{name}.ln_tuning_layers.bias"] = module.ln_tuning_layers.bias
+            if getattr(module.ln_tuning_layers, "bias", None) is not None:  # an RMSNorm has a weight only
+                tensors[f"{KEY_PREFIX}{name}.ln_tuning_layers.bias"] = module.ln_tuning_layers.bias
         return {"target_modules": targets}, tensors
 
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:

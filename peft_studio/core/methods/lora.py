@@ -136,7 +136,7 @@ def lora_peft_export(base: FrozenBase, config: LoraConfig, kind: type = LoraLine
     tensors: dict[str, torch.Tensor] = {}
     targets = []
     for path, module in modules_of(base, kind):
-        name = hf_name(path)
+        name = hf_name(path, base)
         targets.append(name)
         tensors[f"{KEY_PREFIX}{name}.lora_A.weight"] = module.lora_A
         tensors[f"{KEY_PREFIX}{name}.lora_B.weight"] = module.lora_B

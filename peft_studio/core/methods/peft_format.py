@@ -25,11 +25,12 @@ def modules_of(base: nn.Module, kind: type) -> list[tuple[str, Any]]:
     return [(path, module) for path, module in base.named_modules() if isinstance(module, kind)]
 
 
-def hf_name(path: str) -> str:
-    """The Hugging Face BERT module name of a studio module, or AdapterFileError."""
-    name = hf_module(path)
+def hf_name(path: str, base: nn.Module | None = None) -> str:
+    """The Hugging Face module name of a studio module (the base's own names when given, e.g. a decoder's
+    `model.layers.0.self_attn.q_proj`; BERT's table otherwise), or AdapterFileError."""
+    name = base.hf_module(path) if base is not None else hf_module(path)
     if name is None:
-        raise AdapterFileError(f"export to PEFT format: {path} has no Hugging Face BERT module name")
+        raise AdapterFileError(f"export to PEFT format: {path} has no Hugging Face module name")
     return name
 
 

@@ -164,10 +164,10 @@ class PromptTuningMethod(Method):
 
 
 def prompt_settings(base: FrozenBase, tokens: int) -> dict[str, Any]:
-    """PEFT's prompt-learning fields for a BERT encoder."""
-    cfg = base.cfg
-    return {"num_virtual_tokens": tokens, "token_dim": cfg.d_model, "num_transformer_submodules": 1,
-            "num_attention_heads": cfg.n_heads, "num_layers": cfg.n_layers}
+    """PEFT's prompt-learning fields for an encoder or a decoder (one transformer stack either way)."""
+    heads = getattr(base.cfg, "n_heads", None) or base.cfg.num_heads  # encoder / decoder config field
+    return {"num_virtual_tokens": tokens, "token_dim": base.hidden_size, "num_transformer_submodules": 1,
+            "num_attention_heads": heads, "num_layers": base.num_layers}
 
 
 def check_positions(tokens: int, base: FrozenBase, what: str) -> None:

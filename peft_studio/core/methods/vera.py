@@ -142,7 +142,7 @@ class VeraMethod(TargetedMethod):
         targets = []
         projection = None
         for path, module in modules_of(base, VeraLinear):
-            name = hf_name(path)
+            name = hf_name(path, base)
             targets.append(name)
             tensors[f"{KEY_PREFIX}{name}.vera_lambda_b"] = module.vera_lambda_b
             tensors[f"{KEY_PREFIX}{name}.vera_lambda_d"] = module.vera_lambda_d
