@@ -81,7 +81,7 @@ def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
     change = exp.shape_change()
     words = input_tokens(controller, sentence)
     return DiagramInfo(
-        blocks=exp.base.blocks(), sites=exp.base.sites(), rows=list(controller.census.rows),
+        blocks=_task_blocks(exp), sites=exp.base.sites(), rows=list(controller.census.rows),
         selected=controller.selected_site_ids(), site_method=controller.method_for_site,
         site_glyph=lambda site: get_method(controller.method_for_site(site)).glyph,
         site_tip=lambda site, state: site_tooltip(controller, site, state),
@@ -90,6 +90,12 @@ def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
         hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
         head_trainable=not exp.config.freeze_head and not exp.next_token, method=controller.setup.method,
         locked=controller.locked, extra=_next_token_head(exp))
+
+
+def _task_blocks(exp) -> list:
+    """The base's blocks; the next-token task reads every position, so the classifier's pooling goes."""
+    blocks = exp.base.blocks()
+    return [b for b in blocks if b.kind != "pool"] if exp.next_token else blocks
 
 
 def _next_token_head(exp) -> dict:
