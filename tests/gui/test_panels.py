@@ -38,7 +38,8 @@ def test_missing_pretrained_base_is_a_dialog_and_tiny_stays(window, errors, tmp_
 def test_method_form_is_generated_and_the_count_updates_live(window):
     window.controller.set_method("adapter")
     form = window.form
-    assert set(form.editors) == {"freeze_head", "bottleneck", "placement", "layers", "targets", "nonlinearity", "init"}
+    assert set(form.editors) == {"freeze_head", "bottleneck", "placement", "layers", "targets", "nonlinearity", "init",
+                                 "style"}
     assert form.editors["bottleneck"].maximum() == 4096
     assert "2 x (32x16 + 16 + 16x32 + 32)" in window.card.browser.toPlainText()
     form.editors["bottleneck"].setValue(4)  # the seed's exercise 3: change the bottleneck, watch the count

@@ -122,8 +122,8 @@ class EncoderLayer(nn.Module):
         if self.pre_norm:
             x = x + self.attn_adapter(self.attn(self.attn_norm(x), mask))
             return x + self.ffn_adapter(self.ffn(self.ffn_norm(x)))
-        x = self.attn_norm(x + self.attn_adapter(self.attn(x, mask)))
-        return self.ffn_norm(x + self.ffn_adapter(self.ffn(x)))
+        x = self.attn_norm(x + self.attn_adapter(self.attn(x, mask), x, self.attn_norm))
+        return self.ffn_norm(x + self.ffn_adapter(self.ffn(x), x, self.ffn_norm))
 
 
 LINEAR_LABELS = {

@@ -26,8 +26,13 @@ class KVPrefixSlot(nn.Module):
         return keys, values, key_mask
 
 
-class AdapterSlot(nn.Identity):
-    """On a sublayer's output, before the residual add."""
+class AdapterSlot(nn.Module):
+    """On a sublayer's output, before the residual add. A post-LN layer also hands over the residual and
+    its LayerNorm, which an adapter in the Pfeiffer style reads (methods/adapter.py); empty, it passes through."""
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None,
+                norm: nn.Module | None = None) -> torch.Tensor:
+        return hidden
 
 
 class ActivationSlot(nn.Identity):

@@ -12,18 +12,24 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import ADAPTER, Site
 from ..errors import ConfigError
 from ..model import StudioModel
-from .config import MethodConfig, option, parse_layers
+from .config import MethodConfig, layer_ranges, option, parse_layers
 from .method import Method, MethodCard, code_line, require_kind
 from .targets import resolve_targets, targets_for_sites
 
+STYLES = ("houlsby", "pfeiffer")
 NONLINEARITIES = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
 
 
 class BottleneckAdapter(nn.Module):
-    """The seed's adapter: down-project, nonlinearity, up-project, add back to the input."""
+    """The seed's adapter: down-project, nonlinearity, up-project, add back to the input.
 
-    def __init__(self, width: int, bottleneck: int, nonlinearity: str, init: str) -> None:
+    Houlsby style (the default): it reads the sublayer's output h, and the layer computes
+    LN(x + h + up(act(down(h)))). Pfeiffer style (AdapterHub's seq_bn): it reads LN(h + x), the layer's
+    own LayerNorm of output plus residual, and the layer computes LN(x + h + up(act(down(LN(h + x)))))."""
+
+    def __init__(self, width: int, bottleneck: int, nonlinearity: str, init: str, style: str = "houlsby") -> None:
         super().__init__()
+        self.style = style
         self.adapter_down = nn.Linear(width, bottleneck)  # created first, as in the seed
         self.adapter_up = nn.Linear(bottleneck, width)
         self.act = NONLINEARITIES[nonlinearity]()
@@ -31,7 +37,10 @@ class BottleneckAdapter(nn.Module):
             nn.init.zeros_(self.adapter_up.weight)
             nn.init.zeros_(self.adapter_up.bias)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None,
+                norm: nn.Module | None = None) -> torch.Tensor:
+        if self.style == "pfeiffer":  # validate() allows it only where the layer hands over both
+            return hidden + self.adapter_up(self.act(self.adapter_down(norm(hidden + residual))))
         return hidden + self.adapter_up(self.act(self.adapter_down(hidden)))
 
 
@@ -48,6 +57,9 @@ class AdapterConfig(MethodConfig):
                                choices=tuple(NONLINEARITIES))
     init: str = option("default", "default: PyTorch Linear init, as the seed; identity: up-projection zeros",
                        choices=("default", "identity"))
+    style: str = option("houlsby", "houlsby: the adapter reads the sublayer's output (Houlsby et al.; AdapterHub "
+                                   "double_seq_bn); pfeiffer: it reads the LayerNorm of output + residual, as "
+                                   "AdapterHub's seq_bn (post-LN transformers only)", choices=STYLES)
 
 
 class AdapterMethod(Method):
@@ -83,8 +95,7 @@ class AdapterMethod(Method):
         values = config.to_dict()
         values["placement"] = self._placement(config, base)
         if config.targets is None:  # placement x layers: say which layers; targets stay empty
-            layers = sorted({s.layer for s in self.selected_sites(config, base) if s.layer is not None})
-            values["layers"] = ",".join(map(str, layers))
+            values["layers"] = layer_ranges({s.layer for s in self.selected_sites(config, base) if s.layer is not None})
         return values
 
     def _placement(self, config: AdapterConfig, base: FrozenBase) -> str:
@@ -116,7 +127,7 @@ class AdapterMethod(Method):
     def attach(self, model: StudioModel, config: AdapterConfig) -> None:
         for site in self.selected_sites(config, model.base):
             model.swap(site.module_path, BottleneckAdapter(site.in_features, config.bottleneck,
-                                                           config.nonlinearity, config.init))
+                                                           config.nonlinearity, config.init, config.style))
 
     def parameter_count(self, config: AdapterConfig, base: FrozenBase) -> int:
         m = config.bottleneck
@@ -127,12 +138,20 @@ class AdapterMethod(Method):
         return (f"adapters x (d m + m + m d + d) = {len(sites)} x ({d}x{m} + {m} + {m}x{d} + {d}) "
                 f"= {self.parameter_count(config, base):,}")
 
+    def validate(self, config: AdapterConfig, base: FrozenBase) -> None:
+        super().validate(config, base)
+        if config.style == "pfeiffer" and (base.norm_placement != "post" or not base.num_layers):
+            raise ConfigError(f"style 'pfeiffer' reads the LayerNorm of a post-LN layer's output + residual; base "
+                              f"{base.name} has none (use houlsby)")
+
     def live_formula(self, config: AdapterConfig) -> str:
-        return f"h' = h + W_up {config.nonlinearity}(W_down h),  d -> m = {config.bottleneck} -> d"
+        read = "LN(h + x)" if config.style == "pfeiffer" else "h"
+        return f"h' = h + W_up {config.nonlinearity}(W_down {read}),  d -> m = {config.bottleneck} -> d"
 
     def code(self, config: AdapterConfig) -> str:
         act = NONLINEARITIES[config.nonlinearity].__name__
-        return f"{code_line(BottleneckAdapter.forward, 'adapter_up')}  # self.act = nn.{act}()"
+        line = "norm(hidden + residual)" if config.style == "pfeiffer" else "self.adapter_down(hidden)))"
+        return f"{code_line(BottleneckAdapter.forward, line)}  # self.act = nn.{act}()"
 
     def shape_notes(self, config: AdapterConfig, base: FrozenBase, seq_len: int) -> list[str]:
         m = config.bottleneck
