@@ -29,7 +29,8 @@ def main() -> None:
     for i, case in enumerate(job["cases"]):
         model = BertModel.from_pretrained(job["model"], add_pooling_layer=False)
         adapters.init(model)
-        model.add_adapter("studio", config=BnConfig(**case["config"]))
+        config = case["config"]  # a named AdapterHub configuration, or BnConfig's fields
+        model.add_adapter("studio", config=config if isinstance(config, str) else BnConfig(**config))
         model.train_adapter("studio")
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         generator = torch.Generator().manual_seed(case["seed"])
