@@ -216,8 +216,8 @@ class PrefixTuningMethod(Method):
         return {"tokens": int(prefix.shape[0]), "positions": "shifted", "prefix_projection": 0}, studio
 
 
-# PEFT's prefix tuning on a BERT model moves the real tokens to positions n..n+L-1 (transformers counts the prefix
+# PEFT's prefix tuning moves the real tokens to positions n..n+L-1 (transformers counts the prefix
 # keys as past tokens); the studio's default prefix leaves positions alone, so the two compute different things.
-PREFIX_DIFFERS = ("PEFT's prefix tuning on a BERT model shifts the real tokens' positions by the prefix length "
+PREFIX_DIFFERS = ("PEFT's prefix tuning shifts the real tokens' positions by the prefix length "
                   "(transformers counts the prefix as past tokens) while this prefix keeps them (positions = kept), "
                   "so the outputs would differ: use positions = shifted to exchange prefix adapters with PEFT")
