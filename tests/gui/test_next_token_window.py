@@ -42,3 +42,17 @@ def test_next_token_trains_live_and_try_it_shows_next_words(window, qtbot, error
     shown = [bar.format().split()[0] for bar in window.inference._bar_widgets if not bar.isHidden()]
     assert len(shown) == 5 and set(shown) <= words
     assert window.inference.table.horizontalHeaderItem(1).text() == "next word"
+
+
+def test_the_next_token_lesson_opens_on_try_it_with_the_decoder(window, errors):
+    from peft_studio.core.lesson import load_shipped_lesson
+    from peft_studio.gui.lessons import open_shipped_lesson
+
+    lesson = load_shipped_lesson("next-token")
+    assert open_shipped_lesson(window, "next-token"), errors
+    c = window.controller
+    assert (c.setup.base, c.setup.method, c.dataset.name) == ("tiny-decoder", "prefix-tuning", "texts")
+    assert c.experiment.next_token and window.tabs.currentWidget() is window.inference
+    assert window.plots.acc_plot.getPlotItem().titleLabel.text == "next-token accuracy"
+    assert window.docks.notes_strip.notes == lesson.notes and not errors
+    assert all(b.kind != "pool" for b in window.scene.info.blocks)  # every position predicts: no pooling drawn
