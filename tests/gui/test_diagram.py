@@ -112,8 +112,29 @@ def test_layers_collapse_and_expand(window):
     scene.toggle_layers()
     assert "layers" in scene.block_items and "layers 0–1 (×2)" in scene.block_items["layers"].title
     assert "layers.0.attn.q" not in scene.site_items
+    # collapsed, it still says which layers train and where: one line per run of equal layers
+    chosen = window.controller.selected_site_ids()
+    names = ", ".join(dict.fromkeys(s.name for s in window.controller.experiment.base.sites()
+                                    if s.id in chosen and s.layer == 0))
+    assert scene.block_items["layers"].title.split("\n")[1:] == [f"layers 0–1: {names}"]
     scene.toggle_layers()
     assert "layers.0.attn.q" in scene.site_items
+    window.controller.set_option("layers", "1")
+    scene.toggle_layers()
+    assert scene.block_items["layers"].title.split("\n")[1:] == ["layer 0: frozen", f"layer 1: {names}"]
+    scene.toggle_layers()
+
+
+def test_layer_runs_stay_a_few_lines_on_a_large_model():
+    from peft_studio.core.bases import create_base
+    from peft_studio.gui.diagram.scene import MAX_RUN_LINES, layer_runs
+
+    sites = [s for s in create_base("llama-3-70b").sites() if s.name in ("q_proj", "v_proj")]
+    every_other = [s for s in sites if s.layer % 2 == 0]
+    assert layer_runs(list(range(80)), sites) == ["layers 0–79: q_proj, v_proj"]
+    lines = layer_runs(list(range(80)), every_other)
+    assert len(lines) == MAX_RUN_LINES and lines[:2] == ["layer 0: q_proj, v_proj", "layer 1: frozen"]
+    assert lines[-1] == f"… and {80 - MAX_RUN_LINES + 1} more runs (expand to see)"
 
 
 def test_presentation_mode_uses_large_fonts(window):

@@ -432,9 +432,12 @@ class _Layout:
                 f"{info.num_labels}×{info.hidden} + {info.num_labels} → softmax over {names}")
 
     def group_text(self, layers: list[Block]) -> tuple[str, str]:
+        """The collapsed layers: a header, then one line per run of layers with the same chosen points, so
+        a collapsed model still says which layers train and where (e.g. "layers 0–3: q, v")."""
         inside = [s for s in self.info.sites if s.layer is not None and s.id in self.info.selected]
-        return (f"layers {layers[0].layer}–{layers[-1].layer} (×{len(layers)})  ▸",
-                f"{len(inside)} trainable insertion points inside · click to expand")
+        lines = [f"layers {layers[0].layer}–{layers[-1].layer} (×{len(layers)})  ▸"]
+        lines += layer_runs([b.layer for b in layers], inside)
+        return "\n".join(lines), f"{len(inside)} trainable insertion points inside · click to expand"
 
     def input_size(self, block: Block) -> tuple[float, float]:
         st = self.st
@@ -633,3 +636,21 @@ def theme_dash():
     from PySide6.QtCore import Qt
 
     return Qt.PenStyle.DashLine
+
+
+MAX_RUN_LINES = 6  # a collapsed 80-layer model stays a few lines tall on a projector
+
+
+def layer_runs(layer_ids: list[int], chosen: list[Site]) -> list[str]:
+    """One line per run of consecutive layers whose chosen insertion points are the same."""
+    names = {layer: tuple(dict.fromkeys(s.name for s in chosen if s.layer == layer)) for layer in layer_ids}
+    runs: list[tuple[int, int, tuple[str, ...]]] = []
+    for layer in layer_ids:
+        if runs and runs[-1][2] == names[layer] and runs[-1][1] == layer - 1:
+            runs[-1] = (runs[-1][0], layer, names[layer])
+        else:
+            runs.append((layer, layer, names[layer]))
+    lines = [f"{f'layer {a}' if a == b else f'layers {a}–{b}'}: {', '.join(n) if n else 'frozen'}" for a, b, n in runs]
+    if len(lines) > MAX_RUN_LINES:
+        lines = lines[: MAX_RUN_LINES - 1] + [f"… and {len(lines) - MAX_RUN_LINES + 1} more runs (expand to see)"]
+    return lines
