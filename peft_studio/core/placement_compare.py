@@ -18,6 +18,7 @@ import torch
 from .bases import create_base, uses_dataset_vocabulary
 from .bases.frozen import FrozenBase
 from .census import take_census
+from .compare import human_bytes
 from .data import TextDataset
 from .errors import ConfigError, OutputError, PeftStudioError
 from .memory_scale import GIB, MemoryPlan, frozen_storage, ledger
@@ -97,20 +98,12 @@ def placement_table(rows: Sequence[PlacementRow], plan: MemoryPlan, device_gb: i
         star_t = "*" if r.trainable == fewest else " "
         star_m = "*" if r.memory_bytes == least else " "
         lines.append(f"{r.method:16} {r.sites:>5} {r.trainable:>14,}{star_t} {r.percent:>9.4f}% "
-                     f"{size_text(r.adapter_bytes):>10} {r.memory_bytes / GIB:>14.1f} G{star_m} {r.weights:8} "
+                     f"{human_bytes(r.adapter_bytes):>10} {r.memory_bytes / GIB:>12.1f} GiB{star_m} {r.weights:8} "
                      f"{'yes' if r.memory_bytes <= device_gb * GIB else 'no'}")
     lines.append(f"plan: batch {plan.batch} x {plan.seq_len} tokens, optimizer {plan.optimizer}, "
                  f"{'gradient checkpointing' if plan.checkpointing else 'no checkpointing'}; * = best in column. "
                  "No training on a meta-device base: counts and memory only.")
     return "\n".join(lines)
-
-
-def size_text(count: int) -> str:
-    """Bytes in binary units, one decimal (KB = 1024 B)."""
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} B"
 
 
 def write_placement_csv(rows: Sequence[PlacementRow], path: str | Path) -> Path:

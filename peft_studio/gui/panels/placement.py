@@ -8,9 +8,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
+from ...core.compare import human_bytes
 from ...core.memory_scale import GIB
 from ...core.methods import METHODS
-from ...core.placement_compare import DEVICE_GB, PlacementRow, size_text
+from ...core.placement_compare import DEVICE_GB, PlacementRow
 
 HEADERS = ("method", "sites", "trainable", "% of base", "adapter", "memory to train", f"fits {DEVICE_GB} GB")
 
@@ -53,7 +54,7 @@ class PlacementTable(QTableWidget):
         else:
             fits = row.memory_bytes <= DEVICE_GB * GIB
             cells += [QTableWidgetItem(f"{row.sites}"), QTableWidgetItem(f"{row.trainable:,}"),
-                      QTableWidgetItem(f"{row.percent:.4f}%"), QTableWidgetItem(size_text(row.adapter_bytes)),
+                      QTableWidgetItem(f"{row.percent:.4f}%"), QTableWidgetItem(human_bytes(row.adapter_bytes)),
                       QTableWidgetItem(f"{row.memory_bytes / GIB:.1f} GiB ({row.weights})"),
                       QTableWidgetItem("yes" if fits else "no")]
             cells[-1].setForeground(QColor("#1b7f3b" if fits else "#b3261e"))
