@@ -74,3 +74,9 @@ def test_an_architecture_is_placed_not_trained_and_a_row_shows_its_method(qtbot,
     assert panel.placement.item(ia3, 2).text() == f"{row.trainable:,}"
     panel.placement.itemDoubleClicked.emit(panel.placement.item(ia3, 0))
     assert chosen == ["ia3"]
+    skipped = [i for i, r in enumerate(panel.placement.rows) if r.skipped]
+    assert skipped  # QLoRA cannot quantize GPT-2's Conv1D: its row says why and cannot be chosen
+    first = panel.placement.item(skipped[0], 0)
+    assert "not on this base" in first.text() and first.toolTip() == panel.placement.rows[skipped[0]].skipped
+    panel.placement.itemDoubleClicked.emit(first)
+    assert chosen == ["ia3"]

@@ -47,10 +47,10 @@ class PlacementTable(QTableWidget):
         if method is not None:
             name.setForeground(QColor(method.colour))
         cells = [name]
-        if row.skipped:
-            skipped = QTableWidgetItem(f"not on this base: {row.skipped}")
-            skipped.setToolTip(row.skipped)
-            cells.append(skipped)
+        if row.skipped:  # the reason in the stretching name column (elided), whole in the tooltip
+            name.setText(f"{name.text()}: not on this base ({row.skipped})")
+            name.setToolTip(row.skipped)
+            cells += [QTableWidgetItem("—") for _ in HEADERS[1:]]
         else:
             fits = row.memory_bytes <= DEVICE_GB * GIB
             cells += [QTableWidgetItem(f"{row.sites}"), QTableWidgetItem(f"{row.trainable:,}"),
@@ -59,11 +59,9 @@ class PlacementTable(QTableWidget):
                       QTableWidgetItem("yes" if fits else "no")]
             cells[-1].setForeground(QColor("#1b7f3b" if fits else "#b3261e"))
         for c, item in enumerate(cells):
-            if c > 0 and not row.skipped:
+            if c > 0:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.setItem(r, c, item)
-        if row.skipped:
-            self.setSpan(r, 1, 1, len(HEADERS) - 1)
         self.mark_best()
 
     def mark_best(self) -> None:
