@@ -24,6 +24,7 @@ from torch import nn
 from .bases import create_base, uses_dataset_vocabulary
 from .bases.frozen import FrozenBase, tensors_fingerprint
 from .data import TextDataset
+from .data.dataset import CLASSIFY
 from .data.tokenizer import WordTokenizer
 from .errors import AdapterFileError, ConfigError
 from .experiment import Experiment, Setup
@@ -89,10 +90,8 @@ class SetAdapter(Experiment):
         if verb == "trained" and self.labels_only:
             raise ConfigError(f"adapter {self.name!r} was loaded without its dataset; load it with the dataset to "
                               "train it further")
-        if self.owner._members.get(self.name) is not self:
+        if not self.reactivate():
             raise ConfigError(f"adapter {self.name!r} is no longer in its set")
-        if self.owner._installed is not self:
-            self.owner.activate(self.name)
 
     def reactivate(self) -> bool:
         """Make this adapter the active one again; False when it has been removed from its set."""
@@ -172,7 +171,7 @@ class AdapterSet:
             raise ConfigError(f"an adapter named {name!r} is already in the set")
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-        if dataset.task != "classify":  # a set swaps classification heads; next-token has none (core/next_token.py)
+        if dataset.task != CLASSIFY:  # a set swaps classification heads; next-token has none (core/next_token.py)
             raise ConfigError(f"dataset {dataset.name!r} is a {dataset.task} task: an adapter set holds "
                               "classification adapters only (train next-token in the main window)")
         previous = self.active

@@ -166,6 +166,14 @@ class AdapterLab(QWidget):
         shown = self.window.controller.studio.show_adapter(adapters.get(adapters.active))
         return (time.perf_counter() - start) * 1000 if shown else None
 
+    def show_active(self) -> float | None:
+        """After a change to the set: the window follows the active adapter, which refreshes this panel too
+        (_window_changed); when it cannot follow, refresh the panel alone. Returns follow()'s time."""
+        window_ms = self.follow()
+        if window_ms is None:
+            self.refresh()
+        return window_ms
+
     def _window_changed(self) -> None:
         """The window reset or retrained one of this set's adapters: show the set as it is now."""
         shown = self.window.controller.studio.showing_adapter
@@ -232,8 +240,7 @@ class AdapterLab(QWidget):
             self.window.show_error("Cannot add this adapter", str(exc))
             self.refresh()
             return None
-        self.refresh()
-        self.follow()
+        self.show_active()
         return name
 
     def add_and_train(self) -> bool:
@@ -301,8 +308,7 @@ class AdapterLab(QWidget):
             self.progress_label.setText(f"{name} {done} at step {p.step}/{p.steps} · loss {p.loss:.4f} · "
                                         f"accuracy {p.accuracy:.0%}")
         if not self.window.closing:
-            self.refresh()
-            self.follow()  # the window's Try it and census show the trained adapter
+            self.show_active()  # the window's Try it and census show the trained adapter
 
     # ---- switching ---------------------------------------------------------------------------------
     def switch(self, name: str) -> float | None:
@@ -318,10 +324,7 @@ class AdapterLab(QWidget):
             self.window.show_error("Cannot switch adapters", str(exc))
             self.refresh()
             return None
-        window_ms = self.follow()  # the window's change refreshes this panel too (_window_changed)
-        if window_ms is None:
-            self.refresh()
-        self.switcher.show_switch_time(elapsed, window_ms)
+        self.switcher.show_switch_time(elapsed, self.show_active())
         return elapsed
 
     # ---- files -----------------------------------------------------------------------------------
@@ -370,8 +373,7 @@ class AdapterLab(QWidget):
             self.window.show_error("Cannot load this adapter", str(exc))
             self.refresh()
             return None
-        self.refresh()
-        self.follow()
+        self.show_active()
         return loaded
 
     # ---- showing ---------------------------------------------------------------------------------

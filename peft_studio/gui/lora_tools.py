@@ -174,8 +174,7 @@ class LoraTools(QWidget):
             return None
         self.result.setText(f"{result.name} = {combination} of " + ", ".join(
             f"{w:g}×{s}" for s, w in zip(sources, weights, strict=True)) + f" (rank {result.config.r})")
-        self.lab.refresh()
-        self.lab.follow()
+        self.lab.show_active()
         return result.name
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
