@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import secrets
 import statistics
@@ -381,24 +380,12 @@ def format_table(records: Sequence[RunRecord], current: str | None = None, tasks
 
 def write_csv(records: Sequence[RunRecord], path: str | Path) -> Path:
     """The table with raw numbers (bytes, ms, fractions), one row per run, plus run id, base and dataset."""
-    from .safe_io import write_atomically
+    from .safe_io import write_csv_atomically
 
-    path = Path(path)
     keys = ["run_id", "base", "dataset", "seed", "steps_done"]
-
-    def write(temp: Path) -> None:
-        with temp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([*keys, *(c.key for c in COLUMNS)])
-            for r in records:
-                raw = [c.value(r) for c in COLUMNS]
-                writer.writerow([*(getattr(r, k) for k in keys), *("" if v is None else v for v in raw)])
-
-    try:
-        write_atomically(path, write, OutputError)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write the CSV ({exc.strerror or exc})") from None
-    return path
+    rows = ([*(getattr(r, k) for k in keys), *("" if v is None else v for v in (c.value(r) for c in COLUMNS))]
+            for r in records)
+    return write_csv_atomically(path, [*keys, *(c.key for c in COLUMNS)], rows, OutputError)
 
 
 def parse_methods(text: str | None) -> list[str] | None:

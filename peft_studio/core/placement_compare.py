@@ -8,7 +8,6 @@ base exactly), instead of one whole experiment per method."""
 from __future__ import annotations
 
 import contextlib
-import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from .errors import ConfigError, OutputError, PeftStudioError
 from .memory_scale import GIB, MemoryPlan, frozen_storage, ledger
 from .methods import METHODS, get_method
 from .model import StudioModel
+from .safe_io import write_csv_atomically
 
 DEVICE_GB = 24  # the "fits" column: a common single GPU
 
@@ -108,20 +108,5 @@ def placement_table(rows: Sequence[PlacementRow], plan: MemoryPlan, device_gb: i
 
 def write_placement_csv(rows: Sequence[PlacementRow], path: str | Path) -> Path:
     """The rows with raw numbers (parameters, bytes), one per method; skipped methods keep their reason."""
-    from .safe_io import write_atomically
-
-    path = Path(path)
     names = [f.name for f in fields(PlacementRow)]
-
-    def write(temp: Path) -> None:
-        with temp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(names)
-            for row in rows:
-                writer.writerow([getattr(row, name) for name in names])
-
-    try:
-        write_atomically(path, write, OutputError)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write the CSV ({exc.strerror or exc})") from None
-    return path
+    return write_csv_atomically(path, names, ([getattr(row, name) for name in names] for row in rows), OutputError)

@@ -15,6 +15,7 @@ Every failure is the caller's PeftStudioError subclass, its message starting wit
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import re
 import stat
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,18 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None],
         if os.path.lexists(temp):
             os.unlink(temp)
     return path
+
+
+def write_csv_atomically(path: str | os.PathLike, header: Sequence[object], rows: Iterable[Sequence[object]],
+                         error: ErrorType = PeftStudioError) -> Path:
+    """A CSV file (the header row, then `rows`) written through write_atomically."""
+    def write(temp: Path) -> None:
+        with temp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    return write_atomically(path, write, error)
 
 
 def write_text_atomically(path: str | os.PathLike, text: str, error: ErrorType = PeftStudioError) -> Path:

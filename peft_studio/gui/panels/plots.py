@@ -6,7 +6,6 @@ The previous run stays, faded, for comparison.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ from PySide6.QtWidgets import (  # noqa: E402
     QVBoxLayout,
     QWidget,
 )
+
+from ...core.safe_io import write_csv_atomically  # noqa: E402
 
 SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
 LAST_VALUES_INTERVAL_S = 0.25  # numbers are read at ~4 Hz; the final value is shown by flush_last
@@ -356,20 +357,14 @@ class LivePlots(QWidget):
 
     def export_csv(self, path: str | Path) -> Path:
         """step, loss, accuracy, val_loss, val_accuracy (blank where not evaluated)."""
-        path = Path(path)
         steps = self.current["loss"].view()[0]
         val = dict(zip(self.current["val_loss"].view()[0].tolist(), self.current["val_loss"].view()[1].tolist(),
                        strict=True))
         val_acc = dict(zip(*(a.tolist() for a in self.current["val_accuracy"].view()), strict=True))
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["step", "loss", "accuracy", "val_loss", "val_accuracy"])
-            for i, step in enumerate(steps.tolist()):
-                writer.writerow([int(step), self.current["loss"].y[i], self.current["accuracy"].y[i],
-                                 val.get(step, ""), val_acc.get(step, "")])
-        tmp.replace(path)  # atomic: a half-written CSV never replaces a good one
-        return path
+        rows = ([int(step), self.current["loss"].y[i], self.current["accuracy"].y[i], val.get(step, ""),
+                 val_acc.get(step, "")] for i, step in enumerate(steps.tolist()))
+        # atomic: a half-written CSV never replaces a good one
+        return write_csv_atomically(path, ["step", "loss", "accuracy", "val_loss", "val_accuracy"], rows)
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
