@@ -128,18 +128,26 @@ def test_presets_are_attention_plus_mlp(name):
     assert attention + mlp == studio_trainable(name, "lora", {"targets": "all-linear"})
 
 
+LOW_RANK = {  # studio method -> PEFT config for drawn (targets, r, layers)
+    "lora": lambda targets, r, layers: peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers),
+    "dora": lambda targets, r, layers: peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers,
+                                                       use_dora=True),
+    "vera": lambda targets, r, layers: peft.VeraConfig(target_modules=targets, r=r, layers_to_transform=layers),
+}
+
+
+@pytest.mark.parametrize("method", LOW_RANK)
 @pytest.mark.parametrize("name", DECODERS)
 @FEW
 @given(data=st.data())
-def test_lora_drawn_targets_ranks_layers_equal_peft(name, data):
+def test_low_rank_drawn_targets_ranks_layers_equal_peft(name, method, data):
     names = linear_names(name)
     targets = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True))
     r = data.draw(st.integers(1, 64))
     layers = drawn_layers(data, name)
-    ours = studio_trainable(name, "lora", {"targets": ",".join(targets), "r": r,
+    ours = studio_trainable(name, method, {"targets": ",".join(targets), "r": r,
                                            "layers": ",".join(map(str, layers))})
-    theirs = peft_trainable(name, peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers))
-    assert ours == theirs
+    assert ours == peft_trainable(name, LOW_RANK[method](targets, r, layers))
 
 
 @pytest.mark.parametrize("name", DECODERS)
@@ -168,21 +176,6 @@ def test_prompt_and_prefix_tuning_equal_peft(name):
     # PEFT sizes a prefix by the K/V heads under grouped-query attention, as the studio does
     assert studio_trainable(name, "prefix-tuning", {"tokens": 8}) == \
         peft_trainable(name, peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8))
-
-
-@pytest.mark.parametrize("name", DECODERS)
-@FEW
-@given(data=st.data())
-def test_dora_and_vera_drawn_targets_ranks_layers_equal_peft(name, data):
-    names = linear_names(name)
-    targets = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True))
-    r = data.draw(st.integers(1, 64))
-    layers = drawn_layers(data, name)
-    options = {"targets": ",".join(targets), "r": r, "layers": ",".join(map(str, layers))}
-    assert studio_trainable(name, "dora", options) == peft_trainable(
-        name, peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers, use_dora=True))
-    assert studio_trainable(name, "vera", options) == peft_trainable(
-        name, peft.VeraConfig(target_modules=targets, r=r, layers_to_transform=layers))
 
 
 @pytest.mark.parametrize("name", DECODERS)
