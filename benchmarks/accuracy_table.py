@@ -12,9 +12,9 @@ import sys
 
 from peft_studio.core.data import builtin_names, load_builtin
 from peft_studio.core.errors import ConfigError
-from peft_studio.core.experiment import Experiment, Setup
 from peft_studio.core.methods import method_names
-from peft_studio.core.train import TrainSettings, train
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings, train
 
 RECIPES = {  # dataset -> (steps, lr, batch size, seed)
     "seed-intents": (201, 0.05, 0, 42),

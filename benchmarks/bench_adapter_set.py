@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from peft_studio.core.adapter_set import AdapterSet, describe_set
+from peft_studio.core.adapters.adapter_set import AdapterSet, describe_set
+from peft_studio.core.adapters.lora_merge import measure_merge
 from peft_studio.core.data import load_builtin
-from peft_studio.core.lora_merge import measure_merge
 
 
 def main() -> None:
@@ -54,10 +54,10 @@ def window_switch(intents) -> None:
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from peft_studio.core.experiment import Setup
+    from peft_studio.core.model.experiment import Setup
     from peft_studio.gui.app import make_app
-    from peft_studio.gui.controller import Controller
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.controller import Controller
+    from peft_studio.gui.window.main_window import MainWindow
 
     app = make_app([])
     window = MainWindow(Controller(Setup("minilm", "lora", {}, 0), intents))
@@ -76,7 +76,7 @@ def window_switch(intents) -> None:
     print(f"window switch on MiniLM: core {statistics.median(core):.2f} ms, whole click with the window redrawn "
           f"(diagram, census, card, three predictions) median {statistics.median(click):.0f} ms, "
           f"max {max(click):.0f} ms")
-    from peft_studio.gui.docks import close_docks
+    from peft_studio.gui.docks.dock_set import close_docks
 
     close_docks(window.docks)
     window.runner.stop_and_wait()

@@ -5,7 +5,7 @@
 
 Lines:
   minilm load (cached) ms = ...                      rebuilding the base, as the GUI does on every setting change
-  minilm lora r=8 batch=16 steps/s = ...             the studio trainer (peft_studio.core.train.train)
+  minilm lora r=8 batch=16 steps/s = ...             the studio trainer (peft_studio.core.runs.train.train)
   minilm lora r=8 batch=16 bare torch steps/s = ...  the same model and batches in a plain PyTorch loop
   minilm lora trainer / bare torch = ...             the trainer's overhead as a ratio (1.0 = none)
   tiny lora r=8 batch=16 steps/s = ...               the random `tiny` base, for scale
@@ -28,8 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from peft_studio.core.bases.pretrained import load_pretrained  # noqa: E402
 from peft_studio.core.data import load_builtin  # noqa: E402
-from peft_studio.core.experiment import Experiment, Setup  # noqa: E402
-from peft_studio.core.train import TrainSettings, train  # noqa: E402
+from peft_studio.core.model.experiment import Experiment, Setup  # noqa: E402
+from peft_studio.core.runs.train import TrainSettings, train  # noqa: E402
 
 THREADS = 2
 BATCH = 16

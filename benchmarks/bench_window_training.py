@@ -23,8 +23,8 @@ import torch
 from torch.nn import functional as F
 
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.threads import usable_cores
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.threads import usable_cores
 
 SETUP = Setup("tiny", "lora", {}, seed=0)  # the window's default: tiny + intents + LoRA, full batch
 ROUNDS = 3
@@ -53,7 +53,7 @@ def window_steps_per_second(steps: int) -> tuple[float, float, int]:
     from PySide6.QtCore import QEventLoop
 
     from peft_studio.gui.app import make_app
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.main_window import MainWindow
 
     app = make_app([])
     window = MainWindow()

@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 import torch
 
-from peft_studio.core.compare import run_family
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory import measure_ledger
-from peft_studio.core.runs import RunStore
-from peft_studio.core.train import TrainSettings, train
+from peft_studio.core.memory.ledger import measure_ledger
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.compare import run_family
+from peft_studio.core.runs.run_store import RunStore
+from peft_studio.core.runs.train import TrainSettings, train
 
 FAILURES: list[str] = []
 

@@ -12,9 +12,9 @@ import argparse
 import time
 
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory import estimate_ledger, measure_ledger
+from peft_studio.core.memory.ledger import estimate_ledger, measure_ledger
 from peft_studio.core.methods import METHODS
+from peft_studio.core.model.experiment import Experiment, Setup
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]  # the bench modules, and this checkout's peft_studio
 
-from peft_studio.core.threads import usable_cores  # noqa: E402 - torch-free; sets the app's wait policy
+from peft_studio.core.runs.threads import usable_cores  # noqa: E402 - torch-free; sets the app's wait policy
 
 CORES = usable_cores()
 POLICIES = ("", "PASSIVE")  # "" = OpenMP's default (set but empty: peft_studio's default does not apply)
@@ -88,8 +88,8 @@ def part_core(steps: int) -> dict:
     from bench_window_training import SETUP
 
     from peft_studio.core.data import load_builtin
-    from peft_studio.core.experiment import Experiment
-    from peft_studio.core.train import TrainSettings, train
+    from peft_studio.core.model.experiment import Experiment
+    from peft_studio.core.runs.train import TrainSettings, train
 
     experiment = Experiment(SETUP, load_builtin("intents"))
     for warm in (True, False):  # 10 warm-up steps, as the bare loop
@@ -106,7 +106,7 @@ def part_lateness(seconds: float) -> dict:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
     from peft_studio.gui.app import make_app
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.main_window import MainWindow
 
     app = make_app([])
     window = MainWindow()
@@ -145,7 +145,7 @@ def part_minilm(rounds: int, steps: int) -> dict:
     from bench_minilm_lora import BATCH, THREADS
 
     from peft_studio.core.data import load_builtin
-    from peft_studio.core.experiment import Experiment, Setup
+    from peft_studio.core.model.experiment import Experiment, Setup
 
     torch.set_num_threads(THREADS)
     bench_minilm_lora.STEPS = steps
@@ -168,7 +168,7 @@ def _lora_vs_peft(rounds: int, batch: int, steps: int = 20, warm: int = 3) -> tu
 
     from peft_studio.core.bases.pretrained import minilm_folder
     from peft_studio.core.data import load_builtin
-    from peft_studio.core.experiment import Experiment, Setup
+    from peft_studio.core.model.experiment import Experiment, Setup
 
     data = load_builtin("sentiment")
     studio = Experiment(Setup("minilm", "lora", {"r": 8, "alpha": 16.0, "targets": "q,v"}, seed=0), data)

@@ -121,9 +121,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_memory_arguments(parser: argparse.ArgumentParser) -> None:
-    from .core.memory_scale import DEVICES_GB, OPTIMIZERS, WEIGHT_DTYPES
+    from .core.memory.at_scale import DEVICES_GB, OPTIMIZERS, WEIGHT_DTYPES
 
-    memory = parser.add_argument_group("memory at scale (core/memory_scale.py)")
+    memory = parser.add_argument_group("memory at scale (core/memory/at_scale.py)")
     memory.add_argument("--memory", action="store_true", help="print the training memory ledger and the fit line")
     memory.add_argument("--weights", choices=WEIGHT_DTYPES, default="bf16", help="frozen weights' dtype")
     memory.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw")
@@ -138,7 +138,7 @@ def _memory(args: argparse.Namespace, experiment: Any, census: Any) -> tuple[Any
     flags = {"--memory", "--weights", "--optimizer", "--batch", "--seq-len", "--checkpointing", "--device-gb"}
     if not flags & getattr(args, "given", set()):
         return None
-    from .core.memory_scale import ledger, plan_for
+    from .core.memory.at_scale import ledger, plan_for
 
     plan = plan_for(experiment.shape_change(), weights=args.weights, optimizer=args.optimizer, batch=args.batch,
                     seq_len=args.seq_len, checkpointing=args.checkpointing)
@@ -214,7 +214,7 @@ def _add_recipe_parser(commands: Any) -> None:
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
-    from .core.recipe import recipe_from_setup_file
+    from .core.interop.recipe import recipe_from_setup_file
 
     options = {f.field: getattr(args, f.field) for f in method_flags() if getattr(args, f.field) is not None}
     folder, plan = recipe_from_setup_file(args.setup, args.out, base=args.base, method=args.method,
@@ -250,8 +250,8 @@ def _from_setup_file(args: argparse.Namespace):
     """The experiment and training settings of `--setup`, with the training flags given on top."""
     from dataclasses import replace
 
-    from .core.experiment import Experiment
-    from .core.setup_file import load_setup
+    from .core.files.setup_file import load_setup
+    from .core.model.experiment import Experiment
 
     clash = [flag for flag in _setup_decides() if flag in args.given]
     if clash:
@@ -265,7 +265,7 @@ def _from_setup_file(args: argparse.Namespace):
 
 
 def _experiment(args: argparse.Namespace):
-    from .core.experiment import Experiment, Setup
+    from .core.model.experiment import Experiment, Setup
 
     if args.setup:
         return _from_setup_file(args)[0]
@@ -273,7 +273,7 @@ def _experiment(args: argparse.Namespace):
     options = {flag.field: getattr(args, flag.field) for flag in method_flags()}
     dataset = _dataset(args)
     if args.import_peft:
-        from .core.hf_peft import import_peft
+        from .core.interop.hf_peft import import_peft
 
         experiment = import_peft(Setup(args.base, seed=args.seed), args.import_peft, dataset)
     else:
@@ -294,8 +294,8 @@ def _given(value: Any, default: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .core.store import check_adapter_writable, save_adapter
-    from .core.train import TrainSettings, train
+    from .core.files.adapter_file import check_adapter_writable, save_adapter
+    from .core.runs.train import TrainSettings, train
 
     if args.setup:
         experiment, settings = _from_setup_file(args)
@@ -307,7 +307,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  optimizer=args.optimizer, seed=args.seed)
     settings = replace(settings, eval_every=args.log_every, track_grads=False)
     if args.export_peft:
-        from .core.hf_peft import check_peft_export
+        from .core.interop.hf_peft import check_peft_export
 
         check_peft_export(experiment, args.export_peft)  # refuse before training, not after it
     if args.save_adapter:
@@ -323,7 +323,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = experiment.dataset
     texts = list(dataset.val_texts or dataset.train_texts)[:12]
     if experiment.next_token:
-        from .core.next_token import print_next_words
+        from .core.model.next_token import print_next_words
 
         print_next_words(experiment, texts)
     else:
@@ -333,7 +333,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.save_adapter:
         print(f"saved adapter to {save_adapter(experiment, args.save_adapter)}", file=sys.stderr)
     if args.export_peft:
-        from .core.hf_peft import export_peft
+        from .core.interop.hf_peft import export_peft
 
         print(f"saved PEFT adapter to {export_peft(experiment, args.export_peft)}", file=sys.stderr)
     return 0
@@ -344,8 +344,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     census = experiment.census()
     memory = _memory(args, experiment, census)
     if args.json:
-        from .core.memory_scale import ledger_json
-        from .core.tensor_bytes import census_json
+        from .core.memory.at_scale import ledger_json
+        from .core.model.tensor_bytes import census_json
 
         data = census_json(census, experiment.base)
         if memory:
@@ -363,7 +363,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{r.dtype:7}  {r.bytes:>10,}  {'yes' if r.trainable else 'no (frozen)'}")
     _print_totals(census)
     print(f"trainable % = {census.trainable_percent:.4f}%")
-    from .core.tensor_bytes import census_json
+    from .core.model.tensor_bytes import census_json
 
     sizes = census_json(census, experiment.base)
     print("bytes if stored as: " + ", ".join(f"{d} {sizes[f'bytes_{d}']:,}" for d in ("fp32", "bf16", "nf4"))
@@ -377,7 +377,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for note in experiment.shape_notes():
         print(f"shape: {note}")
     if memory:
-        from .core.memory_scale import ledger_text
+        from .core.memory.at_scale import ledger_text
 
         print("memory at scale (one training step on one device):")
         for line in ledger_text(memory[1], args.device_gb):
@@ -394,25 +394,25 @@ def cmd_methods() -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .core.bases import is_architecture
-    from .core.compare import compare_headless, parse_methods
-    from .core.runs import RunStore
-    from .core.train import TrainSettings
+    from .core.runs.compare import compare_headless, parse_methods
+    from .core.runs.run_store import RunStore
+    from .core.runs.train import TrainSettings
 
     if args.csv:
         from .core.errors import OutputError
-        from .core.safe_io import check_writable
+        from .core.files.safe_io import check_writable
 
         check_writable(args.csv, OutputError)  # before the family trains, so no run is lost to a bad path
     if is_architecture(args.base):  # shapes only: where each method goes, how many, and memory to train
-        from .core.memory_scale import MemoryPlan
-        from .core.placement_compare import compare_placements, placement_table
+        from .core.memory.at_scale import MemoryPlan
+        from .core.runs.placement_compare import compare_placements, placement_table
 
         plan = MemoryPlan()
         rows = list(compare_placements(args.base, load_builtin(args.dataset), parse_methods(args.methods), plan,
                                        args.seed))
         table = placement_table(rows, plan)
         if args.csv:
-            from .core.placement_compare import write_placement_csv
+            from .core.runs.placement_compare import write_placement_csv
 
             write_placement_csv(rows, args.csv)
         print(table)
@@ -426,7 +426,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.adapter_set import AdapterSet, describe_set
+    from .core.adapters.adapter_set import AdapterSet, describe_set
 
     adapters = AdapterSet.from_files([p for p in args.adapters.split(",") if p])
     if args.use:

@@ -16,7 +16,7 @@ from peft_studio.core.methods import register_method, unregister_method
 from peft_studio.core.methods.config import MethodConfig, option
 from peft_studio.core.methods.method import Method, MethodCard, code_line
 from peft_studio.core.methods.targets import resolve_targets, targets_for_sites
-from peft_studio.core.model import StudioModel
+from peft_studio.core.model.studio_model import StudioModel
 
 
 class ShiftedLinear(nn.Module):

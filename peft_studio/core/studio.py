@@ -12,17 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .adapter_set import SetAdapter
+from .adapters.adapter_set import SetAdapter
 from .bases import create_base, train_defaults, uses_dataset_vocabulary
 from .bases.sites import Site
-from .budget import check_memory
-from .census import Census
 from .data import TextDataset, load_builtin
 from .errors import PeftStudioError
-from .examples import load_example
-from .experiment import Experiment, Setup
+from .memory.budget import check_memory
 from .methods import METHODS, get_method, method_for_click
-from .train import TrainSettings
+from .model.census import Census
+from .model.experiment import Experiment, Setup
+from .runs.train import TrainSettings
+from .teaching.examples import load_example
 
 FALLBACK_METHOD = "head-only"  # what remains when the last insertion point is clicked away
 SITE_OPTIONS = ("targets", "layers", "placement")  # options that name sites: they do not carry across bases

@@ -21,7 +21,7 @@ def make_app(argv: list[str] | None = None):
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
-    from .theme import STYLESHEET
+    from .window.theme import STYLESHEET
 
     app = QApplication.instance()
     if app is None:
@@ -29,7 +29,7 @@ def make_app(argv: list[str] | None = None):
         app = QApplication(argv if argv is not None else sys.argv)
     import torch
 
-    from .worker import GUI_TORCH_THREADS
+    from .jobs.worker import GUI_TORCH_THREADS
 
     torch.set_num_threads(GUI_TORCH_THREADS)  # before the window's first torch op: see worker.py
     app.setApplicationName("PEFT Studio")
@@ -92,7 +92,7 @@ def main(on_painted: Callable[[Any], None] | None = None) -> int:
     `on_painted(window)` is called once the window has painted (the start-up benchmark uses it).
     """
     app = make_app()
-    from .window import MainWindow
+    from .window.main_window import MainWindow
 
     window = MainWindow()
     window.show()

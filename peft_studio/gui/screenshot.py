@@ -30,7 +30,7 @@ def take(path: str | Path, steps: int = 60, size: tuple[int, int] = DEFAULT_SIZE
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, settings_dir)
     QSettings().setValue("hints/first_run_done", True)
     from ..core.errors import ConfigError
-    from .window import MainWindow
+    from .window.main_window import MainWindow
 
     window = MainWindow()
     failures: list[str] = []

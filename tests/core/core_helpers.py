@@ -8,7 +8,7 @@ from peft_studio.core.bases import create_base
 from peft_studio.core.data import load_builtin
 from peft_studio.core.methods import get_method
 from peft_studio.core.methods.config import make_config
-from peft_studio.core.model import StudioModel
+from peft_studio.core.model.studio_model import StudioModel
 
 
 def toy_batch(base, texts=("refund my order", "cannot login account today please", "need a refund")):

@@ -7,12 +7,12 @@ import time
 import pytest
 import torch
 
-from peft_studio.core.adapter_set import AdapterSet
+from peft_studio.core.adapters.adapter_set import AdapterSet
 from peft_studio.core.data import TextDataset, load_builtin
 from peft_studio.core.errors import AdapterFileError, ConfigError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.store import save_adapter
-from peft_studio.core.train import TrainSettings
+from peft_studio.core.files.adapter_file import save_adapter
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings
 
 TEXTS = ["refund my order", "cannot login account", "great phone love it", "terrible awful broke"]
 

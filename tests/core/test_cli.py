@@ -10,8 +10,8 @@ import pytest
 
 from peft_studio.cli import main
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
 from peft_studio.core.methods import METHODS
+from peft_studio.core.model.experiment import Experiment, Setup
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -92,7 +92,7 @@ def test_a_bad_data_file_from_a_real_process_exits_2_without_traceback(tmp_path)
 
 
 def test_train_saves_an_adapter_that_loads_back(tmp_path, capsys):
-    from peft_studio.core.store import load_adapter
+    from peft_studio.core.files.adapter_file import load_adapter
 
     path = tmp_path / "seed-adapter.safetensors"
     code, out, _ = run_cli(capsys, "train", "--base", "seed-pooled", "--method", "adapter", "--steps", "20",
@@ -120,8 +120,8 @@ def test_export_peft_refuses_an_unsupported_method_before_training(capsys):
 
 
 def test_a_setup_file_replays_the_same_run_as_its_flags(tmp_path, capsys):
-    from peft_studio.core.setup_file import save_setup
-    from peft_studio.core.train import TrainSettings
+    from peft_studio.core.files.setup_file import save_setup
+    from peft_studio.core.runs.train import TrainSettings
 
     setup_path = save_setup(tmp_path / "seed.json", Setup("seed-pooled", "adapter", {"bottleneck": 4}, seed=42),
                             load_builtin("seed-intents"), TrainSettings(steps=201, lr=0.05, seed=42))
@@ -135,8 +135,8 @@ def test_a_setup_file_replays_the_same_run_as_its_flags(tmp_path, capsys):
 
 
 def test_a_setup_file_with_model_flags_is_refused(tmp_path, capsys):
-    from peft_studio.core.setup_file import save_setup
-    from peft_studio.core.train import TrainSettings
+    from peft_studio.core.files.setup_file import save_setup
+    from peft_studio.core.runs.train import TrainSettings
 
     setup_path = save_setup(tmp_path / "s.json", Setup(), load_builtin("intents"), TrainSettings())
     assert main(["inspect", "--setup", str(setup_path), "--method=ia3", "--r", "2"]) == 2

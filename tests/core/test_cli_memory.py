@@ -8,8 +8,8 @@ import pytest
 
 from peft_studio.cli import main
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory_scale import ledger, plan_for
+from peft_studio.core.memory.at_scale import ledger, plan_for
+from peft_studio.core.model.experiment import Experiment, Setup
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from peft_studio.cli import main
-from peft_studio.core.compare import (
+from peft_studio.core.data import load_builtin
+from peft_studio.core.errors import RunStoreError
+from peft_studio.core.methods import METHODS
+from peft_studio.core.runs.compare import (
     COLUMNS,
     DETERMINISTIC,
     family_records,
@@ -20,11 +23,8 @@ from peft_studio.core.compare import (
     twenty_tasks,
     write_csv,
 )
-from peft_studio.core.data import load_builtin
-from peft_studio.core.errors import RunStoreError
-from peft_studio.core.methods import METHODS
-from peft_studio.core.runs import RunStore, default_runs_dir
-from peft_studio.core.train import TrainControl, TrainSettings
+from peft_studio.core.runs.run_store import RunStore, default_runs_dir
+from peft_studio.core.runs.train import TrainControl, TrainSettings
 
 SETTINGS = TrainSettings(steps=5, lr=0.01, batch_size=64, eval_every=2)
 

@@ -13,13 +13,13 @@ from core_helpers import attach, build_base, toy_batch
 from peft_studio.cli import main
 from peft_studio.core.bases import base_class, create_base
 from peft_studio.core.bases.decoder import GPT2, LLAMA, DecoderBase, DecoderConfig, HashTokenizer
-from peft_studio.core.census import take_census
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import BaseLoadError, ConfigError, PeftStudioError
-from peft_studio.core.experiment import Experiment, Setup
 from peft_studio.core.methods import METHODS
-from peft_studio.core.tensor_bytes import census_json, nf4_bytes
-from peft_studio.core.train import TrainSettings, train
+from peft_studio.core.model.census import take_census
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.model.tensor_bytes import census_json, nf4_bytes
+from peft_studio.core.runs.train import TrainSettings, train
 
 transformers = pytest.importorskip("transformers")
 
@@ -109,7 +109,7 @@ def test_gqa_tied_and_untied_in_blocks_and_census():
 
 
 def _model(base):
-    from peft_studio.core.model import StudioModel
+    from peft_studio.core.model.studio_model import StudioModel
 
     return StudioModel(base)
 

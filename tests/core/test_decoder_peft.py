@@ -21,7 +21,7 @@ from peft_studio.core.bases import create_base
 from peft_studio.core.bases.architectures import shipped
 from peft_studio.core.methods import get_method
 from peft_studio.core.methods.config import make_config
-from peft_studio.core.model import StudioModel
+from peft_studio.core.model.studio_model import StudioModel
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from peft_studio.core.errors import ConfigError
-from peft_studio.core.examples import example_names, load_example
-from peft_studio.core.exercises import (
+from peft_studio.core.methods import METHODS
+from peft_studio.core.model.experiment import Experiment
+from peft_studio.core.teaching.examples import example_names, load_example
+from peft_studio.core.teaching.exercises import (
     BOTTLENECKS,
     EXERCISES,
     bottleneck_sweep,
@@ -16,9 +18,7 @@ from peft_studio.core.exercises import (
     seed_formula_text,
     task_bytes,
 )
-from peft_studio.core.experiment import Experiment
-from peft_studio.core.lesson import lesson_names
-from peft_studio.core.methods import METHODS
+from peft_studio.core.teaching.lesson import lesson_names
 
 
 def test_the_four_questions_are_the_seeds_words_and_point_at_shipped_files():

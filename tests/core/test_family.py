@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from peft_reference import PEFT_WARNINGS, peft, transformers  # offline switches, reference skips
 
 from peft_studio.core.bases.hf_names import hf_module
-from peft_studio.core.census import take_census
 from peft_studio.core.methods import get_method
 from peft_studio.core.methods.config import make_config
 from peft_studio.core.methods.dora import DoraLinear
 from peft_studio.core.methods.ln_tuning import TunedNorm
 from peft_studio.core.methods.vera import VeraLinear
+from peft_studio.core.model.census import take_census
 
 pytestmark = PEFT_WARNINGS
 

@@ -16,17 +16,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from peft_studio.core import safe_io
-from peft_studio.core.budget import check_memory
 from peft_studio.core.data import TextDataset, load_builtin, load_dataset_file
 from peft_studio.core.data.files import MAX_FIELD_CHARS
 from peft_studio.core.errors import AdapterFileError, ConfigError, DatasetError, PeftStudioError, TrainingDiverged
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.hf_peft import read_peft
-from peft_studio.core.module_patterns import compile_pattern
-from peft_studio.core.setup_file import load_setup, save_setup
-from peft_studio.core.store import check_adapter_writable, load_adapter, save_adapter
-from peft_studio.core.train import TrainSettings, train
+from peft_studio.core.files import safe_io
+from peft_studio.core.files.adapter_file import check_adapter_writable, load_adapter, save_adapter
+from peft_studio.core.files.setup_file import load_setup, save_setup
+from peft_studio.core.interop.hf_peft import read_peft
+from peft_studio.core.memory.budget import check_memory
+from peft_studio.core.methods.module_patterns import compile_pattern
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings, train
 
 LORA_KEY = "base_model.model.encoder.layer.0.attention.self.query"
 IA3_FF_KEY = "base_model.model.encoder.layer.0.output.dense.ia3_l"
@@ -403,7 +403,7 @@ def test_a_preview_reads_only_the_start_of_a_large_file(tmp_path):
 
 
 def test_command_line_numbers_and_seeds_are_checked_when_parsed():
-    from peft_studio.core.limits import check_seed, parse_number
+    from peft_studio.core.files.limits import check_seed, parse_number
 
     for text in ("nan", "inf", "-Infinity", "ten"):
         with pytest.raises(ConfigError, match="--dropout"):

@@ -19,10 +19,10 @@ from safetensors.torch import save as save_bytes
 
 from peft_studio.core.data import load_builtin, load_dataset_file
 from peft_studio.core.errors import PeftStudioError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.hf_peft import read_peft
-from peft_studio.core.setup_file import load_setup
-from peft_studio.core.store import load_adapter, save_adapter
+from peft_studio.core.files.adapter_file import load_adapter, save_adapter
+from peft_studio.core.files.setup_file import load_setup
+from peft_studio.core.interop.hf_peft import read_peft
+from peft_studio.core.model.experiment import Experiment, Setup
 
 EXAMPLES = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

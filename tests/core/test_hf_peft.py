@@ -11,14 +11,14 @@ from safetensors.torch import load_file, save_file
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import AdapterFileError, ConfigError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.hf_peft import (
+from peft_studio.core.interop.hf_peft import (
     check_peft_export,
     export_peft,
     import_peft,
     peft_setup,
     read_peft,
 )
+from peft_studio.core.model.experiment import Experiment, Setup
 
 pytestmark = PEFT_WARNINGS
 

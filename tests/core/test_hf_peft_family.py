@@ -14,9 +14,9 @@ from safetensors.torch import load_file, save_file
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import AdapterFileError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.hf_peft import export_peft, import_peft, peft_setup
+from peft_studio.core.interop.hf_peft import export_peft, import_peft, peft_setup
 from peft_studio.core.methods import METHODS
+from peft_studio.core.model.experiment import Experiment, Setup
 
 pytestmark = PEFT_WARNINGS
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.train import TrainSettings, train
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings, train
 
 ALL_METHODS = ["prompt-tuning", "prefix-tuning", "adapter", "ia3", "lora", "qlora", "head-only", "full", "bitfit"]
 

@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 
 from peft_studio.core.errors import ConfigError, DatasetError
-from peft_studio.core.lesson import (
+from peft_studio.core.methods import METHODS
+from peft_studio.core.runs.train import train
+from peft_studio.core.teaching.lesson import (
     PANELS,
     Lesson,
     LessonView,
@@ -17,8 +19,6 @@ from peft_studio.core.lesson import (
     load_shipped_lesson,
     save_lesson,
 )
-from peft_studio.core.methods import METHODS
-from peft_studio.core.train import train
 
 VIEW = LessonView(zoom=1.7, scroll=(120.5, -40.0), collapsed_layers=True, presentation_scale=1.5,
                   hidden_panels=("tensors", "gradients"), hidden_controls=("base", "method"), selected_tab="try-it")

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from peft_studio.core.adapter_set import AdapterSet
+from peft_studio.core.adapters.adapter_set import AdapterSet
+from peft_studio.core.adapters.lora_merge import add_weighted_adapter, measure_merge
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.lora_merge import add_weighted_adapter, measure_merge
 from peft_studio.core.methods.lora import LoraLinear
+from peft_studio.core.model.experiment import Experiment, Setup
 
 
 def _randomise(adapters: AdapterSet, name: str, seed: int) -> None:

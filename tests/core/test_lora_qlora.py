@@ -9,10 +9,10 @@ import pytest
 import torch
 from core_helpers import attach, build_base, toy_batch
 
-from peft_studio.core.census import take_census
 from peft_studio.core.errors import ConfigError
 from peft_studio.core.methods.lora import LoraLinear
-from peft_studio.core.quant import BLOCK_SIZE, NF4Linear
+from peft_studio.core.model.census import take_census
+from peft_studio.core.model.quant import BLOCK_SIZE, NF4Linear
 
 with contextlib.redirect_stderr(io.StringIO()):
     import bitsandbytes as bnb

@@ -7,9 +7,9 @@ import torch
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory import CATEGORIES, estimate_ledger, fit_activations, measure_ledger
+from peft_studio.core.memory.ledger import CATEGORIES, estimate_ledger, fit_activations, measure_ledger
 from peft_studio.core.methods import METHODS
+from peft_studio.core.model.experiment import Experiment, Setup
 
 
 @pytest.fixture(autouse=True, scope="module")

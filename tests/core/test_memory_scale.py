@@ -7,15 +7,15 @@ import torch
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory_scale import GIB, MemoryPlan, frozen_weight_bytes, ledger, lm_logits_bytes
-from peft_studio.core.store import save_adapter
-from peft_studio.core.tensor_bytes import nf4_bytes
+from peft_studio.core.files.adapter_file import save_adapter
+from peft_studio.core.memory.at_scale import GIB, MemoryPlan, frozen_weight_bytes, ledger, lm_logits_bytes
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.model.tensor_bytes import nf4_bytes
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (96, 100), (4096, 1024)])
 def test_nf4_bytes_equal_bitsandbytes_storage(shape):
-    from peft_studio.core.quant import _bnb_functional
+    from peft_studio.core.model.quant import _bnb_functional
 
     bnb = _bnb_functional()
     weight = torch.randn(shape)

@@ -1,7 +1,7 @@
 """memory_scale's formulas against one real training step on `tiny-decoder` (CPU, fp32).
 
 Weights, gradients and optimizer state are counted from the real tensors and must match exactly.
-Activations are counted as core/memory.py does (autograd's saved tensors, each storage once, weights and
+Activations are counted as core/memory/ledger.py does (autograd's saved tensors, each storage once, weights and
 inputs excluded) and compared with the formula run in fp32 (element_bytes("fp32") == 4).
 
 Tolerance for activations, and why: the formula describes a transformers-style Llama layer. The studio's
@@ -21,9 +21,9 @@ import torch
 from torch.nn import functional as F
 
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory import _SavedStorages, _storage_key, _weight_storages
-from peft_studio.core.memory_scale import MemoryPlan, activation_bytes, ledger
+from peft_studio.core.memory.at_scale import MemoryPlan, activation_bytes, ledger
+from peft_studio.core.memory.ledger import _SavedStorages, _storage_key, _weight_storages
+from peft_studio.core.model.experiment import Experiment, Setup
 
 TOLERANCE = 0.05  # activations, relative; see the module docstring
 

@@ -7,10 +7,10 @@ from core_helpers import attach, build_base, toy_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peft_studio.core.census import take_census
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.train import TrainSettings, train
+from peft_studio.core.model.census import take_census
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings, train
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -9,10 +9,10 @@ from torch.nn import functional as F
 from peft_studio.cli import main
 from peft_studio.core.data import TextDataset, load_builtin
 from peft_studio.core.errors import ConfigError, DatasetError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.next_token import next_token_loss, predict_next
-from peft_studio.core.setup_file import load_setup, save_setup
-from peft_studio.core.train import TrainSettings, train
+from peft_studio.core.files.setup_file import load_setup, save_setup
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.model.next_token import next_token_loss, predict_next
+from peft_studio.core.runs.train import TrainSettings, train
 
 METHODS = ["lora", "ia3", "prompt-tuning", "prefix-tuning", "adapter", "dora", "vera", "ln-tuning", "qlora", "full"]
 
@@ -157,8 +157,8 @@ def test_setup_file_round_trips_the_task(tmp_path):
 
 
 def test_measured_ledger_holds_the_lm_logits_and_adapter_sets_refuse():
-    from peft_studio.core.adapter_set import AdapterSet
-    from peft_studio.core.memory import measure_ledger
+    from peft_studio.core.adapters.adapter_set import AdapterSet
+    from peft_studio.core.memory.ledger import measure_ledger
 
     experiment = _experiment("lora")
     ledger = measure_ledger(experiment, 16)

@@ -20,7 +20,7 @@ SHIPPED = ("datasets/intents.csv", "datasets/sentiment.csv", "datasets/word-orde
 RUN = """
 import runpy, sys
 import peft_studio
-from peft_studio.core.resources import resources_root
+from peft_studio.core.files.resources import resources_root
 print("PACKAGE", peft_studio.__file__)
 print("RESOURCES", resources_root())
 sys.argv = ["peft_studio", *sys.argv[1:]]

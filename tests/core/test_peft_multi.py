@@ -6,10 +6,10 @@ import pytest
 import torch
 from peft_reference import PEFT_WARNINGS, peft, transformers  # offline switches, reference skips
 
-from peft_studio.core.adapter_set import AdapterSet
+from peft_studio.core.adapters.adapter_set import AdapterSet
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import AdapterFileError
-from peft_studio.core.peft_multi import export_peft_set, import_peft_set, peft_adapter_folders
+from peft_studio.core.interop.peft_multi import export_peft_set, import_peft_set, peft_adapter_folders
 
 pytestmark = PEFT_WARNINGS
 

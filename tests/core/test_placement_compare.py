@@ -10,10 +10,10 @@ import pytest
 from peft_studio.cli import main
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import PeftStudioError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory_scale import MemoryPlan, ledger
+from peft_studio.core.memory.at_scale import MemoryPlan, ledger
 from peft_studio.core.methods import METHODS
-from peft_studio.core.placement_compare import compare_placements, placement_table
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.placement_compare import compare_placements, placement_table
 
 
 def test_each_row_equals_that_methods_own_experiment_on_the_meta_device():

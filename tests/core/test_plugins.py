@@ -13,8 +13,8 @@ import peft_studio
 from peft_studio.cli import main, method_flags
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError
-from peft_studio.core.experiment import Experiment, Setup
 from peft_studio.core.methods import METHODS, get_method
+from peft_studio.core.model.experiment import Experiment, Setup
 from peft_studio.core.studio import StudioState
 
 

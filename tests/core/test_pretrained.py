@@ -18,13 +18,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from peft_studio.core.bases import create_base  # noqa: E402
 from peft_studio.core.bases.pretrained import PretrainedBase, load_pretrained  # noqa: E402
-from peft_studio.core.census import take_census  # noqa: E402
 from peft_studio.core.data import load_builtin  # noqa: E402
 from peft_studio.core.errors import BaseLoadError, ConfigError  # noqa: E402
-from peft_studio.core.experiment import Experiment, Setup  # noqa: E402
 from peft_studio.core.methods import get_method  # noqa: E402
 from peft_studio.core.methods.config import make_config  # noqa: E402
-from peft_studio.core.train import TrainSettings, train  # noqa: E402
+from peft_studio.core.model.census import take_census  # noqa: E402
+from peft_studio.core.model.experiment import Experiment, Setup  # noqa: E402
+from peft_studio.core.runs.train import TrainSettings, train  # noqa: E402
 
 transformers = pytest.importorskip("transformers", reason="transformers is the test-only reference encoder")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")

@@ -23,9 +23,9 @@ import torch
 from peft_studio.cli import main
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError, OutputError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.recipe import plan_recipe, recipe_from_setup_file, write_recipe
-from peft_studio.core.train import TrainSettings
+from peft_studio.core.interop.recipe import plan_recipe, recipe_from_setup_file, write_recipe
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -198,9 +198,9 @@ def test_shipped_architectures_give_peft_the_studio_count_on_the_meta_device(bas
 
 
 def test_the_studio_plans_a_recipe_without_importing_transformers(tmp_path):
-    code = ("import sys\nfrom peft_studio.core.recipe import plan_recipe, write_recipe\n"
-            "from peft_studio.core.experiment import Setup\nfrom peft_studio.core.data import load_builtin\n"
-            "from peft_studio.core.train import TrainSettings\n"
+    code = ("import sys\nfrom peft_studio.core.interop.recipe import plan_recipe, write_recipe\n"
+            "from peft_studio.core.model.experiment import Setup\nfrom peft_studio.core.data import load_builtin\n"
+            "from peft_studio.core.runs.train import TrainSettings\n"
             f"write_recipe(plan_recipe(Setup('gpt2', 'lora'), load_builtin('intents'), TrainSettings()), "
             f"{str(tmp_path / 'r')!r})\n"
             "print(sorted(m for m in ('transformers', 'peft', 'accelerate') if m in sys.modules))")

@@ -9,9 +9,9 @@ import pytest
 
 from peft_studio.core.data import load_builtin, load_dataset_file
 from peft_studio.core.errors import PeftStudioError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.setup_file import load_setup, save_setup
-from peft_studio.core.train import TrainSettings
+from peft_studio.core.files.setup_file import load_setup, save_setup
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings
 
 
 def test_a_builtin_setup_round_trips_and_builds_the_same_model(tmp_path):

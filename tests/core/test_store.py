@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import AdapterFileError
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.store import load_adapter, save_adapter
+from peft_studio.core.files.adapter_file import load_adapter, save_adapter
+from peft_studio.core.model.experiment import Experiment, Setup
 
 
 def _experiment(method="lora", options=None, seed=0):

@@ -7,12 +7,12 @@ import pytest
 import torch
 from test_adapter_set import TEXTS, _train, small
 
-from peft_studio.core.adapter_set import AdapterSet
+from peft_studio.core.adapters.adapter_set import AdapterSet
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError
-from peft_studio.core.experiment import Setup
+from peft_studio.core.model.experiment import Setup
+from peft_studio.core.runs.train import TrainSettings, train
 from peft_studio.core.studio import StudioState
-from peft_studio.core.train import TrainSettings, train
 
 
 @pytest.fixture

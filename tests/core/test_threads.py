@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peft_studio.core.threads import ThreadTuner, candidates, tuned
+from peft_studio.core.runs.threads import ThreadTuner, candidates, tuned
 
 
 class Machine:

@@ -11,8 +11,8 @@ import torch
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError, TrainingDiverged
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.train import TrainControl, TrainSettings, train
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainControl, TrainSettings, train
 
 
 def _experiment(method="lora", base="tiny"):

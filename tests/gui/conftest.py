@@ -61,7 +61,7 @@ def no_thread_left_running():
             thread.join(timeout=0.05)
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
     assert not leaked, f"threads left running: {leaked}"
-    from peft_studio.gui.worker import TrainWorker  # QThreads are not in threading.enumerate()
+    from peft_studio.gui.jobs.worker import TrainWorker  # QThreads are not in threading.enumerate()
 
     running = [w for w in list(TrainWorker.instances) if _running(w)]
     assert not running, f"training workers left running: {running}"
@@ -89,7 +89,7 @@ def window(qtbot, errors):
     from peft_studio.gui.app import make_app
 
     make_app([])
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.main_window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)

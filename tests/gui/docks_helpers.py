@@ -7,12 +7,12 @@ import pytest
 
 @pytest.fixture(name="docks")
 def docks_fixture(window):
-    from peft_studio.gui.docks import close_docks
+    from peft_studio.gui.docks.dock_set import close_docks
 
     installed = window.docks  # the window installs its docks itself
     yield installed
     assert close_docks(installed)
-    from peft_studio.gui.gen_worker import GeneratorWorker
+    from peft_studio.gui.jobs.gen_worker import GeneratorWorker
 
     running = [w for w in list(GeneratorWorker.instances) if _running(w)]
     assert not running, f"background jobs left running: {running}"

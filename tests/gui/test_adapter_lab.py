@@ -135,8 +135,8 @@ def test_one_run_at_a_time_between_the_window_and_the_set(docks, window, qtbot, 
 def test_merge_test_and_weighted_combination_from_the_panel(docks, window, qtbot, errors):
     from PySide6.QtWidgets import QDialog
 
-    from peft_studio.core.lora_merge import lora_layers
-    from peft_studio.gui.lora_tools import CombineDialog
+    from peft_studio.core.adapters.lora_merge import lora_layers
+    from peft_studio.gui.docks.lora_tools import CombineDialog
 
     lab = docks.lab
     tools = lab.lora_tools

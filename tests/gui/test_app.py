@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QApplication
 
 def test_main_opens_the_default_window(qapp, monkeypatch, errors):
     from peft_studio.gui import app as app_module
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.main_window import MainWindow
 
     monkeypatch.setattr(QApplication, "exec", lambda self: 0)  # return at once instead of looping
     assert app_module.main() == 0

@@ -9,12 +9,12 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from peft_studio.core.compare import COLUMNS, family_records, run_family
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Experiment, Setup
-from peft_studio.core.memory import estimate_ledger, fit_activations, measure_ledger
-from peft_studio.core.runs import RunStore
-from peft_studio.core.train import TrainSettings
+from peft_studio.core.memory.ledger import estimate_ledger, fit_activations, measure_ledger
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.compare import COLUMNS, family_records, run_family
+from peft_studio.core.runs.run_store import RunStore
+from peft_studio.core.runs.train import TrainSettings
 
 METHODS = ["lora", "ia3", "head-only"]
 

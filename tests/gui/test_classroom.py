@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QGraphicsSimpleTextItem
 
 from peft_studio.core.methods import METHODS, get_method
 from peft_studio.gui.panels.census_table import COLUMNS
-from peft_studio.gui.window import GEOMETRY_KEY, percent
+from peft_studio.gui.window.main_window import GEOMETRY_KEY, percent
 
 
 def wait_idle(qtbot, window, timeout: int = 60_000) -> None:
@@ -234,7 +234,7 @@ def test_the_window_fits_the_screen_and_remembers_its_geometry(qtbot, private_se
     from peft_studio.gui.app import make_app
 
     make_app([])
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.main_window import MainWindow
 
     first = MainWindow()
     qtbot.addWidget(first)
@@ -321,7 +321,7 @@ def test_first_launch_hint_points_at_play_and_goes_after_the_first_play(window, 
     window.runner.play_pause()
     wait_idle(qtbot, window)
     assert not window.hint.isVisible()
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.main_window import MainWindow
 
     again = MainWindow()
     qtbot.addWidget(again)
@@ -363,7 +363,7 @@ def test_shortcut_override_is_not_taken_by_the_field_for_window_keys(window):
     """The filter's decision, key by key: typing keys stay the field's, Ctrl/F-keys go to the window."""
     from PySide6.QtGui import QKeyEvent
 
-    from peft_studio.gui.keys import field_needs
+    from peft_studio.gui.window.keys import field_needs
 
     def key(k, mods=Qt.KeyboardModifier.NoModifier):
         return QKeyEvent(QEvent.Type.ShortcutOverride, k, mods)

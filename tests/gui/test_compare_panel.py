@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from peft_studio.core.runs import RunStore
-from peft_studio.gui.compare_panel import ComparePanel
-from peft_studio.gui.controller import Controller
+from peft_studio.core.runs.run_store import RunStore
+from peft_studio.gui.docks.compare import ComparePanel
+from peft_studio.gui.window.controller import Controller
 
 
 def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
@@ -56,8 +56,8 @@ def test_the_ledger_follows_the_setup_and_measures_a_step(qtbot, tmp_path):
 
 def test_an_architecture_is_placed_not_trained_and_a_row_shows_its_method(qtbot, tmp_path):
     from peft_studio.core.data import load_builtin
-    from peft_studio.core.experiment import Setup
     from peft_studio.core.methods import METHODS
+    from peft_studio.core.model.experiment import Setup
 
     controller = Controller(Setup("gpt2", "lora", {}, 0), load_builtin("intents"))
     panel = ComparePanel(controller, RunStore(tmp_path))

@@ -156,7 +156,7 @@ def test_tooltips_show_formula_with_numbers_and_code(window):
 
 
 def test_deep_bases_collapse_their_layers_and_expand_on_click(window, qtbot):
-    from peft_studio.core.experiment import Setup
+    from peft_studio.core.model.experiment import Setup
 
     c = window.controller
     assert c.set_everything(Setup(base="tiny", method="lora", options={}, seed=0, base_options={"n_layers": 6}),

@@ -9,8 +9,14 @@ from dataclasses import replace
 from docks_helpers import docks_fixture  # noqa: F401 - the `docks` fixture
 from PySide6.QtGui import QAction
 
-from peft_studio.core.lesson import LessonView, lesson_names, load_shipped_lesson
-from peft_studio.gui.lessons import apply_lesson, control_actions, open_lesson_file, open_shipped_lesson, tab_index
+from peft_studio.core.teaching.lesson import LessonView, lesson_names, load_shipped_lesson
+from peft_studio.gui.window.lessons import (
+    apply_lesson,
+    control_actions,
+    open_lesson_file,
+    open_shipped_lesson,
+    tab_index,
+)
 
 
 def test_docks_start_hidden_and_toggle_from_the_view_menu(docks, window):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from docks_helpers import docks_fixture  # noqa: F401 - the `docks` fixture
 
-from peft_studio.core.exercises import BOTTLENECKS, exercise, seed_formula_count, task_bytes
 from peft_studio.core.methods import METHODS
-from peft_studio.gui.docks import close_docks
+from peft_studio.core.teaching.exercises import BOTTLENECKS, exercise, seed_formula_count, task_bytes
+from peft_studio.gui.docks.dock_set import close_docks
 
 
 def test_exercise_one_steps_through_the_methods_with_their_where(docks, window):

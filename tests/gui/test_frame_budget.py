@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from peft_studio.core.threads import ThreadTuner
-from peft_studio.gui.frame_budget import FASTEST_MS, MEASURE_S, SLOWEST_MS, FrameBudget
+from peft_studio.core.runs.threads import ThreadTuner
+from peft_studio.gui.jobs.frame_budget import FASTEST_MS, MEASURE_S, SLOWEST_MS, FrameBudget
 
 
 def feed(budget: FrameBudget, share_used: float, seconds: float, start: tuple[float, float]) -> tuple[float, float]:

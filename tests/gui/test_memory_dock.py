@@ -5,10 +5,10 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from peft_studio.core.data import load_builtin
-from peft_studio.core.experiment import Setup
-from peft_studio.core.memory_scale import GIB, ledger, plan_for
-from peft_studio.gui.controller import Controller
-from peft_studio.gui.memory_dock import SEQ_LENGTHS, MemoryScalePanel, size_text
+from peft_studio.core.memory.at_scale import GIB, ledger, plan_for
+from peft_studio.core.model.experiment import Setup
+from peft_studio.gui.docks.memory import SEQ_LENGTHS, MemoryScalePanel, size_text
+from peft_studio.gui.window.controller import Controller
 
 
 def _panel(qtbot, controller: Controller) -> MemoryScalePanel:

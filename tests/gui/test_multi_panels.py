@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from peft_studio.core.adapter_set import AdapterSet
+from peft_studio.core.adapters.adapter_set import AdapterSet
 from peft_studio.core.data import load_builtin
-from peft_studio.core.examples import load_example
-from peft_studio.core.exercises import BOTTLENECKS, EXERCISES, SweepPoint, seed_formula_count, task_bytes
-from peft_studio.core.experiment import Experiment
+from peft_studio.core.model.experiment import Experiment
+from peft_studio.core.teaching.examples import load_example
+from peft_studio.core.teaching.exercises import BOTTLENECKS, EXERCISES, SweepPoint, seed_formula_count, task_bytes
 from peft_studio.gui.panels.adapters import AdapterSwitcher
 from peft_studio.gui.panels.exercises import ExercisesPanel
 

@@ -45,8 +45,8 @@ def test_next_token_trains_live_and_try_it_shows_next_words(window, qtbot, error
 
 
 def test_the_next_token_lesson_opens_on_try_it_with_the_decoder(window, errors):
-    from peft_studio.core.lesson import load_shipped_lesson
-    from peft_studio.gui.lessons import open_shipped_lesson
+    from peft_studio.core.teaching.lesson import load_shipped_lesson
+    from peft_studio.gui.window.lessons import open_shipped_lesson
 
     lesson = load_shipped_lesson("next-token")
     assert open_shipped_lesson(window, "next-token"), errors

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings
 
-from peft_studio.gui.session import SESSION_KEY
+from peft_studio.gui.window.session import SESSION_KEY
 
 
 def _new_window(qtbot):
-    from peft_studio.gui.window import MainWindow
+    from peft_studio.gui.window.main_window import MainWindow
 
     window = MainWindow()
     qtbot.addWidget(window)

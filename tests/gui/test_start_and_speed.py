@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 
-from peft_studio.gui.runner import speed_text
+from peft_studio.gui.jobs.runner import speed_text
 
 
 def test_speed_text_shows_threads_and_one_decimal_below_ten():

@@ -189,7 +189,7 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 from PySide6.QtCore import QTimer
 from peft_studio.gui.app import make_app
 app = make_app([])
-from peft_studio.gui.window import MainWindow
+from peft_studio.gui.window.main_window import MainWindow
 w = MainWindow(); w.show()
 w.controller.set_training(steps=100000)
 QTimer.singleShot(200, w.runner.play_pause)

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from ..errors import BaseLoadError, ConfigError
-from ..jsonfile import read_json_object
-from ..resources import resource_files
+from ..files.jsonfile import read_json_object
+from ..files.resources import resource_files
 from .decoder import GPT2, LLAMA, DecoderBase, DecoderConfig, HashTokenizer
 from .encoder import Encoder
 from .frozen import FrozenBase

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import BaseLoadError
-from ..safe_io import read_json, read_json_object
+from ..files.safe_io import read_json, read_json_object
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
 from .frozen import TrainDefaults
 from .hf_names import hf_parameter, studio_parameter

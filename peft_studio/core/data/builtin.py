@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..resources import ResourceMissingError, resource_file, resource_path
+from ..files.resources import ResourceMissingError, resource_file, resource_path
 from .dataset import NEXT_TOKEN, TextDataset
 from .files import load_dataset_file
 

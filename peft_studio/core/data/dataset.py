@@ -17,7 +17,7 @@ class TextDataset:
     """Texts with integer labels indexing ``label_names``; validation may be empty.
 
     ``task`` says what is learned from the texts: ``classify`` (the labels) or ``next-token`` (each word from
-    the words before it; no labels: the texts are their own targets, see core/next_token.py)."""
+    the words before it; no labels: the texts are their own targets, see core/model/next_token.py)."""
 
     name: str
     label_names: tuple[str, ...]

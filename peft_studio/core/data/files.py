@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import safe_io
 from ..errors import DatasetError
+from ..files import safe_io
 from .dataset import TextDataset
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")

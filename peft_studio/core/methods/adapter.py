@@ -11,7 +11,7 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.sites import ADAPTER, Site
 from ..errors import ConfigError
-from ..model import StudioModel
+from ..model.studio_model import StudioModel
 from .config import MethodConfig, layer_ranges, option, parse_layers
 from .method import Method, MethodCard, code_line, require_kind
 from .targets import resolve_targets, targets_for_sites

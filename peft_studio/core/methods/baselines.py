@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..bases.frozen import FrozenBase
 from ..errors import ConfigError
-from ..model import StudioModel
+from ..model.studio_model import StudioModel
 from .config import MethodConfig
 from .method import Method, MethodCard, code_line
 

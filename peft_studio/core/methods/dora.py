@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
 from ..errors import ConfigError
-from ..model import StudioModel
+from ..model.studio_model import StudioModel
 from .lora import LoraConfig, LoraLinear, lora_check_model, lora_peft_export, lora_peft_translate
 from .method import MethodCard, TargetedMethod, code_line
 

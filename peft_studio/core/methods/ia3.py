@@ -20,11 +20,11 @@ from ..bases.frozen import FrozenBase
 from ..bases.hf_names import hf_module
 from ..bases.sites import ACTIVATION, LINEAR, LINEAR_INPUT, Site
 from ..errors import AdapterFileError
-from ..model import StudioModel
-from ..module_patterns import ModuleSelector
-from ..safe_io import expect_shape
+from ..files.safe_io import expect_shape
+from ..model.studio_model import StudioModel
 from .config import MethodConfig, option, parse_list
 from .method import MethodCard, TargetedMethod, code_line
+from .module_patterns import ModuleSelector
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 from .targets import default_targets, resolve_targets
 

@@ -17,8 +17,8 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.sites import NORM
 from ..errors import AdapterFileError
-from ..model import StudioModel
-from ..safe_io import expect_shape
+from ..files.safe_io import expect_shape
+from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .method import MethodCard, TargetedMethod, code_line, require_kind
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys

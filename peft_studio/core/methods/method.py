@@ -18,7 +18,7 @@ from typing import Any
 from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
-from ..model import StudioModel
+from ..model.studio_model import StudioModel
 from .config import MethodConfig, layer_ranges, make_config
 from .targets import default_targets, resolve_targets, targets_for_sites
 
@@ -142,7 +142,7 @@ class Method:
         """Each change of shape in words (the seed's structural illustrations)."""
         return []
 
-    # ---- Hugging Face PEFT exchange (core/hf_peft.py calls these; see methods/peft_format.py) ---------
+    # ---- Hugging Face PEFT exchange (core/interop/hf_peft.py calls these; see methods/peft_format.py) ---------
     def peft_export(self, base: FrozenBase, config: MethodConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         """adapter_config.json settings of this attached method and its tensors by PEFT key; AdapterFileError
         when this config has no PEFT form."""

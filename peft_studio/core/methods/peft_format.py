@@ -2,7 +2,7 @@
 
 A method that exchanges adapters with Hugging Face PEFT sets `peft_type` and implements
 `peft_export` (studio -> adapter_config.json settings + tensors by PEFT key) and `peft_translate`
-(PEFT config + tensors -> studio options + tensors by studio parameter name); core/hf_peft.py
+(PEFT config + tensors -> studio options + tensors by studio parameter name); core/interop/hf_peft.py
 reads and writes the folders and calls them, knowing no method by name.
 """
 

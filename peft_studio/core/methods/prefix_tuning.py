@@ -11,8 +11,8 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.sites import KV_PREFIX, Site
 from ..errors import AdapterFileError, ConfigError
-from ..model import StudioModel
-from ..safe_io import expect_shape
+from ..files.safe_io import expect_shape
+from ..model.studio_model import StudioModel
 from .config import MethodConfig, option, parse_layers
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 

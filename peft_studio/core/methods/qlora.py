@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
-from ..model import StudioModel
-from ..quant import NF4Linear
+from ..model.quant import NF4Linear
+from ..model.studio_model import StudioModel
 from .lora import LoraConfig, LoraLinear, LoraMethod
 from .method import MethodCard, code_line
 

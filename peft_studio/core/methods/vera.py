@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
 from ..errors import AdapterFileError
-from ..model import StudioModel
-from ..safe_io import expect_shape
+from ..files.safe_io import expect_shape
+from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .method import MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys

@@ -8,7 +8,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QGraphicsPathItem, QStyleOptionGraphicsItem, QWidget
 
-from .. import theme
+from ..window import theme
 from .style import Style
 
 
@@ -286,7 +286,7 @@ class HeatStrip(QGraphicsItem):
         return self.rect.adjusted(-1, -1, 1, 1)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        from ..gains import gain_colour
+        from .gains import gain_colour
 
         if not self.values:
             return

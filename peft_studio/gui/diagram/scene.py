@@ -17,8 +17,8 @@ from PySide6.QtGui import QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
 from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, longest_prefix
-from ...core.census import CensusRow
-from .. import theme
+from ...core.model.census import CensusRow
+from ..window import theme
 from .items import BlockItem, SiteItem, TokenRowItem, arrow
 from .style import Style
 
@@ -425,7 +425,7 @@ class _Layout:
 
     def head_text(self) -> tuple[str, str]:
         info = self.info
-        if "head" in info.extra:  # the next-token task: the base's own LM head (gui/describe.py)
+        if "head" in info.extra:  # the next-token task: the base's own LM head (gui/diagram/describe.py)
             return info.extra["head"]
         names = ", ".join(info.label_names[:5]) + (" …" if len(info.label_names) > 5 else "")
         return (f"classification head {info.hidden}→{info.num_labels}",

@@ -6,8 +6,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QGraphicsView, QLabel, QWidget
 
-from ...core.resources import resource_path
-from .. import theme
+from ...core.files.resources import resource_path
+from ..window import theme
 from .scene import DiagramScene
 
 LOCK_ICON = resource_path("icons", "lock.png")  # optional art: callers fall back to text when it is missing

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
-from ...core.adapter_set import AdapterInfo, AdapterSet
+from ...core.adapters.adapter_set import AdapterInfo, AdapterSet
 
 COLUMNS = ("", "adapter", "task", "bytes")
 

@@ -37,10 +37,10 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from ...core.compare import COLUMNS, best_rows, twenty_tasks, write_csv  # noqa: E402
 from ...core.errors import PeftStudioError  # noqa: E402
 from ...core.methods import METHODS  # noqa: E402
-from ...core.runs import RunRecord, RunStore  # noqa: E402
+from ...core.runs.compare import COLUMNS, best_rows, twenty_tasks, write_csv  # noqa: E402
+from ...core.runs.run_store import RunRecord, RunStore  # noqa: E402
 
 # One colour per method, used for its curves and its row marker (the diagram draws every method's parts in
 # the same accent, so the board needs its own palette to tell runs apart).

@@ -6,7 +6,7 @@ from html import escape
 
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
-from ..controller import Controller
+from ..window.controller import Controller
 
 # The seed's glossary, in the app's words.
 GLOSSARY = {

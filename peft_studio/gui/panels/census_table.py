@@ -8,8 +8,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTableView, QVBoxLayout, QWidget
 
-from ...core.census import CensusRow
-from .. import theme
+from ...core.model.census import CensusRow
+from ..window import theme
 
 # What a teacher asks first (trainable? how many?) comes right after the name, so it is on screen without
 # scrolling sideways; the name column is capped and elided in the middle (the tooltip has it whole).

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from ...core.exercises import EXERCISES, SEED_FORMULA, SweepPoint, TaskBytes, bottleneck_sweep  # noqa: E402
+from ...core.teaching.exercises import EXERCISES, SEED_FORMULA, SweepPoint, TaskBytes, bottleneck_sweep  # noqa: E402
 
 
 class ExercisesPanel(QWidget):

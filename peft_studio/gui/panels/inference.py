@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.experiment import Experiment
-from ...core.next_token import predict_next
+from ...core.model.experiment import Experiment
+from ...core.model.next_token import predict_next
 
 TOP_WORDS = 5  # next-token: bars for the five most likely next words
 

@@ -19,9 +19,9 @@ import pyqtgraph as pg  # noqa: E402
 from PySide6.QtCore import Qt, Signal  # noqa: E402
 from PySide6.QtWidgets import QGridLayout, QLabel, QSlider, QSpinBox, QVBoxLayout, QWidget  # noqa: E402
 
-from ...core.compare import human_bytes  # noqa: E402
-from ...core.experiment import Experiment  # noqa: E402
-from ...core.memory import CATEGORIES, ActivationFit, Ledger, estimate_ledger, fit_activations  # noqa: E402
+from ...core.memory.ledger import CATEGORIES, ActivationFit, Ledger, estimate_ledger, fit_activations  # noqa: E402
+from ...core.model.experiment import Experiment  # noqa: E402
+from ...core.runs.compare import human_bytes  # noqa: E402
 
 CATEGORY_COLOURS = {  # frozen grey and trainable orange as in the diagram; the rest distinct
     "frozen": "#9aa3ad", "trainable": "#f07f16", "gradients": "#f4a259", "optimizer": "#c0392b",

@@ -8,10 +8,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
-from ...core.compare import human_bytes
-from ...core.memory_scale import GIB
+from ...core.memory.at_scale import GIB
 from ...core.methods import METHODS
-from ...core.placement_compare import DEVICE_GB, PlacementRow
+from ...core.runs.compare import human_bytes
+from ...core.runs.placement_compare import DEVICE_GB, PlacementRow
 
 HEADERS = ("method", "sites", "trainable", "% of base", "adapter", "memory to train", f"fits {DEVICE_GB} GB")
 

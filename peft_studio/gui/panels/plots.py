@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from ...core.safe_io import write_csv_atomically  # noqa: E402
+from ...core.files.safe_io import write_csv_atomically  # noqa: E402
 
 SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
 LAST_VALUES_INTERVAL_S = 0.25  # numbers are read at ~4 Hz; the final value is shown by flush_last

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-from ...core.train import OPTIMIZERS, TrainSettings
+from ...core.runs.train import OPTIMIZERS, TrainSettings
 
 
 class TrainingForm(QWidget):

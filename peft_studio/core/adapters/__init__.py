@@ -1,0 +1,1 @@
+"""One frozen base, many adapters: the adapter set, LoRA merging and combination."""

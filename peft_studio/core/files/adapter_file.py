@@ -1,0 +1,124 @@
+"""Adapter files: the trainable tensors as safetensors, the setup as JSON metadata. Loading runs no code."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..errors import AdapterFileError
+from ..model.experiment import Experiment
+from . import safe_io
+
+FORMAT = "peft-studio-adapter/1"
+MAX_ADAPTER_BYTES = 2 * 2**30
+MAX_METADATA_CHARS = 2**20
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(temp_path) then rename over `path`, so a crash never leaves half a file (see safe_io)."""
+    safe_io.write_atomically(path, write, AdapterFileError)
+
+
+def adapter_path(path: str | Path) -> Path:
+    """Where save_adapter writes for `path`: the name with .safetensors added when it has no such suffix."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors") if path.suffix == "" else Path(f"{path}.safetensors")
+    return path
+
+
+def check_adapter_writable(path: str | Path) -> Path:
+    """Raise AdapterFileError now if save_adapter(…, path) could not write (call it before a long run)."""
+    target = adapter_path(path)
+    safe_io.check_writable(target, AdapterFileError)
+    return target
+
+
+def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Save every trainable tensor (method parts and head) with the setup that made them.
+
+    `extra_metadata` adds string keys (an adapter set stores its adapter's name and how to rebuild the base)."""
+    experiment.require_weights("saved")  # a meta-device base has no values to save
+    path = adapter_path(path)
+    tensors = {n: p.detach().cpu().contiguous() for n, p in experiment.model.named_parameters() if p.requires_grad}
+    setup = experiment.setup
+    metadata = {
+        "format": FORMAT,
+        "base": setup.base,
+        "method": setup.method,
+        "config": json.dumps(experiment.config.to_dict()),
+        "labels": json.dumps(list(experiment.dataset.label_names)),
+        "base_fingerprint": experiment.model.base_fingerprint,
+        **(extra_metadata or {}),
+    }
+    write_atomically(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))
+    return path
+
+
+def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (checked: float dtypes, finite) and metadata of an adapter file; nothing in it is executed."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        raise AdapterFileError(f"{path.name}: no such adapter file")
+    try:
+        tensors, metadata = safe_io.read_safetensors(path, path.name, AdapterFileError, limit=MAX_ADAPTER_BYTES)
+    except AdapterFileError as exc:
+        raise AdapterFileError(str(exc).replace("not a safetensors file", "not a safetensors adapter file")) from None
+    if metadata.get("format") != FORMAT:
+        raise AdapterFileError(f"{path.name}: not a PEFT Studio adapter (format {metadata.get('format', '')[:40]!r})")
+    return tensors, metadata
+
+
+def adapter_labels(metadata: dict[str, str], name: str) -> list[str]:
+    """The label names an adapter's head was trained for (from its metadata)."""
+    labels = safe_io.loads_json(metadata.get("labels", "null")[:MAX_METADATA_CHARS], f"{name}: labels",
+                                AdapterFileError)
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise AdapterFileError(f"{name}: its metadata has no list of label names")
+    return labels
+
+
+def _show_labels(labels: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    shown = ", ".join(repr(label[:30]) for label in labels[:limit])
+    return f"[{shown}{', ...' if len(labels) > limit else ''}] ({len(labels)})"
+
+
+def load_adapter(experiment: Experiment, path: str | Path) -> None:
+    """Copy a saved adapter into a model built with the same base, method, config and labels.
+    Every check runs before the first copy: a refused file changes nothing."""
+    tensors, metadata = read_adapter(path)
+    name = Path(path).name
+    if metadata.get("method") != experiment.setup.method:
+        raise AdapterFileError(f"{name}: made for method {metadata.get('method', '')[:40]!r}, "
+                               f"the model uses {experiment.setup.method!r}")
+    if metadata.get("base_fingerprint") != experiment.model.base_fingerprint:
+        raise AdapterFileError(f"{name}: made for a different base ({metadata.get('base', '')[:40]!r} with other "
+                               "weights)")
+    labels = adapter_labels(metadata, name)
+    if labels != list(experiment.dataset.label_names):
+        raise AdapterFileError(f"{name}: its head was trained for the labels {_show_labels(labels)}, the dataset "
+                               f"has {_show_labels(experiment.dataset.label_names)}")
+    params = {n: p for n, p in experiment.model.named_parameters() if p.requires_grad}
+    missing = sorted(set(params) - set(tensors))
+    if missing or set(tensors) - set(params):
+        raise AdapterFileError(f"{name}: tensors do not match the model (missing: {', '.join(missing[:3]) or 'none'})")
+    for key, parameter in params.items():
+        if tensors[key].shape != parameter.shape:
+            raise AdapterFileError(f"{name}: {key} has shape {tuple(tensors[key].shape)}, "
+                                   f"the model needs {tuple(parameter.shape)}")
+    config = safe_io.loads_json(metadata.get("config", "null")[:MAX_METADATA_CHARS], f"{name}: config",
+                                AdapterFileError)
+    if isinstance(config, dict):  # same shapes, other settings (alpha, dropout...) would compute differently
+        ours = experiment.config.to_dict()
+        differ = [key for key in ours if key in config and config[key] != ours[key]]
+        if differ:
+            raise AdapterFileError(f"{name}: made with {differ[0]}={config[differ[0]]!r}, the model uses "
+                                   f"{differ[0]}={ours[differ[0]]!r}")
+    with torch.no_grad():
+        for key, parameter in params.items():
+            parameter.copy_(tensors[key])

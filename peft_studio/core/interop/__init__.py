@@ -1,0 +1,1 @@
+"""Exchange with the outside: Hugging Face PEFT folders and the accelerate recipe."""

@@ -1,0 +1,161 @@
+"""One experiment: a dataset, a frozen base, a method with its config, and the model they make."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..bases import create_base, uses_dataset_vocabulary
+from ..bases.frozen import FrozenBase
+from ..data import TextDataset
+from ..errors import ConfigError
+from ..memory.budget import check_memory
+from ..methods import Method, ShapeChange, get_method
+from ..methods.config import MethodConfig
+from .census import Census, take_census
+from .next_token import NEXT_TOKEN, check_next_token, last_position_probs, task_loss, vocabulary_words
+from .studio_model import StudioModel
+
+
+@dataclass
+class Setup:
+    """Everything that defines a model; the GUI saves and restores it, the CLI builds it from flags."""
+
+    base: str = "tiny"
+    method: str = "lora"
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    base_options: dict[str, Any] = field(default_factory=dict)
+
+
+class Experiment:
+    """Builds the model in a fixed random order: base, then the method's parts, then the head."""
+
+    def __init__(self, setup: Setup, dataset: TextDataset) -> None:
+        self.setup = setup
+        self.dataset = dataset
+        self.method: Method = get_method(setup.method)
+        self.config: MethodConfig = self.method.config(setup.options)
+        self.device = torch.device("cpu")
+        check_memory(setup, dataset)  # the model, the encoded data and one example must fit before building
+        self.model = self._build()
+        self.tokenizer = self.model.base.tokenizer
+        self.train_ids, self.train_mask = self.tokenizer.batch(list(dataset.train_texts))
+        self.train_labels = torch.tensor(dataset.train_labels, dtype=torch.long)
+        if dataset.val_texts:
+            self.val_ids, self.val_mask = self.tokenizer.batch(list(dataset.val_texts))
+        else:
+            self.val_ids = self.val_mask = None
+        self.val_labels = torch.tensor(dataset.val_labels, dtype=torch.long)
+        if self.next_token:  # the targets are the texts themselves (shifted by one inside the loss)
+            self.train_labels = self.train_ids
+            self.val_labels = self.val_ids if self.val_ids is not None else self.val_labels
+
+    @property
+    def next_token(self) -> bool:
+        """The dataset's task is next-token prediction (core/model/next_token.py), not classification."""
+        return self.dataset.task == NEXT_TOKEN
+
+    def loss(self, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+             labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, accuracy) of the model's `logits` for this task's targets."""
+        return task_loss(self.dataset.task, logits, ids, mask, labels)
+
+    @property
+    def base(self) -> FrozenBase:
+        return self.model.base
+
+    def _build(self) -> StudioModel:
+        torch.manual_seed(self.setup.seed)
+        tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(self.setup.base) else None
+        base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
+        self.method.validate(self.config, base)
+        if self.next_token:
+            check_next_token(base, self.setup.method)
+        model = StudioModel(base)
+        # A meta-device base (shapes only): the method's parts and the head go on meta too, so a 70B census
+        # costs no memory; such a model is inspected, never run (require_weights).
+        with torch.device("meta") if base.on_meta_device else contextlib.nullcontext():
+            self.method.attach(model, self.config)
+            head_trains = not self.config.freeze_head
+            if self.next_token:  # the base's own LM head predicts; it stays frozen (no head to add)
+                model.next_token = True
+            else:
+                model.add_head(self.dataset.num_labels, trainable=head_trains)
+        if not model.trainable_parameters():
+            raise ConfigError("nothing to train: the method adds no parameters and the head is frozen")
+        return model
+
+    def reset(self) -> None:
+        """Fresh method parts and head from the same seed, on the same device; the base is rebuilt bit-identical."""
+        self.model = self._build().to(self.device)
+
+    def to(self, device: str) -> None:
+        """Move the model and the encoded data; an unknown or absent device is a ConfigError."""
+        if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+            raise ConfigError(f"device {device!r} is not available here (use cpu"
+                              f"{', cuda' if torch.cuda.is_available() else ''})")
+        self.device = torch.device(device)
+        if self.base.on_meta_device:  # nothing to move: shapes only
+            return
+        self.model.to(self.device)
+        for name in ("train_ids", "train_mask", "train_labels", "val_ids", "val_mask", "val_labels"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(self.device))
+
+    def census(self) -> Census:
+        return take_census(self.model)
+
+    def method_parameter_count(self) -> int:
+        return self.method.parameter_count(self.config, self.base)
+
+    def head_parameter_count(self) -> int:
+        return 0 if self.config.freeze_head else self.base.hidden_size * self.dataset.num_labels + \
+            self.dataset.num_labels
+
+    def seq_len(self) -> int:
+        """The longest training sequence, in tokens: the L of 'sequence length L -> L+n'."""
+        return int(self.train_mask.sum(dim=1).max()) if len(self.train_mask) else 0
+
+    def shape_notes(self) -> list[str]:
+        return self.method.shape_notes(self.config, self.base, self.seq_len())
+
+    def shape_change(self) -> ShapeChange:
+        return self.method.shape_change(self.config)
+
+    def selected_sites(self) -> list:
+        return self.method.selected_sites(self.config, self.base)
+
+    def frozen_fingerprint(self) -> str:
+        """Hash of the model's frozen tensors now (what a run must leave bit-identical)."""
+        return self.model.frozen_fingerprint()
+
+    def require_weights(self, verb: str) -> None:
+        """A meta-device base has shapes and no weights: it cannot be run."""
+        if self.base.on_meta_device:
+            raise ConfigError(f"base {self.base.name!r} is an architecture on the meta device (shapes, no weights): "
+                              f"it can be inspected but not {verb}; use tiny-decoder or a checkpoint to train")
+
+    @torch.no_grad()
+    def predict(self, texts: list[str]) -> torch.Tensor:
+        """Class probabilities [len(texts), num_labels]; next-token: the next word's [len(texts), vocab]."""
+        self.require_weights("asked to predict")
+        ids, mask = (t.to(self.device) for t in self.tokenizer.batch(texts))
+        was_training = self.model.training
+        self.model.eval()
+        logits = self.model(ids, mask)
+        probs = last_position_probs(logits, mask) if self.next_token else torch.softmax(logits, dim=-1)
+        self.model.train(was_training)
+        return probs
+
+    def output_names(self) -> list[str]:
+        """What each predicted probability is for: the label names, or (next-token) the vocabulary's words."""
+        return vocabulary_words(self.tokenizer) if self.next_token else list(self.dataset.label_names)
+
+    def predict_labels(self, texts: list[str]) -> list[str]:
+        names = self.output_names()
+        return [names[i] for i in self.predict(texts).argmax(dim=-1).tolist()]

@@ -1,0 +1,114 @@
+"""The next-token task (causal language modelling) on a decoder base: predict word t+1 from words <= t.
+
+The output layer is the base's own LM head (on `tiny-decoder` tied to the token embeddings: one tensor),
+frozen like the rest of the base; a method trains only its parts. No classification head is added, so
+`head-only` is refused (it would train nothing) and `freeze_head` changes nothing.
+
+Which positions are predicted is the same for every method, so their curves compare:
+- the targets are the real tokens 1..L-1 of each text, each predicted from the position before it; padding
+  is never a target and never an input that a target depends on (padding is on the right, attention causal);
+- prompt tuning: the n soft-prompt positions come first and are neither predicted nor predicting (their
+  outputs are dropped; PEFT additionally predicts the first word from the last virtual token);
+- prefix tuning: the n prefix keys are visible to every position (the causal mask covers the real tokens
+  only), see bases/decoder.py `causal_attention`.
+Loss: cross-entropy averaged over every predicted position of the batch; accuracy: the share of them
+whose most likely word is the right one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.dataset import CLASSIFY, NEXT_TOKEN
+from ..errors import ConfigError
+
+__all__ = ["CLASSIFY", "NEXT_TOKEN", "check_next_token", "has_lm_head", "next_token_logits", "next_token_loss",
+           "predict_next", "task_loss"]
+
+HEAD_ONLY = "head-only"
+
+
+def has_lm_head(base: nn.Module) -> bool:
+    """A base that can predict the next token: per-token hidden states (`encode`) and an LM head."""
+    return isinstance(getattr(base, "lm_head", None), nn.Linear) and callable(getattr(base, "encode", None))
+
+
+def check_next_token(base: nn.Module, method: str) -> None:
+    """Refuse (ConfigError) a base without an LM head, and head-only (nothing of its own would train)."""
+    name = getattr(base, "name", "base")
+    if not has_lm_head(base):
+        raise ConfigError(f"the next-token task needs a decoder with an LM head (e.g. tiny-decoder); base {name!r} "
+                          "gives one vector per text for a classification head: choose a labelled dataset or "
+                          "a decoder base")
+    if method == HEAD_ONLY:
+        raise ConfigError("head-only trains a new classification head, but the next-token task predicts with the "
+                          "base's own LM head, which stays frozen with the base (on tiny-decoder it is the token "
+                          "embeddings, tied): nothing would train. Choose a method that adapts the base (LoRA, "
+                          "prefix tuning, ...) or full")
+
+
+def next_token_logits(base: nn.Module, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """LM-head logits [B, L, V] at each real input position (soft-prompt positions dropped)."""
+    hidden, _ = base.encode(token_ids, mask)
+    hidden = hidden[:, hidden.shape[1] - token_ids.shape[1]:]  # a soft prompt adds n positions in front
+    return base.lm_head(hidden)
+
+
+def _shifted(logits: torch.Tensor, token_ids: torch.Tensor,
+             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, targets) of the predicted positions: position t predicts token t+1 where both are real."""
+    valid = mask[:, 1:].bool() & mask[:, :-1].bool()
+    return logits[:, :-1][valid], token_ids[:, 1:][valid]
+
+
+def next_token_loss(logits: torch.Tensor, token_ids: torch.Tensor,
+                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy, next-token accuracy) over the real positions that have a real next token."""
+    predicted, targets = _shifted(logits, token_ids, mask)
+    if not len(targets):
+        raise ConfigError("no text in this batch has two words: there is no next token to predict")
+    return F.cross_entropy(predicted, targets), (predicted.argmax(-1) == targets).float().mean()
+
+
+def task_loss(task: str, logits: torch.Tensor, token_ids: torch.Tensor, mask: torch.Tensor,
+              labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, accuracy) of a batch for the dataset's task: the one place the trainer and the ledger ask."""
+    if task == NEXT_TOKEN:
+        return next_token_loss(logits, token_ids, mask)
+    return F.cross_entropy(logits, labels), (logits.argmax(-1) == labels).float().mean()
+
+
+def last_position_probs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The next-word distribution after each text's last real token [B, V]."""
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = (mask.long() * positions).argmax(dim=1)
+    return torch.softmax(logits[torch.arange(len(logits), device=logits.device), last], dim=-1)
+
+
+def vocabulary_words(tokenizer: Any) -> list[str]:
+    """Id -> word for a word tokenizer (the names of the next-token "classes")."""
+    words = ["?"] * tokenizer.vocab_size
+    for word, index in tokenizer.vocab.items():
+        words[index] = word
+    return words
+
+
+def predict_next(experiment: Any, texts: list[str], k: int = 3) -> list[list[tuple[str, float]]]:
+    """The k most likely next words (with probabilities) after each text, with the current model."""
+    probs = experiment.predict(texts)
+    words = vocabulary_words(experiment.tokenizer)
+    top = probs.topk(min(k, probs.shape[1]), dim=-1)
+    return [[(words[i], p) for i, p in zip(ids, values, strict=True)]
+            for ids, values in zip(top.indices.tolist(), top.values.tolist(), strict=True)]
+
+
+def print_next_words(experiment: Any, texts: list[str], k: int = 3) -> None:
+    """For each text, its first half and the words the model expects next (the CLI's closing lines)."""
+    prompts = [" ".join(text.split()[:max(1, len(text.split()) // 2)]) for text in texts]
+    width = max(len(p) for p in prompts) + 4
+    for prompt, top in zip(prompts, predict_next(experiment, prompts, k), strict=True):
+        print(f"{prompt + ' ...':{width}s} -> " + ", ".join(f"{word} ({p:.2f})" for word, p in top))

@@ -1,0 +1,425 @@
+"""Run the family: every method the base supports, same data, seed and step budget; records and the table."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import TextDataset
+from ..errors import OutputError, PeftStudioError
+from ..files.adapter_file import save_adapter
+from ..memory.ledger import estimate_ledger, measure_ledger
+from ..methods import METHODS
+from ..methods.lora import LoraLinear
+from ..model.experiment import Experiment, Setup
+from ..model.next_token import NEXT_TOKEN
+from .run_store import Curves, RunRecord, RunStore
+from .train import StepEvent, TrainControl, TrainSettings, evaluate, train
+
+LATENCY_BATCH = 32  # texts per timed forward pass
+TARGET_ACCURACY = 0.95
+
+
+# ---- one run -------------------------------------------------------------------------------------------
+def _latency_inputs(experiment: Experiment) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, mask = (experiment.val_ids, experiment.val_mask) if experiment.val_ids is not None else \
+        (experiment.train_ids, experiment.train_mask)
+    return ids[:LATENCY_BATCH], mask[:LATENCY_BATCH]
+
+
+class _Timed:
+    """Eval-mode forwards of one model on the latency batch, so that two models can be timed in turn."""
+
+    def __init__(self, experiment: Experiment) -> None:
+        self.model = experiment.model
+        self.ids, self.mask = _latency_inputs(experiment)
+        self.best = math.inf
+
+    @torch.no_grad()
+    def once(self) -> None:
+        if self.ids.is_cuda:
+            torch.cuda.synchronize(self.ids.device)
+        started = time.perf_counter()
+        self.model(self.ids, self.mask)
+        if self.ids.is_cuda:
+            torch.cuda.synchronize(self.ids.device)
+        self.best = min(self.best, time.perf_counter() - started)
+
+
+def interleaved_latency_ms(*experiments: Experiment, repeats: int = 30, budget_s: float = 2.0) -> list[float]:
+    """Milliseconds of one eval forward on the latency batch for each experiment, timed in turn (ABAB...) and
+    the best of the repeats kept: alternating cancels drift in machine load, the minimum is the least
+    disturbed by whatever else runs."""
+    timed = [_Timed(e) for e in experiments]
+    modes = [t.model.training for t in timed]
+    for t in timed:
+        t.model.eval()
+    try:
+        for t in timed:  # warm-up
+            t.once()
+            t.best = math.inf
+        started = time.perf_counter()
+        for _ in range(repeats):
+            for t in timed:
+                t.once()
+            if time.perf_counter() - started > budget_s:
+                break
+    finally:
+        for t, mode in zip(timed, modes, strict=True):
+            t.model.train(mode)
+    return [1000.0 * t.best for t in timed]
+
+
+def lora_layers(experiment: Experiment) -> list[LoraLinear]:
+    """LoRA layers that can be merged (QLoRA's 4-bit W0 cannot take the update without dequantizing)."""
+    layers = [m for m in experiment.model.modules() if isinstance(m, LoraLinear)]
+    return layers if layers and all(isinstance(m.base_layer, torch.nn.Linear) for m in layers) else []
+
+
+def measure_latency(experiment: Experiment, bare: Experiment) -> tuple[float, float, float | None]:
+    """(this model, the bare base + head, this model with LoRA merged or None), in ms per forward."""
+    model_ms, bare_ms = interleaved_latency_ms(experiment, bare)
+    layers = lora_layers(experiment)
+    if not layers:
+        return model_ms, bare_ms, None
+    for layer in layers:
+        layer.merge()  # W = W0 + (alpha/r) B A; unmerge restores W0 exactly
+    try:
+        merged_ms, bare_again = interleaved_latency_ms(experiment, bare)
+    finally:
+        for layer in layers:
+            layer.unmerge()
+    return model_ms, min(bare_ms, bare_again), merged_ms
+
+
+def bare_experiment(setup: Setup, dataset: TextDataset, device: str = "cpu") -> Experiment:
+    """The frozen base + head alone (head-only adds nothing to the base): the latency reference. The next-token
+    task has no head of its own and refuses head-only; full fine-tuning adds no module either, so its
+    forward pass is the bare base's."""
+    bare_method = "full" if dataset.task == NEXT_TOKEN else "head-only"
+    bare = Experiment(replace(setup, method=bare_method, options={}), dataset)
+    bare.to(device)
+    return bare
+
+
+def adapter_file_bytes(experiment: Experiment) -> int:
+    """Save the adapter as the studio saves it and measure the file."""
+    with tempfile.TemporaryDirectory() as folder:
+        return save_adapter(experiment, Path(folder) / "adapter.safetensors").stat().st_size
+
+
+def new_run_id(method: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{method}-{secrets.token_hex(3)}"
+
+
+def steps_to_target(curves: Curves, target: float = TARGET_ACCURACY) -> int | None:
+    """Optimizer updates done before the batch accuracy first reached the target (accuracy is taken before
+    the step's update, so the first step's value shows the untrained model)."""
+    first = curves.step[0] if curves.step else 0
+    for step, accuracy in zip(curves.step, curves.accuracy, strict=True):
+        if accuracy >= target:
+            return step - first
+    return None
+
+
+def make_record(experiment: Experiment, settings: TrainSettings, curves: Curves, steps_per_second: float,
+                bare: Experiment | None = None) -> RunRecord:
+    """Measure a trained experiment and put everything a comparison needs into one record.
+
+    `bare` is the latency reference (bare_experiment); built here when not given.
+    """
+    bare = bare or bare_experiment(experiment.setup, experiment.dataset, str(experiment.device))
+    latency, base_latency, merged = measure_latency(experiment, bare)
+    census = experiment.census()
+    train_loss, train_acc = evaluate(experiment, experiment.train_ids, experiment.train_mask,
+                                     experiment.train_labels)
+    val_loss = val_acc = None
+    if experiment.val_ids is not None:
+        val_loss, val_acc = evaluate(experiment, experiment.val_ids, experiment.val_mask, experiment.val_labels)
+    optimizer = settings.optimizer
+    head = census.by_owner("head")
+    setup = experiment.setup
+    return RunRecord(
+        run_id=new_run_id(setup.method), created=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        base=setup.base, method=setup.method, options=experiment.config.to_dict(),
+        dataset=experiment.dataset.name, seed=setup.seed, settings=asdict(settings),
+        where=experiment.method.card.where, steps_done=len(curves),
+        final_train_loss=train_loss, final_train_accuracy=train_acc,
+        final_val_loss=val_loss, final_val_accuracy=val_acc,
+        steps_to_95=steps_to_target(curves), steps_per_second=steps_per_second,
+        trainable_params=census.trainable, base_params=census.by_owner("base"), head_params=head,
+        adapter_bytes=adapter_file_bytes(experiment),
+        memory=measure_ledger(experiment, settings.batch_size, optimizer, settings.lr),
+        memory_estimate=estimate_ledger(experiment, settings.batch_size, optimizer=optimizer),
+        latency_ms=latency, base_latency_ms=base_latency, merged_latency_ms=merged,
+        latency_batch=len(_latency_inputs(experiment)[0]), curves=curves,
+    )
+
+
+# ---- the family ----------------------------------------------------------------------------------------
+@dataclass
+class FamilyEvent:
+    """What the family run reports: kind is 'start', 'step', 'skip', 'done' or 'stopped'."""
+
+    kind: str
+    method: str
+    index: int  # position of the method in the family, from 0
+    total: int
+    step: StepEvent | None = None
+    record: RunRecord | None = None
+    reason: str = ""  # why a method was skipped
+
+
+def run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: int = 0,
+               methods: Sequence[str] | None = None, options: dict[str, dict[str, Any]] | None = None,
+               control: TrainControl | None = None, store: RunStore | None = None,
+               device: str = "cpu", base_options: dict[str, Any] | None = None) -> Iterator[FamilyEvent]:
+    """Train each method in turn (default: every registered method) and yield progress as it goes.
+
+    A method is in the family when its Experiment builds on this base; the others are reported as 'skip'
+    with the reason. `control` pauses or stops between optimizer steps; a stopped run is not recorded.
+    Records are saved to `store` as each run finishes.
+    """
+    names = list(methods) if methods else list(METHODS)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise PeftStudioError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
+    settings.check()
+    options = options or {}
+    bare: Experiment | None = None
+    for index, name in enumerate(names):
+        setup = Setup(base, name, dict(options.get(name, {})), seed, dict(base_options or {}))
+        try:
+            experiment = Experiment(setup, dataset)
+            experiment.to(device)
+        except PeftStudioError as exc:
+            yield FamilyEvent("skip", name, index, len(names), reason=str(exc))
+            continue
+        except ImportError as exc:  # e.g. QLoRA where bitsandbytes is not installed
+            yield FamilyEvent("skip", name, index, len(names), reason=f"needs a missing package ({exc})")
+            continue
+        if bare is None:
+            bare = bare_experiment(setup, dataset, device)
+        yield FamilyEvent("start", name, index, len(names))
+        curves, last, durations = Curves(), None, []
+        steps = train(experiment, replace(settings, track_grads=False), control)
+        while True:
+            started = time.perf_counter()
+            event = next(steps, None)
+            if event is None:
+                break
+            if event.val_loss is None:  # a step that also evaluated would count the evaluation as training
+                durations.append(time.perf_counter() - started)
+            curves.append(event.step, event.loss, event.accuracy, event.val_loss, event.val_accuracy)
+            last = event
+            yield FamilyEvent("step", name, index, len(names), step=event)
+        if last is None or not last.last:
+            yield FamilyEvent("stopped", name, index, len(names))
+            return
+        rate = 1.0 / statistics.median(durations) if durations else last.steps_per_second
+        record = make_record(experiment, settings, curves, rate, bare)
+        if store is not None:
+            store.save(record)
+        yield FamilyEvent("done", name, index, len(names), record=record)
+
+
+def family_records(events: Iterator[FamilyEvent], on_event: Callable[[FamilyEvent], None] | None = None
+                   ) -> list[RunRecord]:
+    """Drain a family run and keep the records (headless use)."""
+    records = []
+    for event in events:
+        if on_event is not None:
+            on_event(event)
+        if event.record is not None:
+            records.append(event.record)
+    return records
+
+
+# ---- the table -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    value: Callable[[RunRecord], Any]
+    better: str | None  # "low", "high" or None (not ranked)
+    text: Callable[[Any], str]
+
+
+def _int(v: Any) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v:.3g}%"
+
+
+def _acc(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{v:+.3f}"
+
+
+def _rate(v: Any) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def human_bytes(count: int | None) -> str:
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000 or unit == "GB":
+            return f"{int(value):,} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} B"
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("method", "method", lambda r: r.method, None, str),
+    Column("where", "where the trainable part sits", lambda r: r.where, None, str),
+    Column("trainable_params", "trainable", lambda r: r.trainable_params, "low", _int),
+    Column("trainable_percent", "% of base", lambda r: r.trainable_percent, "low", _pct),
+    Column("adapter_bytes", "adapter file", lambda r: r.adapter_bytes, "low", human_bytes),
+    Column("training_memory", "training memory", lambda r: r.training_memory, "low", human_bytes),
+    Column("activations", "activations", lambda r: r.memory.activations if r.memory else None, "low",
+           human_bytes),
+    Column("train_accuracy", "train acc", lambda r: r.final_train_accuracy, "high", _acc),
+    Column("val_accuracy", "val acc", lambda r: r.final_val_accuracy, "high", _acc),
+    Column("steps_to_95", "steps to 95%", lambda r: r.steps_to_95, "low", _int),
+    Column("steps_per_second", "steps/s", lambda r: r.steps_per_second, "high", _rate),
+    Column("added_latency_ms", "+latency ms", lambda r: r.added_latency_ms, "low", _ms),
+    Column("added_latency_merged_ms", "+latency merged ms", lambda r: r.added_latency_merged_ms, "low", _ms),
+)
+DETERMINISTIC = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "training_memory",
+                 "activations", "train_accuracy", "val_accuracy", "steps_to_95")  # same seed -> same value
+
+
+def best_rows(records: Sequence[RunRecord], column: Column) -> set[int]:
+    """Indices of the rows holding the best value of a ranked column (ties all count)."""
+    if column.better is None:
+        return set()
+    values = [(i, column.value(r)) for i, r in enumerate(records)]
+    values = [(i, v) for i, v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return set()
+    pick = min if column.better == "low" else max
+    best = pick(v for _, v in values)
+    return {i for i, v in values if v == best}
+
+
+def table_cells(records: Sequence[RunRecord]) -> list[list[str]]:
+    """Each record's row as display text, in COLUMNS order."""
+    return [[c.text(c.value(r)) for c in COLUMNS] for r in records]
+
+
+@dataclass(frozen=True)
+class TwentyTasks:
+    """The seed's exercise 2: many tasks on one base, as adapters or as full fine-tuned copies."""
+
+    tasks: int
+    method: str
+    adapter_bytes: int  # one adapter
+    base_bytes: int  # the shared frozen base, stored once
+    full_copy_bytes: int  # one fully fine-tuned model
+
+    @property
+    def with_adapters(self) -> int:
+        return self.tasks * self.adapter_bytes + self.base_bytes
+
+    @property
+    def with_full_copies(self) -> int:
+        return self.tasks * self.full_copy_bytes
+
+    def text(self) -> str:
+        ratio = self.with_full_copies / self.with_adapters if self.with_adapters else math.inf
+        return (f"{self.tasks} tasks with {self.method}: {self.tasks} adapters x {human_bytes(self.adapter_bytes)} "
+                f"+ one shared base {human_bytes(self.base_bytes)} = {human_bytes(self.with_adapters)}; "
+                f"{self.tasks} fully fine-tuned copies x {human_bytes(self.full_copy_bytes)} = "
+                f"{human_bytes(self.with_full_copies)} ({ratio:.1f}x more)")
+
+
+def twenty_tasks(record: RunRecord, tasks: int = 20) -> TwentyTasks:
+    return TwentyTasks(tasks, record.method, record.adapter_bytes, 4 * record.base_params, record.full_copy_bytes)
+
+
+def format_table(records: Sequence[RunRecord], current: str | None = None, tasks: int = 20) -> str:
+    """A plain-text table, best value per column marked with *, and the many-tasks footer."""
+    if not records:
+        return "no runs"
+    cells = table_cells(records)
+    for j, column in enumerate(COLUMNS):
+        for i in best_rows(records, column):
+            cells[i][j] += " *"
+    headers = [c.header for c in COLUMNS]
+    widths = [max(len(h), *(len(row[j]) for row in cells)) for j, h in enumerate(headers)]
+    left = {"method", "where"}
+    lines = ["  ".join(h.ljust(w) if c.key in left else h.rjust(w) for h, w, c in zip(headers, widths, COLUMNS,
+                                                                                   strict=True))]
+    for row in cells:
+        lines.append("  ".join(v.ljust(w) if c.key in left else v.rjust(w) for v, w, c in zip(row, widths, COLUMNS,
+                                                                                            strict=True)))
+    lines.append("* best in its column. Latency: added ms over the bare base for one forward of "
+                 f"{records[0].latency_batch} texts; merged: LoRA folded into W0.")
+    chosen = next((r for r in records if r.method == current), records[0])
+    lines.append(twenty_tasks(chosen, tasks).text())
+    return "\n".join(lines)
+
+
+def write_csv(records: Sequence[RunRecord], path: str | Path) -> Path:
+    """The table with raw numbers (bytes, ms, fractions), one row per run, plus run id, base and dataset."""
+    from ..files.safe_io import write_csv_atomically
+
+    keys = ["run_id", "base", "dataset", "seed", "steps_done"]
+    rows = ([*(getattr(r, k) for k in keys), *("" if v is None else v for v in (c.value(r) for c in COLUMNS))]
+            for r in records)
+    return write_csv_atomically(path, [*keys, *(c.key for c in COLUMNS)], rows, OutputError)
+
+
+def parse_methods(text: str | None) -> list[str] | None:
+    """'lora, ia3' -> ['lora', 'ia3'] (checked against the registry); None: the whole family."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise PeftStudioError("--methods is empty: give a comma list such as lora,ia3")
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise PeftStudioError(f"unknown method {unknown[0]!r} in --methods (choose from {', '.join(METHODS)})")
+    return names
+
+
+def compare_headless(base: str, dataset: TextDataset, settings: TrainSettings, seed: int = 0,
+                     methods: Sequence[str] | None = None, store: RunStore | None = None,
+                     csv_path: str | Path | None = None, device: str = "cpu",
+                     progress: Callable[[str], None] | None = None) -> tuple[list[RunRecord], str]:
+    """What `peft-studio compare` does: run the family, save the runs, write the CSV; returns the table text."""
+    def report(event: FamilyEvent) -> None:
+        if progress is None:
+            return
+        if event.kind == "skip":
+            progress(f"{event.method}: skipped ({event.reason})")
+        elif event.kind == "done" and event.record is not None:
+            progress(f"{event.method}: {event.record.steps_done} steps, "
+                     f"train acc {event.record.final_train_accuracy:.2f}")
+
+    records = family_records(run_family(base, dataset, settings, seed, methods, store=store, device=device),
+                             on_event=report)
+    if not records:
+        raise PeftStudioError(f"no method of the family builds on base {base!r}")
+    if csv_path is not None:
+        write_csv(records, csv_path)
+    current = "lora" if any(r.method == "lora" for r in records) else records[0].method
+    return records, format_table(records, current=current)

@@ -1,0 +1,218 @@
+"""The trainer: a plain generator of step events, controllable from another thread between steps."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ConfigError, TrainingDiverged
+from ..memory.budget import check_training_memory
+from ..model.experiment import Experiment
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+# A loss this many times above its first value (or above chance, ln(labels), if that is larger) is
+# divergence even while finite: cross-entropy that high means confidently wrong logits in the hundreds.
+DIVERGENCE_FACTOR = 1000
+
+
+@dataclass
+class TrainSettings:
+    steps: int = 200
+    lr: float = 1e-2
+    batch_size: int = 0  # 0: the full training set every step, as in the seed
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    seed: int = 0  # order of mini-batches
+    eval_every: int = 10  # validation metrics every k steps (and at the last step)
+    track_grads: bool = True  # per-tensor gradient norms in each event
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps must be at least 1 (got {self.steps})")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number (got {self.lr})")
+        if self.batch_size < 0:
+            raise ConfigError(f"batch size must be 0 (full batch) or more (got {self.batch_size})")
+        if not (0 <= self.weight_decay <= 100 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight decay must be a number in [0, 100] (got {self.weight_decay})")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.eval_every < 1:
+            raise ConfigError(f"eval every must be at least 1 (got {self.eval_every})")
+
+
+@dataclass
+class StepEvent:
+    """What one optimizer step reports; plain Python values only, safe to send across threads."""
+
+    step: int
+    loss: float  # on the batch, before the update (as the seed prints it)
+    accuracy: float
+    steps_per_second: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    grad_norms: dict[str, float] = field(default_factory=dict)  # trainable tensor name -> L2 norm
+    last: bool = False
+
+
+class TrainControl:
+    """Pause, resume, step-once and stop from any thread; the trainer checks between steps."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._paused = False
+        self._stopped = False
+        self._single_steps = 0
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def step_once(self) -> None:
+        """Allow exactly one more step, then stay paused."""
+        with self._cond:
+            self._paused = True
+            self._single_steps += 1
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def wait_turn(self) -> bool:
+        """Block while paused; True when the next step may run, False once stopped."""
+        with self._cond:
+            while self._paused and not self._single_steps and not self._stopped:
+                self._cond.wait()
+            if self._stopped:
+                return False
+            if self._paused:
+                self._single_steps -= 1
+            return True
+
+
+def _batches(count: int, batch_size: int, seed: int) -> Iterator[torch.Tensor | None]:
+    """None (the full batch, no copy) forever, or shuffled mini-batches epoch after epoch."""
+    if batch_size == 0 or batch_size >= count:
+        while True:
+            yield None
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(count, generator=generator)
+        for start in range(0, count, batch_size):
+            yield order[start:start + batch_size]
+
+
+def grad_norms(named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
+    """The L2 norm of each trainable tensor's gradient (0 when it has none): the one sampler, used per step
+    here and throttled by the window's worker."""
+    return {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named}
+
+
+@torch.no_grad()
+def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
+             labels: torch.Tensor) -> tuple[float, float]:
+    model = experiment.model
+    was_training = model.training
+    model.eval()
+    logits = model(ids, mask)
+    model.train(was_training)
+    loss, accuracy = experiment.loss(logits, ids, mask, labels)
+    return float(loss), float(accuracy)
+
+
+def train(experiment: Experiment, settings: TrainSettings, control: TrainControl | None = None,
+          start_step: int = 0) -> Iterator[StepEvent]:
+    """Train whatever is trainable; yields one StepEvent per optimizer step.
+
+    Raises TrainingDiverged (after restoring the last finite weights) on a NaN/inf loss, and checks
+    at the end that every frozen tensor is bit-identical to how it started.
+    """
+    settings.check()
+    experiment.require_weights("trained")
+    check_training_memory(experiment, settings.batch_size)  # refuse a batch that cannot fit, before the first step
+    model = experiment.model
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    kwargs = {"lr": settings.lr}
+    if settings.weight_decay or settings.optimizer == "adamw":
+        kwargs["weight_decay"] = settings.weight_decay
+    optimizer = OPTIMIZERS[settings.optimizer]([p for _, p in named], **kwargs)
+    frozen_before = model.frozen_fingerprint()
+    batches = _batches(len(experiment.train_ids), settings.batch_size, settings.seed)
+    recent: deque[float] = deque(maxlen=20)
+    snapshot: list[torch.Tensor] | None = None
+    first_loss: float | None = None
+    model.train()
+    last = start_step + settings.steps - 1
+    for step in range(start_step, last + 1):
+        if control is not None and not control.wait_turn():
+            break
+        started = time.perf_counter()
+        index = next(batches)
+        ids, mask, labels = experiment.train_ids, experiment.train_mask, experiment.train_labels
+        if index is not None:
+            ids, mask, labels = ids[index], mask[index], labels[index]
+        logits = model(ids, mask)
+        loss, accuracy = experiment.loss(logits, ids, mask, labels)
+        if not torch.isfinite(loss):
+            _restore(named, snapshot)
+            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}; the last finite weights are "
+                                   f"restored. Try a lower learning rate (now {settings.lr:g}).")
+        if first_loss is None:
+            first_loss = loss.item()
+        elif loss.item() > DIVERGENCE_FACTOR * max(first_loss, math.log(max(2, experiment.dataset.num_labels))):
+            # finite but orders of magnitude above where it started: no optimiser recovers from that
+            _restore(named, snapshot)
+            raise TrainingDiverged(f"the loss grew from {first_loss:.3g} to {loss.item():.3g} by step {step} (more "
+                                   f"than {DIVERGENCE_FACTOR}x): training diverged; the previous step's weights are "
+                                   f"restored. Try a lower learning rate (now {settings.lr:g}).")
+        if snapshot is None:
+            snapshot = [p.detach().clone() for _, p in named]
+        else:  # reuse the buffers: these weights gave a finite loss
+            with torch.no_grad():
+                for saved, (_, parameter) in zip(snapshot, named, strict=True):
+                    saved.copy_(parameter)
+        optimizer.zero_grad()
+        loss.backward()
+        norms = grad_norms(named) if settings.track_grads else {}
+        optimizer.step()
+        if step == last and not all(bool(torch.isfinite(p).all()) for _, p in named):
+            _restore(named, snapshot)
+            raise TrainingDiverged(f"a weight became NaN or infinite at step {step}; the last finite weights "
+                                   f"are restored. Try a lower learning rate (now {settings.lr:g}).")
+        recent.append(time.perf_counter() - started)
+        event = StepEvent(step, loss.item(), float(accuracy),
+                          len(recent) / sum(recent), grad_norms=norms, last=step == last)
+        if experiment.val_ids is not None and ((step - start_step) % settings.eval_every == 0 or step == last):
+            event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,
+                                                          experiment.val_labels)
+        yield event
+    if model.frozen_fingerprint() != frozen_before:
+        raise RuntimeError("a frozen tensor changed during training: this is a bug in PEFT Studio")
+
+
+@torch.no_grad()
+def _restore(named: list[tuple[str, torch.nn.Parameter]], snapshot: list[torch.Tensor] | None) -> None:
+    if snapshot is not None:
+        for (_, parameter), saved in zip(named, snapshot, strict=True):
+            parameter.copy_(saved)

@@ -1,0 +1,1 @@
+"""Lessons, exercises and shipped examples: what the seed text teaches, as data."""

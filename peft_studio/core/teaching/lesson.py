@@ -1,0 +1,217 @@
+"""Lessons: a setup plus the view a teacher prepared, so opening one restores the exact starting point.
+
+A lesson file is JSON:
+
+    {"format": "peft-studio-lesson", "version": 1, "title": "...",
+     "setup": {... a setup file's object (setup_file.py) ...},
+     "view": {"zoom": 1.0, "scroll": [x, y] or null, "collapsed_layers": true/false/null,
+              "presentation_scale": 1.0, "hidden_panels": [...], "hidden_controls": [...],
+              "selected_tab": "method"},
+     "notes": ["shown in a side strip", ...]}
+
+The seed is the setup's (model seed and mini-batch seed), so Reset then Play gives the same curve.
+Every field is checked; a bad file is one ConfigError (or DatasetError) naming the file and the field.
+Panel, control and tab names are the vocabulary below; the window maps each to its widget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import TextDataset
+from ..errors import ConfigError, OutputError
+from ..files import safe_io
+from ..files.jsonfile import read_json_object
+from ..files.resources import resource_files, resource_path
+from ..files.setup_file import parse_setup, setup_document
+from ..model.experiment import Experiment, Setup
+from ..runs.train import TrainSettings
+
+FORMAT = "peft-studio-lesson"
+VERSION = 1
+PANELS = ("diagram", "plots", "gradients", "method", "card", "training", "try-it", "tensors", "notes", "adapters",
+          "exercises")
+CONTROLS = ("play", "step", "stop", "reset", "base", "dataset", "method", "insertion-points", "method-options",
+            "training-options", "open-data", "open-setup", "save-adapter", "undo", "examples")
+TABS = ("method", "training", "try-it")
+ZOOM_RANGE = (0.05, 20.0)
+SCALE_RANGE = (0.5, 4.0)
+MAX_NOTES = 50
+
+
+@dataclass(frozen=True)
+class LessonView:
+    """What the window shows when the lesson opens."""
+
+    zoom: float = 1.0  # diagram scale, 1 = fitted size
+    scroll: tuple[float, float] | None = None  # scene point at the view's centre; None: fit the diagram
+    collapsed_layers: bool | None = None  # None: the diagram decides (deep stacks collapse)
+    presentation_scale: float = 1.0  # 1: normal sizes; above 1: presentation (large fonts, thick lines)
+    hidden_panels: tuple[str, ...] = ()
+    hidden_controls: tuple[str, ...] = ()
+    selected_tab: str = "method"
+
+
+@dataclass(frozen=True)
+class Lesson:
+    title: str
+    setup: Setup
+    dataset: TextDataset
+    settings: TrainSettings
+    view: LessonView = field(default_factory=LessonView)
+    notes: tuple[str, ...] = ()
+    path: Path | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.setup.seed
+
+    def experiment(self) -> Experiment:
+        """A fresh experiment at the lesson's starting point (same seed: the same curve every time)."""
+        return Experiment(Setup(self.setup.base, self.setup.method, dict(self.setup.options), self.setup.seed,
+                                dict(self.setup.base_options)), self.dataset)
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+def load_lesson(path: str | os.PathLike) -> Lesson:
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path.name}: is a folder, not a lesson file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such lesson file")
+    doc = read_json_object(path, path.name, ConfigError)
+    return parse_lesson(doc, path.parent, path.name, path)
+
+
+def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | None = None) -> Lesson:
+    if doc.get("format") != FORMAT:
+        raise ConfigError(f"{where}: not a PEFT Studio lesson (its \"format\" should be \"{FORMAT}\")")
+    if doc.get("version") != VERSION:
+        raise ConfigError(f"{where}: lesson version {doc.get('version')!r} is not supported (this PEFT Studio "
+                          f"reads version {VERSION})")
+    _no_unknown(doc, {"format", "version", "title", "setup", "view", "notes"}, where, "")
+    title = _get(doc, "title", str, where, "")
+    if not title.strip():
+        raise ConfigError(f"{where}: \"title\" is empty")
+    setup_doc = _get(doc, "setup", dict, where, "")
+    setup, dataset, settings = parse_setup(setup_doc, folder, f"{where}: setup")
+    view = _view(_get(doc, "view", dict, where, "", {}), where)
+    notes = _notes(doc.get("notes", []), where)
+    return Lesson(title.strip(), setup, dataset, settings, view, notes, path)
+
+
+def _view(values: dict[str, Any], where: str) -> LessonView:
+    _no_unknown(values, {f for f in LessonView.__dataclass_fields__}, where, "view.")
+    zoom = _number(values, "zoom", where, 1.0, ZOOM_RANGE)
+    scale = _number(values, "presentation_scale", where, 1.0, SCALE_RANGE)
+    scroll = values.get("scroll")
+    if scroll is not None:
+        if (not isinstance(scroll, list) or len(scroll) != 2 or
+                not all(_is_number(v) and math.isfinite(v) for v in scroll)):
+            raise ConfigError(f"{where}: \"view.scroll\" should be [x, y] (two finite numbers) or null, not "
+                              f"{json.dumps(scroll)[:40]}")
+        scroll = (float(scroll[0]), float(scroll[1]))
+    collapsed = values.get("collapsed_layers")
+    if collapsed is not None and not isinstance(collapsed, bool):
+        raise ConfigError(f"{where}: \"view.collapsed_layers\" should be true, false or null, not "
+                          f"{json.dumps(collapsed)[:40]}")
+    tab = _get(values, "selected_tab", str, where, "view.", "method")
+    if tab not in TABS:
+        raise ConfigError(f"{where}: \"view.selected_tab\" {tab!r} is not a tab; known: {', '.join(TABS)}")
+    panels = _names(values, "hidden_panels", PANELS, where)
+    controls = _names(values, "hidden_controls", CONTROLS, where)
+    return LessonView(zoom, scroll, collapsed, scale, panels, controls, tab)
+
+
+def _names(values: dict[str, Any], name: str, known: tuple[str, ...], where: str) -> tuple[str, ...]:
+    items = _get(values, name, list, where, "view.", [])
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}: \"view.{name}\" should list names (text), not {json.dumps(item)[:40]}")
+        if item not in known:
+            raise ConfigError(f"{where}: \"view.{name}\" names {item!r}, which is not one; known: {', '.join(known)}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{where}: \"view.{name}\" repeats a name")
+    return tuple(items)
+
+
+def _notes(notes: Any, where: str) -> tuple[str, ...]:
+    if isinstance(notes, str):
+        notes = [notes]
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise ConfigError(f"{where}: \"notes\" should be a list of text")
+    if len(notes) > MAX_NOTES:
+        raise ConfigError(f"{where}: \"notes\" has {len(notes)} entries (at most {MAX_NOTES})")
+    return tuple(n.strip() for n in notes if n.strip())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(values: dict[str, Any], name: str, where: str, default: float, bounds: tuple[float, float]) -> float:
+    value = values.get(name, default)
+    if not _is_number(value) or not math.isfinite(value):
+        raise ConfigError(f"{where}: \"view.{name}\" should be a number, not {json.dumps(value)[:40]}")
+    if not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{where}: \"view.{name}\" is {value}; it must be within [{bounds[0]:g}, {bounds[1]:g}]")
+    return float(value)
+
+
+def _get(doc: dict[str, Any], name: str, kind: type, where: str, prefix: str, default: Any = ...) -> Any:
+    if name not in doc:
+        if default is ...:
+            raise ConfigError(f"{where}: missing \"{prefix}{name}\"")
+        return default
+    value = doc[name]
+    if not isinstance(value, kind):
+        kinds = {str: "text", dict: "an object", list: "a list"}
+        raise ConfigError(f"{where}: \"{prefix}{name}\" should be {kinds.get(kind, kind.__name__)}, not "
+                          f"{type(value).__name__} ({json.dumps(value)[:40]})")
+    return value
+
+
+def _no_unknown(doc: dict[str, Any], known: set[str], where: str, prefix: str) -> None:
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field \"{prefix}{unknown[0]}\"; known: {', '.join(sorted(known))}")
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+def lesson_document(lesson: Lesson, folder: Path) -> dict[str, Any]:
+    view = lesson.view
+    return {
+        "format": FORMAT, "version": VERSION, "title": lesson.title,
+        "setup": setup_document(lesson.setup, lesson.dataset, lesson.settings, folder),
+        "view": {"zoom": view.zoom, "scroll": list(view.scroll) if view.scroll is not None else None,
+                 "collapsed_layers": view.collapsed_layers, "presentation_scale": view.presentation_scale,
+                 "hidden_panels": list(view.hidden_panels), "hidden_controls": list(view.hidden_controls),
+                 "selected_tab": view.selected_tab},
+        "notes": list(lesson.notes),
+    }
+
+
+def save_lesson(path: str | os.PathLike, lesson: Lesson) -> Path:
+    """Write the lesson (atomically); it is checked by reading it back the way `load_lesson` does."""
+    path = Path(path)
+    document = lesson_document(lesson, path.parent)
+    parse_lesson(json.loads(json.dumps(document)), path.parent, path.name)  # refuse what could not be opened
+    text = json.dumps(document, indent=2) + "\n"
+    return safe_io.write_text_atomically(path, text, OutputError)
+
+
+# ---- shipped lessons -------------------------------------------------------------------------------
+def lesson_names() -> list[str]:
+    return [p.stem for p in resource_files("lessons", "*.json")]
+
+
+def load_shipped_lesson(name: str) -> Lesson:
+    path = resource_path("lessons", f"{name}.json")
+    if not path.is_file():
+        raise ConfigError(f"no shipped lesson {name!r} (have: {', '.join(lesson_names()) or 'none'})")
+    return load_lesson(path)

@@ -1,0 +1,109 @@
+"""Texts the window shows: site tooltips with live numbers, and the DiagramInfo for the scene."""
+
+from __future__ import annotations
+
+from html import escape
+
+from ...core.bases.sites import Site
+from ...core.methods import get_method
+from ..window.controller import Controller
+from . import DiagramInfo
+
+KIND_WORDS = {
+    "prompt": "soft-prompt slot before the embeddings (prompt tuning)",
+    "kv-prefix": "key/value prefix slot in this attention (prefix tuning)",
+    "adapter": "adapter slot between sublayers, on the residual path",
+    "activation": "activation-scaling knob (IA3)",
+    "linear": "LoRA slot beside this frozen Linear (IA3: scale its output)",
+    "linear-input": "IA3 knob on the input of this frozen Linear (PEFT's feed-forward IA3)",
+    "norm": "the gamma and beta of this LayerNorm (LayerNorm tuning)",
+}
+
+
+def _signed(delta: int) -> str:
+    return f"+{delta:,}" if delta >= 0 else f"−{-delta:,}"
+
+
+def site_tooltip(controller: Controller, site: Site, state: str) -> str:
+    """What this insertion point is, and exactly what a click on it would do to the trainable count."""
+    method_name = controller.method_for_site(site)
+    method = get_method(method_name)
+    lines = [f"<b>{escape(site.label)}</b>", escape(KIND_WORDS.get(site.kind, site.kind)),
+             f"shapes: in {site.in_features} → out {site.out_features}"]
+    if state == "unavailable":
+        lines.append(f"<span style='color:#b3261e'>Not available: {escape(site.unavailable.get(method_name, ''))}"
+                     "</span>")
+        return "<br>".join(lines)
+    exp = controller.experiment
+    if state == "selected":
+        rows = [r for r in controller.census.rows if r.site == site.id and r.owner == "method"]
+        params = sum(r.numel for r in rows)
+        shapes = ", ".join(f"{r.name.rsplit('.', 1)[-1]} {'×'.join(map(str, r.shape))}" for r in rows)
+        lines.append(f"<b style='color:#f07f16'>{method.title} here: {params:,} trainable parameters</b>"
+                     + (f" ({escape(shapes)})" if shapes else ""))
+        notes = [n for n in exp.shape_notes() if n.startswith(site.id + ":")]
+        lines.extend(escape(n) for n in notes[:2])
+    effect = controller.click_effect(site)
+    if effect is not None:
+        total = controller.census.trainable + effect.delta
+        if not effect.adds:
+            then = "" if effect.method == method_name else f" (nothing left: {effect.method})"
+            lines.append(f"Click to remove it{then}: {_signed(effect.delta)} parameters → {total:,} trainable.")
+        elif effect.method != controller.setup.method:
+            lines.append(f"Click to switch to {get_method(effect.method).title} here: {_signed(effect.delta)} "
+                         f"parameters → {total:,} trainable.")
+        else:
+            lines.append(f"Click to add {method.title} here: {_signed(effect.delta)} parameters → {total:,} "
+                         "trainable.")
+    config = exp.config if method_name == controller.setup.method else method.default_config()
+    lines.append(f"formula: <code>{escape(method.live_formula(config))}</code>")
+    lines.append(f"code: <code>{escape(method.code(config))}</code>")
+    if controller.locked:
+        lines.append("<i>Locked while training: stop or reset to change the model.</i>")
+    return "<br>".join(lines)
+
+
+def input_tokens(controller: Controller, sentence: str = "") -> tuple[str, ...]:
+    """The tokens the input row shows: the "Try it" sentence, else the first training sentence."""
+    exp = controller.experiment
+    text = sentence.strip() or (exp.dataset.train_texts[0] if exp.dataset.train_texts else "")
+    if not text:
+        return ()
+    _ids, mask = exp.tokenizer.batch([text])
+    length = int(mask.sum())
+    tokenize = getattr(exp.tokenizer, "tokenize", None)  # a stand-in tokenizer (meta bases) only counts
+    words = list(tokenize(text) if tokenize is not None else text.split())[:length]
+    return tuple(words + ["?"] * (length - len(words)))
+
+
+def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
+    exp = controller.experiment
+    change = exp.shape_change()
+    words = input_tokens(controller, sentence)
+    return DiagramInfo(
+        blocks=_task_blocks(exp), sites=exp.base.sites(), rows=list(controller.census.rows),
+        selected=controller.selected_site_ids(), site_method=controller.method_for_site,
+        site_glyph=lambda site: get_method(controller.method_for_site(site)).glyph,
+        site_tip=lambda site, state: site_tooltip(controller, site, state),
+        seq_len=len(words) if words else exp.seq_len(), input_words=words,
+        prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
+        hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
+        head_trainable=not exp.config.freeze_head and not exp.next_token, method=controller.setup.method,
+        locked=controller.locked, extra=_next_token_head(exp))
+
+
+def _task_blocks(exp) -> list:
+    """The base's blocks; the next-token task reads every position, so the classifier's pooling goes."""
+    blocks = exp.base.blocks()
+    return [b for b in blocks if b.kind != "pool"] if exp.next_token else blocks
+
+
+def _next_token_head(exp) -> dict:
+    """On the next-token task the output is the base's own frozen LM head, not a classification head."""
+    if not exp.next_token:
+        return {}
+    base = exp.base
+    vocab = base.tokenizer.vocab_size
+    tied = getattr(getattr(base, "cfg", None), "tie_word_embeddings", False)
+    return {"head": (f"LM head {base.hidden_size}→{vocab} (frozen{', tied to the embeddings' if tied else ''})",
+                     f"every position t: softmax over {vocab} words → predicts word t+1")}

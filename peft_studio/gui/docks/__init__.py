@@ -1,0 +1,1 @@
+"""The docks beside the main window: compare, adapters, exercises, memory at scale."""

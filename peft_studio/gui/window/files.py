@@ -1,0 +1,192 @@
+"""The window's file flows: open a dataset, save/load an adapter, save/open a setup, export.
+
+Each flow asks with a dialog, does the work through the core, and reports: a refused file is an error
+dialog and changes nothing; a success is a status-bar line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QFileDialog
+
+from ...core.errors import PeftStudioError
+from ...core.files.adapter_file import load_adapter, save_adapter
+from ...core.files.setup_file import load_setup, save_setup
+from ...core.interop.recipe import plan_recipe, write_recipe
+from ..diagram import DiagramScene
+from ..panels.data_dialog import DataDialog
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+
+class FileFlows:
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+
+    @property
+    def controller(self):
+        return self.window.controller
+
+    def _status(self, message: str) -> None:
+        self.window.statusBar().showMessage(message, 5000)
+
+    # ---- datasets -------------------------------------------------------------------------------
+    def open_dataset_dialog(self) -> None:
+        if self.window.runner.active:
+            return
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open dataset", "", "Datasets (*.csv *.tsv *.jsonl *.json)")
+        if path:
+            self.open_dataset(path)
+        else:
+            self.window.refresh_choices()
+
+    def open_dataset(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> bool:
+        """Preview + column choosers (or the given columns); a loader error is a dialog and nothing changes."""
+        try:
+            dialog = DataDialog(path, self.window)
+            if text_column is None:
+                if not dialog.exec():
+                    self.window.refresh_choices()
+                    return False
+            else:
+                dialog.text_column.setCurrentText(text_column)
+                dialog.label_column.setCurrentText(label_column or "label")
+            dataset = dialog.load()
+        except PeftStudioError as exc:
+            self.window.show_error("Cannot open this dataset", str(exc))
+            self.window.refresh_choices()
+            return False
+        if not self.controller.set_dataset(dataset):
+            self.window.refresh_choices()
+            return False
+        return True
+
+    # ---- adapters -------------------------------------------------------------------------------
+    def save_adapter_dialog(self) -> None:
+        setup = self.controller.setup
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save adapter", f"{setup.base}-{setup.method}.safetensors",
+                                              "Adapters (*.safetensors)")
+        if path:
+            self.save_adapter_to(path)
+
+    def save_adapter_to(self, path: str | Path) -> Path | None:
+        return self._save("adapter", lambda: save_adapter(self.controller.experiment, path))
+
+    def load_adapter_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Load adapter", "", "Adapters (*.safetensors)")
+        if path:
+            self.load_adapter_from(path)
+
+    def load_adapter_from(self, path: str | Path) -> bool:
+        """Copy a saved adapter into the current model; a mismatch is a dialog and changes nothing."""
+        if self.window.runner.active:
+            return False
+        try:
+            load_adapter(self.controller.experiment, path)
+        except PeftStudioError as exc:
+            self.window.show_error("Cannot load this adapter", str(exc))
+            return False
+        self.window.refresh_inference()
+        self._status(f"Loaded adapter {Path(path).name}")
+        return True
+
+    # ---- setups ---------------------------------------------------------------------------------
+    def save_setup_dialog(self) -> None:
+        setup = self.controller.setup
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save setup", f"{setup.base}-{setup.method}.json",
+                                              "Setups (*.json)")
+        if path:
+            self.save_setup_to(path)
+
+    def save_setup_to(self, path: str | Path) -> Path | None:
+        c = self.controller
+        return self._save("setup", lambda: save_setup(path, c.setup, c.dataset, c.settings))
+
+    def open_setup_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open setup", "", "Setups (*.json)")
+        if path:
+            self.open_setup(path)
+
+    def open_setup(self, path: str | Path) -> bool:
+        """Read, check and build a saved setup; any problem is a dialog and the current setup stays."""
+        if self.window.runner.active:
+            return False
+        try:
+            setup, dataset, settings = load_setup(path)
+        except PeftStudioError as exc:
+            self.window.show_error("Cannot open this setup", str(exc))
+            return False
+        if not self.controller.set_everything(setup, dataset, settings):
+            return False
+        self._status(f"Opened setup {Path(path).name}")
+        return True
+
+    # ---- export ---------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export", "peft-studio.png",
+                                              "Plots PNG (*.png);;Loss curve CSV (*.csv);;Diagram SVG (*.svg)")
+        if path:
+            self.export_to(path)
+
+    def export_to(self, path: str | Path) -> Path | None:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        plots = self.window.plots
+        if suffix == ".csv":
+            return self._save("curve", lambda: plots.export_csv(path))
+        if suffix == ".svg":
+            return self._save("diagram", lambda: export_svg(self.window.scene, path))
+        return self._save("plots", lambda: plots.export_png(path))
+
+    # ---- recipe (a training project for the real model) -------------------------------------------
+    def export_recipe_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Export recipe: choose a new or empty folder")
+        if folder:
+            self.export_recipe_to(folder)
+
+    def export_recipe_to(self, folder: str | Path) -> Path | None:
+        """Plan and write the recipe; a refused setup or folder is a dialog, a success a status-bar line."""
+        c = self.controller
+        try:
+            plan = plan_recipe(c.setup, c.dataset, c.settings)
+            written = write_recipe(plan, folder)
+        except (PeftStudioError, OSError) as exc:
+            self.window.show_error("Cannot export the recipe", str(exc))
+            return None
+        self._status(f"Saved recipe to {written}: {plan.setup.method} on {plan.model_id or plan.setup.base}, "
+                     f"{plan.expected['peft']['adapter_trainable']:,} adapter parameters; README.md has the "
+                     "accelerate launch lines")
+        return written
+
+    def _save(self, what: str, write: Callable[[], Path]) -> Path | None:
+        """Write a user's file: a failure is a dialog, a success a status-bar line."""
+        try:
+            saved = write()
+        except (PeftStudioError, OSError) as exc:
+            self.window.show_error(f"Cannot save the {what}", str(exc))
+            return None
+        self._status(f"Saved {what} to {saved}")
+        return saved
+
+
+def export_svg(scene: DiagramScene, path: Path) -> Path:
+    """pyqtgraph's SVG exporter fails on Qt 6.11; QSvgGenerator renders the scene directly."""
+    from PySide6.QtSvg import QSvgGenerator
+
+    rect = scene.sceneRect()
+    generator = QSvgGenerator()
+    generator.setFileName(str(path))
+    generator.setSize(rect.size().toSize())
+    generator.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
+    generator.setTitle("PEFT Studio diagram")
+    painter = QPainter(generator)
+    scene.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
+    painter.end()
+    if not path.is_file():
+        raise OSError(f"{path}: could not write the SVG")
+    return path

@@ -1,0 +1,676 @@
+"""The studio window: layout and wiring. Actions live in actions.py, file flows in files.py,
+presentation mode in presentation.py; the state lives in the controller (core/studio.py)."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core.bases import BASES, base_names
+from ...core.data import builtin_description, builtin_names, load_builtin
+from ...core.errors import PeftStudioError
+from ...core.methods import METHODS
+from ..diagram import DiagramScene, DiagramView
+from ..diagram.describe import diagram_info
+from ..diagram.gains import gain_pictures, picture_html, sample_gains
+from ..diagram.view import LOCK_ICON
+from ..docks.dock_set import close_docks, install_docks, stop_docks
+from ..jobs.runner import Runner, speed_text
+from ..panels.card import MethodCardView
+from ..panels.census_table import CensusTable
+from ..panels.inference import InferencePanel
+from ..panels.method_form import MethodForm
+from ..panels.plots import LivePlots
+from ..panels.training_form import TrainingForm
+from . import theme
+from .actions import Slots, StudioActions, make_combo
+from .controller import Controller
+from .files import FileFlows
+from .help import AboutPeftDialog, FirstRunHint, ShortcutsDialog
+from .keys import FieldKeys
+from .presentation import Presentation
+from .session import restore_defaults, restore_session, save_session
+
+OPEN_FILE = "Open file…"
+SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints the toolbar for nothing
+LOCK_REASON = "Locked while training: stop (Esc) or reset (Ctrl+R) to change the model."
+META_REASON = ("This base is an architecture on the meta device (shapes, no weights): inspect its placement, "
+               "counts and memory; train on tiny-decoder or a checkpoint")
+STOPPING = "stopping… (the current step finishes first)"
+GEOMETRY_KEY = "window/geometry"
+DEFAULT_SIZE = QSize(1600, 1000)
+SIDE_MIN_WIDTH = 300  # an explicit minimum: the side panel's content never pushes the diagram around
+
+
+def percent(part: int, whole: int) -> str:
+    """Three significant digits: never "0.00%" for a non-zero count, never "100%" for less than all."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    if part >= whole:
+        return "100%"
+    value = 100.0 * part / whole
+    text = f"{value:.3g}"
+    if float(text) >= 100.0:
+        text = "99.9"
+    if "e" in text:  # below 0.0001%: plain decimals read better than 1.2e-05
+        text = f"{value:.{2 - int(f'{value:e}'.split('e')[1])}f}".rstrip("0").rstrip(".")
+    return text + "%"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, controller: Controller | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("PEFT Studio — where does the trainable part go?")
+        self.controller = controller or Controller()
+        self.runner = Runner(self.controller)
+        self.scene = DiagramScene()
+        self.view = DiagramView(self.scene)
+        self.form = MethodForm()
+        self.card = MethodCardView()
+        self.training = TrainingForm()
+        self.table = CensusTable()
+        self.plots = LivePlots()
+        self.inference = InferencePanel()
+        self.files = FileFlows(self)
+        self.actions_ = StudioActions(self, Slots(
+            reset=self.reset, play_pause=self.runner.play_pause, step_once=self.runner.step_once,
+            stop=self.stop, seed_example=self.controller.seed_example, undo=self.controller.undo,
+            redo=self.controller.redo, restore_defaults=lambda: restore_defaults(self), fit=self.view.fit,
+            presentation=self.toggle_presentation,
+            export=self.files.export_dialog, open_dataset=self.files.open_dataset_dialog,
+            save_adapter=self.files.save_adapter_dialog, load_adapter=self.files.load_adapter_dialog,
+            save_setup=self.files.save_setup_dialog, open_setup=self.files.open_setup_dialog,
+            zoom_in=lambda: self.view.zoom(1.2), zoom_out=lambda: self.view.zoom(1 / 1.2),
+            collapse_layers=self.scene.toggle_layers, quit=self.close, shortcuts=self.show_shortcuts,
+            about=self.show_about, toggle_panels=self.toggle_panels, export_recipe=self.files.export_recipe_dialog))
+        self._build_toolbar()
+        self._build_layout()
+        self._build_status()
+        self.actions_.install_menus(self)
+        self.presentation = Presentation(self)
+        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
+        self.docks = install_docks(self, menus["Examples"], menus["View"])
+        self.docks.board.method_started.connect(self.follow_family)
+        self.docks.board.method_chosen.connect(self.choose_method)
+        self._connect()
+        self._latest_grads: dict[str, float] = {}
+        self._speed_shown_at = 0.0
+        self.closing = False
+        self.stopping = False
+        self.field_keys = FieldKeys(self, self.view, self.actions_.all)
+        self.hint = FirstRunHint(self, lambda: self.toolbar.widgetForAction(self.actions_.play))
+        self.dialogs: dict[str, QWidget] = {}
+        self.place_on_screen()
+        self.refresh_all()
+        restored = restore_session(self)  # the setup the window last closed on, if it still builds
+        if restored:
+            self.statusBar().showMessage(restored, 6000)
+
+    # ---- compatibility names for the actions (tests and menus use them) -------------------------
+    @property
+    def act_play(self):
+        return self.actions_.play
+
+    @property
+    def act_step(self):
+        return self.actions_.step
+
+    @property
+    def act_undo(self):
+        return self.actions_.undo
+
+    @property
+    def act_seed(self):
+        return self.actions_.seed
+
+    # ---- composition ------------------------------------------------------------------------
+    def _build_toolbar(self) -> None:
+        bar = self.toolbar = QToolBar("Run")
+        bar.setMovable(False)
+        bar.setIconSize(QSize(18, 18))
+        self.addToolBar(bar)
+        self.base_box = make_combo(base_names(), "Frozen base model")
+        for i, entry in enumerate(BASES.values()):
+            self.base_box.setItemData(i, f"{entry.name}: {entry.summary}", Qt.ItemDataRole.ToolTipRole)
+        self.data_box = make_combo([*builtin_names(), OPEN_FILE], "Dataset: a built-in one, or open a "
+                                                                   "CSV/TSV/JSONL/JSON")
+        for i, name in enumerate(builtin_names()):
+            self.data_box.setItemData(i, builtin_description(name), Qt.ItemDataRole.ToolTipRole)
+        self.method_box = make_combo(list(METHODS), "PEFT method: where the trainable part goes")
+        for i, method in enumerate(METHODS.values()):
+            self.method_box.setItemData(i, f"{method.title}: {method.card.where}", Qt.ItemDataRole.ToolTipRole)
+        for label, box in (("base", self.base_box), ("data", self.data_box), ("method", self.method_box)):
+            bar.addWidget(QLabel(f" {label} "))
+            bar.addWidget(box)
+        bar.addSeparator()
+        for action in self.actions_.transport():
+            bar.addAction(action)
+        self.step_label = QLabel("step 0")
+        self.step_label.setObjectName("stepCounter")
+        self.step_label.setToolTip("Optimizer steps since the last reset")
+        self.speed_label = QLabel("")
+        self.speed_label.setObjectName("speed")
+        self.speed_label.setToolTip("Training speed (steps per second, averaged over the last 20 steps) and the "
+                                    "torch threads the trainer chose by measuring")
+        # Opaque: a new number each frame repaints the label alone, not the toolbar behind it.
+        self.step_label.setAutoFillBackground(True)
+        self.step_label.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.fix_step_label_width()
+        bar.addWidget(self.step_label)
+        bar.addWidget(self.speed_label)
+        bar.addSeparator()
+        # Projector controls first: on a narrow screen the last buttons move into the » menu.
+        for action in (self.actions_.present, self.actions_.panels, self.actions_.fit, self.actions_.seed):
+            bar.addAction(action)
+        self._show_overflow_button(bar)
+
+    @staticmethod
+    def _show_overflow_button(bar: QToolBar) -> None:
+        """On a narrow screen the toolbar's last buttons move into its » menu; the style's own arrow icon is
+        missing on some Linux desktops, which left an empty, unclickable-looking corner: draw the » ourselves."""
+        button = bar.findChild(QToolButton, "qt_toolbar_ext_button")
+        if button is None:
+            return
+        pixmap = QPixmap(16, 16)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setPen(QColor("#1f2933"))
+        font = painter.font()
+        font.setPointSize(12)
+        font.setBold(True)
+        painter.setFont(font)
+        painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter, "»")
+        painter.end()
+        button.setIcon(QIcon(pixmap))
+        button.setToolTip("More buttons (the window is too narrow for all of them)")
+
+    def _build_layout(self) -> None:
+        tabs = self.tabs = QTabWidget()
+        method_tab = QWidget()
+        method_layout = QVBoxLayout(method_tab)
+        method_layout.setContentsMargins(2, 2, 2, 2)
+        method_layout.addWidget(self.form)
+        method_layout.addWidget(self.card, 1)
+        method_scroll = QScrollArea()  # a wide form scrolls inside the panel instead of widening it
+        method_scroll.setWidgetResizable(True)
+        method_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        method_scroll.setWidget(method_tab)
+        tabs.addTab(method_scroll, "Method")
+        tabs.addTab(self.training, "Training")
+        tabs.addTab(self.inference, "Try it")
+        tabs.setTabToolTip(0, "Settings of the chosen method, generated from its config, and its card")
+        tabs.setTabToolTip(2, "Type a sentence and see the current model's prediction")
+        side = self.side = QSplitter(Qt.Orientation.Vertical)
+        side.addWidget(tabs)
+        side.addWidget(self.table)
+        side.setSizes([560, 300])
+        side.setMinimumWidth(SIDE_MIN_WIDTH)
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.setSpacing(0)
+        centre_layout.addWidget(self.view.legend)
+        centre_layout.addWidget(self.view, 1)
+        top = self.top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(centre)
+        top.addWidget(side)
+        top.setSizes([1140, 460])
+        top.setStretchFactor(0, 1)
+        top.setStretchFactor(1, 0)
+        top.setCollapsible(1, False)
+        main = self.main_split = QSplitter(Qt.Orientation.Vertical)
+        main.addWidget(top)
+        main.addWidget(self.plots)
+        main.setSizes([750, 200])
+        main.setStretchFactor(0, 1)
+        self.setCentralWidget(main)
+
+    def _build_status(self) -> None:
+        status = self.statusBar()
+        self.params_label = QLabel()
+        self.params_label.setToolTip("Trainable / total parameters (method + head trainable)")
+        self.bytes_label = QLabel()
+        self.bytes_label.setToolTip("Adapter size: the trainable tensors an adapter file stores (fp32)")
+        self.lock_icon = QLabel()
+        if LOCK_ICON.is_file():
+            self.lock_icon.setPixmap(QPixmap(str(LOCK_ICON)).scaled(14, 14, Qt.AspectRatioMode.KeepAspectRatio,
+                                                                     Qt.TransformationMode.SmoothTransformation))
+        self.base_label = QLabel()
+        self.base_label.setToolTip("Fingerprint of every frozen tensor: checked after each run")
+        for widget in (self.params_label, self.bytes_label, self.lock_icon, self.base_label):
+            status.addPermanentWidget(widget)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.changed.connect(self.refresh_all)
+        c.settings_changed.connect(self.refresh_settings)
+        c.failed.connect(self.show_error)
+        c.notice.connect(self.show_notice)
+        c.history_changed.connect(self._history)
+        c.lock_changed.connect(self.on_lock)
+        self.runner.events.connect(self.on_events)
+        self.runner.state_changed.connect(self.on_state)
+        self.runner.failed.connect(self.show_error)
+        self.runner.finished.connect(self.on_finished)
+        self.scene.site_clicked.connect(self.on_site_clicked)
+        self.scene.block_clicked.connect(self.on_block_clicked)
+        self.table.rows_selected.connect(lambda names: self.scene.mark(self.scene.keys_for_rows(names)))
+        self.form.option_changed.connect(self.on_option)
+        self.training.changed.connect(self.on_training)
+        self.training.seed_changed.connect(c.set_seed)
+        self.base_box.activated.connect(lambda _i: self._choose(c.set_base, self.base_box.currentText()))
+        self.method_box.activated.connect(lambda _i: self._choose(c.set_method, self.method_box.currentText()))
+        self.data_box.activated.connect(lambda _i: self.on_dataset_choice(self.data_box.currentText()))
+        self.inference.text_changed.connect(lambda _t: self.refresh_inference())
+        # The input row shows the typed sentence: rebuild the diagram once typing pauses (not per key).
+        self._sentence_timer = QTimer(self)
+        self._sentence_timer.setSingleShot(True)
+        self._sentence_timer.setInterval(150)
+        self._sentence_timer.timeout.connect(self.refresh_diagram)
+        self.inference.text_changed.connect(lambda _t: self._sentence_timer.start())
+        self._history(c.studio.can_undo, c.studio.can_redo)
+
+    # ---- refresh ------------------------------------------------------------------------------
+    def refresh_all(self) -> None:
+        """The experiment was rebuilt: every view re-reads it; the curve starts a new run."""
+        c = self.controller
+        exp = c.experiment
+        self.runner.step = 0
+        self.plots.new_run()
+        self.plots.set_accuracy_name("next-token accuracy" if exp.next_token else "accuracy")
+        self.step_label.setText("step 0")
+        self.speed_label.setText("")
+        self.scene.build(diagram_info(c, self.inference.entry.text()))
+        self.refresh_gains()
+        if self.view.auto_fit:
+            self.view.fit()
+        method, config, base = exp.method, exp.config, exp.base
+        choices = {name: method.field_choices(name, base) for name in config.to_dict()}
+        self.form.show_config(config, method.effective_options(config, base), choices)
+        self.card.show_for(c)
+        self.table.set_rows(list(c.census.rows))
+        self.refresh_choices()
+        self.refresh_settings()
+        self.refresh_status(checked=None)
+        self.refresh_inference()
+        self._offer_training(not base.on_meta_device)
+
+    def refresh_diagram(self) -> None:
+        """Rebuild the diagram alone (the input sentence changed); the view keeps its fit or zoom. During a run
+        it waits for the end (a rebuild mid-run would show the lock in every tooltip and drop the live bars)."""
+        if self.runner.active:
+            self._diagram_pending = True
+            return
+        self._diagram_pending = False
+        self.scene.build(diagram_info(self.controller, self.inference.entry.text()))
+        self.refresh_gains()
+        if self.view.auto_fit:
+            self.view.fit()
+
+    def refresh_gains(self) -> None:
+        """IA3's heat strips from the model's current gains, and (while idle) the seed's picture with real
+        numbers in each strip's tooltip."""
+        exp = self.controller.experiment
+        gains = sample_gains(exp.model.named_parameters())
+        if not gains:
+            return
+        self.scene.update_gains(gains)
+        if self.runner.active:
+            return
+        sentence = self.inference.entry.text().strip() or (exp.dataset.train_texts[0] if exp.dataset.train_texts
+                                                            else "")
+        try:
+            pictures = gain_pictures(exp, sentence)
+        except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog
+            return
+        for name, picture in pictures.items():
+            self.scene.add_site_tip(name, picture_html(picture, sentence))
+
+    def refresh_method_choices(self) -> None:
+        """Methods that cannot work on this base are greyed out in the list, with the reason as a tooltip, so
+        choosing one never ends in an error dialog."""
+        base = self.controller.experiment.base
+        model = self.method_box.model()
+        for i, method in enumerate(METHODS.values()):
+            if i >= model.rowCount():
+                break
+            try:
+                method.validate(method.default_config(), base)
+                reason = ""
+            except PeftStudioError as exc:
+                reason = str(exc)
+            item = model.item(i)
+            item.setEnabled(not reason)
+            tip = f"{method.title}: {method.card.where}"
+            item.setToolTip(f"{tip}\nNot on {base.name}: {reason}" if reason else tip)
+
+    def refresh_choices(self) -> None:
+        """Put the base, dataset and method lists back on the working choice (after a refused one)."""
+        c = self.controller
+        self.refresh_method_choices()
+        for box, value in ((self.base_box, c.setup.base), (self.method_box, c.setup.method),
+                           (self.data_box, c.dataset.name)):
+            if box.findText(value) < 0:
+                box.insertItem(box.count() - (1 if box is self.data_box else 0), value)
+            box.setCurrentText(value)
+
+    def show_notice(self, message: str) -> None:
+        """A change the state made on its own (e.g. sites dropped on a base switch), for the status bar."""
+        if self.controller.experiment.base.on_meta_device:  # keep saying why there is no Play
+            self.statusBar().showMessage(f"{message}. {META_REASON}")
+        else:
+            self.statusBar().showMessage(message, 8000)
+
+    def _offer_training(self, runnable: bool) -> None:
+        """A meta-device base (an architecture, shapes only) is inspected, never trained: no Play, and why."""
+        if self.controller.locked and not self.runner.active:  # an adapter of the set trains: on_lock says so
+            return
+        self.hint.offer(runnable)
+        for action in (self.actions_.play, self.actions_.step):
+            action.setEnabled(runnable)
+            tip = action.statusTip()
+            action.setToolTip(f"{tip}  [{action.shortcut().toString()}]" if runnable else META_REASON)
+        if not runnable:
+            self.statusBar().showMessage(META_REASON)
+
+    def refresh_settings(self) -> None:
+        self.training.show_settings(self.controller.settings, self.controller.setup.seed)
+
+    def refresh_status(self, checked: bool | None) -> None:
+        census = self.controller.census
+        self.params_label.setText(f"trainable {census.trainable:,} / total {census.total:,} "
+                                  f"({percent(census.trainable, census.total)})")
+        size = census.trainable_bytes
+        self.bytes_label.setText(f"adapter {size:,} bytes ({theme.human_bytes(size)})")
+        model = self.controller.experiment.model
+        fingerprint = model.base_fingerprint[:8]  # the frozen base as built: the same for every method
+        base_rows = [r for r in census.rows if r.owner == "base"]
+        trained = sum(r.numel for r in base_rows if r.trainable)
+        if trained and trained == sum(r.numel for r in base_rows):
+            self.base_label.setText(f"base trained (every tensor) · fingerprint before training {fingerprint}")
+            self.base_label.setToolTip("Full fine-tuning: no base tensor is frozen, so there is nothing to check")
+            return
+        what = f"base frozen except {trained:,} parameters" if trained else "base frozen"
+        self.base_label.setToolTip("Fingerprint of the frozen base (SHA-256 of its tensors): the frozen part is "
+                                   "checked after each run")
+        if checked is None:
+            self.base_label.setText(f"{what} · fingerprint {fingerprint}")
+        elif checked:
+            unchanged = "frozen part unchanged" if trained else "base unchanged"
+            self.base_label.setText(f"{unchanged} ✓ · fingerprint {fingerprint}")
+        else:
+            self.base_label.setText("base CHANGED — this is a bug")
+
+    def refresh_inference(self) -> None:
+        if self.runner.active:
+            self.inference.show_busy()
+            return
+        try:
+            self.inference.refresh(self.controller.experiment)
+        except Exception as exc:  # noqa: BLE001 - a broken model shows its error here, not a traceback
+            self.inference.result.setText(f"cannot predict: {exc}")
+
+    # ---- training events ----------------------------------------------------------------------
+    def on_events(self, batch: list[dict]) -> None:
+        gains = None
+        for event in batch:
+            self.plots.add(event)
+            if "grads" in event:
+                self._latest_grads = event["grads"]
+            if event.get("gains"):
+                gains = event["gains"]
+        if gains:
+            self.scene.update_gains(gains)
+        self.plots.refresh()
+        last = batch[-1]
+        self.step_label.setText(f"step {self.runner.step}")
+        now = time.monotonic()
+        if now - self._speed_shown_at >= SPEED_LABEL_INTERVAL_S or last["last"]:
+            self._speed_shown_at = now
+            paused = self.runner.state == "paused"
+            self.speed_label.setText("paused" if paused else speed_text(last["sps"], last.get("threads")))
+        if self._latest_grads:  # the worker samples them at <= 10 Hz
+            self.scene.update_grads(self._latest_grads)
+            self.table.model.set_grads(self._latest_grads)
+            self._latest_grads = {}
+
+    def on_state(self, state: str) -> None:
+        running = state == "running"
+        if state == "paused":
+            self.speed_label.setText("paused")
+        if state != "idle":
+            self.hint.dismiss()
+        if state == "idle":
+            self.stopping = False
+            for action in (self.actions_.play, self.actions_.step):
+                action.setEnabled(True)
+        self.actions_.play.setText("❚❚ Pause" if running else "▶ Play")
+        locked = state != "idle"
+        self._lock_widgets(locked, LOCK_REASON)
+        if self.stopping:
+            self.show_stopping()
+        elif locked:
+            self.inference.show_busy()
+            self.statusBar().showMessage(LOCK_REASON if state == "running" else "Paused: Space resumes, → steps")
+        else:
+            self.statusBar().clearMessage()
+
+    def _lock_widgets(self, locked: bool, reason: str) -> None:
+        for widget in (self.base_box, self.data_box, self.method_box):
+            widget.setEnabled(not locked)
+            widget.setToolTip(reason if locked else widget.toolTip().split("\n")[0])
+        self.form.set_locked(locked, reason)
+        self.training.set_locked(locked)
+        for action in self.actions_.model_changing():  # saving while running would race the worker
+            action.setEnabled(not locked)
+        self._history(self.controller.studio.can_undo, self.controller.studio.can_redo)
+
+    def on_lock(self, locked: bool) -> None:
+        """Another run holds the lock (an adapter training in the Adapters panel): no Play, no model edits,
+        and the status bar says why, until it ends. The window's own runs lock through on_state."""
+        if self.runner.active:
+            return
+        reason = self.controller.studio.lock_reason or LOCK_REASON
+        self._lock_widgets(locked, reason)
+        if locked:
+            for action in (self.actions_.play, self.actions_.step):
+                action.setEnabled(False)
+            self.statusBar().showMessage(reason)
+        else:
+            self._offer_training(not self.controller.experiment.base.on_meta_device)
+            self.statusBar().clearMessage()
+
+    def on_finished(self) -> None:
+        if self.closing:
+            QTimer.singleShot(0, self._close_after_stop)  # the worker has ended: the deferred close completes
+            return
+        exp = self.controller.experiment
+        unchanged = exp.model.frozen_fingerprint() == self.controller.frozen_at_build
+        self.refresh_status(checked=unchanged)
+        self.refresh_inference()
+        if getattr(self, "_diagram_pending", False):
+            self.refresh_diagram()
+        self.refresh_gains()
+        self.plots.refresh()
+        self.plots.flush_last()
+
+    # ---- user actions ---------------------------------------------------------------------------
+    def _choose(self, setter, value: str) -> None:
+        if not setter(value):
+            self.refresh_choices()  # put the combo back on the working choice
+
+    def on_option(self, name: str, value) -> None:
+        if not self.controller.set_option(name, value):
+            self.refresh_all()  # the form shows the working options again
+
+    def on_training(self, changes: dict) -> None:
+        if not self.controller.set_training(**changes):
+            self.refresh_settings()
+
+    def on_site_clicked(self, site_id: str) -> None:
+        if self.runner.active:
+            self.statusBar().showMessage(LOCK_REASON, 4000)
+            return
+        site = self.controller.experiment.base.site(site_id)
+        method = self.controller.method_for_site(site)
+        if not site.available_for(method):
+            self.statusBar().showMessage(f"{site.label}: {site.unavailable[method]}", 6000)
+            return
+        self.controller.toggle_site(site_id)
+
+    def on_block_clicked(self, key: str) -> None:
+        names = self.scene.rows_for_key(key)
+        self.scene.mark({key})
+        self.table.select_names(names)
+
+    def on_dataset_choice(self, name: str) -> None:
+        if name == OPEN_FILE:
+            self.files.open_dataset_dialog()
+            return
+        try:
+            dataset = load_builtin(name)
+        except PeftStudioError as exc:
+            self.show_error("Dataset", str(exc))
+            self.refresh_choices()
+            return
+        if not self.controller.set_dataset(dataset):
+            self.refresh_choices()
+
+    def reset(self) -> None:
+        self.runner.reset()
+
+    def follow_family(self, method: str) -> None:
+        """The family run moved on to `method`: the diagram shows where that method puts its part."""
+        if not self.runner.active:
+            self.controller.set_method(method, {})
+
+    def stop(self) -> None:
+        """Ask the worker to stop and return at once; the window says so until the worker has ended."""
+        if not self.runner.active:
+            return
+        self.stopping = True
+        self.runner.stop()
+        for action in (self.actions_.play, self.actions_.step):
+            action.setEnabled(False)  # nothing to resume: the run is ending
+        self.show_stopping()
+
+    def show_stopping(self) -> None:
+        self.actions_.play.setText("stopping…")
+        self.statusBar().showMessage(STOPPING)
+
+    def toggle_panels(self) -> None:
+        self.set_panels(not self.side.isVisible())
+
+    def set_panels(self, visible: bool) -> None:
+        self.side.setVisible(visible)
+        self.actions_.panels.setChecked(visible)
+
+    def show_shortcuts(self) -> None:
+        actions = (*self.actions_.all(), *self.docks.toggles.values())
+        self._show_dialog("shortcuts", lambda: ShortcutsDialog(self, actions))
+
+    def show_about(self) -> None:
+        self._show_dialog("about", lambda: AboutPeftDialog(self, self.choose_method))
+
+    def choose_method(self, name: str) -> None:
+        if self.runner.active:
+            self.statusBar().showMessage(LOCK_REASON, 4000)
+            return
+        self._choose(self.controller.set_method, name)
+
+    def _show_dialog(self, key: str, make) -> None:
+        dialog = self.dialogs.get(key)
+        if dialog is None:
+            dialog = self.dialogs[key] = make()
+        dialog.show()
+        dialog.raise_()
+
+    # ---- geometry ---------------------------------------------------------------------------------
+    def place_on_screen(self) -> None:
+        """The remembered geometry, else the default size; never larger than the available screen."""
+        saved = QSettings().value(GEOMETRY_KEY)
+        if saved is None or not self.restoreGeometry(saved):
+            self.resize(DEFAULT_SIZE)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:
+            available = screen.availableGeometry()
+            frame = self.frameGeometry().size() - self.geometry().size()
+            width = min(self.width(), available.width() - frame.width())
+            height = min(self.height(), available.height() - frame.height())
+            self.resize(width, height)
+            if not available.contains(self.frameGeometry()):
+                self.move(available.topLeft())
+
+    def save_geometry(self) -> None:
+        QSettings().setValue(GEOMETRY_KEY, self.saveGeometry())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self.hint.place()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.hint.adjustSize()
+        QTimer.singleShot(0, self.hint.place)  # after the toolbar's layout
+    def toggle_presentation(self) -> None:
+        self.presentation.toggle()
+
+    def fix_step_label_width(self) -> None:
+        """Wide enough for a 7-digit count in the current font, and fixed: a new number never
+        re-lays out the toolbar."""
+        self.step_label.ensurePolished()
+        metrics = self.step_label.fontMetrics()
+        self.step_label.setFixedWidth(metrics.horizontalAdvance("step 0000000") + 20)
+        # The speed label too, in whatever font presentation mode gave the toolbar: sized for its widest text,
+        # it is either shown whole or moved into the » menu, never cut mid-word.
+        self.speed_label.ensurePolished()
+        widest = self.speed_label.fontMetrics().horizontalAdvance("999 steps/s · 16 threads")
+        self.speed_label.setFixedWidth(widest + 16)
+
+    def show_error(self, title: str, message: str) -> None:
+        QMessageBox.critical(self, title, message)
+
+    def _history(self, can_undo: bool, can_redo: bool) -> None:
+        self.actions_.undo.setEnabled(can_undo)
+        self.actions_.redo.setEnabled(can_redo)
+
+    # ---- closing ---------------------------------------------------------------------------------
+    def _close_after_stop(self) -> None:
+        self.close()
+        # The window was hidden while its run stopped, so closing it no longer counts as the last window
+        # closing: quit here as Qt would have (a no-op when no event loop runs, as in tests).
+        if QApplication.quitOnLastWindowClosed() and not any(
+                w.isVisible() and w.isWindow() for w in QApplication.topLevelWidgets()):
+            QApplication.quit()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Never blocks: with a run active, ask it to stop, hide, and close for real when the worker ends
+        (on_finished), so no thread outlives the window and the GUI never waits on a long step."""
+        if not self.closing:
+            self.save_geometry()
+            save_session(self)
+        self.closing = True
+        if self.runner.active:
+            self.runner.stop()
+            stop_docks(self.docks)  # their workers stop between steps too
+            self.hide()
+            event.ignore()
+            return
+        close_docks(self.docks)  # each job stops within one step: a short, bounded wait
+        event.accept()
