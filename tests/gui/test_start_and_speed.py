@@ -24,7 +24,7 @@ def test_the_window_is_built_without_waiting_for_the_warm_up_and_play_waits_for_
     window.runner.play_pause()  # Play before any warm-up: it runs it first, then trains
     assert window.runner.warmed_up
     qtbot.waitUntil(lambda: "thread" in window.speed_label.text(), timeout=15_000)
-    threads = window.runner.tuner.threads
+    threads = window.runner.threads_used
     assert f"{threads} thread" in window.speed_label.text()
     window.runner.play_pause()
     assert window.speed_label.text() == "paused"

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ...core.runs.threads import ThreadTuner
+from ...core.runs.threads import ThreadChoice
 from ..window.controller import Controller
 from .frame_budget import FASTEST_MS, GUI_SHARE, FrameBudget
 from .worker import GUI_TORCH_THREADS, TrainWorker, warm_up
@@ -42,7 +42,7 @@ class Runner(QObject):
         self.controller = controller
         torch.set_num_threads(GUI_TORCH_THREADS)  # per-thread in OpenMP: see worker.GUI_TORCH_THREADS
         self._warm_up: threading.Thread | None = None  # started after the first paint (start_warm_up)
-        self.tuner = ThreadTuner()  # one for every run: a new run starts from the last choice
+        self.thread_choice = ThreadChoice()  # one for every run: a setup run again keeps its count
         self.worker: TrainWorker | None = None
         self.state = "idle"
         self.step = 0  # the next step index (= steps done since the last reset)
@@ -117,7 +117,7 @@ class Runner(QObject):
         controller = self.controller
         controller.studio.lock()
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused,
-                                  tuner=self.tuner)
+                                  threads=self.thread_choice)
         self.worker.finished.connect(self._finish)
         self.worker.start()
         self._restart_frames()
@@ -142,9 +142,15 @@ class Runner(QObject):
         if interval != self.timer.interval():
             self.timer.setInterval(interval)
 
+    @property
+    def threads_used(self) -> int:
+        """The torch threads of the current (or latest) run: fixed for a run, chosen before its first step."""
+        worker_threads = self.worker.threads if self.worker is not None else None
+        return worker_threads or self.thread_choice.threads
+
     def _cores_saturated(self) -> bool:
         """A GUI thread with a core of its own slows nobody: then no budget, frames always at 30 Hz."""
-        return self.tuner.threads >= self.tuner.candidates[-1]
+        return self.threads_used >= self.thread_choice.candidates[-1]
 
     def _restart_frames(self) -> None:
         self.budget.set_active(self._cores_saturated())

@@ -19,7 +19,8 @@ from PySide6.QtCore import QThread
 
 from ...core.errors import PeftStudioError
 from ...core.model.experiment import Experiment
-from ...core.runs.threads import ThreadTuner, tuned
+from ...core.runs.probe import choose_threads
+from ...core.runs.threads import ThreadChoice
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 from ..diagram.gains import sample_gains
 
@@ -38,13 +39,15 @@ class TrainWorker(QThread):
     instances: weakref.WeakSet[TrainWorker] = weakref.WeakSet()  # lets tests prove none is left running
 
     def __init__(self, experiment: Experiment, settings: TrainSettings, start_step: int = 0,
-                 paused: bool = False, tuner: ThreadTuner | None = None) -> None:
+                 paused: bool = False, threads: ThreadChoice | None = None) -> None:
         super().__init__()
         TrainWorker.instances.add(self)
         self.experiment = experiment
         self.settings = settings
         self.start_step = start_step
-        self.tuner = tuner or ThreadTuner()  # the runner passes one tuner to every run: it keeps what it learnt
+        # the runner passes one choice to every run: the same setup trains with the same count again
+        self.thread_choice = threads or ThreadChoice()
+        self.threads: int | None = None  # chosen on the worker thread before the first step
         self.control = TrainControl()
         if paused:
             self.control.pause()
@@ -55,10 +58,10 @@ class TrainWorker(QThread):
         named = [(n, p) for n, p in self.experiment.model.named_parameters() if p.requires_grad]
         last_grads = 0.0
         try:
-            steps = train(self.experiment, settings, self.control, self.start_step)
-            for event in tuned(steps, self.tuner, torch.set_num_threads, lambda: self.control.paused):
+            self.threads = choose_threads(self.thread_choice, self.experiment, settings)
+            for event in train(self.experiment, settings, self.control, self.start_step):
                 payload = _plain(event)
-                payload["threads"] = self.tuner.threads
+                payload["threads"] = self.threads
                 now = time.perf_counter()
                 if now - last_grads >= GRAD_INTERVAL_S or event.last or self.control.paused:
                     last_grads = now
