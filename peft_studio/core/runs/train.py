@@ -153,10 +153,11 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     check_training_memory(experiment, settings.batch_size)  # refuse a batch that cannot fit, before the first step
     model = experiment.model
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
     kwargs = {"lr": settings.lr}
     if settings.weight_decay or settings.optimizer == "adamw":
         kwargs["weight_decay"] = settings.weight_decay
-    optimizer = OPTIMIZERS[settings.optimizer]([p for _, p in named], **kwargs)
+    optimizer = OPTIMIZERS[settings.optimizer](parameters, **kwargs)
     frozen_before = model.frozen_fingerprint()
     batches = _batches(len(experiment.train_ids), settings.batch_size, settings.seed)
     recent: deque[float] = deque(maxlen=20)
@@ -174,24 +175,24 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
             ids, mask, labels = ids[index], mask[index], labels[index]
         logits = model(ids, mask)
         loss, accuracy = experiment.loss(logits, ids, mask, labels)
-        if not torch.isfinite(loss):
+        loss_value = loss.item()  # once: the divergence checks and the event read this float, not the tensor
+        if not math.isfinite(loss_value):
             _restore(named, snapshot)
-            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}; the last finite weights are "
+            raise TrainingDiverged(f"the loss became {loss_value} at step {step}; the last finite weights are "
                                    f"restored. Try a lower learning rate (now {settings.lr:g}).")
         if first_loss is None:
-            first_loss = loss.item()
-        elif loss.item() > DIVERGENCE_FACTOR * max(first_loss, math.log(max(2, experiment.dataset.num_labels))):
+            first_loss = loss_value
+        elif loss_value > DIVERGENCE_FACTOR * max(first_loss, math.log(max(2, experiment.dataset.num_labels))):
             # finite but orders of magnitude above where it started: no optimiser recovers from that
             _restore(named, snapshot)
-            raise TrainingDiverged(f"the loss grew from {first_loss:.3g} to {loss.item():.3g} by step {step} (more "
+            raise TrainingDiverged(f"the loss grew from {first_loss:.3g} to {loss_value:.3g} by step {step} (more "
                                    f"than {DIVERGENCE_FACTOR}x): training diverged; the previous step's weights are "
                                    f"restored. Try a lower learning rate (now {settings.lr:g}).")
         if snapshot is None:
-            snapshot = [p.detach().clone() for _, p in named]
-        else:  # reuse the buffers: these weights gave a finite loss
+            snapshot = [p.detach().clone() for p in parameters]
+        else:  # reuse the buffers: these weights gave a finite loss (one fused copy, not one call per tensor)
             with torch.no_grad():
-                for saved, (_, parameter) in zip(snapshot, named, strict=True):
-                    saved.copy_(parameter)
+                torch._foreach_copy_(snapshot, parameters)
         optimizer.zero_grad()
         loss.backward()
         norms = grad_norms(named) if settings.track_grads else {}
@@ -201,7 +202,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
             raise TrainingDiverged(f"a weight became NaN or infinite at step {step}; the last finite weights "
                                    f"are restored. Try a lower learning rate (now {settings.lr:g}).")
         recent.append(time.perf_counter() - started)
-        event = StepEvent(step, loss.item(), float(accuracy),
+        event = StepEvent(step, loss_value, float(accuracy),
                           len(recent) / sum(recent), grad_norms=norms, last=step == last)
         if experiment.val_ids is not None and ((step - start_step) % settings.eval_every == 0 or step == last):
             event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,
