@@ -52,6 +52,11 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def thread_count(text: str) -> int | str:
+    """--threads: "auto" (measured before the first run) or a whole number of torch threads, 1 to 1024."""
+    return "auto" if text.strip().lower() == "auto" else bounded_int(1, 1024)(text)
+
+
 MAX_SEED = 2**63 - 1
 
 
@@ -176,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default="cpu")
     compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     compare.add_argument("--runs-dir", metavar="DIR", help="where the runs are saved (default: the user data folder)")
+    compare.add_argument("--threads", type=thread_count, default="auto",
+                         help="torch threads for every run of the family: a number, or auto (measured once before "
+                              "the first run; the default)")
     predict = commands.add_parser("predict", help="predict with one named adapter of a set on one base")
     predict.add_argument("--adapters", required=True, metavar="FILES",
                          help="comma list of adapter files (.safetensors) made for the same base")
@@ -417,10 +425,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             write_placement_csv(rows, args.csv)
         print(table)
         return 0
+    from .core.runs.threads import ThreadChoice
+
     settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    threads = ThreadChoice() if args.threads == "auto" else args.threads
     _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed, parse_methods(args.methods),
                                 RunStore(args.runs_dir), args.csv, args.device,
-                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+                                progress=lambda line: print(line, file=sys.stderr, flush=True), threads=threads)
     print(table)
     return 0
 

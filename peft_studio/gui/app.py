@@ -86,10 +86,13 @@ def close_on_sigint(window: Any) -> Callable[[], None]:
     return restore
 
 
-def main(on_painted: Callable[[Any], None] | None = None) -> int:
+def main(on_painted: Callable[[Any], None] | None = None,
+         on_interactive: Callable[[Any], None] | None = None) -> int:
     """Open the studio on a working default (tiny base, intents, LoRA), ready for Play.
 
-    `on_painted(window)` is called once the window has painted (the start-up benchmark uses it).
+    `on_painted(window)` is called once the window has first painted, `on_interactive(window)` once it is
+    complete (experiment, diagram, panels and docks built) and has painted that: the start-up benchmark
+    times both.
     """
     app = make_app()
     from .window.main_window import MainWindow
@@ -101,6 +104,8 @@ def main(on_painted: Callable[[Any], None] | None = None) -> int:
     def painted() -> None:
         if on_painted is not None:
             on_painted(window)
+        if on_interactive is not None:
+            on_interactive(window)
         window.runner.start_warm_up()  # Play joins it if pressed within the next second or so
 
     on_first_paint(window, painted)

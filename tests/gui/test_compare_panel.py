@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from peft_studio.core.runs.compare import COLUMNS, DETERMINISTIC, family_records, run_family, table_cells
 from peft_studio.core.runs.run_store import RunStore
 from peft_studio.gui.docks.compare import ComparePanel
 from peft_studio.gui.window.controller import Controller
@@ -14,11 +15,20 @@ def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
     panel = ComparePanel(controller, store)
     qtbot.addWidget(panel)
     started: list[str] = []
+    threads: set[int] = set()
     panel.method_started.connect(started.append)
+    panel.job.item.connect(lambda event: threads.add(event.threads) if event.kind == "start" else None)
     panel.run_family(["lora", "prefix-tuning", "head-only"])
     qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
     assert started == ["lora", "prefix-tuning", "head-only"]
     assert [r.method for r in panel.board.runs()] == ["lora", "prefix-tuning", "head-only"]
+    # the board shows the numbers a headless family run gives at the thread count the panel measured
+    assert len(threads) == 1 and "torch thread" not in panel.status.text()
+    headless = family_records(run_family("tiny", controller.dataset, controller.settings, controller.setup.seed,
+                                         ["lora", "prefix-tuning", "head-only"], threads=threads.pop()))
+    keep = [j for j, column in enumerate(COLUMNS) if column.key in DETERMINISTIC]
+    assert [[row[j] for j in keep] for row in table_cells(panel.board.runs())] == \
+        [[row[j] for j in keep] for row in table_cells(headless)]
     assert sorted(r.method for r in store.list()) == ["head-only", "lora", "prefix-tuning"]
     assert panel.status.text() == "Family run finished."
     reopened = ComparePanel(controller, store)  # another start: the stored runs, read when first shown

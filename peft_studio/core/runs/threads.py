@@ -78,19 +78,20 @@ class ThreadChoice:
             self._chosen.move_to_end(key)
             self.threads = self._chosen[key]
             return self.threads
-        self.threads = self.measure(probe)
-        self._chosen[key] = self.threads
+        self._chosen[key] = self.measure(probe)
         while len(self._chosen) > self.remember:
             self._chosen.popitem(last=False)
         return self.threads
 
     def measure(self, probe: Probe) -> int:
-        """Time every candidate with `probe`; the fastest count."""
+        """Time every candidate with `probe`; the fastest count (also kept as `threads`)."""
         if len(self.candidates) == 1:
-            return self.candidates[0]
+            self.threads = self.candidates[0]
+            return self.threads
         self.rates = {count: self._rate(count, probe) for count in self.candidates}
         self.probes += 1
-        return max(self.rates, key=self.rates.__getitem__)
+        self.threads = max(self.rates, key=self.rates.__getitem__)
+        return self.threads
 
     def _rate(self, count: int, probe: Probe) -> float:
         probe(count)  # untimed: the team for this count starts up

@@ -12,6 +12,7 @@ from ...core.memory.ledger import measure_ledger
 from ...core.runs.compare import FamilyEvent, run_family
 from ...core.runs.placement_compare import PlacementRow, compare_placements
 from ...core.runs.run_store import RunStore
+from ...core.runs.threads import ThreadChoice
 from ...core.runs.train import TrainControl
 from ..jobs.gen_worker import BackgroundJob
 from ..panels.board import BoardWidget
@@ -124,8 +125,11 @@ class ComparePanel(QWidget):
             self.place_family(methods)
             return
         control = TrainControl()  # stops the family between optimizer steps
+        # threads measured once before the first run, as `peft-studio compare` does: the same count for every
+        # method keeps the steps/s column comparable, and one thread when a core is busy elsewhere
         args = dict(base=c.setup.base, dataset=c.dataset, settings=c.settings, seed=c.setup.seed,
-                    base_options=dict(c.setup.base_options), store=self.store, methods=methods, control=control)
+                    base_options=dict(c.setup.base_options), store=self.store, methods=methods, control=control,
+                    threads=ThreadChoice())
 
         def finished_runs():  # steps are many and the board shows finished runs only
             return (event for event in run_family(**args) if event.kind != "step")
@@ -161,7 +165,7 @@ class ComparePanel(QWidget):
         where = f"{item.index + 1}/{item.total} {item.method}"
         if item.kind == "start":
             self.board.set_current_method(item.method)
-            self.status.setText(f"Training {where}…")
+            self.status.setText(f"Training {where}… ({item.threads} torch thread{'s' * (item.threads != 1)})")
             self.method_started.emit(item.method)
         elif item.kind == "skip":
             self.status.setText(f"Skipped {where}: {item.reason}")
