@@ -25,7 +25,7 @@ from ...core.runs.threads import ThreadChoice
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 from ..diagram.gains import sample_gains
 
-# Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): any torch op on
+# Measured on 2 cores (tiny + intents + LoRA, benchmarks/run.py gui_vs_bare): any torch op on
 # the GUI thread with >1 threads (a predict, a backward) halves the trainer's speed for the rest of
 # the process. So the GUI thread gets exactly one torch thread; the trainer thread's count is
 # chosen by measurement while it runs (core/runs/threads.py), since the best count depends on what

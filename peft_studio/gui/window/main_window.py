@@ -30,7 +30,6 @@ from ..diagram import DiagramScene, DiagramView
 from ..diagram.describe import diagram_info
 from ..diagram.gains import gain_pictures, picture_html, sample_gains
 from ..diagram.view import LOCK_ICON
-from ..docks.dock_set import close_docks, install_docks, stop_docks
 from ..jobs.runner import Runner, speed_text
 from ..panels.card import MethodCardView
 from ..panels.census_table import CensusTable
@@ -75,7 +74,9 @@ def percent(part: int, whole: int) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: Controller | None = None) -> None:
+    def __init__(self, controller: Controller | None = None, complete: bool = True) -> None:
+        """`complete=False` builds the frame alone (toolbar, menus, empty panels) so that it can paint at once;
+        `complete()` then adds what the first paint does not need (app.main calls it right after that paint)."""
         super().__init__()
         self.setWindowTitle("PEFT Studio — where does the trainable part go?")
         self.controller = controller or Controller()
@@ -105,10 +106,6 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.actions_.install_menus(self)
         self.presentation = Presentation(self)
-        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
-        self.docks = install_docks(self, menus["Examples"], menus["View"])
-        self.docks.board.method_started.connect(self.follow_family)
-        self.docks.board.method_chosen.connect(self.choose_method)
         self._connect()
         self._latest_grads: dict[str, float] = {}
         self._speed_shown_at = 0.0
@@ -118,6 +115,22 @@ class MainWindow(QMainWindow):
         self.hint = FirstRunHint(self, lambda: self.toolbar.widgetForAction(self.actions_.play))
         self.dialogs: dict[str, QWidget] = {}
         self.place_on_screen()
+        self.completed = False
+        if complete:
+            self.complete()
+
+    def complete(self) -> None:
+        """The docks, the first experiment's diagram, panels and table, and the setup the window last closed on:
+        everything the window's first paint can do without (start-up paints the frame first). Idempotent."""
+        if self.completed:
+            return
+        from ..docks.dock_set import install_docks  # imported here: the first paint does not need the docks
+
+        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
+        self.docks = install_docks(self, menus["Examples"], menus["View"])
+        self.docks.board.method_started.connect(self.follow_family)
+        self.docks.board.method_chosen.connect(self.choose_method)
+        self.completed = True
         self.refresh_all()
         restored = restore_session(self)  # the setup the window last closed on, if it still builds
         if restored:
@@ -666,6 +679,11 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         """Never blocks: with a run active, ask it to stop, hide, and close for real when the worker ends
         (on_finished), so no thread outlives the window and the GUI never waits on a long step."""
+        if not self.completed:  # closed before start-up finished: nothing of the session to save, no docks yet
+            event.accept()
+            return
+        from ..docks.dock_set import close_docks, stop_docks
+
         if not self.closing:
             self.save_geometry()
             save_session(self)
