@@ -272,7 +272,8 @@ def machine() -> str:
 
 
 class Neighbour:
-    """A busy process on one core (the last), as a browser or a video call would be."""
+    """A busy process on one core (the last), as a browser or a video call would be: in a session of its own, so
+    that the scheduler's autogroups weigh it as another program, not as one more process of the benchmark."""
 
     def __enter__(self) -> Neighbour:
         cores = usable_cores()
@@ -280,7 +281,8 @@ class Neighbour:
         if hasattr(os, "sched_setaffinity"):
             def pin() -> None:
                 os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[cores - 1]})
-        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pin)
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pin,
+                                        start_new_session=True)
         time.sleep(0.3)
         return self
 

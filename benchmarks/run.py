@@ -147,28 +147,32 @@ def serve_window(steps: int, max_s: float) -> Callable[[], dict]:
         window.runner.reset()
         app.processEvents()
         frames.clear()
-        started = time.perf_counter()
+        started, gui_cpu = time.perf_counter(), time.thread_time()
         window.runner.play_pause()
         limit.start()
         loop.exec()
         limit.stop()
-        elapsed = time.perf_counter() - started
+        elapsed, gui_cpu = time.perf_counter() - started, time.thread_time() - gui_cpu
         return {"sps": window.runner.step / elapsed, "fps": len(frames) / elapsed,
-                "threads": window.runner.threads_used}
+                "threads": window.runner.threads_used, "gui_cpu": gui_cpu / elapsed,
+                "gui_ms_per_frame": 1000 * gui_cpu / max(1, len(frames))}
 
     return once
 
 
 def serve_core(steps: int, max_s: float) -> Callable[[], dict]:
-    """The headless trainer as `peft-studio train` runs it (the core's generator, the CLI's thread count)."""
+    """The headless trainer as `peft-studio train` runs it: the core's generator, the thread count the CLI
+    measures before the first step (once: the same run again keeps it)."""
     import torch
 
+    from peft_studio.cli import _set_threads
     from peft_studio.core.data import load_builtin
     from peft_studio.core.model.experiment import Experiment, Setup
     from peft_studio.core.runs.train import TrainSettings, train
 
     experiment = Experiment(Setup("tiny", "lora", {}, seed=0), load_builtin("intents"))
     settings = TrainSettings(steps=steps, eval_every=10, track_grads=False)
+    _set_threads("auto", experiment, settings)
     for _ in train(experiment, TrainSettings(steps=10, eval_every=10, track_grads=False)):
         pass
 
@@ -462,6 +466,7 @@ def child_env(policy: str | None = None) -> dict[str, str]:
         env["OMP_WAIT_POLICY"] = policy
     env["XDG_CONFIG_HOME"] = os.path.join(_STATE, "config")
     env["XDG_DATA_HOME"] = os.path.join(_STATE, "data")
+    env["XDG_STATE_HOME"] = os.path.join(_STATE, "state")
     env["HF_HUB_OFFLINE"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
@@ -532,6 +537,9 @@ class Run:
         self.add(f"bare_steps_per_s{suffix}", bare)
         self.add(f"gui_steps_per_s{suffix}", [w["sps"] for w in window])
         self.add(f"gui_threads{suffix}", [w["threads"] for w in window])
+        self.add(f"gui_thread_cpu_share{suffix}", [w["gui_cpu"] for w in window],
+                 note="the GUI thread's CPU over the run's wall time: what painting takes from a core")
+        self.add(f"gui_thread_ms_per_frame{suffix}", [w["gui_ms_per_frame"] for w in window])
         if wanted_core:
             self.add("core_steps_per_s", [c["sps"] for c in found["core"]])
         best = {key: statistics.median(r["sps"] for r in rounds) for key, rounds in found.items()}

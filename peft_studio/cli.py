@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save-adapter", metavar="PATH")
     train.add_argument("--export-peft", metavar="FOLDER",
                        help="after training, write a Hugging Face PEFT adapter folder (+ head.safetensors)")
+    train.add_argument("--threads", type=thread_count, default="auto",
+                       help="torch threads for the run: a number, or auto (measured before the first step; the "
+                            "default). Fixed for the whole run")
     inspect = commands.add_parser("inspect", help="the census: every tensor, who owns it, what trains")
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
@@ -303,6 +306,26 @@ def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def _set_threads(threads: int | str, experiment: Any, settings: Any) -> int:
+    """The run's torch thread count, fixed for the run: measured (auto; with a core busy elsewhere two threads
+    ran 10-20x slower than one on a 2-core machine) or given. Logged (see --verbose), never printed: the output
+    stays the seed's, line for line."""
+    import torch
+
+    from .core.logs import log
+    from .core.runs.probe import choose_threads
+    from .core.runs.threads import ThreadChoice
+
+    if threads == "auto":
+        count = choose_threads(ThreadChoice(), experiment, settings)
+    else:
+        count = int(threads)
+        torch.set_num_threads(count)
+    log.info("training with %d torch thread%s (%s)", count, "s" * (count != 1),
+             "measured" if threads == "auto" else "given")
+    return count
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -325,6 +348,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.save_adapter:
         check_adapter_writable(args.save_adapter)  # a long run is never lost to an unwritable path
     _print_totals(experiment.census())
+    _set_threads(args.threads, experiment, settings)
     acc = "next_token_acc" if experiment.next_token else "acc"  # the task's accuracy, named as it is
     for event in train(experiment, settings):
         if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:

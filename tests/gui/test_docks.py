@@ -104,9 +104,9 @@ def test_a_bad_lesson_file_is_a_dialog_and_nothing_changes(docks, window, errors
 
 @contextlib.contextmanager
 def busy_core():
-    """Another process spinning on one core for the whole block (a browser, a video call), then killed: the
-    trainer's thread count must not follow the load while a run goes on."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """Another program spinning on one core for the whole block (a browser, a video call; a session of its own, as
+    another program is), then killed: the trainer's thread count must not follow the load while a run goes on."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
     try:
         yield spinner
     finally:
