@@ -227,40 +227,41 @@ def serve_lateness(seconds: float) -> Callable[[], dict]:
     return once
 
 
-MINILM_BATCH, MINILM_THREADS = 16, 2
+MINILM_BATCH = 16
 
 
 def serve_minilm_studio(steps: int, max_s: float) -> Callable[[], dict]:
-    """The studio trainer (core.runs.train) on LoRA MiniLM (r=8, alpha 16, q+v), batch 16: seconds per step."""
-    import torch
-
+    """The studio trainer (core.runs.train) on LoRA MiniLM (r=8, alpha 16, q+v), batch 16: seconds per step of one
+    long run (its checks and events included; its start and end, paid once a run, are not: the PEFT side has none),
+    at the thread count the studio measures for the run (reported, so that the PEFT side uses the same)."""
+    from peft_studio.cli import _set_threads
     from peft_studio.core.data import load_builtin
     from peft_studio.core.model.experiment import Experiment, Setup
     from peft_studio.core.runs.train import TrainSettings, train
 
-    torch.set_num_threads(min(MINILM_THREADS, CORES))
     experiment = Experiment(Setup("minilm", "lora", {"r": 8, "alpha": 16.0, "targets": "q,v"}, seed=0),
                             load_builtin("sentiment"))
-    warm = TrainSettings(steps=3, lr=1e-3, batch_size=MINILM_BATCH, eval_every=10_000, track_grads=False)
-    settings = TrainSettings(steps=steps, lr=1e-3, batch_size=MINILM_BATCH, eval_every=10_000, track_grads=False)
-    for _ in train(experiment, warm):
-        pass
+    settings = TrainSettings(steps=10_000_000, lr=1e-3, batch_size=MINILM_BATCH, eval_every=10_000_000,
+                             track_grads=False)
+    threads = _set_threads("auto", experiment, settings)
+    run = train(experiment, settings)
+    for _ in range(3):
+        next(run)
 
     def once() -> dict:
         started = time.perf_counter()
         done = 0
-        for _ in train(experiment, settings):
+        while done < steps and (done < 3 or time.perf_counter() - started < max_s):
+            next(run)
             done += 1
-            if done >= 3 and time.perf_counter() - started > max_s:
-                break
-        return {"step_s": (time.perf_counter() - started) / done}
+        return {"step_s": (time.perf_counter() - started) / done, "threads": threads}
 
     return once
 
 
-def serve_minilm_peft(steps: int, max_s: float) -> Callable[[], dict]:
-    """PEFT's LoRA on transformers' BertModel with the same checkpoint, head, batches and optimizer as the
-    studio side (dropout off: the studio's encoder has none, so both do the same arithmetic)."""
+def serve_minilm_peft(steps: int, max_s: float, threads: int) -> Callable[[], dict]:
+    """PEFT's LoRA on transformers' BertModel with the same checkpoint, head, batches, optimizer and thread count
+    as the studio side (dropout off: the studio's encoder has none, so both do the same arithmetic)."""
     import peft
     import torch
     import transformers
@@ -271,7 +272,7 @@ def serve_minilm_peft(steps: int, max_s: float) -> Callable[[], dict]:
     from peft_studio.core.model.experiment import Experiment, Setup
     from peft_studio.core.runs.train import _batches
 
-    torch.set_num_threads(min(MINILM_THREADS, CORES))
+    torch.set_num_threads(threads)
     data = load_builtin("sentiment")
     studio = Experiment(Setup("minilm", "head-only", {}, seed=0), data)  # the tokenized batches
     bert = transformers.BertModel.from_pretrained(str(minilm_folder()), hidden_dropout_prob=0.0,
@@ -589,8 +590,11 @@ class Run:
         if self.wanted("minilm_lora_vs_peft", "minilm_steps_per_s"):
             steps, limit = self.cfg["minilm_steps"], self.cfg["minilm_max_s"]
             with Sides() as sides:
-                found = interleave([sides.add(side("studio", "minilm-studio", steps, limit)),
-                                    sides.add(side("peft", "minilm-peft", steps, limit))], self.cfg["rounds"], log=log)
+                studio = sides.add(side("studio", "minilm-studio", steps, limit))
+                threads = studio.measure()["threads"]  # the studio's measured count: PEFT gets the same
+                log("minilm: both sides train with", threads, "torch thread(s)")
+                found = interleave([studio, sides.add(side("peft", "minilm-peft", steps, limit, threads))],
+                                   self.cfg["rounds"], log=log)
             studio = [r["step_s"] for r in found["studio"]]
             self.add("minilm_lora_vs_peft", per_round_ratios(studio, [r["step_s"] for r in found["peft"]]))
             self.add("minilm_steps_per_s", [1 / s for s in studio])

@@ -146,3 +146,32 @@ def test_a_diverged_run_restores_exactly_the_last_weights_that_gave_a_finite_los
     _, weights = _plain_loop(plain, settings)
     restored = [p for p in trained.model.parameters() if p.requires_grad]
     assert step >= 1 and all(torch.equal(a, b) for a, b in zip(restored, weights[step - 1], strict=True))
+
+
+@pytest.mark.parametrize("write", ["in place", "replaced"])
+def test_a_run_that_writes_or_replaces_a_frozen_tensor_is_reported_as_a_bug(write):
+    experiment = _experiment("lora")
+    frozen = experiment.model.base.embeddings.norm  # below every trainable part: autograd keeps none of it
+
+    def corrupt(module, inputs, output):  # a forward that touches its frozen weight: the bug the check catches
+        with torch.no_grad():
+            if write == "in place":
+                module.weight[0] += 1e-3  # through a view: the view shares the version counter
+            else:
+                module.weight = torch.nn.Parameter(module.weight.detach().clone(), requires_grad=False)
+
+    frozen.register_forward_hook(corrupt)
+    with pytest.raises(RuntimeError, match="a frozen tensor changed during training"):
+        for _ in train(experiment, TrainSettings(steps=2, track_grads=False)):
+            pass
+
+
+def test_a_clean_run_leaves_every_frozen_byte_as_it_was_for_every_method():
+    from peft_studio.core.methods import METHODS
+
+    for method in METHODS:
+        experiment = _experiment(method)
+        before = experiment.model.frozen_fingerprint()
+        for _ in train(experiment, TrainSettings(steps=2, track_grads=False)):  # no false alarm either
+            pass
+        assert experiment.model.frozen_fingerprint() == before, method

@@ -15,7 +15,7 @@ import torch
 
 from ..model.experiment import Experiment
 from .threads import ThreadChoice
-from .train import TrainSettings
+from .train import TrainSettings, check_run
 
 
 def run_key(experiment: Experiment, settings: TrainSettings) -> str:
@@ -61,7 +61,9 @@ def step_probe(experiment: Experiment, settings: TrainSettings,
 
 def choose_threads(choice: ThreadChoice, experiment: Experiment, settings: TrainSettings) -> int:
     """Set and return the count this run trains with (measured now, or the one its key had before).
-    A model on an accelerator keeps the current count: the CPU threads only feed it."""
+    A run that cannot start is refused first, as `train` refuses it; a model on an accelerator keeps the current
+    count: the CPU threads only feed it."""
+    check_run(experiment, settings)
     if experiment.device.type != "cpu":
         return torch.get_num_threads()
     threads = choice.for_run(run_key(experiment, settings), step_probe(experiment, settings))

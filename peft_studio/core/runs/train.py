@@ -125,6 +125,15 @@ def grad_norms(named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
     return {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in named}
 
 
+def frozen_versions(model: torch.nn.Module) -> list[tuple[str, int, int, int]]:
+    """Each frozen tensor's name, identity, storage and in-place version: any in-place write bumps the version
+    (views share it), a replaced tensor changes identity, so comparing them before and after a run says whether
+    training touched a frozen tensor (the check the pretrained base's fingerprint also relies on). It costs
+    O(tensors); hashing every frozen byte before and after each run cost 0.28 s a run on MiniLM."""
+    tensors = [(n, p) for n, p in model.named_parameters() if not p.requires_grad] + list(model.named_buffers())
+    return [(name, id(t), 0 if t.is_meta else t.data_ptr(), t._version) for name, t in tensors]
+
+
 @torch.no_grad()
 def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
              labels: torch.Tensor) -> tuple[float, float]:
@@ -137,16 +146,22 @@ def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
     return float(loss), float(accuracy)
 
 
+def check_run(experiment: Experiment, settings: TrainSettings) -> None:
+    """What makes a run impossible, refused before any step (and before measuring its thread count): bad
+    settings, a base without weights, a batch that cannot fit in memory."""
+    settings.check()
+    experiment.require_weights("trained")
+    check_training_memory(experiment, settings.batch_size)
+
+
 def train(experiment: Experiment, settings: TrainSettings, control: TrainControl | None = None,
           start_step: int = 0) -> Iterator[StepEvent]:
     """Train whatever is trainable; yields one StepEvent per optimizer step.
 
     Raises TrainingDiverged (after restoring the last finite weights) on a NaN/inf loss, and checks
-    at the end that every frozen tensor is bit-identical to how it started.
+    at the end that no frozen tensor was written or replaced (frozen_versions).
     """
-    settings.check()
-    experiment.require_weights("trained")
-    check_training_memory(experiment, settings.batch_size)  # refuse a batch that cannot fit, before the first step
+    check_run(experiment, settings)
     model = experiment.model
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]
@@ -154,7 +169,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     if settings.weight_decay or settings.optimizer == "adamw":
         kwargs["weight_decay"] = settings.weight_decay
     optimizer = OPTIMIZERS[settings.optimizer](parameters, **kwargs)
-    frozen_before = model.frozen_fingerprint()
+    frozen_before = frozen_versions(model)
     batches = _batches(len(experiment.train_ids), settings.batch_size, settings.seed)
     recent: deque[float] = deque(maxlen=20)
     snapshot: list[torch.Tensor] | None = None
@@ -204,7 +219,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
             event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,
                                                           experiment.val_labels)
         yield event
-    if model.frozen_fingerprint() != frozen_before:
+    if frozen_versions(model) != frozen_before:
         raise RuntimeError("a frozen tensor changed during training: this is a bug in PEFT Studio")
 
 
