@@ -137,6 +137,7 @@ LINEAR_LABELS = {
 
 
 class Encoder(FrozenBase):
+    input_embedding_path = "embeddings.word"
     """Token + position embeddings, N transformer layers (post-LN or pre-LN), pooling."""
 
     name = "encoder"

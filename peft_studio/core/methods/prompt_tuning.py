@@ -87,6 +87,17 @@ class PromptTuningMethod(Method):
     def live_formula(self, config: PromptTuningConfig) -> str:
         return self.card.formula.replace("+ n", f"+ {config.tokens}")
 
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """Each soft token's nearest words in the base's own vocabulary."""
+        from ..lenses.activations import soft_token_figure
+
+        table = experiment.base.input_embeddings()
+        modules = modules_of(experiment.base, SoftPrompt)
+        if table is None or not modules or table.weight.is_meta:
+            return []
+        pad = getattr(experiment.tokenizer, "pad_id", 0)
+        return [soft_token_figure(modules[0][1].prompt, table.weight, experiment.tokenizer.decode, skip=(pad,))]
+
     def code(self, config: PromptTuningConfig) -> str:
         return code_line(SoftPrompt.forward, "torch.cat([prompt, embeds]")
 
