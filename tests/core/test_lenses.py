@@ -202,3 +202,29 @@ def test_meta_bases_have_no_lens(capsys):
     assert main(["inspect", "--base", "llama-3-8b", "--lens"]) == 2
     assert "architecture without weights" in capsys.readouterr().err
     assert METHODS  # the registry is what the lens tests iterate over
+
+
+def test_prefix_attention_share_is_the_softmax_recomputed_by_hand():
+    """The lens's weights are the ones the model used: recompute layer 0's from q, k and the prefix keys."""
+    import math
+
+    experiment = _perturbed("prefix-tuning", {"tokens": 2})
+    sentence = "cannot login account"
+    (figure,) = [f for f in lens_report(experiment, sentence, with_forgetting=False) if f.kind == "prefix-attention"]
+    ids, mask = experiment.tokenizer.batch([sentence])
+    attention = experiment.base.layers[0].attn
+    captured = {}
+    handle = attention.register_forward_pre_hook(lambda _m, args: captured.update(x=args[0]))
+    with torch.no_grad():
+        experiment.model(ids, mask)
+        handle.remove()
+        x = captured["x"]
+        q, k, v = (attention.split_heads(proj(x)) for proj in (attention.q, attention.k, attention.v))
+        prefix_k, _ = attention.kv_prefix.prefix()
+        heads, head_dim = q.shape[1], q.shape[-1]
+        k = torch.cat([prefix_k.view(1, -1, heads, head_dim).transpose(1, 2), k], dim=2)
+        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(head_dim), dim=-1)[0]  # one sentence, no padding
+    share = probs[:, :, :2].sum(-1).mean(-1)
+    assert figure.arrays["share_by_layer_head"][0] == pytest.approx(share.tolist(), rel=1e-5)
+    assert len(figure.arrays["key_row_weights"]) == 2 + ids.shape[1]  # the seed's "L -> L + n keys"
+    assert sum(figure.arrays["key_row_weights"]) == pytest.approx(1.0, rel=1e-5)

@@ -13,6 +13,7 @@ NUMBER_WORDS = {  # how a number reads in a line; unknown names read as themselv
     "magnitude_change": "|m - ‖W0‖row| / ‖W0‖row", "max_angle_deg": "largest angle (deg)",
     "mean_angle_deg": "mean angle (deg)", "branch_to_main": "‖branch‖/‖main path‖",
     "active_units": "active units", "mean_best_cosine": "mean best cosine", "forgetting": "forgetting",
+    "mean_share": "mean share", "max_share": "largest share (one head)", "front_keys": "keys in front",
 }
 
 
