@@ -205,12 +205,21 @@ class FreshSide:
         pass
 
 
-def interleave(sides: Sequence[Side], rounds: int, warmup: int = 1,
-               log: Callable[[str], None] | None = None) -> dict[str, list[dict[str, Any]]]:
+def interleave(sides: Sequence[Side], rounds: int, warmup: int = 1, log: Callable[[str], None] | None = None,
+               budget_s: float | None = None, min_rounds: int = 3) -> dict[str, list[dict[str, Any]]]:
     """Measure every side once per round, in an order reversed every other round (A B C, C B A, ...);
-    the first `warmup` rounds are discarded. Returns each side's measured rounds, in order."""
+    the first `warmup` rounds are discarded. Returns each side's measured rounds, in order.
+
+    With `budget_s`, no new round starts once that many seconds have passed and `min_rounds` are measured (a
+    loaded machine gets fewer rounds, and says so through the round count, instead of an unbounded run)."""
     found: dict[str, list[dict[str, Any]]] = {side.name: [] for side in sides}
+    started = time.monotonic()
     for number in range(warmup + rounds):
+        measured = number - warmup
+        if budget_s is not None and measured >= min_rounds and time.monotonic() - started > budget_s:
+            if log is not None:
+                log(f"time budget of {budget_s:.0f} s spent: {measured} of {rounds} rounds measured")
+            break
         order = list(sides) if number % 2 == 0 else list(reversed(sides))
         for side in order:
             result = side.measure()

@@ -82,6 +82,10 @@ QUICK = {"rounds": 1, "train_steps": 100, "train_max_s": 2.0, "minilm_steps": 4,
          "startup_rounds": 1, "lateness_s": 1.0, "family_rounds": 1, "family_loaded_rounds": 1, "family_steps": 10,
          "edit_rounds": 1, "switch_rounds": 1, "plot_frames": 5}
 FAMILY_LIMIT = 3.0  # a family run is stopped at 3x its goal: the figure then says "at least"
+# seconds each group may take before it stops starting rounds (after at least 3, or 2 for the family): they
+# bound a full run to about 14 minutes however loaded the machine is; a quiet machine finishes every round
+BUDGETS = {"training": 140, "lateness": 30, "startup": 75, "minilm": 75, "plot": 25, "edit": 45, "switch": 60,
+           "family": 100, "family_loaded": 130}
 
 
 # ---- parts: run inside a child; each returns the function that measures one round -------------------
@@ -495,6 +499,11 @@ def fastest_bare(found: dict[str, list[dict]]) -> list[float]:
     return [max(found[key][i]["sps"] for key in keys) for i in range(len(found[keys[0]]))]
 
 
+def same_threads_ratios(found: dict[str, list[dict]], name: str) -> list[float]:
+    """Each round's rate of `name` over the bare loop's at the thread count `name` ran with (default policy)."""
+    return [mine["sps"] / found[f"bare{int(mine['threads'])}"][i]["sps"] for i, mine in enumerate(found[name])]
+
+
 def log(*parts: object) -> None:
     print("#", *parts, file=sys.stderr, flush=True)
 
@@ -507,6 +516,10 @@ class Run:
         self.cfg = QUICK if quick else FULL
         self.only = only
         self.figures: list[Figure] = []
+
+    def budget(self, group: str) -> float | None:
+        """The group's time budget (a full run only: a quick run measures one round anyway)."""
+        return None if self.quick else BUDGETS[group]
 
     def wanted(self, *names: str) -> bool:
         return self.only is None or any(part in name for name in names for part in self.only)
@@ -528,12 +541,17 @@ class Run:
             sides.add(side("window", "window", cfg["train_steps"], cfg["train_max_s"]))
             if wanted_core:
                 sides.add(side("core", "core", cfg["train_steps"], cfg["train_max_s"]))
-            found = interleave(sides.sides, cfg["rounds"], log=log)
+            found = interleave(sides.sides, cfg["rounds"], log=log, budget_s=self.budget("training"))
         bare = fastest_bare(found)
         window = found["window"]
         self.add(f"gui_vs_bare{suffix}", per_round_ratios([w["sps"] for w in window], bare))
         if wanted_core:
             self.add("core_vs_bare", per_round_ratios([c["sps"] for c in found["core"]], bare))
+        # context: against the bare loop at the same thread count and wait policy, the studio's own overhead
+        # apart from its choice of threads (the fastest bare may use a count or policy the app did not choose)
+        self.add(f"gui_vs_bare_same_threads{suffix}", same_threads_ratios(found, "window"))
+        if wanted_core:
+            self.add("core_vs_bare_same_threads", same_threads_ratios(found, "core"))
         self.add(f"frames_per_s{suffix}", [w["fps"] for w in window])
         self.add(f"bare_steps_per_s{suffix}", bare)
         self.add(f"gui_steps_per_s{suffix}", [w["sps"] for w in window])
@@ -551,7 +569,7 @@ class Run:
             return
         with Sides() as sides:
             found = interleave([sides.add(side("lateness", "lateness", self.cfg["lateness_s"]))],
-                               self.cfg["rounds"] if not self.quick else 1, log=log)["lateness"]
+                               self.cfg["rounds"], log=log, budget_s=self.budget("lateness"))["lateness"]
         self.add("ui_lateness_p99_ms", [r["p99"] for r in found])
         self.add("ui_lateness_max_ms", [r["max"] for r in found])
 
@@ -578,7 +596,7 @@ class Run:
             return measure
 
         found = interleave([FreshSide("floor", fresh(floor_script)), FreshSide("app", fresh(app_script))],
-                           self.cfg["startup_rounds"], log=log)
+                           self.cfg["startup_rounds"], log=log, budget_s=self.budget("startup"))
         floors = [r["imported"] for r in found["floor"]]
         self.add("startup_ratio", per_round_ratios([r["painted"] for r in found["app"]], floors))
         self.add("startup_interactive_ratio", per_round_ratios([r["interactive"] for r in found["app"]], floors))
@@ -594,7 +612,7 @@ class Run:
                 threads = studio.measure()["threads"]  # the studio's measured count: PEFT gets the same
                 log("minilm: both sides train with", threads, "torch thread(s)")
                 found = interleave([studio, sides.add(side("peft", "minilm-peft", steps, limit, threads))],
-                                   self.cfg["rounds"], log=log)
+                                   self.cfg["rounds"], log=log, budget_s=self.budget("minilm"))
             studio = [r["step_s"] for r in found["studio"]]
             self.add("minilm_lora_vs_peft", per_round_ratios(studio, [r["step_s"] for r in found["peft"]]))
             self.add("minilm_steps_per_s", [1 / s for s in studio])
@@ -612,7 +630,7 @@ class Run:
             return
         with Sides() as sides:
             found = interleave([sides.add(side("plot", "plot", 1_000_000, self.cfg["plot_frames"]))],
-                               self.cfg["rounds"], log=log)["plot"]
+                               self.cfg["rounds"], log=log, budget_s=self.budget("plot"))["plot"]
         self.add("plot_append_ms_1m", [r["ms"] for r in found])
 
     def family(self, loaded: bool) -> None:
@@ -641,7 +659,8 @@ class Run:
 
         log(f"family ({' '.join(command[3:10])}),", "one core busy" if loaded else "quiet")
         rounds = self.cfg["family_loaded_rounds" if loaded else "family_rounds"]
-        found = interleave([FreshSide("family", measure)], rounds, warmup=0, log=log)
+        found = interleave([FreshSide("family", measure)], rounds, warmup=0, log=log,
+                           budget_s=self.budget("family_loaded" if loaded else "family"), min_rounds=2)
         notes = [] if self.cfg["family_steps"] == 60 else [f"{self.cfg['family_steps']} steps, not 60"]
         if stopped:
             notes.append(f"{len(stopped)} round(s) stopped at {limit:.0f} s: at least that")
@@ -650,29 +669,36 @@ class Run:
     def edits(self) -> None:
         if self.wanted("edit_repaint_llama70b_ms"):
             with Sides() as sides:
-                found = interleave([sides.add(side("edit", "edit-llama70b"))], self.cfg["edit_rounds"], log=log)
+                found = interleave([sides.add(side("edit", "edit-llama70b"))], self.cfg["edit_rounds"], log=log,
+                                   budget_s=self.budget("edit"))
             self.add("edit_repaint_llama70b_ms", [r["ms"] for r in found["edit"]])
         if self.wanted("base_switch_minilm_s"):  # the first switch of a fresh window each round, as the user's
             def first_switch() -> dict:
                 with Sides() as sides:
                     return sides.add(side("switch", "switch-minilm")).measure()
 
-            found = interleave([FreshSide("switch", first_switch)], self.cfg["switch_rounds"], warmup=0, log=log)
+            found = interleave([FreshSide("switch", first_switch)], self.cfg["switch_rounds"], warmup=0, log=log,
+                               budget_s=self.budget("switch"))
             self.add("base_switch_minilm_s", [r["s"] for r in found["switch"]])
 
     def all(self) -> list[Figure]:
-        self.training(loaded=False)
-        self.lateness()
-        self.startup()
-        self.minilm()
-        self.plot()
-        self.edits()
-        self.family(loaded=False)
+        groups: list[tuple[str, Callable[[], None]]] = [
+            ("training, quiet", lambda: self.training(loaded=False)), ("lateness", self.lateness),
+            ("start-up", self.startup), ("minilm", self.minilm), ("plot", self.plot), ("edits", self.edits),
+            ("family, quiet", lambda: self.family(loaded=False))]
+        for label, measure in groups:
+            timed(label, measure)
         if self.wanted("gui_vs_bare_loaded", "frames_per_s_loaded", "family_tiny_loaded_s"):
             with Neighbour():
-                self.training(loaded=True)
-                self.family(loaded=True)
+                timed("training, one core busy", lambda: self.training(loaded=True))
+                timed("family, one core busy", lambda: self.family(loaded=True))
         return self.figures
+
+
+def timed(label: str, measure: Callable[[], None]) -> None:
+    started = time.perf_counter()
+    measure()
+    log(f"{label}: {time.perf_counter() - started:.0f} s, load average {load_average()}")
 
 
 def self_check(rounds: int, part: str, args: list[str]) -> Figure:

@@ -111,11 +111,32 @@ def test_sides_are_measured_in_turn_with_the_order_reversed_each_round_and_warm_
     assert found == {"A": [{"n": 2}, {"n": 3}, {"n": 4}], "B": [{"n": 2}, {"n": 3}, {"n": 4}]}
 
 
+def test_a_time_budget_stops_new_rounds_once_spent_but_never_before_the_minimum(modules, monkeypatch):
+    _, harness = modules
+    clock = [0.0]
+    monkeypatch.setattr(harness.time, "monotonic", lambda: clock[0])
+
+    class Slow(FakeSide):
+        def measure(self) -> dict:
+            clock[0] += 10.0  # every measurement takes 10 s of the budget
+            return super().measure()
+
+    order: list[str] = []
+    found = harness.interleave([Slow("A", order), Slow("B", order)], rounds=7, budget_s=45, min_rounds=3)
+    assert len(found["A"]) == 3  # the warm-up and 3 rounds take 80 s; the minimum still comes first
+    order.clear()
+    clock[0] = 0.0
+    found = harness.interleave([Slow("A", order), Slow("B", order)], rounds=7, budget_s=1000)
+    assert len(found["A"]) == 7
+
+
 def test_each_rounds_bare_reference_is_the_fastest_configuration_of_that_round(modules):
     run, _ = modules
     found = {"bare1": [{"sps": 70.0}, {"sps": 75.0}], "bare2": [{"sps": 90.0}, {"sps": 13.0}],
              "bare2-passive": [{"sps": 58.0}, {"sps": 40.0}], "window": [{"sps": 1.0}, {"sps": 1.0}]}
     assert run.fastest_bare(found) == [90.0, 75.0]
+    found["window"] = [{"sps": 63.0, "threads": 1}, {"sps": 45.0, "threads": 2}]
+    assert run.same_threads_ratios(found, "window") == [0.9, 45.0 / 13.0]  # the window's own count, default policy
 
 
 def test_the_neighbour_process_is_started_and_stopped(modules):
