@@ -113,7 +113,7 @@ class Figure:
 
 
 def fmt(name: str, value: float) -> str:
-    if "threads" in name:
+    if re.search(r"(^|_)threads(_loaded)?$", name) and "_vs_" not in name:  # a count, not a ratio
         return str(int(round(value)))
     if abs(value) >= 100:
         return f"{value:.0f}"

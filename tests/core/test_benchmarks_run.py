@@ -82,6 +82,14 @@ def test_a_smoke_run_prints_figures_but_never_a_verdict(modules):
     assert figure.verdict() == "" and figure.line() == "gui_vs_bare: 0.500 (goal >= 0.95)"
 
 
+def test_thread_counts_print_as_whole_numbers_and_ratios_never_do(modules):
+    _, harness = modules
+    assert harness.fmt("gui_threads", 2.0) == "2" and harness.fmt("gui_threads_loaded", 1.0) == "1"
+    assert harness.fmt("gui_vs_bare_same_threads", 0.9512) == "0.951"
+    assert harness.fmt("minilm_steps_per_s", 12.34) == "12.3"
+    assert harness.fmt("edit_repaint_llama70b_ms", 1545.2) == "1545"
+
+
 def test_ratios_are_taken_per_round(modules):
     _, harness = modules
     assert harness.per_round_ratios([2.0, 3.0], [1.0, 4.0]) == [2.0, 0.75]
