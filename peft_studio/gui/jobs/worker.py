@@ -28,8 +28,8 @@ from ..diagram.gains import sample_gains
 # Measured on 2 cores (tiny + intents + LoRA, benchmarks/run.py gui_vs_bare): any torch op on
 # the GUI thread with >1 threads (a predict, a backward) halves the trainer's speed for the rest of
 # the process. So the GUI thread gets exactly one torch thread; the trainer thread's count is
-# chosen by measurement while it runs (core/runs/threads.py), since the best count depends on what
-# else the machine is doing.
+# measured before a run's first step and fixed for the run (core/runs/threads.py), since the best
+# count depends on what else the machine is doing.
 GUI_TORCH_THREADS = 1
 GRAD_INTERVAL_S = 0.1  # gradient norms at most 10 times a second: they cost ~30% when taken per step
 
