@@ -440,6 +440,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def start_gui() -> int:
+    from .gui.display import display_problem
+
+    problem = display_problem()  # before Qt: without a display it aborts the process (exit 134)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         from .gui.app import main as gui_main
     except ImportError as exc:
