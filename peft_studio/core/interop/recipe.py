@@ -342,9 +342,9 @@ def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike
 def _recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None,
                             method: str | None, options: dict[str, Any] | None,
                             force: bool) -> tuple[Path, RecipePlan]:
-    from ..files.setup_file import load_setup
+    from ..teaching.lesson import load_setup_or_lesson
 
-    setup, dataset, settings = load_setup(setup_file)
+    setup, dataset, settings = load_setup_or_lesson(setup_file)
     if base is not None:
         setup = dataclasses.replace(setup, base=base, base_options={})
     if method is not None and method != setup.method:
