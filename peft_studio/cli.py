@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_help import HelpFormatter, Parser, add_command, examples_epilog, wrap
+from .cli_progress import StepBar
 from .core.bases import BASES, default_dataset, is_architecture, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
 from .core.errors import PeftStudioError
@@ -359,7 +360,7 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     print(f"trainable params = {expected['studio']['trainable']} (method {expected['studio']['method_trainable']}, "
           f"head {expected['studio']['head_trainable']}); PEFT: adapter {expected['peft']['adapter_trainable']}, "
           f"head {expected['peft']['head_trainable']}")
-    print(f"run: cd {folder} && accelerate launch --config_file accelerate/1gpu.yaml train.py"
+    print(f"run: cd {folder} && accelerate launch --config_file accelerate_configs/1gpu.yaml train.py"
           + ("" if plan.model_id else " --model ID_OR_FOLDER"))
     return 0
 
@@ -454,12 +455,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_adapter_writable(args.save_adapter)  # a long run is never lost to an unwritable path
     _print_totals(experiment.census())
     acc = "next_token_acc" if experiment.next_token else "acc"  # the task's accuracy, named as it is
-    for event in train(experiment, settings):
-        if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:
-            line = f"step={event.step:03d} loss={event.loss:.4f} {acc}={event.accuracy:.2f}"
-            if event.val_accuracy is not None:
-                line += f" val_loss={event.val_loss:.4f} val_{acc}={event.val_accuracy:.2f}"
-            print(line, flush=True)
+    with StepBar(settings.steps, f"{experiment.setup.method} on {experiment.setup.base}") as bar:
+        for event in train(experiment, settings):
+            bar.advance_to(event.step + 1, event.loss)
+            if event.step % args.log_every == 0 or event.last and event.val_accuracy is not None:
+                line = f"step={event.step:03d} loss={event.loss:.4f} {acc}={event.accuracy:.2f}"
+                if event.val_accuracy is not None:
+                    line += f" val_loss={event.val_loss:.4f} val_{acc}={event.val_accuracy:.2f}"
+                bar.write(line)
     dataset = experiment.dataset
     texts = list(dataset.val_texts or dataset.train_texts)[:12]
     if experiment.next_token:
@@ -582,11 +585,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(table)
         return 0
     settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
-    _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed, parse_methods(args.methods),
-                                RunStore(args.runs_dir), args.csv, args.device,
-                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    bars = FamilyBars(args.steps)
+    try:
+        _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed,
+                                    parse_methods(args.methods), RunStore(args.runs_dir), args.csv, args.device,
+                                    progress=bars.say, wide=args.wide, on_event=bars.follow)
+    finally:
+        bars.close()
     print(table)
     return 0
+
+
+class FamilyBars:
+    """compare's progress: one bar per method, titled k/N, and each method's result line on stderr."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.bar: StepBar | None = None
+
+    def follow(self, event: Any) -> None:
+        if event.kind == "start":
+            self.close()
+            self.bar = StepBar(self.steps, f"[{event.index + 1}/{event.total}] {event.method}")
+        elif event.kind == "step" and self.bar is not None:
+            self.bar.advance_to(event.step.step + 1, event.step.loss)
+
+    def say(self, line: str) -> None:
+        self.close()  # the method is done (or skipped): its bar gives way to its result line
+        print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -89,7 +89,7 @@ def test_lora_recipe_trains_two_steps_with_the_studio_count(tiny_config, tmp_pat
         "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj", "model.layers.1.mlp.down_proj"]
     # as the README says: accelerate launch with the CPU config file
     out, elapsed = run_train(folder, [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                                      "accelerate/cpu.yaml"], tmp_path)
+                                      "accelerate_configs/cpu.yaml"], tmp_path)
     print(f"two LoRA steps through accelerate launch: {elapsed:.1f} s")
     assert int(COUNT.search(out).group(1)) == method_count
     labels = len(load_builtin("intents").label_names)
@@ -192,9 +192,10 @@ def test_shipped_architectures_give_peft_the_studio_count_on_the_meta_device(bas
     if method == "qlora":
         assert recipe["quantization"]["bnb_4bit_quant_type"] == "nf4" and "score" in \
             recipe["quantization"]["llm_int8_skip_modules"]
-    fsdp = (folder / "accelerate" / "fsdp.yaml").read_text()
+    fsdp = (folder / "accelerate_configs" / "fsdp.yaml").read_text()
     assert "distributed_type: \"FSDP\"" in fsdp and plan.layer_class in fsdp
-    assert "accelerate launch --config_file accelerate/1gpu.yaml train.py\n" in (folder / "README.md").read_text()
+    readme = (folder / "README.md").read_text()
+    assert "accelerate launch --config_file accelerate_configs/1gpu.yaml train.py\n" in readme
 
 
 def test_the_studio_plans_a_recipe_without_importing_transformers(tmp_path):
