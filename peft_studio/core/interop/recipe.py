@@ -107,8 +107,10 @@ def _peft_config(experiment: Experiment) -> dict[str, Any]:
     method = experiment.method
     if method.peft_type is None:
         supported = [n for n, m in METHODS.items() if m.peft_type]
-        raise ConfigError(f"method {method.name!r} has no Hugging Face PEFT equivalent, so no recipe can train it "
-                          f"(recipes exist for: {', '.join(supported)})")
+        nearest = f"; the nearest is {method.peft_nearest[0]} ({method.peft_nearest[1]}): --method " \
+                  f"{method.peft_nearest[0]}" if method.peft_nearest else ""
+        raise ConfigError(f"method {method.name!r} has no Hugging Face PEFT equivalent, so no recipe can train it"
+                          f"{nearest} (recipes exist for: {', '.join(supported)})")
     try:
         settings, _ = method.peft_export(experiment.base, experiment.config)
     except AdapterFileError as exc:

@@ -67,6 +67,8 @@ class Method:
     card: MethodCard
     trains_base: bool = False  # True when base tensors themselves train (full, bitfit)
     peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
+    # Without a peft_type: the registered method with one that comes nearest, and why (a recipe's refusal says it)
+    peft_nearest: tuple[str, str] | None = None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
 
