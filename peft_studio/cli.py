@@ -525,6 +525,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print("memory at scale (one training step on one device):")
         for line in ledger_text(memory[1], args.device_gb):
             print(f"  {line}")
+    # the totals again, last: on an LLM the tensor list above runs to hundreds of lines
+    print(f"totals: {census.total:,} parameters, {census.trainable:,} trainable ({census.trainable_percent:.4f}%), "
+          f"{census.total - census.trainable:,} frozen; {len(census.rows):,} tensors")
     return 0
 
 
