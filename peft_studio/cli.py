@@ -655,8 +655,15 @@ def start_gui() -> int:
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
     """Delegates to the GUI's screenshot module (imported here only: the other commands never load Qt)."""
-    from .gui.screenshot import parse_size, take
+    from .gui.screenshot import parse_size, take, take_readme
 
+    if args.readme:
+        if args.out:
+            raise PeftStudioError("give OUT.png or --readme FOLDER, not both")
+        take_readme(args.readme, steps=args.steps, report=lambda path: print(path, flush=True))
+        return 0
+    if not args.out:
+        raise PeftStudioError("give the picture to write (OUT.png), or --readme FOLDER for every README picture")
     print(take(args.out, steps=args.steps, size=parse_size(args.size), method=args.method, base=args.base,
                presentation=args.presentation))
     return 0
