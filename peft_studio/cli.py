@@ -17,7 +17,8 @@ from .cli_help import HelpFormatter, Parser, add_command, examples_epilog, wrap
 from .cli_progress import StepBar
 from .core.bases import BASES, default_dataset, is_architecture, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
-from .core.errors import PeftStudioError
+from .core.errors import ConfigError, PeftStudioError
+from .core.logs import configure_logging, log_file, report_unexpected
 from .core.methods import METHODS, method_names
 
 
@@ -191,6 +192,29 @@ def _memory(args: argparse.Namespace, experiment: Any, census: Any) -> tuple[Any
     return plan, ledger(census, experiment.base, plan)
 
 
+def _add_lens_arguments(parser: argparse.ArgumentParser) -> None:
+    lens = parser.add_argument_group("lens: what the trained part did (core/lenses)")
+    lens.add_argument("--lens", action="store_true",
+                      help="print the method's lens (ΔW spectra, gains, soft tokens' nearest words, bottleneck, "
+                           "forgetting) instead of the census; with --import-peft, of an adapter trained elsewhere")
+    lens.add_argument("--sentence", metavar="TEXT", help="the sentence a lens runs on (default: the first text)")
+
+
+def _print_lens(args: argparse.Namespace, experiment: Any) -> int:
+    from .core.lenses.report import lens_lines, lens_report
+
+    if experiment.base.on_meta_device:
+        raise ConfigError(f"--lens: base {experiment.base.name!r} is an architecture without weights: nothing has "
+                          "trained to look at")
+    figures = lens_report(experiment, args.sentence)
+    if args.json:
+        print(json.dumps({"method": experiment.method.name, "lens": [f.to_dict() for f in figures]}, indent=1))
+        return 0
+    print(f"lens: {experiment.method.title} on {experiment.base.describe()}")
+    print("\n".join(lens_lines(figures)))
+    return 0
+
+
 DESCRIPTION = ("See parameter-efficient fine-tuning. With no command, `peft-studio` opens the studio window (it needs "
                "a display); each command below runs headless on the same core. `peft-studio COMMAND --help` shows a "
                "command's flags, their defaults and examples.")
@@ -266,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true", help="print the census as one JSON object")
     _add_memory_arguments(inspect)
+    _add_lens_arguments(inspect)
     add_command(commands, "methods", "list the PEFT methods and where each puts its trainable part",
                 "Print one line per registered method: its name (what --method takes) and where it puts its "
                 "trainable part in the model.", EXAMPLES["methods"])
@@ -290,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
     _add_recipe_parser(commands)
     _add_screenshot_parser(commands)
+    verbose = "also log to stderr, and print the traceback of an unexpected error (the log file has it either way)"
+    for command in (parser, *commands.choices.values()):
+        command.add_argument("-v", "--verbose", action="store_true", default=False, help=verbose)
     return parser
 
 
@@ -484,6 +512,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
+    if args.lens:
+        return _print_lens(args, experiment)
     census = experiment.census()
     memory = _memory(args, experiment, census)
     if args.json:
@@ -676,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a bad flag, already reported on one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     args.given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}  # flags typed, not defaults
+    configure_logging(verbose=args.verbose)
     try:
         if args.command == "train":
             return cmd_train(args)
@@ -699,6 +730,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug, not a user mistake: one line here, the traceback in the log
+        message = report_unexpected(exc, f"peft-studio {args.command or ''}".strip())
+        hint = "" if args.verbose else f"; the traceback is in {log_file()} (or rerun with --verbose)"
+        print(f"error: unexpected {message} - a bug in PEFT Studio{hint}", file=sys.stderr)
+        return 1
 
 
 def main_entry() -> None:
