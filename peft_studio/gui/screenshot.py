@@ -31,6 +31,7 @@ def take(path: str | Path, steps: int = 60, size: tuple[int, int] = DEFAULT_SIZE
 
 
 # ---- the README's pictures -------------------------------------------------------------------------
+LESSON_SHOWN = "word-order"
 README_PICTURES = ("main-window", "compare", "adapters", "exercises", "memory-at-scale", "lesson-presentation")
 
 
@@ -69,7 +70,7 @@ def _adapters(app, path: Path, steps: int) -> Path:
     window = _window(DEFAULT_SIZE, None, "lora")
     window.docks.show_dock("adapters")
     lab = window.docks.lab
-    for method, task in (("lora", "intents"), ("ia3", "sentiment")):
+    for method, task in (("lora", "intents"), ("adapter", "sentiment")):
         name = lab.add(method, task)
         if name is None or not lab.train(name, steps):
             raise RuntimeError(f"the Adapters panel refused {method} on {task}")
@@ -86,19 +87,23 @@ def _exercises(app, path: Path, steps: int) -> Path:
 
 
 def _memory_at_scale(app, path: Path, steps: int) -> Path:
-    """QLoRA on every Linear of Llama-3-70B on the meta device: the memory of one training step."""
-    window = _window(DEFAULT_SIZE, "llama-3-70b", "qlora")
+    """The 4-bit method (QLoRA) on Llama-3-70B on the meta device: the memory of one training step."""
+    from ..core.methods import METHODS
+
+    four_bit = next((name for name, method in METHODS.items() if method.quantizes_base), None)
+    window = _window(DEFAULT_SIZE, "llama-3-70b", four_bit)
     window.docks.show_dock("memory")
     return _grab(app, window, path)
 
 
 def _lesson_presentation(app, path: Path, steps: int) -> Path:
-    """A shipped lesson (prefix tuning) on a 1280x720 projector, in presentation mode, trained a little."""
+    """A shipped lesson (word order: "limited transformation power") on a 1280x720 projector, in presentation
+    mode, trained a little."""
     from .window.lessons import open_shipped_lesson
 
     window = _window((1280, 720), None, None)
-    if not open_shipped_lesson(window, "prefix-tuning"):
-        raise RuntimeError("the shipped lesson prefix-tuning did not open")
+    if not open_shipped_lesson(window, LESSON_SHOWN):
+        raise RuntimeError(f"the shipped lesson {LESSON_SHOWN} did not open")
     window.presentation.set(True)
     window.controller.set_training(steps=max(1, steps))
     _train(app, window, steps)
