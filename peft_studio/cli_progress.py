@@ -43,6 +43,8 @@ class StepBar:
             print(line, file=target, flush=True)
 
     def close(self) -> None:
+        if self.shown:
+            self._bar.refresh()  # the last count and rate are drawn once, even when the steps outran mininterval
         self._bar.close()
 
     def __enter__(self) -> StepBar:

@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             if step >= args.max_steps:
                 break
     if bar is not None:
+        bar.refresh()  # the final count and rate, even when the steps outran tqdm's redraw interval
         bar.close()
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)

@@ -9,6 +9,7 @@ and the real code line that runs. The registry (`methods/__init__.py`) is the on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class ShapeChange:
     key_tokens: int = 0  # prefix tuning: attention keys L -> L + n (the sequence stays L)
 
 
+@functools.cache  # the source does not change while the process runs; the diagram asks per site
 def code_line(function: Callable[..., Any], contains: str) -> str:
     """The line of `function` that contains `contains`, read from the source that runs.
 
