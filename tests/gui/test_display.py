@@ -66,11 +66,10 @@ def test_a_listening_x_socket_counts_as_a_display(tmp_path, monkeypatch):
         server.close()
     assert "nothing listens" in x_server_unreachable(f":{number}")
     assert x_server_unreachable("/private/tmp/launch-x/org.xquartz:0") is None  # a form it does not know: Qt decides
-    with socket.socket() as tcp:
+    with socket.socket() as tcp:  # bound but not listening: a TCP display that refuses, named with its port
         tcp.bind(("127.0.0.1", 0))
         port = tcp.getsockname()[1]
-    if port >= 6000:  # a closed TCP display: connection refused, named with its port
-        assert f"127.0.0.1:{port}" in x_server_unreachable(f"127.0.0.1:{port - 6000}")
+        assert port >= 6000 and f"127.0.0.1:{port}" in x_server_unreachable(f"127.0.0.1:{port - 6000}")
 
 
 def test_missing_system_libraries_are_named_with_their_debian_packages(monkeypatch, tmp_path):
