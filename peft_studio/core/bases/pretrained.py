@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import BaseLoadError
 from ..files.safe_io import read_json, read_json_object
+from . import config_limits
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
 from .frozen import TrainDefaults
 from .hf_names import hf_parameter, studio_parameter
@@ -34,6 +35,9 @@ MINILM = "minilm"
 MINILM_TITLE = "all-MiniLM-L6-v2"
 BERT_MODEL_TYPES = ("bert",)
 REQUIRED_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+BERT_SIZE_KINDS = {"vocab_size": "vocab", "hidden_size": "width", "num_hidden_layers": "layers",
+                   "num_attention_heads": "heads", "intermediate_size": "intermediate",
+                   "max_position_embeddings": "positions", "type_vocab_size": "type_vocab"}
 HEAD_PREFIXES = ("pooler.", "cls.", "classifier.", "qa_outputs.", "lm_head.")  # task heads: not the encoder
 MAX_TOKENS = 128  # truncation length (fewer when the checkpoint has fewer positions)
 
@@ -175,10 +179,12 @@ def _encoder_config(raw: dict[str, Any], folder: Path) -> EncoderConfig:
     missing = [name for name in REQUIRED_FIELDS if name not in raw]
     if missing:
         raise BaseLoadError(f"{where}: missing {', '.join(missing)} (a BERT config has {', '.join(REQUIRED_FIELDS)})")
-    for name in REQUIRED_FIELDS + ("max_position_embeddings", "type_vocab_size"):
-        value = raw.get(name, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "type_vocab_size" else 1):
-            raise BaseLoadError(f"{where}: {name} must be a positive integer (got {value!r})")
+    for name, kind in BERT_SIZE_KINDS.items():  # bounded by real checkpoints (config_limits says the bound)
+        config_limits.size(raw, name, kind, where, default=1, low=0 if name == "type_vocab_size" else 1)
+    config_limits.check_parameters(where, vocab=raw["vocab_size"], width=raw["hidden_size"],
+                                   layers=raw["num_hidden_layers"], positions=raw.get("max_position_embeddings", 512),
+                                   per_layer=4 * raw["hidden_size"] ** 2 + 2 * raw["hidden_size"]
+                                   * raw["intermediate_size"])
     if raw["hidden_size"] % raw["num_attention_heads"]:
         raise BaseLoadError(f"{where}: hidden_size {raw['hidden_size']} is not divisible by "
                             f"num_attention_heads {raw['num_attention_heads']}")
@@ -190,9 +196,7 @@ def _encoder_config(raw: dict[str, Any], folder: Path) -> EncoderConfig:
     act = raw.get("hidden_act", "gelu")
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise BaseLoadError(f"{where}: hidden_act {act!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
-    eps = raw.get("layer_norm_eps", 1e-12)
-    if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps > 0:
-        raise BaseLoadError(f"{where}: layer_norm_eps must be a positive number (got {eps!r})")
+    eps = config_limits.epsilon(raw, "layer_norm_eps", where, 1e-12)
     return EncoderConfig(vocab_size=raw["vocab_size"], d_model=raw["hidden_size"], n_heads=raw["num_attention_heads"],
                          n_layers=raw["num_hidden_layers"], d_ff=raw["intermediate_size"],
                          max_positions=raw.get("max_position_embeddings", 512),
