@@ -83,11 +83,9 @@ def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, T
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0][:40]!r}; known: {', '.join(TOP_LEVEL_KEYS)}")
     try:
-        base = _base(_field(doc, "base", str, where), where)
+        base = check_base_name(_field(doc, "base", str, where), where)
         method = _field(doc, "method", str, where)
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method[:40]!r}; known: {', '.join(METHODS)}")
-        options = _options(method, _field(doc, "options", dict, where))
+        options = check_options(method, _field(doc, "options", dict, where))
         seed = limits.check_seed(_field(doc, "seed", int, where))
         base_options = limits.check_base_options(base, _field(doc, "base_options", dict, where, default={}))
     except ConfigError as exc:
@@ -104,17 +102,22 @@ def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, T
     return Setup(base, method, options, seed, base_options), dataset, settings
 
 
-def _base(name: str, where: str) -> str:
+def check_base_name(name: str, where: str, *, must_exist: bool = True) -> str:
+    """A base's name or checkpoint folder, bounded; with must_exist, one that can be built here (an
+    adapter file only records where its base came from: its fingerprint decides)."""
     if not name or len(name) > MAX_NAME_CHARS or "\0" in name:
         raise ConfigError(f"{where}: \"base\" should name a base ({', '.join(base_names())}) or a folder")
-    if name not in base_names() and not os.path.isdir(os.path.expanduser(name)):
+    if must_exist and name not in base_names() and not os.path.isdir(os.path.expanduser(name)):
         raise ConfigError(f"{where}: unknown base {name[:60]!r} (choose from {', '.join(base_names())}, or an "
                           "existing checkpoint folder)")
     return name
 
 
-def _options(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Each option of the JSON type of its default (no "false" for false), then the method's ranges."""
+def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A method's options (a setup file's, an adapter file's): each of the JSON type of its default (no "false"
+    for false), then the method's ranges."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method[:40]!r}; known: {', '.join(METHODS)}")
     config_cls = get_method(method).config_cls
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     for name, value in options.items():

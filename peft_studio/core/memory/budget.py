@@ -210,6 +210,34 @@ def check_memory(setup: Any, dataset: Any, batch_size: int | None = None, limit:
     return _check(result, limit, 1 if batch_size is None else batch_size, "")
 
 
+def check_rebuild_memory(base: str, base_options: dict[str, Any], vocab: int | None, labels: int, where: str = "",
+                         limit: int | None = None) -> int:
+    """The bytes of the base an adapter file rebuilds from its metadata (options, vocabulary), estimated
+    before it is allocated: a file that asks for a 4096-wide, 48-layer base is refused here."""
+    limit = memory_limit() if limit is None else limit
+    options = check_base_options(base, dict(base_options))
+    rows = {"train_rows": 1, "labels": labels}
+    if base == "seed-pooled":
+        dims = Dims("pooled", vocab or 2, options.get("hidden_dim", 16), **rows)
+    elif base in ("tiny", "tiny-decoder"):  # the two share their defaults (width 32, 4 heads, 2 layers)
+        width = options.get("d_model", 32)
+        dims = Dims("encoder", vocab or 2, width, options.get("n_heads", 4), options.get("n_layers", 2),
+                    options.get("d_ff") or 2 * width, options.get("max_positions", 128), **rows)
+    else:
+        sizes = dict(MINILM_DIMS)
+        if base != "minilm":
+            sizes = _folder_dims(base) or sizes
+        if vocab is not None:
+            sizes["vocab"] = vocab
+        dims = Dims("encoder", **sizes, **rows)
+    weights = estimate(dims, 1).parts["parameters and optimizer state"] // 4  # weights alone: no optimizer yet
+    if weights > limit:
+        raise ConfigError(f"{where + ': ' if where else ''}rebuilding base {base!r} from these options needs about "
+                          f"{_size(weights)} for its weights; the limit is {_size(limit)} "
+                          "(PEFT_STUDIO_MEMORY_LIMIT_MB sets the limit)")
+    return weights
+
+
 def check_training_memory(experiment: Any, batch_size: int, limit: int | None = None) -> MemoryEstimate:
     """The same check for a built experiment, at the batch a run is about to use."""
     limit = memory_limit() if limit is None else limit
