@@ -291,12 +291,30 @@ def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def _check_outputs(paths: dict[str, str | None], folders: dict[str, str | None] = {}) -> None:  # noqa: B006
+    """Every output the command will write, checked before any work (an empty name, a folder where a file
+    goes, a FIFO, a folder that cannot be made), so a long run is never lost at its end."""
+    from .core.errors import OutputError
+    from .core.files.safe_io import check_writable
+
+    for flag, value in {**paths, **folders}.items():
+        if value is None:
+            continue
+        if not value.strip():
+            raise OutputError(f"{flag}: the path is empty; give a {'folder' if flag in folders else 'file'} name")
+        try:
+            check_writable(value, OutputError, folder=flag in folders)
+        except OutputError as exc:
+            raise OutputError(f"{flag} {exc}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .core.files.adapter_file import check_adapter_writable, save_adapter
     from .core.runs.train import TrainSettings, train
 
+    _check_outputs({"--save-adapter": args.save_adapter}, {"--export-peft": args.export_peft})
     if args.setup:
         experiment, settings = _from_setup_file(args)
     else:
@@ -306,11 +324,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  batch_size=_given(args.batch_size, defaults.batch_size),
                                  optimizer=args.optimizer, seed=args.seed)
     settings = replace(settings, eval_every=args.log_every, track_grads=False)
-    if args.export_peft:
+    if args.export_peft is not None:
         from .core.interop.hf_peft import check_peft_export
 
         check_peft_export(experiment, args.export_peft)  # refuse before training, not after it
-    if args.save_adapter:
+    if args.save_adapter is not None:
         check_adapter_writable(args.save_adapter)  # a long run is never lost to an unwritable path
     _print_totals(experiment.census())
     acc = "next_token_acc" if experiment.next_token else "acc"  # the task's accuracy, named as it is
@@ -330,12 +348,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         width = max(len(t) for t in texts)
         for text, label in zip(texts, experiment.predict_labels(texts), strict=True):
             print(f"{text:{width}s} -> {label}")
-    if args.save_adapter:
+    if args.save_adapter is not None:
         print(f"saved adapter to {save_adapter(experiment, args.save_adapter)}", file=sys.stderr)
-    if args.export_peft:
-        from .core.interop.hf_peft import export_peft
+    if args.export_peft is not None:
+        from .core.interop.hf_peft import export_note, export_peft
 
         print(f"saved PEFT adapter to {export_peft(experiment, args.export_peft)}", file=sys.stderr)
+        if note := export_note(experiment):
+            print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -398,11 +418,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .core.runs.run_store import RunStore
     from .core.runs.train import TrainSettings
 
-    if args.csv:
-        from .core.errors import OutputError
-        from .core.files.safe_io import check_writable
-
-        check_writable(args.csv, OutputError)  # before the family trains, so no run is lost to a bad path
+    _check_outputs({"--csv": args.csv}, {} if args.runs_dir is None else {"--runs-dir": args.runs_dir})
     if is_architecture(args.base):  # shapes only: where each method goes, how many, and memory to train
         from .core.memory.at_scale import MemoryPlan
         from .core.runs.placement_compare import compare_placements, placement_table
@@ -411,15 +427,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rows = list(compare_placements(args.base, load_builtin(args.dataset), parse_methods(args.methods), plan,
                                        args.seed))
         table = placement_table(rows, plan)
-        if args.csv:
+        if args.csv is not None:
             from .core.runs.placement_compare import write_placement_csv
 
             write_placement_csv(rows, args.csv)
         print(table)
         return 0
     settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    store = RunStore(args.runs_dir)
+    store.check_folder()  # before the family trains: the default folder too
     _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed, parse_methods(args.methods),
-                                RunStore(args.runs_dir), args.csv, args.device,
+                                store, args.csv, args.device,
                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(table)
     return 0

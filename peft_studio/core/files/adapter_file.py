@@ -34,7 +34,12 @@ def adapter_path(path: str | Path) -> Path:
 
 
 def check_adapter_writable(path: str | Path) -> Path:
-    """Raise AdapterFileError now if save_adapter(…, path) could not write (call it before a long run)."""
+    """Raise AdapterFileError now if save_adapter(…, path) could not write (call it before a long run).
+    The path as given must not be an empty name, a folder, a FIFO or a device: saving "beside" it under a
+    derived name would hide the mistake."""
+    if not str(path).strip():
+        raise AdapterFileError("the adapter's path is empty; give a file name such as adapter.safetensors")
+    safe_io.check_writable(path, AdapterFileError)  # what the user typed, before the suffix is added
     target = adapter_path(path)
     safe_io.check_writable(target, AdapterFileError)
     return target
@@ -45,7 +50,7 @@ def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[
 
     `extra_metadata` adds string keys (an adapter set stores its adapter's name and how to rebuild the base)."""
     experiment.require_weights("saved")  # a meta-device base has no values to save
-    path = adapter_path(path)
+    path = check_adapter_writable(path)
     tensors = {n: p.detach().cpu().contiguous() for n, p in experiment.model.named_parameters() if p.requires_grad}
     setup = experiment.setup
     metadata = {

@@ -311,6 +311,8 @@ def check_writable(path: str | os.PathLike, error: ErrorType = PeftStudioError, 
     path = Path(path).expanduser()
     label = path.name or str(path)
     target = path if folder else path.parent
+    if folder and os.path.lexists(path) and not path.is_dir():
+        raise error(f"{label}: exists and is not a folder")
     if not folder and os.path.lexists(path):
         try:
             mode = os.stat(path).st_mode
@@ -328,6 +330,30 @@ def check_writable(path: str | os.PathLike, error: ErrorType = PeftStudioError, 
         os.unlink(temp)
     except OSError as exc:
         raise error(f"{label}: cannot write into {target} ({exc.strerror or exc})") from None
+
+
+def file_inside(folder: str | os.PathLike, relative: str, error: ErrorType = PeftStudioError) -> Path:
+    """folder/relative, for writing a file the folder holds: every part of `relative` a plain name (no "..",
+    no absolute path) and no part that exists a symlink, so a write never leaves the folder the user chose
+    (a link inside it to a file elsewhere is refused, not written through)."""
+    folder = Path(folder).expanduser()
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise error(f"{str(relative)[:80]!r}: not a name inside {folder} (no '..' or absolute paths)")
+    path = folder
+    for part in parts:
+        path = path / part
+        if os.path.islink(path):
+            raise error(f"{path}: is a symbolic link; PEFT Studio does not write through links inside an output "
+                        "folder (remove it, or choose another folder)")
+    return path
+
+
+def plain_name(name: str, what: str, error: ErrorType = PeftStudioError) -> str:
+    """A name that becomes one folder or file name: no separators, not "." or "..", no NUL."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or len(name) > 255:
+        raise error(f"{what} {name[:60]!r} cannot be a folder name (no '/', '\\', '.' or '..'); rename it")
+    return name
 
 
 # ---- safetensors --------------------------------------------------------------------------------

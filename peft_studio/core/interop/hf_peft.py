@@ -54,6 +54,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_FILE = "head.safetensors"
 HEAD_FORMAT = "peft-studio-head/1"
 README_FILE = "README.md"
+README_MARK = "exported by PEFT Studio"  # in its first line: how an export knows its own README.md
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
 MAX_RANK = 4096
@@ -133,7 +134,8 @@ def _readme(experiment: Experiment) -> str:
     """How to use the folder outside the studio: PEFT's hidden states -> the studio's logits."""
     base = experiment.base
     notes = experiment.method.peft_notes(experiment.config, base)
-    lines = [f"# {experiment.method.title} adapter exported by PEFT Studio", "",
+    note = export_note(experiment)
+    lines = [f"# {experiment.method.title} adapter {README_MARK}", "", *([f"**Note:** {note}.", ""] if note else []),
              f"Base: {experiment.setup.base} ({_base_name_or_path(base) or 'a local BERT folder'}); "
              f"labels: {', '.join(experiment.dataset.label_names)}; pooling: {base.cfg.pooling}.", "",
              "```python",
@@ -154,12 +156,36 @@ def _readme(experiment: Experiment) -> str:
     return "\n".join([*lines, *notes, "", f"Studio settings: method {experiment.setup.method}, {settings}.", ""])
 
 
+def export_note(experiment: Experiment) -> str | None:
+    """What the user must know about an export PEFT itself cannot load (None when PEFT can)."""
+    if _base_name_or_path(experiment.base) is not None:
+        return None
+    return (f"base {experiment.setup.base!r} has no Hugging Face checkpoint (random weights over the dataset's own "
+            "words), so PeftModel.from_pretrained has no model to load this folder onto; it loads back into PEFT "
+            f"Studio only (--import-peft with --base {experiment.setup.base}, the same dataset and seed)")
+
+
 def check_peft_export(experiment: Experiment, folder: str | Path | None = None) -> None:
     """Raise AdapterFileError now if export_peft would refuse this experiment, or (given `folder`) could not
     write into that folder — call it before a long training, so the run is never lost."""
     _export_parts(experiment)
     if folder is not None:
         safe_io.check_writable(Path(folder).expanduser(), AdapterFileError, folder=True)
+        _export_targets(Path(folder).expanduser())
+
+
+def _export_targets(folder: Path) -> dict[str, Path]:
+    """The four files export_peft writes, inside `folder` and not through a link; a README.md there that
+    PEFT Studio did not write is the user's, and is not overwritten."""
+    targets = {name: safe_io.file_inside(folder, name, AdapterFileError)
+               for name in (ADAPTER_WEIGHTS, HEAD_FILE, README_FILE, ADAPTER_CONFIG)}
+    readme = targets[README_FILE]
+    if os.path.lexists(readme):
+        head, _ = safe_io.read_head(readme, 200, f"{folder.name}/{README_FILE}", AdapterFileError)
+        if README_MARK not in head.decode("utf-8", "replace"):
+            raise AdapterFileError(f"{readme}: a README.md PEFT Studio did not write is already there; export into "
+                                   "another folder (or move it) so that it is not overwritten")
+    return targets
 
 
 def export_peft(experiment: Experiment, folder: str | Path) -> Path:
@@ -178,12 +204,13 @@ def export_peft(experiment: Experiment, folder: str | Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AdapterFileError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
-    write_atomically(folder / ADAPTER_WEIGHTS, lambda temp: save_file(tensors, str(temp), metadata={"format": "pt"}))
-    write_atomically(folder / HEAD_FILE, lambda temp: save_file(head_tensors, str(temp), metadata=head_metadata))
+    targets = _export_targets(folder)
+    write_atomically(targets[ADAPTER_WEIGHTS], lambda temp: save_file(tensors, str(temp), metadata={"format": "pt"}))
+    write_atomically(targets[HEAD_FILE], lambda temp: save_file(head_tensors, str(temp), metadata=head_metadata))
     readme = _readme(experiment)
-    write_atomically(folder / README_FILE, lambda temp: temp.write_text(readme, encoding="utf-8"))
+    write_atomically(targets[README_FILE], lambda temp: temp.write_text(readme, encoding="utf-8"))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    write_atomically(folder / ADAPTER_CONFIG, lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_atomically(targets[ADAPTER_CONFIG], lambda temp: temp.write_text(text, encoding="utf-8"))
     return folder
 
 

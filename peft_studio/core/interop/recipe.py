@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,12 +258,12 @@ def write_recipe(plan: RecipePlan, out: str | os.PathLike, force: bool = False) 
     }
     for kind in ("1gpu", "multi-gpu", "fsdp", "cpu"):
         files[f"accelerate/{kind}.yaml"] = _accelerate_yaml(kind, plan.layer_class)
+    files["train.py"] = safe_io.read_text(TRAIN_SCRIPT, 2**20, TRAIN_SCRIPT.name, OutputError)
+    targets = {name: safe_io.file_inside(folder, name, OutputError) for name in files}  # no link written through
     try:
         for name, text in files.items():
-            path = folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            safe_io.write_text_atomically(path, text, OutputError)
-        shutil.copyfile(TRAIN_SCRIPT, folder / "train.py")
+            targets[name].parent.mkdir(parents=True, exist_ok=True)
+            safe_io.write_text_atomically(targets[name], text, OutputError)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the recipe ({exc.strerror or exc})") from None
     return folder
