@@ -77,10 +77,20 @@ def _running(worker) -> bool:
 @pytest.fixture
 def errors(monkeypatch):
     """Capture error dialogs instead of blocking on them."""
+    from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QMessageBox
+
+    from peft_studio.gui import plain
 
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a, **k: shown.append((title, text)))
+
+    def capture(box: QMessageBox) -> int:  # every box the window shows goes through gui/plain.py: plain text
+        assert box.textFormat() == Qt.TextFormat.PlainText, box.text()
+        shown.append((box.windowTitle(), box.text()))
+        return int(QMessageBox.StandardButton.Ok)
+
+    monkeypatch.setattr(plain, "show_box", capture)
     return shown
 
 

@@ -31,6 +31,7 @@ from ..files.resources import resource_files, resource_path
 from ..files.setup_file import parse_setup, setup_document
 from ..model.experiment import Experiment, Setup
 from ..runs.train import TrainSettings
+from .notes import MAX_NOTE_CHARS, MAX_NOTES_CHARS, MAX_TITLE_CHARS
 
 FORMAT = "peft-studio-lesson"
 VERSION = 1
@@ -98,6 +99,8 @@ def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | Non
     title = _get(doc, "title", str, where, "")
     if not title.strip():
         raise ConfigError(f"{where}: \"title\" is empty")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ConfigError(f"{where}: \"title\" is {len(title):,} characters long; the limit is {MAX_TITLE_CHARS}")
     setup_doc = _get(doc, "setup", dict, where, "")
     setup, dataset, settings = parse_setup(setup_doc, folder, f"{where}: setup")
     view = _view(_get(doc, "view", dict, where, "", {}), where)
@@ -147,6 +150,11 @@ def _notes(notes: Any, where: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}: \"notes\" should be a list of text")
     if len(notes) > MAX_NOTES:
         raise ConfigError(f"{where}: \"notes\" has {len(notes)} entries (at most {MAX_NOTES})")
+    longest = max(map(len, notes), default=0)
+    if longest > MAX_NOTE_CHARS or sum(map(len, notes)) > MAX_NOTES_CHARS:  # bounded to lay out in no time
+        raise ConfigError(f"{where}: \"notes\" are too long ({longest:,} characters in one, "
+                          f"{sum(map(len, notes)):,} in all; the limits are {MAX_NOTE_CHARS:,} and "
+                          f"{MAX_NOTES_CHARS:,})")
     return tuple(n.strip() for n in notes if n.strip())
 
 

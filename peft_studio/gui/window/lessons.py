@@ -83,8 +83,14 @@ def _open(window: MainWindow, read: Callable[[], Lesson]) -> bool:
 # ---- restoring -----------------------------------------------------------------------------------
 def apply_lesson(window: MainWindow, lesson: Lesson) -> bool:
     """The lesson's starting point: setup (one undo step, its seed), then the view. False when the
-    setup cannot be built (the controller reports it and the previous setup stays)."""
-    window.runner.stop_and_wait()  # a lesson starts from step 0; the runner holds the lock while it runs
+    setup cannot be built (the controller reports it and the previous setup stays). During a run the run is
+    stopped and the lesson opens when its step in flight ends (True): the window never waits for the step."""
+    if window.runner.active:  # a lesson starts from step 0; the runner holds the lock while it runs
+        window.stop()
+        window.runner.when_stopped(lambda: None if window.closing else apply_lesson(window, lesson))
+        window.statusBar().showMessage(f"Opening the lesson {lesson.title!r} when the current step ends…")
+        return True
+    window.runner.stop_and_wait()  # idle: only joins the start-up warm-up
     if not window.controller.set_everything(lesson.setup, lesson.dataset, lesson.settings):
         return False
     window.runner.step = 0

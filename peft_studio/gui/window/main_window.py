@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -26,6 +25,7 @@ from ...core.bases import BASES, base_names
 from ...core.data import builtin_description, builtin_names, load_builtin
 from ...core.errors import PeftStudioError
 from ...core.methods import METHODS
+from .. import plain
 from ..diagram import DiagramScene, DiagramView
 from ..diagram.describe import diagram_info
 from ..diagram.gains import gain_pictures, picture_html, sample_gains
@@ -358,7 +358,7 @@ class MainWindow(QMainWindow):
             item = model.item(i)
             item.setEnabled(not reason)
             tip = f"{method.title}: {method.card.where}"
-            item.setToolTip(f"{tip}\nNot on {base.name}: {reason}" if reason else tip)
+            item.setToolTip(plain.tip(f"{tip}\nNot on {base.name}: {reason}") if reason else tip)
 
     def refresh_choices(self) -> None:
         """Put the base, dataset and method lists back on the working choice (after a refused one)."""
@@ -424,7 +424,7 @@ class MainWindow(QMainWindow):
         try:
             self.inference.refresh(self.controller.experiment)
         except Exception as exc:  # noqa: BLE001 - a broken model shows its error here, not a traceback
-            self.inference.result.setText(f"cannot predict: {exc}")
+            plain.set_plain(self.inference.result, f"cannot predict: {exc}")
 
     # ---- training events ----------------------------------------------------------------------
     def on_events(self, batch: list[dict]) -> None:
@@ -472,9 +472,11 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()
 
     def _lock_widgets(self, locked: bool, reason: str) -> None:
+        tips = self.__dict__.setdefault("_unlocked_tips", {})
         for widget in (self.base_box, self.data_box, self.method_box):
             widget.setEnabled(not locked)
-            widget.setToolTip(reason if locked else widget.toolTip().split("\n")[0])
+            tips.setdefault(widget, widget.toolTip())
+            widget.setToolTip(plain.tip(reason) if locked else tips[widget])  # a reason may name an adapter
         self.form.set_locked(locked, reason)
         self.training.set_locked(locked)
         for action in self.actions_.model_changing():  # saving while running would race the worker
@@ -553,6 +555,11 @@ class MainWindow(QMainWindow):
             self.refresh_choices()
 
     def reset(self) -> None:
+        """Reset now, or (during a run) as soon as the step in flight ends: the window never waits for it."""
+        if self.runner.active:
+            self.stop()
+            self.runner.when_stopped(lambda: None if self.closing else self.runner.reset())
+            return
         self.runner.reset()
 
     def follow_family(self, method: str) -> None:
@@ -644,7 +651,7 @@ class MainWindow(QMainWindow):
         self.speed_label.setFixedWidth(widest + 16)
 
     def show_error(self, title: str, message: str) -> None:
-        QMessageBox.critical(self, title, message)
+        plain.error(self, title, message)  # plain text: messages quote labels and names from files
 
     def _history(self, can_undo: bool, can_redo: bool) -> None:
         self.actions_.undo.setEnabled(can_undo)
