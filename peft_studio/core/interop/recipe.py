@@ -115,7 +115,7 @@ def _peft_config(experiment: Experiment) -> dict[str, Any]:
 
 def _quantization(experiment: Experiment, head: str) -> dict[str, Any] | None:
     """QLoRA's BitsAndBytesConfig: NF4 (the studio's 4-bit code, blocks of 64 as bitsandbytes' default)."""
-    if experiment.method.name != "qlora":
+    if not experiment.method.quantizes_base:
         return None
     # the studio's NF4 keeps one fp32 constant per block (no double quantization) unless the setup says otherwise
     double = bool(getattr(experiment.config, "double_quant", False))

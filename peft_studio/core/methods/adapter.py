@@ -68,6 +68,8 @@ class AdapterMethod(Method):
     config_cls = AdapterConfig
     site_kinds = (ADAPTER,)
     claims_kinds = (ADAPTER,)
+    example_space = {**Method.example_space, "bottleneck": (1, 4, 20), "placement": ("after-attn", "after-ffn", "both"),
+                     "nonlinearity": ("tanh", "relu"), "init": ("default", "identity")}
     glyph = "A"
     colour = "#2a9d8f"
     card = MethodCard(

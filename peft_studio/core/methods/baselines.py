@@ -18,6 +18,7 @@ class BaselineConfig(MethodConfig):
 
 class HeadOnlyMethod(Method):
     name = "head-only"
+    example_space = {}  # a frozen head would leave nothing to train
     title = "Head only (linear probe)"
     config_cls = BaselineConfig
     glyph = "H"

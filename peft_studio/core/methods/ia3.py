@@ -63,6 +63,9 @@ class IA3Method(TargetedMethod):
     config_cls = IA3Config
     site_kinds = (ACTIVATION, LINEAR, LINEAR_INPUT)
     claims_kinds = (ACTIVATION, LINEAR_INPUT)
+    # PEFT scales the input of feed-forward modules and the output of the others; drawn targets on MiniLM are
+    # module names, so feedforward_modules is drawn among them
+    peft_space = {"feedforward_modules": ([], ["output.dense"], ["intermediate.dense", "output.dense"])}
     peft_type = "IA3"
     glyph = "×"
     colour = "#d4a017"

@@ -95,6 +95,9 @@ class PrefixTuningMethod(Method):
     config_cls = PrefixTuningConfig
     site_kinds = (KV_PREFIX,)
     claims_kinds = (KV_PREFIX,)
+    example_space = {**Method.example_space, "tokens": (1, 3), "prefix_projection": (0, 8),
+                     "positions": ("kept", "shifted")}
+    peft_space = {"num_virtual_tokens": (2, 4)}
     peft_type = "PREFIX_TUNING"
     peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
                           "encoder_hidden_size": ((int, type(None)), "a whole number")}

@@ -61,6 +61,8 @@ class PromptTuningMethod(Method):
     config_cls = PromptTuningConfig
     site_kinds = (PROMPT,)
     claims_kinds = (PROMPT,)
+    example_space = {**Method.example_space, "tokens": (1, 3, 6), "pool_over": ("prompt-and-text", "text")}
+    peft_space = {"num_virtual_tokens": (2, 5)}
     peft_type = "PROMPT_TUNING"
     glyph = "P"
     colour = "#d14d8b"

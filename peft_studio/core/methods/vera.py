@@ -25,7 +25,7 @@ from ..errors import AdapterFileError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
-from .method import MethodCard, TargetedMethod, code_line
+from .method import Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
 
@@ -89,6 +89,8 @@ class VeraMethod(TargetedMethod):
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless VeRA is already chosen
     targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
+    example_space = {**Method.example_space, "r": (8, 32), "projection_prng_key": (0, 3), "d_initial": (0.1, 1.0)}
+    peft_space = {"r": (8, 16), "projection_prng_key": (0, 11), "save_projection": (True, False)}
     peft_type = "VERA"
     peft_config_fields = {"projection_prng_key": ((int,), "a whole number"),
                           "save_projection": ((bool,), "true or false"),
