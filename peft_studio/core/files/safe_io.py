@@ -321,6 +321,9 @@ def check_writable(path: str | os.PathLike, error: ErrorType = PeftStudioError, 
         if stat.S_ISDIR(mode):
             raise error(f"{label}: is a folder; give a file name")
         _check_regular(mode, label, error)
+    above = next((p for p in [target, *target.parents] if os.path.lexists(p)), None)
+    if above is not None and not above.is_dir():
+        raise error(f"{label}: cannot write into {target}: {above} is a file, not a folder")
     # A real probe, as the writer will do it (os.access says yes to root everywhere, /proc included):
     # make the folder, create and remove a temp file in it.
     try:
