@@ -365,6 +365,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
+    for note in getattr(experiment.base, "load_notes", ()):  # what the checkpoint's loading left out or found
+        print(f"note: {note}", file=sys.stderr)
     census = experiment.census()
     memory = _memory(args, experiment, census)
     if args.json:

@@ -382,13 +382,13 @@ def read_safetensors(path: str | os.PathLike, label: str, error: ErrorType, *,
             if offset % size:  # a view at an odd address works on x86 only; copy that one tensor
                 tensor = tensor.clone()
         tensor = tensor.reshape(entry["shape"])
-        if not _all_finite(tensor):
+        if not all_finite(tensor):
             raise error(f"{label}: tensor {name[:80]} holds NaN or infinite values")
         tensors[name] = tensor
     return tensors, header.get("__metadata__") or {}
 
 
-def _all_finite(tensor: torch.Tensor, chunk: int = 2**24) -> bool:
+def all_finite(tensor: torch.Tensor, chunk: int = 2**24) -> bool:
     """isfinite in slices: a bool mask of the whole of a large tensor would cost a quarter of its size again."""
     flat = tensor.reshape(-1)
     return all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk))

@@ -312,6 +312,9 @@ class MainWindow(QMainWindow):
         self.refresh_status(checked=None)
         self.refresh_inference()
         self._offer_training(not base.on_meta_device)
+        notes = getattr(base, "load_notes", ())
+        if notes:  # what loading the checkpoint left out or found (NaN weights: no Play either)
+            self.statusBar().showMessage("; ".join(notes), 15000)
 
     def refresh_diagram(self) -> None:
         """Rebuild the diagram alone (the input sentence changed); the view keeps its fit or zoom. During a run
