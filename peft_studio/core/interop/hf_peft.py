@@ -40,11 +40,14 @@ from ..bases.encoder import Encoder
 from ..bases.hf_names import hf_module
 from ..bases.sites import Site, longest_prefix
 from ..data import TextDataset
-from ..errors import AdapterFileError, ConfigError
+from ..errors import AdapterFileError, ConfigError, PeftStudioError
 from ..files import safe_io
 from ..files.adapter_file import write_atomically
+from ..files.adapter_metadata import check_labels
+from ..files.limits import float32_number
+from ..files.setup_file import check_options
 from ..methods import METHODS, Method, get_method
-from ..methods.module_patterns import MAX_NAME_CHARS, ModuleSelector
+from ..methods.module_patterns import MAX_LIST_ENTRIES, MAX_NAME_CHARS, ModuleSelector
 from ..methods.peft_format import KEY_PREFIX
 from ..methods.targets import targets_for_sites
 from ..model.experiment import Experiment, Setup
@@ -227,6 +230,8 @@ class PeftAdapter:
     head: dict[str, torch.Tensor] | None = None
     head_labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    layers_to_transform: list[int] | None = None  # PEFT's layer filter: checked against the base (_check_layers)
+    head_pooling: str | None = None  # the pooling the head was trained on (head.safetensors metadata)
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -274,12 +279,24 @@ def _check_config(config: dict[str, Any], where: str) -> None:
     alpha = config.get("lora_alpha")
     if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
         raise AdapterFileError(f"{where}: lora_alpha must be a positive number (got {alpha})")
+    for name in ("lora_alpha", "lora_dropout", "d_initial", "vera_dropout"):  # they live in float32 tensors
+        if isinstance(config.get(name), float):
+            try:
+                float32_number(config[name], name, nonzero=True)
+            except ConfigError as exc:
+                raise AdapterFileError(f"{where}: {exc}") from None
     dropout = config.get("lora_dropout")
     if dropout is not None and not 0 <= dropout < 1:
         raise AdapterFileError(f"{where}: lora_dropout must be in [0, 1) (got {dropout})")
     layers = config.get("layers_to_transform")
-    if isinstance(layers, list) and not all(type(v) is int and 0 <= v < 2**16 for v in layers[:2**16]):
+    if isinstance(layers, list) and (len(layers) > 2**16 or not all(type(v) is int and 0 <= v < 2**16
+                                                                    for v in layers)):
         raise AdapterFileError(f"{where}: layers_to_transform should list layer indices, not {str(layers)[:40]}")
+    if type(layers) is int and not 0 <= layers < 2**16:
+        raise AdapterFileError(f"{where}: layers_to_transform should be a layer index, not {layers}")
+    saved = config.get("modules_to_save")
+    if isinstance(saved, list) and (len(saved) > MAX_LIST_ENTRIES or not all(isinstance(v, str) for v in saved)):
+        raise AdapterFileError(f"{where}: modules_to_save should list at most {MAX_LIST_ENTRIES} module names")
     for name in ("target_modules", "feedforward_modules"):
         ModuleSelector(config.get(name), name, where, AdapterFileError)  # refuses bad lists and unsafe regexes
 
@@ -338,11 +355,22 @@ def read_peft(folder: str | Path) -> PeftAdapter:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
-                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes)
+                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes,
+                          layers_to_transform=_layer_list(config.get("layers_to_transform")))
     if os.path.lexists(folder / HEAD_FILE):
         adapter.head, adapter.head_labels = _read_head(folder)
         _merge_studio_options(adapter, folder)
+        adapter.head_pooling = _head_pooling(folder)
     return adapter
+
+
+def _head_pooling(folder: Path) -> str | None:
+    _, metadata = _load_safetensors(folder / HEAD_FILE)
+    pooling = metadata.get("pooling")
+    if pooling is not None and pooling not in ("mean", "cls"):
+        raise AdapterFileError(f"{folder.name}/{HEAD_FILE}: its pooling metadata should be mean or cls "
+                               f"(got {pooling[:20]!r})")
+    return pooling
 
 
 def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
@@ -356,9 +384,38 @@ def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
     if not isinstance(saved, dict):
         raise AdapterFileError(f"{where}: its config metadata should be an object")
     fields = {f.name for f in dataclasses.fields(get_method(adapter.method).config_cls)}
-    for key in sorted(fields - {"targets", "layers", "freeze_head"} - set(adapter.options)):
-        if key in saved:
-            adapter.options[key] = saved[key]
+    merged = {key: saved[key] for key in sorted(fields - {"targets", "layers", "freeze_head"} - set(adapter.options))
+              if key in saved}
+    try:  # typed and in range as a setup file's options are, before they reach the method
+        check_options(adapter.method, {**adapter.options, **merged})
+    except PeftStudioError as exc:
+        raise AdapterFileError(f"{where}: its config metadata: {exc}") from None
+    adapter.options.update(merged)
+
+
+def _layer_list(value: Any) -> list[int] | None:
+    """layers_to_transform as PEFT reads it: an index, or a list of them (duplicates are one layer)."""
+    if value is None:
+        return None
+    return sorted({value} if type(value) is int else set(value))
+
+
+def _check_layers(adapter: PeftAdapter, base: Encoder) -> None:
+    """PEFT puts modules on the layers layers_to_transform names, and only there: a layer the base lacks, or
+    a tensor on a layer the list leaves out (PEFT would not load it), is refused by name rather than guessed."""
+    where = f"{adapter.folder.name}/{ADAPTER_CONFIG}"
+    layers = adapter.layers_to_transform
+    if layers is None:
+        return
+    beyond = [i for i in layers if i >= base.num_layers]
+    if beyond:
+        raise AdapterFileError(f"{where}: layers_to_transform names layer {beyond[0]}; base {base.name!r} has "
+                               f"layers 0-{base.num_layers - 1}")
+    used = sorted({int(m.group(1)) for name in adapter.tensors if (m := re.match(r"layers\.(\d+)\.", name))})
+    outside = [i for i in used if i not in layers]
+    if outside:
+        raise AdapterFileError(f"{where}: the adapter holds tensors for layer {outside[0]}, which its "
+                               f"layers_to_transform {layers[:8]} leaves out (PEFT would not load them)")
 
 
 def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
@@ -372,10 +429,10 @@ def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]
         raise AdapterFileError(f"{where}: bias has {head['bias'].shape[0]} entries for {head['weight'].shape[0]} "
                                "labels")
     labels = None
-    if "labels" in metadata:
-        labels = safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError)
-        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels) \
-                or len(labels) != head["weight"].shape[0]:
+    if "labels" in metadata:  # typed as an adapter file's labels are (adapter_metadata.check_labels)
+        labels = list(check_labels(safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError,
+                                                      max_depth=4), where))
+        if len(labels) != head["weight"].shape[0]:
             raise AdapterFileError(f"{where}: its labels metadata should list {head['weight'].shape[0]} label "
                                    "names")
     return {k: v.to(torch.float32) for k, v in head.items()}, labels
@@ -415,6 +472,7 @@ def peft_setup(folder: str | Path, base: str = "minilm", seed: int = 0) -> Setup
 def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_options: dict | None = None) -> Setup:
     if not isinstance(base, Encoder):
         raise AdapterFileError(f"import PEFT format: base {base_name!r} is not a BERT-style encoder")
+    _check_layers(adapter, base)
     method = get_method(adapter.method)
     options = dict(adapter.options)
     if "targets" in {f.name for f in dataclasses.fields(method.config_cls)}:
@@ -469,6 +527,11 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
     if extra:
         raise AdapterFileError(f"{name}: the model trains {extra[0]}, which the adapter does not have")
     experiment.method.peft_check_model(base, adapter.options, name)
+    _check_layers(adapter, base)
+    pooling = getattr(getattr(base, "cfg", None), "pooling", None)
+    if adapter.head is not None and adapter.head_pooling is not None and adapter.head_pooling != pooling:
+        raise AdapterFileError(f"{name}/{HEAD_FILE}: the head was trained on {adapter.head_pooling} pooling, the "
+                               f"base pools with {pooling}: its predictions would be wrong")
     # every check before the first copy: a refused folder leaves the model as it was
     for key, value in adapter.tensors.items():
         if tuple(value.shape) != tuple(params[key].shape):
