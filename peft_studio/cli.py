@@ -115,7 +115,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--setup", metavar="FILE",
                         help="a setup saved by the window (File > Save setup): its base, method, options, dataset, "
-                             "seed and training settings; --steps, --lr, --batch-size and --optimizer still override")
+                             "seed and training settings; --steps, --lr, --batch-size and --optimizer still override, "
+                             "and --data FILE names its data file (one outside the setup's folder must be named)")
     parser.add_argument("--import-peft", metavar="FOLDER",
                         help="start from a Hugging Face PEFT adapter folder (LoRA, IA3, prompt tuning): its method "
                              "and settings replace --method and the method flags")
@@ -214,6 +215,9 @@ def _add_recipe_parser(commands: Any) -> None:
         else:
             kind = {int: bounded_int(-(2**31), 2**31), float: finite_float}.get(flag.kind, str)
             recipe.add_argument(flag.flag, type=kind, default=None, help=flag.help())
+    recipe.add_argument("--data", metavar="FILE",
+                        help="the setup's data file, named by you (a setup's data outside its folder is read only "
+                             "when named here)")
     recipe.add_argument("--force", action="store_true", help="write into a folder that is not empty")
 
 
@@ -222,7 +226,7 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
     options = {f.field: getattr(args, f.field) for f in method_flags() if getattr(args, f.field) is not None}
     folder, plan = recipe_from_setup_file(args.setup, args.out, base=args.base, method=args.method,
-                                          options=options, force=args.force)
+                                          options=options, force=args.force, data_file=args.data)
     expected = plan.expected
     print(f"wrote {folder}: {plan.setup.method} on {plan.model_id or plan.setup.base}")
     print(f"trainable params = {expected['studio']['trainable']} (method {expected['studio']['method_trainable']}, "
@@ -243,7 +247,7 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
 
 # With --setup the file decides these; giving one as well would be silently ignored, so it is an error.
 def _setup_decides() -> tuple[str, ...]:
-    return ("--base", "--method", *(f.flag for f in method_flags()), "--seed", "--dataset", "--data",
+    return ("--base", "--method", *(f.flag for f in method_flags()), "--seed", "--dataset",
             "--text-column", "--label-column", "--import-peft")
 
 
@@ -260,7 +264,7 @@ def _from_setup_file(args: argparse.Namespace):
     clash = [flag for flag in _setup_decides() if flag in args.given]
     if clash:
         raise PeftStudioError(f"--setup already sets the model, the data and the seed; drop {', '.join(clash)}")
-    setup, dataset, settings = load_setup(args.setup)
+    setup, dataset, settings = load_setup(args.setup, data_file=args.data)  # --data: the user names the file
     overrides = {field: getattr(args, field) for flag, field in TRAINING_FLAGS.items()
                  if flag in args.given and getattr(args, field) is not None}
     experiment = Experiment(setup, dataset)

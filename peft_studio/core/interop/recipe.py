@@ -324,13 +324,14 @@ def readme(plan: RecipePlan) -> str:
 
 def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None = None,
                            method: str | None = None, options: dict[str, Any] | None = None,
-                           force: bool = False) -> tuple[Path, RecipePlan]:
+                           force: bool = False, data_file: str | os.PathLike | None = None) -> tuple[Path, RecipePlan]:
     """`peft-studio recipe`: load a saved setup, apply the overrides (another base; another method, whose options
-    start from its defaults; option values), plan and write."""
+    start from its defaults; option values), plan and write. `data_file`: the setup's data file, named by the user
+    (a setup's data outside its folder is never copied into the recipe otherwise)."""
     existed = os.path.lexists(Path(out).expanduser())
     check_recipe_folder(out, force)  # before the (possibly slow) build
     try:
-        return _recipe_from_setup_file(setup_file, out, base, method, options, force)
+        return _recipe_from_setup_file(setup_file, out, base, method, options, force, data_file)
     except BaseException:
         if not existed:  # a refused recipe leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -340,10 +341,10 @@ def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike
 
 def _recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None,
                             method: str | None, options: dict[str, Any] | None,
-                            force: bool) -> tuple[Path, RecipePlan]:
+                            force: bool, data_file: str | os.PathLike | None = None) -> tuple[Path, RecipePlan]:
     from ..files.setup_file import load_setup
 
-    setup, dataset, settings = load_setup(setup_file)
+    setup, dataset, settings = load_setup(setup_file, data_file=data_file)
     if base is not None:
         setup = dataclasses.replace(setup, base=base, base_options={})
     if method is not None and method != setup.method:

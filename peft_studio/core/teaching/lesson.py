@@ -79,17 +79,19 @@ class Lesson:
 
 
 # ---- reading ---------------------------------------------------------------------------------------
-def load_lesson(path: str | os.PathLike) -> Lesson:
+def load_lesson(path: str | os.PathLike, data_file: str | os.PathLike | None = None) -> Lesson:
+    """A lesson file; its setup's data file must lie in the lesson's folder unless named (`data_file`)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path.name}: is a folder, not a lesson file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such lesson file")
     doc = read_json_object(path, path.name, ConfigError)
-    return parse_lesson(doc, path.parent, path.name, path)
+    return parse_lesson(doc, path.parent, path.name, path, data_file=data_file)
 
 
-def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | None = None) -> Lesson:
+def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | None = None, *,
+                 data_file: str | os.PathLike | None = None) -> Lesson:
     if doc.get("format") != FORMAT:
         raise ConfigError(f"{where}: not a PEFT Studio lesson (its \"format\" should be \"{FORMAT}\")")
     if doc.get("version") != VERSION:
@@ -102,7 +104,7 @@ def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | Non
     if len(title) > MAX_TITLE_CHARS:
         raise ConfigError(f"{where}: \"title\" is {len(title):,} characters long; the limit is {MAX_TITLE_CHARS}")
     setup_doc = _get(doc, "setup", dict, where, "")
-    setup, dataset, settings = parse_setup(setup_doc, folder, f"{where}: setup")
+    setup, dataset, settings = parse_setup(setup_doc, folder, f"{where}: setup", data_file=data_file)
     view = _view(_get(doc, "view", dict, where, "", {}), where)
     notes = _notes(doc.get("notes", []), where)
     return Lesson(title.strip(), setup, dataset, settings, view, notes, path)
@@ -208,7 +210,9 @@ def save_lesson(path: str | os.PathLike, lesson: Lesson) -> Path:
     """Write the lesson (atomically); it is checked by reading it back the way `load_lesson` does."""
     path = Path(path)
     document = lesson_document(lesson, path.parent)
-    parse_lesson(json.loads(json.dumps(document)), path.parent, path.name)  # refuse what could not be opened
+    # refuse what could not be opened (the data file is the user's own, wherever it is)
+    data = dict(lesson.dataset.recipe).get("path")
+    parse_lesson(json.loads(json.dumps(document)), path.parent, path.name, data_file=data)
     text = json.dumps(document, indent=2) + "\n"
     return safe_io.write_text_atomically(path, text, OutputError)
 

@@ -18,7 +18,9 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QToolBar, QWidget
 
 from ...core.errors import PeftStudioError
+from ...core.files.setup_file import DataOutsideError
 from ...core.teaching.lesson import CONTROLS, PANELS, Lesson, lesson_names, load_lesson, load_shipped_lesson
+from .files import ask_outside
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -63,7 +65,15 @@ def open_lesson_dialog(window: MainWindow) -> bool:
 
 
 def open_lesson_file(window: MainWindow, path: str | Path) -> bool:
-    return _open(window, lambda: load_lesson(path))
+    def read() -> Lesson:
+        try:
+            return load_lesson(path)
+        except DataOutsideError as outside:  # its data outside its folder: read only when the user says so
+            if not ask_outside(window, outside):
+                raise
+            return load_lesson(path, data_file=outside.path)
+
+    return _open(window, read)
 
 
 def open_shipped_lesson(window: MainWindow, name: str) -> bool:
