@@ -104,7 +104,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         if flag.kind is bool:
             parser.add_argument(flag.flag, action="store_true", default=None, help=flag.help())
         else:
-            kind = {int: bounded_int(-(2**31), 2**31), float: finite_float}.get(flag.kind, str)
+            kind = {int: bounded_int(-(2**31), 2**31 - 1), float: finite_float}.get(flag.kind, str)
             parser.add_argument(flag.flag, type=kind, default=None, help=flag.help())
     parser.add_argument("--device", default="cpu", help="cpu, or cuda when present")
     parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
@@ -213,7 +213,7 @@ def _add_recipe_parser(commands: Any) -> None:
         if flag.kind is bool:
             recipe.add_argument(flag.flag, action="store_true", default=None, help=flag.help())
         else:
-            kind = {int: bounded_int(-(2**31), 2**31), float: finite_float}.get(flag.kind, str)
+            kind = {int: bounded_int(-(2**31), 2**31 - 1), float: finite_float}.get(flag.kind, str)
             recipe.add_argument(flag.flag, type=kind, default=None, help=flag.help())
     recipe.add_argument("--data", metavar="FILE",
                         help="the setup's data file, named by you (a setup's data outside its folder is read only "
@@ -332,6 +332,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  batch_size=_given(args.batch_size, defaults.batch_size),
                                  optimizer=args.optimizer, seed=args.seed)
     settings = replace(settings, eval_every=args.log_every, track_grads=False)
+    settings.check()  # lr and the rest refused before anything is printed or trained
     if args.export_peft is not None:
         from .core.interop.hf_peft import check_peft_export
 
