@@ -27,6 +27,7 @@ SIZE_LIMITS: dict[str, tuple[int, str]] = {
     "positions": (16_777_216, "Qwen2.5-1M reads about 1,010,000"),
     "type_vocab": (1_024, "BERT uses 2"),
 }
+SIZE_MINIMUMS = {"vocab": 2}  # padding and one token at least
 MAX_PARAMETERS = 10**12  # the largest dense checkpoints hold about 4e11 (Llama-3.1-405B)
 ROPE_THETA_MAX = 1e12  # Llama-3 uses 5e5, Qwen2.5 1e6 to 1e7
 EPS_RANGE = (0.0, 1.0)  # norm epsilons are 1e-5 to 1e-12 in practice; 0 or below divides by zero
@@ -52,6 +53,7 @@ def size(raw: Mapping[str, Any], key: str, kind: str, where: str, *, default: in
             raise BaseLoadError(f"{where}: missing {key}")
         return None
     bound, example = SIZE_LIMITS[kind]
+    low = max(low, SIZE_MINIMUMS.get(kind, low))
     if type(value) is not int:
         raise BaseLoadError(f"{where}: {key} must be a whole number (got {_show(value)})")
     if not low <= value <= bound:

@@ -38,7 +38,7 @@ from safetensors.torch import save_file
 
 from ..bases.encoder import Encoder
 from ..bases.hf_names import hf_module
-from ..bases.sites import Site, longest_prefix
+from ..bases.sites import LINEAR, Site, longest_prefix
 from ..data import TextDataset
 from ..errors import AdapterFileError, ConfigError, PeftStudioError
 from ..files import safe_io
@@ -231,6 +231,7 @@ class PeftAdapter:
     head_labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     layers_to_transform: list[int] | None = None  # PEFT's layer filter: checked against the base (_check_layers)
+    target_modules: Any = None  # PEFT's target_modules as written: what PEFT would wrap (_check_targets)
     head_pooling: str | None = None  # the pooling the head was trained on (head.safetensors metadata)
 
 
@@ -294,6 +295,16 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         raise AdapterFileError(f"{where}: layers_to_transform should list layer indices, not {str(layers)[:40]}")
     if type(layers) is int and not 0 <= layers < 2**16:
         raise AdapterFileError(f"{where}: layers_to_transform should be a layer index, not {layers}")
+    pattern = config.get("layers_pattern")
+    if pattern is not None:  # as PEFT: only with layers_to_transform; on BERT the layer list is "layer"
+        patterns = [pattern] if isinstance(pattern, str) else pattern
+        if not isinstance(patterns, list) or not all(isinstance(v, str) for v in patterns):
+            raise AdapterFileError(f"{where}: layers_pattern should be text or a list of text")
+        if config.get("layers_to_transform") is None:
+            raise AdapterFileError(f"{where}: layers_pattern is given without layers_to_transform (PEFT refuses it)")
+        if "layer" not in patterns:
+            raise AdapterFileError(f"{where}: layers_pattern {str(pattern)[:40]} does not name a BERT encoder's "
+                                   "layer list ('layer'), so PEFT would select no layer")
     saved = config.get("modules_to_save")
     if isinstance(saved, list) and (len(saved) > MAX_LIST_ENTRIES or not all(isinstance(v, str) for v in saved)):
         raise AdapterFileError(f"{where}: modules_to_save should list at most {MAX_LIST_ENTRIES} module names")
@@ -356,7 +367,8 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
                           {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes,
-                          layers_to_transform=_layer_list(config.get("layers_to_transform")))
+                          layers_to_transform=_layer_list(config.get("layers_to_transform")),
+                          target_modules=config.get("target_modules"))
     if os.path.lexists(folder / HEAD_FILE):
         adapter.head, adapter.head_labels = _read_head(folder)
         _merge_studio_options(adapter, folder)
@@ -416,6 +428,30 @@ def _check_layers(adapter: PeftAdapter, base: Encoder) -> None:
     if outside:
         raise AdapterFileError(f"{where}: the adapter holds tensors for layer {outside[0]}, which its "
                                f"layers_to_transform {layers[:8]} leaves out (PEFT would not load them)")
+
+
+def _check_targets(adapter: PeftAdapter, base: Encoder, sites: list[Site]) -> None:
+    """PEFT wraps exactly the Linears target_modules (and layers_to_transform) select, then loads the saved
+    tensors into them: a tensor for a module it does not select is dropped, a selected module without tensors
+    keeps a fresh, untrained part. Either way PEFT's model would differ from what the tensors alone describe,
+    so both are refused by name (LoRA, DoRA and VeRA: parts on Linears)."""
+    if adapter.peft_type not in ("LORA", "VERA"):
+        return
+    where = f"{adapter.folder.name}/{ADAPTER_CONFIG}"
+    selector = ModuleSelector(adapter.target_modules, "target_modules", where, AdapterFileError)
+    if not selector.given or selector.names == []:
+        raise AdapterFileError(f"{where}: target_modules is empty; PEFT wraps nothing (or falls back to its defaults)")
+    layers = adapter.layers_to_transform
+    linears = [s for s in base.sites() if s.kind == LINEAR and (layers is None or s.layer in layers)]
+    selected = {s.module_path for s in linears if selector.matches(base.hf_module(s.module_path) or s.module_path)}
+    held = {s.module_path for s in sites}
+    dropped, fresh = sorted(held - selected), sorted(selected - held)
+    if dropped:
+        raise AdapterFileError(f"{where}: the adapter holds tensors for {base.hf_module(dropped[0]) or dropped[0]}, "
+                               "which target_modules does not select (PEFT would not load them)")
+    if fresh:
+        raise AdapterFileError(f"{where}: target_modules selects {base.hf_module(fresh[0]) or fresh[0]}, for which "
+                               "the adapter holds no tensors (PEFT would put a fresh, untrained part there)")
 
 
 def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
@@ -483,6 +519,7 @@ def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_
                 raise AdapterFileError(f"{adapter.folder.name}: {exc}") from None
         else:
             sites = _sites_for(adapter, base)
+            _check_targets(adapter, base, sites)
         bad = [s.id for s in sites if s.kind not in method.site_kinds]
         if bad:
             raise AdapterFileError(f"{adapter.folder.name}: {adapter.method} cannot sit at {', '.join(bad)}")
