@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from ..errors import RunStoreError
 from ..files.safe_io import check_writable, read_json_object, read_text, write_atomically
+from ..files.user_dirs import user_data_dir
 from ..memory.ledger import Ledger
 
 RUN_FORMAT = "peft-studio-run/1"
@@ -214,14 +214,8 @@ def _ledger(key: str, value: Any) -> Ledger:
 
 
 def default_runs_dir() -> Path:
-    """The user's data directory: XDG_DATA_HOME (or ~/.local/share), ~/Library/Application Support, %APPDATA%."""
-    if sys.platform == "win32":
-        root = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        root = Path.home() / "Library" / "Application Support"
-    else:
-        root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return root / "peft-studio" / "runs"
+    """runs/ in the user's data directory (core/files/user_dirs.py)."""
+    return user_data_dir() / "runs"
 
 
 class RunStore:

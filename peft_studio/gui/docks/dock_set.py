@@ -20,7 +20,7 @@ from ...core.runs.run_store import RunStore
 from ...core.teaching.lesson import Lesson
 from ...core.teaching.notes import notes_html
 from ..plain import plain_label, rich_label, set_plain
-from ..window.lessons import install_lessons, open_lesson_action
+from ..window.lessons import install_lessons, install_save_lesson, open_lesson_action
 from .adapter_lab import AdapterLab
 from .compare import ComparePanel
 from .exercises import ExercisesDock
@@ -76,6 +76,7 @@ class Docks:
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
+    save_lesson: QAction | None = None
     memory: QDockWidget | None = None  # Memory at scale
     memory_panel: MemoryScalePanel | None = None
 
@@ -141,6 +142,7 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
     docks.lesson_actions = install_lessons(window, examples_menu)
     docks.open_lesson = open_lesson_action(window, examples_menu)
     examples_menu.addAction(docks.open_lesson)
+    docks.save_lesson = install_save_lesson(window)
     return docks
 
 
