@@ -114,7 +114,7 @@ def _add_method_flags(parser: argparse.ArgumentParser) -> None:
         if flag.kind is bool:
             group.add_argument(flag.flag, action="store_true", default=None, help=flag.help())
         else:
-            kind = {int: bounded_int(-(2**31), 2**31), float: finite_float}.get(flag.kind, str)
+            kind = {int: bounded_int(-(2**31), 2**31 - 1), float: finite_float}.get(flag.kind, str)
             group.add_argument(flag.flag, type=kind, default=None, metavar=flag.field.upper(), help=flag.help())
 
 
@@ -154,7 +154,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setup", metavar="FILE",
                         help="a setup file (File > Save setup…, or --save-setup), a lesson file (File > Save lesson…) "
                              "or a lesson's name (`peft-studio lessons`): its base, method, options, dataset, seed "
-                             "and training settings; --steps, --lr, --batch-size and --optimizer still override")
+                             "and training settings; --steps, --lr, --batch-size and --optimizer still override, "
+                             "and --data FILE names its data file (one outside the setup's folder must be named)")
     parser.add_argument("--import-peft", metavar="FOLDER", help=import_peft_help())
 
 
@@ -385,6 +386,9 @@ def _add_recipe_parser(commands: Any) -> None:
     recipe.add_argument("--method", default=None, choices=method_names(), metavar="METHOD",
                         help="instead of the setup's method (its options are then dropped; give the method flags)")
     _add_method_flags(recipe)
+    recipe.add_argument("--data", metavar="FILE",
+                        help="the setup's data file, named by you (a setup's data outside its folder is read only "
+                             "when named here)")
     recipe.add_argument("--force", action="store_true", help="write into a folder that is not empty")
 
 
@@ -393,7 +397,7 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
     options = {f.field: getattr(args, f.field) for f in method_flags() if getattr(args, f.field) is not None}
     folder, plan = recipe_from_setup_file(args.setup, args.out, base=args.base, method=args.method,
-                                          options=options, force=args.force)
+                                          options=options, force=args.force, data_file=args.data)
     expected = plan.expected
     print(f"wrote {folder}: {plan.setup.method} on {plan.model_id or plan.setup.base}")
     print(f"trainable params = {expected['studio']['trainable']} (method {expected['studio']['method_trainable']}, "
@@ -414,7 +418,7 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
 
 # With --setup the file decides these; giving one as well would be silently ignored, so it is an error.
 def _setup_decides() -> tuple[str, ...]:
-    return ("--base", "--method", *(f.flag for f in method_flags()), "--seed", "--dataset", "--data",
+    return ("--base", "--method", *(f.flag for f in method_flags()), "--seed", "--dataset",
             "--text-column", "--label-column", "--import-peft")
 
 
@@ -431,7 +435,7 @@ def _from_setup_file(args: argparse.Namespace):
     clash = [flag for flag in _setup_decides() if flag in args.given]
     if clash:
         raise PeftStudioError(f"--setup already sets the model, the data and the seed; drop {', '.join(clash)}")
-    setup, dataset, settings = load_setup_or_lesson(args.setup)
+    setup, dataset, settings = load_setup_or_lesson(args.setup, data_file=args.data)  # --data: named by the user
     overrides = {field: getattr(args, field) for flag, field in TRAINING_FLAGS.items()
                  if flag in args.given and getattr(args, field) is not None}
     experiment = Experiment(setup, dataset)
@@ -486,12 +490,30 @@ def _set_threads(threads: int | str, experiment: Any, settings: Any) -> int:
     return count
 
 
+def _check_outputs(paths: dict[str, str | None], folders: dict[str, str | None] = {}) -> None:  # noqa: B006
+    """Every output the command will write, checked before any work (an empty name, a folder where a file
+    goes, a FIFO, a folder that cannot be made), so a long run is never lost at its end."""
+    from .core.errors import OutputError
+    from .core.files.safe_io import check_writable
+
+    for flag, value in {**paths, **folders}.items():
+        if value is None:
+            continue
+        if not value.strip():
+            raise OutputError(f"{flag}: the path is empty; give a {'folder' if flag in folders else 'file'} name")
+        try:
+            check_writable(value, OutputError, folder=flag in folders)
+        except OutputError as exc:
+            raise OutputError(f"{flag} {exc}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .core.files.adapter_file import check_adapter_writable, save_adapter
     from .core.runs.train import TrainSettings, train
 
+    _check_outputs({"--save-adapter": args.save_adapter}, {"--export-peft": args.export_peft})
     if args.setup:
         experiment, settings = _from_setup_file(args)
     else:
@@ -501,16 +523,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  batch_size=_given(args.batch_size, defaults.batch_size),
                                  optimizer=args.optimizer, seed=args.seed)
     settings = replace(settings, eval_every=args.log_every, track_grads=False)
+    settings.check()  # lr and the rest refused before anything is printed or trained
     if args.save_setup:  # before training: the setup is what the flags said, whatever the run does
         from .core.files.setup_file import save_setup
 
         path = save_setup(args.save_setup, experiment.setup, experiment.dataset, settings)
         print(f"saved setup to {path}", file=sys.stderr)
-    if args.export_peft:
+    if args.export_peft is not None:
         from .core.interop.hf_peft import check_peft_export
 
         check_peft_export(experiment, args.export_peft)  # refuse before training, not after it
-    if args.save_adapter:
+    if args.save_adapter is not None:
         check_adapter_writable(args.save_adapter)  # a long run is never lost to an unwritable path
     _print_totals(experiment.census())
     _set_threads(args.threads, experiment, settings)
@@ -533,17 +556,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         width = max(len(t) for t in texts)
         for text, label in zip(texts, experiment.predict_labels(texts), strict=True):
             print(f"{text:{width}s} -> {label}")
-    if args.save_adapter:
+    if args.save_adapter is not None:
         print(f"saved adapter to {save_adapter(experiment, args.save_adapter)}", file=sys.stderr)
-    if args.export_peft:
-        from .core.interop.hf_peft import export_peft
+    if args.export_peft is not None:
+        from .core.interop.hf_peft import export_note, export_peft
 
         print(f"saved PEFT adapter to {export_peft(experiment, args.export_peft)}", file=sys.stderr)
+        if note := export_note(experiment):
+            print(f"note: {note}", file=sys.stderr)
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
+    for note in getattr(experiment.base, "load_notes", ()):  # what the checkpoint's loading left out or found
+        print(f"note: {note}", file=sys.stderr)
     if args.lens:
         return _print_lens(args, experiment)
     census = experiment.census()
@@ -630,11 +657,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .core.runs.run_store import RunStore
     from .core.runs.train import TrainSettings
 
-    if args.csv:
-        from .core.errors import OutputError
-        from .core.files.safe_io import check_writable
-
-        check_writable(args.csv, OutputError)  # before the family trains, so no run is lost to a bad path
+    _check_outputs({"--csv": args.csv}, {} if args.runs_dir is None else {"--runs-dir": args.runs_dir})
     if is_architecture(args.base):  # shapes only: where each method goes, how many, and memory to train
         from .core.memory.at_scale import MemoryPlan
         from .core.runs.placement_compare import compare_placements, placement_table
@@ -643,7 +666,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rows = list(compare_placements(args.base, load_builtin(args.dataset), parse_methods(args.methods), plan,
                                        args.seed))
         table = placement_table(rows, plan)
-        if args.csv:
+        if args.csv is not None:
             from .core.runs.placement_compare import write_placement_csv
 
             write_placement_csv(rows, args.csv)
@@ -653,10 +676,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     threads = ThreadChoice() if args.threads == "auto" else args.threads
+    store = RunStore(args.runs_dir)
+    store.check_folder()  # before the family trains: the default folder too
     bars = FamilyBars(args.steps)
     try:
         _, table = compare_headless(args.base, load_builtin(args.dataset), settings, args.seed,
-                                    parse_methods(args.methods), RunStore(args.runs_dir), args.csv, args.device,
+                                    parse_methods(args.methods), store, args.csv, args.device,
                                     progress=bars.say, wide=args.wide, on_event=bars.follow, threads=threads)
     finally:
         bars.close()

@@ -7,27 +7,67 @@ Runs offscreen unless a platform is already chosen; never reads or writes the us
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 DEFAULT_SIZE = (1600, 1000)
 
 
+def check_request(path: str | Path, steps: int, method: str | None, base: str | None) -> Path:
+    """Everything a screenshot needs, checked before any window is built (the same rules as every command:
+    a PeftStudioError, one `error:` line): the output file, the method, the base (built once in the core,
+    so an unknown or oversized base is refused here), and training only where the base has weights."""
+    from ..core.bases import base_class, default_dataset, is_architecture
+    from ..core.data import load_builtin
+    from ..core.errors import ConfigError, OutputError
+    from ..core.files.safe_io import check_writable
+    from ..core.methods import METHODS
+    from ..core.model.experiment import Experiment, Setup
+
+    path = Path(path).expanduser()
+    if not str(path).strip() or path.suffix.lower() != ".png":
+        raise OutputError(f"{str(path)[:80] or 'the output'}: a screenshot is a PNG; give a file name ending in .png")
+    check_writable(path, OutputError)
+    if method is not None and method not in METHODS:
+        raise ConfigError(f"unknown method {method[:40]!r}; known: {', '.join(METHODS)}")
+    if base is not None:
+        base_class(base)  # an unknown name or a missing folder, refused by name
+        if steps > 0 and is_architecture(base):
+            raise ConfigError(f"base {base[:60]!r} is an architecture without weights: it is drawn, not trained; "
+                              "use --steps 0")
+        Experiment(Setup(base, method or "lora"), load_builtin(default_dataset(base)))  # builds, or says why
+    return path
+
+
 def take(path: str | Path, steps: int = 60, size: tuple[int, int] = DEFAULT_SIZE, method: str | None = "lora",
          base: str | None = None, presentation: bool = False, sentence: str = "I was charged twice for my order") \
         -> Path:
-    """Build the window, choose base and method, train `steps` steps in the worker, and save window.grab()."""
+    """Build the window, choose base and method, train `steps` steps in the worker, and save window.grab().
+    Every argument is checked first (check_request); a dialog the window would show ends the screenshot with
+    that message instead of waiting offscreen for a click nobody can give."""
+    path = check_request(path, steps, method, base)
     app = _app()
-    window = _window(size, base, method, sentence)
-    window.controller.set_training(steps=max(1, steps))
-    if presentation:
-        window.presentation.set(True)
-    _train(app, window, steps)
-    return _grab(app, window, path)
+    with _no_dialogs() as failures:
+        window = _window(size, base, method, sentence)
+        try:
+            window.controller.set_training(steps=max(1, steps))
+            if presentation:
+                window.presentation.set(True)
+            _train(app, window, steps)
+            if failures:
+                from ..core.errors import ConfigError
+
+                raise ConfigError(failures[-1])
+        except BaseException:
+            window.runner.stop_and_wait()
+            window.close()
+            raise
+        return _grab(app, window, path)
 
 
 # ---- the README's pictures -------------------------------------------------------------------------
@@ -146,6 +186,26 @@ def _window(size: tuple[int, int], base: str | None, method: str | None,
     return window
 
 
+@contextlib.contextmanager
+def _no_dialogs() -> Iterator[list[str]]:
+    """Offscreen, a modal dialog would wait for ever: while a shot is taken, each one becomes a failure."""
+    from . import plain
+    from .window import errors_dialog
+
+    failures: list[str] = []
+
+    def collect(box) -> int:
+        failures.append(f"{box.windowTitle()}: {box.text()}")
+        return 0
+
+    saved = plain.show_box, errors_dialog._present
+    plain.show_box = errors_dialog._present = collect
+    try:
+        yield failures
+    finally:
+        plain.show_box, errors_dialog._present = saved
+
+
 def _wait(app, done: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not done() and time.monotonic() < deadline:
@@ -171,8 +231,10 @@ def _grab(app, window, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = window.grab()
     window.close()
-    if not image.save(str(path)):
-        raise OSError(f"{path}: could not write the screenshot")
+    if not image.save(str(path), "PNG"):
+        from ..core.errors import OutputError
+
+        raise OutputError(f"{path}: could not write the screenshot")
     return path
 
 

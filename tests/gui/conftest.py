@@ -93,13 +93,22 @@ def _running(worker) -> bool:
 @pytest.fixture
 def errors(monkeypatch):
     """Capture error dialogs instead of blocking on them."""
+    from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QMessageBox
 
+    from peft_studio.gui import plain
     from peft_studio.gui.window import errors_dialog
 
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a, **k: shown.append((title, text)))
-    monkeypatch.setattr(errors_dialog, "_present", lambda box: shown.append((box.windowTitle(), box.text())))
+
+    def capture(box: QMessageBox) -> int:  # every box the window shows is plain text (gui/plain.py)
+        assert box.textFormat() == Qt.TextFormat.PlainText, box.text()
+        shown.append((box.windowTitle(), box.text()))
+        return int(QMessageBox.StandardButton.Ok)
+
+    monkeypatch.setattr(plain, "show_box", capture)
+    monkeypatch.setattr(errors_dialog, "_present", capture)
     return shown
 
 

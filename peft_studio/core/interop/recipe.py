@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,12 +262,12 @@ def write_recipe(plan: RecipePlan, out: str | os.PathLike, force: bool = False) 
     }
     for kind in ("1gpu", "multi-gpu", "fsdp", "cpu"):
         files[f"{CONFIG_FOLDER}/{kind}.yaml"] = _accelerate_yaml(kind, plan.layer_class)
+    files["train.py"] = safe_io.read_text(TRAIN_SCRIPT, 2**20, TRAIN_SCRIPT.name, OutputError)
+    targets = {name: safe_io.file_inside(folder, name, OutputError) for name in files}  # no link written through
     try:
         for name, text in files.items():
-            path = folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            safe_io.write_text_atomically(path, text, OutputError)
-        shutil.copyfile(TRAIN_SCRIPT, folder / "train.py")
+            targets[name].parent.mkdir(parents=True, exist_ok=True)
+            safe_io.write_text_atomically(targets[name], text, OutputError)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the recipe ({exc.strerror or exc})") from None
     return folder
@@ -328,13 +327,14 @@ def readme(plan: RecipePlan) -> str:
 
 def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None = None,
                            method: str | None = None, options: dict[str, Any] | None = None,
-                           force: bool = False) -> tuple[Path, RecipePlan]:
+                           force: bool = False, data_file: str | os.PathLike | None = None) -> tuple[Path, RecipePlan]:
     """`peft-studio recipe`: load a saved setup, apply the overrides (another base; another method, whose options
-    start from its defaults; option values), plan and write."""
+    start from its defaults; option values), plan and write. `data_file`: the setup's data file, named by the user
+    (a setup's data outside its folder is never copied into the recipe otherwise)."""
     existed = os.path.lexists(Path(out).expanduser())
     check_recipe_folder(out, force)  # before the (possibly slow) build
     try:
-        return _recipe_from_setup_file(setup_file, out, base, method, options, force)
+        return _recipe_from_setup_file(setup_file, out, base, method, options, force, data_file)
     except BaseException:
         if not existed:  # a refused recipe leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -344,10 +344,10 @@ def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike
 
 def _recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None,
                             method: str | None, options: dict[str, Any] | None,
-                            force: bool) -> tuple[Path, RecipePlan]:
+                            force: bool, data_file: str | os.PathLike | None = None) -> tuple[Path, RecipePlan]:
     from ..teaching.lesson import load_setup_or_lesson
 
-    setup, dataset, settings = load_setup_or_lesson(setup_file)
+    setup, dataset, settings = load_setup_or_lesson(setup_file, data_file=data_file)
     if base is not None:
         setup = dataclasses.replace(setup, base=base, base_options={})
     if method is not None and method != setup.method:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import ConfigError, TrainingDiverged
+from ..files.limits import FLOAT32_MAX, float32_number
 from ..memory.budget import check_training_memory
 from ..model.experiment import Experiment
 
@@ -19,6 +20,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 # A loss this many times above its first value (or above chance, ln(labels), if that is larger) is
 # divergence even while finite: cross-entropy that high means confidently wrong logits in the hundreds.
 DIVERGENCE_FACTOR = 1000
+ADAM_BETA1 = 0.9  # torch's default for Adam and AdamW, which the trainer uses
 
 
 @dataclass
@@ -37,6 +39,7 @@ class TrainSettings:
             raise ConfigError(f"steps must be at least 1 (got {self.steps})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number (got {self.lr})")
+        self._check_float32_steps()
         if self.batch_size < 0:
             raise ConfigError(f"batch size must be 0 (full batch) or more (got {self.batch_size})")
         if not (0 <= self.weight_decay <= 100 and math.isfinite(self.weight_decay)):
@@ -45,6 +48,18 @@ class TrainSettings:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.eval_every < 1:
             raise ConfigError(f"eval every must be at least 1 (got {self.eval_every})")
+
+    def _check_float32_steps(self) -> None:
+        """The optimizer applies lr through float32 scalars: Adam's first update is lr / (1 - beta1) = 10 lr,
+        AdamW's decay 1 - lr * weight_decay. A value that overflows there raises deep inside torch."""
+        float32_number(self.lr, "lr", nonzero=True)
+        scalars = {"lr / (1 - beta1), Adam's first step": self.lr / (1 - ADAM_BETA1)}
+        if self.optimizer == "adamw":
+            scalars["lr x weight decay, AdamW's decay"] = self.lr * self.weight_decay
+        for what, value in scalars.items():
+            if abs(value) > FLOAT32_MAX:
+                raise ConfigError(f"lr = {self.lr:g} is too large for float32, the dtype the optimizer computes in: "
+                                  f"{what}, is {value:.3g} (float32 holds at most {FLOAT32_MAX:.3g})")
 
 
 @dataclass

@@ -4,7 +4,7 @@ the current base supports in a worker thread (filling the board live), and the l
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ...core.errors import PeftStudioError
 from ...core.memory.at_scale import MemoryPlan
@@ -18,6 +18,7 @@ from ..jobs.gen_worker import BackgroundJob
 from ..panels.board import BoardWidget
 from ..panels.ledger import LedgerWidget
 from ..panels.placement import PlacementTable
+from ..plain import plain_label
 from ..window.controller import Controller
 
 
@@ -49,7 +50,7 @@ class ComparePanel(QWidget):
         self.tabs.addTab(self.placement, "Placement")
         self.tabs.setTabToolTip(2, "An architecture without weights (e.g. llama-3-70b): every method's placement, "
                                 "count and memory to train, without training")
-        self.status = QLabel("")
+        self.status = plain_label("")  # quotes base names and run files
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.tabs, 1)
@@ -69,10 +70,7 @@ class ComparePanel(QWidget):
         super().showEvent(event)
         if not self._runs_read:
             self._runs_read = True
-            try:
-                self.board.reload()
-            except PeftStudioError as exc:
-                self.status.setText(f"the run folder cannot be read: {exc}")
+            self.board.reload()  # on a worker thread; unreadable files are listed under the runs
         if self._ledger_stale:
             self.refresh_ledger()
 
@@ -151,12 +149,13 @@ class ComparePanel(QWidget):
         self.job.start(lambda: compare_placements(**args), TrainControl())
 
     def stop_family(self) -> None:
+        self.board.stop_loading(wait=False)
         if self.job.running:
             self.job.stop()
             self.status.setText("Stopping after the current step…")
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        return self.job.stop_and_wait(timeout_ms)
+        return self.job.stop_and_wait(timeout_ms) & self.board.stop_loading(timeout_ms)
 
     def _show(self, item: FamilyEvent | PlacementRow) -> None:
         if isinstance(item, PlacementRow):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -52,6 +53,7 @@ class Runner(QObject):
         self.timer.setInterval(FASTEST_MS)
         self.timer.timeout.connect(self.tick)
         self._errors: list[tuple[str, str]] = []
+        self._after_stop: list[Callable[[], None]] = []
 
     def start_warm_up(self) -> None:
         """Pay torch's first-use costs in the background (see worker.warm_up); idempotent."""
@@ -96,6 +98,16 @@ class Runner(QObject):
         done = worker.wait(timeout_ms)
         self._finish()
         return done
+
+    def when_stopped(self, action: Callable[[], None]) -> bool:
+        """Run `action` now when no run is active (True); else stop the run and run it once the worker has
+        ended (False): the GUI thread never waits for the rest of a long step."""
+        if self.worker is None:
+            action()
+            return True
+        self._after_stop.append(action)
+        self.stop()
+        return False
 
     def reset(self) -> None:
         self.stop_and_wait()
@@ -173,6 +185,9 @@ class Runner(QObject):
         errors, self._errors = self._errors, []
         for title, message in errors:
             self.failed.emit(title, message)
+        actions, self._after_stop = self._after_stop, []
+        for action in actions:
+            action()
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.errors import PeftStudioError
+from ...core.files.setup_file import DataOutsideError
 from ...core.teaching.lesson import (
     CONTROLS,
     PANELS,
@@ -42,6 +43,7 @@ from ...core.teaching.lesson import (
     save_lesson,
     user_lessons_dir,
 )
+from .files import ask_outside
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -88,7 +90,15 @@ def open_lesson_dialog(window: MainWindow) -> bool:
 
 
 def open_lesson_file(window: MainWindow, path: str | Path) -> bool:
-    return _open(window, lambda: load_lesson(path))
+    def read() -> Lesson:
+        try:
+            return load_lesson(path)
+        except DataOutsideError as outside:  # its data outside its folder: read only when the user says so
+            if not ask_outside(window, outside):
+                raise
+            return load_lesson(path, data_file=outside.path)
+
+    return _open(window, read)
 
 
 def open_shipped_lesson(window: MainWindow, name: str) -> bool:
@@ -108,8 +118,14 @@ def _open(window: MainWindow, read: Callable[[], Lesson]) -> bool:
 # ---- restoring -----------------------------------------------------------------------------------
 def apply_lesson(window: MainWindow, lesson: Lesson) -> bool:
     """The lesson's starting point: setup (one undo step, its seed), then the view. False when the
-    setup cannot be built (the controller reports it and the previous setup stays)."""
-    window.runner.stop_and_wait()  # a lesson starts from step 0; the runner holds the lock while it runs
+    setup cannot be built (the controller reports it and the previous setup stays). During a run the run is
+    stopped and the lesson opens when its step in flight ends (True): the window never waits for the step."""
+    if window.runner.active:  # a lesson starts from step 0; the runner holds the lock while it runs
+        window.stop()
+        window.runner.when_stopped(lambda: None if window.closing else apply_lesson(window, lesson))
+        window.statusBar().showMessage(f"Opening the lesson {lesson.title!r} when the current step ends…")
+        return True
+    window.runner.stop_and_wait()  # idle: only joins the start-up warm-up
     if not window.controller.set_everything(lesson.setup, lesson.dataset, lesson.settings):
         return False
     window.runner.step = 0

@@ -26,6 +26,7 @@ from ...core.data import builtin_description, builtin_names, load_builtin
 from ...core.errors import PeftStudioError
 from ...core.logs import log, report_unexpected
 from ...core.methods import METHODS
+from .. import plain
 from ..diagram import DiagramScene, DiagramView
 from ..diagram.describe import diagram_info
 from ..diagram.gains import gain_pictures, picture_html, sample_gains
@@ -324,6 +325,9 @@ class MainWindow(QMainWindow):
         self.refresh_status(checked=None)
         self.refresh_inference()
         self._offer_training(not base.on_meta_device)
+        notes = getattr(base, "load_notes", ())
+        if notes:  # what loading the checkpoint left out or found (NaN weights: no Play either)
+            self.statusBar().showMessage("; ".join(notes), 15000)
 
     def refresh_diagram(self) -> None:
         """Rebuild the diagram alone (the input sentence changed); the view keeps its fit or zoom. During a run
@@ -373,7 +377,7 @@ class MainWindow(QMainWindow):
             item = model.item(i)
             item.setEnabled(not reason)
             tip = f"{method.title}: {method.card.where}"
-            item.setToolTip(f"{tip}\nNot on {base.name}: {reason}" if reason else tip)
+            item.setToolTip(plain.tip(f"{tip}\nNot on {base.name}: {reason}") if reason else tip)
 
     def refresh_choices(self) -> None:
         """Put the base, dataset and method lists back on the working choice (after a refused one)."""
@@ -439,9 +443,9 @@ class MainWindow(QMainWindow):
         try:
             self.inference.refresh(self.controller.experiment)
         except PeftStudioError as exc:
-            self.inference.result.setText(f"cannot predict: {exc}")
+            plain.set_plain(self.inference.result, f"cannot predict: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broken model shows its error here (traceback in the log)
-            self.inference.result.setText(f"cannot predict: {report_unexpected(exc, 'predicting')}")
+            plain.set_plain(self.inference.result, f"cannot predict: {report_unexpected(exc, 'predicting')}")
 
     # ---- training events ----------------------------------------------------------------------
     def on_events(self, batch: list[dict]) -> None:
@@ -489,9 +493,11 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()
 
     def _lock_widgets(self, locked: bool, reason: str) -> None:
+        tips = self.__dict__.setdefault("_unlocked_tips", {})
         for widget in (self.base_box, self.data_box, self.method_box):
             widget.setEnabled(not locked)
-            widget.setToolTip(reason if locked else widget.toolTip().split("\n")[0])
+            tips.setdefault(widget, widget.toolTip())
+            widget.setToolTip(plain.tip(reason) if locked else tips[widget])  # a reason may name an adapter
         self.form.set_locked(locked, reason)
         self.training.set_locked(locked)
         for action in self.actions_.model_changing():  # saving while running would race the worker
@@ -570,6 +576,11 @@ class MainWindow(QMainWindow):
             self.refresh_choices()
 
     def reset(self) -> None:
+        """Reset now, or (during a run) as soon as the step in flight ends: the window never waits for it."""
+        if self.runner.active:
+            self.stop()
+            self.runner.when_stopped(lambda: None if self.closing else self.runner.reset())
+            return
         self.runner.reset()
 
     def follow_family(self, method: str) -> None:
