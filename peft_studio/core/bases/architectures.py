@@ -22,40 +22,14 @@ import torch
 from ..errors import BaseLoadError, ConfigError
 from ..files.jsonfile import read_json_object
 from ..files.resources import resource_files
-from .decoder import GPT2, LLAMA, DecoderBase, DecoderConfig, HashTokenizer
+from .decoder import DecoderBase, HashTokenizer
+from .decoder_config import DecoderConfig, read_decoder_config
+from .decoder_families import FAMILIES
 from .encoder import Encoder
 from .frozen import FrozenBase
 
 FOLDER = "architectures"
-LLAMA_TYPES = ("llama", "mistral", "qwen2")
-SUPPORTED = (*LLAMA_TYPES, "gpt2", "bert")
-# transformers' defaults where a config.json may leave a field out
-MAX_POSITIONS = {"llama": 2048, "mistral": 4096 * 32, "qwen2": 32768}
-
-
-def _int(raw: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
-    value = raw.get(key, default)
-    if value is None:
-        raise BaseLoadError(f"{where}: missing {key}")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BaseLoadError(f"{where}: {key} must be a positive integer (got {value!r})")
-    return value
-
-
-def _float(raw: Mapping[str, Any], key: str, where: str, default: float) -> float:
-    value = raw.get(key, default)
-    if value is None:
-        value = default
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise BaseLoadError(f"{where}: {key} must be a positive number (got {value!r})")
-    return float(value)
-
-
-def _bool(raw: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise BaseLoadError(f"{where}: {key} must be true or false (got {value!r})")
-    return value
+SUPPORTED = (*FAMILIES, "bert")
 
 
 def _model_type(raw: Mapping[str, Any], where: str) -> str:
@@ -68,51 +42,8 @@ def _model_type(raw: Mapping[str, Any], where: str) -> str:
 
 
 def decoder_config(raw: Mapping[str, Any], where: str) -> DecoderConfig:
-    """A DecoderConfig from a Llama / Mistral / Qwen2 / GPT-2 config.json; every problem names its field."""
-    model_type = _model_type(raw, where)
-    if model_type == "gpt2":
-        width = _int(raw, "n_embd", where)
-        values: dict[str, Any] = dict(
-            style=GPT2, vocab_size=_int(raw, "vocab_size", where), hidden_size=width,
-            num_layers=_int(raw, "n_layer", where), num_heads=_int(raw, "n_head", where),
-            intermediate_size=_int(raw, "n_inner", where, 4 * width) if raw.get("n_inner") is not None else 4 * width,
-            max_positions=_int(raw, "n_positions", where, 1024),
-            norm_eps=_float(raw, "layer_norm_epsilon", where, 1e-5),
-            hidden_act=raw.get("activation_function", "gelu_new"),
-            tie_word_embeddings=_bool(raw, "tie_word_embeddings", where, True))
-        values["num_kv_heads"] = values["num_heads"]
-        heads_field, kv_field = "n_head", "n_head"
-    elif model_type in LLAMA_TYPES:
-        heads = _int(raw, "num_attention_heads", where)
-        rope = raw.get("rope_parameters") if isinstance(raw.get("rope_parameters"), Mapping) else {}
-        attention_bias = _bool(raw, "attention_bias", where, False) if model_type == "llama" else False
-        values = dict(
-            style=LLAMA, model_type=model_type, vocab_size=_int(raw, "vocab_size", where),
-            hidden_size=_int(raw, "hidden_size", where), num_layers=_int(raw, "num_hidden_layers", where),
-            num_heads=heads,
-            num_kv_heads=_int(raw, "num_key_value_heads", where, heads)
-            if raw.get("num_key_value_heads") is not None else heads,
-            intermediate_size=_int(raw, "intermediate_size", where),
-            max_positions=_int(raw, "max_position_embeddings", where, MAX_POSITIONS[model_type]),
-            norm_eps=_float(raw, "rms_norm_eps", where, 1e-6), hidden_act=raw.get("hidden_act", "silu"),
-            tie_word_embeddings=_bool(raw, "tie_word_embeddings", where, False),
-            rope_theta=_float(raw, "rope_theta", where, float(rope.get("rope_theta", 10000.0))),
-            qkv_bias=model_type == "qwen2" or attention_bias, o_bias=attention_bias,
-            mlp_bias=_bool(raw, "mlp_bias", where, False) if model_type == "llama" else False,
-            head_dim=_int(raw, "head_dim", where) if raw.get("head_dim") is not None else 0)
-        heads_field, kv_field = "num_attention_heads", "num_key_value_heads"
-    else:
-        raise BaseLoadError(f"{where}: model_type {model_type!r} is an encoder, not a decoder")
-    act = values["hidden_act"]
-    if not isinstance(act, str):
-        raise BaseLoadError(f"{where}: hidden_act must be a string (got {act!r})")
-    try:
-        return DecoderConfig(**values)
-    except ValueError as exc:  # sizes that do not fit together; the message names the fields
-        text = str(exc).replace("num_attention_heads", heads_field).replace("num_key_value_heads", kv_field)
-        if model_type == "gpt2":
-            text = text.replace("hidden_size", "n_embd")
-        raise BaseLoadError(f"{where}: {text}") from None
+    """A DecoderConfig from a config.json of a family in the table; every problem names its field."""
+    return read_decoder_config(raw, where)
 
 
 def build_from_config(raw: Mapping[str, Any], where: str, name: str, title: str = "") -> FrozenBase:
