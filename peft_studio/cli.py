@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--list", action="store_true", help="list the adapters with their bytes beside the base's")
     predict.add_argument("texts", nargs="*", metavar="TEXT")
     _add_recipe_parser(commands)
+    _add_generate_parser(commands)
     shot = commands.add_parser("screenshot", help="render the window for real (training included) to a PNG")
     shot.add_argument("out", metavar="OUT.png")
     shot.add_argument("--size", default="1600x1000", help="window size WIDTHxHEIGHT (default 1600x1000)")
@@ -211,6 +212,78 @@ def _add_recipe_parser(commands: Any) -> None:
             kind = {int: bounded_int(-(2**31), 2**31), float: finite_float}.get(flag.kind, str)
             recipe.add_argument(flag.flag, type=kind, default=None, help=flag.help())
     recipe.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+
+
+def _add_generate_parser(commands: Any) -> None:
+    generate = commands.add_parser("generate", help="continue a text with a decoder checkpoint (and an adapter), "
+                                                    "with a KV cache; greedy unless --temperature is given")
+    generate.add_argument("--base", required=True, help="a decoder checkpoint folder (Llama, Mistral, Qwen2, GPT-2)")
+    adapter = generate.add_mutually_exclusive_group()
+    adapter.add_argument("--import-peft", metavar="FOLDER", help="a Hugging Face PEFT adapter folder for this base")
+    adapter.add_argument("--adapter", metavar="FILE", help="an adapter file saved by the studio (--save-adapter)")
+    generate.add_argument("--max-new-tokens", type=bounded_int(1, 100_000), default=20)
+    generate.add_argument("--temperature", type=finite_float, default=0.0, help="0 (default): greedy")
+    generate.add_argument("--top-k", type=bounded_int(0, 10_000_000), default=0,
+                          help="sample among the k most likely tokens (with --temperature)")
+    generate.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="the sampling seed")
+    generate.add_argument("--json", action="store_true",
+                          help="print one JSON object: prompt_ids, generated_ids (new ids only), text, ...")
+    generate.add_argument("text", metavar="TEXT", help="the text to continue")
+
+
+class TerminalProgress:
+    """A progress bar on stderr for checkpoint loads that take more than a second (quiet before that)."""
+
+    def __init__(self, what: str = "loading weights", after_s: float = 1.0) -> None:
+        self.what, self.after_s, self.started, self.shown = what, after_s, None, False
+
+    def __call__(self, fraction: float, text: str) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.started is None or fraction == 0:  # a load begins
+            self.started, self.shown = now, False
+        if not self.shown and now - self.started < self.after_s:
+            return
+        self.shown = True
+        filled = int(30 * fraction)
+        end = "\n" if fraction >= 1 else ""
+        print(f"\r{self.what} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%}", end=end, file=sys.stderr,
+              flush=True)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .core.model.generate import GenerationSettings, model_for_generation, stream
+
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    settings.check()
+    model = model_for_generation(args.base, args.text, adapter=args.adapter, peft=args.import_peft, seed=args.seed)
+    for note in model.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for note in getattr(model.base, "load_notes", ()):
+        print(f"note: {note}", file=sys.stderr)
+    prompt_ids = model.encode(args.text)
+    generated: list[int] = []
+    shown = ""
+    finished = False
+    if not args.json:
+        print(args.text, end="", flush=True)
+    for step in stream(model.base, prompt_ids, settings, model.stop_ids):
+        generated.append(step.token_id)
+        finished = step.finished
+        if not args.json:  # print what the new ids add to the decoded text (a token may complete a character)
+            text = model.decode(generated)
+            if text.startswith(shown):
+                print(text[len(shown):], end="", flush=True)
+                shown = text
+    text = model.decode(generated)
+    if args.json:
+        print(json.dumps({"base": args.base, "adapter": model.label, "prompt": args.text, "prompt_ids": prompt_ids,
+                          "generated_ids": generated, "text": text, "stopped": "eos" if finished else "max_new_tokens",
+                          "settings": dataclasses.asdict(settings)}))
+    else:
+        print(text[len(shown):] if text.startswith(shown) else "")
+    return 0
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
@@ -466,26 +539,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     args.given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}  # flags typed, not defaults
     try:
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "inspect":
-            return cmd_inspect(args)
-        if args.command == "methods":
-            return cmd_methods()
-        if args.command == "compare":
-            return cmd_compare(args)
-        if args.command == "predict":
-            return cmd_predict(args)
-        if args.command == "recipe":
-            return cmd_recipe(args)
-        if args.command == "screenshot":
-            return cmd_screenshot(args)
-        return start_gui()
+        from .core.bases.decoder_checkpoint import loading_progress
+
+        with loading_progress(TerminalProgress()):
+            return _run(args)
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    commands = {"train": cmd_train, "inspect": cmd_inspect, "compare": cmd_compare, "predict": cmd_predict,
+                "recipe": cmd_recipe, "screenshot": cmd_screenshot, "generate": cmd_generate}
+    if args.command == "methods":
+        return cmd_methods()
+    if args.command in commands:
+        return commands[args.command](args)
+    return start_gui()
 
 
 def main_entry() -> None:

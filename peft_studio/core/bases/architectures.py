@@ -94,7 +94,8 @@ def shipped_class(name: str) -> type[FrozenBase]:
     return Encoder if _shipped_raw(name).get("model_type") == "bert" else DecoderBase
 
 
-CHECKPOINT_FILES = ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt")
+CHECKPOINT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                    "pytorch_model.bin.index.json", "tokenizer.json", "vocab.txt")
 
 
 def is_config_spec(spec: str) -> bool:

@@ -31,6 +31,7 @@ class TrainSettings:
     seed: int = 0  # order of mini-batches
     eval_every: int = 10  # validation metrics every k steps (and at the last step)
     track_grads: bool = True  # per-tensor gradient norms in each event
+    gradient_checkpointing: bool = False  # decoders: keep layer inputs only, recompute each layer in backward
 
     def check(self) -> None:
         if self.steps < 1:
@@ -150,7 +151,13 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     """
     settings.check()
     experiment.require_weights("trained")
-    check_training_memory(experiment, settings.batch_size)  # refuse a batch that cannot fit, before the first step
+    base = experiment.base
+    if settings.gradient_checkpointing and not hasattr(base, "gradient_checkpointing"):
+        raise ConfigError(f"gradient checkpointing is implemented for decoder bases; base {base.name!r} is not one")
+    # refuse a batch that cannot fit, before the first step
+    check_training_memory(experiment, settings.batch_size, checkpointing=settings.gradient_checkpointing)
+    if hasattr(base, "gradient_checkpointing"):
+        base.gradient_checkpointing = settings.gradient_checkpointing  # a setting of this run only
     model = experiment.model
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     kwargs = {"lr": settings.lr}
