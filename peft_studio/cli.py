@@ -112,6 +112,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or JSON file")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
+    parser.add_argument("--task", choices=["classify", "next-token"], default=None,
+                        help="what --data teaches: classify (its labels) or next-token (its texts, on a decoder); "
+                             "default: next-token for a .txt file, else classify")
     parser.add_argument("--setup", metavar="FILE",
                         help="a setup saved by the window (File > Save setup): its base, method, options, dataset, "
                              "seed and training settings; --steps, --lr, --batch-size and --optimizer still override")
@@ -155,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=bounded_int(0, 10_000_000), default=None,
                        help="0: full batch (default: the base's)")
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw"])
+    train.add_argument("--gradient-checkpointing", action="store_true",
+                       help="decoders: keep only each layer's input for backward and recompute the layer (less memory)")
     train.add_argument("--log-every", type=bounded_int(1, 10_000_000), default=50)
     train.add_argument("--save-adapter", metavar="PATH")
     train.add_argument("--export-peft", metavar="FOLDER",
@@ -304,7 +309,10 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
 def _dataset(args: argparse.Namespace) -> TextDataset:
     if args.data:
-        return load_dataset_file(args.data, args.text_column, args.label_column, seed=args.seed)
+        task = args.task or ("next-token" if str(args.data).lower().endswith(".txt") else "classify")
+        return load_dataset_file(args.data, args.text_column, args.label_column, seed=args.seed, task=task)
+    if args.task:
+        raise PeftStudioError("--task applies to a --data file (a built-in dataset has its own task)")
     if args.dataset:
         return load_builtin(args.dataset)
     return load_builtin(default_dataset(args.base))
@@ -313,7 +321,7 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
 # With --setup the file decides these; giving one as well would be silently ignored, so it is an error.
 def _setup_decides() -> tuple[str, ...]:
     return ("--base", "--method", *(f.flag for f in method_flags()), "--seed", "--dataset", "--data",
-            "--text-column", "--label-column", "--import-peft")
+            "--text-column", "--label-column", "--task", "--import-peft")
 
 
 TRAINING_FLAGS = {"--steps": "steps", "--lr": "lr", "--batch-size": "batch_size", "--optimizer": "optimizer"}
@@ -378,7 +386,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings = TrainSettings(steps=_given(args.steps, defaults.steps), lr=_given(args.lr, defaults.lr),
                                  batch_size=_given(args.batch_size, defaults.batch_size),
                                  optimizer=args.optimizer, seed=args.seed)
-    settings = replace(settings, eval_every=args.log_every, track_grads=False)
+    settings = replace(settings, eval_every=args.log_every, track_grads=False,
+                       gradient_checkpointing=args.gradient_checkpointing or settings.gradient_checkpointing)
     if args.export_peft:
         from .core.interop.hf_peft import check_peft_export
 

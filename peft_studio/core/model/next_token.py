@@ -17,6 +17,7 @@ whose most likely word is the right one.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -90,10 +91,19 @@ def last_position_probs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 
 def vocabulary_words(tokenizer: Any) -> list[str]:
-    """Id -> word for a word tokenizer (the names of the next-token "classes")."""
-    words = ["?"] * tokenizer.vocab_size
-    for word, index in tokenizer.vocab.items():
-        words[index] = word
+    """Id -> word for a word tokenizer, id -> the text of the token for a checkpoint's subword tokenizer (the names
+    of the next-token "classes"; computed once per tokenizer)."""
+    cached = getattr(tokenizer, "_vocabulary_words", None)
+    if cached is not None:
+        return cached
+    if hasattr(tokenizer, "token_text"):  # a checkpoint's tokenizer: every id, decoded on its own
+        words = [tokenizer.token_text(i) for i in range(tokenizer.vocab_size)]
+    else:
+        words = ["?"] * tokenizer.vocab_size
+        for word, index in tokenizer.vocab.items():
+            words[index] = word
+    with contextlib.suppress(AttributeError):  # a tokenizer with __slots__ just recomputes
+        tokenizer._vocabulary_words = words
     return words
 
 
