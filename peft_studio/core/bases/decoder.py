@@ -36,7 +36,7 @@ from .decoder_families import LAYER_NORM, LEARNED, ROTARY, DecoderFamily
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
 from .rope import Rotary, apply_rotary
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, NORM, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 LLAMA, GPT2 = "llama", "gpt2"  # two rows of the family table (also the layouts every row follows)
@@ -141,13 +141,18 @@ class KVCache:
                        for entry in self.layers]
 
 
+ATTENTION = ("sdpa", "eager")  # transformers' default and its explicit softmax
+
+
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, *,
                      prefix: int = 0, window: int | None = None, scale: float | None = None,
-                     dropout: float = 0.0) -> torch.Tensor:
+                     dropout: float = 0.0, implementation: str = "sdpa") -> torch.Tensor:
     """softmax(q k^T * scale + mask) v, K/V heads shared by groups of query heads (grouped-query attention).
 
     Keys are [prefix keys (seen by every token) ; earlier tokens (a KV cache) ; the queries' own tokens]: token
-    t sees the tokens 0..t, and with a sliding window only those after t - window (transformers' overlay)."""
+    t sees the tokens 0..t, and with a sliding window only those after t - window (transformers' overlay).
+    "sdpa" is PyTorch's fused kernel (transformers' default); "eager" writes the softmax out, as transformers'
+    eager attention and the memory ledger's count of saved tensors (memory/at_scale.py) do."""
     length, keys = q.shape[2], k.shape[2]
     past = keys - prefix - length
     query_at = torch.arange(past, past + length, device=q.device)[:, None]
@@ -156,6 +161,14 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask
     if window is not None:
         allowed = allowed & ((key_at > query_at - window) | (key_at < 0))
     allowed = allowed[None, None] & key_mask[:, None, None, :].bool()
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if implementation == "eager":
+        groups = q.shape[1] // k.shape[1]
+        if groups > 1:  # grouped-query attention: K/V head j serves query heads j*g .. j*g+g-1
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        scores = (q @ k.transpose(-1, -2)) * scale
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        return F.dropout(F.softmax(scores, dim=-1), dropout, training=dropout > 0) @ v
     # a padding query may see no key at all; it sees itself (its output is never used, but stays finite)
     allowed = allowed | (key_at == query_at)[None, None]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scale,
@@ -196,6 +209,7 @@ class DecoderAttention(nn.Module):
         self.resid_dropout = _dropout(cfg.residual_dropout)
         self.window = cfg.window(layer)
         self.dropout = cfg.attention_dropout
+        self.implementation = cfg.attn_implementation
         scale = cfg.dim_per_head ** -0.5 if cfg.scale_attention else 1.0
         self.scale = scale / (layer + 1) if cfg.scale_by_layer else scale
 
@@ -223,7 +237,7 @@ class DecoderAttention(nn.Module):
         if cache is not None:
             cache.layers[self.layer] = (k, v, key_mask, prefix)
         out = causal_attention(q, k, v, key_mask, prefix=prefix, window=self.window, scale=self.scale,
-                               dropout=self.dropout if self.training else 0.0)
+                               dropout=self.dropout if self.training else 0.0, implementation=self.implementation)
         return self.resid_dropout(getattr(self, self.fam.projections[-1])(_merge(out)))
 
 
@@ -339,6 +353,7 @@ class DecoderBase(FrozenBase):
     norm_placement = "pre"
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
     default_dataset = "intents"
+    head_bias = False  # transformers' *ForSequenceClassification scores with a bias-free Linear (`score`)
 
     def __init__(self, cfg: DecoderConfig, tokenizer: Tokenizer, name: str = "decoder", title: str = "",
                  summary: str = "") -> None:
@@ -350,6 +365,7 @@ class DecoderBase(FrozenBase):
         self.summary = summary
         self.hidden_size = cfg.hidden_size
         self.num_layers = cfg.num_layers
+        self.position_limit = cfg.max_positions if fam.positions == LEARNED else None  # a soft prompt takes some
         setattr(self, fam.stack, DecoderStack(cfg))
         embeddings = self.stack.get_submodule(fam.token_embedding)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
@@ -379,7 +395,11 @@ class DecoderBase(FrozenBase):
     # ---- running ---------------------------------------------------------------------------
     def encode(self, token_ids: torch.Tensor, mask: torch.Tensor,
                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token hidden states after the final norm [B, L', D] and the (possibly prompt-extended) mask."""
+        """Per-token hidden states after the final norm [B, L', D] and the (possibly prompt-extended) mask.
+        With learned positions, texts are cut to the positions a soft prompt leaves (as the tokenizer would)."""
+        if self.position_limit is not None and cache is None:
+            limit = self.position_limit - getattr(self.stack.prompt, "reserved_positions", 0)
+            token_ids, mask = token_ids[:, :max(limit, 1)], mask[:, :max(limit, 1)]
         return self.stack(token_ids, mask, cache)
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -440,6 +460,8 @@ class DecoderBase(FrozenBase):
                 label = LABELS.get(inner, LABELS.get(short, short))
                 sites.append(Site(f"{at}.{inner}", LINEAR, short, f"{at}.{inner}", i, fan_in, fan_out,
                                   f"layer {i} {label}", dict(no_qlora)))
+                sites.append(Site(f"{at}.{inner}.input", LINEAR_INPUT, f"{short}-in", f"{at}.{inner}", i, fan_in,
+                                  fan_in, f"input of the layer {i} {label}"))  # IA3 on a PEFT feed-forward module
                 if inner == fam.output_projection:
                     sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
                                       f"layer {i} after attention, before the residual add"))
@@ -529,7 +551,8 @@ class DecoderBase(FrozenBase):
 class TinyDecoderBase(DecoderBase):
     """`tiny-decoder`: a random, frozen Llama-style decoder small enough to train live on a CPU.
 
-    Two K/V heads for four query heads (grouped-query attention), tied embeddings, rotary positions."""
+    Two K/V heads for four query heads (grouped-query attention), tied embeddings, rotary positions. Its attention
+    writes the softmax out ("eager"): the memory ledger is checked byte for byte against its saved tensors."""
 
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
 
@@ -537,5 +560,5 @@ class TinyDecoderBase(DecoderBase):
                  n_layers: int = 2, d_ff: int = 64) -> None:
         cfg = DecoderConfig(LLAMA, vocab_size=tokenizer.vocab_size, hidden_size=d_model, num_layers=n_layers,
                             num_heads=n_heads, num_kv_heads=n_kv_heads, intermediate_size=d_ff, max_positions=128,
-                            norm_eps=1e-6, tie_word_embeddings=True)
+                            norm_eps=1e-6, tie_word_embeddings=True, attn_implementation="eager")
         super().__init__(cfg, tokenizer, "tiny-decoder", "Tiny Llama-style decoder")

@@ -47,6 +47,7 @@ class DecoderConfig:
     scale_attention: bool = True  # scores / sqrt(head_dim) (GPT-2's scale_attn_weights can turn it off)
     scale_by_layer: bool = False  # GPT-2's scale_attn_by_inverse_layer_idx: scores / (layer + 1) too
     pad_token_id: int | None = None  # the embedding's padding_idx (its row gets no gradient under full tuning)
+    attn_implementation: str = "sdpa"  # "sdpa" (transformers' default) or "eager" (the softmax written out)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -59,6 +60,8 @@ class DecoderConfig:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_attention_heads {self.num_heads} is not divisible by num_key_value_heads "
                              f"{self.num_kv_heads}")
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"attn_implementation must be sdpa or eager (got {self.attn_implementation!r})")
         if self.fam.fused_qkv and self.num_kv_heads != self.num_heads:
             raise ValueError("GPT-2 attention has as many key/value heads as query heads")
         if self.fam.positions == ROTARY and self.dim_per_head % 2:

@@ -206,5 +206,17 @@ def family(model_type: str) -> DecoderFamily:
     return FAMILIES[model_type]
 
 
+def decoder_module(name: str) -> str | None:
+    """`name` when it is a module path of some family (`model.layers.3.self_attn.q_proj`, `transformer.h.0.ln_1`,
+    `model.norm`): decoder modules keep transformers' names, so a PEFT key needs no translation."""
+    for fam in FAMILIES.values():
+        inside = f"{fam.stack}.{fam.layer_list}."
+        if name.startswith(inside) and name[len(inside):].split(".", 1)[0].isdigit() and name.count(".") >= 3:
+            return name
+        if name in (fam.final_norm_path, fam.embedding_path):
+            return name
+    return None
+
+
 def supported_types() -> tuple[str, ...]:
     return tuple(FAMILIES)

@@ -214,11 +214,10 @@ def model_for_generation(base_name: str, text: str = "", adapter: str | None = N
     if uses_dataset_vocabulary(base_name):
         raise ConfigError(f"base {base_name!r} builds its vocabulary from a dataset: it has no tokenizer of its own "
                           "to generate with (give a decoder checkpoint folder)")
-    if peft:
-        from ..interop.hf_peft import import_peft, read_peft
+    if peft:  # generation reads the LM head: a classifier in the folder (SEQ_CLS) is left out, with a note
+        from ..interop.hf_peft import import_peft
 
-        labels = read_peft(peft).head_labels or ()
-        experiment = import_peft(Setup(base_name, seed=seed), peft, prompt_dataset(text, labels))
+        experiment = import_peft(Setup(base_name, seed=seed), peft, prompt_dataset(text))
         label = f"PEFT adapter {experiment.method.title}"
         notes = list(getattr(experiment, "import_notes", []))
     elif adapter:
@@ -231,6 +230,9 @@ def model_for_generation(base_name: str, text: str = "", adapter: str | None = N
                                 prompt_dataset(text, adapter_labels(metadata, name)))
         load_adapter(experiment, adapter)
         label, notes = f"adapter {name} ({experiment.method.title})", []
+        if not experiment.next_token:
+            notes.append(f"{name} holds a classification head for {', '.join(experiment.dataset.label_names)}; "
+                         "generation uses the adapted model's LM head")
     else:
         base = require_decoder(create_base(base_name))
         return GenerationModel(base, base.tokenizer, "base")

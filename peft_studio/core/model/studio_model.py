@@ -38,7 +38,7 @@ class StudioModel(nn.Module):
         parameter.requires_grad_(True)
 
     def add_head(self, num_labels: int, trainable: bool = True) -> None:
-        self.head = nn.Linear(self.base.hidden_size, num_labels)
+        self.head = nn.Linear(self.base.hidden_size, num_labels, bias=getattr(self.base, "head_bias", True))
         self.head.requires_grad_(trainable)
 
     def detach_method(self) -> None:
