@@ -146,13 +146,14 @@ ATTENTION = ("sdpa", "eager")  # transformers' default and its explicit softmax
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, *,
                      prefix: int = 0, window: int | None = None, scale: float | None = None,
-                     dropout: float = 0.0, implementation: str = "sdpa") -> torch.Tensor:
+                     dropout: float = 0.0, implementation: str = "sdpa", keep: list | None = None) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v, K/V heads shared by groups of query heads (grouped-query attention).
 
     Keys are [prefix keys (seen by every token) ; earlier tokens (a KV cache) ; the queries' own tokens]: token
     t sees the tokens 0..t, and with a sliding window only those after t - window (transformers' overlay).
     "sdpa" is PyTorch's fused kernel (transformers' default); "eager" writes the softmax out, as transformers'
-    eager attention and the memory ledger's count of saved tensors (memory/at_scale.py) do."""
+    eager attention and the memory ledger's count of saved tensors (memory/at_scale.py) do. `keep` (a list) gets
+    the softmax weights [B, heads, L, keys] (the eager path then runs, for a lens)."""
     length, keys = q.shape[2], k.shape[2]
     past = keys - prefix - length
     query_at = torch.arange(past, past + length, device=q.device)[:, None]
@@ -162,13 +163,16 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask
         allowed = allowed & ((key_at > query_at - window) | (key_at < 0))
     allowed = allowed[None, None] & key_mask[:, None, None, :].bool()
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if implementation == "eager":
+    if implementation == "eager" or keep is not None:
         groups = q.shape[1] // k.shape[1]
         if groups > 1:  # grouped-query attention: K/V head j serves query heads j*g .. j*g+g-1
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         scores = (q @ k.transpose(-1, -2)) * scale
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        return F.dropout(F.softmax(scores, dim=-1), dropout, training=dropout > 0) @ v
+        probs = F.softmax(scores, dim=-1)
+        if keep is not None:
+            keep.append(probs.detach())
+        return F.dropout(probs, dropout, training=dropout > 0) @ v
     # a padding query may see no key at all; it sees itself (its output is never used, but stays finite)
     allowed = allowed | (key_at == query_at)[None, None]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scale,
@@ -210,6 +214,8 @@ class DecoderAttention(nn.Module):
         self.window = cfg.window(layer)
         self.dropout = cfg.attention_dropout
         self.implementation = cfg.attn_implementation
+        self.keep_probs = False  # a lens sets it to read the attention weights (core/lenses/attention.py)
+        self.probs: torch.Tensor | None = None
         scale = cfg.dim_per_head ** -0.5 if cfg.scale_attention else 1.0
         self.scale = scale / (layer + 1) if cfg.scale_by_layer else scale
 
@@ -236,8 +242,12 @@ class DecoderAttention(nn.Module):
             k, v, key_mask = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2), torch.cat([past_mask, mask], 1)
         if cache is not None:
             cache.layers[self.layer] = (k, v, key_mask, prefix)
+        kept: list | None = [] if self.keep_probs else None
         out = causal_attention(q, k, v, key_mask, prefix=prefix, window=self.window, scale=self.scale,
-                               dropout=self.dropout if self.training else 0.0, implementation=self.implementation)
+                               dropout=self.dropout if self.training else 0.0, implementation=self.implementation,
+                               keep=kept)
+        if kept:
+            self.probs = kept[0]
         return self.resid_dropout(getattr(self, self.fam.projections[-1])(_merge(out)))
 
 
@@ -368,6 +378,7 @@ class DecoderBase(FrozenBase):
         self.position_limit = cfg.max_positions if fam.positions == LEARNED else None  # a soft prompt takes some
         setattr(self, fam.stack, DecoderStack(cfg))
         embeddings = self.stack.get_submodule(fam.token_embedding)
+        self.input_embedding_path = fam.embedding_path
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:  # one tensor, two uses (as transformers ties them)
             self.lm_head.weight = embeddings.weight

@@ -22,7 +22,7 @@ from ..bases.sites import LINEAR
 from ..errors import ConfigError
 from ..model.studio_model import StudioModel
 from .lora import LoraConfig, LoraLinear, lora_check_model, lora_peft_export, lora_peft_translate
-from .method import MethodCard, TargetedMethod, code_line
+from .method import Method, MethodCard, TargetedMethod, code_line
 
 
 class DoraLinear(LoraLinear):
@@ -70,6 +70,8 @@ class DoraMethod(TargetedMethod):
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless DoRA is already chosen
     targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
+    example_space = {**Method.example_space, "r": (1, 4), "alpha": (8.0, 16.0)}
+    peft_space = {"r": (2, 4), "lora_alpha": (8,), "use_dora": (True,)}
     peft_type = "LORA"  # with use_dora=True
     glyph = "D"
     colour = "#6c3483"

@@ -17,7 +17,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import MethodCard, TargetedMethod, code_line
+from .method import Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
 
@@ -55,6 +55,8 @@ class LoraMethod(TargetedMethod):
     config_cls = LoraConfig
     site_kinds = (LINEAR,)
     claims_kinds = (LINEAR,)
+    example_space = {**Method.example_space, "r": (1, 4, 8), "alpha": (1.0, 8.0, 16.0)}
+    peft_space = {"r": (2, 4), "lora_alpha": (8, 16)}
     peft_type = "LORA"
     glyph = "BA"
     colour = "#f07f16"
