@@ -588,6 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head -1`): main_entry ends quietly
+        raise
     except Exception as exc:  # noqa: BLE001 - a bug, not a user mistake: one line here, the traceback in the log
         message = report_unexpected(exc, f"peft-studio {args.command or ''}".strip())
         hint = "" if args.verbose else f"; the traceback is in {log_file()} (or rerun with --verbose)"
