@@ -300,28 +300,22 @@ def _assign(base: nn.Module, name: str, tensor: torch.Tensor) -> None:
     module._parameters[leaf] = nn.Parameter(tensor, requires_grad=False)
 
 
-def load_decoder(spec: str | Path, progress: Progress | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> DecoderCheckpointBase:
-    """A decoder checkpoint folder as a fresh frozen base; `progress(fraction, text)` after each tensor and
-    `cancelled()` checked between tensors (LoadCancelled: nothing is kept)."""
+# The weights of the last checkpoint read, in float32, when two copies fit the memory limit: every base built
+# from the folder afterwards (the window rebuilds its experiment on each edit) copies them instead of reading the
+# files again. A base never shares their storage: methods may write a base's own tensors (full fine-tuning, a
+# merged LoRA) and restore them later.
+_WEIGHTS: dict[tuple[str, tuple], dict[str, torch.Tensor]] = {}
+
+
+def _read_weights(checkpoint: DecoderCheckpoint, progress: Progress | None,
+                  cancelled: Callable[[], bool] | None) -> Iterator[tuple[str, torch.Tensor, int]]:
+    """(name, float32 tensor, its numel) for every weight, read one at a time from the memory-mapped files."""
     from safetensors import SafetensorError, safe_open
 
-    folder = Path(spec).expanduser()
-    if not folder.is_dir():
-        raise BaseLoadError(f"{spec}: no such folder (a decoder checkpoint folder needs config.json, {WEIGHTS} "
-                            "and tokenizer.json)")
-    folder = folder.resolve()
-    checkpoint = inspect_folder(folder)
-    progress = progress or _REPORTER.get()
-    base = DecoderCheckpointBase(checkpoint, str(spec))
+    folder = checkpoint.folder
     by_file: dict[Path, list[tuple[str, TensorEntry]]] = {}
     for name, entry in checkpoint.entries.items():
         by_file.setdefault(entry.file, []).append((name, entry))
-    total = sum(entry.numel for entry in checkpoint.entries.values()) or 1
-    done = 0
-    last_report = 0.0
-    if progress is not None:
-        progress(0.0, "")
     for path, items in by_file.items():
         try:
             with safe_open(str(path), framework="pt") as handle:
@@ -332,14 +326,71 @@ def load_decoder(spec: str | Path, progress: Progress | None = None,
                     if tensor.numel() and not bool(torch.isfinite(tensor).all()):
                         raise BaseLoadError(f"{folder.name}/{path.name}: tensor {entry.key} holds NaN or infinite "
                                             "values")
-                    _assign(base, name, tensor)
-                    done += entry.numel
-                    now = time.monotonic()
-                    if progress is not None and (now - last_report > 0.05 or done == total):
-                        progress(done / total, entry.key)
-                        last_report = now
+                    yield name, tensor, entry.numel
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise BaseLoadError(f"{folder.name}/{path.name}: not a readable safetensors file ({exc})") from None
+
+
+def _cached_weights(checkpoint: DecoderCheckpoint, progress: Progress | None,
+                    cancelled: Callable[[], bool] | None) -> Iterator[tuple[str, torch.Tensor, int]]:
+    key = (str(checkpoint.folder), checkpoint.stamp)
+    cached = _WEIGHTS.get(key)
+    if cached is not None:  # a copy each: the base may write its own tensors
+        for name, tensor in cached.items():
+            if cancelled is not None and cancelled():
+                raise LoadCancelled(f"{checkpoint.folder.name}: loading was cancelled")
+            yield name, tensor.clone(), tensor.numel()
+        return
+    from ..memory.budget import memory_limit
+
+    keep = 2 * checkpoint.weight_bytes <= memory_limit()
+    kept: dict[str, torch.Tensor] = {}
+    for name, tensor, numel in _read_weights(checkpoint, progress, cancelled):
+        if keep:
+            kept[name] = tensor
+            tensor = tensor.clone()
+        yield name, tensor, numel
+    if keep:
+        _WEIGHTS.clear()  # one checkpoint at a time
+        _WEIGHTS[key] = kept
+
+
+_PRELOADED: dict[tuple[str, str, tuple], DecoderCheckpointBase] = {}  # loaded in a worker, not used yet
+
+
+def preload(base: DecoderCheckpointBase) -> None:
+    """Keep a base loaded off the GUI thread for the next `load_decoder` of the same folder (used once)."""
+    _PRELOADED.clear()
+    _PRELOADED[(base.name, str(base.folder), base.checkpoint.stamp)] = base
+
+
+def load_decoder(spec: str | Path, progress: Progress | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> DecoderCheckpointBase:
+    """A decoder checkpoint folder as a fresh frozen base; `progress(fraction, text)` after each tensor and
+    `cancelled()` checked between tensors (LoadCancelled: nothing is kept)."""
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        raise BaseLoadError(f"{spec}: no such folder (a decoder checkpoint folder needs config.json, {WEIGHTS} "
+                            "and tokenizer.json)")
+    folder = folder.resolve()
+    checkpoint = inspect_folder(folder)
+    ready = _PRELOADED.pop((str(spec), str(folder), checkpoint.stamp), None)
+    if ready is not None:
+        return ready
+    progress = progress or _REPORTER.get()
+    base = DecoderCheckpointBase(checkpoint, str(spec))
+    total = sum(entry.numel for entry in checkpoint.entries.values()) or 1
+    done = 0
+    last_report = 0.0
+    if progress is not None:
+        progress(0.0, "")
+    for name, tensor, numel in _cached_weights(checkpoint, progress, cancelled):
+        _assign(base, name, tensor)
+        done += numel
+        now = time.monotonic()
+        if progress is not None and (now - last_report > 0.05 or done == total):
+            progress(done / total, name)
+            last_report = now
     if checkpoint.cfg.tie_word_embeddings:  # one tensor, two uses
         base.lm_head.weight = base.stack.get_submodule(checkpoint.cfg.fam.token_embedding).weight
     base.on_meta_device = False

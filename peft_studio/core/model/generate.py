@@ -253,3 +253,20 @@ def _loads(text: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise AdapterFileError(f"{where}: its config metadata should be an object")
     return value
+
+
+# ---- "Try it": the adapted model and the bare base, one after the other -------------------------------------
+BASE, ADAPTED = "base", "adapted"
+
+
+def side_by_side(experiment: Any, text: str, settings: GenerationSettings) -> Iterator[tuple[str, Step]]:
+    """("adapted", step) for the experiment's model as it is now, then ("base", step) for the same prompt with the
+    method bypassed (StudioModel.bypassed: PEFT's disable_adapter); both greedy unless the settings sample."""
+    base = require_decoder(experiment.base)
+    prompt = encode_prompt(experiment.tokenizer, text)
+    stops = stop_ids(experiment.tokenizer)
+    for step in stream(base, prompt, settings, stops):
+        yield ADAPTED, step
+    with experiment.model.bypassed():
+        for step in stream(base, prompt, settings, stops):
+            yield BASE, step
