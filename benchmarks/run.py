@@ -49,6 +49,8 @@ FIGURES = {
     "qlora_bytes_ratio": "<= 0.15",
     "plot_append_ms_1m": "GUI stays responsive",
     "minilm_steps_per_s": "(batch 16, 2 threads)",
+    "decoder_lora_vs_peft": "<= 1.0",  # issue 23: studio / transformers+peft LoRA step (bench_decoders.py)
+    "decoder_tokens_per_s": ">= 1.0",  # issue 23: studio / transformers generate() tokens per second
 }
 # context for the figures above: the rates and times the ratios come from
 DETAILS = ("bare_steps_per_s", "bare_steps_per_s_loaded", "gui_steps_per_s", "gui_steps_per_s_loaded",
@@ -242,8 +244,24 @@ def part_plot(points: int, frames: int = 20, per_frame: int = 30) -> dict:
     return {"ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000, "points": plots.point_count()}
 
 
+def part_decoders(rounds: int, steps: int) -> dict:
+    """A random 6-layer Llama of width 576: LoRA step and generation against transformers (+ peft)."""
+    import bench_decoders
+
+    return bench_decoders.measure(rounds, steps)
+
+
+def decoder_figures(quick: bool) -> dict[str, float]:
+    """The decoder figures (issue 23), measured in their own process."""
+    found = run_part("decoders", *((1, 2) if quick else (3, 5)), timeout=1800)
+    log("studio / PEFT LoRA decoder step ms", round(found["studio_step_s"] * 1000, 1),
+        round(found["peft_step_s"] * 1000, 1), "; tokens/s studio / transformers",
+        round(found["studio_tokens_per_s"], 1), round(found["transformers_tokens_per_s"], 1))
+    return {name: found[name] for name in ("decoder_lora_vs_peft", "decoder_tokens_per_s")}
+
+
 PARTS = {"bare": part_bare, "bares": part_bares, "window": part_window, "core": part_core, "lateness": part_lateness,
-         "minilm": part_minilm, "plot": part_plot}
+         "minilm": part_minilm, "plot": part_plot, "decoders": part_decoders}
 
 
 # ---- the parent: runs the parts in fresh processes -----------------------------------------------
@@ -366,6 +384,7 @@ def main(quick: bool) -> dict[str, float]:
     figures["plot_append_ms_1m"] = plot["ms"]
     log("plot append+repaint at 1M points: max ms", round(plot["max_ms"], 1))
     figures["minilm_steps_per_s"] = minilm["trainer_sps"]
+    figures.update(decoder_figures(quick))
 
     figures.update({"bare_steps_per_s": bare, "bare_steps_per_s_loaded": bare_loaded,
                     "gui_steps_per_s": window["sps"], "gui_steps_per_s_loaded": window_loaded["sps"],

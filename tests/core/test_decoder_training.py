@@ -134,3 +134,22 @@ def test_next_token_from_a_text_file_and_a_jsonl_file(llama, tmp_path, capsys):
                  "--gradient-checkpointing"]) == 0
     assert main(["train", "--base", llama, "--dataset", "texts", "--task", "next-token", "--steps", "1"]) == 2
     assert "--task applies to a --data file" in capsys.readouterr().err
+
+
+def test_a_saved_adapter_generates_what_the_trained_model_generates(llama, tmp_path, capsys):
+    from peft_studio.core.files.adapter_file import save_adapter
+    from peft_studio.core.model.generate import GenerationSettings, encode_prompt, generate
+
+    experiment = Experiment(Setup(llama, "lora", {"targets": "all-linear"}), _small("texts", 16))
+    for _ in train(experiment, TrainSettings(steps=8, lr=5e-2, batch_size=8, eval_every=8, track_grads=False)):
+        pass
+    path = save_adapter(experiment, tmp_path / "trained")
+    experiment.model.eval()
+    prompt = encode_prompt(experiment.tokenizer, "please refund")
+    ours = generate(experiment.base, prompt, GenerationSettings(max_new_tokens=8)).generated_ids
+    with experiment.model.bypassed():
+        bare = generate(experiment.base, prompt, GenerationSettings(max_new_tokens=8)).generated_ids
+    assert ours != bare  # training changed the continuation, so the comparison below can fail
+    assert main(["generate", "--base", llama, "--adapter", str(path), "--json", "--max-new-tokens", "8",
+                 "please refund"]) == 0
+    assert json.loads(capsys.readouterr().out)["generated_ids"] == ours
