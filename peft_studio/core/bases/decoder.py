@@ -156,13 +156,17 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask
     the softmax weights [B, heads, L, keys] (the eager path then runs, for a lens)."""
     length, keys = q.shape[2], k.shape[2]
     past = keys - prefix - length
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if implementation == "sdpa" and keep is None and keys == length and window is None and bool(key_mask.all()):
+        # nothing but causality to mask (no padding, prefix, cache or window): the fused causal kernel
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale, is_causal=True,
+                                              enable_gqa=q.shape[1] != k.shape[1])
     query_at = torch.arange(past, past + length, device=q.device)[:, None]
     key_at = torch.arange(keys, device=q.device)[None, :] - prefix  # prefix keys sit before position 0
     allowed = key_at <= query_at
     if window is not None:
         allowed = allowed & ((key_at > query_at - window) | (key_at < 0))
     allowed = allowed[None, None] & key_mask[:, None, None, :].bool()
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
     if implementation == "eager" or keep is not None:
         groups = q.shape[1] // k.shape[1]
         if groups > 1:  # grouped-query attention: K/V head j serves query heads j*g .. j*g+g-1

@@ -60,6 +60,7 @@ class BaseLoader(QObject):
             ("progress", fraction, name))
         base = load_folder(path, progress=report, cancelled=lambda: worker.stopping)
         if isinstance(base, DecoderCheckpointBase):
+            base.fingerprint()  # hashed here, once, not on the GUI thread when the experiment is built
             preload(base)  # the controller's create_base(path) takes it instead of reading the files again
         yield ("loaded", path)
 
