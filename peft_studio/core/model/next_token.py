@@ -59,20 +59,27 @@ def next_token_logits(base: nn.Module, token_ids: torch.Tensor, mask: torch.Tens
     return base.lm_head(hidden)
 
 
-def _shifted(logits: torch.Tensor, token_ids: torch.Tensor,
-             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, targets) of the predicted positions: position t predicts token t+1 where both are real."""
-    valid = mask[:, 1:].bool() & mask[:, :-1].bool()
-    return logits[:, :-1][valid], token_ids[:, 1:][valid]
+IGNORED = -100  # cross_entropy's ignore_index: a position with no real next token
 
 
 def next_token_loss(logits: torch.Tensor, token_ids: torch.Tensor,
                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean cross-entropy, next-token accuracy) over the real positions that have a real next token."""
-    predicted, targets = _shifted(logits, token_ids, mask)
-    if not len(targets):
+    """(mean cross-entropy, next-token accuracy) over the real positions that have a real next token.
+
+    The targets are shifted, not the logits (as transformers' causal-LM loss): position t's target is token t+1,
+    or ignored; the [B, L, V] logits are read in place, never copied (they are the step's largest tensor)."""
+    valid = torch.zeros_like(mask, dtype=torch.bool)
+    valid[:, :-1] = mask[:, 1:].bool() & mask[:, :-1].bool()
+    if not bool(valid.any()):
         raise ConfigError("no text in this batch has two words: there is no next token to predict")
-    return F.cross_entropy(predicted, targets), (predicted.argmax(-1) == targets).float().mean()
+    targets = torch.full_like(token_ids, IGNORED)
+    targets[:, :-1] = token_ids[:, 1:]
+    targets = targets.masked_fill(~valid, IGNORED)
+    vocab = logits.shape[-1]
+    loss = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=IGNORED)
+    with torch.no_grad():
+        accuracy = (logits.argmax(-1)[valid] == targets[valid]).float().mean()
+    return loss, accuracy
 
 
 def task_loss(task: str, logits: torch.Tensor, token_ids: torch.Tensor, mask: torch.Tensor,
