@@ -7,9 +7,9 @@ runs any row; adding a family that fits these columns is adding a row, not a bra
 
 Reading follows transformers 5's configuration classes (LlamaConfig, MistralConfig, Qwen2Config, GPT2Config):
 a missing optional field takes transformers' default. Every field those classes declare is accounted for in
-the row — implemented (`fields`, `biases`, `dropouts`, `sliding`, rope), inert (`inert`: read by
-transformers without changing the logits, or not read at all) or refused (`refused`) — and a test holds that
-list equal to transformers' own, so a new field cannot be silently ignored.
+the row — implemented (`keys`, `biases`, `dropouts`, `sliding`, rope), inert (`inert`: read by transformers
+without changing the logits, or not read at all) or refused (`refused`) — and a test holds that list to
+transformers' own, so a new field cannot be silently ignored.
 """
 
 from __future__ import annotations
