@@ -1,5 +1,6 @@
 """`peft-studio screenshot OUT.png [--size WxH] [--presentation] [--method M] [--base B] [--steps N]`: the window,
 rendered for real (the worker trains N steps, then it pauses) and saved as a PNG: for slides and the README.
+`peft-studio screenshot --readme FOLDER` writes every picture the README shows (README_PICTURES).
 
 Runs offscreen unless a platform is already chosen; never reads or writes the user's window settings.
 """
@@ -10,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_SIZE = (1600, 1000)
@@ -19,6 +21,100 @@ def take(path: str | Path, steps: int = 60, size: tuple[int, int] = DEFAULT_SIZE
          base: str | None = None, presentation: bool = False, sentence: str = "I was charged twice for my order") \
         -> Path:
     """Build the window, choose base and method, train `steps` steps in the worker, and save window.grab()."""
+    app = _app()
+    window = _window(size, base, method, sentence)
+    window.controller.set_training(steps=max(1, steps))
+    if presentation:
+        window.presentation.set(True)
+    _train(app, window, steps)
+    return _grab(app, window, path)
+
+
+# ---- the README's pictures -------------------------------------------------------------------------
+LESSON_SHOWN = "word-order"
+README_PICTURES = ("main-window", "compare", "adapters", "exercises", "memory-at-scale", "lesson-presentation")
+
+
+def take_readme(folder: str | Path, steps: int = 60, report: Callable[[Path], None] | None = None) -> list[Path]:
+    """Every picture the README shows, into `folder` (README_PICTURES + .png): one fresh window each."""
+    folder = Path(folder)
+    shots = {"main-window": _main_window, "compare": _compare, "adapters": _adapters, "exercises": _exercises,
+             "memory-at-scale": _memory_at_scale, "lesson-presentation": _lesson_presentation}
+    written = []
+    for name in README_PICTURES:
+        app = _app()
+        path = shots[name](app, folder / f"{name}.png", steps)
+        written.append(path)
+        if report is not None:
+            report(path)
+    return written
+
+
+def _main_window(app, path: Path, steps: int) -> Path:
+    return take(path, steps=steps)
+
+
+def _compare(app, path: Path, steps: int) -> Path:
+    """The family on word-order: the board fills as each method finishes."""
+    window = _window(DEFAULT_SIZE, None, "lora")
+    window.on_dataset_choice("word-order")
+    window.controller.set_training(steps=steps)
+    window.docks.show_dock("compare")
+    window.docks.board.run_family()
+    _wait(app, lambda: not window.docks.board.running, TIMEOUT_S)
+    return _grab(app, window, path)
+
+
+def _adapters(app, path: Path, steps: int) -> Path:
+    """Two task adapters on one frozen base, the second active."""
+    window = _window(DEFAULT_SIZE, None, "lora")
+    window.docks.show_dock("adapters")
+    lab = window.docks.lab
+    for method, task in (("lora", "intents"), ("adapter", "sentiment")):
+        name = lab.add(method, task)
+        if name is None or not lab.train(name, steps):
+            raise RuntimeError(f"the Adapters panel refused {method} on {task}")
+        _wait(app, lambda: not lab.busy(), TIMEOUT_S)
+    return _grab(app, window, path)
+
+
+def _exercises(app, path: Path, steps: int) -> Path:
+    """The seed's exercises, the third (parameter count against bottleneck width) set up."""
+    window = _window(DEFAULT_SIZE, None, None)
+    window.docks.show_dock("exercises")
+    window.docks.exercises_wiring.set_up(3)
+    return _grab(app, window, path)
+
+
+def _memory_at_scale(app, path: Path, steps: int) -> Path:
+    """The 4-bit method (QLoRA) on Llama-3-70B on the meta device: the memory of one training step."""
+    from ..core.methods import METHODS
+
+    four_bit = next((name for name, method in METHODS.items() if method.quantizes_base), None)
+    window = _window(DEFAULT_SIZE, "llama-3-70b", four_bit)
+    window.docks.show_dock("memory")
+    return _grab(app, window, path)
+
+
+def _lesson_presentation(app, path: Path, steps: int) -> Path:
+    """A shipped lesson (word order: "limited transformation power") on a 1280x720 projector, in presentation
+    mode, trained a little."""
+    from .window.lessons import open_shipped_lesson
+
+    window = _window((1280, 720), None, None)
+    if not open_shipped_lesson(window, LESSON_SHOWN):
+        raise RuntimeError(f"the shipped lesson {LESSON_SHOWN} did not open")
+    window.presentation.set(True)
+    window.controller.set_training(steps=max(1, steps))
+    _train(app, window, steps)
+    return _grab(app, window, path)
+
+
+# ---- building blocks -------------------------------------------------------------------------------
+TIMEOUT_S = 600
+
+
+def _app():
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
 
@@ -29,6 +125,11 @@ def take(path: str | Path, steps: int = 60, size: tuple[int, int] = DEFAULT_SIZE
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, settings_dir)
     QSettings().setValue("hints/first_run_done", True)
+    return app
+
+
+def _window(size: tuple[int, int], base: str | None, method: str | None,
+            sentence: str = "I was charged twice for my order"):
     from ..core.errors import ConfigError
     from .window.main_window import MainWindow
 
@@ -39,24 +140,32 @@ def take(path: str | Path, steps: int = 60, size: tuple[int, int] = DEFAULT_SIZE
         raise ConfigError(f"base {base!r}: {failures[-1] if failures else 'cannot be built'}")
     if method and not window.controller.set_method(method):
         raise ConfigError(f"method {method!r}: {failures[-1] if failures else 'cannot be built'}")
-    window.controller.set_training(steps=max(1, steps))
     window.resize(*size)
     window.show()
-    app.processEvents()
     window.inference.entry.setText(sentence)
-    if presentation:
-        window.presentation.set(True)
+    return window
+
+
+def _wait(app, done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def _train(app, window, steps: int) -> None:
     if steps > 0:
         window.runner.play_pause()
-        deadline = time.monotonic() + 300
-        while window.runner.active and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.01)
+        _wait(app, lambda: not window.runner.active, TIMEOUT_S)
         window.runner.stop_and_wait()
+
+
+def _grab(app, window, path: str | Path) -> Path:
     for _ in range(5):
         app.processEvents()
     window.refresh_diagram()
-    window.view.fit()
+    if window.view.auto_fit:
+        window.view.fit()
     app.processEvents()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +191,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    target = args[0] if args else "resources/screenshot.png"
-    print(take(target))
+    take_readme(args[0] if args else "resources/screenshots", report=print)
     return 0
 
 

@@ -143,3 +143,18 @@ def test_a_setup_file_with_model_flags_is_refused(tmp_path, capsys):
     assert "drop --method, --r" in capsys.readouterr().err
     assert main(["inspect", "--setup", str(tmp_path / "missing.json")]) == 2
     assert "no such setup file" in capsys.readouterr().err
+
+
+def test_inspect_on_an_llm_ends_with_its_totals(capsys):
+    """Hundreds of tensor and shape lines on Llama-3-8B: the totals come again last, with thousands separators."""
+    code, out, _ = run_cli(capsys, "inspect", "--base", "llama-3-8b", "--method", "lora", "--targets", "all-linear",
+                           "--r", "16")
+    assert code == 0
+    census = Experiment(Setup("llama-3-8b", "lora", {"targets": "all-linear", "r": 16}),
+                        load_builtin("intents")).census()
+    lines = out.splitlines()
+    assert len(lines) > 200
+    assert lines[-1] == (f"totals: {census.total:,} parameters, {census.trainable:,} trainable "
+                         f"({census.trainable_percent:.4f}%), {census.total - census.trainable:,} frozen; "
+                         f"{len(census.rows):,} tensors")
+    assert f"{census.total:,}".count(",") == 3  # billions

@@ -78,7 +78,20 @@ def test_table_marks_the_best_and_prints_the_twenty_task_footer(family):
     tasks = twenty_tasks(lora)
     assert tasks.with_adapters == 20 * lora.adapter_bytes + 4 * lora.base_params
     assert tasks.with_full_copies == 20 * 4 * (lora.base_params + lora.head_params)
-    assert text.splitlines()[-1] == tasks.text() and "20 tasks with lora" in text
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("20 tasks"))
+    assert " ".join(line.strip() for line in lines[start:]) == tasks.text()  # wrapped to 100 columns
+    assert format_table(records, current="lora", wide=True).splitlines()[-1] == tasks.text()
+
+
+def test_the_default_table_fits_100_columns_and_wide_has_every_column(family):
+    _, _, records = family
+    narrow, wide = format_table(records, current="lora"), format_table(records, current="lora", wide=True)
+    assert max(map(len, narrow.splitlines())) <= 100 < max(map(len, wide.splitlines()))
+    assert [c.header for c in COLUMNS if c.header not in narrow.splitlines()[0]] == \
+        ["where the trainable part sits", "training memory", "activations", "+latency ms", "+latency merged ms"]
+    assert all(c.header in wide.splitlines()[0] for c in COLUMNS)
+    assert [line.split()[0] for line in narrow.splitlines()[1:len(records) + 1]] == [r.method for r in records]
 
 
 def test_run_store_round_trip_survives_a_restart_and_deletes(family):
@@ -146,7 +159,7 @@ def test_cli_compare_prints_the_core_table_for_the_same_seed(capsys, tmp_path):
     records = family_records(run_family("tiny", load_builtin("sentiment"), settings, seed=1, methods=methods))
     code = main(["compare", "--base", "tiny", "--dataset", "sentiment", "--steps", "4", "--lr", "0.02",
                  "--seed", "1", "--methods", ",".join(methods), "--runs-dir", str(tmp_path / "runs"),
-                 "--csv", str(tmp_path / "t.csv")])
+                 "--csv", str(tmp_path / "t.csv"), "--wide"])
     out, err = capsys.readouterr()
     assert code == 0 and "lora: 4 steps" in err
     lines = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in methods}

@@ -83,7 +83,7 @@ def test_two_processes_train_and_save_the_one_process_weights(recipe, single, co
     folder, _ = recipe
     out = folder.parent / config
     flags = (["--multi_gpu", "--num_processes", "2", "--mixed_precision", "no"] if config == "ddp" else
-             ["--config_file", "accelerate/fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no",
+             ["--config_file", "accelerate_configs/fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no",
               "--fsdp_sync_module_states", "false", "--fsdp_cpu_ram_efficient_loading", "false"])
     stdout = _run(folder, _launch(*flags), out, batch=2)
     ranks = {(int(rank), int(step)) for rank, step, examples in RANK.findall(stdout) if int(examples) == 2}

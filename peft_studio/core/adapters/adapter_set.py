@@ -152,7 +152,8 @@ class AdapterSet:
         if uses_dataset_vocabulary(base_name):
             if "tokenizer" not in metadata:
                 raise AdapterFileError(f"{where}: base {base_name!r} takes its vocabulary from the data and this "
-                                       "file does not record it (save it from an adapter set)")
+                                       "file does not record it (an older file: save it again with train "
+                                       "--save-adapter or from the window)")
             tokenizer = _tokenizer_from(metadata["tokenizer"], where)
         torch.manual_seed(seed)
         base = create_base(base_name, tokenizer, **base_options)
@@ -347,12 +348,8 @@ class AdapterSet:
     def save(self, name: str, path: str | Path) -> Path:
         """The usual adapter file, plus what rebuilds the base (seed, options, a toy base's vocabulary)."""
         member = self.get(name)
-        extra = {"adapter_name": name, "task": member.dataset.name, "seed": str(member.setup.seed),
-                 "base_seed": str(self.seed), "base_options": json.dumps(self.base_options)}
-        tokenizer = self.base.tokenizer
-        if uses_dataset_vocabulary(self.base_name) and isinstance(tokenizer, WordTokenizer):
-            extra["tokenizer"] = json.dumps({"vocab": tokenizer.vocab, "lowercase": tokenizer.lowercase,
-                                             "max_len": tokenizer.max_len})
+        # save_adapter records the vocabulary of the (shared) base; the set's base has its own seed and options
+        extra = {"adapter_name": name, "base_seed": str(self.seed), "base_options": json.dumps(self.base_options)}
         with self.using(name):
             return save_adapter(member, path, extra)
 
@@ -361,8 +358,12 @@ class AdapterSet:
         tensors, metadata = read_adapter(path)
         where = Path(path).name
         if metadata.get("base_fingerprint") != self.base_fingerprint:
+            hint = (f"; {self.base_name!r} builds its vocabulary (and so its weights) from the training texts, so "
+                    "adapters trained alone on different datasets sit on different bases: train them on one dataset, "
+                    "use a pretrained base such as minilm, or build them in one set (the window's Adapters panel)"
+                    if uses_dataset_vocabulary(self.base_name) and metadata.get("base") == self.base_name else "")
             raise AdapterFileError(f"{where}: made for a different base ({metadata.get('base')!r} with other "
-                                   f"weights) than this set's {self.base_name!r}")
+                                   f"weights) than this set's {self.base_name!r}{hint}")
         try:
             options = json.loads(metadata.get("config", "{}"))
             labels = [str(label) for label in json.loads(metadata.get("labels", "[]"))]

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..bases import uses_dataset_vocabulary
+from ..data.tokenizer import WordTokenizer
 from ..errors import AdapterFileError
 from ..model.experiment import Experiment
 from . import safe_io
@@ -39,10 +41,23 @@ def check_adapter_writable(path: str | Path) -> Path:
     return target
 
 
-def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
-    """Save every trainable tensor (method parts and head) with the setup that made them.
+def rebuild_metadata(experiment: Experiment) -> dict[str, str]:
+    """What rebuilds the experiment's frozen base elsewhere (`peft-studio predict`, an adapter set): the seed it
+    was built from, its options and, for a toy base, the vocabulary it took from the training texts."""
+    setup = experiment.setup
+    metadata = {"seed": str(setup.seed), "base_seed": str(setup.seed), "base_options": json.dumps(setup.base_options),
+                "task": experiment.dataset.name}
+    tokenizer = experiment.base.tokenizer
+    if uses_dataset_vocabulary(setup.base) and isinstance(tokenizer, WordTokenizer):
+        metadata["tokenizer"] = json.dumps({"vocab": tokenizer.vocab, "lowercase": tokenizer.lowercase,
+                                            "max_len": tokenizer.max_len})
+    return metadata
 
-    `extra_metadata` adds string keys (an adapter set stores its adapter's name and how to rebuild the base)."""
+
+def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Save every trainable tensor (method parts and head) with the setup that made them and what rebuilds the base.
+
+    `extra_metadata` adds or overrides string keys (an adapter set stores its adapter's name and its own seeds)."""
     experiment.require_weights("saved")  # a meta-device base has no values to save
     path = adapter_path(path)
     tensors = {n: p.detach().cpu().contiguous() for n, p in experiment.model.named_parameters() if p.requires_grad}
@@ -54,6 +69,7 @@ def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[
         "config": json.dumps(experiment.config.to_dict()),
         "labels": json.dumps(list(experiment.dataset.label_names)),
         "base_fingerprint": experiment.model.base_fingerprint,
+        **rebuild_metadata(experiment),
         **(extra_metadata or {}),
     }
     write_atomically(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))

@@ -12,7 +12,7 @@ studio's counts. `write_recipe` writes the folder:
     expected.json            the studio's counts and targets, which train.py checks before training
     model_config.json        the architecture's config.json (`--config-only` builds a random model from it)
     data/                    train.jsonl, validation.jsonl (text, label, label_name), labels.json
-    accelerate/              1gpu.yaml, multi-gpu.yaml (DDP), fsdp.yaml, cpu.yaml (a smoke test)
+    accelerate_configs/      1gpu.yaml, multi-gpu.yaml (DDP), fsdp.yaml, cpu.yaml (a smoke test)
     README.md                the `accelerate launch` lines and what was checked
 
 Nothing here imports transformers, peft or accelerate: only the written train.py does. Toy bases
@@ -41,6 +41,9 @@ from ..model.experiment import Experiment, Setup
 from ..runs.train import TrainSettings
 
 TRAIN_SCRIPT = Path(__file__).with_name("recipe_train.py")  # copied verbatim as train.py
+# Not "accelerate/": beside train.py a folder of that name is a namespace package that shadows the accelerate
+# library ("cannot import name 'Accelerator' from 'accelerate' (unknown location)").
+CONFIG_FOLDER = "accelerate_configs"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # transformers' decoder-layer class per model_type: FSDP wraps one of these per shard unit
 LAYER_CLASSES = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer", "qwen2": "Qwen2DecoderLayer",
@@ -105,8 +108,10 @@ def _peft_config(experiment: Experiment) -> dict[str, Any]:
     method = experiment.method
     if method.peft_type is None:
         supported = [n for n, m in METHODS.items() if m.peft_type]
-        raise ConfigError(f"method {method.name!r} has no Hugging Face PEFT equivalent, so no recipe can train it "
-                          f"(recipes exist for: {', '.join(supported)})")
+        nearest = f"; the nearest is {method.peft_nearest[0]} ({method.peft_nearest[1]}): --method " \
+                  f"{method.peft_nearest[0]}" if method.peft_nearest else ""
+        raise ConfigError(f"method {method.name!r} has no Hugging Face PEFT equivalent, so no recipe can train it"
+                          f"{nearest} (recipes exist for: {', '.join(supported)})")
     try:
         settings, _ = method.peft_export(experiment.base, experiment.config)
     except AdapterFileError as exc:
@@ -258,7 +263,7 @@ def write_recipe(plan: RecipePlan, out: str | os.PathLike, force: bool = False) 
         "README.md": readme(plan),
     }
     for kind in ("1gpu", "multi-gpu", "fsdp", "cpu"):
-        files[f"accelerate/{kind}.yaml"] = _accelerate_yaml(kind, plan.layer_class)
+        files[f"{CONFIG_FOLDER}/{kind}.yaml"] = _accelerate_yaml(kind, plan.layer_class)
     try:
         for name, text in files.items():
             path = folder / name
@@ -289,14 +294,14 @@ def readme(plan: RecipePlan) -> str:
         "```sh",
         "pip install 'transformers>=4.40' 'peft>=0.11' 'accelerate>=0.30'" + (" 'bitsandbytes>=0.45'" if quant else ""),
         "# one GPU",
-        f"accelerate launch --config_file accelerate/1gpu.yaml train.py{flags}",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/1gpu.yaml train.py{flags}",
         "# several GPUs, data parallel (set num_processes in the file to your GPU count)",
-        f"accelerate launch --config_file accelerate/multi-gpu.yaml train.py{flags}",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/multi-gpu.yaml train.py{flags}",
         f"# several GPUs, sharded (FSDP, one unit per {plan.layer_class})",
-        f"accelerate launch --config_file accelerate/fsdp.yaml train.py{flags}",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/fsdp.yaml train.py{flags}",
         "# a smoke test on the CPU: a random model from model_config.json, two steps, no download",
-        "accelerate launch --config_file accelerate/cpu.yaml train.py --config-only model_config.json --max-steps 2 "
-        "--cpu",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/cpu.yaml train.py --config-only model_config.json "
+        "--max-steps 2 --cpu",
         "# two processes on the CPU (gloo): accelerate's torchrun launcher, train.py kept on the CPU",
         f"accelerate launch --multi_gpu --num_processes 2 train.py --cpu{flags}",
         "```", "",
@@ -348,9 +353,9 @@ def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike
 def _recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None,
                             method: str | None, options: dict[str, Any] | None,
                             force: bool) -> tuple[Path, RecipePlan]:
-    from ..files.setup_file import load_setup
+    from ..teaching.lesson import load_setup_or_lesson
 
-    setup, dataset, settings = load_setup(setup_file)
+    setup, dataset, settings = load_setup_or_lesson(setup_file)
     if base is not None:
         setup = dataclasses.replace(setup, base=base, base_options={})
     if method is not None and method != setup.method:

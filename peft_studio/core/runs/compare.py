@@ -6,6 +6,7 @@ import math
 import secrets
 import statistics
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -297,6 +298,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("added_latency_ms", "+latency ms", lambda r: r.added_latency_ms, "low", _ms),
     Column("added_latency_merged_ms", "+latency merged ms", lambda r: r.added_latency_merged_ms, "low", _ms),
 )
+# The default table: what fits 100 columns (where, memory and latency are in --wide and the CSV)
+NARROW = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "train_accuracy", "val_accuracy",
+          "steps_to_95", "steps_per_second")
+TABLE_WIDTH = 100
 DETERMINISTIC = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "training_memory",
                  "activations", "train_accuracy", "val_accuracy", "steps_to_95")  # same seed -> same value
 
@@ -349,27 +354,36 @@ def twenty_tasks(record: RunRecord, tasks: int = 20) -> TwentyTasks:
     return TwentyTasks(tasks, record.method, record.adapter_bytes, 4 * record.base_params, record.full_copy_bytes)
 
 
-def format_table(records: Sequence[RunRecord], current: str | None = None, tasks: int = 20) -> str:
-    """A plain-text table, best value per column marked with *, and the many-tasks footer."""
+def format_table(records: Sequence[RunRecord], current: str | None = None, tasks: int = 20,
+                 wide: bool = False) -> str:
+    """A plain-text table, best value per column marked with *, and the many-tasks footer.
+
+    By default the NARROW columns, footer wrapped: it fits TABLE_WIDTH characters; `wide`: every column."""
     if not records:
         return "no runs"
-    cells = table_cells(records)
-    for j, column in enumerate(COLUMNS):
+    columns = COLUMNS if wide else tuple(c for c in COLUMNS if c.key in NARROW)
+    cells = [[c.text(c.value(r)) for c in columns] for r in records]
+    for j, column in enumerate(columns):
         for i in best_rows(records, column):
             cells[i][j] += " *"
-    headers = [c.header for c in COLUMNS]
+    headers = [c.header for c in columns]
     widths = [max(len(h), *(len(row[j]) for row in cells)) for j, h in enumerate(headers)]
     left = {"method", "where"}
-    lines = ["  ".join(h.ljust(w) if c.key in left else h.rjust(w) for h, w, c in zip(headers, widths, COLUMNS,
+    lines = ["  ".join(h.ljust(w) if c.key in left else h.rjust(w) for h, w, c in zip(headers, widths, columns,
                                                                                    strict=True))]
     for row in cells:
-        lines.append("  ".join(v.ljust(w) if c.key in left else v.rjust(w) for v, w, c in zip(row, widths, COLUMNS,
+        lines.append("  ".join(v.ljust(w) if c.key in left else v.rjust(w) for v, w, c in zip(row, widths, columns,
                                                                                             strict=True)))
-    lines.append("* best in its column. Latency: added ms over the bare base for one forward of "
-                 f"{records[0].latency_batch} texts; merged: LoRA folded into W0.")
     chosen = next((r for r in records if r.method == current), records[0])
-    lines.append(twenty_tasks(chosen, tasks).text())
-    return "\n".join(lines)
+    footer = [twenty_tasks(chosen, tasks).text()]
+    if wide:
+        footer.insert(0, "* best in its column. Latency: added ms over the bare base for one forward of "
+                         f"{records[0].latency_batch} texts; merged: LoRA folded into W0.")
+    else:
+        footer.insert(0, "* best in its column. --wide adds where each method sits, memory and latency; --csv "
+                         "writes every number.")
+        footer = [textwrap.fill(line, TABLE_WIDTH, subsequent_indent="  ") for line in footer]
+    return "\n".join(lines + footer)
 
 
 def write_csv(records: Sequence[RunRecord], path: str | Path) -> Path:
@@ -398,9 +412,12 @@ def parse_methods(text: str | None) -> list[str] | None:
 def compare_headless(base: str, dataset: TextDataset, settings: TrainSettings, seed: int = 0,
                      methods: Sequence[str] | None = None, store: RunStore | None = None,
                      csv_path: str | Path | None = None, device: str = "cpu",
-                     progress: Callable[[str], None] | None = None) -> tuple[list[RunRecord], str]:
+                     progress: Callable[[str], None] | None = None, wide: bool = False,
+                     on_event: Callable[[FamilyEvent], None] | None = None) -> tuple[list[RunRecord], str]:
     """What `peft-studio compare` does: run the family, save the runs, write the CSV; returns the table text."""
     def report(event: FamilyEvent) -> None:
+        if on_event is not None:
+            on_event(event)
         if progress is None:
             return
         if event.kind == "skip":
@@ -416,4 +433,4 @@ def compare_headless(base: str, dataset: TextDataset, settings: TrainSettings, s
     if csv_path is not None:
         write_csv(records, csv_path)
     current = "lora" if any(r.method == "lora" for r in records) else records[0].method
-    return records, format_table(records, current=current)
+    return records, format_table(records, current=current, wide=wide)

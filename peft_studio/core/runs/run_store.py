@@ -6,14 +6,13 @@ import csv
 import io
 import json
 import math
-import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunStoreError
 from ..files.safe_io import write_atomically
+from ..files.user_dirs import user_data_dir
 from ..memory.ledger import Ledger
 
 RUN_FORMAT = "peft-studio-run/1"
@@ -145,14 +144,8 @@ class RunRecord:
 
 
 def default_runs_dir() -> Path:
-    """The user's data directory: XDG_DATA_HOME (or ~/.local/share), ~/Library/Application Support, %APPDATA%."""
-    if sys.platform == "win32":
-        root = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        root = Path.home() / "Library" / "Application Support"
-    else:
-        root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return root / "peft-studio" / "runs"
+    """runs/ in the user's data directory (core/files/user_dirs.py)."""
+    return user_data_dir() / "runs"
 
 
 class RunStore:

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from ..data import TextDataset
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, PeftStudioError
 from ..files import safe_io
 from ..files.jsonfile import read_json_object
 from ..files.resources import resource_files, resource_path
-from ..files.setup_file import parse_setup, setup_document
+from ..files.setup_file import FORMAT as SETUP_FORMAT
+from ..files.setup_file import MAX_SETUP_BYTES, parse_setup, setup_document
+from ..files.user_dirs import user_data_dir
 from ..model.experiment import Experiment, Setup
 from ..runs.train import TrainSettings
 
@@ -205,9 +207,74 @@ def save_lesson(path: str | os.PathLike, lesson: Lesson) -> Path:
     return safe_io.write_text_atomically(path, text, OutputError)
 
 
-# ---- shipped lessons -------------------------------------------------------------------------------
+# ---- shipped and user lessons ------------------------------------------------------------------------
 def lesson_names() -> list[str]:
+    """The shipped lessons' names (file stems)."""
     return [p.stem for p in resource_files("lessons", "*.json")]
+
+
+def user_lessons_dir() -> Path:
+    """Where the user's own lessons go (File > Save lesson… offers it): lessons/ in the user data folder."""
+    return user_data_dir() / "lessons"
+
+
+@dataclass(frozen=True)
+class LessonEntry:
+    """One lesson file as `peft-studio lessons` lists it; a file that cannot be read says why."""
+
+    name: str  # the file stem: what `train --setup NAME` takes
+    path: Path
+    shipped: bool
+    lesson: Lesson | None
+    problem: str | None = None
+
+
+def lesson_catalogue(user_dir: str | os.PathLike | None = None) -> list[LessonEntry]:
+    """The shipped lessons, then the user's (`user_dir`, default `user_lessons_dir()`), each sorted by name."""
+    folder = Path(user_dir).expanduser() if user_dir is not None else user_lessons_dir()
+    user_files = sorted(p for p in folder.glob("*.json") if p.is_file()) if folder.is_dir() else []
+    entries = []
+    for path, shipped in [*((p, True) for p in resource_files("lessons", "*.json")), *((p, False) for p in user_files)]:
+        try:
+            entries.append(LessonEntry(path.stem, path, shipped, load_lesson(path)))
+        except PeftStudioError as exc:
+            entries.append(LessonEntry(path.stem, path, shipped, None, str(exc)))
+    return entries
+
+
+def find_lesson(name: str, user_dir: str | os.PathLike | None = None) -> Path | None:
+    """The lesson file a bare name means: the user's own first, then the shipped one; None when neither."""
+    if not name or any(sep in name for sep in "/\\") or name.startswith("."):
+        return None
+    folder = Path(user_dir).expanduser() if user_dir is not None else user_lessons_dir()
+    for candidate in (folder / f"{name}.json", resource_path("lessons", f"{name}.json")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_setup_or_lesson(source: str | os.PathLike, user_dir: str | os.PathLike | None = None
+                         ) -> tuple[Setup, TextDataset, TrainSettings]:
+    """What `train --setup` and `recipe --setup` read: a setup file, a lesson file (its setup), or a lesson's name.
+
+    A path that exists wins over a lesson of the same name; the file's "format" says which kind it is."""
+    path = Path(source).expanduser()
+    if not os.path.lexists(path):
+        found = find_lesson(str(source), user_dir)
+        if found is None:
+            raise ConfigError(f"{source}: no such setup file, and no lesson has that name (`peft-studio lessons` "
+                              "lists them)")
+        path = found
+    if path.is_dir():
+        raise ConfigError(f"{path.name}: is a folder, not a setup file")
+    doc = safe_io.read_json_object(path, path.name, ConfigError, limit=MAX_SETUP_BYTES)
+    if doc.get("format") == FORMAT:
+        lesson = parse_lesson(doc, path.parent, path.name, path)
+        return lesson.setup, lesson.dataset, lesson.settings
+    if doc.get("format") != SETUP_FORMAT:
+        raise ConfigError(f"{path.name}: not a PEFT Studio setup or lesson (its \"format\" should be "
+                          f"\"{SETUP_FORMAT}\" or \"{FORMAT}\")")
+    return parse_setup(doc, path.parent, path.name)
 
 
 def load_shipped_lesson(name: str) -> Lesson:

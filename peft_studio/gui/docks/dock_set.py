@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QScrollArea, QVBoxLayo
 
 from ...core.runs.run_store import RunStore
 from ...core.teaching.lesson import Lesson
-from ..window.lessons import install_lessons, open_lesson_action
+from ..window.lessons import install_lessons, install_save_lesson, open_lesson_action
 from .adapter_lab import AdapterLab
 from .compare import ComparePanel
 from .exercises import ExercisesDock
@@ -74,6 +74,7 @@ class Docks:
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
+    save_lesson: QAction | None = None
     memory: QDockWidget | None = None  # Memory at scale
     memory_panel: MemoryScalePanel | None = None
 
@@ -139,6 +140,7 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
     docks.lesson_actions = install_lessons(window, examples_menu)
     docks.open_lesson = open_lesson_action(window, examples_menu)
     examples_menu.addAction(docks.open_lesson)
+    docks.save_lesson = install_save_lesson(window)
     return docks
 
 
