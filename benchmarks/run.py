@@ -71,22 +71,24 @@ FIGURES = {
     "family_tiny_loaded_s": "<= 120",
     "edit_repaint_llama70b_ms": "< 150",
     "base_switch_minilm_s": "< 1",
+    "decoder_lora_vs_peft": "<= 1.0",  # studio / transformers+peft LoRA step (bench_decoders.py)
+    "decoder_tokens_per_s": ">= 1.0",  # studio / transformers generate() tokens per second
 }
 
 # steps per round, measured rounds, and each group's own settings; --quick shrinks them
 # (each measurement also stops at a time limit, so that a collapsed side cannot stretch the run unboundedly)
 FULL = {"rounds": 7, "train_steps": 300, "train_max_s": 4.0, "minilm_steps": 12, "minilm_max_s": 4.0,
         "startup_rounds": 7, "lateness_s": 3.0, "family_rounds": 3, "family_loaded_rounds": 2, "family_steps": 60,
-        "edit_rounds": 7, "switch_rounds": 3, "plot_frames": 20}
+        "edit_rounds": 7, "switch_rounds": 3, "plot_frames": 20, "decoder_rounds": 3, "decoder_steps": 5}
 QUICK = {"rounds": 1, "train_steps": 100, "train_max_s": 2.0, "minilm_steps": 4, "minilm_max_s": 2.0,
          "startup_rounds": 1, "lateness_s": 1.0, "family_rounds": 1, "family_loaded_rounds": 1, "family_steps": 10,
-         "edit_rounds": 1, "switch_rounds": 1, "plot_frames": 5}
+         "edit_rounds": 1, "switch_rounds": 1, "plot_frames": 5, "decoder_rounds": 1, "decoder_steps": 2}
 FAMILY_LIMIT = 3.0  # a family run is stopped at 3x its goal: the figure then says "at least"
 # seconds each group may take before it stops starting rounds (after at least 3, or 2 for the family): they
 # bound a full run to about 15 minutes however loaded the machine is (16.5 min with budgets 20% larger at load
 # 9-12); a quiet machine finishes every round sooner
 BUDGETS = {"training": 110, "lateness": 30, "startup": 60, "minilm": 60, "plot": 25, "edit": 45, "switch": 60,
-           "family": 90, "family_loaded": 100}
+           "family": 90, "family_loaded": 100, "decoders": 120}
 
 
 # ---- parts: run inside a child; each returns the function that measures one round -------------------
@@ -682,11 +684,31 @@ class Run:
                                budget_s=self.budget("switch"))
             self.add("base_switch_minilm_s", [r["s"] for r in found["switch"]])
 
+    def decoders(self) -> None:
+        """The random 6-layer Llama of width 576 against transformers + peft (bench_decoders.py): a fresh process
+        per round, each timing both sides interleaved on the same checkpoint and batches."""
+        if not self.wanted("decoder_lora_vs_peft", "decoder_tokens_per_s"):
+            return
+        script = ("import json, sys\nsys.path.insert(0, 'benchmarks')\nimport bench_decoders\n"
+                  f"print(json.dumps(bench_decoders.measure(1, {self.cfg['decoder_steps']})))\n")
+
+        def measure() -> dict:
+            result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=child_env(),
+                                    timeout=900, cwd=Path(__file__).resolve().parents[1])
+            if result.returncode != 0:
+                raise RuntimeError(f"decoder benchmark failed:\n{result.stderr[-3000:]}")
+            return json.loads(result.stdout.splitlines()[-1])
+
+        found = interleave([FreshSide("decoders", measure)], self.cfg["decoder_rounds"], warmup=0, log=log,
+                           budget_s=self.budget("decoders"))["decoders"]
+        self.add("decoder_lora_vs_peft", [r["decoder_lora_vs_peft"] for r in found])
+        self.add("decoder_tokens_per_s", [r["decoder_tokens_per_s"] for r in found])
+
     def all(self) -> list[Figure]:
         groups: list[tuple[str, Callable[[], None]]] = [
             ("training, quiet", lambda: self.training(loaded=False)), ("lateness", self.lateness),
             ("start-up", self.startup), ("minilm", self.minilm), ("plot", self.plot), ("edits", self.edits),
-            ("family, quiet", lambda: self.family(loaded=False))]
+            ("family, quiet", lambda: self.family(loaded=False)), ("decoders", self.decoders)]
         for label, measure in groups:
             timed(label, measure)
         if self.wanted("gui_vs_bare_loaded", "frames_per_s_loaded", "family_tiny_loaded_s"):

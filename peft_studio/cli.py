@@ -147,10 +147,14 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--dataset", choices=builtin_names(), metavar="NAME",
                       help=f"a built-in dataset: {', '.join(builtin_names())} (default: the base's; intents on most)")
-    data.add_argument("--data", metavar="FILE", help="your own CSV, TSV, JSONL or JSON file of texts and labels")
+    data.add_argument("--data", metavar="FILE", help="your own CSV, TSV, JSONL or JSON file of texts and labels (or "
+                                                     "a .txt file of texts, one a line, for next-token)")
     parser.add_argument("--text-column", default="text", metavar="NAME", help="--data: the column holding the texts")
     parser.add_argument("--label-column", default="label", metavar="NAME",
                         help="--data: the column holding the labels")
+    parser.add_argument("--task", choices=["classify", "next-token"], default=None,
+                        help="what --data teaches: classify (its labels) or next-token (its texts, on a decoder); "
+                             "default: next-token for a .txt file, else classify")
     parser.add_argument("--setup", metavar="FILE",
                         help="a setup file (File > Save setup…, or --save-setup), a lesson file (File > Save lesson…) "
                              "or a lesson's name (`peft-studio lessons`): its base, method, options, dataset, seed "
@@ -261,6 +265,10 @@ EXAMPLES = {
                    "peft-studio screenshot slide.png --size 1280x720 --presentation --method adapter "
                    "--base seed-pooled --steps 200",
                    "peft-studio screenshot --readme resources/screenshots   # every README picture"],
+    "generate": ["peft-studio generate --base ~/models/SmolLM2-135M \"Once upon a time\"   # greedy, 20 new tokens",
+                 "peft-studio generate --base ~/models/gpt2 --import-peft my-adapter --max-new-tokens 40 --json "
+                 "\"The parcel\"",
+                 "peft-studio generate --base ~/models/gpt2 --temperature 0.8 --top-k 40 --seed 1 \"Hello\""],
 }
 
 
@@ -279,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=bounded_int(0, 10_000_000), default=None,
                        help="0: full batch (default: the base's)")
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw"], help="the optimizer")
+    train.add_argument("--gradient-checkpointing", action="store_true",
+                       help="decoders: keep only each layer's input for backward and recompute the layer (less memory)")
     train.add_argument("--log-every", type=bounded_int(1, 10_000_000), default=50,
                        help="print a line every N steps (and evaluate on the validation split)")
     train.add_argument("--save-adapter", metavar="PATH",
@@ -323,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--list", action="store_true", help="list the adapters with their bytes beside the base's")
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
     _add_recipe_parser(commands)
+    _add_generate_parser(commands)
     _add_screenshot_parser(commands)
     verbose = "also log to stderr, and print the traceback of an unexpected error (the log file has it either way)"
     for command in (parser, *commands.choices.values()):
@@ -392,6 +403,83 @@ def _add_recipe_parser(commands: Any) -> None:
     recipe.add_argument("--force", action="store_true", help="write into a folder that is not empty")
 
 
+def _add_generate_parser(commands: Any) -> None:
+    generate = add_command(commands, "generate", "continue a text with a decoder checkpoint (and an adapter)",
+                           "Continue TEXT with a decoder checkpoint folder (Llama, Mistral, Qwen2, GPT-2), alone or "
+                           "with a studio adapter file or a Hugging Face PEFT adapter folder, one token at a time "
+                           "with a KV cache: greedy (transformers' argmax) unless --temperature is given; it stops at "
+                           "the folder's end-of-text ids.", EXAMPLES["generate"])
+    generate.add_argument("--base", required=True, help="a decoder checkpoint folder (Llama, Mistral, Qwen2, GPT-2)")
+    adapter = generate.add_mutually_exclusive_group()
+    adapter.add_argument("--import-peft", metavar="FOLDER", help="a Hugging Face PEFT adapter folder for this base")
+    adapter.add_argument("--adapter", metavar="FILE", help="an adapter file saved by the studio (--save-adapter)")
+    generate.add_argument("--max-new-tokens", type=bounded_int(1, 100_000), default=20, help="tokens to add")
+    generate.add_argument("--temperature", type=finite_float, default=0.0, help="0: greedy; above 0: sample")
+    generate.add_argument("--top-k", type=bounded_int(0, 10_000_000), default=0,
+                          help="sample among the k most likely tokens (with --temperature; 0: all)")
+    generate.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="the sampling seed")
+    generate.add_argument("--json", action="store_true",
+                          help="print one JSON object: prompt_ids, generated_ids (new ids only), text, ...")
+    generate.add_argument("text", metavar="TEXT", help="the text to continue")
+
+
+class TerminalProgress:
+    """A progress bar on stderr for checkpoint loads that take more than a second (quiet before that)."""
+
+    def __init__(self, what: str = "loading weights", after_s: float = 1.0) -> None:
+        self.what, self.after_s, self.started, self.shown = what, after_s, None, False
+
+    def __call__(self, fraction: float, text: str) -> None:
+        import time
+
+        if not sys.stderr.isatty():  # piped or redirected: only the result lines (as cli_progress's bars)
+            return
+        now = time.monotonic()
+        if self.started is None or fraction == 0:  # a load begins
+            self.started, self.shown = now, False
+        if not self.shown and now - self.started < self.after_s:
+            return
+        self.shown = True
+        filled = int(30 * fraction)
+        end = "\n" if fraction >= 1 else ""
+        print(f"\r{self.what} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%}", end=end, file=sys.stderr,
+              flush=True)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .core.model.generate import GenerationSettings, model_for_generation, stream
+
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    settings.check()
+    model = model_for_generation(args.base, args.text, adapter=args.adapter, peft=args.import_peft, seed=args.seed)
+    for note in model.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for note in getattr(model.base, "load_notes", ()):
+        print(f"note: {note}", file=sys.stderr)
+    prompt_ids = model.encode(args.text)
+    generated: list[int] = []
+    shown = ""
+    finished = False
+    if not args.json:
+        print(args.text, end="", flush=True)
+    for step in stream(model.base, prompt_ids, settings, model.stop_ids):
+        generated.append(step.token_id)
+        finished = step.finished
+        if not args.json:  # print what the new ids add to the decoded text (a token may complete a character)
+            text = model.decode(generated)
+            if text.startswith(shown):
+                print(text[len(shown):], end="", flush=True)
+                shown = text
+    text = model.decode(generated)
+    if args.json:
+        print(json.dumps({"base": args.base, "adapter": model.label, "prompt": args.text, "prompt_ids": prompt_ids,
+                          "generated_ids": generated, "text": text, "stopped": "eos" if finished else "max_new_tokens",
+                          "settings": dataclasses.asdict(settings)}))
+    else:
+        print(text[len(shown):] if text.startswith(shown) else "")
+    return 0
+
+
 def cmd_recipe(args: argparse.Namespace) -> int:
     from .core.interop.recipe import recipe_from_setup_file
 
@@ -410,7 +498,10 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
 def _dataset(args: argparse.Namespace) -> TextDataset:
     if args.data:
-        return load_dataset_file(args.data, args.text_column, args.label_column, seed=args.seed)
+        task = args.task or ("next-token" if str(args.data).lower().endswith(".txt") else "classify")
+        return load_dataset_file(args.data, args.text_column, args.label_column, seed=args.seed, task=task)
+    if args.task:
+        raise PeftStudioError("--task applies to a --data file (a built-in dataset has its own task)")
     if args.dataset:
         return load_builtin(args.dataset)
     return load_builtin(default_dataset(args.base))
@@ -419,7 +510,7 @@ def _dataset(args: argparse.Namespace) -> TextDataset:
 # With --setup the file decides these; giving one as well would be silently ignored, so it is an error.
 def _setup_decides() -> tuple[str, ...]:
     return ("--base", "--method", *(f.flag for f in method_flags()), "--seed", "--dataset",
-            "--text-column", "--label-column", "--import-peft")
+            "--text-column", "--label-column", "--task", "--import-peft")
 
 
 TRAINING_FLAGS = {"--steps": "steps", "--lr": "lr", "--batch-size": "batch_size", "--optimizer": "optimizer"}
@@ -522,7 +613,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings = TrainSettings(steps=_given(args.steps, defaults.steps), lr=_given(args.lr, defaults.lr),
                                  batch_size=_given(args.batch_size, defaults.batch_size),
                                  optimizer=args.optimizer, seed=args.seed)
-    settings = replace(settings, eval_every=args.log_every, track_grads=False)
+    settings = replace(settings, eval_every=args.log_every, track_grads=False,
+                       gradient_checkpointing=args.gradient_checkpointing or settings.gradient_checkpointing)
     settings.check()  # lr and the rest refused before anything is printed or trained
     if args.save_setup:  # before training: the setup is what the flags said, whatever the run does
         from .core.files.setup_file import save_setup
@@ -768,33 +860,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}  # flags typed, not defaults
     configure_logging(verbose=args.verbose)
     try:
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "inspect":
-            return cmd_inspect(args)
-        if args.command == "methods":
-            return cmd_methods()
-        if args.command == "lessons":
-            return cmd_lessons(args)
-        if args.command == "compare":
-            return cmd_compare(args)
-        if args.command == "predict":
-            return cmd_predict(args)
-        if args.command == "recipe":
-            return cmd_recipe(args)
-        if args.command == "screenshot":
-            return cmd_screenshot(args)
-        return start_gui()
+        from .core.bases.decoder_checkpoint import loading_progress
+
+        with loading_progress(TerminalProgress()):
+            return _run(args)
     except PeftStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head -1`): main_entry ends quietly
+        raise
     except Exception as exc:  # noqa: BLE001 - a bug, not a user mistake: one line here, the traceback in the log
         message = report_unexpected(exc, f"peft-studio {args.command or ''}".strip())
         hint = "" if args.verbose else f"; the traceback is in {log_file()} (or rerun with --verbose)"
         print(f"error: unexpected {message} - a bug in PEFT Studio{hint}", file=sys.stderr)
         return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    commands = {"train": cmd_train, "inspect": cmd_inspect, "lessons": cmd_lessons, "compare": cmd_compare,
+                "predict": cmd_predict, "recipe": cmd_recipe, "screenshot": cmd_screenshot, "generate": cmd_generate}
+    if args.command == "methods":
+        return cmd_methods()
+    if args.command in commands:
+        return commands[args.command](args)
+    return start_gui()
 
 
 def main_entry() -> None:

@@ -51,5 +51,7 @@ def test_compare_counts_methods_k_of_n_on_a_terminal(monkeypatch, capsys, tmp_pa
     assert max(map(len, out.splitlines())) <= 100 and "+latency ms" not in out
     code, wide, piped_err = run(monkeypatch, capsys, io.StringIO(), *argv, "--wide")
     assert code == 0 and "\r" not in piped_err and "[1/2]" not in piped_err
-    assert piped_err.splitlines()[0].startswith("lora: 4 steps")
+    first, second = piped_err.splitlines()[:2]
+    assert re.fullmatch(r"every run trains with \d+ torch threads? \((measured|given|torch's default)\)", first), first
+    assert second.startswith("lora: 4 steps")
     assert "+latency ms" in wide.splitlines()[0] and "where the trainable part sits" in wide

@@ -378,7 +378,7 @@ BAD_CASES = {
     "not utf-8": (lambda p: write(p, "bad.csv", b"text,label\ncaf\xe9,a\n"), "byte offset 14"),
     "binary": (lambda p: write(p, "bad.csv", b"text,label\n\x00\x01\x02,a\n"), "NUL bytes"),
     "utf-16": (lambda p: write(p, "bad.csv", "text,label\nx,a\n".encode("utf-16")), "NUL bytes"),
-    "extension": (lambda p: write(p, "bad.txt", "text,label\n"), ".csv, .tsv, .jsonl, .json"),
+    "extension": (lambda p: write(p, "bad.xml", "text,label\n"), ".csv, .tsv, .jsonl, .json"),
     "no such text column": (lambda p: write(p, "bad.csv", csv_text(ROWS, ("sentence", "label"))),
                             "no column 'text'; the columns are: sentence, label"),
     "no such label column": (lambda p: write(p, "bad.csv", csv_text(ROWS, ("text", "y"))),

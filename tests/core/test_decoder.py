@@ -24,7 +24,7 @@ from peft_studio.core.runs.train import TrainSettings, train
 transformers = pytest.importorskip("transformers")
 
 LLAMA_SMALL = dict(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=48,
-                   max_positions=64, norm_eps=1e-6, rope_theta=10000.0)
+                   max_positions=64, norm_eps=1e-6)
 
 
 def _hf(config):

@@ -275,7 +275,7 @@ def test_mismatched_experiments_and_methods_are_refused(tmp_path, data):
     assert not (tmp_path / "b").exists()
     with pytest.raises(AdapterFileError, match="one IA3 vector per module"):
         check_peft_export(Experiment(Setup("minilm", "ia3", {"targets": "ffn-act,down"}), data))
-    with pytest.raises(AdapterFileError, match="not a BERT-style encoder"):
+    with pytest.raises(AdapterFileError, match="neither a BERT-style encoder nor a decoder"):
         export_peft(Experiment(Setup("seed-pooled", "lora"), load_builtin("seed-intents")), tmp_path / "c")
 
 

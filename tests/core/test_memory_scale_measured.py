@@ -67,9 +67,10 @@ def _one_step(experiment: Experiment, batch: int, length: int) -> dict[str, int]
 
 
 def _extras_left_out(experiment: Experiment, batch: int, length: int) -> int:
-    """The rotary tables (per layer, per attention call: cos and sin for q and for k) and the pooled vector."""
+    """The rotary tables (cos and sin, computed once per forward and shared by every layer, as transformers'
+    rotary_emb) and the pooled vector."""
     cfg = experiment.base.cfg
-    rotary = cfg.num_layers * 4 * length * cfg.dim_per_head * 4
+    rotary = 2 * length * cfg.dim_per_head * 4
     pooled = batch * cfg.hidden_size * 4 + 2 * batch * 8  # the vector the head reads + its int64 indices
     return rotary + pooled
 

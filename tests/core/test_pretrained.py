@@ -251,7 +251,7 @@ def _resave(folder, change):
     (lambda f: (f / "vocab.txt").unlink(), "no tokenizer.json or vocab.txt"),
     (lambda f: (f / "model.safetensors").write_bytes(b"not a tensor file"), "not a readable safetensors file"),
     (lambda f: (f / "config.json").write_text("{oops"), "config.json: not readable JSON"),
-    (lambda f: _edit_config(f, model_type="gpt2"), "model_type 'gpt2' is not a BERT-style encoder"),
+    (lambda f: _edit_config(f, model_type="gpt2"), "config.json: missing n_embd"),  # read as GPT-2's config
     (lambda f: _edit_config(f, hidden_act="weird"), "hidden_act 'weird' is not supported"),
     (lambda f: _edit_config(f, position_embedding_type="relative_key"), "position_embedding_type"),
     (lambda f: _edit_config(f, hidden_size=48), "embeddings.word_embeddings.weight has shape (79, 64), "

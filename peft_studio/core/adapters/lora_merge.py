@@ -159,7 +159,8 @@ def add_weighted_adapter(adapters: AdapterSet, sources: Sequence[str], weights: 
         head, source_head = result.model.head, first.model.head
         if head is not None and source_head is not None:
             head.weight.copy_(source_head.weight)
-            head.bias.copy_(source_head.bias)
+            if head.bias is not None:
+                head.bias.copy_(source_head.bias)
     return result
 
 

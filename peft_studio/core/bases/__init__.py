@@ -49,6 +49,25 @@ def _pretrained_class() -> type[FrozenBase]:
     return PretrainedBase
 
 
+def _folder_class(folder: Path) -> type[FrozenBase]:
+    """A checkpoint folder's class: its config.json's model_type decides (a decoder family or BERT)."""
+    from .decoder_checkpoint import DecoderCheckpointBase, is_decoder_folder
+
+    return DecoderCheckpointBase if is_decoder_folder(folder) else _pretrained_class()
+
+
+def load_folder(name: str, progress: Any = None, cancelled: Any = None) -> FrozenBase:
+    """A checkpoint folder as a base: a decoder (Llama, Mistral, Qwen2, GPT-2; `progress(fraction, text)` and
+    `cancelled()` follow the weights as they are read) or a BERT-style encoder."""
+    from .decoder_checkpoint import is_decoder_folder, load_decoder
+
+    if is_decoder_folder(Path(name).expanduser()):
+        return load_decoder(name, progress, cancelled)
+    from .pretrained import load_pretrained
+
+    return load_pretrained(name)
+
+
 BASES: dict[str, BaseEntry] = {}
 
 
@@ -83,7 +102,7 @@ def base_class(name: str) -> type[FrozenBase]:
     if architectures.is_config_spec(name):
         return architectures.config_class(name)
     if Path(name).expanduser().is_dir():
-        return _pretrained_class()
+        return _folder_class(Path(name).expanduser())
     if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
@@ -130,14 +149,12 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
     if Path(name).expanduser().is_dir():
         if options:
             raise ConfigError(f"a checkpoint folder takes no base options (got {', '.join(options)})")
-        from .pretrained import load_pretrained
-
-        return load_pretrained(name)
+        return load_folder(name)
     if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")
 
 
 __all__ = ["BASES", "BaseEntry", "Block", "FrozenBase", "Site", "Tokenizer", "TrainDefaults", "base_class",
-           "base_names", "create_base", "default_dataset", "register_base", "tensors_fingerprint", "train_defaults",
-           "uses_dataset_vocabulary"]
+           "base_names", "create_base", "default_dataset", "load_folder", "register_base", "tensors_fingerprint",
+           "train_defaults", "uses_dataset_vocabulary"]

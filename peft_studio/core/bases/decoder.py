@@ -1,103 +1,53 @@
-"""The decoder family: Llama-style and GPT-2-style causal language models, as one description.
+"""The decoder: one causal language model implementation that builds any row of the family table.
 
-Llama style (Llama, Mistral, Qwen2): token embeddings, then per layer RMSNorm -> self-attention with
-rotary positions and grouped-query attention (fewer key/value heads than query heads, each K/V head
-shared by a group of query heads) -> add, RMSNorm -> SwiGLU MLP down(silu(gate x) * up x) -> add;
-a final RMSNorm and an LM head (tied to the embeddings or not).
-GPT-2 style: token + learned position embeddings, per layer LayerNorm -> attention with one fused
-c_attn (q, k, v in one Conv1D, weights stored [in, out]) -> add, LayerNorm -> MLP c_fc, GELU, c_proj
--> add; a final LayerNorm and a tied LM head.
+Every family here is pre-norm: token embeddings (plus learned positions where the row has them), then per
+layer  x = x + adapter(attention(norm(x)))  and  x = x + adapter(mlp(norm(x))),  a final norm and an LM head
+(tied to the embeddings or not). The row (decoder_families.py) decides the rest: RMSNorm or LayerNorm,
+rotary positions (with their scaling, rope.py) or a position embedding, q/k/v/o Linears or one fused Conv1D,
+grouped-query attention, sliding windows, biases, a gated (SwiGLU) or plain MLP, dropouts, module names.
 
 Module names are transformers' own (`model.layers.3.self_attn.q_proj`, `transformer.h.3.attn.c_attn`,
-`lm_head`), so a PEFT target name selects the same modules here as in PEFT, a state dict loads into
-transformers' model unchanged, and `hf_module` is the identity on real modules (None on the studio's
-slots, which have no weights and no Hugging Face counterpart).
+`lm_head`), so a PEFT target name selects the same modules here as in PEFT, a checkpoint's state dict loads
+unchanged, and `hf_module` is the identity on real modules (None on the studio's slots, which have no weights
+and no Hugging Face counterpart). Attention is PyTorch's scaled_dot_product_attention, as transformers' default.
 
-Classification (the studio's task): the pooled vector is the final-normed hidden state of the last
-real token, as transformers' *ForSequenceClassification does: under causal attention it is the only
-position that has read the whole text. The LM head is part of the base (it counts in the census and
-in memory) but the classifier does not use it.
+Classification (the studio's task): the pooled vector is the final-normed hidden state of the last real
+token, as transformers' *ForSequenceClassification does: under causal attention it is the only position that
+has read the whole text. Generation runs the same modules with a KV cache (`KVCache`, core/model/generate.py).
 
-A base built on the meta device has shapes and no memory: it can be inspected (census, counts,
-diagram, memory) but not run, so it is never trained or asked to predict (`on_meta_device`).
+A base built on the meta device has shapes and no memory: it can be inspected (census, counts, diagram,
+memory) but not run, so it is never trained or asked to predict (`on_meta_device`).
 """
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
+from .decoder_config import DecoderConfig
+from .decoder_families import LAYER_NORM, LEARNED, ROTARY, DecoderFamily
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, NORM, PROMPT, Block, Site
+from .rope import Rotary, apply_rotary
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
-LLAMA, GPT2 = "llama", "gpt2"
+LLAMA, GPT2 = "llama", "gpt2"  # two rows of the family table (also the layouts every row follows)
 SLOT_NAMES = ("prompt", "kv_prefix", "attn_adapter", "mlp_adapter", "act_scale")  # studio-only modules
 
 QLORA_CONV1D = ("GPT-2 stores these weights as Conv1D ([in, out]); the studio's 4-bit path quantizes nn.Linear "
                 "weights only (LoRA here trains the same parameters; the census's nf4 column shows the 4-bit "
                 "bytes)")
 
-
-@dataclass(frozen=True)
-class DecoderConfig:
-    """The shapes of a decoder, from a config.json (see architectures.py) or given directly."""
-
-    style: str  # LLAMA or GPT2
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    intermediate_size: int
-    max_positions: int = 2048
-    norm_eps: float = 1e-6
-    hidden_act: str = "silu"
-    tie_word_embeddings: bool = False
-    rope_theta: float = 10000.0
-    qkv_bias: bool = False  # Qwen2: True; Llama: attention_bias
-    o_bias: bool = False  # Llama: attention_bias
-    mlp_bias: bool = False  # Llama: mlp_bias
-    head_dim: int = 0  # 0: hidden_size // num_heads
-    model_type: str = "llama"
-
-    def __post_init__(self) -> None:
-        if self.style not in (LLAMA, GPT2):
-            raise ValueError(f"style must be {LLAMA} or {GPT2} (got {self.style!r})")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act {self.hidden_act!r} is not supported ({', '.join(ACTIVATIONS)})")
-        if not self.head_dim and self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-                             f"{self.num_heads}")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_attention_heads {self.num_heads} is not divisible by num_key_value_heads "
-                             f"{self.num_kv_heads}")
-        if self.style == GPT2 and self.num_kv_heads != self.num_heads:
-            raise ValueError("GPT-2 attention has as many key/value heads as query heads")
-
-    @property
-    def dim_per_head(self) -> int:
-        return self.head_dim or self.hidden_size // self.num_heads
-
-    @property
-    def q_width(self) -> int:
-        return self.num_heads * self.dim_per_head
-
-    @property
-    def kv_width(self) -> int:
-        return self.num_kv_heads * self.dim_per_head
-
-    @property
-    def grouped(self) -> bool:
-        return self.num_kv_heads < self.num_heads
+__all__ = ["GPT2", "LLAMA", "Conv1D", "DecoderBase", "DecoderConfig", "HashTokenizer", "KVCache", "RMSNorm",
+           "TinyDecoderBase", "causal_attention"]
 
 
 class HashTokenizer:
@@ -153,38 +103,89 @@ class Conv1D(nn.Module):
         nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.weight + self.bias
+        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)  # as transformers' Conv1D
+        return out.view(*x.shape[:-1], self.out_features)
 
 
-def rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotary position embedding (Su et al., 2021) in transformers' rotate-half layout; x: [B, H, L, d]."""
-    half = x.shape[-1] // 2
-    inv_freq = 1.0 / theta ** (torch.arange(0, 2 * half, 2, dtype=torch.float32, device=x.device) / (2 * half))
-    angles = positions.float()[:, None] * inv_freq[None]
-    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
+def _norm(cfg: DecoderConfig) -> nn.Module:
+    if cfg.fam.norm == LAYER_NORM:
+        return nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps)
+    return RMSNorm(cfg.hidden_size, cfg.norm_eps)
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + mask) v with K/V heads shared by groups of query heads.
+def _linear(cfg: DecoderConfig, fan_in: int, fan_out: int, bias: bool) -> nn.Module:
+    if cfg.fam.conv1d:
+        return Conv1D(fan_in, fan_out)  # GPT-2's Conv1D always has a bias
+    return nn.Linear(fan_in, fan_out, bias=bias)
 
-    Keys may be longer than queries (a prefix): the first Lk - L keys are seen by every token, and
-    token i sees the real keys 0..i only (causal)."""
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:  # grouped-query attention: K/V head j serves query heads j*g .. j*g+g-1
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+
+def _dropout(p: float) -> nn.Module:
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+@dataclass
+class KVCache:
+    """Each layer's keys and values so far (after rotary, prefix keys included) and their key mask, for
+    generation: a step runs only the new tokens. `length` counts the sequence positions already seen."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None] = field(default_factory=list)
+    length: int = 0
+
+    @classmethod
+    def empty(cls, num_layers: int) -> KVCache:
+        return cls([None] * num_layers, 0)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (a generation that drops finished rows)."""
+        self.layers = [None if entry is None else (entry[0][rows], entry[1][rows], entry[2][rows], entry[3])
+                       for entry in self.layers]
+
+
+ATTENTION = ("sdpa", "eager")  # transformers' default and its explicit softmax
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, *,
+                     prefix: int = 0, window: int | None = None, scale: float | None = None,
+                     dropout: float = 0.0, implementation: str = "sdpa", keep: list | None = None) -> torch.Tensor:
+    """softmax(q k^T * scale + mask) v, K/V heads shared by groups of query heads (grouped-query attention).
+
+    Keys are [prefix keys (seen by every token) ; earlier tokens (a KV cache) ; the queries' own tokens]: token
+    t sees the tokens 0..t, and with a sliding window only those after t - window (transformers' overlay).
+    "sdpa" is PyTorch's fused kernel (transformers' default); "eager" writes the softmax out, as transformers'
+    eager attention and the memory ledger's count of saved tensors (memory/at_scale.py) do. `keep` (a list) gets
+    the softmax weights [B, heads, L, keys] (the eager path then runs, for a lens)."""
     length, keys = q.shape[2], k.shape[2]
-    causal = torch.ones(length, keys, dtype=torch.bool, device=q.device).tril(diagonal=keys - length)
-    allowed = causal[None, None] & key_mask[:, None, None, :]
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    return F.softmax(scores, dim=-1) @ v
+    past = keys - prefix - length
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if implementation == "sdpa" and keep is None and keys == length and window is None and bool(key_mask.all()):
+        # nothing but causality to mask (no padding, prefix, cache or window): the fused causal kernel
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale, is_causal=True,
+                                              enable_gqa=q.shape[1] != k.shape[1])
+    query_at = torch.arange(past, past + length, device=q.device)[:, None]
+    key_at = torch.arange(keys, device=q.device)[None, :] - prefix  # prefix keys sit before position 0
+    allowed = key_at <= query_at
+    if window is not None:
+        allowed = allowed & ((key_at > query_at - window) | (key_at < 0))
+    allowed = allowed[None, None] & key_mask[:, None, None, :].bool()
+    if implementation == "eager" or keep is not None:
+        groups = q.shape[1] // k.shape[1]
+        if groups > 1:  # grouped-query attention: K/V head j serves query heads j*g .. j*g+g-1
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        scores = (q @ k.transpose(-1, -2)) * scale
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        probs = F.softmax(scores, dim=-1)
+        if keep is not None:
+            keep.append(probs.detach())
+        return F.dropout(probs, dropout, training=dropout > 0) @ v
+    # a padding query may see no key at all; it sees itself (its output is never used, but stays finite)
+    allowed = allowed | (key_at == query_at)[None, None]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scale,
+                                          enable_gqa=q.shape[1] != k.shape[1])
 
 
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+def _heads(x: torch.Tensor, dim: int) -> torch.Tensor:
     batch, length, width = x.shape
-    return x.view(batch, length, heads, width // heads).transpose(1, 2)
+    return x.view(batch, length, width // dim, dim).transpose(1, 2)
 
 
 def _merge(x: torch.Tensor) -> torch.Tensor:
@@ -192,134 +193,160 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(batch, length, heads * dim)
 
 
-# ---- Llama style -------------------------------------------------------------------------------
-class LlamaAttention(nn.Module):
-    def __init__(self, cfg: DecoderConfig) -> None:
+# ---- one layer ---------------------------------------------------------------------------------
+class DecoderAttention(nn.Module):
+    """Causal self-attention: q/k/v/o Linears (or GPT-2's fused c_attn + c_proj), rotary positions where the
+    family has them, a KV-prefix slot (prefix tuning), a sliding window where the config sets one."""
+
+    def __init__(self, cfg: DecoderConfig, layer: int) -> None:
         super().__init__()
-        self.cfg = cfg
-        d = cfg.hidden_size
-        self.q_proj = nn.Linear(d, cfg.q_width, bias=cfg.qkv_bias)
-        self.k_proj = nn.Linear(d, cfg.kv_width, bias=cfg.qkv_bias)
-        self.v_proj = nn.Linear(d, cfg.kv_width, bias=cfg.qkv_bias)
-        self.o_proj = nn.Linear(cfg.q_width, d, bias=cfg.o_bias)
+        fam, d = cfg.fam, cfg.hidden_size
+        self.fam, self.layer = fam, layer
+        self.head_dim, self.q_width, self.kv_width = cfg.dim_per_head, cfg.q_width, cfg.kv_width
+        if fam.fused_qkv:
+            fused, out = fam.projections
+            setattr(self, fused, _linear(cfg, d, cfg.q_width + 2 * cfg.kv_width, cfg.qkv_bias))
+            setattr(self, out, _linear(cfg, cfg.q_width, d, cfg.o_bias))
+        else:
+            q, k, v, o = fam.projections
+            setattr(self, q, _linear(cfg, d, cfg.q_width, cfg.qkv_bias))
+            setattr(self, k, _linear(cfg, d, cfg.kv_width, cfg.qkv_bias))
+            setattr(self, v, _linear(cfg, d, cfg.kv_width, cfg.qkv_bias))
+            setattr(self, o, _linear(cfg, cfg.q_width, d, cfg.o_bias))
         self.kv_prefix = KVPrefixSlot()
+        self.resid_dropout = _dropout(cfg.residual_dropout)
+        self.window = cfg.window(layer)
+        self.dropout = cfg.attention_dropout
+        self.implementation = cfg.attn_implementation
+        self.keep_probs = False  # a lens sets it to read the attention weights (core/lenses/attention.py)
+        self.probs: torch.Tensor | None = None
+        scale = cfg.dim_per_head ** -0.5 if cfg.scale_attention else 1.0
+        self.scale = scale / (layer + 1) if cfg.scale_by_layer else scale
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        q = rotate(_heads(self.q_proj(x), cfg.num_heads), positions, cfg.rope_theta)
-        k = rotate(_heads(self.k_proj(x), cfg.num_kv_heads), positions, cfg.rope_theta)
-        v = _heads(self.v_proj(x), cfg.num_kv_heads)
-        k, v, key_mask = self.kv_prefix(k, v, mask)  # prefix tuning adds keys here: L -> n + L
-        return self.o_proj(_merge(causal_attention(q, k, v, key_mask)))
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        names = self.fam.projections
+        if self.fam.fused_qkv:
+            q, k, v = getattr(self, names[0])(x).split((self.q_width, self.kv_width, self.kv_width), dim=2)
+        else:
+            q, k, v = (getattr(self, name)(x) for name in names[:3])
+        return _heads(q, self.head_dim), _heads(k, self.head_dim), _heads(v, self.head_dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        q, k, v = self.project(x)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        entry = cache.layers[self.layer] if cache is not None else None
+        if entry is None:
+            before = k.shape[2]
+            k, v, key_mask = self.kv_prefix(k, v, mask)  # prefix tuning adds keys here: L -> n + L
+            prefix = k.shape[2] - before
+        else:
+            past_k, past_v, past_mask, prefix = entry
+            k, v, key_mask = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2), torch.cat([past_mask, mask], 1)
+        if cache is not None:
+            cache.layers[self.layer] = (k, v, key_mask, prefix)
+        kept: list | None = [] if self.keep_probs else None
+        out = causal_attention(q, k, v, key_mask, prefix=prefix, window=self.window, scale=self.scale,
+                               dropout=self.dropout if self.training else 0.0, implementation=self.implementation,
+                               keep=kept)
+        if kept:
+            self.probs = kept[0]
+        return self.resid_dropout(getattr(self, self.fam.projections[-1])(_merge(out)))
 
 
-class LlamaMLP(nn.Module):
+class DecoderMLP(nn.Module):
+    """down(act(gate x) * up x) (gated, SwiGLU) or down(act(up x)); IA3's feed-forward scale sits on down's input."""
+
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
-        d, f = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = nn.Linear(d, f, bias=cfg.mlp_bias)
-        self.up_proj = nn.Linear(d, f, bias=cfg.mlp_bias)
-        self.down_proj = nn.Linear(f, d, bias=cfg.mlp_bias)
-        self.act_fn = ACTIVATIONS[cfg.hidden_act]()
-        self.act_scale = ActivationSlot()  # IA3 scales down_proj's input here, as PEFT's feed-forward IA3
+        fam, d, f = cfg.fam, cfg.hidden_size, cfg.intermediate_size
+        self.fam = fam
+        for name in fam.mlp_projections[:-1]:
+            setattr(self, name, _linear(cfg, d, f, cfg.mlp_bias))
+        setattr(self, fam.activation, ACTIVATIONS[cfg.hidden_act]())
+        self.act_scale = ActivationSlot()  # IA3 scales the down projection's input here, as PEFT's feed-forward IA3
+        setattr(self, fam.mlp_projections[-1], _linear(cfg, f, d, cfg.mlp_bias))
+        self.dropout = _dropout(cfg.residual_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_scale(self.act_fn(self.gate_proj(x)) * self.up_proj(x)))
+        names, act = self.fam.mlp_projections, getattr(self, self.fam.activation)
+        if self.fam.gated_mlp:
+            hidden = act(getattr(self, names[0])(x)) * getattr(self, names[1])(x)
+        else:
+            hidden = act(getattr(self, names[0])(x))
+        return self.dropout(getattr(self, names[-1])(self.act_scale(hidden)))
 
 
-class LlamaLayer(nn.Module):
-    """x = x + adapter(attn(RMSNorm(x))); x = x + adapter(mlp(RMSNorm(x)))."""
+class DecoderLayer(nn.Module):
+    """x = x + adapter(attention(norm(x)));  x = x + adapter(mlp(norm(x)))."""
 
-    def __init__(self, cfg: DecoderConfig) -> None:
+    def __init__(self, cfg: DecoderConfig, layer: int) -> None:
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
-        self.self_attn = LlamaAttention(cfg)
+        fam = cfg.fam
+        self.fam = fam
+        setattr(self, fam.norms[0], _norm(cfg))
+        setattr(self, fam.attention, DecoderAttention(cfg, layer))
         self.attn_adapter = AdapterSlot()
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
-        self.mlp = LlamaMLP(cfg)
+        setattr(self, fam.norms[1], _norm(cfg))
+        self.mlp = DecoderMLP(cfg)
         self.mlp_adapter = AdapterSlot()
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn_adapter(self.self_attn(self.input_layernorm(x), mask, positions))
-        return x + self.mlp_adapter(self.mlp(self.post_attention_layernorm(x)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        fam = self.fam
+        attention = getattr(self, fam.attention)
+        x = x + self.attn_adapter(attention(getattr(self, fam.norms[0])(x), mask, rotary, cache))
+        return x + self.mlp_adapter(self.mlp(getattr(self, fam.norms[1])(x)))
 
 
-class LlamaModel(nn.Module):
+class DecoderStack(nn.Module):
+    """transformers' `model` / `transformer`: embeddings, the layers, the final norm (no LM head)."""
+
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        fam = cfg.fam
+        self.fam, self.max_positions = fam, cfg.max_positions
+        setattr(self, fam.token_embedding, nn.Embedding(cfg.vocab_size, cfg.hidden_size, cfg.pad_token_id))
+        if fam.positions == LEARNED:
+            setattr(self, fam.position_embedding, nn.Embedding(cfg.max_positions, cfg.hidden_size))
         self.prompt = PromptSlot()
-        self.layers = nn.ModuleList(LlamaLayer(cfg) for _ in range(cfg.num_layers))
-        self.norm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
+        self.drop = _dropout(cfg.embedding_dropout)
+        setattr(self, fam.layer_list, nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_layers)))
+        setattr(self, fam.final_norm, _norm(cfg))
+        self.rotary_emb = Rotary(cfg.rope, cfg.dim_per_head, cfg.max_positions) if fam.positions == ROTARY else None
+        self.gradient_checkpointing = False
 
-    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, mask = self.prompt(self.embed_tokens(token_ids), mask)  # soft prompts come first: positions 0..n-1
-        positions = torch.arange(x.shape[1], device=x.device)
-        for layer in self.layers:
-            x = layer(x, mask, positions)
-        return self.norm(x), mask
+    @property
+    def layers_list(self) -> nn.ModuleList:
+        return getattr(self, self.fam.layer_list)
 
-
-# ---- GPT-2 style -------------------------------------------------------------------------------
-class GPT2Attention(nn.Module):
-    def __init__(self, cfg: DecoderConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.c_attn = Conv1D(cfg.hidden_size, 3 * cfg.hidden_size)
-        self.c_proj = Conv1D(cfg.hidden_size, cfg.hidden_size)
-        self.kv_prefix = KVPrefixSlot()
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q, k, v = (_heads(t, self.cfg.num_heads) for t in self.c_attn(x).split(self.cfg.hidden_size, dim=2))
-        k, v, key_mask = self.kv_prefix(k, v, mask)
-        return self.c_proj(_merge(causal_attention(q, k, v, key_mask)))
-
-
-class GPT2MLP(nn.Module):
-    def __init__(self, cfg: DecoderConfig) -> None:
-        super().__init__()
-        self.c_fc = Conv1D(cfg.hidden_size, cfg.intermediate_size)
-        self.act = ACTIVATIONS[cfg.hidden_act]()
-        self.act_scale = ActivationSlot()
-        self.c_proj = Conv1D(cfg.intermediate_size, cfg.hidden_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(self.act_scale(self.act(self.c_fc(x))))
-
-
-class GPT2Block(nn.Module):
-    def __init__(self, cfg: DecoderConfig) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps)
-        self.attn = GPT2Attention(cfg)
-        self.attn_adapter = AdapterSlot()
-        self.ln_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps)
-        self.mlp = GPT2MLP(cfg)
-        self.mlp_adapter = AdapterSlot()
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn_adapter(self.attn(self.ln_1(x), mask))
-        return x + self.mlp_adapter(self.mlp(self.ln_2(x)))
-
-
-class GPT2Model(nn.Module):
-    def __init__(self, cfg: DecoderConfig) -> None:
-        super().__init__()
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.wpe = nn.Embedding(cfg.max_positions, cfg.hidden_size)
-        self.prompt = PromptSlot()
-        self.h = nn.ModuleList(GPT2Block(cfg) for _ in range(cfg.num_layers))
-        self.ln_f = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps)
-        self.max_positions = cfg.max_positions
-
-    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, mask = self.prompt(self.wte(token_ids), mask)  # soft prompts take the first positions
-        if x.shape[1] > self.max_positions:
-            raise ValueError(f"sequence of {x.shape[1]} tokens is longer than n_positions {self.max_positions}")
-        x = x + self.wpe(torch.arange(x.shape[1], device=x.device))[None]
-        for block in self.h:
-            x = block(x, mask)
-        return self.ln_f(x), mask
+    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        fam = self.fam
+        x = getattr(self, fam.token_embedding)(token_ids)
+        past = cache.length if cache is not None else 0
+        if not past:  # soft prompts come first: positions 0..n-1 (a cached generation has them already)
+            x, mask = self.prompt(x, mask)
+        start = past + getattr(self.prompt, "position_offset", 0)
+        positions = torch.arange(start, start + x.shape[1], device=x.device)
+        rotary = None
+        if fam.positions == LEARNED:
+            if start + x.shape[1] > self.max_positions:
+                raise ValueError(f"sequence of {start + x.shape[1]} tokens is longer than the "
+                                 f"{self.max_positions} positions of this model")
+            x = x + getattr(self, fam.position_embedding)(positions)[None]
+        else:
+            rotary = self.rotary_emb(positions, x.dtype)
+        x = self.drop(x)
+        for layer in self.layers_list:
+            if self.gradient_checkpointing and self.training and cache is None:
+                x = checkpoint(layer, x, mask, rotary, None, use_reentrant=False)  # recomputed in backward
+            else:
+                x = layer(x, mask, rotary, cache)
+        if cache is not None:
+            cache.length = past + x.shape[1]
+        return getattr(self, fam.final_norm)(x), mask
 
 
 # ---- the base ----------------------------------------------------------------------------------
@@ -333,49 +360,62 @@ LABELS = {
 
 
 class DecoderBase(FrozenBase):
-    """A causal decoder (Llama or GPT-2 style) that pools the last real token for classification."""
+    """A causal decoder of any family in the table; pools the last real token for classification."""
 
     name = "decoder"
     title = "Causal decoder"
     norm_placement = "pre"
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
-    method_option_defaults: Mapping[str, Mapping[str, Any]] = {
-        "lora": {"targets": "q_proj,v_proj"}, "qlora": {"targets": "q_proj,v_proj"},
-        "ia3": {"targets": "k_proj,v_proj,ffn-act"}, "adapter": {"placement": "after-ffn"}}
-    # PEFT's default target mappings for GPT-2: LoRA c_attn; IA3 c_attn + mlp.c_proj (as a feed-forward module,
-    # i.e. its input, which is the studio's ffn-act site).
-    gpt2_option_defaults: Mapping[str, Mapping[str, Any]] = {
-        "lora": {"targets": "c_attn"}, "qlora": {"targets": "c_attn"},
-        "ia3": {"targets": "c_attn,ffn-act"}, "adapter": {"placement": "after-ffn"}}
+    default_dataset = "intents"
+    head_bias = False  # transformers' *ForSequenceClassification scores with a bias-free Linear (`score`)
 
     def __init__(self, cfg: DecoderConfig, tokenizer: Tokenizer, name: str = "decoder", title: str = "",
                  summary: str = "") -> None:
         super().__init__(tokenizer)
         self.cfg = cfg
+        fam = cfg.fam
         self.name = name
-        self.title = title or f"{'Llama' if cfg.style == LLAMA else 'GPT-2'}-style decoder"
+        self.title = title or f"{fam.title}-style decoder"
         self.summary = summary
         self.hidden_size = cfg.hidden_size
         self.num_layers = cfg.num_layers
-        if cfg.style == LLAMA:
-            self.model = LlamaModel(cfg)
-            embeddings = self.model.embed_tokens
-            self.input_embedding_path = "model.embed_tokens"
-        else:
-            self.transformer = GPT2Model(cfg)
-            embeddings = self.transformer.wte
-            self.input_embedding_path = "transformer.wte"
+        self.position_limit = cfg.max_positions if fam.positions == LEARNED else None  # a soft prompt takes some
+        setattr(self, fam.stack, DecoderStack(cfg))
+        embeddings = self.stack.get_submodule(fam.token_embedding)
+        self.input_embedding_path = fam.embedding_path
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:  # one tensor, two uses (as transformers ties them)
             self.lm_head.weight = embeddings.weight
         self.on_meta_device = embeddings.weight.is_meta
         self.freeze()
 
+    @property
+    def fam(self) -> DecoderFamily:
+        return self.cfg.fam
+
+    @property
+    def stack(self) -> DecoderStack:
+        return getattr(self, self.cfg.fam.stack)
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.stack.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, on: bool) -> None:
+        """Keep only each layer's input for the backward pass and recompute the layer there (less memory, one
+        more forward of the stack per step)."""
+        self.stack.gradient_checkpointing = bool(on)
+
     # ---- running ---------------------------------------------------------------------------
-    def encode(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token hidden states after the final norm [B, L', D] and the (possibly prompt-extended) mask."""
-        stack = self.model if self.cfg.style == LLAMA else self.transformer
-        return stack(token_ids, mask)
+    def encode(self, token_ids: torch.Tensor, mask: torch.Tensor,
+               cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token hidden states after the final norm [B, L', D] and the (possibly prompt-extended) mask.
+        With learned positions, texts are cut to the positions a soft prompt leaves (as the tokenizer would)."""
+        if self.position_limit is not None and cache is None:
+            limit = self.position_limit - getattr(self.stack.prompt, "reserved_positions", 0)
+            token_ids, mask = token_ids[:, :max(limit, 1)], mask[:, :max(limit, 1)]
+        return self.stack(token_ids, mask, cache)
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden, mask = self.encode(token_ids, mask)
@@ -385,7 +425,7 @@ class DecoderBase(FrozenBase):
 
     # ---- description -----------------------------------------------------------------------
     def method_defaults(self) -> Mapping[str, Mapping[str, Any]]:
-        return self.method_option_defaults if self.cfg.style == LLAMA else self.gpt2_option_defaults
+        return self.fam.method_defaults
 
     def hf_module(self, module_path: str) -> str | None:
         """transformers' name: the module's own path, except for the studio's weightless slots."""
@@ -393,87 +433,85 @@ class DecoderBase(FrozenBase):
 
     def target_presets(self) -> Mapping[str, tuple[str, ...]]:
         """PEFT-style names for groups of Linear targets: attention, mlp, all-linear (never the LM head)."""
-        if self.cfg.style == LLAMA:
-            attention, mlp = ("q_proj", "k_proj", "v_proj", "o_proj"), ("gate_proj", "up_proj", "down_proj")
-        else:
-            attention, mlp = ("c_attn", "attn.c_proj"), ("c_fc", "mlp.c_proj")
+        attention, mlp = self.fam.attention_projections, self.fam.mlp_names
         return {"attention": attention, "mlp": mlp, "all-linear": attention + mlp, "all linear": attention + mlp}
 
     def describe(self) -> str:
         return f"{self.title} (meta device: shapes only)" if self.on_meta_device else self.title
 
     def _layer_path(self, i: int) -> str:
-        return f"model.layers.{i}" if self.cfg.style == LLAMA else f"transformer.h.{i}"
+        return self.fam.layer_path(i)
 
     def _linears(self) -> list[tuple[str, str, int, int]]:
         """(short name, path inside the layer, in, out) in data-flow order."""
-        cfg = self.cfg
+        cfg, fam = self.cfg, self.fam
         d, f = cfg.hidden_size, cfg.intermediate_size
-        if cfg.style == LLAMA:
-            return [("q_proj", "self_attn.q_proj", d, cfg.q_width),
-                    ("k_proj", "self_attn.k_proj", d, cfg.kv_width),
-                    ("v_proj", "self_attn.v_proj", d, cfg.kv_width),
-                    ("o_proj", "self_attn.o_proj", cfg.q_width, d),
-                    ("gate_proj", "mlp.gate_proj", d, f),
-                    ("up_proj", "mlp.up_proj", d, f),
-                    ("down_proj", "mlp.down_proj", f, d)]
-        return [("c_attn", "attn.c_attn", d, 3 * d), ("c_proj", "attn.c_proj", d, d),
-                ("c_fc", "mlp.c_fc", d, f), ("c_proj", "mlp.c_proj", f, d)]
+        if fam.fused_qkv:
+            attention = [cfg.q_width + 2 * cfg.kv_width, d]
+            fan_in = [d, cfg.q_width]
+        else:
+            attention = [cfg.q_width, cfg.kv_width, cfg.kv_width, d]
+            fan_in = [d, d, d, cfg.q_width]
+        mlp_out = [f] * (len(fam.mlp_projections) - 1) + [d]
+        mlp_in = [d] * (len(fam.mlp_projections) - 1) + [f]
+        return [(short, inner, i, o) for (short, inner), i, o in
+                zip(fam.linears(), fan_in + mlp_in, attention + mlp_out, strict=True)]
 
     def sites(self) -> list[Site]:
-        cfg = self.cfg
+        cfg, fam = self.cfg, self.fam
         d, f = cfg.hidden_size, cfg.intermediate_size
-        stack = "model" if cfg.style == LLAMA else "transformer"
-        attn = "self_attn" if cfg.style == LLAMA else "attn"
-        no_qlora = {"qlora": QLORA_CONV1D} if cfg.style == GPT2 else {}
-        sites = [Site("prompt", PROMPT, "input", f"{stack}.prompt", None, d, d,
+        no_qlora = {"qlora": QLORA_CONV1D} if fam.conv1d else {}
+        sites = [Site("prompt", PROMPT, "input", f"{fam.stack}.prompt", None, d, d,
                       "soft prompt before the token embeddings (positions 0..n-1)")]
         for i in range(cfg.num_layers):
             at = self._layer_path(i)
-            sites.append(Site(f"{at}.{attn}.kv_prefix", KV_PREFIX, "kv", f"{at}.{attn}.kv_prefix", i,
+            sites.append(Site(f"{at}.{fam.attention}.kv_prefix", KV_PREFIX, "kv", f"{at}.{fam.attention}.kv_prefix", i,
                               cfg.kv_width, cfg.kv_width,
                               f"layer {i} attention keys/values ({cfg.num_kv_heads} K/V heads x {cfg.dim_per_head})"))
             for short, inner, fan_in, fan_out in self._linears():
-                if inner in ("mlp.down_proj", "mlp.c_proj"):
+                if inner == fam.down_projection:
                     sites.append(Site(f"{at}.mlp.act_scale", ACTIVATION, "ffn-act", f"{at}.mlp.act_scale", i, f, f,
                                       f"layer {i} MLP activation (the down projection's input)"))
                 label = LABELS.get(inner, LABELS.get(short, short))
                 sites.append(Site(f"{at}.{inner}", LINEAR, short, f"{at}.{inner}", i, fan_in, fan_out,
                                   f"layer {i} {label}", dict(no_qlora)))
-                if inner in ("self_attn.o_proj", "attn.c_proj"):
+                sites.append(Site(f"{at}.{inner}.input", LINEAR_INPUT, f"{short}-in", f"{at}.{inner}", i, fan_in,
+                                  fan_in, f"input of the layer {i} {label}"))  # IA3 on a PEFT feed-forward module
+                if inner == fam.output_projection:
                     sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
                                       f"layer {i} after attention, before the residual add"))
             sites.append(Site(f"{at}.mlp_adapter", ADAPTER, "after-ffn", f"{at}.mlp_adapter", i, d, d,
                               f"layer {i} after the MLP, before the residual add"))
-            norms = ("input_layernorm", "post_attention_layernorm") if cfg.style == LLAMA else ("ln_1", "ln_2")
-            for short, norm in zip(("attn-norm", "ffn-norm"), norms, strict=True):  # LayerNorm tuning's sites
+            for short, norm in zip(("attn-norm", "ffn-norm"), fam.norms, strict=True):  # LayerNorm tuning's sites
                 sites.append(Site(f"{at}.{norm}", NORM, short, f"{at}.{norm}", i, d, d, f"layer {i} {norm}"))
-        final = "model.norm" if cfg.style == LLAMA else "transformer.ln_f"
+        final = fam.final_norm_path
         sites.append(Site(final, NORM, "final-norm", final, None, d, d, "final norm"))
         return sites
 
+    def _norm_name(self) -> str:
+        return "LayerNorm" if self.fam.norm == LAYER_NORM else "RMSNorm"
+
     def blocks(self) -> list[Block]:
-        cfg = self.cfg
+        cfg, fam = self.cfg, self.fam
         d, v = cfg.hidden_size, cfg.vocab_size
-        llama = cfg.style == LLAMA
-        norm = "RMSNorm" if llama else "LayerNorm"
-        embed_path = "model.embed_tokens" if llama else "transformer.wte"
-        embed_name = "embed_tokens" if llama else "wte"
+        learned = fam.positions == LEARNED
         tied = " = lm_head (tied: one tensor)" if cfg.tie_word_embeddings else ""
-        embeds = [Block(embed_path, f"{embed_name} {v}x{d}{tied}", "embedding", embed_path,
+        embed_path = fam.embedding_path
+        embeds = [Block(embed_path, f"{fam.token_embedding} {v}x{d}{tied}", "embedding", embed_path,
                         note="token embeddings" + ("; the LM head reuses this same tensor" if tied else ""))]
-        if not llama:
-            embeds.append(Block("transformer.wpe", f"wpe {cfg.max_positions}x{d}", "embedding", "transformer.wpe",
+        if learned:
+            path = f"{fam.stack}.{fam.position_embedding}"
+            embeds.append(Block(path, f"{fam.position_embedding} {cfg.max_positions}x{d}", "embedding", path,
                                 note="learned absolute positions"))
+        rope = f"rotary positions are applied inside attention (no weights): {cfg.rope.describe()}"
         blocks = [Block("input", "input tokens", "input", note="token ids and padding mask"),
-                  Block("embeddings", "embeddings" + ("" if llama else " + positions"), "embedding", None,
-                        children=tuple(embeds),
-                        note="rotary positions are applied inside attention (no weights)" if llama else "")]
+                  Block("embeddings", "embeddings" + (" + positions" if learned else ""), "embedding", None,
+                        children=tuple(embeds), note="" if learned else rope)]
         for i in range(cfg.num_layers):
             at = self._layer_path(i)
-            blocks.append(Block(at, f"layer {i}", "layer", at, i, self._layer_children(at, i, norm)))
-        final = "model.norm" if llama else "transformer.ln_f"
-        blocks.append(Block(final, f"{norm} {d}", "norm", final, note="final norm of the pre-norm stack"))
+            blocks.append(Block(at, f"layer {i}", "layer", at, i, self._layer_children(at, i)))
+        final = fam.final_norm_path
+        blocks.append(Block(final, f"{self._norm_name()} {d}", "norm", final, note="final norm of the pre-norm stack"))
         if not cfg.tie_word_embeddings:
             blocks.append(Block("lm_head", f"lm_head {d}->{v}", "output", "lm_head",
                                 note="next-token logits; part of the model's memory, not used by the class head"))
@@ -481,38 +519,38 @@ class DecoderBase(FrozenBase):
                             note="the last real token's vector: under causal attention it has read the whole text"))
         return blocks
 
-    def _layer_children(self, at: str, i: int, norm: str) -> tuple[Block, ...]:
-        cfg = self.cfg
-        llama = cfg.style == LLAMA
+    def _layer_children(self, at: str, i: int) -> tuple[Block, ...]:
+        cfg, fam = self.cfg, self.fam
         d = cfg.hidden_size
+        norm = self._norm_name()
         linear = {inner: Block(f"{at}.{inner}", self._linear_label(short, fan_in, fan_out), "linear",
                                f"{at}.{inner}", i)
                   for short, inner, fan_in, fan_out in self._linears()}
-        if llama:
-            heads = (f"{cfg.num_heads} Q heads, {cfg.num_kv_heads} K/V heads (GQA)" if cfg.grouped
-                     else f"{cfg.num_heads} heads")
-            attn = Block(f"{at}.self_attn", f"causal self-attention ({heads}) + RoPE", "attention",
-                         f"{at}.self_attn", i, tuple(linear[f"self_attn.{s}"] for s in ("q_proj", "k_proj", "v_proj",
-                                                                                         "o_proj")),
-                         note=("each K/V head is shared by " f"{cfg.num_heads // cfg.num_kv_heads} query heads; "
-                               if cfg.grouped else "") + "token i attends to tokens 0..i (and any prefix keys)")
-            mlp = Block(f"{at}.mlp", "SwiGLU MLP", "ffn", f"{at}.mlp", i, (
-                linear["mlp.gate_proj"], linear["mlp.up_proj"],
-                Block(f"{at}.mlp.act_fn", f"{cfg.hidden_act.upper()}(gate) x up", "activation", f"{at}.mlp.act_fn", i),
-                linear["mlp.down_proj"]))
-            norms = ("input_layernorm", "post_attention_layernorm")
-        else:
-            attn = Block(f"{at}.attn", f"causal self-attention ({cfg.num_heads} heads)", "attention", f"{at}.attn",
-                         i, (linear["attn.c_attn"], linear["attn.c_proj"]),
-                         note="c_attn computes q, k and v in one Conv1D; token i attends to tokens 0..i")
-            mlp = Block(f"{at}.mlp", "MLP", "ffn", f"{at}.mlp", i, (
-                linear["mlp.c_fc"], Block(f"{at}.mlp.act", cfg.hidden_act.upper(), "activation", f"{at}.mlp.act", i),
-                linear["mlp.c_proj"]))
-            norms = ("ln_1", "ln_2")
-        return (Block(f"{at}.{norms[0]}", f"{norm} {d}", "norm", f"{at}.{norms[0]}", i, note="pre-norm"),
+        attention_path = f"{at}.{fam.attention}"
+        heads = (f"{cfg.num_heads} Q heads, {cfg.num_kv_heads} K/V heads (GQA)" if cfg.grouped
+                 else f"{cfg.num_heads} heads")
+        window = cfg.window(i)
+        label = f"causal self-attention ({heads})" + (" + RoPE" if fam.positions == ROTARY else "") + \
+            (f", window {window}" if window else "")
+        notes = []
+        if fam.fused_qkv:
+            notes.append(f"{fam.projections[0]} computes q, k and v in one {'Conv1D' if fam.conv1d else 'Linear'}")
+        if cfg.grouped:
+            notes.append(f"each K/V head is shared by {cfg.num_heads // cfg.num_kv_heads} query heads")
+        notes.append(f"token i attends to tokens {'i-' + str(window - 1) if window else '0'}..i (and any prefix keys)")
+        attn = Block(attention_path, label, "attention", attention_path, i,
+                     tuple(linear[f"{fam.attention}.{name}"] for name in fam.projections), note="; ".join(notes))
+        act_path = f"{at}.mlp.{fam.activation}"
+        act_label = f"{cfg.hidden_act.upper()}(gate) x up" if fam.gated_mlp else cfg.hidden_act.upper()
+        names = [f"mlp.{name}" for name in fam.mlp_projections]
+        mlp = Block(f"{at}.mlp", "SwiGLU MLP" if fam.gated_mlp else "MLP", "ffn", f"{at}.mlp", i, (
+            *(linear[name] for name in names[:-1]), Block(act_path, act_label, "activation", act_path, i),
+            linear[names[-1]]))
+        first, second = fam.norms
+        return (Block(f"{at}.{first}", f"{norm} {d}", "norm", f"{at}.{first}", i, note="pre-norm"),
                 attn,
                 Block(f"{at}.attn_add", "add", "add", None, i, note="residual: x + attention(norm(x))", residual=True),
-                Block(f"{at}.{norms[1]}", f"{norm} {d}", "norm", f"{at}.{norms[1]}", i, note="pre-norm"),
+                Block(f"{at}.{second}", f"{norm} {d}", "norm", f"{at}.{second}", i, note="pre-norm"),
                 mlp,
                 Block(f"{at}.mlp_add", "add", "add", None, i, note="residual: x + mlp(norm(x))", residual=True))
 
@@ -528,7 +566,8 @@ class DecoderBase(FrozenBase):
 class TinyDecoderBase(DecoderBase):
     """`tiny-decoder`: a random, frozen Llama-style decoder small enough to train live on a CPU.
 
-    Two K/V heads for four query heads (grouped-query attention), tied embeddings, rotary positions."""
+    Two K/V heads for four query heads (grouped-query attention), tied embeddings, rotary positions. Its attention
+    writes the softmax out ("eager"): the memory ledger is checked byte for byte against its saved tensors."""
 
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
 
@@ -536,5 +575,5 @@ class TinyDecoderBase(DecoderBase):
                  n_layers: int = 2, d_ff: int = 64) -> None:
         cfg = DecoderConfig(LLAMA, vocab_size=tokenizer.vocab_size, hidden_size=d_model, num_layers=n_layers,
                             num_heads=n_heads, num_kv_heads=n_kv_heads, intermediate_size=d_ff, max_positions=128,
-                            norm_eps=1e-6, tie_word_embeddings=True)
+                            norm_eps=1e-6, tie_word_embeddings=True, attn_implementation="eager")
         super().__init__(cfg, tokenizer, "tiny-decoder", "Tiny Llama-style decoder")

@@ -80,6 +80,7 @@ class FrozenBase(nn.Module):
         """Positions the base embeds with these options (None: it truncates its own inputs)."""
         return None
     on_meta_device: bool = False  # shapes only (no weights): inspect, never train or predict
+    head_bias: bool = True  # the classification head's bias (a decoder's `score` has none, as in transformers)
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         super().__init__()

@@ -38,9 +38,10 @@ from typing import Any, TypeVar
 
 from ..errors import DatasetError
 from ..files import safe_io
-from .dataset import TextDataset
+from .dataset import CLASSIFY, NEXT_TOKEN, TASKS, TextDataset
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+TEXT_SUFFIXES = (".txt",)  # next-token only: one text per non-empty line
 MAX_FILE_BYTES = 200 * 1024 * 1024
 TRAIN_SPLITS = frozenset({"train", "training"})
 VAL_SPLITS = frozenset({"validation", "val", "valid", "dev", "test"})
@@ -76,9 +77,18 @@ def load_dataset_file(
     max_rows: int = 50_000,
     max_len: int = 64,
     split_column: str | None = None,
+    task: str = CLASSIFY,
 ) -> TextDataset:
-    """Read ``path`` into a ``TextDataset`` (see the module docstring for the rules)."""
+    """Read ``path`` into a ``TextDataset`` (see the module docstring for the rules).
+
+    With ``task="next-token"`` the texts are their own targets: ``label_column`` is not read, a ``.txt`` file
+    gives one text per non-empty line, and the validation rows are drawn at random (``val_fraction``)."""
     path = Path(path)
+    if task not in TASKS:
+        raise DatasetError(f"{path.name}: unknown task {task!r} (choose from {', '.join(TASKS)})")
+    if task == NEXT_TOKEN:
+        return _guard(path, lambda: _load_texts(path, text_column, split_column, val_fraction, seed, max_rows,
+                                                max_len))
     return _guard(path, lambda: _load(path, text_column, label_column, split_column,
                                       val_fraction, seed, max_rows, max_len))
 
@@ -125,9 +135,10 @@ def _read_text(path: Path, head: int | None = None) -> str:
     if os.path.isdir(path):
         raise _fail(path, "is a folder, not a file; choose a .csv, .tsv, .jsonl or .json file")
     safe_io.check_regular_file(path, path.name, DatasetError)
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+    if path.suffix.lower() not in (*SUPPORTED_SUFFIXES, *TEXT_SUFFIXES):
         kind = f"'{path.suffix}'" if path.suffix else "without an extension"
-        raise _fail(path, f"unsupported file type {kind}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+        raise _fail(path, f"unsupported file type {kind}; supported: {', '.join(SUPPORTED_SUFFIXES)} (and .txt for "
+                          "next-token texts)")
     if head is None:
         data = safe_io.read_bytes(path, MAX_FILE_BYTES, path.name, DatasetError)
     else:
@@ -167,6 +178,9 @@ def _records(path: Path, text: str, lenient: bool = False) -> tuple[list[str] | 
         return _csv_records(path, text, "," if suffix == ".csv" else "\t", lenient)
     if suffix == ".jsonl":
         return None, _jsonl_records(path, text)
+    if suffix in TEXT_SUFFIXES:  # one text per non-empty line, shown as a "text" column
+        return ["text"], (_Row(f"line {number}", {"text": line.strip()})
+                          for number, line in enumerate(text.splitlines(), start=1) if line.strip())
     return None, _json_records(path, text)
 
 
@@ -422,10 +436,52 @@ def _load(path: Path, text_column: str, label_column: str, split_column: str | N
     )
 
 
-def _check_arguments(path: Path, text_column: str, label_column: str, split_column: str | None,
+def _load_texts(path: Path, text_column: str, split_column: str | None, val_fraction: float, seed: int,
+                max_rows: int, max_len: int) -> TextDataset:
+    """A next-token dataset: texts only (a .txt file's lines, or one column of a table / JSON file)."""
+    _check_arguments(path, text_column, None, split_column, val_fraction, max_rows)
+    text = _read_text(path)
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        if len(lines) > max_rows:
+            raise _fail(path, f"has more than {max_rows} non-empty lines (the row limit)")
+        for number, line in lines:
+            if len(line) > MAX_FIELD_CHARS:
+                raise _fail(path, f"line {number} has {len(line)} characters; the limit is {MAX_FIELD_CHARS}")
+        texts = [line for _, line in lines]
+        rows = None
+    else:
+        header, row_iter = _records(path, text)
+        seen_keys: dict[str, None] = {}
+        rows = _collect(path, _only(row_iter, (text_column, split_column), seen_keys), max_rows)
+        columns = header if header is not None else list(seen_keys)
+        for column in (text_column, split_column):
+            if column is not None and column not in columns:
+                raise _fail(path, f"no column '{column}'; the columns are: {', '.join(columns)}"
+                                  f"{_separator_hint(path, columns)}")
+        texts = [_text_value(path, row, text_column) for row in rows]
+    if split_column is not None and rows is not None:
+        train, val = _column_split(path, rows, split_column)
+    else:
+        train, val = _random_split([0] * len(texts), val_fraction, seed)
+    return TextDataset(
+        name=path.name, label_names=(), train_texts=tuple(texts[i] for i in train), train_labels=(),
+        val_texts=tuple(texts[i] for i in val), val_labels=(), source=str(path), unknown_token=True,
+        description=f"Loaded from {path.name}: next-token texts" + ("" if rows is None else f" (column "
+                                                                     f"'{text_column}')") + ".",
+        max_len=max_len, task=NEXT_TOKEN,
+        recipe=(("path", str(path.resolve())), ("text_column", text_column), ("split_column", split_column),
+                ("val_fraction", val_fraction), ("seed", seed),
+                ("max_rows", max_rows), ("max_len", max_len), ("task", NEXT_TOKEN)))
+
+
+def _check_arguments(path: Path, text_column: str, label_column: str | None, split_column: str | None,
                      val_fraction: float, max_rows: int) -> None:
     if text_column == label_column:
         raise _fail(path, f"the text and label columns are both '{text_column}'; choose two different columns")
+    if path.suffix.lower() in TEXT_SUFFIXES and label_column is not None:
+        raise _fail(path, f"a .txt file holds texts without labels (a next-token dataset: task next-token); a "
+                          f"labelled dataset is one of {', '.join(SUPPORTED_SUFFIXES)}")
     if split_column is not None and split_column in (text_column, label_column):
         raise _fail(path, f"the split column '{split_column}' must differ from the text and label columns")
     if not 0.0 <= val_fraction < 1.0:

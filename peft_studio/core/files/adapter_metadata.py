@@ -85,8 +85,9 @@ def _name(metadata: dict[str, str], key: str, where: str) -> str | None:
 
 
 def check_labels(labels: Any, where: str) -> tuple[str, ...]:
-    """Label names: distinct, non-empty strings, at most MAX_LABELS of at most MAX_FIELD_CHARS each."""
-    if not isinstance(labels, list) or not labels:
+    """Label names: distinct, non-empty strings, at most MAX_LABELS of at most MAX_FIELD_CHARS each. An empty
+    list is a next-token adapter's (it has no classification head: check_head then requires none)."""
+    if not isinstance(labels, list):
         raise AdapterFileError(f"{where}: its metadata has no list of label names")
     if len(labels) > MAX_LABELS:
         raise AdapterFileError(f"{where}: {len(labels):,} labels; the limit is {MAX_LABELS:,}")

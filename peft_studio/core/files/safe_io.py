@@ -394,14 +394,30 @@ def all_finite(tensor: torch.Tensor, chunk: int = 2**20) -> bool:
     return all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk))
 
 
-def _safetensors_header(data: bytes, label: str, error: ErrorType) -> dict[str, Any]:
+def read_safetensors_header(path: str | os.PathLike, label: str, error: ErrorType) -> dict[str, Any]:
+    """The checked header of a safetensors file of any size (names, dtypes, shapes, offsets against the file's
+    length) without reading a tensor: a checkpoint's weights are then read one at a time (memory-mapped)."""
+    file_size = check_regular_file(path, label, error)
+    head, _ = read_head(path, 8, label, error)
+    if len(head) < 8:
+        raise error(f"{label}: not a safetensors file (only {len(head)} bytes)")
+    (size,) = struct.unpack("<Q", head)
+    if size > min(MAX_SAFETENSORS_HEADER, file_size - 8):
+        raise error(f"{label}: not a safetensors file (its header claims {size} bytes, the file has "
+                    f"{file_size - 8} after the size field)")
+    data, _ = read_head(path, 8 + size, label, error)
+    return _safetensors_header(data, label, error, file_size)
+
+
+def _safetensors_header(data: bytes, label: str, error: ErrorType, file_size: int | None = None) -> dict[str, Any]:
     """The parsed header: sizes, dtypes, shapes and offsets checked against the file's length."""
+    file_size = len(data) if file_size is None else file_size
     if len(data) < 8:
         raise error(f"{label}: not a safetensors file (only {len(data)} bytes)")
     (size,) = struct.unpack("<Q", data[:8])
-    if size > min(MAX_SAFETENSORS_HEADER, len(data) - 8):
+    if size > min(MAX_SAFETENSORS_HEADER, file_size - 8, len(data) - 8):
         raise error(f"{label}: not a safetensors file (its header claims {size} bytes, the file has "
-                    f"{len(data) - 8} after the size field)")
+                    f"{file_size - 8} after the size field)")
     try:
         text = data[8:8 + size].decode("utf-8")
     except UnicodeDecodeError:
@@ -412,7 +428,7 @@ def _safetensors_header(data: bytes, label: str, error: ErrorType) -> dict[str, 
         raise error(f"{label}: not a safetensors file ({exc})") from None
     if not isinstance(header, dict):
         raise error(f"{label}: not a safetensors file (the header is not a JSON object)")
-    body = len(data) - 8 - size
+    body = file_size - 8 - size
     spans = []
     for name, entry in header.items():
         if name == "__metadata__":

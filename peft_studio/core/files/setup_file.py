@@ -26,7 +26,7 @@ FORMAT = "peft-studio-setup"
 VERSION = 1
 SAVED_SETTINGS = ("steps", "lr", "batch_size", "optimizer", "weight_decay", "seed", "eval_every")
 FILE_DATASET_KEYS = {"path": str, "text_column": str, "label_column": str, "split_column": (str, type(None)),
-                     "val_fraction": (int, float), "seed": int, "max_rows": int, "max_len": int}
+                     "val_fraction": (int, float), "seed": int, "max_rows": int, "max_len": int, "task": str}
 TOP_LEVEL_KEYS = ("format", "version", "base", "base_options", "method", "options", "seed", "dataset", "training")
 MAX_SETUP_BYTES = 1 * 2**20
 MAX_ROWS = 1_000_000
@@ -192,7 +192,8 @@ def _dataset(spec: dict[str, Any], folder: Path, where: str, data_file: str | os
         raise ConfigError(f"{where}: unknown dataset field {unknown[0]!r}; known: {', '.join(FILE_DATASET_KEYS)}")
     args = {name: _field(spec, name, kind, f"{where}: dataset") for name, kind in FILE_DATASET_KEYS.items()
             if name in spec}
-    for required in ("text_column", "label_column"):
+    next_token = args.get("task") == "next-token"
+    for required in ("text_column",) if next_token else ("text_column", "label_column"):
         if required not in args:
             raise ConfigError(f"{where}: the dataset file needs \"{required}\"")
     _check_dataset_args(args, where)
@@ -205,7 +206,7 @@ def _dataset(spec: dict[str, Any], folder: Path, where: str, data_file: str | os
         _check_inside(data_path, folder, where)
     if not os.path.lexists(data_path):
         raise ConfigError(f"{where}: its dataset file {data_path} does not exist (moved or renamed?)")
-    return load_dataset_file(data_path, args.pop("text_column"), args.pop("label_column"), **args)
+    return load_dataset_file(data_path, args.pop("text_column"), args.pop("label_column", ""), **args)
 
 
 def _check_inside(data_path: Path, folder: Path, where: str) -> None:

@@ -36,9 +36,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ..bases.decoder import DecoderBase
 from ..bases.encoder import Encoder
-from ..bases.hf_names import hf_module
-from ..bases.sites import LINEAR, Site, longest_prefix
+from ..bases.sites import LINEAR, PROMPT, Site, longest_prefix
 from ..data import TextDataset
 from ..errors import AdapterFileError, ConfigError, PeftStudioError
 from ..files import safe_io
@@ -101,15 +101,25 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
 
 
 # ---- export ------------------------------------------------------------------------------------
-def _bert_base(experiment: Experiment, verb: str) -> Encoder:
+def _bert_base(experiment: Experiment, verb: str) -> Encoder | DecoderBase:
+    """The experiment's base when PEFT has a model for its family: a BERT-style encoder or a decoder."""
     base = experiment.base
-    if not isinstance(base, Encoder):
-        raise AdapterFileError(f"{verb} PEFT format: base {base.name!r} is not a BERT-style encoder "
-                               "(use minilm or a checkpoint folder)")
+    _check_family(base, experiment.setup.base, verb)
     return base
 
 
-def _base_name_or_path(base: Encoder) -> str | None:
+def _check_family(base: Any, name: str, verb: str) -> None:
+    if not isinstance(base, Encoder | DecoderBase):
+        raise AdapterFileError(f"{verb} PEFT format: base {name!r} is neither a BERT-style encoder nor a decoder "
+                               "(use minilm, a checkpoint folder or tiny-decoder)")
+
+
+def _decoder_task(experiment: Experiment) -> str:
+    """PEFT's task type of a decoder adapter: CAUSAL_LM for the next-token task, SEQ_CLS for a classifier."""
+    return "CAUSAL_LM" if experiment.next_token else "SEQ_CLS"
+
+
+def _base_name_or_path(base: Encoder | DecoderBase) -> str | None:
     if base.name == "minilm":
         return "sentence-transformers/all-MiniLM-L6-v2"
     folder = getattr(base, "folder", None)
@@ -127,15 +137,45 @@ def _export_parts(experiment: Experiment) -> tuple[dict, dict[str, torch.Tensor]
                                f"(supported: {', '.join(_exchanging())})")
     base = _bert_base(experiment, "export to")
     settings, tensors = method.peft_export(base, experiment.config)
-    config = {"peft_type": method.peft_type, "task_type": "FEATURE_EXTRACTION",
+    task, modules = "FEATURE_EXTRACTION", None
+    if isinstance(base, DecoderBase):  # transformers' own heads: the LM head, or `score` (saved as PEFT saves it)
+        task = _decoder_task(experiment)
+        if task == "SEQ_CLS":  # PEFT's key: inside the tuner's model, or (prompt learning) beside the prompt
+            modules = ["score"]
+            inside = any(key.startswith(KEY_PREFIX) for key in tensors)
+            key = f"{KEY_PREFIX if inside else 'base_model.'}score.weight"
+            tensors = {**tensors, key: experiment.model.head.weight}
+    config = {"peft_type": method.peft_type, "task_type": task,
               "base_model_name_or_path": _base_name_or_path(base), "revision": None, "inference_mode": True,
-              "modules_to_save": None, **settings}
+              "modules_to_save": modules, **settings}
     return config, tensors
+
+
+def _decoder_readme(experiment: Experiment) -> str:
+    """How to load a decoder adapter with transformers + PEFT (the studio's logits are the model's own)."""
+    base = experiment.base
+    causal = experiment.next_token
+    auto = "AutoModelForCausalLM" if causal else "AutoModelForSequenceClassification"
+    labels = "" if causal else f", num_labels={experiment.dataset.num_labels}"
+    settings = ", ".join(f"{k} = {v}" for k, v in experiment.config.to_dict().items())
+    lines = [f"# {experiment.method.title} adapter exported by PEFT Studio", "",
+             f"Base: {_base_name_or_path(base) or experiment.setup.base} ({base.cfg.fam.causal_lm_class}); task: "
+             + ("next-token (CAUSAL_LM)" if causal else "classification from the last token (SEQ_CLS; labels "
+                f"{', '.join(experiment.dataset.label_names)}; the head is `score`, bias-free as transformers')"),
+             "", "```python", "from peft import PeftModel", f"from transformers import {auto}",
+             f"model = {auto}.from_pretrained(checkpoint{labels})",
+             "peft_model = PeftModel.from_pretrained(model, folder).eval()",
+             "logits = peft_model(input_ids=ids, attention_mask=mask).logits  # the studio's logits",
+             "```", "", *experiment.method.peft_notes(experiment.config, base), "",
+             f"Studio settings: method {experiment.setup.method}, {settings}.", ""]
+    return "\n".join(lines)
 
 
 def _readme(experiment: Experiment) -> str:
     """How to use the folder outside the studio: PEFT's hidden states -> the studio's logits."""
     base = experiment.base
+    if isinstance(base, DecoderBase):
+        return _decoder_readme(experiment)
     notes = experiment.method.peft_notes(experiment.config, base)
     note = export_note(experiment)
     lines = [f"# {experiment.method.title} adapter {README_MARK}", "", *([f"**Note:** {note}.", ""] if note else []),
@@ -196,6 +236,8 @@ def export_peft(experiment: Experiment, folder: str | Path) -> Path:
     folder = Path(folder)
     config, tensors = _export_parts(experiment)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    if isinstance(experiment.base, DecoderBase):
+        return _write_decoder_folder(experiment, folder, config, tensors)
     head = experiment.model.head
     head_tensors = {"weight": head.weight.detach().cpu().contiguous().clone(),
                     "bias": head.bias.detach().cpu().contiguous().clone()}
@@ -214,6 +256,23 @@ def export_peft(experiment: Experiment, folder: str | Path) -> Path:
     write_atomically(targets[README_FILE], lambda temp: temp.write_text(readme, encoding="utf-8"))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     write_atomically(targets[ADAPTER_CONFIG], lambda temp: temp.write_text(text, encoding="utf-8"))
+    return folder
+
+
+def _write_decoder_folder(experiment: Experiment, folder: Path, config: dict, tensors: dict) -> Path:
+    """A decoder adapter: PEFT's two files (the classifier, if any, inside as `score`) and the README; the label
+    names ride in the weights' metadata, which PEFT does not read."""
+    metadata = {"format": "pt", "labels": json.dumps(list(experiment.dataset.label_names)),
+                "base_fingerprint": experiment.model.base_fingerprint}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AdapterFileError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
+    write_atomically(folder / ADAPTER_WEIGHTS, lambda temp: save_file(tensors, str(temp), metadata=metadata))
+    readme = _readme(experiment)
+    write_atomically(folder / README_FILE, lambda temp: temp.write_text(readme, encoding="utf-8"))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    write_atomically(folder / ADAPTER_CONFIG, lambda temp: temp.write_text(text, encoding="utf-8"))
     return folder
 
 
@@ -324,7 +383,9 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> d
         name = key.removeprefix(KEY_PREFIX).removeprefix("bert.")
         name = re.sub(r"\.(lora_A|lora_B)\.default\.weight$", r".\1.weight", name)  # a raw state_dict's names
         name = re.sub(r"\.default$", "", name)  # ia3_l.default, vera_lambda_b.default, ...
-        if ".modules_to_save." in name or name.startswith(("classifier.", "pooler.", "cls.")):
+        if name.startswith("base_model.score."):  # prompt learning keeps a saved module beside the prompt
+            name = name.removeprefix("base_model.")
+        if ".modules_to_save." in name or name.startswith(("classifier.", "pooler.", "cls.", "score.")):
             skipped.add(name.split(".")[0])
             continue
         out[name] = tensor
@@ -360,8 +421,11 @@ def read_peft(folder: str | Path) -> PeftAdapter:
             if (folder / "adapter_model.bin").is_file() else ""
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_WEIGHTS}{hint}")
     notes: list[str] = []
-    raw, _ = _load_safetensors(weights)
+    raw, metadata = _load_safetensors(weights)
+    score = _decoder_score(raw, metadata, f"{folder.name}/{ADAPTER_WEIGHTS}")
     tensors = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
+    if score is not None:  # a decoder's classifier (PEFT's SEQ_CLS `score`): read, not left out
+        notes = [note for note in notes if "left out score" not in note]
     if not tensors:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
@@ -369,6 +433,8 @@ def read_peft(folder: str | Path) -> PeftAdapter:
                           {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes,
                           layers_to_transform=_layer_list(config.get("layers_to_transform")),
                           target_modules=config.get("target_modules"))
+    if score is not None:
+        adapter.head, adapter.head_labels = score
     if os.path.lexists(folder / HEAD_FILE):
         adapter.head, adapter.head_labels = _read_head(folder)
         _merge_studio_options(adapter, folder)
@@ -383,6 +449,24 @@ def _head_pooling(folder: Path) -> str | None:
         raise AdapterFileError(f"{folder.name}/{HEAD_FILE}: its pooling metadata should be mean or cls "
                                f"(got {pooling[:20]!r})")
     return pooling
+
+
+def _decoder_score(raw: dict[str, torch.Tensor], metadata: dict[str, str],
+                   where: str) -> tuple[dict[str, torch.Tensor], list[str] | None] | None:
+    """A decoder classifier saved by PEFT (`score`, bias-free) and the label names the studio stores beside it."""
+    keys = (f"{KEY_PREFIX}score.weight", f"{KEY_PREFIX}score.modules_to_save.default.weight", "base_model.score.weight",
+            "base_model.score.modules_to_save.default.weight")
+    weight = next((raw[key] for key in keys if key in raw), None)
+    if weight is None:
+        return None
+    safe_io.expect_shape(weight, 2, f"{where}: score.weight", AdapterFileError, "(labels, width)")
+    labels = None
+    if "labels" in metadata:
+        labels = safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError)
+        if not isinstance(labels, list) or len(labels) != weight.shape[0] or \
+                not all(isinstance(label, str) for label in labels):
+            raise AdapterFileError(f"{where}: its labels metadata should list {weight.shape[0]} label names")
+    return {"weight": weight.to(torch.float32)}, labels
 
 
 def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
@@ -423,7 +507,8 @@ def _check_layers(adapter: PeftAdapter, base: Encoder) -> None:
     if beyond:
         raise AdapterFileError(f"{where}: layers_to_transform names layer {beyond[0]}; base {base.name!r} has "
                                f"layers 0-{base.num_layers - 1}")
-    used = sorted({int(m.group(1)) for name in adapter.tensors if (m := re.match(r"layers\.(\d+)\.", name))})
+    numbered = (re.search(r"(?:^|\.)(?:layers|h)\.(\d+)\.", name) for name in adapter.tensors)  # BERT, Llama, GPT-2
+    used = sorted({int(m.group(1)) for m in numbered if m})
     outside = [i for i in used if i not in layers]
     if outside:
         raise AdapterFileError(f"{where}: the adapter holds tensors for layer {outside[0]}, which its "
@@ -486,8 +571,8 @@ def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
     sites = []
     for path in paths:
         if path not in by_path:
-            hf = hf_module(path) or path
-            layer = re.match(r"layers\.(\d+)\.", path)
+            hf = base.hf_module(path) or path
+            layer = re.search(r"(?:layers|h)\.(\d+)\.", path)
             if layer and int(layer.group(1)) >= base.num_layers:
                 raise AdapterFileError(f"{adapter.folder.name}: the adapter targets {hf}, which base {base.name!r} "
                                        f"({base.num_layers} layers) does not have")
@@ -506,9 +591,9 @@ def peft_setup(folder: str | Path, base: str = "minilm", seed: int = 0) -> Setup
 
 
 def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_options: dict | None = None) -> Setup:
-    if not isinstance(base, Encoder):
-        raise AdapterFileError(f"import PEFT format: base {base_name!r} is not a BERT-style encoder")
+    _check_family(base, base_name, "import")
     _check_layers(adapter, base)
+    _place_prompt(adapter, base)
     method = get_method(adapter.method)
     options = dict(adapter.options)
     if "targets" in {f.name for f in dataclasses.fields(method.config_cls)}:
@@ -525,6 +610,15 @@ def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_
             raise AdapterFileError(f"{adapter.folder.name}: {adapter.method} cannot sit at {', '.join(bad)}")
         options.update(targets_for_sites(sites, method.usable_sites(base), base.num_layers))
     return Setup(base=base_name, method=adapter.method, options=options, seed=seed, base_options=base_options or {})
+
+
+def _place_prompt(adapter: PeftAdapter, base: Any) -> None:
+    """A soft prompt sits in the base's own prompt slot (`model.prompt` in a decoder, not BERT's embeddings)."""
+    slot = next((s.module_path for s in base.sites() if s.kind == PROMPT), None)
+    if slot is None:
+        return
+    adapter.tensors = {(f"{slot}." + name.removeprefix("embeddings.prompt.") if name.startswith("embeddings.prompt.")
+                        else name): value for name, value in adapter.tensors.items()}
 
 
 def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDataset | None = None) -> Experiment:
@@ -544,8 +638,9 @@ def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDat
         experiment = Experiment(_setup_for(adapter, target.base, target.seed, base, target.base_options), dataset)
     else:
         experiment = target
-        _bert_base(experiment, "import")
+        _place_prompt(adapter, _bert_base(experiment, "import"))
     _load_into(experiment, adapter)
+    experiment.import_notes = list(adapter.notes)
     return experiment
 
 
@@ -575,11 +670,19 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
             raise AdapterFileError(f"{name}: {key} has shape {tuple(value.shape)}, the model needs "
                                    f"{tuple(params[key].shape)}")
     head = experiment.model.head
+    if adapter.head is not None and head is None:  # the next-token task predicts with the LM head
+        adapter.notes.append(f"{name}: left out its classification head (score, {adapter.head['weight'].shape[0]} "
+                             "labels): the next-token task predicts with the model's LM head")
+        adapter.head = None
     if adapter.head is not None:
         if tuple(adapter.head["weight"].shape) != tuple(head.weight.shape):
             raise AdapterFileError(f"{name}/{HEAD_FILE}: a head for {adapter.head['weight'].shape[0]} labels of "
                                    f"width {adapter.head['weight'].shape[1]}; the model needs "
                                    f"{tuple(head.weight.shape)}")
+        if ("bias" in adapter.head) != (head.bias is not None):
+            has = "has a bias" if "bias" in adapter.head else "has no bias"
+            raise AdapterFileError(f"{name}: its classification head {has}, the model's "
+                                   f"{'does not' if head.bias is None else 'does'}: it was made for another family")
         labels = list(experiment.dataset.label_names)
         if adapter.head_labels is not None and adapter.head_labels != labels:
             raise AdapterFileError(f"{name}/{HEAD_FILE}: trained for the labels {_show(adapter.head_labels)}, the "
@@ -589,7 +692,8 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
             params[key].copy_(value)
         if adapter.head is not None:
             head.weight.copy_(adapter.head["weight"])
-            head.bias.copy_(adapter.head["bias"])
+            if head.bias is not None:
+                head.bias.copy_(adapter.head["bias"])
 
 
 def _show(labels: list[str], limit: int = 8) -> str:

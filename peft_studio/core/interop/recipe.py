@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bases import BASES, architectures
+from ..bases.decoder import DecoderBase
 from ..bases.encoder import Encoder
 from ..data import TextDataset
 from ..errors import AdapterFileError, ConfigError, OutputError
@@ -96,7 +97,7 @@ def _model_source(name: str, base: Any) -> tuple[str | None, dict[str, Any]]:
         source = raw.get("_name_or_path")  # a config.json saved by transformers names its model
         return (source if isinstance(source, str) and source else None), raw
     folder = getattr(base, "folder", None)
-    if isinstance(base, Encoder) and folder is not None:  # minilm or a BERT checkpoint folder (weights loaded)
+    if isinstance(base, Encoder | DecoderBase) and folder is not None:  # minilm, a BERT or decoder checkpoint folder
         return (MINILM_ID if name == "minilm" else str(folder)), _read_config(Path(folder) / "config.json")
     raise ConfigError(f"base {name!r} has no Hugging Face model to train")
 
@@ -300,7 +301,11 @@ def readme(plan: RecipePlan) -> str:
         "# a smoke test on the CPU: a random model from model_config.json, two steps, no download",
         f"accelerate launch --config_file {CONFIG_FOLDER}/cpu.yaml train.py --config-only model_config.json "
         "--max-steps 2 --cpu",
+        "# two processes on the CPU (gloo): accelerate's torchrun launcher, train.py kept on the CPU",
+        f"accelerate launch --multi_gpu --num_processes 2 train.py --cpu{flags}",
         "```", "",
+        "(`accelerate launch --cpu --num_processes 2` starts a single process unless MPI is set up; `--multi_gpu` "
+        "selects the launcher that starts both.)", "",
         "train.py flags: `--model ID_OR_FOLDER`, `--config-only PATH/config.json`, `--max-steps N`, `--lr`, "
         "`--batch-size`, `--grad-accum`, `--output-dir` (default outputs/adapter), `--cpu`, `--skip-check`.", "",
         "## What is checked", "",
@@ -311,8 +316,11 @@ def readme(plan: RecipePlan) -> str:
         "(`--skip-check` runs anyway).",
         *[f"- {note}" for note in plan.notes],
         "- PEFT Studio's test suite writes a recipe for a tiny random Llama config and runs this train.py for two "
-        "steps on the CPU (`--config-only`), checking the count above. The GPU, multi-GPU, FSDP and bitsandbytes "
-        "paths were not run by the studio.", "",
+        "steps on the CPU (`--config-only`), checking the count above; and for a small random decoder checkpoint "
+        "folder it runs two steps in two CPU processes (gloo, the launch line above) and with fsdp.yaml on the CPU "
+        "(with `--mixed_precision no --fsdp_sync_module_states false --fsdp_cpu_ram_efficient_loading false`, which "
+        "CPU FSDP needs): one adapter is saved and its weights equal a one-process run with the same global batch "
+        "and seed within 1e-6. The GPU and bitsandbytes paths were not run by the studio.", "",
         "## Settings from the studio", "",
         f"Training: {json.dumps(_training(plan))}. The studio's learning rate suits its small models; for LoRA on a "
         "large model 1e-4 to 3e-4 is usual (`--lr`). A batch size of 0 (the studio's full batch) becomes micro-batches "

@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             if bar is not None:
                 bar.update(1)
             log(f"step={step} loss={loss.item():.4f}")
+            if accelerator.num_processes > 1:  # every rank says it trained this step, on how many examples
+                print(f"rank={accelerator.process_index} step={step} examples={len(batch['labels'])}", flush=True)
             if val_loader is not None and (step % args.eval_every == 0 or step == args.max_steps):
                 log(f"step={step} " + evaluate(model, val_loader, accelerator))
             if step >= args.max_steps:
@@ -287,10 +289,13 @@ def evaluate(model, loader, accelerator) -> str:
     with torch.no_grad():
         for batch in loader:
             out = model(**batch)
-            predictions, labels = accelerator.gather_for_metrics((out.logits.argmax(-1), batch["labels"]))
+            losses = torch.nn.functional.cross_entropy(out.logits.float(), batch["labels"], reduction="none")
+            # every process's examples, each once (a padded last batch is trimmed)
+            predictions, labels, losses = accelerator.gather_for_metrics((out.logits.argmax(-1), batch["labels"],
+                                                                          losses))
             correct += int((predictions == labels).sum())
             total += len(labels)
-            loss_sum += float(out.loss) * len(batch["labels"])
+            loss_sum += float(losses.sum())
     model.train()
     return f"val_loss={loss_sum / max(total, 1):.4f} val_acc={correct / max(total, 1):.3f}"
 

@@ -42,6 +42,8 @@ class Dims:
     val_rows: int = 0
     length: int = 1  # tokens per row after padding, soft prompt included
     labels: int = 2
+    parameters: int = 0  # a decoder checkpoint: its exact weight count (frozen; what trains is counted later)
+    next_token: bool = False  # the loss reads vocabulary-sized logits at every position
 
 
 @dataclass
@@ -119,6 +121,9 @@ def dims_for(setup: Any, dataset: Any) -> Dims:
         width = options.get("d_model", 32)  # TinyBase's defaults
         return Dims("encoder", vocab, width, options.get("n_heads", 4), options.get("n_layers", 2),
                     options.get("d_ff") or 2 * width, options.get("max_positions", 128), length=length, **rows)
+    decoder = _decoder_dims(setup.base, dataset, prompt, rows)
+    if decoder is not None:
+        return decoder
     sizes = dict(MINILM_DIMS)
     if setup.base != "minilm":
         sizes = _folder_dims(setup.base) or sizes
@@ -126,6 +131,37 @@ def dims_for(setup: Any, dataset: Any) -> Dims:
     longest = _longest(dataset.train_texts)
     length = min(PRETRAINED_TOKENS, sizes["positions"], (3 * longest + 1) // 2 + 2) + prompt
     return Dims("encoder", length=length, **sizes, **rows)
+
+
+def _decoder_dims(name: str, dataset: Any, prompt: int, rows: dict[str, int]) -> Dims | None:
+    """A decoder checkpoint folder's sizes from its config.json (None: not one; the loader reports problems)."""
+    from pathlib import Path
+
+    from ..bases.decoder_checkpoint import expected_shapes, has_weights, is_decoder_folder, read_config
+    from ..bases.decoder_config import read_decoder_config
+    from ..errors import BaseLoadError
+
+    folder = Path(name).expanduser()
+    if not folder.is_dir() or not has_weights(folder) or not is_decoder_folder(folder):
+        return None
+    try:
+        cfg = read_decoder_config(read_config(folder), f"{folder.name}/config.json")
+    except BaseLoadError:
+        return None
+    parameters = sum(_numel(shape) for shape in expected_shapes(cfg).values())
+    # byte-level BPE makes about 1.5 tokens per word; texts are cut at the tokenizer's limit
+    longest = _distinct_words(dataset.train_texts)[1]
+    length = min(256, cfg.max_positions, (3 * longest + 1) // 2 + 2) + prompt
+    return Dims("decoder", cfg.vocab_size, cfg.hidden_size, cfg.num_heads, cfg.num_layers, cfg.intermediate_size,
+                cfg.max_positions, length=length, parameters=parameters, next_token=dataset.task == "next-token",
+                **rows)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
 
 
 def _folder_dims(folder: str) -> dict[str, int] | None:
@@ -182,6 +218,8 @@ def _prompt_tokens(experiment: Any) -> int:
 def estimate(dims: Dims, batch_size: int = 0) -> MemoryEstimate:
     """The estimate for training at `batch_size` (0: the whole training set in every step)."""
     d, length = dims.width, dims.length
+    if dims.kind == "decoder":
+        return _decoder_estimate(dims, batch_size)
     if dims.kind == "pooled":
         parameters = dims.vocab * d + d * d + d
         per_example_activations = 3 * length * d + 8 * d
@@ -203,6 +241,20 @@ def estimate(dims: Dims, batch_size: int = 0) -> MemoryEstimate:
     parts["activations and logits"] = per_example * batch
     return MemoryEstimate(sum(v for k, v in parts.items() if k != "activations and logits"), per_example, batch,
                           parts)
+
+
+def _decoder_estimate(dims: Dims, batch_size: int) -> MemoryEstimate:
+    """Before a decoder checkpoint is built: its frozen weights once in float32 (what trains is not known yet; the
+    ledger counts it before training, `check_training_memory`), the encoded data, and one example's activations."""
+    d, length = dims.width, dims.length
+    per_layer = 12 * length * d + 3 * length * dims.ff + 3 * dims.heads * length * length
+    logits = 3 * length * dims.vocab if dims.next_token else 3 * dims.labels
+    per_example = (2 * (4 * length * d + dims.layers * per_layer) + logits) * FLOAT
+    batch = dims.train_rows if batch_size <= 0 else min(batch_size, dims.train_rows)
+    parts = {"frozen weights (float32)": dims.parameters * FLOAT,
+             "encoded texts": (dims.train_rows + dims.val_rows) * length * 9,
+             "activations and logits": per_example * batch}
+    return MemoryEstimate(parts["frozen weights (float32)"] + parts["encoded texts"], per_example, batch, parts)
 
 
 def _check(result: MemoryEstimate, limit: int, batch_size: int, where: str) -> MemoryEstimate:
@@ -255,7 +307,41 @@ def check_rebuild_memory(base: str, base_options: dict[str, Any], vocab: int | N
     return weights
 
 
-def check_training_memory(experiment: Any, batch_size: int, limit: int | None = None) -> MemoryEstimate:
-    """The same check for a built experiment, at the batch a run is about to use."""
+def check_training_memory(experiment: Any, batch_size: int, limit: int | None = None,
+                          checkpointing: bool = False) -> MemoryEstimate:
+    """The same check for a built experiment, at the batch a run is about to use (a decoder: by the ledger)."""
     limit = memory_limit() if limit is None else limit
+    if getattr(getattr(experiment.base, "cfg", None), "style", None) in ("llama", "gpt2"):
+        return _check(ledger_estimate(experiment, batch_size, checkpointing), limit, batch_size, "")
     return _check(estimate(dims_of(experiment), batch_size), limit, batch_size, "")
+
+
+def ledger_estimate(experiment: Any, batch_size: int, checkpointing: bool = False) -> MemoryEstimate:
+    """A decoder's training step on the CPU from the memory ledger (memory/at_scale.py) of its real census: frozen
+    and trainable weights in float32, gradients, Adam's two moments, the activations autograd keeps (per layer,
+    fewer with gradient checkpointing), the logits a next-token loss holds, and the encoded texts."""
+    from .at_scale import ledger, lm_logits_bytes, plan_for
+
+    rows = len(experiment.train_ids)
+    batch = rows if batch_size <= 0 else min(batch_size, rows)
+    length = max(1, int(experiment.train_ids.shape[1]))
+    census = experiment.census()
+
+    def lines(size: int) -> dict[str, int]:
+        plan = plan_for(experiment.shape_change(), weights="fp32", optimizer="adamw", batch=size, seq_len=length,
+                        checkpointing=checkpointing)
+        book = ledger(census, experiment.base, plan)
+        named = dict(zip(book.keys, (value for _, value in book.lines), strict=True))
+        named.pop("overhead", None)  # the accelerator's context: nothing of the kind on the CPU
+        if experiment.next_token:
+            named["logits"] = 2 * lm_logits_bytes(experiment.base, plan)  # the logits and their gradient
+        return named
+
+    one, two = lines(1), lines(2)
+    per_example = sum(two.values()) - sum(one.values())
+    fixed = sum(one.values()) - per_example
+    encoded = sum(t.numel() * t.element_size() for t in (experiment.train_ids, experiment.train_mask))
+    parts = {"frozen weights": one.get("frozen", 0), "trainable weights, gradients and Adam state":
+             one.get("trainable", 0) + one.get("gradients", 0) + one.get("optimizer", 0),
+             "encoded texts": encoded, "activations and logits": per_example * batch}
+    return MemoryEstimate(fixed + encoded, per_example, batch, parts)

@@ -134,8 +134,7 @@ def lora_peft_translate(config: dict, tensors: dict[str, torch.Tensor], where: s
                                "supported")
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise AdapterFileError(f"{where}: rank_pattern / alpha_pattern (per-module ranks) are not supported")
-    if config.get("fan_in_fan_out"):
-        raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+    # fan_in_fan_out only says how PEFT stores a merged Conv1D weight (GPT-2); the unmerged update B A x is the same
     r = config.get("r")
     if type(r) is not int or r < 1:
         raise AdapterFileError(f"{where}: r must be a positive integer (got {r!r})")
@@ -147,7 +146,7 @@ def lora_peft_translate(config: dict, tensors: dict[str, torch.Tensor], where: s
     shapes = {"lora_A.weight": (2, "(r, in)"), "lora_B.weight": (2, "(out, r)")}
     for module, parts in split_module_keys(tensors, leaves, where, "a LoRA").items():
         for leaf, tensor in parts.items():
-            key = f"{hf_module(module)}.{leaf}"
+            key = f"{hf_module(module) or module}.{leaf}"
             dims, what = shapes.get(leaf, (1, "(out,)"))
             expect_shape(tensor, dims, f"{where}: {key}", AdapterFileError, what)
             if leaf in shapes:

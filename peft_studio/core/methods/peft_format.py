@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..bases.decoder_families import decoder_module
 from ..bases.hf_names import hf_module, studio_module
 from ..errors import AdapterFileError
 
@@ -48,9 +49,9 @@ def split_module_keys(tensors: dict[str, torch.Tensor], leaves: tuple[str, ...],
         match = pattern.fullmatch(key)
         if not match:
             raise unknown(where, key, f"not {what} tensor (expected <module>.{' / '.join(leaves)})")
-        module = studio_module(match.group(1))
+        module = studio_module(match.group(1)) or decoder_module(match.group(1))
         if module is None:
-            raise unknown(where, key, "unknown target module: not a module of a BERT encoder")
+            raise unknown(where, key, "unknown target module: not a module of a BERT encoder or a decoder")
         out.setdefault(module, {})[match.group(2)] = tensor
     return out
 

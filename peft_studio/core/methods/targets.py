@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import Site
+from ..bases.sites import LINEAR_INPUT, Site
 from ..errors import ConfigError
 from .config import parse_layers, parse_list
 
@@ -18,6 +18,8 @@ from .config import parse_layers, parse_list
 def _matches(target: str, site: Site, base: FrozenBase) -> bool:
     if target in (site.name, site.id):
         return True
+    if site.kind == LINEAR_INPUT:  # a module name means the module (its output); its input is asked for by site
+        return False
     hf_name = base.hf_module(site.module_path)
     return hf_name is not None and (hf_name == target or hf_name.endswith("." + target))
 

@@ -114,8 +114,8 @@ class Experiment:
         return self.method.parameter_count(self.config, self.base)
 
     def head_parameter_count(self) -> int:
-        return 0 if self.config.freeze_head else self.base.hidden_size * self.dataset.num_labels + \
-            self.dataset.num_labels
+        labels = self.dataset.num_labels
+        return 0 if self.config.freeze_head else (self.base.hidden_size + self.base.head_bias) * labels
 
     def seq_len(self) -> int:
         """The longest training sequence, in tokens: the L of 'sequence length L -> L+n'."""

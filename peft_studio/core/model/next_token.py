@@ -17,6 +17,7 @@ whose most likely word is the right one.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -58,20 +59,27 @@ def next_token_logits(base: nn.Module, token_ids: torch.Tensor, mask: torch.Tens
     return base.lm_head(hidden)
 
 
-def _shifted(logits: torch.Tensor, token_ids: torch.Tensor,
-             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, targets) of the predicted positions: position t predicts token t+1 where both are real."""
-    valid = mask[:, 1:].bool() & mask[:, :-1].bool()
-    return logits[:, :-1][valid], token_ids[:, 1:][valid]
+IGNORED = -100  # cross_entropy's ignore_index: a position with no real next token
 
 
 def next_token_loss(logits: torch.Tensor, token_ids: torch.Tensor,
                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean cross-entropy, next-token accuracy) over the real positions that have a real next token."""
-    predicted, targets = _shifted(logits, token_ids, mask)
-    if not len(targets):
+    """(mean cross-entropy, next-token accuracy) over the real positions that have a real next token.
+
+    The targets are shifted, not the logits (as transformers' causal-LM loss): position t's target is token t+1,
+    or ignored; the [B, L, V] logits are read in place, never copied (they are the step's largest tensor)."""
+    valid = torch.zeros_like(mask, dtype=torch.bool)
+    valid[:, :-1] = mask[:, 1:].bool() & mask[:, :-1].bool()
+    if not bool(valid.any()):
         raise ConfigError("no text in this batch has two words: there is no next token to predict")
-    return F.cross_entropy(predicted, targets), (predicted.argmax(-1) == targets).float().mean()
+    targets = torch.full_like(token_ids, IGNORED)
+    targets[:, :-1] = token_ids[:, 1:]
+    targets = targets.masked_fill(~valid, IGNORED)
+    vocab = logits.shape[-1]
+    loss = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=IGNORED)
+    with torch.no_grad():
+        accuracy = (logits.argmax(-1)[valid] == targets[valid]).float().mean()
+    return loss, accuracy
 
 
 def task_loss(task: str, logits: torch.Tensor, token_ids: torch.Tensor, mask: torch.Tensor,
@@ -90,10 +98,19 @@ def last_position_probs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 
 def vocabulary_words(tokenizer: Any) -> list[str]:
-    """Id -> word for a word tokenizer (the names of the next-token "classes")."""
-    words = ["?"] * tokenizer.vocab_size
-    for word, index in tokenizer.vocab.items():
-        words[index] = word
+    """Id -> word for a word tokenizer, id -> the text of the token for a checkpoint's subword tokenizer (the names
+    of the next-token "classes"; computed once per tokenizer)."""
+    cached = getattr(tokenizer, "_vocabulary_words", None)
+    if cached is not None:
+        return cached
+    if hasattr(tokenizer, "token_text"):  # a checkpoint's tokenizer: every id, decoded on its own
+        words = [tokenizer.token_text(i) for i in range(tokenizer.vocab_size)]
+    else:
+        words = ["?"] * tokenizer.vocab_size
+        for word, index in tokenizer.vocab.items():
+            words[index] = word
+    with contextlib.suppress(AttributeError):  # a tokenizer with __slots__ just recomputes
+        tokenizer._vocabulary_words = words
     return words
 
 

@@ -45,7 +45,7 @@ class StudioModel(nn.Module):
         return dict(self._unfrozen)
 
     def add_head(self, num_labels: int, trainable: bool = True) -> None:
-        self.head = nn.Linear(self.base.hidden_size, num_labels)
+        self.head = nn.Linear(self.base.hidden_size, num_labels, bias=getattr(self.base, "head_bias", True))
         self.head.requires_grad_(trainable)
 
     def detach_method(self) -> None:

@@ -33,6 +33,7 @@ class TrainSettings:
     seed: int = 0  # order of mini-batches
     eval_every: int = 10  # validation metrics every k steps (and at the last step)
     track_grads: bool = True  # per-tensor gradient norms in each event
+    gradient_checkpointing: bool = False  # decoders: keep layer inputs only, recompute each layer in backward
 
     def check(self) -> None:
         if self.steps < 1:
@@ -166,7 +167,10 @@ def check_run(experiment: Experiment, settings: TrainSettings) -> None:
     settings, a base without weights, a batch that cannot fit in memory."""
     settings.check()
     experiment.require_weights("trained")
-    check_training_memory(experiment, settings.batch_size)
+    base = experiment.base
+    if settings.gradient_checkpointing and not hasattr(base, "gradient_checkpointing"):
+        raise ConfigError(f"gradient checkpointing is implemented for decoder bases; base {base.name!r} is not one")
+    check_training_memory(experiment, settings.batch_size, checkpointing=settings.gradient_checkpointing)
 
 
 def train(experiment: Experiment, settings: TrainSettings, control: TrainControl | None = None,
@@ -177,6 +181,9 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     at the end that no frozen tensor was written or replaced (frozen_versions).
     """
     check_run(experiment, settings)
+    base = experiment.base
+    if hasattr(base, "gradient_checkpointing"):
+        base.gradient_checkpointing = settings.gradient_checkpointing  # a setting of this run only
     model = experiment.model
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]

@@ -16,9 +16,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...core.bases.decoder import DecoderBase
 from ...core.model.experiment import Experiment
 from ...core.model.next_token import predict_next
 from ..plain import plain_label
+from .generation import GenerationBox
 
 TOP_WORDS = 5  # next-token: bars for the five most likely next words
 
@@ -41,9 +43,12 @@ class InferencePanel(QWidget):
         self.table.setToolTip("Predictions for the first sentences of the dataset (the seed's six for seed-intents)")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        self.generation = GenerationBox()  # decoders: continue the text, the method beside the bare base
+        self.generation.step_top.connect(self._show_bars)
         layout.addWidget(self.entry)
         layout.addWidget(self.result)
         layout.addLayout(self.bars)
+        layout.addWidget(self.generation)
         layout.addWidget(self.table)
         self.entry.textChanged.connect(self.text_changed.emit)
         self._bar_widgets: list[QProgressBar] = []
@@ -53,6 +58,10 @@ class InferencePanel(QWidget):
 
     def refresh(self, experiment: Experiment) -> None:
         """Predict the typed sentence and the table (GUI thread; only while no step is running)."""
+        base = experiment.base
+        self.generation.setVisible(isinstance(base, DecoderBase) and not base.on_meta_device)
+        if self.generation.running:  # the worker reads the model: the bars follow its steps
+            return
         if experiment.next_token:
             self._refresh_next_token(experiment)
             return

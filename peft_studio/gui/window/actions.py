@@ -56,6 +56,7 @@ class Slots:
     about: Callable[[], object] = lambda: None
     toggle_panels: Callable[[], object] = lambda: None
     export_recipe: Callable[[], object] = lambda: None
+    open_base: Callable[[], object] = lambda: None
 
 
 class StudioActions:
@@ -84,6 +85,9 @@ class StudioActions:
                                "trains this method on the real model (a shipped architecture, a config.json, MiniLM "
                                "or a checkpoint folder)", slots.export_recipe)
         self.open = a("Open dataset…", "Ctrl+O", "Open a dataset file", slots.open_dataset)
+        self.open_base = a("Open base…", "Ctrl+Shift+B", "Open a local checkpoint folder as the frozen base (Llama, "
+                           "Mistral, Qwen2, GPT-2 or BERT-style; loaded in the background with progress and Cancel)",
+                           slots.open_base)
         self.save_adapter = a("Save adapter…", "Ctrl+S", "Save the trained parts and the head (safetensors + setup "
                               "metadata)", slots.save_adapter)
         self.load_adapter = a("Load adapter…", "Ctrl+Shift+O", "Load a saved adapter into the current model (same "
@@ -107,7 +111,8 @@ class StudioActions:
     def all(self) -> tuple[QAction, ...]:
         """Every action, in menu order (the shortcuts list is generated from it)."""
         return (self.play, self.step, self.stop, self.reset, self.undo, self.redo, self.fit, self.zoom_in,
-                self.zoom_out, self.layers, self.present, self.panels, self.seed, self.open, self.open_setup,
+                self.zoom_out, self.layers, self.present, self.panels, self.seed, self.open, self.open_base,
+                self.open_setup,
                 self.save_setup, self.save_adapter, self.load_adapter, self.export, self.export_recipe, self.shortcuts,
                 self.about, self.quit)
 
@@ -116,12 +121,12 @@ class StudioActions:
 
     def model_changing(self) -> tuple[QAction, ...]:
         """Actions that change or read the model: disabled while a run holds it."""
-        return self.seed, self.open, self.load_adapter, self.open_setup, self.save_adapter
+        return self.seed, self.open, self.open_base, self.load_adapter, self.open_setup, self.save_adapter
 
     def install_menus(self, window: QMainWindow) -> None:
         menus = {
-            "&File": (self.open, None, self.open_setup, self.save_setup, None, self.save_adapter, self.load_adapter,
-                      None, self.export, self.export_recipe, None, self.quit),
+            "&File": (self.open, self.open_base, None, self.open_setup, self.save_setup, None, self.save_adapter,
+                      self.load_adapter, None, self.export, self.export_recipe, None, self.quit),
             "&Edit": (self.undo, self.redo, None, self.restore_defaults),
             "&Run": (self.play, self.step, self.stop, self.reset),
             "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present, self.panels),

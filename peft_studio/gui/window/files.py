@@ -74,6 +74,26 @@ class FileFlows:
             return False
         return True
 
+    # ---- bases ----------------------------------------------------------------------------------
+    def open_base_dialog(self) -> None:
+        if self.window.runner.active:
+            return
+        path = QFileDialog.getExistingDirectory(self.window, "Open base: a checkpoint folder (config.json, "
+                                                "model.safetensors, tokenizer.json)")
+        if path:
+            self.open_base(path)
+        else:
+            self.window.refresh_choices()
+
+    def open_base(self, path: str | Path) -> bool:
+        """A folder with weights loads in the background (progress, Cancel); a config.json-only folder opens at
+        once on the meta device. The base changes when the load has finished; a refused folder changes nothing."""
+        from ...core.bases.architectures import is_config_spec
+
+        if is_config_spec(str(path)):
+            return self.controller.set_base(str(path))
+        return self.window.base_loader.start(path)
+
     # ---- adapters -------------------------------------------------------------------------------
     def save_adapter_dialog(self) -> None:
         setup = self.controller.setup

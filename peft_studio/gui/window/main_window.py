@@ -31,6 +31,7 @@ from ..diagram import DiagramScene, DiagramView
 from ..diagram.describe import diagram_info
 from ..diagram.gains import gain_pictures, picture_html, sample_gains
 from ..diagram.view import LOCK_ICON
+from ..jobs.base_loader import BaseLoader
 from ..jobs.runner import Runner, speed_text
 from ..panels.card import MethodCardView
 from ..panels.census_table import CensusTable
@@ -49,6 +50,7 @@ from .presentation import Presentation
 from .session import restore_defaults, restore_session, save_session
 
 OPEN_FILE = "Open file…"
+OPEN_BASE = "Open base folder…"
 SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints the toolbar for nothing
 LOCK_REASON = "Locked while training: stop (Esc) or reset (Ctrl+R) to change the model."
 META_REASON = ("This base is an architecture on the meta device (shapes, no weights): inspect its placement, "
@@ -90,6 +92,7 @@ class MainWindow(QMainWindow):
         self.table = CensusTable()
         self.plots = LivePlots()
         self.inference = InferencePanel()
+        self.base_loader = BaseLoader(self)
         self.files = FileFlows(self)
         self.actions_ = StudioActions(self, Slots(
             reset=self.reset, play_pause=self.runner.play_pause, step_once=self.runner.step_once,
@@ -101,7 +104,8 @@ class MainWindow(QMainWindow):
             save_setup=self.files.save_setup_dialog, open_setup=self.files.open_setup_dialog,
             zoom_in=lambda: self.view.zoom(1.2), zoom_out=lambda: self.view.zoom(1 / 1.2),
             collapse_layers=self.scene.toggle_layers, quit=self.close, shortcuts=self.show_shortcuts,
-            about=self.show_about, toggle_panels=self.toggle_panels, export_recipe=self.files.export_recipe_dialog))
+            about=self.show_about, toggle_panels=self.toggle_panels, export_recipe=self.files.export_recipe_dialog,
+            open_base=self.files.open_base_dialog))
         self._build_toolbar()
         self._build_layout()
         self._build_status()
@@ -160,9 +164,12 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setIconSize(QSize(18, 18))
         self.addToolBar(bar)
-        self.base_box = make_combo(base_names(), "Frozen base model")
+        self.base_box = make_combo([*base_names(), OPEN_BASE], "Frozen base model")
         for i, entry in enumerate(BASES.values()):
             self.base_box.setItemData(i, f"{entry.name}: {entry.summary}", Qt.ItemDataRole.ToolTipRole)
+        self.base_box.setItemData(len(BASES), "A local checkpoint folder: Llama, Mistral, Qwen2 or GPT-2 decoders, "
+                                  "BERT-style encoders, or a folder with only config.json (shapes only)",
+                                  Qt.ItemDataRole.ToolTipRole)
         self.data_box = make_combo([*builtin_names(), OPEN_FILE], "Dataset: a built-in one, or open a "
                                                                    "CSV/TSV/JSONL/JSON")
         for i, name in enumerate(builtin_names()):
@@ -289,7 +296,12 @@ class MainWindow(QMainWindow):
         self.form.option_changed.connect(self.on_option)
         self.training.changed.connect(self.on_training)
         self.training.seed_changed.connect(c.set_seed)
-        self.base_box.activated.connect(lambda _i: self._choose(c.set_base, self.base_box.currentText()))
+        self.base_box.activated.connect(lambda _i: self.on_base_choice(self.base_box.currentText()))
+        self.base_loader.loaded.connect(lambda path: self._choose(c.set_base, path))
+        self.base_loader.failed.connect(self._base_not_loaded)
+        generation = self.inference.generation
+        generation.generate_button.clicked.connect(self.try_generate)
+        generation.busy_changed.connect(self._generation_busy)
         self.method_box.activated.connect(lambda _i: self._choose(c.set_method, self.method_box.currentText()))
         self.data_box.activated.connect(lambda _i: self.on_dataset_choice(self.data_box.currentText()))
         self.inference.text_changed.connect(lambda _t: self.refresh_inference())
@@ -386,7 +398,7 @@ class MainWindow(QMainWindow):
         for box, value in ((self.base_box, c.setup.base), (self.method_box, c.setup.method),
                            (self.data_box, c.dataset.name)):
             if box.findText(value) < 0:
-                box.insertItem(box.count() - (1 if box is self.data_box else 0), value)
+                box.insertItem(box.count() - (1 if box in (self.data_box, self.base_box) else 0), value)
             box.setCurrentText(value)
 
     def show_notice(self, message: str) -> None:
@@ -537,6 +549,39 @@ class MainWindow(QMainWindow):
     def _choose(self, setter, value: str) -> None:
         if not setter(value):
             self.refresh_choices()  # put the combo back on the working choice
+
+    def on_base_choice(self, name: str) -> None:
+        if name == OPEN_BASE:
+            self.files.open_base_dialog()
+        else:
+            self._choose(self.controller.set_base, name)
+
+    def _base_not_loaded(self, title: str, text: str) -> None:
+        self.refresh_choices()
+        if title:
+            self.show_error(title, text)
+        else:
+            self.statusBar().showMessage(text, 6000)
+
+    def try_generate(self) -> None:
+        """Continue the typed text with the current model and the bare base (training waits meanwhile)."""
+        if self.runner.active or self.base_loader.running:
+            self.statusBar().showMessage("Generation waits for training (or loading) to stop", 4000)
+            return
+        exp = self.controller.experiment
+        text = self.inference.entry.text().strip()
+        if not text:
+            self.statusBar().showMessage("Type a text to continue first", 4000)
+            return
+        self.inference.generation.start(exp, text, exp.method.title, self.show_error)
+
+    def _generation_busy(self, busy: bool) -> None:
+        """While a generation reads the model, Play and Step wait (one thread uses the model at a time)."""
+        if busy:
+            for action in (self.actions_.play, self.actions_.step):
+                action.setEnabled(False)
+        else:
+            self._offer_training(not self.controller.experiment.base.on_meta_device)
 
     def on_option(self, name: str, value) -> None:
         if not self.controller.set_option(name, value):
@@ -706,4 +751,6 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         close_docks(self.docks)  # each job stops within one step: a short, bounded wait
+        self.inference.generation.stop_and_wait()  # within one token
+        self.base_loader.stop_and_wait()  # within one tensor
         event.accept()
