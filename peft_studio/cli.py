@@ -115,9 +115,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setup", metavar="FILE",
                         help="a setup saved by the window (File > Save setup): its base, method, options, dataset, "
                              "seed and training settings; --steps, --lr, --batch-size and --optimizer still override")
+    from .core.interop.hf_peft import accepted_formats
+
     parser.add_argument("--import-peft", metavar="FOLDER",
-                        help="start from a Hugging Face PEFT adapter folder (LoRA, IA3, prompt tuning): its method "
-                             "and settings replace --method and the method flags")
+                        help="start from a Hugging Face PEFT adapter folder: its method and settings replace --method "
+                             f"and the method flags. Accepted: {accepted_formats()}. What an import leaves out is "
+                             "said on stderr (note: ...)")
 
 
 def _add_memory_arguments(parser: argparse.ArgumentParser) -> None:
@@ -276,6 +279,8 @@ def _experiment(args: argparse.Namespace):
         from .core.interop.hf_peft import import_peft
 
         experiment = import_peft(Setup(args.base, seed=args.seed), args.import_peft, dataset)
+        for note in experiment.notes:  # never silent: every tensor left out, every setting read differently
+            print(f"note: {note}", file=sys.stderr)
     else:
         experiment = Experiment(Setup(args.base, args.method, options, args.seed), dataset)
     experiment.to(args.device)

@@ -34,13 +34,19 @@ class BaseEntry:
 
 def _load_pretrained(name: str) -> Callable[..., FrozenBase]:
     def build(tokenizer: Tokenizer | None = None, **options: Any) -> FrozenBase:
-        if options:
-            raise ConfigError(f"base {name!r} takes no base options (got {', '.join(options)})")
         from .pretrained import load_pretrained  # torch-only loader; imported on demand
 
-        return load_pretrained(name)
+        return load_pretrained(name, **_pretrained_options(name, options))
 
     return build
+
+
+def _pretrained_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's one base option, `pooling` (mean, cls or BERT's pooler); anything else is refused."""
+    unknown = sorted(set(options) - {"pooling"})
+    if unknown:
+        raise ConfigError(f"base {name!r} takes only the base option pooling (got {', '.join(unknown)})")
+    return options
 
 
 def _pretrained_class() -> type[FrozenBase]:
@@ -128,11 +134,9 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
     if architectures.is_config_spec(name):
         return architectures.load_config_base(name, **options)
     if Path(name).expanduser().is_dir():
-        if options:
-            raise ConfigError(f"a checkpoint folder takes no base options (got {', '.join(options)})")
         from .pretrained import load_pretrained
 
-        return load_pretrained(name)
+        return load_pretrained(name, **_pretrained_options(name, options))
     if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")

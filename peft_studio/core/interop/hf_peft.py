@@ -199,7 +199,9 @@ class PeftAdapter:
     tensors: dict[str, torch.Tensor]  # studio parameter name (inside the base) -> value
     head: dict[str, torch.Tensor] | None = None
     head_labels: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the import leaves out or reads differently: always said
+    task_type: str | None = None
+    base_options: dict[str, Any] = field(default_factory=dict)  # e.g. SEQ_CLS: BERT's pooler pooling
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -257,10 +259,27 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         ModuleSelector(config.get(name), name, where, AdapterFileError)  # refuses bad lists and unsafe regexes
 
 
-def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> dict[str, torch.Tensor]:
+HEAD_MODULES = ("classifier", "score")  # PEFT's SEQ_CLS modules_to_save (transformers' classification heads)
+
+
+def accepted_formats() -> str:
+    """What --import-peft reads, from the registry: every peft_type with the methods it becomes, and the task types."""
+    by_type: dict[str, list[str]] = {}
+    for method in METHODS.values():
+        if method.peft_type is not None and method.peft_claims_any():
+            by_type.setdefault(method.peft_type, []).append(method.title)
+    types = "; ".join(f"{peft_type} ({', '.join(titles)})" for peft_type, titles in by_type.items())
+    return (f"{types}; task_type FEATURE_EXTRACTION (a head.safetensors beside it is the head) or SEQ_CLS (its "
+            "classifier is the head, on BERT's pooler); safetensors weights only")
+
+
+def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> tuple[dict[str, torch.Tensor],
+                                                                                    dict[str, torch.Tensor]]:
     """Strip PEFT's prefixes and adapter names: 'base_model.model.bert.encoder...lora_A.default.weight' ->
-    'encoder...lora_A.weight'. Saved modules_to_save copies (e.g. a classifier) are left out, with a note."""
+    'encoder...lora_A.weight'. Returns (adapter tensors, saved classification head tensors by leaf); what is
+    neither (e.g. a masked-LM head) is left out with a note."""
     out: dict[str, torch.Tensor] = {}
+    head: dict[str, torch.Tensor] = {}
     skipped: set[str] = set()
     for key, tensor in raw.items():
         if len(key) > MAX_NAME_CHARS + 40:  # the longest BERT adapter key is about 80 characters
@@ -269,14 +288,19 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> d
         name = key.removeprefix(KEY_PREFIX).removeprefix("bert.")
         name = re.sub(r"\.(lora_A|lora_B)\.default\.weight$", r".\1.weight", name)  # a raw state_dict's names
         name = re.sub(r"\.default$", "", name)  # ia3_l.default, vera_lambda_b.default, ...
-        if ".modules_to_save." in name or name.startswith(("classifier.", "pooler.", "cls.")):
-            skipped.add(name.split(".")[0])
+        name = name.replace(".modules_to_save.default.", ".")  # a raw state_dict's head copy
+        top, _, leaf = name.partition(".")
+        if top in HEAD_MODULES and leaf in ("weight", "bias"):
+            head[leaf] = tensor
+            continue
+        if ".original_module." in name or name.startswith("cls."):
+            skipped.add(name.split(".original_module.")[0] if ".original_module." in name else "cls")
             continue
         out[name] = tensor
     if skipped:
-        notes.append(f"{where}: left out {', '.join(sorted(skipped))} (not part of the encoder adapter; the studio "
-                     f"head comes from {HEAD_FILE} when present)")
-    return out
+        notes.append(f"{where}: left out {', '.join(sorted(skipped))} (not part of the encoder or its "
+                     "classifier)")
+    return out, head
 
 
 def _method_for(peft_type: Any, config: dict[str, Any], where: str) -> Method:
@@ -292,6 +316,9 @@ def _method_for(peft_type: Any, config: dict[str, Any], where: str) -> Method:
     return claimed[0]
 
 
+TASK_TYPES = (None, "FEATURE_EXTRACTION", "SEQ_CLS")  # BertModel's hidden states; BertForSequenceClassification
+
+
 def read_peft(folder: str | Path) -> PeftAdapter:
     """Read and check a PEFT adapter folder; tensors come back under the studio's names."""
     folder = Path(folder).expanduser()
@@ -299,6 +326,10 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     where = f"{folder.name}/{ADAPTER_CONFIG}"
     peft_type = config.get("peft_type")
     method = _method_for(peft_type, config, where)
+    task_type = config.get("task_type")
+    if task_type not in TASK_TYPES:
+        raise AdapterFileError(f"{where}: task_type {task_type!r} is not supported on a BERT-style encoder "
+                               "(supported: FEATURE_EXTRACTION, SEQ_CLS)")
     weights = folder / ADAPTER_WEIGHTS
     if not os.path.lexists(weights):
         hint = " (adapter_model.bin is pickle: save with safe_serialization=True)" \
@@ -306,16 +337,62 @@ def read_peft(folder: str | Path) -> PeftAdapter:
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_WEIGHTS}{hint}")
     notes: list[str] = []
     raw, _ = _load_safetensors(weights)
-    tensors = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
+    tensors, head = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
     if not tensors:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
+    saved_modules = _modules_to_save(config, where)
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
-                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes)
+                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes, task_type=task_type)
+    adapter.notes.extend(method.peft_import_notes(config, where))
+    if task_type == "SEQ_CLS":
+        _classifier_head(adapter, head, saved_modules, f"{folder.name}/{ADAPTER_WEIGHTS}")
+    elif head:
+        adapter.notes.append(f"{folder.name}/{ADAPTER_WEIGHTS}: left out the saved classifier (task_type "
+                             f"{task_type or 'none'}: PEFT loads such an adapter into BertModel, which has none)")
     if os.path.lexists(folder / HEAD_FILE):
-        adapter.head, adapter.head_labels = _read_head(folder)
+        if adapter.head is not None:
+            adapter.notes.append(f"{folder.name}/{HEAD_FILE}: not used: the adapter's own classifier is the head")
+        else:
+            adapter.head, adapter.head_labels = _read_head(folder)
         _merge_studio_options(adapter, folder)
+    elif adapter.head is None:
+        adapter.notes.append(f"{folder.name}: no classification head ({HEAD_FILE} or a SEQ_CLS classifier): the "
+                             "studio's head starts untrained")
     return adapter
+
+
+def _modules_to_save(config: dict[str, Any], where: str) -> list[str]:
+    """modules_to_save must be transformers' classification head (SEQ_CLS): any other module would be a full
+    trainable copy of a base part, which the studio does not make."""
+    saved = config.get("modules_to_save") or []
+    if not all(isinstance(name, str) for name in saved):
+        raise AdapterFileError(f"{where}: modules_to_save should list module names")
+    others = [name for name in saved if name.split(".")[-1] not in HEAD_MODULES]
+    if others:
+        raise AdapterFileError(f"{where}: modules_to_save {others} is not supported: the studio trains the adapter "
+                               "and a classification head, not full copies of base modules")
+    return saved
+
+
+def _classifier_head(adapter: PeftAdapter, head: dict[str, torch.Tensor], saved: list[str], where: str) -> None:
+    """BertForSequenceClassification's classifier, read on the pooler's output: the studio's head, with the base's
+    pooling set to BERT's pooler."""
+    if set(head) != {"weight", "bias"}:
+        missing = "its classifier" if not head else f"the classifier's {'bias' if 'weight' in head else 'weight'}"
+        raise AdapterFileError(f"{where}: a SEQ_CLS adapter without {missing} (modules_to_save {saved}): "
+                               "BertForSequenceClassification would draw a random head on load, so nothing can "
+                               "reproduce its predictions")
+    safe_io.expect_shape(head["weight"], 2, f"{where}: classifier.weight", AdapterFileError, "(labels, width)")
+    safe_io.expect_shape(head["bias"], 1, f"{where}: classifier.bias", AdapterFileError, "(labels,)")
+    if head["bias"].shape[0] != head["weight"].shape[0]:
+        raise AdapterFileError(f"{where}: classifier.bias has {head['bias'].shape[0]} entries for "
+                               f"{head['weight'].shape[0]} labels")
+    adapter.head = {k: v.to(torch.float32) for k, v in head.items()}
+    adapter.base_options["pooling"] = "pooler"
+    adapter.notes.append(f"{where}: task_type SEQ_CLS: the classifier ({head['weight'].shape[0]} labels, in the "
+                         "dataset's label order: a PEFT folder names none) reads BERT's pooler, tanh(dense([CLS])), "
+                         "so the base pools with its pooler")
 
 
 def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
@@ -358,8 +435,11 @@ def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]
 def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
     """The base sites the adapter's tensors sit on (checked to exist on this base)."""
     by_path = {s.module_path: s for s in reversed(base.sites())}  # a Linear before its input site
+    base_tensors = dict(base.named_parameters())  # a trained base bias (LoRA's bias all) is on no site
     paths: list[str] = []
     for name in adapter.tensors:  # the site module holding the tensor (a LayerNorm copy sits deeper inside)
+        if name in base_tensors:
+            continue
         path = longest_prefix(name, ((p, p) for p in by_path), strict=True) or name.rsplit(".", 1)[0]
         if path not in paths:
             paths.append(path)
@@ -378,11 +458,33 @@ def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
 
 
 def peft_setup(folder: str | Path, base: str = "minilm", seed: int = 0) -> Setup:
-    """A studio Setup (method + options) that builds the model this PEFT adapter fits."""
+    """A studio Setup (method, options and base options) that builds the model this PEFT adapter fits."""
+    adapter = read_peft(folder)
+    base_options = _base_options(adapter, base, {})
+    return _setup_for(adapter, base, seed, _create(adapter, base, None, base_options), base_options)
+
+
+def _base_options(adapter: PeftAdapter, base_name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The setup's base options plus the ones the adapter needs (SEQ_CLS: BERT's pooler), checked to apply."""
+    from ..bases import base_class
+
+    wanted = {k: v for k, v in adapter.base_options.items() if given.get(k) != v}
+    if wanted and not set(wanted) <= set(base_class(base_name).option_choices):
+        raise AdapterFileError(f"{adapter.folder.name}: task_type {adapter.task_type} needs BERT's pooler, which "
+                               f"BertForSequenceClassification classifies from; base {base_name!r} has none (use "
+                               "minilm or a BERT checkpoint folder with pooler.dense)")
+    return {**given, **adapter.base_options}
+
+
+def _create(adapter: PeftAdapter, base_name: str, tokenizer: Any, base_options: dict[str, Any]) -> Any:
     from ..bases import create_base
 
-    adapter = read_peft(folder)
-    return _setup_for(adapter, base, seed, create_base(base))
+    try:
+        return create_base(base_name, tokenizer, **base_options)
+    except ConfigError as exc:
+        if not adapter.base_options:
+            raise
+        raise AdapterFileError(f"{adapter.folder.name}: task_type {adapter.task_type}: {exc}") from None
 
 
 def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_options: dict | None = None) -> Setup:
@@ -406,7 +508,8 @@ def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_
 
 
 def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDataset | None = None) -> Experiment:
-    """Load a PEFT adapter folder into a studio experiment and return it.
+    """Load a PEFT adapter folder into a studio experiment and return it; `experiment.notes` then holds what the
+    import left out or reads differently (the CLI prints each on stderr, the window shows them).
 
     `target` is an Experiment whose method already matches the adapter, or a Setup naming the
     base and seed (its method and options are replaced by the adapter's; `dataset` is then needed).
@@ -415,15 +518,22 @@ def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDat
     if isinstance(target, Setup):
         if dataset is None:
             raise ConfigError("import PEFT format: a dataset is needed to build the experiment")
-        from ..bases import create_base, uses_dataset_vocabulary
+        from ..bases import uses_dataset_vocabulary
 
         tokenizer = dataset.make_tokenizer() if uses_dataset_vocabulary(target.base) else None
-        base = create_base(target.base, tokenizer, **target.base_options)
-        experiment = Experiment(_setup_for(adapter, target.base, target.seed, base, target.base_options), dataset)
+        base_options = _base_options(adapter, target.base, target.base_options)
+        base = _create(adapter, target.base, tokenizer, base_options)
+        experiment = Experiment(_setup_for(adapter, target.base, target.seed, base, base_options), dataset)
     else:
         experiment = target
         _bert_base(experiment, "import")
+        for key, value in adapter.base_options.items():
+            if getattr(experiment.base.cfg, key, None) != value:
+                raise AdapterFileError(f"{adapter.folder.name}: task_type {adapter.task_type} classifies with "
+                                       f"{key} {value!r}; the model uses {getattr(experiment.base.cfg, key, None)!r} "
+                                       f"(build it with base option {key}={value}: peft_setup gives it)")
     _load_into(experiment, adapter)
+    experiment.notes = list(adapter.notes)
     return experiment
 
 
@@ -434,11 +544,14 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
     base = experiment.base
     params = dict(base.named_parameters())
     trainable_method = {n for n, p in params.items() if p.requires_grad}
+    for key in list(params):  # a base bias under a wrapping layer answers to the base's own name too
+        params.setdefault(key.replace(".base_layer.", "."), params[key])
     missing = [n for n in adapter.tensors if n not in params]
     if missing:
         raise AdapterFileError(f"{name}: the model has no {missing[0]} (build it with the adapter's targets: "
                                f"peft_setup gives them)")
-    extra = sorted(trainable_method - set(adapter.tensors))
+    given = {id(params[n]) for n in adapter.tensors}
+    extra = sorted(n for n in trainable_method if id(params[n]) not in given)
     if extra:
         raise AdapterFileError(f"{name}: the model trains {extra[0]}, which the adapter does not have")
     experiment.method.peft_check_model(base, adapter.options, name)
@@ -449,10 +562,12 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
                                    f"{tuple(params[key].shape)}")
     head = experiment.model.head
     if adapter.head is not None:
+        if head is None:
+            raise AdapterFileError(f"{name}: the adapter has a classification head; the model predicts next tokens")
         if tuple(adapter.head["weight"].shape) != tuple(head.weight.shape):
-            raise AdapterFileError(f"{name}/{HEAD_FILE}: a head for {adapter.head['weight'].shape[0]} labels of "
+            raise AdapterFileError(f"{name}: a head for {adapter.head['weight'].shape[0]} labels of "
                                    f"width {adapter.head['weight'].shape[1]}; the model needs "
-                                   f"{tuple(head.weight.shape)}")
+                                   f"{tuple(head.weight.shape)} ({experiment.dataset.num_labels} labels)")
         labels = list(experiment.dataset.label_names)
         if adapter.head_labels is not None and adapter.head_labels != labels:
             raise AdapterFileError(f"{name}/{HEAD_FILE}: trained for the labels {_show(adapter.head_labels)}, the "

@@ -162,6 +162,15 @@ class Method:
 
         raise AdapterFileError(f"{where}: method {self.name!r} cannot import PEFT adapters")
 
+    def peft_claims_any(self) -> bool:
+        """Whether some adapter of its peft_type imports as this method (QLoRA takes LoRA's: it claims none)."""
+        return True
+
+    def peft_import_notes(self, peft_config: dict[str, Any], where: str) -> list[str]:
+        """What importing an adapter with these settings does differently from how it was made (said to the user,
+        never silent), e.g. an initialisation that only chose starting values."""
+        return []
+
     def peft_accepts(self, method_name: str) -> bool:
         """Whether an adapter translated for `method_name` loads into a model using this method."""
         return method_name == self.name

@@ -8,7 +8,7 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
 from ..model.quant import NF4Linear
 from ..model.studio_model import StudioModel
-from .lora import LoraConfig, LoraLinear, LoraMethod
+from .lora import LoraConfig, LoraMethod
 from .method import MethodCard, code_line
 
 
@@ -32,18 +32,25 @@ class QLoraMethod(LoraMethod):
         formula="h = dequant(W0_nf4) x + (alpha / r) B A x",
     )
 
+    residual_inits = ()  # PEFT's PiSSA refuses a 4-bit weight and its OLoRA re-quantizes the residual: not reproduced
+
     def attach(self, model: StudioModel, config: QLoraConfig) -> None:
-        targets = {s.module_path for s in self.selected_sites(config, model.base)}
+        self.train_biases(model, config)
+        targets = {e.site.module_path: e for e in self.site_ranks(config, model.base)}
         for site in model.base.sites():
             if site.kind != LINEAR or not site.available_for(self.name):
                 continue
             quantized = NF4Linear(model.base.get_submodule(site.module_path))
-            if site.module_path in targets:
-                quantized = LoraLinear(quantized, config.r, config.alpha, config.dropout)
-            model.swap(site.module_path, quantized)
+            entry = targets.pop(site.module_path, None)
+            model.swap(site.module_path, quantized if entry is None else self.make_layer(quantized, entry, config))
+        for path, entry in targets.items():  # embedding tables stay in full precision (bitsandbytes quantizes Linears)
+            model.swap(path, self.make_layer(model.base.get_submodule(path), entry, config))
 
     def peft_claims(self, peft_config: dict) -> bool:
         return False  # a PEFT LoRA adapter imports as LoRA; a QLoRA model still takes it (peft_accepts)
+
+    def peft_claims_any(self) -> bool:
+        return False
 
     def peft_accepts(self, method_name: str) -> bool:
         return method_name in ("lora", self.name)
