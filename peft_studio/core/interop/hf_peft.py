@@ -289,6 +289,8 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> t
         name = re.sub(r"\.(lora_A|lora_B)\.default\.weight$", r".\1.weight", name)  # a raw state_dict's names
         name = re.sub(r"\.default$", "", name)  # ia3_l.default, vera_lambda_b.default, ...
         name = name.replace(".modules_to_save.default.", ".")  # a raw state_dict's head copy
+        if name.startswith("base_model.") and name.split(".")[1] in HEAD_MODULES:  # prompt learning's head key
+            name = name.removeprefix("base_model.")
         top, _, leaf = name.partition(".")
         if top in HEAD_MODULES and leaf in ("weight", "bias"):
             head[leaf] = tensor
@@ -330,6 +332,9 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     if task_type not in TASK_TYPES:
         raise AdapterFileError(f"{where}: task_type {task_type!r} is not supported on a BERT-style encoder "
                                "(supported: FEATURE_EXTRACTION, SEQ_CLS)")
+    if task_type in method.peft_unsupported_tasks:
+        raise AdapterFileError(f"{where}: task_type {task_type} with {peft_type}: "
+                               f"{method.peft_unsupported_tasks[task_type]}")
     weights = folder / ADAPTER_WEIGHTS
     if not os.path.lexists(weights):
         hint = " (adapter_model.bin is pickle: save with safe_serialization=True)" \

@@ -69,6 +69,8 @@ class Method:
     peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
+    # task types whose adapters of this type PEFT itself cannot run on the base: task_type -> why (refused)
+    peft_unsupported_tasks: dict[str, str] = {}
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:

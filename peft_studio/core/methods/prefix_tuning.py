@@ -96,6 +96,9 @@ class PrefixTuningMethod(Method):
     site_kinds = (KV_PREFIX,)
     claims_kinds = (KV_PREFIX,)
     peft_type = "PREFIX_TUNING"
+    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run prefix tuning on BertForSequenceClassification "
+                                         "(transformers' BERT classifier takes no past_key_values), so there are no "
+                                         "predictions to reproduce"}
     peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
                           "encoder_hidden_size": ((int, type(None)), "a whole number")}
     glyph = "KV"
