@@ -529,6 +529,7 @@ class TinyDecoderBase(DecoderBase):
     Two K/V heads for four query heads (grouped-query attention), tied embeddings, rotary positions."""
 
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
+    option_ranges = {"n_layers": (1, 48)}  # a deeper stack for measurements (the memory tests draw 2-4 layers)
 
     def __init__(self, tokenizer: Tokenizer, d_model: int = 32, n_heads: int = 4, n_kv_heads: int = 2,
                  n_layers: int = 2, d_ff: int = 64) -> None:

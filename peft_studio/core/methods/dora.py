@@ -37,9 +37,11 @@ class DoraLinear(LoraLinear):
             self.lora_magnitude_vector = nn.Parameter(self.weight_norm())
 
     def weight_norm(self) -> torch.Tensor:
-        """||W0 + s B A|| per output row, detached: DoRA section 4.3, as PEFT."""
-        weight = self.weight_out_in() + self.scaling * (self.lora_B @ self.lora_A)
-        return torch.linalg.norm(weight, dim=1).detach()
+        """||W0 + s B A|| per output row, detached: DoRA section 4.3, as PEFT (computed without a graph, so autograd
+        keeps nothing of the [out, in] matrix)."""
+        with torch.no_grad():
+            weight = self.weight_out_in() + self.scaling * (self.lora_B @ self.lora_A)
+            return torch.linalg.norm(weight, dim=1)
 
     def update(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         scale = (self.lora_magnitude_vector / self.weight_norm()).view(1, -1)

@@ -68,7 +68,22 @@ class NF4Linear(nn.Module):
             self.weight_absmax.numel() * self.weight_absmax.element_size()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.dequantized_weight(), self.bias)
+        out = _DequantizedMatmul.apply(x, self)
+        return out if self.bias is None else out + self.bias
+
+
+class _DequantizedMatmul(torch.autograd.Function):
+    """x W^T with W dequantized for the product and again for the backward, as bitsandbytes' MatMul4Bit: autograd
+    keeps the 4-bit codes (a buffer), never the dequantized [out, in] weight."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, module: NF4Linear) -> torch.Tensor:  # noqa: ANN001 - autograd's ctx
+        ctx.module = module
+        return F.linear(x, module.dequantized_weight())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        return grad @ ctx.module.dequantized_weight().to(grad.dtype), None
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, nf4 block {BLOCK_SIZE}"
