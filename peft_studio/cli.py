@@ -124,27 +124,34 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_memory_arguments(parser: argparse.ArgumentParser) -> None:
-    from .core.memory.at_scale import DEVICES_GB, OPTIMIZERS, WEIGHT_DTYPES
+    from .core.memory.at_scale import ATTENTIONS, DEVICES_GB, OPTIMIZERS, WEIGHT_DTYPES
 
     memory = parser.add_argument_group("memory at scale (core/memory/at_scale.py)")
     memory.add_argument("--memory", action="store_true", help="print the training memory ledger and the fit line")
-    memory.add_argument("--weights", choices=WEIGHT_DTYPES, default="bf16", help="frozen weights' dtype")
+    memory.add_argument("--weights", choices=WEIGHT_DTYPES, default=None,
+                        help="frozen weights' storage (default: as the method builds the base: nf4 under QLoRA, "
+                             "else bf16)")
     memory.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw")
     memory.add_argument("--batch", type=bounded_int(1, 1_000_000), default=1)
     memory.add_argument("--seq-len", type=bounded_int(1, 10_000_000), default=512)
     memory.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
+    memory.add_argument("--attention", choices=ATTENTIONS, default="sdpa",
+                        help="transformers' attn_implementation the activations assume (default sdpa, as "
+                             "transformers trains; eager keeps the L x L softmax; flash: flash-attention 2)")
     memory.add_argument("--device-gb", type=int, choices=DEVICES_GB, default=24)
 
 
 def _memory(args: argparse.Namespace, experiment: Any, census: Any) -> tuple[Any, Any] | None:
     """The ledger when --memory or any memory flag was typed (a bad combination is a ConfigError)."""
-    flags = {"--memory", "--weights", "--optimizer", "--batch", "--seq-len", "--checkpointing", "--device-gb"}
+    flags = {"--memory", "--weights", "--optimizer", "--batch", "--seq-len", "--checkpointing", "--device-gb",
+             "--attention"}
     if not flags & getattr(args, "given", set()):
         return None
-    from .core.memory.at_scale import ledger, plan_for
+    from .core.memory.at_scale import frozen_storage, ledger, plan_for
 
-    plan = plan_for(experiment.shape_change(), weights=args.weights, optimizer=args.optimizer, batch=args.batch,
-                    seq_len=args.seq_len, checkpointing=args.checkpointing)
+    weights = args.weights or frozen_storage(census, "bf16")  # one answer with compare and the Memory dock
+    plan = plan_for(experiment.shape_change(), weights=weights, optimizer=args.optimizer, batch=args.batch,
+                    seq_len=args.seq_len, checkpointing=args.checkpointing, attention=args.attention)
     return plan, ledger(census, experiment.base, plan)
 
 
