@@ -16,7 +16,6 @@ from peft_studio.core.interop.hf_peft import (
     export_peft,
     import_peft,
     peft_setup,
-    read_peft,
 )
 from peft_studio.core.model.experiment import Experiment, Setup
 

@@ -20,8 +20,17 @@ from torch.nn import functional as F
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
 from ..errors import ConfigError
-from .lora import LoraConfig, LoraLinear, LoraMethod, SiteRank, lora_check_model, lora_peft_export, lora_peft_translate
-from .method import MethodCard, code_line
+from .lora import (
+    BIASES,
+    LoraConfig,
+    LoraLinear,
+    LoraMethod,
+    SiteRank,
+    lora_check_model,
+    lora_peft_export,
+    lora_peft_translate,
+)
+from .method import Method, MethodCard, code_line
 
 
 class DoraLinear(LoraLinear):
@@ -73,6 +82,9 @@ class DoraMethod(LoraMethod):
     claims_kinds = ()  # a click on a Linear means LoRA unless DoRA is already chosen
     residual_inits = ()  # PiSSA / OLoRA with DoRA: not reproduced (refused by name)
     targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
+    example_space = {**Method.example_space, "r": (1, 4), "alpha": (8.0, 16.0), "bias": BIASES,
+                     "use_rslora": (False, True), "rank_pattern": (None, '{"v_proj|v|value": 2}')}
+    peft_space = {"r": (2, 4), "lora_alpha": (8,), "use_dora": (True,), "bias": BIASES, "use_rslora": (False, True)}
     peft_type = "LORA"  # with use_dora=True
     glyph = "D"
     colour = "#6c3483"

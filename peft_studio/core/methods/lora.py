@@ -28,7 +28,7 @@ from .config import MethodConfig, option
 from .lora_layers import INITS, RESIDUAL_INITS, LoraEmbedding, LoraLinear, lora_scaling
 from .lora_patterns import parse_pattern, pattern_text, pattern_value
 from .mergeable import WeightUpdate
-from .method import MethodCard, TargetedMethod, code_line
+from .method import Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
 BIASES = ("none", "all", "lora_only")  # PEFT's LoraConfig.bias
@@ -97,6 +97,12 @@ class LoraMethod(TargetedMethod):
     config_cls = LoraConfig
     site_kinds = (LINEAR, EMBEDDING)
     claims_kinds = (LINEAR, EMBEDDING)
+    example_space = {**Method.example_space, "r": (1, 4, 8), "alpha": (1.0, 8.0, 16.0), "bias": BIASES,
+                     "use_rslora": (False, True), "init_lora_weights": INITS,
+                     "rank_pattern": (None, '{"v_proj|v|value": 2}'), "alpha_pattern": (None, "q_proj|q|query=4")}
+    peft_space = {"r": (2, 4), "lora_alpha": (8, 16), "bias": BIASES, "use_rslora": (False, True),
+                  "init_lora_weights": (True, False, "gaussian", "pissa", "olora"),
+                  "rank_pattern": ({}, {"value|v_proj": 3}), "alpha_pattern": ({}, {"query|q_proj": 4})}
     peft_type = "LORA"
     glyph = "BA"
     colour = "#f07f16"
