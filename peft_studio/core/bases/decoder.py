@@ -42,10 +42,6 @@ from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 LLAMA, GPT2 = "llama", "gpt2"
 SLOT_NAMES = ("prompt", "kv_prefix", "attn_adapter", "mlp_adapter", "act_scale")  # studio-only modules
 
-QLORA_CONV1D = ("GPT-2 stores these weights as Conv1D ([in, out]); the studio's 4-bit path quantizes nn.Linear "
-                "weights only (LoRA here trains the same parameters; the census's nf4 column shows the 4-bit "
-                "bytes)")
-
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -339,14 +335,19 @@ class DecoderBase(FrozenBase):
     title = "Causal decoder"
     norm_placement = "pre"
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
+    # PEFT's default mappings (peft/utils/constants.py): IA3 scales down_proj's input (a feed-forward module), which
+    # is the studio's ffn-act site, and feedforward_modules defaults to down_proj when targets are named too.
     method_option_defaults: Mapping[str, Mapping[str, Any]] = {
         "lora": {"targets": "q_proj,v_proj"}, "qlora": {"targets": "q_proj,v_proj"},
-        "ia3": {"targets": "k_proj,v_proj,ffn-act"}, "adapter": {"placement": "after-ffn"}}
-    # PEFT's default target mappings for GPT-2: LoRA c_attn; IA3 c_attn + mlp.c_proj (as a feed-forward module,
-    # i.e. its input, which is the studio's ffn-act site).
+        "ia3": {"targets": "k_proj,v_proj,ffn-act", "feedforward": "down_proj"}, "adapter": {"placement": "after-ffn"}}
+    # GPT-2: LoRA c_attn; IA3 c_attn + mlp.c_proj (as a feed-forward module, i.e. its input: the ffn-act site).
     gpt2_option_defaults: Mapping[str, Mapping[str, Any]] = {
         "lora": {"targets": "c_attn"}, "qlora": {"targets": "c_attn"},
-        "ia3": {"targets": "c_attn,ffn-act"}, "adapter": {"placement": "after-ffn"}}
+        "ia3": {"targets": "c_attn,ffn-act", "feedforward": "mlp.c_proj"}, "adapter": {"placement": "after-ffn"}}
+    # model types whose PEFT defaults differ from their family's
+    model_type_defaults: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+        "qwen2": {"ia3": {"targets": "q_proj,v_proj,ffn-act", "feedforward": "down_proj"},
+                  "ln-tuning": {"targets": "post_attention_layernorm"}}}
 
     def __init__(self, cfg: DecoderConfig, tokenizer: Tokenizer, name: str = "decoder", title: str = "",
                  summary: str = "") -> None:
@@ -357,6 +358,8 @@ class DecoderBase(FrozenBase):
         self.summary = summary
         self.hidden_size = cfg.hidden_size
         self.num_layers = cfg.num_layers
+        if cfg.style == GPT2:  # learned positions: a soft prompt takes some (rotary positions have no table)
+            self.position_limit = cfg.max_positions
         if cfg.style == LLAMA:
             self.model = LlamaModel(cfg)
             embeddings = self.model.embed_tokens
@@ -385,7 +388,8 @@ class DecoderBase(FrozenBase):
 
     # ---- description -----------------------------------------------------------------------
     def method_defaults(self) -> Mapping[str, Mapping[str, Any]]:
-        return self.method_option_defaults if self.cfg.style == LLAMA else self.gpt2_option_defaults
+        family = self.method_option_defaults if self.cfg.style == LLAMA else self.gpt2_option_defaults
+        return {**family, **self.model_type_defaults.get(self.cfg.model_type, {})}
 
     def hf_module(self, module_path: str) -> str | None:
         """transformers' name: the module's own path, except for the studio's weightless slots."""
@@ -425,7 +429,6 @@ class DecoderBase(FrozenBase):
         d, f = cfg.hidden_size, cfg.intermediate_size
         stack = "model" if cfg.style == LLAMA else "transformer"
         attn = "self_attn" if cfg.style == LLAMA else "attn"
-        no_qlora = {"qlora": QLORA_CONV1D} if cfg.style == GPT2 else {}
         sites = [Site("prompt", PROMPT, "input", f"{stack}.prompt", None, d, d,
                       "soft prompt before the token embeddings (positions 0..n-1)")]
         for i in range(cfg.num_layers):
@@ -439,7 +442,7 @@ class DecoderBase(FrozenBase):
                                       f"layer {i} MLP activation (the down projection's input)"))
                 label = LABELS.get(inner, LABELS.get(short, short))
                 sites.append(Site(f"{at}.{inner}", LINEAR, short, f"{at}.{inner}", i, fan_in, fan_out,
-                                  f"layer {i} {label}", dict(no_qlora)))
+                                  f"layer {i} {label}"))
                 if inner in ("self_attn.o_proj", "attn.c_proj"):
                     sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
                                       f"layer {i} after attention, before the residual add"))

@@ -44,6 +44,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..files import safe_io
 from ..files.adapter_file import write_atomically
 from ..methods import METHODS, Method, get_method
+from ..methods.config import MAX_SOFT_TOKENS
 from ..methods.module_patterns import MAX_NAME_CHARS, ModuleSelector
 from ..methods.peft_format import KEY_PREFIX
 from ..methods.targets import targets_for_sites
@@ -57,7 +58,7 @@ README_FILE = "README.md"
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
 MAX_RANK = 4096
-MAX_VIRTUAL_TOKENS = 64  # the studio's soft-token range (prompt and prefix)
+MAX_VIRTUAL_TOKENS = MAX_SOFT_TOKENS  # a sanity bound; the base's positions and the memory check decide
 # adapter_config.json fields the studio reads: name -> (allowed JSON types, what to say). Other fields
 # (PEFT adds some in every release) are ignored; a field listed here of another type is refused, so
 # "false" never means true.
