@@ -137,14 +137,11 @@ def _readme(experiment: Experiment) -> str:
     lines = [f"# {experiment.method.title} adapter exported by PEFT Studio", "",
              f"Base: {experiment.setup.base} ({_base_name_or_path(base) or 'a local BERT folder'}); "
              f"labels: {', '.join(experiment.dataset.label_names)}; pooling: {base.cfg.pooling}.", "",
-             "```python",
-             "from peft import PeftModel",
-             "from transformers import BertModel",
-             "peft_model = PeftModel.from_pretrained(BertModel.from_pretrained(checkpoint), folder).eval()",
-             "```", ""]
+             "```python", *_loading_lines(experiment), "```", ""]
     if not any(line.startswith("```python") for line in notes):
-        pooled = "pooled = hidden[:, 0]" if base.cfg.pooling == "cls" else \
-            "pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)"
+        pooled = {"cls": "pooled = hidden[:, 0]",
+                  "pooler": "pooled = peft_model(input_ids=ids, attention_mask=mask).pooler_output  # BERT's pooler",
+                  "mean": "pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)"}[base.cfg.pooling]
         notes = [*notes, "The studio's logits from PEFT's outputs (`ids`, `mask` from the checkpoint's tokenizer):",
                  "", "```python",
                  "hidden = peft_model(input_ids=ids, attention_mask=mask).last_hidden_state  # (batch, L, d)",
@@ -153,6 +150,19 @@ def _readme(experiment: Experiment) -> str:
                  "logits = pooled @ head['weight'].T + head['bias']", "```"]
     settings = ", ".join(f"{k} = {v}" for k, v in experiment.config.to_dict().items())
     return "\n".join([*lines, *notes, "", f"Studio settings: method {experiment.setup.method}, {settings}.", ""])
+
+
+def _loading_lines(experiment: Experiment) -> list[str]:
+    """The lines that load the base and the adapter in PEFT: a 4-bit base when the method quantized it (QLoRA),
+    with the bitsandbytes settings the studio's NF4 uses, since PEFT on a full-precision base computes else."""
+    load = "peft_model = PeftModel.from_pretrained(BertModel.from_pretrained(checkpoint), folder).eval()"
+    if not experiment.method.quantizes_base:
+        return ["from peft import PeftModel", "from transformers import BertModel", load]
+    return ["import torch", "from peft import PeftModel", "from transformers import BertModel, BitsAndBytesConfig",
+            "# the studio's QLoRA base: every Linear in NF4, blocks of 64, no double quantization, fp32 compute",
+            'four_bit = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", '
+            "bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype=torch.float32)",
+            load.replace("from_pretrained(checkpoint)", "from_pretrained(checkpoint, quantization_config=four_bit)")]
 
 
 def check_peft_export(experiment: Experiment, folder: str | Path | None = None) -> None:

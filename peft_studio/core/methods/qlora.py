@@ -12,6 +12,14 @@ from .lora import LoraConfig, LoraMethod
 from .method import MethodCard, code_line
 
 
+# PEFT's hidden states on a 4-bit BertModel (bitsandbytes NF4, as the exported README loads it) against the
+# studio's, max abs over MiniLM's real tokens, measured by tests/core/test_qlora_export.py (which holds both): with
+# bitsandbytes' fp32 compute path (GPU; CPU in training), and with its CPU inference kernel for AVX512-BF16
+# processors, which computes in bf16 (measured 0.015 on MiniLM with LoRA on q and v).
+FOUR_BIT_AGREEMENT = 1e-4
+FOUR_BIT_BF16_CPU = 0.05
+
+
 @dataclass
 class QLoraConfig(LoraConfig):
     pass
@@ -57,6 +65,13 @@ class QLoraMethod(LoraMethod):
 
     def peft_accepts(self, method_name: str) -> bool:
         return method_name in ("lora", self.name)
+
+    def peft_notes(self, config: QLoraConfig, base: FrozenBase) -> list[str]:
+        return [f"The base must be loaded in 4 bits as above: PEFT's hidden states then equal the studio's within "
+                f"{FOUR_BIT_AGREEMENT:g} where bitsandbytes computes in fp32 (a GPU; a CPU while training), and "
+                f"within {FOUR_BIT_BF16_CPU:g} under its CPU inference kernel for AVX512-BF16 processors, which "
+                "computes in bf16 (measured on MiniLM). On a full-precision base they differ by the quantization "
+                "error of every Linear (order 1).", ""]
 
     def code(self, config: QLoraConfig) -> str:
         return f"{code_line(NF4Linear.forward, 'dequantized_weight')}  # then: {super().code(config)}"
