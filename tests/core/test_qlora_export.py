@@ -69,27 +69,34 @@ def test_a_qlora_export_loads_on_a_4_bit_base_with_the_studios_outputs(tmp_path,
     assert float((unquantized - ours)[mask].abs().max()) > 2 * FOUR_BIT_BF16_CPU  # why the README loads 4 bits
 
 
-def test_gpt2_conv1d_weights_are_quantized_as_transformers_and_bitsandbytes_do():
+def test_gpt2_conv1d_weights_are_quantized_as_transformers_and_bitsandbytes_do(tmp_path):
+    """A tiny random GPT-2 saved and loaded back in 4 bits by transformers: its c_attn / c_proj / c_fc are
+    Linear4bit whose dequantized weights equal the studio's NF4 of the same Conv1D, and so do their outputs."""
     import bitsandbytes as bnb
-    from transformers.pytorch_utils import Conv1D
 
     from peft_studio.core.bases.decoder import Conv1D as StudioConv1D
     from peft_studio.core.model.quant import NF4Linear
 
     torch.manual_seed(0)
-    theirs = Conv1D(48, 32)  # transformers' GPT-2 layer: weight [in, out]
-    ours = StudioConv1D(32, 48)
-    with torch.no_grad():
-        ours.weight.copy_(theirs.weight)
-        ours.bias.copy_(theirs.bias)
-    linear4bit = bnb.nn.Linear4bit(32, 48, quant_type="nf4", compute_dtype=torch.float32)
-    linear4bit.weight = bnb.nn.Params4bit(theirs.weight.detach().T.contiguous(), requires_grad=False,
-                                          quant_type="nf4", blocksize=64)._quantize("cpu")  # as the HF quantizer
-    linear4bit.bias = torch.nn.Parameter(theirs.bias.detach().clone(), requires_grad=False)
-    linear4bit.support_avx512bf16_for_cpu = False  # bitsandbytes' fp32 path (see the test above)
-    quantized = NF4Linear(ours)
-    state = linear4bit.weight.quant_state
-    assert torch.equal(quantized.dequantized_weight(), bnb.functional.dequantize_4bit(linear4bit.weight.data, state))
-    x = torch.randn(3, 5, 32)
-    with torch.no_grad():
-        assert torch.allclose(quantized(x), linear4bit(x), atol=1e-5)
+    config = transformers.GPT2Config(n_embd=64, n_layer=1, n_head=4, n_positions=32, vocab_size=50)
+    transformers.GPT2Model(config).save_pretrained(str(tmp_path / "gpt2"))
+    full = transformers.GPT2Model.from_pretrained(str(tmp_path / "gpt2")).eval()
+    four_bit = transformers.GPT2Model.from_pretrained(str(tmp_path / "gpt2"), device_map="cpu",
+                                                      quantization_config=transformers.BitsAndBytesConfig(
+                                                          load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                          bnb_4bit_compute_dtype=torch.float32)).eval()
+    x = torch.randn(3, 5, 64)
+    for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc"):
+        conv = full.h[0].get_submodule(name)
+        ours = StudioConv1D(*conv.weight.shape)
+        with torch.no_grad():
+            ours.weight.copy_(conv.weight)
+            ours.bias.copy_(conv.bias)
+        theirs = four_bit.h[0].get_submodule(name)
+        assert isinstance(theirs, bnb.nn.Linear4bit)
+        theirs.support_avx512bf16_for_cpu = False  # bitsandbytes' fp32 path (see the test above)
+        quantized = NF4Linear(ours)
+        weight = bnb.functional.dequantize_4bit(theirs.weight.data, theirs.weight.quant_state)
+        assert torch.equal(quantized.dequantized_weight(), weight), name
+        with torch.no_grad():
+            assert torch.allclose(quantized(x), theirs(x), atol=1e-5), name
