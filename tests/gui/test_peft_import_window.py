@@ -76,3 +76,15 @@ def test_a_refused_folder_is_a_dialog_and_changes_nothing(window, errors, tmp_pa
     _menu_action(window, "Import PEFT adapter…").trigger()
     assert errors and errors[0][0] == "Cannot import this PEFT adapter" and "a head for" in errors[0][1]
     assert controller.setup == before and window.files.import_notes_box is None
+
+
+def test_per_module_ranks_are_drawn_on_the_chosen_points(window):
+    """rank_pattern: each chosen LoRA point shows its own rank; without a pattern, the method's glyph."""
+    controller = window.controller
+    assert controller.set_method("lora", {"targets": "q,v", "r": 8, "rank_pattern": "v=2,layers.1.attn.q=4"})
+    items = window.scene.site_items
+    assert items["layers.0.attn.q"].glyph == "r8" and items["layers.1.attn.q"].glyph == "r4"
+    assert items["layers.0.attn.v"].glyph == items["layers.1.attn.v"].glyph == "r2"
+    assert items["layers.0.attn.k"].glyph == "BA"  # not chosen: a click would add LoRA there
+    assert controller.set_option("rank_pattern", None)
+    assert window.scene.site_items["layers.0.attn.q"].glyph == "BA"

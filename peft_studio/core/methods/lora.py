@@ -172,6 +172,12 @@ class LoraMethod(TargetedMethod):
         return sum(e.r * (e.site.in_features + e.site.out_features) for e in self.site_ranks(config, base)) + \
             self.bias_count(config, base)
 
+    def site_glyph(self, config: LoraConfig, base: FrozenBase, site: Site) -> str:
+        """With per-module ranks (rank_pattern), each chosen point shows its own rank: r4, r16, ..."""
+        if not config.rank_pattern:
+            return self.glyph
+        return f"r{site_ranks([site], config, base)[0].r}"
+
     def formula_text(self, config: LoraConfig, base: FrozenBase) -> str:
         entries = self.site_ranks(config, base)
         ranks = sorted({e.r for e in entries})

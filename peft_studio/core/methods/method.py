@@ -135,6 +135,10 @@ class Method:
         """Trainable parameters this method adds or unfreezes, in closed form (head excluded)."""
         return 0
 
+    def site_glyph(self, config: MethodConfig, base: FrozenBase, site: Site) -> str:
+        """What a chosen insertion point of this method shows (its glyph; LoRA shows per-module ranks)."""
+        return self.glyph
+
     def formula_text(self, config: MethodConfig, base: FrozenBase) -> str:
         """The count formula with this config's numbers, e.g. '2 layers x 2 x (8 x 32) = 1,024'."""
         return f"{self.parameter_count(config, base):,}"
