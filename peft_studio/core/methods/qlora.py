@@ -11,7 +11,6 @@ from ..model.studio_model import StudioModel
 from .lora import LoraConfig, LoraMethod
 from .method import MethodCard, code_line
 
-
 # PEFT's hidden states on a 4-bit BertModel (bitsandbytes NF4, as the exported README loads it) against the
 # studio's, max abs over MiniLM's real tokens, measured by tests/core/test_qlora_export.py (which holds both): with
 # bitsandbytes' fp32 compute path (GPU; CPU in training), and with its CPU inference kernel for AVX512-BF16
