@@ -14,8 +14,10 @@ The classification head is not part of a feature-extraction adapter: it goes bes
 head.safetensors (`weight` [labels, d], `bias` [labels]; label names, pooling and the studio setup
 in its metadata), with a README.md holding the lines that give the studio's logits from PEFT's
 outputs: logits = head(pool(hidden states)), with the pooling the base uses (mean over real tokens
-for all-MiniLM-L6-v2, the [CLS] vector for a plain BERT folder; BERT's own pooler Linear + tanh is
-not used; prompt tuning says which positions it pools). Import reads the head file when it is there.
+for all-MiniLM-L6-v2, the [CLS] vector for a plain BERT folder, BERT's pooler output with the base option
+pooling=pooler; prompt tuning says which positions it pools). Import reads the head file when it is there, or a
+SEQ_CLS adapter's saved classifier (BertForSequenceClassification's, on the pooler). What an import leaves out or
+reads differently is kept as notes, which the CLI and the window show; what it cannot reproduce is refused.
 Nothing here executes code from the files (safetensors + JSON only), and peft is not needed.
 Every file goes through `safe_io` (regular files only, sizes, dtypes, finite values), every field of
 adapter_config.json the studio reads is type- and range-checked (`_check_config`), and a regex
