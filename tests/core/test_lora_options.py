@@ -68,7 +68,7 @@ def lora_settings(draw):
                  "rank_pattern": draw(st.dictionaries(st.sampled_from(PATTERN_KEYS), st.integers(1, 6), max_size=2)),
                  "alpha_pattern": draw(st.dictionaries(st.sampled_from(PATTERN_KEYS), st.sampled_from([2, 12.5]),
                                                        max_size=2))}
-    if draw(st.booleans()):
+    if isinstance(targets, list) and draw(st.booleans()):  # PEFT takes no layers with a str target_modules
         settings_["layers_to_transform"] = sorted(draw(st.sets(st.integers(0, 5), min_size=1, max_size=3)))
     return settings_
 

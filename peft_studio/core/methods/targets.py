@@ -33,8 +33,9 @@ def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targe
     candidates = [s for s in base.sites() if s.kind in kinds]
     allowed = sorted({s.name for s in candidates if s.available_for(method)})
     chosen: list[Site] = []
-    for target in names:
-        matched = [s for s in candidates if _matches(target, s, base)]
+    by_id = {s.id: s for s in candidates}
+    for target in names:  # a site id means that one site (the pooler's id is also its Hugging Face name)
+        matched = [by_id[target]] if target in by_id else [s for s in candidates if _matches(target, s, base)]
         if not matched:
             raise ConfigError(f"targets: unknown site {target!r} for {method} on {base.name} "
                               f"(allowed: {', '.join(allowed)})")
