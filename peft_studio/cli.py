@@ -160,45 +160,45 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a lesson's name (`peft-studio lessons`): its base, method, options, dataset, seed "
                              "and training settings; --steps, --lr, --batch-size and --optimizer still override, "
                              "and --data FILE names its data file (one outside the setup's folder must be named)")
-    parser.add_argument("--import-peft", metavar="FOLDER", help=import_peft_help())
+    from .core.interop.hf_peft import accepted_formats
 
-
-def import_peft_help() -> str:
-    """Every PEFT adapter type some registered method imports (the registry decides, as hf_peft.py does)."""
-    from .core.methods.method import Method
-
-    types = list(dict.fromkeys(m.peft_type for m in METHODS.values()
-                               if m.peft_type and type(m).peft_translate is not Method.peft_translate))
-    return ("start from a Hugging Face PEFT adapter folder (adapter_config.json + adapter_model.safetensors, and the "
-            "head.safetensors --export-peft writes) made for a BERT-style base such as minilm; peft_type "
-            f"{', '.join(types)} (LORA with use_dora imports as DoRA); its method and settings replace --method and "
-            "the method flags")
+    parser.add_argument("--import-peft", metavar="FOLDER",
+                        help="start from a Hugging Face PEFT adapter folder: its method and settings replace --method "
+                             f"and the method flags. Accepted: {accepted_formats()}. What an import leaves out is "
+                             "said on stderr (note: ...)")
 
 
 def _add_memory_arguments(parser: argparse.ArgumentParser) -> None:
-    from .core.memory.at_scale import DEVICES_GB, OPTIMIZERS, WEIGHT_DTYPES
+    from .core.memory.at_scale import ATTENTIONS, DEVICES_GB, OPTIMIZERS, WEIGHT_DTYPES
 
     memory = parser.add_argument_group("memory at scale (core/memory/at_scale.py)")
     memory.add_argument("--memory", action="store_true", help="print the training memory ledger and the fit line")
-    memory.add_argument("--weights", choices=WEIGHT_DTYPES, default="bf16", help="frozen weights' dtype")
+    memory.add_argument("--weights", choices=WEIGHT_DTYPES, default=None,
+                        help="frozen weights' storage (default: as the method builds the base: nf4 under QLoRA, "
+                             "else bf16)")
     memory.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw",
                         help="the optimizer whose state is counted")
     memory.add_argument("--batch", type=bounded_int(1, 1_000_000), default=1, help="sequences per step")
     memory.add_argument("--seq-len", type=bounded_int(1, 10_000_000), default=512, help="tokens per sequence")
     memory.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
+    memory.add_argument("--attention", choices=ATTENTIONS, default="sdpa",
+                        help="transformers' attn_implementation the activations assume (default sdpa, as "
+                             "transformers trains; eager keeps the L x L softmax; flash: flash-attention 2)")
     memory.add_argument("--device-gb", type=int, choices=DEVICES_GB, default=24,
                         help="the accelerator's memory for the fit line, in GB")
 
 
 def _memory(args: argparse.Namespace, experiment: Any, census: Any) -> tuple[Any, Any] | None:
     """The ledger when --memory or any memory flag was typed (a bad combination is a ConfigError)."""
-    flags = {"--memory", "--weights", "--optimizer", "--batch", "--seq-len", "--checkpointing", "--device-gb"}
+    flags = {"--memory", "--weights", "--optimizer", "--batch", "--seq-len", "--checkpointing", "--device-gb",
+             "--attention"}
     if not flags & getattr(args, "given", set()):
         return None
-    from .core.memory.at_scale import ledger, plan_for
+    from .core.memory.at_scale import frozen_storage, ledger, plan_for
 
-    plan = plan_for(experiment.shape_change(), weights=args.weights, optimizer=args.optimizer, batch=args.batch,
-                    seq_len=args.seq_len, checkpointing=args.checkpointing)
+    weights = args.weights or frozen_storage(census, "bf16")  # one answer with compare and the Memory dock
+    plan = plan_for(experiment.shape_change(), weights=weights, optimizer=args.optimizer, batch=args.batch,
+                    seq_len=args.seq_len, checkpointing=args.checkpointing, attention=args.attention)
     return plan, ledger(census, experiment.base, plan)
 
 
@@ -546,6 +546,8 @@ def _experiment(args: argparse.Namespace):
         from .core.interop.hf_peft import import_peft
 
         experiment = import_peft(Setup(args.base, seed=args.seed), args.import_peft, dataset)
+        for note in experiment.notes:  # never silent: every tensor left out, every setting read differently
+            print(f"note: {note}", file=sys.stderr)
     else:
         experiment = Experiment(Setup(args.base, args.method, options, args.seed), dataset)
     experiment.to(args.device)

@@ -47,6 +47,28 @@ def test_memory_text_for_llama_3_70b_qlora_says_what_core_computes(capsys):
     assert f"{book.total:,} B" in out
 
 
+@pytest.mark.parametrize("base", ["tiny-decoder", "llama-3-8b"])
+def test_qloras_frozen_base_is_counted_one_way_in_inspect_compare_and_the_dock(capsys, base):
+    """The base as QLoRA builds it (NF4 Linears, the rest in 16 bits) unless --weights says otherwise."""
+    from peft_studio.core.memory.at_scale import MemoryPlan, frozen_storage
+    from peft_studio.core.runs.placement_compare import compare_placements
+
+    code, out, err = run(capsys, "inspect", "--base", base, "--method", "qlora", "--json", "--memory",
+                         "--seq-len", "512")
+    assert code == 0, err
+    memory = json.loads(out)["memory"]
+    experiment = Experiment(Setup(base, "qlora", {}), load_builtin("intents"))
+    census = experiment.census()
+    as_built = frozen_storage(census, "bf16")  # what the Memory dock's "as built" shows
+    assert as_built == memory["plan"]["weights"] == "nf4" and "(nf4)" in memory["lines"][0]["what"]
+    _, book = _core(base, "qlora", {}, weights=as_built, seq_len=512)
+    assert memory["total_bytes"] == book.total
+    row, = compare_placements(base, load_builtin("intents"), ["qlora"], MemoryPlan(seq_len=512))
+    assert row.weights == "nf4" and row.memory_bytes == book.total  # compare's column
+    code, out, _ = run(capsys, "inspect", "--base", base, "--method", "qlora", "--json", "--weights", "bf16")
+    assert json.loads(out)["memory"]["plan"]["weights"] == "bf16"  # said otherwise
+
+
 def test_without_memory_flags_inspect_json_has_no_memory_key(capsys):
     code, out, _ = run(capsys, "inspect", "--base", "tiny-decoder", "--json")
     assert code == 0 and "memory" not in json.loads(out)

@@ -48,7 +48,7 @@ def hf_model(name: str):
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if raw["model_type"] == "bert":
-            return transformers.BertModel(config, add_pooling_layer=False)
+            return transformers.BertModel(config)  # with its pooler, as the studio's bert-base
         return transformers.AutoModelForCausalLM.from_config(config)
 
 

@@ -164,8 +164,9 @@ def test_ln_tuning_counts_and_outputs_equal_peft(minilm, hf_bert, data):
                                                          "layers": ",".join(map(str, layers))})
     try:
         # PEFT's LNTuningConfig has no layers_to_transform: name the modules in full (a list entry matches a name
-        # equal to it or ending with "." + it). The studio's layers choose among layer norms and keep the others.
-        names = [f"encoder.layer.{i}.{n}" for i in layers for n in NORMS[:2]] + ["embeddings.LayerNorm"]
+        # equal to it or ending with "." + it). The studio's layers mean what layers_to_transform means elsewhere
+        # in PEFT: given layers, a norm outside the layer stack (the embeddings' LayerNorm) is not chosen.
+        names = [f"encoder.layer.{i}.{n}" for i in layers for n in NORMS[:2]]
         chosen = [n for n in names if any(n == t or n.endswith("." + t) for t in targets)]
         wrapped = _peft(hf_bert, peft.LNTuningConfig(target_modules=chosen))
         count = method.parameter_count(config, minilm)

@@ -173,7 +173,7 @@ def test_duplicate_keys_and_strings_for_booleans_are_refused(tmp_path):
     ({"base_options": {"d_model": 10**9}}, "d_model must be in"),
     ({"base_options": {"max_positions": 16}}, "64 tokens do not fit base 'tiny''s 16 positions"),
     ({"base_options": {"hidden_dim": 8}}, "unknown option 'hidden_dim'"),
-    ({"base": "minilm", "base_options": {"d_model": 8}}, "takes no options"),
+    ({"base": "minilm", "base_options": {"d_model": 8}}, "unknown option .d_model. for base .minilm.; known: pooling"),
     ({"training": {"weight_decay": -1}}, "weight decay must be"),
     ({"training": {"steps": 10**12}}, "steps must be in"),
     ({"seed": -1}, r"seed must be in \[0, "),

@@ -121,4 +121,12 @@ def test_combination_mistakes_are_clear(lora_set):
         add_weighted_adapter(lora_set, ["x1", "x2"], [1], "x")
     with pytest.raises(ConfigError, match="combination must be"):
         add_weighted_adapter(lora_set, ["x1", "x2"], [1, 1], "x", "svd")
+    dataset = load_builtin("seed-intents")
+    for name, options, said in [("p", {"r": 4, "targets": "q", "init_lora_weights": "pissa"}, "its residual base"),
+                                ("b", {"r": 4, "targets": "q", "bias": "all"}, "bias 'all'"),
+                                ("e", {"r": 4, "targets": "q,word"}, "an embedding target"),
+                                ("k", {"r": 4, "targets": "q", "rank_pattern": "q=2"}, "rank_pattern")]:
+        lora_set.add(name, "lora", options, dataset, seed=4)
+        with pytest.raises(ConfigError, match=f"combine: {name} has .*{said}"):
+            add_weighted_adapter(lora_set, ["x1", name], [1, 1], "x", "cat")
     assert "x" not in lora_set

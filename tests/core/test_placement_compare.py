@@ -34,8 +34,10 @@ def test_each_row_equals_that_methods_own_experiment_on_the_meta_device():
         expected = ledger(census, experiment.base, replace(plan, weights=row.weights, extra_tokens=change.input_tokens,
                                                            extra_keys=change.key_tokens))
         assert row.memory_bytes == expected.total
-    assert any(r.skipped for r in rows)  # QLoRA cannot quantize GPT-2's Conv1D: the reason is kept
     by = {r.method: r for r in rows if not r.skipped}
+    assert by["qlora"].weights == "nf4"  # GPT-2's Conv1D weights in 4 bits, as transformers + bitsandbytes
+    bitfit, = compare_placements("llama-3-8b", dataset, methods=["bitfit"], plan=plan)
+    assert "no such tensors" in bitfit.skipped  # a refused method keeps its reason (Llama has no biases)
     assert by["full"].memory_bytes > by["lora"].memory_bytes  # what PEFT saves: gradients and optimizer state
 
 

@@ -255,7 +255,7 @@ def _resave(folder, change):
     (lambda f: _edit_config(f, hidden_act="weird"), "hidden_act 'weird' is not supported"),
     (lambda f: _edit_config(f, position_embedding_type="relative_key"), "position_embedding_type"),
     (lambda f: _edit_config(f, hidden_size=48), "embeddings.word_embeddings.weight has shape (79, 64), "
-                                                "config.json implies (79, 48) (and 34 more tensors)"),
+                                                "config.json implies (79, 48) (and 36 more tensors)"),
     (lambda f: _edit_config(f, num_hidden_layers=3), "missing 16 tensor(s): encoder.layer.2.attention.self.query"),
     (lambda f: _edit_config(f, num_hidden_layers=1), "unexpected tensor encoder.layer.1."),
     (lambda f: _edit_config(f, num_attention_heads=5), "not divisible by num_attention_heads 5"),

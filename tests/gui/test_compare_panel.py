@@ -72,7 +72,7 @@ def test_an_architecture_is_placed_not_trained_and_a_row_shows_its_method(qtbot,
     from peft_studio.core.methods import METHODS
     from peft_studio.core.model.experiment import Setup
 
-    controller = Controller(Setup("gpt2", "lora", {}, 0), load_builtin("intents"))
+    controller = Controller(Setup("llama-3-8b", "lora", {}, 0), load_builtin("intents"))  # bitfit: no biases
     panel = ComparePanel(controller, RunStore(tmp_path))
     qtbot.addWidget(panel)
     chosen = []
@@ -81,14 +81,14 @@ def test_an_architecture_is_placed_not_trained_and_a_row_shows_its_method(qtbot,
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
     assert panel.tabs.currentWidget() is panel.placement and panel.board.runs() == []
     assert [r.method for r in panel.placement.rows] == list(METHODS)
-    assert "methods placed on gpt2" in panel.status.text()
+    assert "methods placed on llama-3-8b" in panel.status.text()
     ia3 = [r.method for r in panel.placement.rows].index("ia3")
     row = panel.placement.rows[ia3]
     assert panel.placement.item(ia3, 2).text() == f"{row.trainable:,}"
     panel.placement.itemDoubleClicked.emit(panel.placement.item(ia3, 0))
     assert chosen == ["ia3"]
     skipped = [i for i, r in enumerate(panel.placement.rows) if r.skipped]
-    assert skipped  # QLoRA cannot quantize GPT-2's Conv1D: its row says why and cannot be chosen
+    assert skipped  # BitFit on Llama (no biases): its row says why and cannot be chosen
     first = panel.placement.item(skipped[0], 0)
     assert "not on this base" in first.text() and panel.placement.rows[skipped[0]].skipped in html.unescape(
         first.toolTip())  # shown as plain text (gui/plain.py)

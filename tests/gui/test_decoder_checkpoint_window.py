@@ -89,7 +89,21 @@ def test_try_it_generates_streamed_beside_the_base_and_holds_play(window, qtbot,
     assert len(shown) == 5 and all("%" in label for label in shown)  # the last step's top-5 with probabilities
 
 
-def test_generation_stops_when_asked(window, qtbot, errors, tmp_path):
+def test_generation_stops_when_asked(window, qtbot, errors, tmp_path, monkeypatch):
+    import threading
+
+    from peft_studio.gui.panels import generation as panel
+
+    # The stream waits after its fourth token until Stop is clicked: a fast machine cannot finish all 400 first.
+    clicked, unmade = threading.Event(), panel.side_by_side
+
+    def gated(*args):
+        for count, item in enumerate(unmade(*args)):
+            yield item
+            if count >= 3:
+                clicked.wait(30)
+
+    monkeypatch.setattr(panel, "side_by_side", gated)
     folder = str(write_checkpoint(tmp_path / "gpt2", "gpt2", n_positions=512, std=0.3))
     _open(window, qtbot, folder)
     generation = window.inference.generation
@@ -98,5 +112,6 @@ def test_generation_stops_when_asked(window, qtbot, errors, tmp_path):
     generation.generate_button.click()
     qtbot.waitUntil(lambda: len(generation._ids["adapted"]) > 2, timeout=30_000)
     generation.stop_button.click()
+    clicked.set()
     qtbot.waitUntil(lambda: not generation.running, timeout=30_000)
     assert len(generation._ids["adapted"]) < 400 and not generation._ids["base"] and not errors

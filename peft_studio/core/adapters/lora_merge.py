@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..methods.lora import LoraLinear
+from ..methods.lora import LoraEmbedding, LoraLinear
+from ..methods.lora_layers import RESIDUAL_INITS
 from ..methods.mergeable import mergeable_layers, weight_updates
 from ..model.experiment import Experiment
 from .adapter_set import AdapterSet, SetAdapter
@@ -126,6 +127,17 @@ def add_weighted_adapter(adapters: AdapterSet, sources: Sequence[str], weights: 
     not_lora = [m.name for m in members if m.setup.method != "lora"]
     if not_lora:
         raise ConfigError(f"combine: {', '.join(not_lora)} is not a LoRA adapter")
+    for member in members:  # what a weighted sum of B A cannot carry: refused by name, never dropped
+        config = member.config
+        plain = (("rank_pattern", None), ("alpha_pattern", None), ("bias", "none"))
+        unsupported = [f"{name} {getattr(config, name)!r}" for name, value in plain if getattr(config, name) != value]
+        if config.init_lora_weights in RESIDUAL_INITS:
+            unsupported.append(f"init_lora_weights {config.init_lora_weights!r} (its residual base is its own)")
+        if any(isinstance(module, LoraEmbedding) for _, _, module in member.swaps):
+            unsupported.append("an embedding target")
+        if unsupported:
+            raise ConfigError(f"combine: {member.name} has {', '.join(unsupported)}; only LoRA matrices on Linears "
+                              "with one rank and trained biases none can be combined")
     if any(layer.merged for m in members for layer in _lora_modules(m).values()):
         raise ConfigError("combine: unmerge the LoRA adapters first")
     combination_type = "linear" if len(members) == 1 else combination_type  # as PEFT

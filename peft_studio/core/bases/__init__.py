@@ -34,13 +34,19 @@ class BaseEntry:
 
 def _load_pretrained(name: str) -> Callable[..., FrozenBase]:
     def build(tokenizer: Tokenizer | None = None, **options: Any) -> FrozenBase:
-        if options:
-            raise ConfigError(f"base {name!r} takes no base options (got {', '.join(options)})")
         from .pretrained import load_pretrained  # torch-only loader; imported on demand
 
-        return load_pretrained(name)
+        return load_pretrained(name, **_pretrained_options(name, options))
 
     return build
+
+
+def _pretrained_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's one base option, `pooling` (mean, cls or BERT's pooler); anything else is refused."""
+    unknown = sorted(set(options) - {"pooling"})
+    if unknown:
+        raise ConfigError(f"base {name!r} takes only the base option pooling (got {', '.join(unknown)})")
+    return options
 
 
 def _pretrained_class() -> type[FrozenBase]:
@@ -56,16 +62,21 @@ def _folder_class(folder: Path) -> type[FrozenBase]:
     return DecoderCheckpointBase if is_decoder_folder(folder) else _pretrained_class()
 
 
-def load_folder(name: str, progress: Any = None, cancelled: Any = None) -> FrozenBase:
+def load_folder(name: str, progress: Any = None, cancelled: Any = None,
+                options: dict[str, Any] | None = None) -> FrozenBase:
     """A checkpoint folder as a base: a decoder (Llama, Mistral, Qwen2, GPT-2; `progress(fraction, text)` and
-    `cancelled()` follow the weights as they are read) or a BERT-style encoder."""
+    `cancelled()` follow the weights as they are read; no base options) or a BERT-style encoder (its one
+    option, pooling)."""
     from .decoder_checkpoint import is_decoder_folder, load_decoder
 
+    options = options or {}
     if is_decoder_folder(Path(name).expanduser()):
+        if options:
+            raise ConfigError(f"a decoder checkpoint folder takes no base options (got {', '.join(options)})")
         return load_decoder(name, progress, cancelled)
     from .pretrained import load_pretrained
 
-    return load_pretrained(name)
+    return load_pretrained(name, **_pretrained_options(name, options))
 
 
 BASES: dict[str, BaseEntry] = {}
@@ -147,9 +158,7 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
     if architectures.is_config_spec(name):
         return architectures.load_config_base(name, **options)
     if Path(name).expanduser().is_dir():
-        if options:
-            raise ConfigError(f"a checkpoint folder takes no base options (got {', '.join(options)})")
-        return load_folder(name)
+        return load_folder(name, options=options)
     if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
     raise ConfigError(f"unknown base {name!r} (choose from {', '.join(base_names())}, or a checkpoint folder)")

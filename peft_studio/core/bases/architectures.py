@@ -52,7 +52,8 @@ def build_from_config(raw: Mapping[str, Any], where: str, name: str, title: str 
     if model_type == "bert":
         from .pretrained import _encoder_config
 
-        cfg = _encoder_config(dict(raw), Path(where.removesuffix("/config.json")))
+        # BertModel(config) has BERT's pooler (add_pooling_layer defaults to True): PEFT's `dense` reaches it too
+        cfg = _encoder_config(dict(raw), Path(where.removesuffix("/config.json")), pooler=True)
         with torch.device("meta"):
             base: FrozenBase = Encoder(cfg, HashTokenizer(cfg.vocab_size, min(128, cfg.max_positions)))
         base.name, base.title = name, f"{title or name} (BERT encoder)"

@@ -42,10 +42,6 @@ from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 LLAMA, GPT2 = "llama", "gpt2"  # two rows of the family table (also the layouts every row follows)
 SLOT_NAMES = ("prompt", "kv_prefix", "attn_adapter", "mlp_adapter", "act_scale")  # studio-only modules
 
-QLORA_CONV1D = ("GPT-2 stores these weights as Conv1D ([in, out]); the studio's 4-bit path quantizes nn.Linear "
-                "weights only (LoRA here trains the same parameters; the census's nf4 column shows the 4-bit "
-                "bytes)")
-
 __all__ = ["GPT2", "LLAMA", "Conv1D", "DecoderBase", "DecoderConfig", "HashTokenizer", "KVCache", "RMSNorm",
            "TinyDecoderBase", "causal_attention"]
 
@@ -460,7 +456,6 @@ class DecoderBase(FrozenBase):
     def sites(self) -> list[Site]:
         cfg, fam = self.cfg, self.fam
         d, f = cfg.hidden_size, cfg.intermediate_size
-        no_qlora = {"qlora": QLORA_CONV1D} if fam.conv1d else {}
         sites = [Site("prompt", PROMPT, "input", f"{fam.stack}.prompt", None, d, d,
                       "soft prompt before the token embeddings (positions 0..n-1)")]
         for i in range(cfg.num_layers):
@@ -474,7 +469,7 @@ class DecoderBase(FrozenBase):
                                       f"layer {i} MLP activation (the down projection's input)"))
                 label = LABELS.get(inner, LABELS.get(short, short))
                 sites.append(Site(f"{at}.{inner}", LINEAR, short, f"{at}.{inner}", i, fan_in, fan_out,
-                                  f"layer {i} {label}", dict(no_qlora)))
+                                  f"layer {i} {label}"))
                 sites.append(Site(f"{at}.{inner}.input", LINEAR_INPUT, f"{short}-in", f"{at}.{inner}", i, fan_in,
                                   fan_in, f"input of the layer {i} {label}"))  # IA3 on a PEFT feed-forward module
                 if inner == fam.output_projection:
@@ -570,6 +565,7 @@ class TinyDecoderBase(DecoderBase):
     writes the softmax out ("eager"): the memory ledger is checked byte for byte against its saved tensors."""
 
     train_defaults = TrainDefaults(steps=300, lr=1e-2)
+    option_ranges = {"n_layers": (1, 48)}  # a deeper stack for measurements (the memory tests draw 2-4 layers)
 
     def __init__(self, tokenizer: Tokenizer, d_model: int = 32, n_heads: int = 4, n_kv_heads: int = 2,
                  n_layers: int = 2, d_ff: int = 64) -> None:

@@ -141,8 +141,13 @@ LLAMA_INERT = ("pretraining_tp",  # transformers 5 does not read it (4.x sliced 
                "max_window_layers", "use_sliding_window", "sliding_window", "layer_types",  # per family below
                "attention_dropout", "attention_bias", "mlp_bias", "original_max_position_embeddings")
 # the studio keeps Llama's defaults where PEFT's differ (the Qwen2/IA3 defaults are issue 19's to follow)
+# PEFT's default mappings (peft/utils/constants.py): IA3 scales down_proj's input (a feed-forward module: the
+# studio's ffn-act site), and feedforward_modules defaults to down_proj when targets are named too.
 LLAMA_METHODS = {"lora": {"targets": "q_proj,v_proj"}, "qlora": {"targets": "q_proj,v_proj"},
-                 "ia3": {"targets": "k_proj,v_proj,ffn-act"}, "adapter": {"placement": "after-ffn"}}
+                 "ia3": {"targets": "k_proj,v_proj,ffn-act", "feedforward": "down_proj"},
+                 "adapter": {"placement": "after-ffn"}}
+QWEN2_METHODS = {**LLAMA_METHODS, "ia3": {"targets": "q_proj,v_proj,ffn-act", "feedforward": "down_proj"},
+                 "ln-tuning": {"targets": "post_attention_layernorm"}}  # Qwen2's own PEFT defaults
 REFUSED_EVERYWHERE = {"quantization_config": _true, "pruned_heads": _true, "add_cross_attention": _true,
                       "partial_rotary_factor": _not_one}
 
@@ -177,7 +182,7 @@ register_family(DecoderFamily(
               "use_sliding_window": False, "max_window_layers": 28},
     biases={"qkv": True, "o": False, "mlp": False},
     dropouts={"attention": ("attention_dropout", 0.0)}, inert=LLAMA_INERT, refused=REFUSED_EVERYWHERE,
-    causal_lm_class="Qwen2ForCausalLM", layer_class="Qwen2DecoderLayer", method_defaults=LLAMA_METHODS))
+    causal_lm_class="Qwen2ForCausalLM", layer_class="Qwen2DecoderLayer", method_defaults=QWEN2_METHODS))
 register_family(DecoderFamily(
     model_type="gpt2", title="GPT-2", style="gpt2", norm=LAYER_NORM, positions=LEARNED, fused_qkv=True, conv1d=True,
     gated_mlp=False, sliding=NO_WINDOW, stack="transformer", layer_list="h", token_embedding="wte",
@@ -199,7 +204,8 @@ register_family(DecoderFamily(
     refused=REFUSED_EVERYWHERE, causal_lm_class="GPT2LMHeadModel", layer_class="GPT2Block",
     legacy_buffers=("attn.bias", "attn.masked_bias"),
     method_defaults={"lora": {"targets": "c_attn"}, "qlora": {"targets": "c_attn"},
-                     "ia3": {"targets": "c_attn,ffn-act"}, "adapter": {"placement": "after-ffn"}}))
+                     "ia3": {"targets": "c_attn,ffn-act", "feedforward": "mlp.c_proj"},
+                     "adapter": {"placement": "after-ffn"}}))
 
 
 def family(model_type: str) -> DecoderFamily:

@@ -8,6 +8,7 @@ method defaults and pooling. Every place a PEFT method can attach is a Linear or
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,7 @@ from torch.nn import functional as F
 
 from . import hf_names
 from .frozen import FrozenBase, Tokenizer
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, EMBEDDING, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 
@@ -31,8 +32,9 @@ class EncoderConfig:
     type_vocab_size: int = 0  # 0: no token-type embeddings (tiny); 2 for BERT checkpoints
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"
-    pooling: str = "mean"  # "mean" (masked mean) or "cls"
+    pooling: str = "mean"  # "mean" (masked mean), "cls" (the first vector) or "pooler" (BERT's dense + tanh on it)
     norm_placement: str = "post"  # "post": x = LN(x + f(x)) as BERT; "pre": x = x + f(LN(x)), final LN
+    pooler: bool = False  # BERT's pooler (dense + tanh on the first vector), where a checkpoint has one
 
     @property
     def head_dim(self) -> int:
@@ -63,8 +65,8 @@ class Embeddings(nn.Module):
         offset = getattr(self.prompt, "position_offset", 0)  # PEFT-style prefix tuning: tokens start at n
         positions = torch.arange(offset, offset + x.shape[1], device=x.device)
         x = x + self.position(positions)[None]
-        if self.token_type is not None:
-            x = x + self.token_type.weight[0]  # single-segment input: token type 0 everywhere
+        if self.token_type is not None:  # single-segment input: token type 0 everywhere
+            x = x + self.token_type(torch.zeros(1, dtype=torch.long, device=x.device))
         return self.norm(x), mask
 
 
@@ -107,6 +109,17 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act_scale(self.act(self.up(x))))
+
+
+class Pooler(nn.Module):
+    """BERT's pooler: tanh(dense(first vector)), what BertForSequenceClassification classifies."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, first: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(first))
 
 
 class EncoderLayer(nn.Module):
@@ -166,10 +179,20 @@ class Encoder(FrozenBase):
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         if cfg.norm_placement == "pre":  # pre-LN stacks end with one more LayerNorm
             self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        if cfg.pooling == "pooler" and not cfg.pooler:
+            raise ValueError("pooling 'pooler' needs BERT's pooler (dense + tanh), which this model does not have")
+        if cfg.pooler:
+            self.pooler = Pooler(cfg)
         self.freeze()
 
     def hf_module(self, module_path: str) -> str | None:
         return hf_names.hf_module(module_path)
+
+    def target_presets(self) -> Mapping[str, tuple[str, ...]]:
+        """PEFT's all-linear (every Linear but a classifier: BERT's pooler too) and the attention / MLP groups."""
+        attention, mlp = ("q", "k", "v", "o"), ("up", "down")
+        everything = attention + mlp + (("pooler",) if self.cfg.pooler else ())
+        return {"attention": attention, "mlp": mlp, "all-linear": everything, "all linear": everything}
 
     def fit_positions(self, token_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cut texts to the positions a soft prompt (or a position-shifting prefix) of n vectors leaves
@@ -199,6 +222,8 @@ class Encoder(FrozenBase):
         pool_positions = getattr(self.embeddings.prompt, "pool_positions", None)
         if pool_positions is not None:  # a soft prompt may leave its own vectors out of the pooling
             hidden, mask = pool_positions(hidden, mask)
+        if self.cfg.pooling == "pooler":
+            return self.pooler(hidden[:, 0])
         if self.cfg.pooling == "cls":
             return hidden[:, 0]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -218,8 +243,14 @@ class Encoder(FrozenBase):
         def norm(path: str, short: str, i: int | None, label: str) -> Site:
             return Site(path, NORM, short, path, i, d, d, label)
 
-        sites = [Site("prompt", PROMPT, "input", "embeddings.prompt", None, d, d, "soft prompt before the embeddings"),
-                 norm("embeddings.norm", "emb-norm", None, "embedding LayerNorm")]
+        sites = [Site("prompt", PROMPT, "input", "embeddings.prompt", None, d, d, "soft prompt before the embeddings")]
+        tables = [("word", self.cfg.vocab_size, "token embeddings"), ("position", self.cfg.max_positions,
+                                                                      "position embeddings")]
+        if self.cfg.type_vocab_size:
+            tables.append(("token_type", self.cfg.type_vocab_size, "token type embeddings"))
+        sites.extend(Site(f"embeddings.{name}", EMBEDDING, name.replace("_", "-"), f"embeddings.{name}", None, rows, d,
+                          label) for name, rows, label in tables)  # in: rows of the table, out: its width (as PEFT)
+        sites.append(norm("embeddings.norm", "emb-norm", None, "embedding LayerNorm"))
         for i in range(self.cfg.n_layers):
             at = f"layers.{i}"
             sites.append(Site(f"{at}.attn.kv_prefix", KV_PREFIX, "kv", f"{at}.attn.kv_prefix", i, d, d,
@@ -238,6 +269,11 @@ class Encoder(FrozenBase):
             sites.append(norm(f"{at}.ffn_norm", "ffn-norm", i, f"layer {i} feed-forward LayerNorm"))
         if self.cfg.norm_placement == "pre":
             sites.append(norm("final_norm", "final-norm", None, "final LayerNorm"))
+        if self.cfg.pooler:  # a Linear as any other: PEFT's `dense` and all-linear reach it too
+            label = "pooler dense (tanh follows)"
+            sites += [Site("pooler.dense", LINEAR, "pooler", "pooler.dense", None, d, d, label),
+                      Site("pooler.dense.input", LINEAR_INPUT, "pooler-in", "pooler.dense", None, d, d,
+                           f"input of the {label}")]
         return sites
 
     def blocks(self) -> list[Block]:
@@ -268,8 +304,14 @@ class Encoder(FrozenBase):
             blocks.append(Block(at, f"layer {i}", "layer", at, i, self._layer_children(at, i, attn, ffn)))
         if cfg.norm_placement == "pre":
             blocks.append(Block("final_norm", f"LayerNorm {d}", "norm", "final_norm", note="final pre-LN norm"))
-        pool_note = "the first token's vector" if cfg.pooling == "cls" else "average of the non-pad token vectors"
-        blocks.append(Block("pool", f"{cfg.pooling} pool", "pool", note=pool_note))
+        pool_note = {"cls": "the first token's vector", "mean": "average of the non-pad token vectors",
+                     "pooler": "BERT's pooler: tanh(dense(first token's vector)), as BertForSequenceClassification"}
+        if cfg.pooler:
+            used = "classifies from it" if cfg.pooling == "pooler" else f"unused with {cfg.pooling} pooling"
+            blocks.append(Block("pooler", f"pooler dense {d}->{d} + tanh", "pooler", "pooler", children=(
+                Block("pooler.dense", f"dense {d}->{d}", "linear", "pooler.dense"),),
+                note=f"BERT's pooler on the first token's vector (the studio {used})"))
+        blocks.append(Block("pool", f"{cfg.pooling} pool", "pool", note=pool_note[cfg.pooling]))
         return blocks
 
     def _layer_children(self, at: str, i: int, attn: Block, ffn: Block) -> tuple[Block, ...]:

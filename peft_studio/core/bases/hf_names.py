@@ -6,6 +6,7 @@ names in adapter keys), so the two can never disagree.
     embeddings.word_embeddings            <-> embeddings.word
     encoder.layer.3.attention.self.query  <-> layers.3.attn.q
     encoder.layer.3.output.dense          <-> layers.3.ffn.down
+    pooler.dense                          <-> pooler.dense
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ LAYER = {  # studio name inside `layers.N.` -> Hugging Face name inside `encoder
     "ffn_norm": "output.LayerNorm",
 }
 
+TOP = {"pooler.dense": "pooler.dense"}  # BERT's pooler (BertForSequenceClassification classifies its output)
+
 _EMBEDDINGS_BACK = {hf: studio for studio, hf in EMBEDDINGS.items()}
 _LAYER_BACK = {hf: studio for studio, hf in LAYER.items()}
 _STUDIO_LAYER = re.compile(r"layers\.(\d+)\.(.+)")
@@ -38,6 +41,8 @@ _HF_LAYER = re.compile(r"encoder\.layer\.(\d+)\.(.+)")
 
 def hf_module(studio_path: str) -> str | None:
     """'layers.0.attn.q' -> 'encoder.layer.0.attention.self.query'; None when BERT has no such module."""
+    if studio_path in TOP:
+        return TOP[studio_path]
     if studio_path.startswith("embeddings."):
         hf = EMBEDDINGS.get(studio_path.removeprefix("embeddings."))
         return None if hf is None else f"embeddings.{hf}"
@@ -49,6 +54,8 @@ def hf_module(studio_path: str) -> str | None:
 
 def studio_module(hf_path: str) -> str | None:
     """'encoder.layer.0.attention.self.query' -> 'layers.0.attn.q'; None when the encoder has no such module."""
+    if hf_path in TOP.values():
+        return next(studio for studio, hf in TOP.items() if hf == hf_path)
     if hf_path.startswith("embeddings."):
         studio = _EMBEDDINGS_BACK.get(hf_path.removeprefix("embeddings."))
         return None if studio is None else f"embeddings.{studio}"

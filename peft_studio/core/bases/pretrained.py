@@ -15,6 +15,7 @@ and the method's random draws after the base are the same as with any other base
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BaseLoadError
+from ..errors import BaseLoadError, ConfigError
 from ..files.safe_io import all_finite, check_regular_file, read_json, read_json_object, read_text
 from . import config_limits
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
@@ -39,7 +40,9 @@ REQUIRED_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attent
 BERT_SIZE_KINDS = {"vocab_size": "vocab", "hidden_size": "width", "num_hidden_layers": "layers",
                    "num_attention_heads": "heads", "intermediate_size": "intermediate",
                    "max_position_embeddings": "positions", "type_vocab_size": "type_vocab"}
-HEAD_PREFIXES = ("pooler.", "cls.", "classifier.", "qa_outputs.", "lm_head.")  # task heads: not the encoder
+HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "lm_head.")  # task heads: not the encoder
+POOLER = ("pooler.dense.weight", "pooler.dense.bias")  # BERT's pooler: loaded as a base part where present
+POOLINGS = ("mean", "cls", "pooler")
 MAX_TOKENS = 128  # truncation length (fewer when the checkpoint has fewer positions)
 MAX_TOKENIZER_BYTES = 64 * 2**20  # tokenizer.json files are 0.5 to 35 MB
 WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -181,7 +184,7 @@ def _make_tokenizer(folder: Path, max_len: int, vocab_rows: int) -> PretrainedTo
 
 
 # ---- config and tensors ----------------------------------------------------------------------
-def _encoder_config(raw: dict[str, Any], folder: Path) -> EncoderConfig:
+def _encoder_config(raw: dict[str, Any], folder: Path, pooler: bool = False) -> EncoderConfig:
     where = f"{folder.name}/config.json"
     model_type = raw.get("model_type")
     if model_type is not None and model_type not in BERT_MODEL_TYPES:
@@ -212,7 +215,7 @@ def _encoder_config(raw: dict[str, Any], folder: Path) -> EncoderConfig:
                          n_layers=raw["num_hidden_layers"], d_ff=raw["intermediate_size"],
                          max_positions=raw.get("max_position_embeddings", 512),
                          type_vocab_size=raw.get("type_vocab_size", 2), layer_norm_eps=float(eps), hidden_act=act,
-                         pooling=_pooling(folder, raw["hidden_size"]))
+                         pooling=_pooling(folder, raw["hidden_size"]), pooler=pooler)
 
 
 def _pooling(folder: Path, width: int | None = None) -> str:
@@ -274,6 +277,11 @@ def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
         raise BaseLoadError(f"{folder.name}/model.safetensors: not a readable safetensors file ({exc})") from None
 
 
+def _has_pooler(raw: dict[str, torch.Tensor]) -> bool:
+    """Whether the checkpoint holds BERT's pooler (both tensors, with or without the `bert.` prefix)."""
+    return any(all(f"{prefix}{name}" in raw for name in POOLER) for prefix in ("", "bert."))
+
+
 def _expected_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         return {name: tuple(t.shape) for name, t in Encoder(cfg, None).state_dict().items()}
@@ -291,7 +299,8 @@ def _map_tensors(raw: dict[str, torch.Tensor], cfg: EncoderConfig, folder: Path)
     ignored: list[str] = []
     for key, tensor in raw.items():
         name = key.removeprefix(prefix)
-        if name.endswith("position_ids") or name.startswith(HEAD_PREFIXES) or not key.startswith(prefix):
+        head = name.startswith(HEAD_PREFIXES) or (name.startswith("pooler.") and not cfg.pooler)
+        if name.endswith("position_ids") or head or not key.startswith(prefix):
             ignored.append(key)
             continue
         studio = studio_parameter(name)
@@ -393,8 +402,9 @@ def _read_checkpoint_cached(folder_text: str, stamp: tuple) -> Checkpoint:
     if not (folder / "config.json").is_file():
         raise BaseLoadError(f"{folder.name}: no config.json (a BERT-style checkpoint folder needs config.json, "
                             "model.safetensors and tokenizer.json or vocab.txt)")
-    cfg = _encoder_config(_read_json(folder / "config.json", folder.name), folder)
-    tensors, notes = _map_tensors(_read_tensors(folder), cfg, folder)
+    raw = _read_tensors(folder)
+    cfg = _encoder_config(_read_json(folder / "config.json", folder.name), folder, _has_pooler(raw))
+    tensors, notes = _map_tensors(raw, cfg, folder)
     tokenizer = _make_tokenizer(folder, min(MAX_TOKENS, cfg.max_positions), cfg.vocab_size)
     for tensor in tensors.values():
         tensor.requires_grad_(False)
@@ -405,17 +415,30 @@ def _read_checkpoint_cached(folder_text: str, stamp: tuple) -> Checkpoint:
 
 # ---- the base --------------------------------------------------------------------------------
 class PretrainedBase(Encoder):
-    """The project's encoder holding a checkpoint's weights (a private copy per base)."""
+    """The project's encoder holding a checkpoint's weights (a private copy per base).
+
+    Base option `pooling`: the folder's own (mean for sentence-transformers models, else cls), or `pooler`,
+    BERT's dense + tanh on the first vector (what BertForSequenceClassification classifies; checkpoints with
+    a pooler only)."""
 
     train_defaults = TrainDefaults(steps=100, lr=5e-3, batch_size=32)  # gentler than the toy bases
     truncation_keeps_last_token = True  # [CLS] text [SEP]: a soft prompt's cut keeps the [SEP]
+    option_choices = {"pooling": POOLINGS}
+    nullable_options = frozenset({"pooling"})
 
-    def __init__(self, checkpoint: Checkpoint, name: str, title: str) -> None:
+    def __init__(self, checkpoint: Checkpoint, name: str, title: str, pooling: str | None = None) -> None:
+        cfg = checkpoint.cfg
+        if pooling is not None:
+            if pooling not in POOLINGS:
+                raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)} (got {pooling!r})")
+            if pooling == "pooler" and not cfg.pooler:
+                raise ConfigError(f"pooling 'pooler': {checkpoint.folder.name} has no BERT pooler "
+                                  "(pooler.dense in model.safetensors)")
+            cfg = dataclasses.replace(cfg, pooling=pooling)
         with torch.device("meta"):  # no random init: nothing drawn from the generator, nothing wasted
-            super().__init__(checkpoint.cfg, checkpoint.tokenizer)
+            super().__init__(cfg, checkpoint.tokenizer)
         self.load_state_dict({n: t.clone() for n, t in checkpoint.tensors.items()}, strict=True, assign=True)
         self.freeze()
-        cfg = checkpoint.cfg
         self.name = name
         self.title = (f"{title} (pretrained: {cfg.n_layers} layers, {cfg.d_model} wide, {cfg.n_heads} heads, "
                       f"{cfg.pooling} pooling)")
@@ -435,7 +458,7 @@ class PretrainedBase(Encoder):
         return super().fingerprint()
 
 
-def load_pretrained(spec: str) -> PretrainedBase:
-    """`minilm` or a BERT-style checkpoint folder, as a fresh frozen base."""
+def load_pretrained(spec: str, pooling: str | None = None) -> PretrainedBase:
+    """`minilm` or a BERT-style checkpoint folder, as a fresh frozen base (`pooling`: see PretrainedBase)."""
     folder, name, title = resolve(spec)
-    return PretrainedBase(read_checkpoint(folder), name, title)
+    return PretrainedBase(read_checkpoint(folder), name, title, pooling)

@@ -13,7 +13,8 @@ ACTIVATION = "activation"  # a hidden activation that can be scaled (IA3)
 LINEAR = "linear"  # a frozen Linear (LoRA, QLoRA, DoRA, VeRA, IA3 on its output)
 LINEAR_INPUT = "linear-input"  # the input of a frozen Linear (IA3 on a feed-forward module, as PEFT)
 NORM = "norm"  # a LayerNorm whose gamma and beta can train (LayerNorm tuning)
-SITE_KINDS = (PROMPT, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, LINEAR_INPUT, NORM)
+EMBEDDING = "embedding"  # a frozen embedding table (LoRA on an Embedding, as PEFT's lora.Embedding)
+SITE_KINDS = (PROMPT, EMBEDDING, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, LINEAR_INPUT, NORM)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ The classification head is not part of a feature-extraction adapter: it goes bes
 head.safetensors (`weight` [labels, d], `bias` [labels]; label names, pooling and the studio setup
 in its metadata), with a README.md holding the lines that give the studio's logits from PEFT's
 outputs: logits = head(pool(hidden states)), with the pooling the base uses (mean over real tokens
-for all-MiniLM-L6-v2, the [CLS] vector for a plain BERT folder; BERT's own pooler Linear + tanh is
-not used; prompt tuning says which positions it pools). Import reads the head file when it is there.
+for all-MiniLM-L6-v2, the [CLS] vector for a plain BERT folder, BERT's pooler output with the base option
+pooling=pooler; prompt tuning says which positions it pools). Import reads the head file when it is there, or a
+SEQ_CLS adapter's saved classifier (BertForSequenceClassification's, on the pooler). What an import leaves out or
+reads differently is kept as notes, which the CLI and the window show; what it cannot reproduce is refused.
 Nothing here executes code from the files (safetensors + JSON only), and peft is not needed.
 Every file goes through `safe_io` (regular files only, sizes, dtypes, finite values), every field of
 adapter_config.json the studio reads is type- and range-checked (`_check_config`), and a regex
@@ -38,6 +40,7 @@ from safetensors.torch import save_file
 
 from ..bases.decoder import DecoderBase
 from ..bases.encoder import Encoder
+from ..bases.pretrained import POOLINGS
 from ..bases.sites import LINEAR, PROMPT, Site, longest_prefix
 from ..data import TextDataset
 from ..errors import AdapterFileError, ConfigError, PeftStudioError
@@ -47,6 +50,7 @@ from ..files.adapter_metadata import check_labels
 from ..files.limits import float32_number
 from ..files.setup_file import check_options
 from ..methods import METHODS, Method, get_method
+from ..methods.config import MAX_SOFT_TOKENS
 from ..methods.module_patterns import MAX_LIST_ENTRIES, MAX_NAME_CHARS, ModuleSelector
 from ..methods.peft_format import KEY_PREFIX
 from ..methods.targets import targets_for_sites
@@ -61,7 +65,7 @@ README_MARK = "exported by PEFT Studio"  # in its first line: how an export know
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
 MAX_RANK = 4096
-MAX_VIRTUAL_TOKENS = 64  # the studio's soft-token range (prompt and prefix)
+MAX_VIRTUAL_TOKENS = MAX_SOFT_TOKENS  # a sanity bound; the base's positions and the memory check decide
 # adapter_config.json fields the studio reads: name -> (allowed JSON types, what to say). Other fields
 # (PEFT adds some in every release) are ignored; a field listed here of another type is refused, so
 # "false" never means true.
@@ -181,14 +185,11 @@ def _readme(experiment: Experiment) -> str:
     lines = [f"# {experiment.method.title} adapter {README_MARK}", "", *([f"**Note:** {note}.", ""] if note else []),
              f"Base: {experiment.setup.base} ({_base_name_or_path(base) or 'a local BERT folder'}); "
              f"labels: {', '.join(experiment.dataset.label_names)}; pooling: {base.cfg.pooling}.", "",
-             "```python",
-             "from peft import PeftModel",
-             "from transformers import BertModel",
-             "peft_model = PeftModel.from_pretrained(BertModel.from_pretrained(checkpoint), folder).eval()",
-             "```", ""]
+             "```python", *_loading_lines(experiment), "```", ""]
     if not any(line.startswith("```python") for line in notes):
-        pooled = "pooled = hidden[:, 0]" if base.cfg.pooling == "cls" else \
-            "pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)"
+        pooled = {"cls": "pooled = hidden[:, 0]",
+                  "pooler": "pooled = peft_model(input_ids=ids, attention_mask=mask).pooler_output  # BERT's pooler",
+                  "mean": "pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)"}[base.cfg.pooling]
         notes = [*notes, "The studio's logits from PEFT's outputs (`ids`, `mask` from the checkpoint's tokenizer):",
                  "", "```python",
                  "hidden = peft_model(input_ids=ids, attention_mask=mask).last_hidden_state  # (batch, L, d)",
@@ -206,6 +207,17 @@ def export_note(experiment: Experiment) -> str | None:
     return (f"base {experiment.setup.base!r} has no Hugging Face checkpoint (random weights over the dataset's own "
             "words), so PeftModel.from_pretrained has no model to load this folder onto; it loads back into PEFT "
             f"Studio only (--import-peft with --base {experiment.setup.base}, the same dataset and seed)")
+def _loading_lines(experiment: Experiment) -> list[str]:
+    """The lines that load the base and the adapter in PEFT: a 4-bit base when the method quantized it (QLoRA),
+    with the bitsandbytes settings the studio's NF4 uses, since PEFT on a full-precision base computes else."""
+    load = "peft_model = PeftModel.from_pretrained(BertModel.from_pretrained(checkpoint), folder).eval()"
+    if not experiment.method.quantizes_base:
+        return ["from peft import PeftModel", "from transformers import BertModel", load]
+    return ["import torch", "from peft import PeftModel", "from transformers import BertModel, BitsAndBytesConfig",
+            "# the studio's QLoRA base: every Linear in NF4, blocks of 64, no double quantization, fp32 compute",
+            'four_bit = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", '
+            "bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype=torch.float32)",
+            load.replace("from_pretrained(checkpoint)", "from_pretrained(checkpoint, quantization_config=four_bit)")]
 
 
 def check_peft_export(experiment: Experiment, folder: str | Path | None = None) -> None:
@@ -288,10 +300,12 @@ class PeftAdapter:
     tensors: dict[str, torch.Tensor]  # studio parameter name (inside the base) -> value
     head: dict[str, torch.Tensor] | None = None
     head_labels: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the import leaves out or reads differently: always said
     layers_to_transform: list[int] | None = None  # PEFT's layer filter: checked against the base (_check_layers)
     target_modules: Any = None  # PEFT's target_modules as written: what PEFT would wrap (_check_targets)
     head_pooling: str | None = None  # the pooling the head was trained on (head.safetensors metadata)
+    task_type: str | None = None
+    base_options: dict[str, Any] = field(default_factory=dict)  # e.g. SEQ_CLS: BERT's pooler pooling
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -371,10 +385,27 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         ModuleSelector(config.get(name), name, where, AdapterFileError)  # refuses bad lists and unsafe regexes
 
 
-def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> dict[str, torch.Tensor]:
+HEAD_MODULES = ("classifier", "score")  # PEFT's SEQ_CLS modules_to_save (transformers' classification heads)
+
+
+def accepted_formats() -> str:
+    """What --import-peft reads, from the registry: every peft_type with the methods it becomes, and the task types."""
+    by_type: dict[str, list[str]] = {}
+    for method in METHODS.values():
+        if method.peft_type is not None and method.peft_claims_any():
+            by_type.setdefault(method.peft_type, []).append(method.title)
+    types = "; ".join(f"{peft_type} ({', '.join(titles)})" for peft_type, titles in by_type.items())
+    return (f"{types}; task_type FEATURE_EXTRACTION (a head.safetensors beside it is the head) or SEQ_CLS (its "
+            "classifier is the head, on BERT's pooler); safetensors weights only")
+
+
+def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> tuple[dict[str, torch.Tensor],
+                                                                                    dict[str, torch.Tensor]]:
     """Strip PEFT's prefixes and adapter names: 'base_model.model.bert.encoder...lora_A.default.weight' ->
-    'encoder...lora_A.weight'. Saved modules_to_save copies (e.g. a classifier) are left out, with a note."""
+    'encoder...lora_A.weight'. Returns (adapter tensors, saved classification head tensors by leaf); what is
+    neither (e.g. a masked-LM head) is left out with a note."""
     out: dict[str, torch.Tensor] = {}
+    head: dict[str, torch.Tensor] = {}
     skipped: set[str] = set()
     for key, tensor in raw.items():
         if len(key) > MAX_NAME_CHARS + 40:  # the longest BERT adapter key is about 80 characters
@@ -383,16 +414,21 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> d
         name = key.removeprefix(KEY_PREFIX).removeprefix("bert.")
         name = re.sub(r"\.(lora_A|lora_B)\.default\.weight$", r".\1.weight", name)  # a raw state_dict's names
         name = re.sub(r"\.default$", "", name)  # ia3_l.default, vera_lambda_b.default, ...
-        if name.startswith("base_model.score."):  # prompt learning keeps a saved module beside the prompt
+        name = name.replace(".modules_to_save.default.", ".")  # a raw state_dict's head copy
+        if name.startswith("base_model.") and name.split(".")[1] in HEAD_MODULES:  # prompt learning's head key
             name = name.removeprefix("base_model.")
-        if ".modules_to_save." in name or name.startswith(("classifier.", "pooler.", "cls.", "score.")):
-            skipped.add(name.split(".")[0])
+        top, _, leaf = name.partition(".")
+        if top in HEAD_MODULES and leaf in ("weight", "bias"):
+            head[name] = tensor  # classifier.weight (BERT) or score.weight (a decoder)
+            continue
+        if ".original_module." in name or name.startswith(("cls.", "pooler.")):
+            skipped.add(name.split(".original_module.")[0] if ".original_module." in name else top)
             continue
         out[name] = tensor
     if skipped:
-        notes.append(f"{where}: left out {', '.join(sorted(skipped))} (not part of the encoder adapter; the studio "
-                     f"head comes from {HEAD_FILE} when present)")
-    return out
+        notes.append(f"{where}: left out {', '.join(sorted(skipped))} (not part of the encoder or its "
+                     "classifier)")
+    return out, head
 
 
 def _method_for(peft_type: Any, config: dict[str, Any], where: str) -> Method:
@@ -408,6 +444,10 @@ def _method_for(peft_type: Any, config: dict[str, Any], where: str) -> Method:
     return claimed[0]
 
 
+# BertModel's hidden states; *ForSequenceClassification; a decoder's *ForCausalLM (checked against the base on import)
+TASK_TYPES = (None, "FEATURE_EXTRACTION", "SEQ_CLS", "CAUSAL_LM")
+
+
 def read_peft(folder: str | Path) -> PeftAdapter:
     """Read and check a PEFT adapter folder; tensors come back under the studio's names."""
     folder = Path(folder).expanduser()
@@ -415,6 +455,13 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     where = f"{folder.name}/{ADAPTER_CONFIG}"
     peft_type = config.get("peft_type")
     method = _method_for(peft_type, config, where)
+    task_type = config.get("task_type")
+    if task_type not in TASK_TYPES:
+        raise AdapterFileError(f"{where}: task_type {str(task_type)[:40]!r} is not supported (supported: "
+                               f"{', '.join(t for t in TASK_TYPES if t)})")
+    if task_type in method.peft_unsupported_tasks:
+        raise AdapterFileError(f"{where}: task_type {task_type} with {peft_type}: "
+                               f"{method.peft_unsupported_tasks[task_type]}")
     weights = folder / ADAPTER_WEIGHTS
     if not os.path.lexists(weights):
         hint = " (adapter_model.bin is pickle: save with safe_serialization=True)" \
@@ -422,51 +469,87 @@ def read_peft(folder: str | Path) -> PeftAdapter:
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_WEIGHTS}{hint}")
     notes: list[str] = []
     raw, metadata = _load_safetensors(weights)
-    score = _decoder_score(raw, metadata, f"{folder.name}/{ADAPTER_WEIGHTS}")
-    tensors = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
-    if score is not None:  # a decoder's classifier (PEFT's SEQ_CLS `score`): read, not left out
-        notes = [note for note in notes if "left out score" not in note]
+    tensors, head = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
     if not tensors:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
+    saved_modules = _modules_to_save(config, where)
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
-                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes,
+                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes, task_type=task_type,
                           layers_to_transform=_layer_list(config.get("layers_to_transform")),
                           target_modules=config.get("target_modules"))
-    if score is not None:
-        adapter.head, adapter.head_labels = score
+    adapter.notes.extend(method.peft_import_notes(config, where))
+    if task_type == "SEQ_CLS":
+        _classifier_head(adapter, head, saved_modules, metadata, f"{folder.name}/{ADAPTER_WEIGHTS}")
+    elif head:
+        adapter.notes.append(f"{folder.name}/{ADAPTER_WEIGHTS}: left out the saved classifier (task_type "
+                             f"{task_type or 'none'}: PEFT loads such an adapter into a model without one)")
     if os.path.lexists(folder / HEAD_FILE):
-        adapter.head, adapter.head_labels = _read_head(folder)
+        if adapter.head is not None:
+            adapter.notes.append(f"{folder.name}/{HEAD_FILE}: not used: the adapter's own classifier is the head")
+        else:
+            adapter.head, adapter.head_labels = _read_head(folder)
         _merge_studio_options(adapter, folder)
         adapter.head_pooling = _head_pooling(folder)
+    elif adapter.head is None and task_type != "CAUSAL_LM":
+        adapter.notes.append(f"{folder.name}: no classification head ({HEAD_FILE} or a SEQ_CLS classifier): the "
+                             "studio's head starts untrained")
     return adapter
 
 
 def _head_pooling(folder: Path) -> str | None:
     _, metadata = _load_safetensors(folder / HEAD_FILE)
     pooling = metadata.get("pooling")
-    if pooling is not None and pooling not in ("mean", "cls"):
-        raise AdapterFileError(f"{folder.name}/{HEAD_FILE}: its pooling metadata should be mean or cls "
-                               f"(got {pooling[:20]!r})")
+    if pooling is not None and pooling not in POOLINGS:
+        raise AdapterFileError(f"{folder.name}/{HEAD_FILE}: its pooling metadata should be one of "
+                               f"{', '.join(POOLINGS)} (got {pooling[:20]!r})")
     return pooling
 
 
-def _decoder_score(raw: dict[str, torch.Tensor], metadata: dict[str, str],
-                   where: str) -> tuple[dict[str, torch.Tensor], list[str] | None] | None:
-    """A decoder classifier saved by PEFT (`score`, bias-free) and the label names the studio stores beside it."""
-    keys = (f"{KEY_PREFIX}score.weight", f"{KEY_PREFIX}score.modules_to_save.default.weight", "base_model.score.weight",
-            "base_model.score.modules_to_save.default.weight")
-    weight = next((raw[key] for key in keys if key in raw), None)
-    if weight is None:
-        return None
-    safe_io.expect_shape(weight, 2, f"{where}: score.weight", AdapterFileError, "(labels, width)")
-    labels = None
-    if "labels" in metadata:
-        labels = safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError)
-        if not isinstance(labels, list) or len(labels) != weight.shape[0] or \
-                not all(isinstance(label, str) for label in labels):
-            raise AdapterFileError(f"{where}: its labels metadata should list {weight.shape[0]} label names")
-    return {"weight": weight.to(torch.float32)}, labels
+def _modules_to_save(config: dict[str, Any], where: str) -> list[str]:
+    """modules_to_save must be transformers' classification head (SEQ_CLS): any other module would be a full
+    trainable copy of a base part, which the studio does not make."""
+    saved = config.get("modules_to_save") or []
+    if not all(isinstance(name, str) for name in saved):
+        raise AdapterFileError(f"{where}: modules_to_save should list module names")
+    others = [name for name in saved if name.split(".")[-1] not in HEAD_MODULES]
+    if others:
+        raise AdapterFileError(f"{where}: modules_to_save {others} is not supported: the studio trains the adapter "
+                               "and a classification head, not full copies of base modules")
+    return saved
+
+
+def _classifier_head(adapter: PeftAdapter, head: dict[str, torch.Tensor], saved: list[str],
+                     metadata: dict[str, str], where: str) -> None:
+    """A SEQ_CLS adapter's saved classifier becomes the studio's head: BertForSequenceClassification's
+    `classifier` (weight and bias, read on BERT's pooler: the base then pools with its pooler), or a decoder's
+    `score` (bias-free, read on the last token; the label names the studio stores beside it, if any)."""
+    module = "score" if any(key.startswith("score.") for key in head) else "classifier"
+    leaves = {key.partition(".")[2]: tensor for key, tensor in head.items() if key.startswith(f"{module}.")}
+    wanted = {"weight"} if module == "score" else {"weight", "bias"}
+    if set(leaves) != wanted:
+        missing = sorted(wanted - set(leaves))
+        what = "its classifier" if not leaves else f"the classifier's {', '.join(missing) or 'extra tensors'}"
+        raise AdapterFileError(f"{where}: a SEQ_CLS adapter without {what} (modules_to_save {saved}): "
+                               "transformers would draw a random head on load, so nothing can reproduce its "
+                               "predictions")
+    safe_io.expect_shape(leaves["weight"], 2, f"{where}: {module}.weight", AdapterFileError, "(labels, width)")
+    labels = leaves["weight"].shape[0]
+    if module == "classifier":
+        safe_io.expect_shape(leaves["bias"], 1, f"{where}: classifier.bias", AdapterFileError, "(labels,)")
+        if leaves["bias"].shape[0] != labels:
+            raise AdapterFileError(f"{where}: classifier.bias has {leaves['bias'].shape[0]} entries for {labels} "
+                                   "labels")
+        adapter.base_options["pooling"] = "pooler"
+        adapter.notes.append(f"{where}: task_type SEQ_CLS: the classifier ({labels} labels, in the dataset's label "
+                             "order: a PEFT folder names none) reads BERT's pooler, tanh(dense([CLS])), so the base "
+                             "pools with its pooler")
+    elif "labels" in metadata:
+        names = safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError)
+        if not isinstance(names, list) or len(names) != labels or not all(isinstance(n, str) for n in names):
+            raise AdapterFileError(f"{where}: its labels metadata should list {labels} label names")
+        adapter.head_labels = names
+    adapter.head = {k: v.to(torch.float32) for k, v in leaves.items()}
 
 
 def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
@@ -563,8 +646,11 @@ def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]
 def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
     """The base sites the adapter's tensors sit on (checked to exist on this base)."""
     by_path = {s.module_path: s for s in reversed(base.sites())}  # a Linear before its input site
+    base_tensors = dict(base.named_parameters())  # a trained base bias (LoRA's bias all) is on no site
     paths: list[str] = []
     for name in adapter.tensors:  # the site module holding the tensor (a LayerNorm copy sits deeper inside)
+        if name in base_tensors:
+            continue
         path = longest_prefix(name, ((p, p) for p in by_path), strict=True) or name.rsplit(".", 1)[0]
         if path not in paths:
             paths.append(path)
@@ -583,15 +669,46 @@ def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
 
 
 def peft_setup(folder: str | Path, base: str = "minilm", seed: int = 0) -> Setup:
-    """A studio Setup (method + options) that builds the model this PEFT adapter fits."""
+    """A studio Setup (method, options and base options) that builds the model this PEFT adapter fits."""
+    adapter = read_peft(folder)
+    base_options = _base_options(adapter, base, {})
+    return _setup_for(adapter, base, seed, _create(adapter, base, None, base_options), base_options)
+
+
+def _base_options(adapter: PeftAdapter, base_name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The setup's base options plus the ones the adapter needs (SEQ_CLS: BERT's pooler), checked to apply."""
+    from ..bases import base_class
+
+    wanted = {k: v for k, v in adapter.base_options.items() if given.get(k) != v}
+    if wanted and not set(wanted) <= set(base_class(base_name).option_choices):
+        raise AdapterFileError(f"{adapter.folder.name}: task_type {adapter.task_type} needs BERT's pooler, which "
+                               f"BertForSequenceClassification classifies from; base {base_name!r} has none (use "
+                               "minilm or a BERT checkpoint folder with pooler.dense)")
+    return {**given, **adapter.base_options}
+
+
+def _create(adapter: PeftAdapter, base_name: str, tokenizer: Any, base_options: dict[str, Any]) -> Any:
     from ..bases import create_base
 
-    adapter = read_peft(folder)
-    return _setup_for(adapter, base, seed, create_base(base))
+    try:
+        return create_base(base_name, tokenizer, **base_options)
+    except ConfigError as exc:
+        if not adapter.base_options:
+            raise
+        raise AdapterFileError(f"{adapter.folder.name}: task_type {adapter.task_type}: {exc}") from None
+
+
+def _check_task(adapter: PeftAdapter, base: Any) -> None:
+    """CAUSAL_LM is a decoder's language-model task: a BERT-style encoder has no LM head to load it into."""
+    if adapter.task_type == "CAUSAL_LM" and not isinstance(base, DecoderBase):
+        raise AdapterFileError(f"{adapter.folder.name}/{ADAPTER_CONFIG}: task_type CAUSAL_LM adapts a decoder's "
+                               f"next-token predictions; base {base.name!r} is an encoder (give a decoder "
+                               "checkpoint folder)")
 
 
 def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_options: dict | None = None) -> Setup:
     _check_family(base, base_name, "import")
+    _check_task(adapter, base)
     _check_layers(adapter, base)
     _place_prompt(adapter, base)
     method = get_method(adapter.method)
@@ -622,7 +739,8 @@ def _place_prompt(adapter: PeftAdapter, base: Any) -> None:
 
 
 def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDataset | None = None) -> Experiment:
-    """Load a PEFT adapter folder into a studio experiment and return it.
+    """Load a PEFT adapter folder into a studio experiment and return it; `experiment.notes` then holds what the
+    import left out or reads differently (the CLI prints each on stderr, the window shows them).
 
     `target` is an Experiment whose method already matches the adapter, or a Setup naming the
     base and seed (its method and options are replaced by the adapter's; `dataset` is then needed).
@@ -631,17 +749,38 @@ def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDat
     if isinstance(target, Setup):
         if dataset is None:
             raise ConfigError("import PEFT format: a dataset is needed to build the experiment")
-        from ..bases import create_base, uses_dataset_vocabulary
+        from ..bases import uses_dataset_vocabulary
 
         tokenizer = dataset.make_tokenizer() if uses_dataset_vocabulary(target.base) else None
-        base = create_base(target.base, tokenizer, **target.base_options)
-        experiment = Experiment(_setup_for(adapter, target.base, target.seed, base, target.base_options), dataset)
+        base_options = _base_options(adapter, target.base, target.base_options)
+        base = _create(adapter, target.base, tokenizer, base_options)
+        experiment = Experiment(_setup_for(adapter, target.base, target.seed, base, base_options), dataset)
     else:
         experiment = target
-        _place_prompt(adapter, _bert_base(experiment, "import"))
+        base = _bert_base(experiment, "import")
+        _check_task(adapter, base)
+        _place_prompt(adapter, base)
+        for key, value in adapter.base_options.items():
+            if getattr(experiment.base.cfg, key, None) != value:
+                raise AdapterFileError(f"{adapter.folder.name}: task_type {adapter.task_type} classifies with "
+                                       f"{key} {value!r}; the model uses {getattr(experiment.base.cfg, key, None)!r} "
+                                       f"(build it with base option {key}={value}: peft_setup gives it)")
     _load_into(experiment, adapter)
-    experiment.import_notes = list(adapter.notes)
+    experiment.notes = list(adapter.notes)
     return experiment
+
+
+def copy_trained(source: Experiment, target: Experiment) -> None:
+    """The trainable tensors and the head of `source` into `target`, built from the same setup (the window checks
+    an import on a model of its own, then copies it into the one it shows)."""
+    if source.setup != target.setup:
+        raise ValueError("copy_trained: the two experiments were built from different setups")
+    values = {name: p for name, p in source.model.named_parameters() if p.requires_grad}
+    with torch.no_grad():
+        for name, parameter in target.model.named_parameters():
+            if name in values:
+                parameter.copy_(values[name])
+    target.notes = list(source.notes)
 
 
 def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
@@ -651,11 +790,14 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
     base = experiment.base
     params = dict(base.named_parameters())
     trainable_method = {n for n, p in params.items() if p.requires_grad}
+    for key in list(params):  # a base bias under a wrapping layer answers to the base's own name too
+        params.setdefault(key.replace(".base_layer.", "."), params[key])
     missing = [n for n in adapter.tensors if n not in params]
     if missing:
         raise AdapterFileError(f"{name}: the model has no {missing[0]} (build it with the adapter's targets: "
                                f"peft_setup gives them)")
-    extra = sorted(trainable_method - set(adapter.tensors))
+    given = {id(params[n]) for n in adapter.tensors}
+    extra = sorted(n for n in trainable_method if id(params[n]) not in given)
     if extra:
         raise AdapterFileError(f"{name}: the model trains {extra[0]}, which the adapter does not have")
     experiment.method.peft_check_model(base, adapter.options, name)
@@ -675,10 +817,12 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
                              "labels): the next-token task predicts with the model's LM head")
         adapter.head = None
     if adapter.head is not None:
+        if head is None:
+            raise AdapterFileError(f"{name}: the adapter has a classification head; the model predicts next tokens")
         if tuple(adapter.head["weight"].shape) != tuple(head.weight.shape):
-            raise AdapterFileError(f"{name}/{HEAD_FILE}: a head for {adapter.head['weight'].shape[0]} labels of "
+            raise AdapterFileError(f"{name}: a head for {adapter.head['weight'].shape[0]} labels of "
                                    f"width {adapter.head['weight'].shape[1]}; the model needs "
-                                   f"{tuple(head.weight.shape)}")
+                                   f"{tuple(head.weight.shape)} ({experiment.dataset.num_labels} labels)")
         if ("bias" in adapter.head) != (head.bias is not None):
             has = "has a bias" if "bias" in adapter.head else "has no bias"
             raise AdapterFileError(f"{name}: its classification head {has}, the model's "

@@ -167,9 +167,10 @@ def plan_recipe(setup: Setup, dataset: TextDataset, settings: TrainSettings) -> 
     if hf_head != studio_head:
         notes.append(f"The classification head differs by its bias: the studio's head has {studio_head:,} parameters "
                      f"(weight and bias), transformers' `{head}` has {hf_head:,} (no bias).")
-    if model_type == "bert":
+    if model_type == "bert" and getattr(experiment.base.cfg, "pooling", None) != "pooler":
         notes.append("BERT's AutoModelForSequenceClassification classifies its pooler output (the [CLS] vector "
-                     "through a dense + tanh layer); the studio pools without that layer.")
+                     "through a dense + tanh layer); this setup pools without it (base option pooling=pooler "
+                     "does the same as transformers, and importing the trained adapter sets it).")
     padding = "left" if model_type != "bert" and peft_config["peft_type"] in PROMPT_INPUT_TYPES else "right"
     return RecipePlan(setup, dataset, settings, model_id, dict(raw), peft_config, _quantization(experiment, head),
                       expected, LAYER_CLASSES[model_type], padding, notes)

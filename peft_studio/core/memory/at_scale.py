@@ -12,24 +12,19 @@ Qt-free; every figure comes from the census (exact tensor shapes) and the formul
   2022, "8-bit Optimizers via Block-wise Quantization"; block constants ignored, < 0.1%); SGD without
   momentum 0. torch's AdamW also keeps one fp32 step counter per trainable tensor (4 bytes each).
 - Activations, counted op by op from what autograd saves for backward (the method of Korthikanti et al., 2022,
-  "Reducing Activation Recomputation in Large Transformer Models", section 4.1, applied to each layer type
-  instead of their GPT layer). Per token and layer of a Llama-style decoder, with e bytes per element (2 in
-  bf16/fp16/NF4-compute, 4 in fp32), q = query width, f = MLP width, a = query heads, s query tokens and k keys:
-    two RMSNorms: each keeps its input upcast to fp32 and 1/rms: 2 x 4 (h + 1)      (transformers' LlamaRMSNorm)
-    attention: e (q + k/s 2 q) + a k e + k (bool mask)   q, K and V (K/V repeated to every query head before
-               the matmuls, as transformers' eager attention's repeat_kv does, so GQA saves nothing here), the
-               softmax output, the causal mask
-    MLP: 3 f e                                          SiLU's input, its output and up's output (the product)
-    plus the input of each linear that trains (the LoRA A input or the full weight's gradient needs it):
-               h e for q/k/v, q e for o, h e for gate/up, f e for down, and r e per LoRA module (A's output).
-  Linears that do not train keep nothing (autograd saves only what the wanted gradients need). The first layer's
-  input norm keeps nothing (the frozen embeddings' output needs no gradient) and the final norm keeps the same,
-  so L layers count 2 norms each. Checked exactly against the saved tensors of one step on `tiny-decoder`
-  (tests/core/test_memory_scale_measured.py). GPT-2 style: LayerNorm keeps its input (e) and fp32 mean and
-  rstd, q/k/v are one c_attn output (3 h e), GELU keeps its input (f e). Encoder bases keep Korthikanti's
-  eq. 1, s b h (34 + 5 a s / h) bytes at 16 bits. With gradient checkpointing each layer keeps only its input,
-  h e per token, and one layer's full activations are live during its recomputation. Prompt tuning's tokens
-  lengthen the sequence (s); prefix tuning's lengthen only the keys (k).
+  "Reducing Activation Recomputation in Large Transformer Models", section 4.1, applied to each layer type of a
+  decoder as transformers runs it: layer_flow.py follows, op by op, which tensors need a gradient, so a layer
+  before or around the first trained part keeps only what that part's gradient needs). The attention
+  implementation is part of the plan and named on the line: `sdpa` (transformers' default: q, K, V, the output
+  and a logsumexp, never the L x L scores; with a padding mask, assumed whenever batch > 1, K/V repeated to
+  every query head and the mask kept per layer), `eager` (the fp32 softmax output, its 16-bit cast copy, K and V
+  repeated) or `flash` (flash-attention 2: q, K, V at their own head counts, output, logsumexp). RMSNorms keep
+  their fp32 input and 1/rms, the SwiGLU MLP its SiLU input and output and the up output; PEFT's adapters keep
+  fp32 copies of their inputs in a 16-bit run. Measured against transformers' Llama (sdpa and eager, fp32 and
+  bf16, LoRA through PEFT) and the studio's tiny decoder (tests/core/test_memory_scale_measured.py). Encoder
+  bases keep Korthikanti's eq. 1, s b h (34 + 5 a s / h) bytes at 16 bits. With gradient checkpointing each
+  layer keeps only its input, h e per token, and one layer's full activations are live during its
+  recomputation. Prompt tuning's tokens lengthen the sequence (s); prefix tuning's lengthen only the keys (k).
 - Logits: the classification head's are tiny; a language-model loss would hold b s V in fp32 (not counted
   for the studio's classification task; `lm_logits_bytes` gives it separately).
 - Runtime overhead (CUDA context, allocator fragmentation): a fixed 1 GiB, shown on its own line.
@@ -41,10 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import LINEAR, NORM
 from ..errors import ConfigError
 from ..model.census import Census
 from ..model.tensor_bytes import BYTES, nf4_bytes, quantizable
+from .layer_flow import ATTENTIONS, stack_bytes, stack_parts
 
 GIB = 1024**3
 DEVICES_GB = (8, 16, 24, 40, 80)
@@ -61,8 +56,10 @@ FORMULAS = {
     "gradients": "trainable numel x 4 bytes (one fp32 gradient per trainable weight)",
     "optimizer": "AdamW: 8 bytes/param (exp_avg + exp_avg_sq, fp32) + 4 per tensor (step); "
                  "8-bit Adam: 2 bytes/param (Dettmers et al., 2022); SGD: 0",
-    "activations": "per layer, per token: 2 norms x 4(h+1) + e(q + 2q k/s + a k + 3f) + k + e x inputs of the "
-                   "trained linears (+ r per LoRA); checkpointed: L x h e + one layer (Korthikanti et al., 2022)",
+    "activations": "per layer, op by op, what the trained parts' gradients need: norms 4(h+1), attention (sdpa: "
+                   "e(2q + 2 kv k/s) + 4a; eager: 4 a k + e(q + 2q k/s + a k); flash: as sdpa without masks), "
+                   "MLP 3 e f, adapter inputs (fp32 under PEFT); checkpointed: L x h e + one layer "
+                   "(Korthikanti et al., 2022; layer_flow.py)",
     "overhead": "fixed 1 GiB: CUDA context and allocator fragmentation",
 }
 
@@ -76,8 +73,11 @@ class MemoryPlan:
     checkpointing: bool = False
     extra_tokens: int = 0  # prompt tuning's tokens: the sequence grows
     extra_keys: int = 0  # prefix tuning's tokens: only the attention keys grow
+    attention: str = "sdpa"  # transformers' attn_implementation: sdpa (its default), eager or flash
 
     def check(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTIONS)} (got {self.attention!r})")
         if self.weights not in WEIGHT_DTYPES:
             raise ConfigError(f"weights must be one of {', '.join(WEIGHT_DTYPES)} (got {self.weights!r})")
         if self.optimizer not in OPTIMIZERS:
@@ -151,65 +151,38 @@ def element_bytes(weights: str) -> int:
     return 4 if weights == "fp32" else 2
 
 
-_SHARED_INPUT = {"q_proj": "attn-in", "k_proj": "attn-in", "v_proj": "attn-in",
-                 "gate_proj": "mlp-in", "up_proj": "mlp-in"}  # linears that read one saved tensor
-
-
-def trained_inputs_per_token(census: Census, base: FrozenBase) -> int:
-    """Elements per token the trained parts keep: each trained linear's input (once per shared input), each LoRA
-    module's rank-r intermediate (A x) and each trained norm weight's normed input."""
-    sites = {s.id: s for s in base.sites() if s.kind == LINEAR}
-    trained = {row.site for row in census.rows if row.trainable and row.site in sites}
-    norms = {s.id: s for s in base.sites() if s.kind == NORM}  # a trained norm weight keeps its normed input
-    trained_norms = sum(norms[site].in_features for site in {row.site for row in census.rows
-                                                               if row.trainable and row.site in norms})
-    inputs: dict[tuple[Any, str], int] = {}
-    for site_id in trained:
-        site = sites[site_id]
-        inputs[(site.layer, _SHARED_INPUT.get(site.name, site.id))] = site.in_features
-    ranks = sum(row.shape[0] for row in census.rows
-                if row.trainable and row.site in sites and row.name.endswith(".lora_A") and row.shape)
-    return sum(inputs.values()) + ranks + trained_norms
-
-
-def _layer_bytes(base: FrozenBase, plan: MemoryPlan, e: int) -> tuple[int, int]:
-    """(one layer's fixed activation bytes, what the checkpointed layer input costs), batch included."""
-    cfg = getattr(base, "cfg", None)
-    s, k, b, h = plan.tokens, plan.keys, plan.batch, base.hidden_size
-    style = getattr(cfg, "style", None)
-    if style == "llama":
-        q, f, a = cfg.q_width, cfg.intermediate_size, cfg.num_heads
-        per_layer = (2 * 4 * (h + 1) * s  # RMSNorm: fp32 input + 1/rms, twice
-                     + e * (q * s + 2 * q * k)  # q, and K/V repeated to every query head
-                     + e * a * s * k + s * k  # softmax output + boolean causal mask
-                     + 3 * f * e * s)  # SiLU in, SiLU out, up out
-        return b * per_layer, b * s * h * e
-    if style == "gpt2":
-        a, f = cfg.num_heads, cfg.intermediate_size
-        per_layer = (2 * (h * e + 8) * s  # LayerNorm: input + fp32 mean and rstd, twice
-                     + 3 * h * e * s + 2 * h * e * (k - s)  # c_attn's output (q, k, v); prefix keys appended
-                     + e * a * s * k + s * k  # softmax output + mask
-                     + f * e * s)  # GELU's input
-        return b * per_layer, b * s * h * e
-    # an encoder: Korthikanti et al. eq. 1 (16-bit; scaled to e), no per-linear split
-    heads = getattr(cfg, "num_heads", None) or getattr(cfg, "n_heads", 1)
-    return b * (s * h * 34 + 5 * heads * s * k) * e // 2, b * s * h * e
-
-
-def activation_bytes(base: FrozenBase, plan: MemoryPlan, census: Census | None = None) -> int:
-    """All layers' saved activations for one step (see the module docstring)."""
+def activation_bytes(base: FrozenBase, plan: MemoryPlan, census: Census | None = None,
+                     studio_decoder: bool = False) -> int:
+    """All layers' saved activations for one step (see the module docstring). `studio_decoder` models the studio's
+    own decoder code instead of transformers' (a boolean mask kept, softmax in the run's dtype), for tests."""
     e = element_bytes(plan.weights)
-    layer, layer_input = _layer_bytes(base, plan, e)
+    style = getattr(getattr(base, "cfg", None), "style", None)
+    if style in ("llama", "gpt2") and census is not None:
+        stack = stack_parts(census, base)
+        sizes = stack_bytes(base, stack, e, plan.attention, plan.batch, plan.tokens, plan.keys,
+                            prefix_everywhere=plan.extra_keys > 0 and not any(p.prefix for p in stack.layers),
+                            studio_decoder=studio_decoder)
+        layers, tail = sizes[:-1], sizes[-1]
+        if plan.checkpointing:  # each layer the gradient reaches keeps its input; one is recomputed at a time
+            reached = sum(1 for size in layers if size)
+            return reached * plan.batch * plan.tokens * base.hidden_size * e + max(layers, default=0) + tail
+        return sum(layers) + tail
+    layer, layer_input = _encoder_layer_bytes(base, plan, e)
     layers = backward_layers(base, census) if census is not None else max(base.num_layers, 1)
     if layers == 0:  # only the head trains: nothing inside the stack needs a gradient
         return 0
-    decoder = getattr(getattr(base, "cfg", None), "style", None) in ("llama", "gpt2")
-    trained = (trained_inputs_per_token(census, base) * e * plan.tokens * plan.batch
-               if census is not None and decoder else 0)
-    full = layers * layer + trained
     if plan.checkpointing:  # layer inputs only, plus one layer recomputed at a time
-        return layers * layer_input + layer + trained // layers
-    return full
+        return layers * layer_input + layer
+    return layers * layer
+
+
+def _encoder_layer_bytes(base: FrozenBase, plan: MemoryPlan, e: int) -> tuple[int, int]:
+    """(one encoder layer's activation bytes, its checkpointed input), batch included: Korthikanti et al. eq. 1
+    (16-bit; scaled to e), no per-linear split."""
+    cfg = getattr(base, "cfg", None)
+    s, k, b, h = plan.tokens, plan.keys, plan.batch, base.hidden_size
+    heads = getattr(cfg, "num_heads", None) or getattr(cfg, "n_heads", 1)
+    return b * (s * h * 34 + 5 * heads * s * k) * e // 2, b * s * h * e
 
 
 def backward_layers(base: FrozenBase, census: Census) -> int:
@@ -251,11 +224,19 @@ def ledger(census: Census, base: FrozenBase, plan: MemoryPlan) -> Ledger:
         ("trainable weights (fp32)", 4 * trainable),
         ("gradients (fp32)", 4 * trainable),
         (f"optimizer state ({plan.optimizer})", optimizer_bytes(census, plan.optimizer)),
-        (f"activations (batch {plan.batch} x {plan.seq_len} tokens{extra}"
+        (f"activations (batch {plan.batch} x {plan.seq_len} tokens{extra}, {_attention_words(base, plan)}"
          f"{', checkpointed' if plan.checkpointing else ''})", activation_bytes(base, plan, census)),
         ("runtime overhead (CUDA context, fragmentation)", OVERHEAD),
     )
     return Ledger(lines, ("frozen", "trainable", "gradients", "optimizer", "activations", "overhead"))
+
+
+def _attention_words(base: FrozenBase, plan: MemoryPlan) -> str:
+    """Which attention the activations assume (decoders), or the encoder formula's."""
+    if getattr(getattr(base, "cfg", None), "style", None) not in ("llama", "gpt2"):
+        return "eager attention (Korthikanti eq. 1)"
+    padded = ", padded batches" if plan.attention == "sdpa" and plan.batch > 1 else ""
+    return f"{plan.attention} attention{padded}"
 
 
 def lm_logits_bytes(base: FrozenBase, plan: MemoryPlan) -> int:
@@ -284,7 +265,8 @@ def ledger_json(book: Ledger, plan: MemoryPlan, device_gb: float) -> dict[str, A
     """The same for `inspect --json` (an additive "memory" key)."""
     return {"plan": {"weights": plan.weights, "optimizer": plan.optimizer, "batch": plan.batch,
                      "seq_len": plan.seq_len, "checkpointing": plan.checkpointing,
-                     "prompt_tokens": plan.extra_tokens, "prefix_keys": plan.extra_keys},
+                     "prompt_tokens": plan.extra_tokens, "prefix_keys": plan.extra_keys,
+                     "attention": plan.attention},
             "lines": [{"key": key, "what": what, "bytes": size, "formula": FORMULAS[key]}
                       for key, (what, size) in zip(book.keys, book.lines, strict=True)],
             "total_bytes": book.total, "device_gb": device_gb, "fits": book.fits(device_gb),

@@ -217,15 +217,12 @@ def estimate_ledger(experiment: Experiment, batch_size: int = 0, seq_len: int | 
 
 def _logit_bytes(experiment: Experiment, batch: int, length: int) -> int:
     """fp32 logits and the log-softmax the loss keeps for backward. Classification: one row per text.
-    Next-token: B x L x V logits, and the log-softmax of the predicted positions only (a real token
-    followed by a real token), counted at the training texts' average per row."""
+    Next-token: B x L x V logits and their log-softmax at every position (the loss shifts the targets, not the
+    logits, and ignores the positions without a real next token, as transformers' causal-LM loss does)."""
     if not experiment.next_token:
         return 2 * batch * experiment.dataset.num_labels * 4
     vocab = experiment.base.lm_head.out_features
-    mask = experiment.train_mask.bool()
-    predicted = float((mask[:, 1:] & mask[:, :-1]).sum()) / max(len(mask), 1)  # per text at the training length
-    predicted *= (length - 1) / max(int(mask.shape[1]) - 1, 1)  # another length: in proportion
-    return 4 * vocab * (batch * length + round(batch * predicted))
+    return 2 * 4 * vocab * batch * length
 
 
 def _frozen_format(census) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..files.limits import INT64_RANGE, float32_number
 
+MAX_SOFT_TOKENS = 2**16  # prompt / prefix tokens: a sanity bound; the base's positions and memory decide (checked)
+
 
 def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
            choices: tuple[str, ...] | None = None) -> Any:

@@ -19,7 +19,7 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.hf_names import hf_module
 from ..bases.sites import ACTIVATION, LINEAR, LINEAR_INPUT, Site
-from ..errors import AdapterFileError
+from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option, parse_list
@@ -92,12 +92,17 @@ class IA3Method(TargetedMethod):
         studio_names = {s.name for s in candidates} | {s.id for s in candidates}
         resolved: list[str] = []
         for target in names:
-            if target in studio_names:  # a studio name says output or input itself
+            # a studio name says output or input itself, unless it is also the module's Hugging Face name (a
+            # decoder's q_proj, down_proj): then it means what it means in PEFT
+            hf_named = any(c.kind == LINEAR and c.name == target and _hf_matches(base, c, [target])
+                           for c in candidates)
+            if target in studio_names and not hf_named:
                 resolved.append(target)
                 continue
             # A PEFT module name: the module's input when it is a feed-forward module, else its output.
             ids = [s.id for s in candidates if s.kind in (LINEAR, LINEAR_INPUT) and _hf_matches(base, s, [target])
                    and (s.kind == LINEAR_INPUT) == _hf_matches(base, s, feedforward)]
+            ids += _inputs_by_activation(base, candidates, target, feedforward, ids)
             resolved.extend(ids or [target])  # an unknown name stays, so resolve_targets names it in its error
         return resolve_targets(base, self.name, self.site_kinds, resolved, config.layers)
 
@@ -145,6 +150,26 @@ class IA3Method(TargetedMethod):
     def shape_notes(self, config: IA3Config, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: scale vector ({s.out_features},) multiplies the {s.label} channel by channel"
                 for s in self.selected_sites(config, base)]
+
+
+def _inputs_by_activation(base: FrozenBase, candidates: list[Site], target: str, feedforward: list[str],
+                          found: list[str]) -> list[str]:
+    """A feed-forward module without an input site of its own (a decoder's down_proj / mlp.c_proj): its input is
+    the activation site just before it, which is where PEFT's input scale acts. A feed-forward module with neither
+    is refused: the studio would otherwise scale its output, which PEFT does not."""
+    out: list[str] = []
+    for i, site in enumerate(candidates):
+        if site.kind != LINEAR or not _hf_matches(base, site, [target]) or not _hf_matches(base, site, feedforward):
+            continue
+        if any(c.kind == LINEAR_INPUT and c.module_path == site.module_path for c in candidates):
+            continue  # found among `found` already
+        before = candidates[i - 1] if i else None
+        if before is None or before.kind != ACTIVATION or before.layer != site.layer:
+            raise ConfigError(f"targets: {target!r} is a feed-forward module (feedforward_modules), whose input IA3 "
+                              f"scales as PEFT does; base {base.name!r} has no site on the input of {site.id}")
+        if before.id not in found:
+            out.append(before.id)
+    return out
 
 
 def _hf_matches(base: FrozenBase, site: Site, names: list[str]) -> bool:

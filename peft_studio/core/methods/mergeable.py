@@ -24,9 +24,9 @@ class WeightUpdate(nn.Module):
         self.base_layer = base_layer
         weight = getattr(base_layer, "weight", None)
         # GPT-2's Conv1D stores W as [in, out] (PEFT's fan_in_fan_out): read and write it as [out, in]
+        fans = (getattr(base_layer, "in_features", None), getattr(base_layer, "out_features", None))
         self.fan_in_fan_out = (not isinstance(base_layer, nn.Linear) and isinstance(weight, torch.Tensor)
-                               and weight.dim() == 2 and tuple(weight.shape) == (base_layer.in_features,
-                                                                                 base_layer.out_features))
+                               and weight.dim() == 2 and tuple(weight.shape) == fans)  # an Embedding has no fans
         self._unmerged_weight: torch.Tensor | None = None
 
     # ---- what a subclass gives --------------------------------------------------------------------------

@@ -74,6 +74,8 @@ class Method:
     peft_nearest: tuple[str, str] | None = None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
+    # task types whose adapters of this type PEFT itself cannot run on the base: task_type -> why (refused)
+    peft_unsupported_tasks: dict[str, str] = {}
     # ---- the method test table (tests/method_table.py) ------------------------------------------------------
     # The cross-method tests (counts, outputs and exchange against PEFT, training, causality, memory) draw their
     # configurations from these, so a new method is tested by adding its file. `targets` and `layers` are drawn
@@ -137,6 +139,10 @@ class Method:
         """Trainable parameters this method adds or unfreezes, in closed form (head excluded)."""
         return 0
 
+    def site_glyph(self, config: MethodConfig, base: FrozenBase, site: Site) -> str:
+        """What a chosen insertion point of this method shows (its glyph; LoRA shows per-module ranks)."""
+        return self.glyph
+
     def formula_text(self, config: MethodConfig, base: FrozenBase) -> str:
         """The count formula with this config's numbers, e.g. '2 layers x 2 x (8 x 32) = 1,024'."""
         return f"{self.parameter_count(config, base):,}"
@@ -175,6 +181,15 @@ class Method:
         from ..errors import AdapterFileError
 
         raise AdapterFileError(f"{where}: method {self.name!r} cannot import PEFT adapters")
+
+    def peft_claims_any(self) -> bool:
+        """Whether some adapter of its peft_type imports as this method (QLoRA takes LoRA's: it claims none)."""
+        return True
+
+    def peft_import_notes(self, peft_config: dict[str, Any], where: str) -> list[str]:
+        """What importing an adapter with these settings does differently from how it was made (said to the user,
+        never silent), e.g. an initialisation that only chose starting values."""
+        return []
 
     def peft_accepts(self, method_name: str) -> bool:
         """Whether an adapter translated for `method_name` loads into a model using this method."""

@@ -13,7 +13,7 @@ from ..bases.sites import KV_PREFIX, Site
 from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
-from .config import MethodConfig, option, parse_layers
+from .config import MAX_SOFT_TOKENS, MethodConfig, option, parse_layers
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 
 
@@ -81,7 +81,8 @@ POSITION_CHOICES = ("kept", "shifted")
 
 @dataclass
 class PrefixTuningConfig(MethodConfig):
-    tokens: int = option(8, "prefix length n (attention keys L -> L+n)", low=1, high=64)
+    tokens: int = option(8, "prefix length n (attention keys L -> L+n); bounded by the base's positions and the "
+                            "memory check, not by a fixed cap", low=1, high=MAX_SOFT_TOKENS)
     layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
     prefix_projection: int = option(0, "hidden size of the reparameterisation MLP (0: no projection)",
                                      low=0, high=4096)
@@ -99,6 +100,9 @@ class PrefixTuningMethod(Method):
                      "positions": ("kept", "shifted")}
     peft_space = {"num_virtual_tokens": (2, 4)}
     peft_type = "PREFIX_TUNING"
+    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run prefix tuning on BertForSequenceClassification "
+                                         "(transformers' BERT classifier takes no past_key_values), so there are no "
+                                         "predictions to reproduce"}
     peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
                           "encoder_hidden_size": ((int, type(None)), "a whole number")}
     glyph = "KV"

@@ -13,7 +13,7 @@ from ..bases.sites import PROMPT, Site
 from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
-from .config import MethodConfig, option
+from .config import MAX_SOFT_TOKENS, MethodConfig, option
 from .method import Method, MethodCard, ShapeChange, code_line, require_kind
 from .peft_format import modules_of
 
@@ -49,7 +49,8 @@ class SoftPrompt(nn.Module):
 
 @dataclass
 class PromptTuningConfig(MethodConfig):
-    tokens: int = option(8, "number of soft-prompt vectors n (sequence length L -> L+n)", low=1, high=64)
+    tokens: int = option(8, "number of soft-prompt vectors n (sequence length L -> L+n); bounded by the base's "
+                            "positions and the memory check, not by a fixed cap", low=1, high=MAX_SOFT_TOKENS)
     pool_over: str = option("prompt-and-text", "positions the pooled vector averages: prompt-and-text (the n prompt "
                                                "vectors count as tokens) or text (real tokens only)",
                             choices=POOL_CHOICES)

@@ -27,22 +27,26 @@ def _matches(target: str, site: Site, base: FrozenBase) -> bool:
 def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targets: str | list | None,
                     layers: str | list | None) -> list[Site]:
     """Sites of the given kinds named by `targets` (default: the base's own default for this method)
-    in the chosen layers, in base order. A selection that matches no site is refused, as PEFT refuses
+    in the chosen layers (given layers, only sites inside them, as PEFT's layers_to_transform), in base order.
+    A selection that matches no site is refused, as PEFT refuses
     target modules that match nothing."""
     names = expand_presets(base, parse_list("targets", targets) or default_targets(base, method))
-    layer_set = set(parse_layers(layers, base.num_layers)) if base.num_layers else None
+    layer_set = set(parse_layers(layers, base.num_layers)) if base.num_layers and layers is not None else None
     candidates = [s for s in base.sites() if s.kind in kinds]
     allowed = sorted({s.name for s in candidates if s.available_for(method)})
     chosen: list[Site] = []
-    for target in names:
-        matched = [s for s in candidates if _matches(target, s, base)]
+    by_id = {s.id: s for s in candidates}
+    for target in names:  # a site id means that one site (the pooler's id is also its Hugging Face name)
+        matched = [by_id[target]] if target in by_id else [s for s in candidates if _matches(target, s, base)]
         if not matched:
             raise ConfigError(f"targets: unknown site {target!r} for {method} on {base.name} "
                               f"(allowed: {', '.join(allowed)})")
         for site in matched:
             if not site.available_for(method):
                 raise ConfigError(f"targets: {target!r} cannot take {method}: {site.unavailable[method]}")
-            in_layers = layer_set is None or site.layer is None or site.layer in layer_set
+            # as PEFT's layers_to_transform: given layers, a site outside the layer stack (an embedding, a pooler,
+            # a final norm) is not selected
+            in_layers = layer_set is None or site.layer in layer_set
             if in_layers and site not in chosen:
                 chosen.append(site)
     if not chosen:
@@ -76,8 +80,8 @@ def targets_for_sites(sites: list[Site], candidates: list[Site], num_layers: int
         raise ConfigError("no site selected")
     names = list(dict.fromkeys(s.name for s in sites))
     layers = sorted({s.layer for s in sites if s.layer is not None})
-    product = {c.id for c in candidates if c.name in names and (c.layer is None or c.layer in layers)}
+    every_layer = layers == list(range(num_layers))
+    product = {c.id for c in candidates if c.name in names and (every_layer or not layers or c.layer in layers)}
     if product == {s.id for s in sites}:
-        every_layer = layers == list(range(num_layers))
         return {"targets": ",".join(names), "layers": None if every_layer or not layers else ",".join(map(str, layers))}
     return {"targets": ",".join(s.id for s in sites), "layers": None}

@@ -40,6 +40,7 @@ class Experiment:
         self.method: Method = get_method(setup.method)
         self.config: MethodConfig = self.method.config(setup.options)
         self.device = torch.device("cpu")
+        self.notes: list[str] = []  # what building it left out or reads differently (e.g. an import): shown, not kept
         check_memory(setup, dataset)  # the model, the encoded data and one example must fit before building
         self.model = self._build()
         self.tokenizer = self.model.base.tokenizer

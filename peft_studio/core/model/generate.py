@@ -219,7 +219,7 @@ def model_for_generation(base_name: str, text: str = "", adapter: str | None = N
 
         experiment = import_peft(Setup(base_name, seed=seed), peft, prompt_dataset(text))
         label = f"PEFT adapter {experiment.method.title}"
-        notes = list(getattr(experiment, "import_notes", []))
+        notes = list(experiment.notes)
     elif adapter:
         from ..files.adapter_file import load_adapter, read_adapter_content
 

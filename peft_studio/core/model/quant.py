@@ -33,9 +33,12 @@ class QuantError:
 
 
 class NF4Linear(nn.Module):
-    """A frozen Linear whose weight lives as packed NF4 codes + per-block absmax scales."""
+    """A frozen Linear whose weight lives as packed NF4 codes + per-block absmax scales.
 
-    def __init__(self, linear: nn.Linear) -> None:
+    A GPT-2 Conv1D (weight stored [in, out]) is quantized as transformers' bitsandbytes loader does it: the weight
+    transposed to [out, in] first, then quantized as any Linear4bit weight."""
+
+    def __init__(self, linear: nn.Module) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.bias = linear.bias  # the original frozen Parameter, untouched
@@ -47,7 +50,10 @@ class NF4Linear(nn.Module):
             self.error = QuantError(float("nan"), float("nan"), float("nan"))
             return
         bnb = _bnb_functional()
-        weight = linear.weight.detach().float().contiguous()
+        weight = linear.weight.detach().float()
+        if not isinstance(linear, nn.Linear) and tuple(weight.shape) == (self.in_features, self.out_features):
+            weight = weight.T  # Conv1D: transformers transposes it before quantizing (Bnb4BitHfQuantizer)
+        weight = weight.contiguous()
         packed, state = bnb.quantize_4bit(weight, blocksize=BLOCK_SIZE, quant_type=QUANT_TYPE)
         self.register_buffer("weight_nf4", packed)
         self.register_buffer("weight_absmax", state.absmax)
@@ -68,7 +74,22 @@ class NF4Linear(nn.Module):
             self.weight_absmax.numel() * self.weight_absmax.element_size()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.dequantized_weight(), self.bias)
+        out = _DequantizedMatmul.apply(x, self)
+        return out if self.bias is None else out + self.bias
+
+
+class _DequantizedMatmul(torch.autograd.Function):
+    """x W^T with W dequantized for the product and again for the backward, as bitsandbytes' MatMul4Bit: autograd
+    keeps the 4-bit codes (a buffer), never the dequantized [out, in] weight."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, module: NF4Linear) -> torch.Tensor:  # noqa: ANN001 - autograd's ctx
+        ctx.module = module
+        return F.linear(x, module.dequantized_weight())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        return grad @ ctx.module.dequantized_weight().to(grad.dtype), None
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, nf4 block {BLOCK_SIZE}"

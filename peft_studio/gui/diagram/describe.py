@@ -90,16 +90,26 @@ def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
     exp = controller.experiment
     change = exp.shape_change()
     words = input_tokens(controller, sentence)
+    selected = controller.selected_site_ids()
     return DiagramInfo(
         blocks=_task_blocks(exp), sites=exp.base.sites(), rows=list(controller.census.rows),
-        selected=controller.selected_site_ids(), site_method=controller.method_for_site,
-        site_glyph=lambda site: get_method(controller.method_for_site(site)).glyph,
+        selected=selected, site_method=controller.method_for_site,
+        site_glyph=lambda site: _glyph(controller, site, selected),
         site_tip=lambda site, state: site_tooltip(controller, site, state),
         seq_len=len(words) if words else exp.seq_len(), input_words=words,
         prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
         hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
         head_trainable=not exp.config.freeze_head and not exp.next_token, method=controller.setup.method,
         locked=controller.locked, extra=_next_token_head(exp))
+
+
+def _glyph(controller: Controller, site: Site, selected: set[str]) -> str:
+    """The method's glyph; a chosen point of the current method may say more (LoRA: its rank under rank_pattern)."""
+    name = controller.method_for_site(site)
+    method = get_method(name)
+    if name == controller.setup.method and site.id in selected:
+        return method.site_glyph(controller.experiment.config, controller.experiment.base, site)
+    return method.glyph
 
 
 def _task_blocks(exp) -> list:

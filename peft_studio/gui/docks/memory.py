@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from ...core.errors import PeftStudioError
 from ...core.memory.at_scale import (
+    ATTENTIONS,
     DEVICES_GB,
     FORMULAS,
     GIB,
@@ -42,6 +43,8 @@ BAR_STEPS = 1000  # a QProgressBar holds ints; bytes of a 70B model do not fit o
 FITS, NO_FIT = "#1b7f3b", "#b3261e"  # dark green / dark red under white text: legible on a projector
 LINE_KEYS = ("frozen", "trainable", "gradients", "optimizer", "activations", "overhead")
 OPTIMIZER_TITLES = {"adamw": "AdamW (fp32 moments)", "adam8bit": "8-bit Adam", "sgd": "SGD (no momentum)"}
+ATTENTION_TITLES = {"sdpa": "SDPA (transformers' default)", "eager": "eager (keeps the L x L softmax)",
+                    "flash": "flash-attention 2"}
 
 
 def size_text(size: int) -> str:
@@ -66,6 +69,9 @@ class MemoryScalePanel(QWidget):
                                    "How the frozen base weights are stored. As built: NF4 when the method quantizes "
                                    "the base (QLoRA), else BF16. " + FORMULAS["frozen"])
         self.optimizer = self._combo([(OPTIMIZER_TITLES[o], o) for o in OPTIMIZERS], 0, FORMULAS["optimizer"])
+        self.attention = self._combo([(ATTENTION_TITLES[a], a) for a in ATTENTIONS], 0,
+                                     "transformers' attn_implementation, which decides what attention keeps for "
+                                     "backward (the activations line names the one assumed)")
         self.batch, self.batch_value = self._slider(1, MAX_BATCH, 1, "Sequences per training step")
         self.seq_len, self.seq_value = self._slider(0, len(SEQ_LENGTHS) - 1, SEQ_LENGTHS.index(512),
                                                     "Tokens per sequence (a soft prompt's tokens are added)")
@@ -108,6 +114,7 @@ class MemoryScalePanel(QWidget):
         form.addRow(self._buddy("&Device memory", self.device), self.device)
         form.addRow(self._buddy("Frozen &weights", self.weights), self.weights)
         form.addRow(self._buddy("&Optimizer", self.optimizer), self.optimizer)
+        form.addRow(self._buddy("A&ttention", self.attention), self.attention)
         form.addRow(self._buddy("&Batch", self.batch), self._with_value(self.batch, self.batch_value))
         form.addRow(self._buddy("&Sequence length", self.seq_len), self._with_value(self.seq_len, self.seq_value))
         form.addRow("", self.checkpointing)
@@ -173,7 +180,7 @@ class MemoryScalePanel(QWidget):
         weights = frozen_storage(self.controller.census, "bf16") if chosen == AS_BUILT else chosen
         return {"weights": weights, "optimizer": self.optimizer.currentData(),
                 "batch": self.batch.value(), "seq_len": SEQ_LENGTHS[self.seq_len.value()],
-                "checkpointing": self.checkpointing.isChecked()}
+                "checkpointing": self.checkpointing.isChecked(), "attention": self.attention.currentData()}
 
     @property
     def device_gb(self) -> int:

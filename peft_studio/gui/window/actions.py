@@ -57,6 +57,7 @@ class Slots:
     toggle_panels: Callable[[], object] = lambda: None
     export_recipe: Callable[[], object] = lambda: None
     open_base: Callable[[], object] = lambda: None
+    import_peft: Callable[[], object] = lambda: None
 
 
 class StudioActions:
@@ -92,6 +93,9 @@ class StudioActions:
                               "metadata)", slots.save_adapter)
         self.load_adapter = a("Load adapter…", "Ctrl+Shift+O", "Load a saved adapter into the current model (same "
                               "base and method)", slots.load_adapter)
+        self.import_peft = a("Import PEFT adapter…", "", "Open a Hugging Face PEFT adapter folder (adapter_config.json "
+                             "+ adapter_model.safetensors) on this base: its method, settings and weights; what it "
+                             "leaves out is said", slots.import_peft)
         self.save_setup = a("Save setup…", "Ctrl+Shift+S", "Save base, method, options, dataset and training "
                             "settings as a JSON file (no weights)", slots.save_setup)
         self.open_setup = a("Open setup…", "Ctrl+Shift+L", "Open a saved setup (undo with Ctrl+Z)", slots.open_setup)
@@ -112,21 +116,21 @@ class StudioActions:
         """Every action, in menu order (the shortcuts list is generated from it)."""
         return (self.play, self.step, self.stop, self.reset, self.undo, self.redo, self.fit, self.zoom_in,
                 self.zoom_out, self.layers, self.present, self.panels, self.seed, self.open, self.open_base,
-                self.open_setup,
-                self.save_setup, self.save_adapter, self.load_adapter, self.export, self.export_recipe, self.shortcuts,
-                self.about, self.quit)
+                self.open_setup, self.save_setup, self.save_adapter, self.load_adapter, self.import_peft, self.export,
+                self.export_recipe, self.shortcuts, self.about, self.quit)
 
     def transport(self) -> tuple[QAction, ...]:
         return self.reset, self.play, self.step, self.stop
 
     def model_changing(self) -> tuple[QAction, ...]:
         """Actions that change or read the model: disabled while a run holds it."""
-        return self.seed, self.open, self.open_base, self.load_adapter, self.open_setup, self.save_adapter
+        return self.seed, self.open, self.open_base, self.load_adapter, self.open_setup, self.save_adapter, \
+            self.import_peft
 
     def install_menus(self, window: QMainWindow) -> None:
         menus = {
             "&File": (self.open, self.open_base, None, self.open_setup, self.save_setup, None, self.save_adapter,
-                      self.load_adapter, None, self.export, self.export_recipe, None, self.quit),
+                      self.load_adapter, self.import_peft, None, self.export, self.export_recipe, None, self.quit),
             "&Edit": (self.undo, self.redo, None, self.restore_defaults),
             "&Run": (self.play, self.step, self.stop, self.reset),
             "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present, self.panels),

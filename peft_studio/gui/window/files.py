@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QPainter
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from ...core.errors import PeftStudioError
 from ...core.files.adapter_file import load_adapter, save_adapter
 from ...core.files.setup_file import DataOutsideError, load_setup, save_setup
+from ...core.interop.hf_peft import copy_trained, import_peft
 from ...core.interop.recipe import plan_recipe, write_recipe
+from ...core.model.experiment import Setup
 from ..diagram import DiagramScene
 from ..panels.data_dialog import DataDialog
 from ..plain import question
@@ -35,6 +37,7 @@ def ask_outside(parent, outside: DataOutsideError) -> bool:
 class FileFlows:
     def __init__(self, window: MainWindow) -> None:
         self.window = window
+        self.import_notes_box: QMessageBox | None = None  # the last import's notes (kept for a test to read)
 
     @property
     def controller(self):
@@ -122,6 +125,50 @@ class FileFlows:
         self.window.refresh_inference()
         self._status(f"Loaded adapter {Path(path).name}")
         return True
+
+    # ---- Hugging Face PEFT folders -----------------------------------------------------------------
+    def import_peft_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Import a Hugging Face PEFT adapter folder")
+        if folder:
+            self.import_peft_from(folder)
+
+    def import_peft_from(self, folder: str | Path) -> bool:
+        """The adapter's method, settings and weights on the current base and dataset (one undo step). Everything
+        is checked on a model of its own first: a refused folder is a dialog and changes nothing. What the import
+        leaves out or reads differently is said: in the status bar and, in full, in a details dialog."""
+        if self.window.runner.active:
+            return False
+        c = self.controller
+        try:
+            checked = import_peft(Setup(c.setup.base, seed=c.setup.seed, base_options=dict(c.setup.base_options)),
+                                  folder, c.dataset)
+        except PeftStudioError as exc:
+            self.window.show_error("Cannot import this PEFT adapter", str(exc))
+            return False
+        if not c.set_everything(checked.setup, c.dataset, c.settings):
+            return False
+        copy_trained(checked, c.experiment)
+        self.window.refresh_inference()
+        name = Path(folder).name
+        if not checked.notes:
+            self._status(f"Imported PEFT adapter {name} ({checked.setup.method})")
+            return True
+        self.window.statusBar().showMessage(f"Imported PEFT adapter {name} ({checked.setup.method}): "
+                                            f"{len(checked.notes)} note(s) on what it leaves out or reads "
+                                            "differently — see the details", 15000)
+        self.show_import_notes(name, checked.notes)
+        return True
+
+    def show_import_notes(self, name: str, notes: list[str]) -> QMessageBox:
+        """A non-blocking dialog: the first note in its text, every note under Show Details."""
+        box = QMessageBox(QMessageBox.Icon.Information, "PEFT adapter imported",
+                          f"Imported {name}. {len(notes)} note(s) on what the import leaves out or reads "
+                          f"differently:\n\n{notes[0]}", QMessageBox.StandardButton.Ok, self.window)
+        box.setObjectName("peftImportNotes")
+        box.setDetailedText("\n\n".join(notes))
+        box.open()
+        self.import_notes_box = box
+        return box
 
     # ---- setups ---------------------------------------------------------------------------------
     def save_setup_dialog(self) -> None:

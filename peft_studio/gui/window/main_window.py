@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
             zoom_in=lambda: self.view.zoom(1.2), zoom_out=lambda: self.view.zoom(1 / 1.2),
             collapse_layers=self.scene.toggle_layers, quit=self.close, shortcuts=self.show_shortcuts,
             about=self.show_about, toggle_panels=self.toggle_panels, export_recipe=self.files.export_recipe_dialog,
-            open_base=self.files.open_base_dialog))
+            open_base=self.files.open_base_dialog, import_peft=self.files.import_peft_dialog))
         self._build_toolbar()
         self._build_layout()
         self._build_status()

@@ -1,0 +1,119 @@
+"""PEFT classification adapters (task_type SEQ_CLS on BertForSequenceClassification): every PEFT type the studio
+exchanges imports with its saved classifier and BERT's pooler, and predicts the logits PEFT predicts; the adapter a
+recipe's train.py writes is one of them."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft_reference import PEFT_WARNINGS, peft, transformers  # offline switches, reference skips
+
+from peft_studio.core.data import load_builtin
+from peft_studio.core.errors import AdapterFileError
+from peft_studio.core.interop.hf_peft import import_peft, peft_setup
+from peft_studio.core.methods import METHODS
+from peft_studio.core.model.experiment import Experiment, Setup
+
+pytestmark = PEFT_WARNINGS
+
+TEXTS = ["the food was great", "terrible service and a long slow wait", "ok", "i loved it", "not for me"]
+_MODELS: dict = {}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_builtin("sentiment")
+
+
+@pytest.fixture(scope="module")
+def folder():
+    from peft_studio.core.bases.pretrained import minilm_folder
+
+    return str(minilm_folder())
+
+
+def classifier(folder, labels=2, seed=0):
+    """MiniLM as BertForSequenceClassification (its pooler from the checkpoint, a seeded random classifier)."""
+    if (folder, labels) not in _MODELS:
+        torch.manual_seed(seed)
+        _MODELS[folder, labels] = transformers.BertForSequenceClassification.from_pretrained(
+            folder, num_labels=labels).eval()
+    return copy.deepcopy(_MODELS[folder, labels])
+
+
+# One configuration per PEFT type the studio exchanges (and LoRA's variants), all with task_type SEQ_CLS.
+SEQ_CLS_CONFIGS = {
+    "lora": lambda: peft.LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]),
+    "lora-all-linear-pissa": lambda: peft.LoraConfig(task_type="SEQ_CLS", r=4, target_modules="all-linear",
+                                                     init_lora_weights="pissa", bias="lora_only"),
+    "dora": lambda: peft.LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["key", "dense"], use_dora=True),
+    "ia3": lambda: peft.IA3Config(task_type="SEQ_CLS"),
+    "vera": lambda: peft.VeraConfig(task_type="SEQ_CLS", r=8, target_modules=["query", "value"]),
+    "ln-tuning": lambda: peft.LNTuningConfig(task_type="SEQ_CLS", target_modules=["LayerNorm"]),
+    "prompt": lambda: peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4),
+}
+UNRUNNABLE = {"prefix": lambda: peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)}  # by PEFT itself
+
+
+def trained_like(wrapped):
+    """Every trainable tensor moved off its initial value (LoRA's B and VeRA's lambda_b start at zero)."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in wrapped.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return wrapped.eval()
+
+
+def test_every_exchanged_peft_type_has_a_seq_cls_case():
+    types = {m.peft_type for m in METHODS.values() if m.peft_type}
+    made = {make().peft_type.value for make in (*SEQ_CLS_CONFIGS.values(), *UNRUNNABLE.values())}
+    assert types <= made
+
+
+@pytest.mark.parametrize("name", list(SEQ_CLS_CONFIGS))
+def test_a_peft_classifier_adapter_imports_with_its_head_and_predicts_the_same(tmp_path, folder, data, name):
+    wrapped = trained_like(peft.get_peft_model(classifier(folder), SEQ_CLS_CONFIGS[name]()))
+    wrapped.save_pretrained(str(tmp_path / name))
+    # PEFT's own prediction from the saved folder, on a fresh model whose classifier is drawn differently
+    loaded = peft.PeftModel.from_pretrained(classifier(folder, seed=99), str(tmp_path / name)).eval()
+    experiment = import_peft(Setup("minilm", seed=5), tmp_path / name, data)
+    assert experiment.setup.base_options == {"pooling": "pooler"}
+    assert any("task_type SEQ_CLS" in note for note in experiment.notes)
+    ids, mask = experiment.tokenizer.batch(TEXTS)
+    experiment.model.eval()
+    with torch.no_grad():
+        theirs = loaded(input_ids=ids, attention_mask=mask.long()).logits
+        ours = experiment.model(ids, mask)
+    assert (theirs - ours).abs().max() <= 1e-4
+    assert experiment.predict_labels(TEXTS) == [data.label_names[i] for i in theirs.argmax(-1).tolist()]
+    if name != "prompt":  # prompt learning loads frozen; its vectors count as PEFT's adapter
+        adapter = sum(p.numel() for n, p in wrapped.named_parameters() if p.requires_grad and "classifier" not in n)
+        assert experiment.method_parameter_count() == adapter
+    assert peft_setup(tmp_path / name).base_options == {"pooling": "pooler"}
+
+
+def test_a_classifier_needs_the_pooler_and_the_labels_it_was_trained_for(tmp_path, folder, data):
+    wrapped = trained_like(peft.get_peft_model(classifier(folder, labels=3), SEQ_CLS_CONFIGS["lora"]()))
+    wrapped.save_pretrained(str(tmp_path / "three"))
+    with pytest.raises(AdapterFileError, match=r"a head for 3 labels .* \(2 labels\)"):
+        import_peft(Setup("minilm"), tmp_path / "three", data)
+    with pytest.raises(AdapterFileError, match="needs BERT's pooler"):
+        import_peft(Setup("tiny"), tmp_path / "three", data)
+    two = tmp_path / "two"
+    trained_like(peft.get_peft_model(classifier(folder), SEQ_CLS_CONFIGS["lora"]())).save_pretrained(str(two))
+    with pytest.raises(AdapterFileError, match="build it with base option pooling=pooler"):
+        import_peft(Experiment(Setup("minilm", "lora", {"r": 4, "alpha": 8}), data), two)
+    into = Experiment(Setup("minilm", "lora", {"r": 4, "alpha": 8}, base_options={"pooling": "pooler"}), data)
+    assert import_peft(into, two) is into
+
+
+def test_a_classifier_adapter_peft_itself_cannot_run_is_refused_with_the_reason(tmp_path, folder, data):
+    wrapped = trained_like(peft.get_peft_model(classifier(folder), UNRUNNABLE["prefix"]()))
+    wrapped.save_pretrained(str(tmp_path / "prefix"))
+    with pytest.raises(ValueError, match="past key values"):  # PEFT's own failure
+        wrapped(input_ids=torch.tensor([[101, 102]]))
+    with pytest.raises(AdapterFileError, match="task_type SEQ_CLS with PREFIX_TUNING: PEFT itself cannot run"):
+        import_peft(Setup("minilm"), tmp_path / "prefix", data)
