@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, NORM, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, NORM, PROMPT, Block, Site, layer_refusals
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 LLAMA, GPT2 = "llama", "gpt2"
@@ -423,7 +423,7 @@ class DecoderBase(FrozenBase):
         d, f = cfg.hidden_size, cfg.intermediate_size
         stack = "model" if cfg.style == LLAMA else "transformer"
         attn = "self_attn" if cfg.style == LLAMA else "attn"
-        no_qlora = {"qlora": QLORA_CONV1D} if cfg.style == GPT2 else {}
+        conv1d = {"qlora": QLORA_CONV1D, **layer_refusals("Conv1D")} if cfg.style == GPT2 else {}
         sites = [Site("prompt", PROMPT, "input", f"{stack}.prompt", None, d, d,
                       "soft prompt before the token embeddings (positions 0..n-1)")]
         for i in range(cfg.num_layers):
@@ -437,7 +437,7 @@ class DecoderBase(FrozenBase):
                                       f"layer {i} MLP activation (the down projection's input)"))
                 label = LABELS.get(inner, LABELS.get(short, short))
                 sites.append(Site(f"{at}.{inner}", LINEAR, short, f"{at}.{inner}", i, fan_in, fan_out,
-                                  f"layer {i} {label}", dict(no_qlora)))
+                                  f"layer {i} {label}", dict(conv1d)))
                 if inner in ("self_attn.o_proj", "attn.c_proj"):
                     sites.append(Site(f"{at}.attn_adapter", ADAPTER, "after-attn", f"{at}.attn_adapter", i, d, d,
                                       f"layer {i} after attention, before the residual add"))

@@ -228,9 +228,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
 def _check_config(config: dict[str, Any], where: str) -> None:
     """Types of every field the studio reads, and the ranges of the numbers it uses."""
     fields = dict(CONFIG_FIELDS)
+    ranges: dict[str, tuple[float, float]] = {}
     for method in METHODS.values():
         if method.peft_type is not None and method.peft_type == config.get("peft_type"):
             fields.update(method.peft_config_fields)
+            ranges.update(method.peft_config_ranges)
     for name, (kinds, what) in fields.items():
         if name not in config:
             continue
@@ -239,7 +241,7 @@ def _check_config(config: dict[str, Any], where: str) -> None:
             raise AdapterFileError(f"{where}: {name} should be {what}, not {json.dumps(value)[:40]}")
     numbers = {"r": (1, MAX_RANK), "num_virtual_tokens": (1, MAX_VIRTUAL_TOKENS),
                "num_transformer_submodules": (1, 2), "token_dim": (1, 2**20), "num_attention_heads": (1, 2**16),
-               "num_layers": (1, 2**16)}
+               "num_layers": (1, 2**16), **ranges}
     for name, (low, high) in numbers.items():
         value = config.get(name)
         if value is not None and not low <= value <= high:
@@ -312,6 +314,7 @@ def read_peft(folder: str | Path) -> PeftAdapter:
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
                           {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes)
+    adapter.notes.extend(method.peft_import_notes(config, where))
     if os.path.lexists(folder / HEAD_FILE):
         adapter.head, adapter.head_labels = _read_head(folder)
         _merge_studio_options(adapter, folder)

@@ -7,7 +7,7 @@ one `register_method` call (from any module, a test included).
 
 from __future__ import annotations
 
-from ..bases.sites import Site
+from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
@@ -16,6 +16,7 @@ from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
 from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
+from .oft import OftMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
@@ -28,12 +29,17 @@ def register_method(method: Method) -> Method:
     """Add a method to the registry (replacing one of the same name); returns it."""
     if not method.name:
         raise ValueError("a method needs a name")
+    unregister_method(method.name)
     METHODS[method.name] = method
+    for layer_type, reason in method.refused_layers.items():  # the bases grey those sites out with the reason
+        LAYER_REFUSALS.setdefault(layer_type, {})[method.name] = reason
     return method
 
 
 def unregister_method(name: str) -> None:
     METHODS.pop(name, None)
+    for refusals in LAYER_REFUSALS.values():
+        refusals.pop(name, None)
 
 
 for _method in (PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3Method(), LoraMethod(),
@@ -42,6 +48,7 @@ for _method in (PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3
 register_method(DoraMethod())
 register_method(VeraMethod())
 register_method(LNTuningMethod())
+register_method(OftMethod())
 
 
 def method_names() -> list[str]:

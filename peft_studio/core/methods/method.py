@@ -69,15 +69,22 @@ class Method:
     peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
+    # number ranges it checks in adapter_config.json beyond (or instead of) hf_peft's common ones: name -> (low, high)
+    peft_config_ranges: dict[str, tuple[float, float]] = {}
     # ---- the method test table (tests/method_table.py) ------------------------------------------------------
     # The cross-method tests (counts, outputs and exchange against PEFT, training, causality, memory) draw their
     # configurations from these, so a new method is tested by adding its file. `targets` and `layers` are drawn
     # from the base's usable sites and layers, not listed here; values must be valid on every base.
-    example_space: dict[str, tuple[Any, ...]] = {"freeze_head": (False, True)}  # option -> values to draw from
-    peft_space: dict[str, tuple[Any, ...]] | None = None  # PEFT config field -> values: adapters PEFT itself makes
+    # option -> values to draw from; a tuple of options -> tuples of values for options only valid together
+    example_space: dict[Any, tuple[Any, ...]] = {"freeze_head": (False, True)}
+    peft_space: dict[Any, tuple[Any, ...]] | None = None  # PEFT config field -> values: adapters PEFT itself makes
     # how close an exported adapter's outputs in PeftModel are to the studio's; None: not comparable on a
     # full-precision base (the method's frozen base is not the one PEFT loads), tested on its own
     exchange_tolerance: float | None = 1e-4
+    # Linear layer types it cannot take, as PEFT refuses them: layer type ("Conv1D") -> why; the registry passes
+    # them to the bases (bases/sites.py LAYER_REFUSALS), which grey those sites out with the reason
+    refused_layers: dict[str, str] = {}
+    rotation_side: str = "input"  # where rotations() matrices act: "input" (h = W0 R x) or "output" (h = R W0 x)
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:
@@ -151,6 +158,12 @@ class Method:
         """Each change of shape in words (the seed's structural illustrations)."""
         return []
 
+    def rotations(self, base: FrozenBase) -> dict[str, Any]:
+        """For methods that rotate (OFT, BOFT, HRA, RoAd): the matrix each adapted site applies now, by module path
+        (a detached [n, n] tensor acting on the side `rotation_side` names), for lenses such as an angle spectrum;
+        {} for the others."""
+        return {}
+
     # ---- Hugging Face PEFT exchange (core/interop/hf_peft.py calls these; see methods/peft_format.py) ---------
     def peft_export(self, base: FrozenBase, config: MethodConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         """adapter_config.json settings of this attached method and its tensors by PEFT key; AdapterFileError
@@ -170,6 +183,11 @@ class Method:
         from ..errors import AdapterFileError
 
         raise AdapterFileError(f"{where}: method {self.name!r} cannot import PEFT adapters")
+
+    def peft_import_notes(self, peft_config: dict[str, Any], where: str) -> list[str]:
+        """What importing an adapter with these settings does differently from how it was made (said to the user,
+        never silent), e.g. an initialisation that only chose starting values."""
+        return []
 
     def peft_accepts(self, method_name: str) -> bool:
         """Whether an adapter translated for `method_name` loads into a model using this method."""
