@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
@@ -66,6 +68,7 @@ class Method:
     colour: str = "#f07f16"  # its curves and badges
     card: MethodCard
     trains_base: bool = False  # True when base tensors themselves train (full, bitfit)
+    quantizes_base: bool = False  # True when it stores the frozen Linears in 4 bits (QLoRA: a recipe loads NF4)
     peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
@@ -159,10 +162,14 @@ class Method:
         return []
 
     def rotations(self, base: FrozenBase) -> dict[str, Any]:
-        """For methods that rotate (OFT, BOFT, HRA, RoAd): the matrix each adapted site applies now, by module path
-        (a detached [n, n] tensor acting on the side `rotation_side` names), for lenses such as an angle spectrum;
-        {} for the others."""
-        return {}
+        """For methods that rotate (OFT, BOFT, HRA, RoAd): the matrix each adapted layer applies now, by module path
+        (a detached [n, n] tensor acting on the side `rotation_side` names; each layer's own `rotation()`), for
+        lenses such as an angle spectrum; {} for the others."""
+        from .mergeable import weight_updates
+
+        with torch.no_grad():
+            return {path: layer.rotation().detach() for path, layer in weight_updates(base)
+                    if callable(getattr(layer, "rotation", None))}
 
     # ---- Hugging Face PEFT exchange (core/interop/hf_peft.py calls these; see methods/peft_format.py) ---------
     def peft_export(self, base: FrozenBase, config: MethodConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -200,6 +207,14 @@ class Method:
         """Lines for the exported folder's README: how to reproduce the studio's logits from PEFT's outputs."""
         return []
 
+    # ---- lens: what training changed at this method's sites (core/lenses) -------------------------------
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """LensFigures of what the trained parts did, for `sentence` where the lens reads a forward pass. The
+        default shows ΔW of every weight-update layer (methods/mergeable.py), so such methods need nothing more."""
+        from ..lenses.spectra import weight_update_figures
+
+        return weight_update_figures(experiment.base, site_paths(experiment.base))
+
 
 class TargetedMethod(Method):
     """A method whose sites are named by `targets` x `layers` (LoRA, IA3, DoRA, VeRA, LayerNorm tuning): one
@@ -219,6 +234,15 @@ class TargetedMethod(Method):
 
     def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
         return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+
+
+def site_paths(base: FrozenBase) -> dict[str, str]:
+    """Module path -> site id, for naming what sits at a path (the first site of a path wins: a Linear before its
+    input-side site)."""
+    paths: dict[str, str] = {}
+    for site in base.sites():
+        paths.setdefault(site.module_path, site.id)
+    return paths
 
 
 def require_kind(base: FrozenBase, method: str, kind: str) -> list[Site]:

@@ -137,12 +137,13 @@ class OftLinear(WeightUpdate):
         rotated = torch.einsum("...rk,rkc->...rc", blocks, rotations).reshape(x.shape)  # x R, block by block
         return self.base_layer(rotated)
 
-    def rotation(self, project: bool = True) -> torch.Tensor:
-        """R ([in, in]) with h = W0 (R x) + b: the transpose of PEFT's block-diagonal oft_mat."""
+    def rotation(self, project: bool = False) -> torch.Tensor:
+        """R ([in, in]) with h = W0 (R x) + b: the transpose of PEFT's block-diagonal oft_mat (for a lens, COFT's
+        projection is applied to a copy unless `project`)."""
         return torch.block_diag(*self.block_rotations(project)).T
 
     def merged_weight(self) -> torch.Tensor:
-        return self.weight_out_in() @ self.rotation()  # PEFT: (oft_mat @ W0^T)^T
+        return self.weight_out_in() @ self.rotation(project=True)  # PEFT: (oft_mat @ W0^T)^T
 
 
 @dataclass
@@ -257,10 +258,6 @@ class OftMethod(TargetedMethod):
             notes.append(f"{site.id}: R is {site.in_features}x{site.in_features} = {blocks} blocks of {size}x{size}; "
                          f"oft_R stores {stored} x {size * (size - 1) // 2}{adjusted}")
         return notes
-
-    def rotations(self, base: FrozenBase) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            return {path: module.rotation(project=False) for path, module in modules_of(base, OftLinear)}
 
     # ---- Hugging Face PEFT exchange --------------------------------------------------------------------
     def peft_export(self, base: FrozenBase, config: OftConfig) -> tuple[dict, dict[str, torch.Tensor]]:
