@@ -116,7 +116,7 @@ def test_merged_weights_equal_peft_merge_and_unload(tmp_path_factory, data, meth
 @pytest.mark.parametrize("method", ROTATING)
 def test_rotations_are_data_that_agree_with_the_merge(method):
     """rotations() gives one square matrix per adapted site: the identity at the start, and after training the
-    matrix the merged weight applies on the method's side (W0 R or R W0)."""
+    matrix the merged weight applies on the method's side (W0 R or R W0), up to a scale per output row (BOFT's s)."""
     experiment = Experiment(Setup("tiny", method, seed=3), intents())
     method_ = experiment.method
     start = method_.rotations(experiment.base)
@@ -128,7 +128,9 @@ def test_rotations_are_data_that_agree_with_the_merge(method):
         w0 = layer.weight_out_in()
         expected = w0 @ rotation if method_.rotation_side == "input" else rotation @ w0
         assert not torch.allclose(rotation, torch.eye(rotation.shape[0]))
-        assert torch.allclose(layer.merged_weight(), expected, atol=1e-5)
+        merged = layer.merged_weight().detach()
+        scale = (merged * expected).sum(1, keepdim=True) / (expected * expected).sum(1, keepdim=True)
+        assert torch.allclose(merged, scale * expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", LINEAR_ONLY)
@@ -213,3 +215,58 @@ def test_oft_import_says_what_peft_ignored_and_predicts_the_same(tmp_path):
         weights = mask.float()[..., None]
         theirs = head((hidden * weights).sum(1) / weights.sum(1))
         assert (experiment.model(ids, mask) - theirs).abs().max() <= 1e-4
+
+
+# ---- BOFT ------------------------------------------------------------------------------------------------
+def test_boft_block_dropout_draws_what_peft_draws():
+    """In training, boft_dropout sets int(p D) blocks of one random factor to I: with the same random state the
+    studio's layer gives PEFT's outputs bit for bit (its factor and blocks are drawn in PEFT's order)."""
+    from peft.tuners.boft.layer import Linear as PeftBoft
+
+    from peft_studio.core.methods.boft import BoftLinear
+
+    torch.manual_seed(0)
+    base = torch.nn.Linear(32, 6)
+    config = peft.BOFTConfig(target_modules=["x"], boft_block_size=4, boft_n_butterfly_factor=2, boft_dropout=0.5)
+    theirs = PeftBoft(base, "default", config=config)
+    ours = BoftLinear(base, 8, 4, 2, 0.5)
+    with torch.no_grad():
+        theirs.boft_R["default"].normal_(0, 0.3)
+        ours.boft_R.copy_(theirs.boft_R["default"])
+    x = torch.randn(3, 32)
+    outputs = []
+    for layer in (theirs.train(), ours.train()):
+        torch.manual_seed(11)
+        outputs.append(torch.stack([layer(x) for _ in range(4)]))
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.equal(outputs[1][0], ours.eval()(x))  # blocks were dropped
+
+
+def test_boft_rotation_is_orthogonal():
+    experiment = Experiment(Setup("tiny", "boft", {"boft_n_butterfly_factor": 2}, seed=2), intents())
+    nudge(experiment.model, scale=1.0)
+    for rotation in experiment.method.rotations(experiment.base).values():
+        assert torch.allclose(rotation @ rotation.T, torch.eye(rotation.shape[0]), atol=1e-5)
+
+
+def test_boft_made_without_peft_cuda_extension_imports_with_the_factors_it_holds(tmp_path, monkeypatch):
+    """Without its CUDA extension PEFT builds one butterfly factor whatever boft_n_butterfly_factor says: the import
+    says so and predicts what that PEFT predicts."""
+    from peft.tuners.boft import layer
+
+    monkeypatch.setattr(layer, "_FBD_CUDA", None)
+    monkeypatch.setattr(layer, "get_fbd_cuda", lambda: None)
+    config = peft.BOFTConfig(target_modules=["query", "value"], boft_block_size=8, boft_n_butterfly_factor=2)
+    wrapped, head, folder = peft_made(tmp_path, config)
+    adapter = read_peft(folder)
+    assert adapter.options["boft_n_butterfly_factor"] == 1
+    assert any("boft_n_butterfly_factor 2" in note and "CUDA extension" in note for note in adapter.notes)
+    experiment = import_peft(Setup("minilm"), folder, dataset())
+    ids, mask = experiment.tokenizer.batch(TEXTS)
+    experiment.model.eval()
+    with torch.no_grad():
+        hidden = wrapped(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        weights = mask.float()[..., None]
+        theirs = head((hidden * weights).sum(1) / weights.sum(1))
+        assert (experiment.model(ids, mask) - theirs).abs().max() <= 1e-4
+    assert experiment.method_parameter_count() == wrapped.get_nb_trainable_parameters()[0]

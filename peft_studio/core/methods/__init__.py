@@ -11,6 +11,7 @@ from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
+from .boft import BoftMethod
 from .dora import DoraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
@@ -49,6 +50,7 @@ register_method(DoraMethod())
 register_method(VeraMethod())
 register_method(LNTuningMethod())
 register_method(OftMethod())
+register_method(BoftMethod())
 
 
 def method_names() -> list[str]:

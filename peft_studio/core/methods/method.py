@@ -84,6 +84,9 @@ class Method:
     # how close an exported adapter's outputs in PeftModel are to the studio's; None: not comparable on a
     # full-precision base (the method's frozen base is not the one PEFT loads), tested on its own
     exchange_tolerance: float | None = 1e-4
+    # PEFT can build it on the meta device, so its count is compared on meta-device decoders (BOFT's permutation
+    # matrices are filled entry by entry, which the meta device cannot do: its count is compared on MiniLM only)
+    peft_on_meta_device: bool = True
     # Linear layer types it cannot take, as PEFT refuses them: layer type ("Conv1D") -> why; the registry passes
     # them to the bases (bases/sites.py LAYER_REFUSALS), which grey those sites out with the reason
     refused_layers: dict[str, str] = {}
