@@ -270,3 +270,20 @@ def test_boft_made_without_peft_cuda_extension_imports_with_the_factors_it_holds
         theirs = head((hidden * weights).sum(1) / weights.sum(1))
         assert (experiment.model(ids, mask) - theirs).abs().max() <= 1e-4
     assert experiment.method_parameter_count() == wrapped.get_nb_trainable_parameters()[0]
+
+
+# ---- HRA -------------------------------------------------------------------------------------------------
+def test_hra_starts_at_w0_for_an_even_r_and_its_reflections_stay_orthogonal():
+    """PEFT's rules: an even r starts from equal pairs (H = I), an odd r from random vectors; H is orthogonal
+    either way, and Gram-Schmidt on PEFT's equal pairs is refused with the reason."""
+    hra = get_method("hra")
+    for r, starts_at_w0 in ((4, True), (3, False)):
+        experiment = Experiment(Setup("tiny", "hra", {"r": r}, seed=1), intents())
+        for rotation in hra.rotations(experiment.base).values():
+            assert torch.allclose(rotation, torch.eye(rotation.shape[0]), atol=1e-6) == starts_at_w0
+            assert torch.allclose(rotation @ rotation.T, torch.eye(rotation.shape[0]), atol=1e-5)
+    with pytest.raises(ConfigError, match="apply_GS with init_weights true and an even r .* set init_weights false"):
+        Experiment(Setup("tiny", "hra", {"r": 4, "apply_GS": True}), intents())
+    experiment = Experiment(Setup("tiny", "hra", {"r": 4, "apply_GS": True, "init_weights": False}), intents())
+    for rotation in hra.rotations(experiment.base).values():
+        assert torch.allclose(rotation @ rotation.T, torch.eye(rotation.shape[0]), atol=1e-5)

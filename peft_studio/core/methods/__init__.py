@@ -13,6 +13,7 @@ from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .boft import BoftMethod
 from .dora import DoraMethod
+from .hra import HraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
 from .lora import LoraMethod
@@ -51,6 +52,7 @@ register_method(VeraMethod())
 register_method(LNTuningMethod())
 register_method(OftMethod())
 register_method(BoftMethod())
+register_method(HraMethod())
 
 
 def method_names() -> list[str]:
