@@ -202,12 +202,8 @@ def peft_made(tmp_path, config):
     return wrapped, head, folder
 
 
-def test_oft_import_says_what_peft_ignored_and_predicts_the_same(tmp_path):
-    """PEFT's module_dropout never acts on a Linear: the import says so and predicts what PEFT predicts."""
-    config = peft.OFTConfig(target_modules=["query", "output.dense"], oft_block_size=32, module_dropout=0.1)
-    wrapped, head, folder = peft_made(tmp_path, config)
-    assert any("module_dropout 0.1 is left out" in note for note in read_peft(folder).notes)
-    experiment = import_peft(Setup("minilm"), folder, dataset())
+def assert_predicts_like(experiment, wrapped, head):
+    """The imported experiment's logits equal the head on PEFT's mean-pooled hidden states."""
     ids, mask = experiment.tokenizer.batch(TEXTS)
     experiment.model.eval()
     with torch.no_grad():
@@ -215,6 +211,15 @@ def test_oft_import_says_what_peft_ignored_and_predicts_the_same(tmp_path):
         weights = mask.float()[..., None]
         theirs = head((hidden * weights).sum(1) / weights.sum(1))
         assert (experiment.model(ids, mask) - theirs).abs().max() <= 1e-4
+
+
+def test_oft_import_says_what_peft_ignored_and_predicts_the_same(tmp_path):
+    """PEFT's module_dropout never acts on a Linear: the import says so and predicts what PEFT predicts."""
+    config = peft.OFTConfig(target_modules=["query", "output.dense"], oft_block_size=32, module_dropout=0.1)
+    wrapped, head, folder = peft_made(tmp_path, config)
+    assert any("module_dropout 0.1 is left out" in note for note in read_peft(folder).notes)
+    experiment = import_peft(Setup("minilm"), folder, dataset())
+    assert_predicts_like(experiment, wrapped, head)
 
 
 # ---- BOFT ------------------------------------------------------------------------------------------------
@@ -262,13 +267,7 @@ def test_boft_made_without_peft_cuda_extension_imports_with_the_factors_it_holds
     assert adapter.options["boft_n_butterfly_factor"] == 1
     assert any("boft_n_butterfly_factor 2" in note and "CUDA extension" in note for note in adapter.notes)
     experiment = import_peft(Setup("minilm"), folder, dataset())
-    ids, mask = experiment.tokenizer.batch(TEXTS)
-    experiment.model.eval()
-    with torch.no_grad():
-        hidden = wrapped(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        weights = mask.float()[..., None]
-        theirs = head((hidden * weights).sum(1) / weights.sum(1))
-        assert (experiment.model(ids, mask) - theirs).abs().max() <= 1e-4
+    assert_predicts_like(experiment, wrapped, head)
     assert experiment.method_parameter_count() == wrapped.get_nb_trainable_parameters()[0]
 
 
@@ -287,3 +286,30 @@ def test_hra_starts_at_w0_for_an_even_r_and_its_reflections_stay_orthogonal():
     experiment = Experiment(Setup("tiny", "hra", {"r": 4, "apply_GS": True, "init_weights": False}), intents())
     for rotation in hra.rotations(experiment.base).values():
         assert torch.allclose(rotation @ rotation.T, torch.eye(rotation.shape[0]), atol=1e-5)
+
+
+# ---- MiSS ------------------------------------------------------------------------------------------------
+def test_miss_r_in_force_is_peft_default_where_it_fits_and_is_shown():
+    """r 0 means PEFT's 64 where every adapted Linear takes it (MiniLM), else the widest r that fits; the form,
+    the count and an export all show the number in force."""
+    miss = get_method("miss")
+    assert miss.effective_options(miss.config({}), minilm())["r"] == 64
+    tiny = create_base("tiny", intents().make_tokenizer(), d_model=24)
+    assert miss.effective_options(miss.config({"targets": "q,down"}), tiny)["r"] == 24  # q reads 24 channels
+    assert miss.effective_options(miss.config({"init_weights": "bat", "targets": "q,up"}), tiny)["r"] == 24
+    assert miss.parameter_count(miss.config({"targets": "q"}), tiny) == 2 * 24 * 24
+    with pytest.raises(ConfigError, match="r \\(32\\) must be at most its input width \\(24\\)"):
+        miss.validate(miss.config({"r": 32}), tiny)
+    with pytest.raises(ConfigError, match="miss_dropout is not used with init_weights bat"):
+        miss.validate(miss.config({"init_weights": "bat", "miss_dropout": 0.1}), tiny)
+
+
+def test_miss_bat_import_says_peft_ignored_its_dropout(tmp_path):
+    config = peft.MissConfig(target_modules=["query"], r=16, init_weights="bat", miss_dropout=0.2)
+    wrapped, head, folder = peft_made(tmp_path, config)
+    adapter = read_peft(folder)
+    assert adapter.options["miss_dropout"] == 0.0
+    said = "miss_dropout 0.2 is left out: PEFT applies no dropout with init_weights bat"
+    assert any(said in note for note in adapter.notes)
+    experiment = import_peft(Setup("minilm"), folder, dataset())
+    assert_predicts_like(experiment, wrapped, head)

@@ -18,6 +18,7 @@ from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
 from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
+from .miss import MissMethod
 from .oft import OftMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
@@ -53,6 +54,7 @@ register_method(LNTuningMethod())
 register_method(OftMethod())
 register_method(BoftMethod())
 register_method(HraMethod())
+register_method(MissMethod())
 
 
 def method_names() -> list[str]:
