@@ -313,3 +313,19 @@ def test_miss_bat_import_says_peft_ignored_its_dropout(tmp_path):
     assert any(said in note for note in adapter.notes)
     experiment = import_peft(Setup("minilm"), folder, dataset())
     assert_predicts_like(experiment, wrapped, head)
+
+
+# ---- DeLoRA ----------------------------------------------------------------------------------------------
+def test_delora_refuses_per_module_patterns_by_name_and_keeps_w0_column_norms_frozen(tmp_path):
+    import json
+
+    experiment = Experiment(Setup("minilm", "delora", {"r": 2, "targets": "query"}), dataset())
+    layer = dict(weight_updates(experiment.base))["layers.0.attn.q"]
+    assert torch.equal(layer.delora_w_norm, torch.norm(layer.weight_out_in(), dim=0))
+    assert not layer.delora_w_norm.requires_grad
+    folder = export_peft(experiment, tmp_path / "delora")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    for field in ("lambda_pattern", "rank_pattern"):
+        (folder / "adapter_config.json").write_text(json.dumps({**config, field: {"query": 4}}))
+        with pytest.raises(AdapterFileError, match=f"{field} \\(per-module ranks or lambdas\\) is not supported"):
+            read_peft(folder)

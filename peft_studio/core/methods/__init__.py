@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .boft import BoftMethod
+from .delora import DeloraMethod
 from .dora import DoraMethod
 from .hra import HraMethod
 from .ia3 import IA3Method
@@ -55,6 +56,7 @@ register_method(OftMethod())
 register_method(BoftMethod())
 register_method(HraMethod())
 register_method(MissMethod())
+register_method(DeloraMethod())
 
 
 def method_names() -> list[str]:
