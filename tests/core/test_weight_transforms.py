@@ -329,3 +329,17 @@ def test_delora_refuses_per_module_patterns_by_name_and_keeps_w0_column_norms_fr
         (folder / "adapter_config.json").write_text(json.dumps({**config, field: {"query": 4}}))
         with pytest.raises(AdapterFileError, match=f"{field} \\(per-module ranks or lambdas\\) is not supported"):
             read_peft(folder)
+
+
+# ---- RoAd ------------------------------------------------------------------------------------------------
+def test_road_group_size_in_force_and_its_refusals():
+    """group_size 0 is PEFT's 64 where it divides every adapted output (MiniLM), else the largest even width that
+    does; a width that does not divide an output is refused as PEFT refuses it."""
+    road = get_method("road")
+    assert road.effective_options(road.config({}), minilm())["group_size"] == 64
+    tiny = create_base("tiny", intents().make_tokenizer(), d_model=24)
+    assert road.effective_options(road.config({"targets": "q,up"}), tiny)["group_size"] == 24
+    with pytest.raises(ConfigError, match="output width \\(24\\) must be divisible by group_size \\(16\\)"):
+        road.validate(road.config({"group_size": 16}), tiny)
+    with pytest.raises(ConfigError, match="group_size \\(3\\) must be even"):
+        road.validate(road.config({"group_size": 3}), tiny)

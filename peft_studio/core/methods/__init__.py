@@ -24,6 +24,7 @@ from .oft import OftMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
+from .road import RoadMethod
 from .vera import VeraMethod
 
 METHODS: dict[str, Method] = {}
@@ -57,6 +58,7 @@ register_method(BoftMethod())
 register_method(HraMethod())
 register_method(MissMethod())
 register_method(DeloraMethod())
+register_method(RoadMethod())
 
 
 def method_names() -> list[str]:
