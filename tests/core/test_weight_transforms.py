@@ -343,3 +343,17 @@ def test_road_group_size_in_force_and_its_refusals():
         road.validate(road.config({"group_size": 16}), tiny)
     with pytest.raises(ConfigError, match="group_size \\(3\\) must be even"):
         road.validate(road.config({"group_size": 3}), tiny)
+
+
+# ---- BEFT ------------------------------------------------------------------------------------------------
+def test_beft_default_is_peft_default_and_merges_only_into_a_bias():
+    from peft_studio.core.methods.mergeable import mergeable_layers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = peft.get_peft_model(copy.deepcopy(bert()), peft.BeftConfig())
+    studio = Experiment(Setup("minilm", "beft"), dataset())
+    assert studio.method_parameter_count() == wrapped.get_nb_trainable_parameters()[0] == 6 * 384  # the values
+    assert mergeable_layers(studio.model)
+    llama = Experiment(Setup("tiny-decoder", "beft"), load_builtin("texts"))
+    assert weight_updates(llama.model) and not mergeable_layers(llama.model)  # no bias to fold the offset into

@@ -11,6 +11,7 @@ from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
+from .beft import BeftMethod
 from .boft import BoftMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
@@ -59,6 +60,7 @@ register_method(HraMethod())
 register_method(MissMethod())
 register_method(DeloraMethod())
 register_method(RoadMethod())
+register_method(BeftMethod())
 
 
 def method_names() -> list[str]:
