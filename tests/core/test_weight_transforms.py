@@ -357,3 +357,14 @@ def test_beft_default_is_peft_default_and_merges_only_into_a_bias():
     assert mergeable_layers(studio.model)
     llama = Experiment(Setup("tiny-decoder", "beft"), load_builtin("texts"))
     assert weight_updates(llama.model) and not mergeable_layers(llama.model)  # no bias to fold the offset into
+
+
+# ---- GLoRA -----------------------------------------------------------------------------------------------
+def test_glora_bias_paths_exist_only_where_a_linear_has_a_bias_and_all_none_is_refused():
+    glora = get_method("glora")
+    llama = create_base("tiny-decoder", load_builtin("texts").make_tokenizer())
+    config = glora.config({"r": 2, "targets": "v_proj", "config_C": "vector", "config_D_E": "vector"})
+    assert glora.parameter_count(config, llama) == 2 * 2 * 2 * (32 + 16)  # A and B only: Llama's Linears have no bias
+    assert all("C none (no bias)" in note for note in glora.shape_notes(config, llama, 8))
+    with pytest.raises(ConfigError, match="nothing to train"):
+        glora.validate(glora.config({"config_A_B": "none", "targets": "v_proj"}), llama)

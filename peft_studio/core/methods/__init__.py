@@ -15,6 +15,7 @@ from .beft import BeftMethod
 from .boft import BoftMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
+from .glora import GloraMethod
 from .hra import HraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
@@ -61,6 +62,7 @@ register_method(MissMethod())
 register_method(DeloraMethod())
 register_method(RoadMethod())
 register_method(BeftMethod())
+register_method(GloraMethod())
 
 
 def method_names() -> list[str]:
