@@ -23,6 +23,7 @@ from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .miss import MissMethod
 from .oft import OftMethod
+from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
@@ -63,6 +64,7 @@ register_method(DeloraMethod())
 register_method(RoadMethod())
 register_method(BeftMethod())
 register_method(GloraMethod())
+register_method(PeanutMethod())
 
 
 def method_names() -> list[str]:
