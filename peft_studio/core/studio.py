@@ -17,6 +17,7 @@ from .bases import create_base, train_defaults, uses_dataset_vocabulary
 from .bases.sites import Site
 from .data import TextDataset, load_builtin
 from .errors import PeftStudioError
+from .files.limits import check_base_options
 from .logs import log, report_unexpected
 from .memory.budget import check_memory
 from .methods import METHODS, get_method, method_for_click
@@ -222,7 +223,10 @@ class StudioState:
             return self.apply(self.snapshot)  # reports the lock
         old_sites = self.experiment.selected_sites()
         method = self.setup.method
-        snapshot = self._next(base=name)
+        # Base options belong to a base (tiny's norm_placement): they follow only to a base that takes them,
+        # else every other base would refuse them, and the session would keep them.
+        base_options, dropped_options = _options_for_base(name, dict(self.setup.base_options))
+        snapshot = self._next(base=name, base_options=base_options)
         snapshot.remembered = {m: _without_sites(o) for m, o in snapshot.remembered.items()}
         snapshot.settings = replace(default_settings(name, self.setup.seed), eval_every=self.settings.eval_every)
         scalars = _without_sites(self.setup.options)
@@ -248,6 +252,10 @@ class StudioState:
                          if old_sites else ""))
         default = new_base.default_method
         attempts.append((default, {}, f"{method} cannot be used on {name}; switched to {default}"))
+        if dropped_options:
+            attempts = [(m, o, "; ".join(filter(None, [note, f"base options {', '.join(dropped_options)} do not "
+                                                            f"apply to {name}: dropped"])))
+                        for m, o, note in attempts]
         for method_name, options, note in attempts:
             snapshot.setup = replace(snapshot.setup, method=method_name, options=dict(options))
             if self.apply(snapshot, quiet=True):
@@ -422,3 +430,13 @@ def error_message(exc: BaseException) -> str:
         log.info("a base needs a package that is missing: %s", exc)
         return f"this base is not available yet: {exc}"
     return report_unexpected(exc, "building the experiment")
+
+
+def _options_for_base(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(the options `name` takes, the names of those it does not); a base that takes none gets none."""
+    if not options:
+        return {}, []
+    try:
+        return check_base_options(name, options), []
+    except PeftStudioError:
+        return {}, sorted(options)

@@ -1,7 +1,8 @@
 """QApplication start-up: Qt binding for pyqtgraph first, app identity, high-DPI, theme.
 
-The window paints first; torch's warm-up starts after the first paint (see `main`), so start-up
-costs the imports and the window, nothing more.
+The window's frame paints first (toolbar, menus, empty panels); the docks, the first experiment's
+diagram and panels and the last session are built right after that paint, and torch's warm-up starts
+once they have painted too (see `main`), so the first paint costs the imports and the frame alone.
 """
 
 from __future__ import annotations
@@ -86,21 +87,36 @@ def close_on_sigint(window: Any) -> Callable[[], None]:
     return restore
 
 
-def main(on_painted: Callable[[Any], None] | None = None) -> int:
+def main(on_painted: Callable[[Any], None] | None = None,
+         on_interactive: Callable[[Any], None] | None = None) -> int:
     """Open the studio on a working default (tiny base, intents, LoRA), ready for Play.
 
-    `on_painted(window)` is called once the window has painted (the start-up benchmark uses it).
+    `on_painted(window)` is called once the window has first painted, `on_interactive(window)` once it is
+    complete (experiment, diagram, panels and docks built) and has painted that: the start-up benchmark
+    times both.
     """
     app = make_app()
+    from PySide6.QtCore import QTimer
+
     from .window.main_window import MainWindow
 
-    window = MainWindow()
+    window = MainWindow(complete=False)  # the frame: it paints before the experiment's views and the docks exist
     window.show()
-    window.view.fit()
 
     def painted() -> None:
         if on_painted is not None:
             on_painted(window)
+        QTimer.singleShot(0, complete)  # let the first frame reach the screen before the rest is built
+
+    def complete() -> None:
+        window.complete()
+        window.view.fit()
+        on_first_paint(window, interactive)
+        window.update()
+
+    def interactive() -> None:
+        if on_interactive is not None:
+            on_interactive(window)
         window.runner.start_warm_up()  # Play joins it if pressed within the next second or so
 
     on_first_paint(window, painted)

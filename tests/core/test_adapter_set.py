@@ -122,6 +122,25 @@ def test_a_single_experiment_adapter_loads_into_a_set_on_the_same_base(tmp_path,
         other.load(path)
 
 
+@pytest.mark.parametrize("base", ["tiny", "seed-pooled"])
+def test_a_single_experiment_adapter_rebuilds_its_toy_base_from_the_file_alone(tmp_path, datasets, base):
+    """What `train --save-adapter` writes is enough for `predict`: the toy base's seed, options and vocabulary."""
+    intents, sentiment = datasets
+    experiments = [Experiment(Setup(base, method, {}, seed=5), intents) for method in ("lora", "head-only")]
+    for experiment in experiments:
+        with torch.no_grad():  # trained weights, not the fresh ones the set would build anyway
+            for parameter in experiment.model.trainable_parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    paths = [save_adapter(e, tmp_path / f"{e.setup.method}.safetensors") for e in experiments]
+    adapters = AdapterSet.from_files(paths)
+    for experiment in experiments:
+        adapters.activate(experiment.setup.method)
+        assert torch.equal(adapters.predict(TEXTS), experiment.predict(TEXTS))
+    elsewhere = save_adapter(Experiment(Setup(base, "lora", {}, seed=5), sentiment), tmp_path / "mood.safetensors")
+    with pytest.raises(AdapterFileError, match="train them on one dataset"):  # another vocabulary: another base
+        AdapterSet.from_files([paths[0], elsewhere])
+
+
 def test_mistakes_are_clear_and_change_nothing(two, datasets):
     active, names = two.active, two.names()
     with pytest.raises(ConfigError, match="trains the base itself"):

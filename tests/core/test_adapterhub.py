@@ -71,8 +71,14 @@ def studio_path(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, pytestconfig):
     from peft_studio.core.bases.pretrained import minilm_folder
+
+    if not adapterhub_env.ready():  # the first run installs a venv for a minute or more: say so, not silence
+        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nbuilding the AdapterHub reference venv in {adapterhub_env.cache_dir()} (first "
+                                "run only; installs adapters and transformers 4 from the package index)...")
 
     cases = drawn_cases(6, seed=20261130)
     experiment = Experiment(Setup("minilm", "head-only"), load_builtin("intents"))

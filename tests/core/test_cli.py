@@ -73,6 +73,8 @@ def test_methods_lists_every_method_once(capsys):
     (["inspect", "--base", "nonesuch"], "unknown base 'nonesuch'"),
     (["inspect", "--method", "lora", "--targets", "zz"], "unknown site 'zz'"),
     (["train", "--steps", "0"], "--steps: 0 is out of range [1,"),
+    (["train", "--threads", "0"], "--threads: 0 is out of range [1, 1024]"),
+    (["train", "--threads", "some"], "--threads: 'some' is not a whole number"),
     (["inspect", "--device", "tpu9"], "device 'tpu9' is not available"),
 ])
 def test_user_errors_are_one_line_and_exit_2(capsys, argv, phrase):
@@ -143,3 +145,32 @@ def test_a_setup_file_with_model_flags_is_refused(tmp_path, capsys):
     assert "drop --method, --r" in capsys.readouterr().err
     assert main(["inspect", "--setup", str(tmp_path / "missing.json")]) == 2
     assert "no such setup file" in capsys.readouterr().err
+
+
+def test_train_runs_with_the_threads_it_is_given_or_measures(capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        code, out, err = run_cli(capsys, "train", "--steps", "2", "--threads", "1", "--verbose")
+        assert code == 0 and "step=000" in out and torch.get_num_threads() == 1
+        assert "training with 1 torch thread (given)" in err
+        code, _, err = run_cli(capsys, "train", "--steps", "2", "--verbose")
+        assert code == 0 and "torch thread" in err and "(measured)" in err
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_inspect_on_an_llm_ends_with_its_totals(capsys):
+    """Hundreds of tensor and shape lines on Llama-3-8B: the totals come again last, with thousands separators."""
+    code, out, _ = run_cli(capsys, "inspect", "--base", "llama-3-8b", "--method", "lora", "--targets", "all-linear",
+                           "--r", "16")
+    assert code == 0
+    census = Experiment(Setup("llama-3-8b", "lora", {"targets": "all-linear", "r": 16}),
+                        load_builtin("intents")).census()
+    lines = out.splitlines()
+    assert len(lines) > 200
+    assert lines[-1] == (f"totals: {census.total:,} parameters, {census.trainable:,} trainable "
+                         f"({census.trainable_percent:.4f}%), {census.total - census.trainable:,} frozen; "
+                         f"{len(census.rows):,} tensors")
+    assert f"{census.total:,}".count(",") == 3  # billions

@@ -78,7 +78,20 @@ def test_table_marks_the_best_and_prints_the_twenty_task_footer(family):
     tasks = twenty_tasks(lora)
     assert tasks.with_adapters == 20 * lora.adapter_bytes + 4 * lora.base_params
     assert tasks.with_full_copies == 20 * 4 * (lora.base_params + lora.head_params)
-    assert text.splitlines()[-1] == tasks.text() and "20 tasks with lora" in text
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("20 tasks"))
+    assert " ".join(line.strip() for line in lines[start:]) == tasks.text()  # wrapped to 100 columns
+    assert format_table(records, current="lora", wide=True).splitlines()[-1] == tasks.text()
+
+
+def test_the_default_table_fits_100_columns_and_wide_has_every_column(family):
+    _, _, records = family
+    narrow, wide = format_table(records, current="lora"), format_table(records, current="lora", wide=True)
+    assert max(map(len, narrow.splitlines())) <= 100 < max(map(len, wide.splitlines()))
+    assert [c.header for c in COLUMNS if c.header not in narrow.splitlines()[0]] == \
+        ["where the trainable part sits", "training memory", "activations", "+latency ms", "+latency merged ms"]
+    assert all(c.header in wide.splitlines()[0] for c in COLUMNS)
+    assert [line.split()[0] for line in narrow.splitlines()[1:len(records) + 1]] == [r.method for r in records]
 
 
 def test_run_store_round_trip_survives_a_restart_and_deletes(family):
@@ -146,9 +159,9 @@ def test_cli_compare_prints_the_core_table_for_the_same_seed(capsys, tmp_path):
     records = family_records(run_family("tiny", load_builtin("sentiment"), settings, seed=1, methods=methods))
     code = main(["compare", "--base", "tiny", "--dataset", "sentiment", "--steps", "4", "--lr", "0.02",
                  "--seed", "1", "--methods", ",".join(methods), "--runs-dir", str(tmp_path / "runs"),
-                 "--csv", str(tmp_path / "t.csv")])
+                 "--csv", str(tmp_path / "t.csv"), "--wide", "--threads", "1"])  # the core run above's count
     out, err = capsys.readouterr()
-    assert code == 0 and "lora: 4 steps" in err
+    assert code == 0 and "lora: 4 steps" in err and "every run trains with 1 torch thread (given)" in err
     lines = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in methods}
     keep = [j for j, c in enumerate(COLUMNS) if c.key in DETERMINISTIC]
     for record, cells in zip(records, table_cells(records), strict=True):
@@ -169,3 +182,19 @@ def test_cli_compare_user_errors(capsys, tmp_path):
     assert "not a folder" in capsys.readouterr().err
     assert main(["compare", "--steps", "0", "--runs-dir", str(tmp_path)]) == 2
     assert "--steps: 0 is out of range [1," in capsys.readouterr().err
+    assert main(["compare", "--threads", "0", "--runs-dir", str(tmp_path)]) == 2
+    assert "--threads: 0 is out of range [1, 1024]" in capsys.readouterr().err
+    assert main(["compare", "--threads", "many", "--runs-dir", str(tmp_path)]) == 2
+    assert "--threads: 'many' is not a whole number" in capsys.readouterr().err
+
+
+def test_a_family_measures_its_thread_count_once_and_gives_the_caller_its_own_back():
+    from peft_studio.core.runs.threads import ThreadChoice
+
+    choice = ThreadChoice(2, probe_s=0.01, max_probe_s=0.05)
+    events = list(run_family("tiny", load_builtin("word-order"), SETTINGS, methods=["lora", "ia3"], threads=choice))
+    counts = {e.threads for e in events if e.kind == "start"}
+    assert choice.probes == 1 and counts == {choice.threads}  # measured once, one count for every run
+    assert torch.get_num_threads() == 1  # the module's fixture count, restored
+    events = list(run_family("tiny", load_builtin("word-order"), SETTINGS, methods=["lora"], threads=2))
+    assert [e.threads for e in events if e.kind == "start"] == [2] and torch.get_num_threads() == 1

@@ -199,7 +199,7 @@ def test_a_config_json_or_a_folder_with_only_config_json_is_a_base(tmp_path):
 
 @pytest.mark.parametrize("change,field", [
     ({"hidden_size": None}, "missing hidden_size"),
-    ({"vocab_size": 0}, "vocab_size must be a positive integer"),
+    ({"vocab_size": 0}, r"vocab_size = 0 is out of range \[2, "),
     ({"hidden_size": 66}, "hidden_size 66 is not divisible by num_attention_heads 4"),
     ({"num_key_value_heads": 3}, "num_attention_heads 4 is not divisible by num_key_value_heads 3"),
     ({"model_type": "t5"}, "model_type 't5' is not supported"),

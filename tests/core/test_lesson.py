@@ -118,3 +118,45 @@ def test_saving_refuses_a_view_that_could_not_be_opened(tmp_path, lesson):
 def test_lesson_is_a_dataclass_with_defaults(lesson):
     bare = Lesson(lesson.title, lesson.setup, lesson.dataset, lesson.settings)
     assert bare.view == LessonView() and bare.notes == ()
+
+
+# ---- lessons on the command line --------------------------------------------------------------------------
+def test_lessons_lists_shipped_and_user_lessons_and_says_what_cannot_be_read(tmp_path, lesson, capsys):
+    from peft_studio.cli import main
+
+    save_lesson(tmp_path / "mine.json", replace(lesson, title="My own lesson"))
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main(["lessons", "--user-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    shipped, user = out.split("your lessons", 1)
+    for name in lesson_names():
+        assert f"  {name} " in shipped and load_shipped_lesson(name).title in shipped
+    assert "mine" in user and "My own lesson" in user and "lora on tiny, dataset intents" in user
+    assert "broken" in user and "cannot be read" in user
+    assert main(["lessons", "--user-dir", str(tmp_path / "none")]) == 0
+    assert "none yet: File > Save lesson" in capsys.readouterr().out
+
+
+def test_train_setup_takes_a_lesson_file_or_name_as_its_setup(tmp_path, lesson, capsys, monkeypatch):
+    """The same run from the lesson's file, its name in the user folder, and the equivalent setup file."""
+    from peft_studio.cli import main
+    from peft_studio.core.files.setup_file import save_setup
+    from peft_studio.core.teaching.lesson import load_setup_or_lesson
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    from peft_studio.core.teaching.lesson import user_lessons_dir
+
+    user_lessons_dir().mkdir(parents=True)
+    path = save_lesson(user_lessons_dir() / "class-1.json", lesson)
+    save_setup(tmp_path / "setup.json", lesson.setup, lesson.dataset, lesson.settings)
+    runs = []
+    for source in (str(path), "class-1", str(tmp_path / "setup.json")):
+        assert main(["train", "--setup", source, "--steps", "3", "--log-every", "1"]) == 0, capsys.readouterr().err
+        runs.append([line for line in capsys.readouterr().out.splitlines() if line.startswith("step=")])
+    assert len(runs[0]) == 3 and runs[0] == runs[1] == runs[2]
+    assert load_setup_or_lesson("lora")[0] == load_shipped_lesson("lora").setup  # a shipped name
+    assert main(["train", "--setup", "no-such-lesson"]) == 2
+    assert "no lesson has that name (`peft-studio lessons` lists them)" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something"}))
+    assert main(["train", "--setup", str(tmp_path / "other.json")]) == 2
+    assert "not a PEFT Studio setup or lesson" in capsys.readouterr().err

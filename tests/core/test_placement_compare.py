@@ -51,7 +51,8 @@ def test_cli_compares_an_architecture_without_training(capsys, tmp_path):
     out = tmp_path / "placed.csv"
     assert main(["compare", "--base", "llama-3-8b", "--methods", "lora,ia3,full", "--csv", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "memory to train" in printed and "No training on a meta-device base" in printed
+    assert "memory to train" in printed and "No training on a meta-device base" in " ".join(printed.split())
+    assert max(map(len, printed.splitlines())) <= 100
     lines = out.read_text().splitlines()
     assert lines[0].startswith("method,title,sites,trainable") and [line.split(",")[0] for line in lines[1:]] == \
         ["lora", "ia3", "full"]

@@ -267,7 +267,7 @@ def _resave(folder, change):
      "unexpected tensor encoder.layer.0.attention.self.distance_embedding.weight"),
     (lambda f: _resave(f, lambda t: t.pop("embeddings.word_embeddings.weight")), "not a BERT-style checkpoint"),
     (lambda f: _resave(f, lambda t: t.update({"encoder.layer.0.output.dense.bias": torch.zeros(64, dtype=torch.long)})),
-     "has dtype torch.int64"),
+     "has dtype int64"),
 ])
 def test_broken_folders_are_refused_with_the_reason(tmp_path, breakage, message):
     folder = write_bert_folder(tmp_path / "b")

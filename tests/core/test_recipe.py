@@ -6,7 +6,9 @@ train.py does (run here in a subprocess with this interpreter, as a user would w
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ from peft_studio.cli import main
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError, OutputError
 from peft_studio.core.interop.recipe import plan_recipe, recipe_from_setup_file, write_recipe
+from peft_studio.core.methods import METHODS
 from peft_studio.core.model.experiment import Experiment, Setup
 from peft_studio.core.runs.train import TrainSettings
 
@@ -63,7 +66,7 @@ def studio_counts(base: str, method: str, options: dict) -> tuple[int, int]:
     return experiment.method_parameter_count(), experiment.census().trainable
 
 
-def run_train(folder: Path, launcher: list[str], tmp_path: Path) -> tuple[str, float]:
+def run_train(folder: Path, launcher: list[str], tmp_path: Path) -> tuple[str, str, float]:
     """Run the written train.py in a fresh interpreter that cannot import the studio (only the recipe's files)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"),
@@ -74,7 +77,7 @@ def run_train(folder: Path, launcher: list[str], tmp_path: Path) -> tuple[str, f
                             cwd=folder, env=env, capture_output=True, text=True, timeout=240)
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result.stdout, elapsed
+    return result.stdout, result.stderr, elapsed
 
 
 def test_lora_recipe_trains_two_steps_with_the_studio_count(tiny_config, tmp_path):
@@ -88,9 +91,11 @@ def test_lora_recipe_trains_two_steps_with_the_studio_count(tiny_config, tmp_pat
     assert json.loads((folder / "peft_config.json").read_text())["target_modules"] == [
         "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj", "model.layers.1.mlp.down_proj"]
     # as the README says: accelerate launch with the CPU config file
-    out, elapsed = run_train(folder, [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                                      "accelerate/cpu.yaml"], tmp_path)
+    out, err, elapsed = run_train(folder, [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                                           "accelerate_configs/cpu.yaml"], tmp_path)
     print(f"two LoRA steps through accelerate launch: {elapsed:.1f} s")
+    # no 4-bit weights, so nothing from bitsandbytes (its import logs a CPU-kernel notice), and no bar in a pipe
+    assert "bitsandbytes" not in err and "kernels-community" not in err and "step/s" not in err
     assert int(COUNT.search(out).group(1)) == method_count
     labels = len(load_builtin("intents").label_names)
     assert int(HEAD.search(out).group(1)) == 64 * labels  # transformers' score: no bias
@@ -110,11 +115,20 @@ def run_in_process(folder: Path, capsys, *flags: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def test_prompt_tuning_recipe_trains(tiny_config, tmp_path, capsys):
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:  # tqdm draws its bar only on a terminal
+        return True
+
+
+def test_prompt_tuning_recipe_trains(tiny_config, tmp_path, capsys, monkeypatch):
     folder, _ = recipe_from_setup_file(write_setup(tmp_path, "prompt-tuning", {"tokens": 5}), tmp_path / "recipe",
                                        base=str(tiny_config))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     code, out = run_in_process(folder, capsys, "--max-steps", "2", "--output-dir", str(tmp_path / "adapter"))
     assert code == 0, out
+    bar = r"2/2 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+(step/s|s/step)"  # done/total [elapsed<left, rate]
+    assert re.search(bar, terminal.getvalue())
     assert int(COUNT.search(out).group(1)) == studio_counts(str(tiny_config), "prompt-tuning", {"tokens": 5})[0] \
         == 5 * 64
     assert "count check: OK" in out and "step=2 " in out and "val_acc=" in out
@@ -192,9 +206,10 @@ def test_shipped_architectures_give_peft_the_studio_count_on_the_meta_device(bas
     if method == "qlora":
         assert recipe["quantization"]["bnb_4bit_quant_type"] == "nf4" and "score" in \
             recipe["quantization"]["llm_int8_skip_modules"]
-    fsdp = (folder / "accelerate" / "fsdp.yaml").read_text()
+    fsdp = (folder / "accelerate_configs" / "fsdp.yaml").read_text()
     assert "distributed_type: \"FSDP\"" in fsdp and plan.layer_class in fsdp
-    assert "accelerate launch --config_file accelerate/1gpu.yaml train.py\n" in (folder / "README.md").read_text()
+    readme = (folder / "README.md").read_text()
+    assert "accelerate launch --config_file accelerate_configs/1gpu.yaml train.py\n" in readme
 
 
 def test_the_studio_plans_a_recipe_without_importing_transformers(tmp_path):
@@ -248,6 +263,45 @@ def test_hostile_recipe_commands_are_one_error_line(capsys, tmp_path, tiny_confi
     assert (full / "keep.txt").read_text() == "mine" and (full / "train.py").is_file()
     assert "wrote " in capsys.readouterr().out
     _refused(capsys, ["recipe", "--setup", setup], "--out")
+
+
+def test_the_recipe_folder_shadows_no_package_train_py_imports(tmp_path):
+    """A folder beside train.py named like a package it imports (the old accelerate/) hides that package."""
+    folder = write_recipe(plan_recipe(Setup("qwen2.5-0.5b", "qlora"), load_builtin("intents"), TrainSettings()),
+                          tmp_path / "r")
+    tree = ast.parse((folder / "train.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 and node.module and node.level == 0}
+    assert {"accelerate", "transformers", "peft", "torch"} <= imported
+    entries = {path.name.removesuffix(".py") for path in folder.iterdir()}
+    assert not imported & entries, imported & entries
+    assert (folder / "accelerate_configs" / "cpu.yaml").is_file()
+
+
+def test_only_a_qlora_recipe_lets_train_py_import_bitsandbytes(tmp_path):
+    """train.py hides bitsandbytes (a None module entry) unless the recipe quantizes: what peft and transformers
+    then ask (importlib.util.find_spec) says it is absent."""
+    probe = ("import importlib.util, runpy, sys; train = runpy.run_path('train.py', run_name='recipe'); "
+             "train['keep_bitsandbytes_out'](); print(importlib.util.find_spec('bitsandbytes') is None)")
+    for method, hidden in (("lora", "True"), ("qlora", "False")):
+        folder = write_recipe(plan_recipe(Setup("qwen2.5-0.5b", method), load_builtin("intents"), TrainSettings()),
+                              tmp_path / method)
+        result = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == hidden, result.stderr
+
+
+def test_a_method_peft_lacks_names_the_nearest_peft_method(capsys, tmp_path):
+    for name, method in METHODS.items():
+        if method.peft_type is None:
+            assert method.peft_nearest is not None, f"{name}: say which PEFT method comes nearest"
+            assert METHODS[method.peft_nearest[0]].peft_type is not None
+    setup = str(write_setup(tmp_path, "adapter", {"bottleneck": 4}, base="tiny"))
+    _refused(capsys, ["recipe", "--setup", setup, "--out", str(tmp_path / "o"), "--base", "llama-3-8b"],
+             "'adapter' has no Hugging Face PEFT equivalent", "the nearest is lora", "--method lora")
+    assert main(["recipe", "--setup", setup, "--out", str(tmp_path / "o"), "--base", "llama-3-8b", "--method",
+                 "lora"]) == 0  # the advice works
 
 
 def test_the_api_refuses_with_studio_errors(tmp_path):

@@ -77,3 +77,101 @@ def wait_for(condition, timeout_s: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.01)
+
+
+def _plain_loop(experiment: Experiment, settings: TrainSettings) -> tuple[list[tuple], list[torch.Tensor]]:
+    """The plainest PyTorch loop on the same batches: what every number the trainer reports must equal. Returns
+    per step (loss before the update, batch accuracy, then validation after the update) and the weights
+    before each step."""
+    from torch.nn import functional as F
+
+    from peft_studio.core.runs.train import OPTIMIZERS, _batches
+
+    model = experiment.model
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[settings.optimizer](parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    batches = _batches(len(experiment.train_ids), settings.batch_size, settings.seed)
+    rows, weights = [], []
+    model.train()
+    for step in range(settings.steps):
+        weights.append([p.detach().clone() for p in parameters])
+        index = next(batches)
+        ids, mask, labels = experiment.train_ids, experiment.train_mask, experiment.train_labels
+        if index is not None:
+            ids, mask, labels = ids[index], mask[index], labels[index]
+        logits = model(ids, mask)
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(-1) == labels).float().mean().item()
+        if not math.isfinite(loss.item()):
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        val = (None, None)
+        if step % settings.eval_every == 0 or step == settings.steps - 1:  # after the update, as the trainer
+            with torch.no_grad():
+                model.eval()
+                val_logits = model(experiment.val_ids, experiment.val_mask)
+                model.train()
+            val = (F.cross_entropy(val_logits, experiment.val_labels).item(),
+                   (val_logits.argmax(-1) == experiment.val_labels).float().mean().item())
+        rows.append((loss.item(), accuracy, *val))
+    return rows, weights
+
+
+@pytest.mark.parametrize("method, batch_size, optimizer", [("lora", 0, "adam"), ("full", 16, "adamw"),
+                                                           ("prompt-tuning", 32, "adam"), ("ia3", 0, "adamw")])
+def test_every_reported_number_is_what_a_plain_loop_computes_bit_for_bit(method, batch_size, optimizer):
+    """The trainer's extras (divergence checks, snapshot, accuracy, events) change no number it reports."""
+    settings = TrainSettings(steps=12, lr=0.01, batch_size=batch_size, optimizer=optimizer, eval_every=5,
+                             track_grads=False)
+    trained = _experiment(method)
+    reported = [(e.loss, e.accuracy, e.val_loss, e.val_accuracy) for e in train(trained, settings)]
+    plain = _experiment(method)
+    expected, _ = _plain_loop(plain, settings)
+    assert reported == expected  # exact floats
+    for mine, theirs in zip(trained.model.parameters(), plain.model.parameters(), strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_a_diverged_run_restores_exactly_the_last_weights_that_gave_a_finite_loss():
+    settings = TrainSettings(steps=60, lr=1e12, optimizer="adam", eval_every=1000, track_grads=False)
+    trained = _experiment("full")
+    with pytest.raises(TrainingDiverged) as caught:
+        for _ in train(trained, settings):
+            pass
+    step = int(str(caught.value).split("at step ")[1].split(";")[0]) if "at step" in str(caught.value) else \
+        int(str(caught.value).split("by step ")[1].split(" ")[0])
+    plain = _experiment("full")
+    _, weights = _plain_loop(plain, settings)
+    restored = [p for p in trained.model.parameters() if p.requires_grad]
+    assert step >= 1 and all(torch.equal(a, b) for a, b in zip(restored, weights[step - 1], strict=True))
+
+
+@pytest.mark.parametrize("write", ["in place", "replaced"])
+def test_a_run_that_writes_or_replaces_a_frozen_tensor_is_reported_as_a_bug(write):
+    experiment = _experiment("lora")
+    frozen = experiment.model.base.embeddings.norm  # below every trainable part: autograd keeps none of it
+
+    def corrupt(module, inputs, output):  # a forward that touches its frozen weight: the bug the check catches
+        with torch.no_grad():
+            if write == "in place":
+                module.weight[0] += 1e-3  # through a view: the view shares the version counter
+            else:
+                module.weight = torch.nn.Parameter(module.weight.detach().clone(), requires_grad=False)
+
+    frozen.register_forward_hook(corrupt)
+    with pytest.raises(RuntimeError, match="a frozen tensor changed during training"):
+        for _ in train(experiment, TrainSettings(steps=2, track_grads=False)):
+            pass
+
+
+def test_a_clean_run_leaves_every_frozen_byte_as_it_was_for_every_method():
+    from peft_studio.core.methods import METHODS
+
+    for method in METHODS:
+        experiment = _experiment(method)
+        before = experiment.model.frozen_fingerprint()
+        for _ in train(experiment, TrainSettings(steps=2, track_grads=False)):  # no false alarm either
+            pass
+        assert experiment.model.frozen_fingerprint() == before, method

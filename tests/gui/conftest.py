@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
+import gc  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
@@ -34,6 +35,21 @@ def private_user_folders(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def delete_closed_windows():
+    """Windows of earlier tests really go. pytest-qt closes them and calls deleteLater, but a deferred delete waits
+    for an event loop that pytest never runs, so each window (and its ~110 menus, docks and popups) lived on and
+    every later window cost more to build and show: 1 s for the first, over 6 s after a dozen (and pyqtgraph's
+    parentless menus stayed as top-level widgets until a garbage collection)."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is not None:
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        gc.collect()  # pyqtgraph's view-box menus have no Qt parent: they go with their Python owners' cycles
+    yield
 
 
 @pytest.fixture(autouse=True)
@@ -77,13 +93,22 @@ def _running(worker) -> bool:
 @pytest.fixture
 def errors(monkeypatch):
     """Capture error dialogs instead of blocking on them."""
+    from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QMessageBox
 
+    from peft_studio.gui import plain
     from peft_studio.gui.window import errors_dialog
 
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a, **k: shown.append((title, text)))
-    monkeypatch.setattr(errors_dialog, "_present", lambda box: shown.append((box.windowTitle(), box.text())))
+
+    def capture(box: QMessageBox) -> int:  # every box the window shows is plain text (gui/plain.py)
+        assert box.textFormat() == Qt.TextFormat.PlainText, box.text()
+        shown.append((box.windowTitle(), box.text()))
+        return int(QMessageBox.StandardButton.Ok)
+
+    monkeypatch.setattr(plain, "show_box", capture)
+    monkeypatch.setattr(errors_dialog, "_present", capture)
     return shown
 
 

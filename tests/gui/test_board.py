@@ -109,7 +109,8 @@ def test_board_reads_and_deletes_from_the_store(qtbot, stored_runs, tmp_path):
     widget = BoardWidget(store=copy)
     qtbot.addWidget(widget)
     assert widget.table.rowCount() == 0 and "No runs" in widget.footer.text()
-    widget.reload()
+    assert widget.reload()  # on a worker thread
+    qtbot.waitUntil(lambda: not widget.loading, timeout=10_000)
     assert [r.run_id for r in widget.runs()] == [r.run_id for r in records]
     widget.run_list.setCurrentRow(0)
     widget.delete_highlighted()

@@ -29,7 +29,7 @@ def test_export_recipe_from_the_file_menu(window, errors, tmp_path, monkeypatch,
     expected = json.loads((target / "expected.json").read_text())
     assert expected["studio"]["method_trainable"] == controller.experiment.method_parameter_count()
     assert expected["studio"]["trainable"] == controller.experiment.census().trainable
-    assert (target / "train.py").is_file() and (target / "accelerate" / "fsdp.yaml").is_file()
+    assert (target / "train.py").is_file() and (target / "accelerate_configs" / "fsdp.yaml").is_file()
     message = window.statusBar().currentMessage()
     assert "Saved recipe to" in message and "openai-community/gpt2" in message
     # the same folder again: not empty, so a dialog, and the files stay as they were

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peft_studio.core.runs.threads import ThreadTuner
+from peft_studio.core.runs.threads import ThreadChoice
 from peft_studio.gui.jobs.frame_budget import FASTEST_MS, MEASURE_S, SLOWEST_MS, FrameBudget
 
 
@@ -69,7 +69,7 @@ def test_well_under_budget_creeps_back_to_30_hz_and_a_restart_jumps_there():
 def test_the_runner_slows_its_frames_when_the_gui_exceeds_its_budget(window, qtbot):
     runner = window.runner
     runner.budget.share = 1e-9  # any painting at all is over this budget
-    runner.tuner = ThreadTuner(1)  # a trainer on every core (here: one), whatever this machine's load
+    runner.thread_choice = ThreadChoice(1)  # a trainer on every core (here: one), whatever this machine's load
     window.controller.set_training(steps=100_000)
     runner.play_pause()
     # on a loaded machine the first frames may come before the first step: wait for both

@@ -24,7 +24,7 @@ def test_the_window_is_built_without_waiting_for_the_warm_up_and_play_waits_for_
     window.runner.play_pause()  # Play before any warm-up: it runs it first, then trains
     assert window.runner.warmed_up
     qtbot.waitUntil(lambda: "thread" in window.speed_label.text(), timeout=15_000)
-    threads = window.runner.tuner.threads
+    threads = window.runner.threads_used
     assert f"{threads} thread" in window.speed_label.text()
     window.runner.play_pause()
     assert window.speed_label.text() == "paused"
@@ -71,3 +71,24 @@ def test_ctrl_c_in_the_terminal_closes_the_window():
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+PHASES = """
+import sys
+from peft_studio.gui import app
+def painted(window):
+    print("painted", window.completed, hasattr(window, "docks"), len(window.scene.items()), flush=True)
+def interactive(window):
+    print("interactive", window.completed, hasattr(window, "docks"), len(window.scene.items()) > 0,
+          window.runner._warm_up is None, flush=True)
+    window.close()
+sys.exit(app.main(on_painted=painted, on_interactive=interactive))
+"""
+
+
+def test_the_frame_paints_before_the_docks_and_diagram_are_built_then_the_window_completes(tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    result = subprocess.run([sys.executable, "-c", PHASES], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["painted False False 0", "interactive True True True True"]

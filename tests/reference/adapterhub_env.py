@@ -22,6 +22,11 @@ def cache_dir() -> Path:
     return Path(root) / ("adapterhub-" + "-".join(pin.split("==")[1] for pin in PINS))
 
 
+def ready() -> bool:
+    """Whether the reference venv is built already (python() then returns at once)."""
+    return (cache_dir() / "ready").is_file()
+
+
 def python() -> Path:
     """The reference venv's interpreter; builds the venv on first use (about 15 s with a warm pip cache)."""
     folder = cache_dir()

@@ -26,8 +26,9 @@ from ..bases.frozen import FrozenBase, tensors_fingerprint
 from ..data import TextDataset
 from ..data.dataset import CLASSIFY
 from ..data.tokenizer import WordTokenizer
-from ..errors import AdapterFileError, ConfigError
-from ..files.adapter_file import load_adapter, read_adapter, save_adapter
+from ..errors import AdapterFileError, ConfigError, PeftStudioError
+from ..files.adapter_file import AdapterContent, load_adapter, read_adapter_content, save_adapter
+from ..memory.budget import check_rebuild_memory
 from ..methods import METHODS
 from ..model.experiment import Experiment, Setup
 from ..model.studio_model import StudioModel
@@ -137,27 +138,27 @@ class AdapterSet:
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path]) -> AdapterSet:
-        """Rebuild the base the first file names and load every file into it (the first is active)."""
+        """Rebuild the base the first file names and load every file into it (the first is active). Each file
+        is read once; its metadata is checked (adapter_metadata.py) and the rebuilt base's memory estimated
+        before anything is allocated."""
         if not paths:
             raise ConfigError("no adapter files given")
-        _, metadata = read_adapter(paths[0])
-        where = Path(paths[0]).name
-        base_name = metadata.get("base", "")
-        try:
-            seed = int(metadata.get("base_seed", "0"))
-            base_options = json.loads(metadata.get("base_options", "{}"))
-        except ValueError:
-            raise AdapterFileError(f"{where}: its base_seed or base_options metadata is malformed") from None
+        first = read_adapter_content(paths[0])
+        meta, where = first.meta, first.name
+        base_name, base_options = meta.base, meta.base_options or {}
         tokenizer = None
         if uses_dataset_vocabulary(base_name):
-            if "tokenizer" not in metadata:
+            if meta.tokenizer is None:
                 raise AdapterFileError(f"{where}: base {base_name!r} takes its vocabulary from the data and this "
-                                       "file does not record it (save it from an adapter set)")
-            tokenizer = _tokenizer_from(metadata["tokenizer"], where)
-        torch.manual_seed(seed)
+                                       "file does not record it (an older file: save it again with train "
+                                       "--save-adapter or from the window)")
+            tokenizer = _tokenizer_from(meta.tokenizer, where)
+        check_rebuild_memory(base_name, base_options, tokenizer.vocab_size if tokenizer else None,
+                             len(meta.labels), where)
+        torch.manual_seed(meta.base_seed)
         base = create_base(base_name, tokenizer, **base_options)
-        adapters = cls(base, base_name, seed=seed, base_options=base_options)
-        loaded = [adapters.load(path) for path in paths]
+        adapters = cls(base, base_name, seed=meta.base_seed, base_options=base_options)
+        loaded = [adapters.load(path, content=first if i == 0 else None) for i, path in enumerate(paths)]
         adapters.activate(loaded[0].name)
         return adapters
 
@@ -347,42 +348,37 @@ class AdapterSet:
     def save(self, name: str, path: str | Path) -> Path:
         """The usual adapter file, plus what rebuilds the base (seed, options, a toy base's vocabulary)."""
         member = self.get(name)
-        extra = {"adapter_name": name, "task": member.dataset.name, "seed": str(member.setup.seed),
-                 "base_seed": str(self.seed), "base_options": json.dumps(self.base_options)}
-        tokenizer = self.base.tokenizer
-        if uses_dataset_vocabulary(self.base_name) and isinstance(tokenizer, WordTokenizer):
-            extra["tokenizer"] = json.dumps({"vocab": tokenizer.vocab, "lowercase": tokenizer.lowercase,
-                                             "max_len": tokenizer.max_len})
+        # save_adapter records the vocabulary of the (shared) base; the set's base has its own seed and options
+        extra = {"adapter_name": name, "base_seed": str(self.seed), "base_options": json.dumps(self.base_options)}
         with self.using(name):
             return save_adapter(member, path, extra)
 
-    def load(self, path: str | Path, name: str | None = None, dataset: TextDataset | None = None) -> SetAdapter:
-        """Add an adapter from a file (the set's own, or one saved by a single experiment on this base)."""
-        tensors, metadata = read_adapter(path)
-        where = Path(path).name
-        if metadata.get("base_fingerprint") != self.base_fingerprint:
-            raise AdapterFileError(f"{where}: made for a different base ({metadata.get('base')!r} with other "
-                                   f"weights) than this set's {self.base_name!r}")
-        try:
-            options = json.loads(metadata.get("config", "{}"))
-            labels = [str(label) for label in json.loads(metadata.get("labels", "[]"))]
-            seed = int(metadata.get("seed", "0"))
-        except (ValueError, TypeError):
-            raise AdapterFileError(f"{where}: its config, labels or seed metadata is malformed") from None
-        if not labels:
-            raise AdapterFileError(f"{where}: records no label names")
-        name = name or metadata.get("adapter_name") or Path(path).stem
+    def load(self, path: str | Path, name: str | None = None, dataset: TextDataset | None = None,
+             content: AdapterContent | None = None) -> SetAdapter:
+        """Add an adapter from a file (the set's own, or one saved by a single experiment on this base).
+        `content`: the file already read, so that a large file is read once."""
+        content = content or read_adapter_content(path)
+        meta, where = content.meta, content.name
+        if meta.base_fingerprint != self.base_fingerprint:
+            hint = (f"; {self.base_name!r} builds its vocabulary (and so its weights) from the training texts, so "
+                    "adapters trained alone on different datasets sit on different bases: train them on one dataset, "
+                    "use a pretrained base such as minilm, or build them in one set (the window's Adapters panel)"
+                    if uses_dataset_vocabulary(self.base_name) and meta.base == self.base_name else "")
+            raise AdapterFileError(f"{where}: made for a different base ({meta.base!r} with other "
+                                   f"weights) than this set's {self.base_name!r}{hint}")
+        labels = list(meta.labels)
+        name = name or meta.adapter_name or Path(path).stem
         labels_only = dataset is None
         if dataset is None:
-            task = metadata.get("task") or name
+            task = meta.task or name
             dataset = TextDataset(task, tuple(labels), tuple(labels), tuple(range(len(labels))), (), (),
                                   source=f"labels of {where}")
         elif list(dataset.label_names) != labels:
             raise AdapterFileError(f"{where}: trained for labels {labels}, the dataset has "
                                    f"{list(dataset.label_names)}")
-        member = self.add(name, metadata.get("method", ""), options, dataset, seed=seed, labels_only=labels_only)
+        member = self.add(name, meta.method, dict(meta.options), dataset, seed=meta.seed, labels_only=labels_only)
         try:
-            load_adapter(member, path)
+            load_adapter(member, path, content)
         except BaseException:
             self.remove(name)
             raise
@@ -406,11 +402,9 @@ def union_tokenizer(datasets: Sequence[TextDataset]) -> WordTokenizer:
                                     max_len=max(d.max_len for d in datasets))
 
 
-def _tokenizer_from(text: str, where: str) -> WordTokenizer:
+def _tokenizer_from(spec: dict[str, Any], where: str) -> WordTokenizer:
+    """The vocabulary adapter_metadata.check_tokenizer has checked, as the tokenizer it was."""
     try:
-        spec = json.loads(text)
-        return WordTokenizer(spec["vocab"], lowercase=bool(spec["lowercase"]), max_len=int(spec["max_len"]))
-    except (ValueError, KeyError, TypeError):
-        raise AdapterFileError(f"{where}: its tokenizer metadata is malformed") from None
-    except Exception as exc:  # DatasetError from the vocabulary check
+        return WordTokenizer(spec["vocab"], lowercase=spec["lowercase"], max_len=spec["max_len"])
+    except PeftStudioError as exc:  # DatasetError from the vocabulary's own check
         raise AdapterFileError(f"{where}: its tokenizer metadata is invalid ({exc})") from None

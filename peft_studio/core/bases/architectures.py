@@ -22,6 +22,7 @@ import torch
 from ..errors import BaseLoadError, ConfigError
 from ..files.jsonfile import read_json_object
 from ..files.resources import resource_files
+from . import config_limits
 from .decoder import GPT2, LLAMA, DecoderBase, DecoderConfig, HashTokenizer
 from .encoder import Encoder
 from .frozen import FrozenBase
@@ -33,22 +34,22 @@ SUPPORTED = (*LLAMA_TYPES, "gpt2", "bert")
 MAX_POSITIONS = {"llama": 2048, "mistral": 4096 * 32, "qwen2": 32768}
 
 
+# config.json keys -> the kind of size config_limits bounds them by
+SIZE_KINDS = {"vocab_size": "vocab", "n_embd": "width", "hidden_size": "width", "n_layer": "layers",
+              "num_hidden_layers": "layers", "n_head": "heads", "num_attention_heads": "heads",
+              "num_key_value_heads": "heads", "n_inner": "intermediate", "intermediate_size": "intermediate",
+              "n_positions": "positions", "max_position_embeddings": "positions", "head_dim": "head_dim"}
+
+
 def _int(raw: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
-    value = raw.get(key, default)
-    if value is None:
-        raise BaseLoadError(f"{where}: missing {key}")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BaseLoadError(f"{where}: {key} must be a positive integer (got {value!r})")
-    return value
+    """A size, bounded by what real checkpoints use (config_limits says the bound in its message)."""
+    return config_limits.size(raw, key, SIZE_KINDS[key], where, default=default)
 
 
 def _float(raw: Mapping[str, Any], key: str, where: str, default: float) -> float:
-    value = raw.get(key, default)
-    if value is None:
-        value = default
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise BaseLoadError(f"{where}: {key} must be a positive number (got {value!r})")
-    return float(value)
+    if key.endswith(("eps", "epsilon")):
+        return config_limits.epsilon(raw, key, where, default)
+    return config_limits.positive_number(raw, key, where, config_limits.ROPE_THETA_MAX, default)
 
 
 def _bool(raw: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
@@ -84,7 +85,7 @@ def decoder_config(raw: Mapping[str, Any], where: str) -> DecoderConfig:
         heads_field, kv_field = "n_head", "n_head"
     elif model_type in LLAMA_TYPES:
         heads = _int(raw, "num_attention_heads", where)
-        rope = raw.get("rope_parameters") if isinstance(raw.get("rope_parameters"), Mapping) else {}
+        rope = _rope(raw, where)
         attention_bias = _bool(raw, "attention_bias", where, False) if model_type == "llama" else False
         values = dict(
             style=LLAMA, model_type=model_type, vocab_size=_int(raw, "vocab_size", where),
@@ -96,7 +97,7 @@ def decoder_config(raw: Mapping[str, Any], where: str) -> DecoderConfig:
             max_positions=_int(raw, "max_position_embeddings", where, MAX_POSITIONS[model_type]),
             norm_eps=_float(raw, "rms_norm_eps", where, 1e-6), hidden_act=raw.get("hidden_act", "silu"),
             tie_word_embeddings=_bool(raw, "tie_word_embeddings", where, False),
-            rope_theta=_float(raw, "rope_theta", where, float(rope.get("rope_theta", 10000.0))),
+            rope_theta=_float(raw, "rope_theta", where, rope if rope is not None else 10000.0),
             qkv_bias=model_type == "qwen2" or attention_bias, o_bias=attention_bias,
             mlp_bias=_bool(raw, "mlp_bias", where, False) if model_type == "llama" else False,
             head_dim=_int(raw, "head_dim", where) if raw.get("head_dim") is not None else 0)
@@ -106,6 +107,7 @@ def decoder_config(raw: Mapping[str, Any], where: str) -> DecoderConfig:
     act = values["hidden_act"]
     if not isinstance(act, str):
         raise BaseLoadError(f"{where}: hidden_act must be a string (got {act!r})")
+    _check_decoder_sizes(values, raw, where, heads_field)
     try:
         return DecoderConfig(**values)
     except ValueError as exc:  # sizes that do not fit together; the message names the fields
@@ -113,6 +115,39 @@ def decoder_config(raw: Mapping[str, Any], where: str) -> DecoderConfig:
         if model_type == "gpt2":
             text = text.replace("hidden_size", "n_embd")
         raise BaseLoadError(f"{where}: {text}") from None
+
+
+def _rope(raw: Mapping[str, Any], where: str) -> float | None:
+    """rope_theta from rope_parameters / rope_scaling, after checking them (their shape needs head_dim)."""
+    heads = raw.get("num_attention_heads")
+    width = raw.get("hidden_size")
+    head_dim = raw.get("head_dim")
+    if type(head_dim) is not int:
+        head_dim = width // heads if type(width) is int and type(heads) is int and heads > 0 else 0
+    positions = raw.get("max_position_embeddings")
+    limit = positions if type(positions) is int and positions > 0 else config_limits.SIZE_LIMITS["positions"][0]
+    return config_limits.rope_parameters(raw, where, head_dim, limit)
+
+
+def _check_decoder_sizes(values: dict[str, Any], raw: Mapping[str, Any], where: str, heads_field: str) -> None:
+    """Sizes that fit together (each alone is bounded already), and a model of a bounded size."""
+    heads, width, head_dim = values["num_heads"], values["hidden_size"], values.get("head_dim") or 0
+    if values["num_kv_heads"] > heads:
+        raise BaseLoadError(f"{where}: num_key_value_heads ({values['num_kv_heads']}) is more than {heads_field} "
+                            f"({heads})")
+    if heads > width:
+        raise BaseLoadError(f"{where}: {heads_field} ({heads}) is more than the width ({width})")
+    dim = head_dim or width // heads
+    q_width, kv_width = heads * dim, values["num_kv_heads"] * dim
+    if q_width > config_limits.SIZE_LIMITS["width"][0]:
+        raise BaseLoadError(f"{where}: {heads_field} x head_dim = {q_width:,} is wider than "
+                            f"{config_limits.SIZE_LIMITS['width'][0]:,}")
+    ff = values["intermediate_size"]
+    per_layer = 2 * width * q_width + 2 * width * kv_width + 3 * width * ff
+    positions = values["max_positions"] if values["style"] == GPT2 else 0
+    lm_head = 0 if values["tie_word_embeddings"] else values["vocab_size"]
+    config_limits.check_parameters(where, vocab=values["vocab_size"] + lm_head, width=width,
+                                   layers=values["num_layers"], per_layer=per_layer, positions=positions)
 
 
 def build_from_config(raw: Mapping[str, Any], where: str, name: str, title: str = "") -> FrozenBase:

@@ -58,6 +58,7 @@ class FrozenBase(nn.Module):
     position_limit: int | None = None  # position embeddings, where the base has them (a soft prompt uses some)
     norm_placement: str = "none"  # "post" (BERT: add then norm), "pre" (norm then sublayer), or "none"
     default_method: str = "lora"
+    unusable: str | None = None  # why the weights cannot be run (a checkpoint with NaN), shown and refused
     default_dataset: str = "intents"  # the built-in dataset a run uses when none is named
     train_defaults: TrainDefaults = TrainDefaults()
     # method name -> default options on this family, e.g. {"lora": {"targets": "q,v"}}

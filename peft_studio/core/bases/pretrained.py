@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ import torch
 from torch import nn
 
 from ..errors import BaseLoadError
-from ..files.safe_io import read_json, read_json_object
+from ..files.safe_io import all_finite, check_regular_file, read_json, read_json_object, read_text
+from . import config_limits
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
 from .frozen import TrainDefaults
 from .hf_names import hf_parameter, studio_parameter
@@ -34,8 +36,14 @@ MINILM = "minilm"
 MINILM_TITLE = "all-MiniLM-L6-v2"
 BERT_MODEL_TYPES = ("bert",)
 REQUIRED_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+BERT_SIZE_KINDS = {"vocab_size": "vocab", "hidden_size": "width", "num_hidden_layers": "layers",
+                   "num_attention_heads": "heads", "intermediate_size": "intermediate",
+                   "max_position_embeddings": "positions", "type_vocab_size": "type_vocab"}
 HEAD_PREFIXES = ("pooler.", "cls.", "classifier.", "qa_outputs.", "lm_head.")  # task heads: not the encoder
 MAX_TOKENS = 128  # truncation length (fewer when the checkpoint has fewer positions)
+MAX_TOKENIZER_BYTES = 64 * 2**20  # tokenizer.json files are 0.5 to 35 MB
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+UNUSABLE = "this checkpoint cannot be trained or run"
 
 
 class _TanhGELU(nn.Module):
@@ -126,22 +134,29 @@ def _make_tokenizer(folder: Path, max_len: int, vocab_rows: int) -> PretrainedTo
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     where = folder.name
-    if (folder / "tokenizer.json").is_file():
+    # Read through the bounded reader (a FIFO, a device or /dev/zero is refused by name, never opened
+    # blocking), then parsed from memory: the tokenizers library would read any file it is pointed at.
+    if os.path.lexists(folder / "tokenizer.json"):
         source = f"{where}/tokenizer.json"
+        text = read_text(folder / "tokenizer.json", MAX_TOKENIZER_BYTES, source, BaseLoadError)
         try:
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer = Tokenizer.from_str(text)
         except Exception as exc:  # the Rust library raises plain Exceptions
-            raise BaseLoadError(f"{source}: not a tokenizers file ({exc})") from None
-    elif (folder / "vocab.txt").is_file():
+            raise BaseLoadError(f"{source}: not a tokenizers file ({str(exc)[:200]})") from None
+    elif os.path.lexists(folder / "vocab.txt"):
         source = f"{where}/vocab.txt"
         settings = {}
-        if (folder / "tokenizer_config.json").is_file():
+        if os.path.lexists(folder / "tokenizer_config.json"):
             settings = _read_json(folder / "tokenizer_config.json", where)
+        text = read_text(folder / "vocab.txt", MAX_TOKENIZER_BYTES, source, BaseLoadError)
+        lines = text.removesuffix("\n").split("\n")  # as WordPiece.from_file reads it: one token a line,
+        vocab = {line.rstrip(): index for index, line in enumerate(lines)}  # trailing space trimmed, last wins
+        if not text:
+            raise BaseLoadError(f"{source}: not a WordPiece vocabulary (the file is empty)")
         try:
-            wordpiece = models.WordPiece.from_file(str(folder / "vocab.txt"), unk_token="[UNK]",
-                                                   max_input_chars_per_word=100)
+            wordpiece = models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100)
         except Exception as exc:
-            raise BaseLoadError(f"{source}: not a WordPiece vocabulary ({exc})") from None
+            raise BaseLoadError(f"{source}: not a WordPiece vocabulary ({str(exc)[:200]})") from None
         tokenizer = Tokenizer(wordpiece)
         tokenizer.normalizer = normalizers.BertNormalizer(
             clean_text=True, handle_chinese_chars=bool(settings.get("tokenize_chinese_chars", True)),
@@ -175,10 +190,12 @@ def _encoder_config(raw: dict[str, Any], folder: Path) -> EncoderConfig:
     missing = [name for name in REQUIRED_FIELDS if name not in raw]
     if missing:
         raise BaseLoadError(f"{where}: missing {', '.join(missing)} (a BERT config has {', '.join(REQUIRED_FIELDS)})")
-    for name in REQUIRED_FIELDS + ("max_position_embeddings", "type_vocab_size"):
-        value = raw.get(name, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "type_vocab_size" else 1):
-            raise BaseLoadError(f"{where}: {name} must be a positive integer (got {value!r})")
+    for name, kind in BERT_SIZE_KINDS.items():  # bounded by real checkpoints (config_limits says the bound)
+        config_limits.size(raw, name, kind, where, default=1, low=0 if name == "type_vocab_size" else 1)
+    config_limits.check_parameters(where, vocab=raw["vocab_size"], width=raw["hidden_size"],
+                                   layers=raw["num_hidden_layers"], positions=raw.get("max_position_embeddings", 512),
+                                   per_layer=4 * raw["hidden_size"] ** 2 + 2 * raw["hidden_size"]
+                                   * raw["intermediate_size"])
     if raw["hidden_size"] % raw["num_attention_heads"]:
         raise BaseLoadError(f"{where}: hidden_size {raw['hidden_size']} is not divisible by "
                             f"num_attention_heads {raw['num_attention_heads']}")
@@ -190,41 +207,59 @@ def _encoder_config(raw: dict[str, Any], folder: Path) -> EncoderConfig:
     act = raw.get("hidden_act", "gelu")
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise BaseLoadError(f"{where}: hidden_act {act!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
-    eps = raw.get("layer_norm_eps", 1e-12)
-    if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps > 0:
-        raise BaseLoadError(f"{where}: layer_norm_eps must be a positive number (got {eps!r})")
+    eps = config_limits.epsilon(raw, "layer_norm_eps", where, 1e-12)
     return EncoderConfig(vocab_size=raw["vocab_size"], d_model=raw["hidden_size"], n_heads=raw["num_attention_heads"],
                          n_layers=raw["num_hidden_layers"], d_ff=raw["intermediate_size"],
                          max_positions=raw.get("max_position_embeddings", 512),
                          type_vocab_size=raw.get("type_vocab_size", 2), layer_norm_eps=float(eps), hidden_act=act,
-                         pooling=_pooling(folder))
+                         pooling=_pooling(folder, raw["hidden_size"]))
 
 
-def _pooling(folder: Path) -> str:
-    """sentence-transformers' Pooling module config when the folder has one, else [CLS]."""
+def _pooling(folder: Path, width: int | None = None) -> str:
+    """sentence-transformers' Pooling module config when the folder has one, else [CLS]. Its files are typed
+    like any config: a modules.json that cannot be read, a Pooling path outside the folder, modes that are not
+    true/false or a dimension that is not the model's are refused, never guessed."""
     pooling_dir = folder / "1_Pooling"
-    if (folder / "modules.json").is_file():
-        try:
-            modules = read_json(folder / "modules.json", f"{folder.name}/modules.json", BaseLoadError)
-            for module in modules if isinstance(modules, list) else []:
-                if str(module.get("type", "")).endswith("Pooling"):
-                    pooling_dir = folder / module.get("path", "1_Pooling")
-        except (BaseLoadError, AttributeError):
-            pass
-    if not (pooling_dir / "config.json").is_file():
+    if os.path.lexists(folder / "modules.json"):
+        where = f"{folder.name}/modules.json"
+        modules = read_json(folder / "modules.json", where, BaseLoadError)
+        if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+            raise BaseLoadError(f"{where}: should be a list of module objects")
+        for module in modules:
+            kind, path = module.get("type", ""), module.get("path", "1_Pooling")
+            if not isinstance(kind, str) or not isinstance(path, str):
+                raise BaseLoadError(f"{where}: a module's type and path should be text")
+            if kind.endswith("Pooling"):
+                parts = Path(path).parts
+                if Path(path).is_absolute() or not parts or any(p in (".", "..") for p in parts):
+                    raise BaseLoadError(f"{where}: the Pooling module's path {path[:60]!r} is not a folder inside "
+                                        "the checkpoint")
+                pooling_dir = folder / path
+    if not os.path.lexists(pooling_dir / "config.json"):
         return "cls"
-    settings = _read_json(pooling_dir / "config.json", folder.name)
-    if settings.get("pooling_mode_mean_tokens"):
+    where = f"{folder.name}/{pooling_dir.name}/config.json"
+    settings = _read_json(pooling_dir / "config.json", f"{folder.name}/{pooling_dir.name}")
+    modes = {k: v for k, v in settings.items() if k.startswith("pooling_mode")}
+    wrong = [k for k, v in modes.items() if not isinstance(v, bool)]
+    if wrong:
+        raise BaseLoadError(f"{where}: {wrong[0]} should be true or false (got {str(modes[wrong[0]])[:20]!r})")
+    dimension = settings.get("word_embedding_dimension")
+    if dimension is not None and width is not None and dimension != width:
+        raise BaseLoadError(f"{where}: word_embedding_dimension {str(dimension)[:20]} is not the model's "
+                            f"hidden_size {width}")
+    chosen = [k.removeprefix("pooling_mode_") for k, v in modes.items() if v]
+    if chosen == ["mean_tokens"]:
         return "mean"
-    if settings.get("pooling_mode_cls_token"):
+    if chosen == ["cls_token"]:
         return "cls"
-    modes = [k.removeprefix("pooling_mode_") for k, v in settings.items() if k.startswith("pooling_mode") and v]
-    raise BaseLoadError(f"{folder.name}/{pooling_dir.name}/config.json: pooling {', '.join(modes) or 'none'} is not "
-                        "supported (mean or cls)")
+    raise BaseLoadError(f"{where}: pooling {', '.join(chosen) or 'none'} is not supported (exactly one of "
+                        "mean_tokens or cls_token)")
 
 
 def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
     path = folder / "model.safetensors"
+    if os.path.lexists(path):
+        check_regular_file(path, f"{folder.name}/model.safetensors", BaseLoadError)  # not a FIFO or a device
     if not path.is_file():
         if (folder / "pytorch_model.bin").is_file():
             raise BaseLoadError(f"{folder.name}: only pytorch_model.bin, which is pickle (loading it can run code); "
@@ -265,8 +300,9 @@ def _map_tensors(raw: dict[str, torch.Tensor], cfg: EncoderConfig, folder: Path)
             if studio is not None:  # e.g. a layer index beyond num_hidden_layers
                 hint = f" (config.json says {cfg.n_layers} layers)"
             raise BaseLoadError(f"{where}: unexpected tensor {key}{hint}: not part of a BERT encoder")
-        if not tensor.is_floating_point():
-            raise BaseLoadError(f"{where}: {key} has dtype {tensor.dtype}, expected floating point")
+        if tensor.dtype not in WEIGHT_DTYPES:  # fp8 is quantized storage (with scales elsewhere), not weights
+            raise BaseLoadError(f"{where}: {key} has dtype {str(tensor.dtype).removeprefix('torch.')}; the studio "
+                                "loads float32, float16 and bfloat16 weights only")
         mapped[studio] = tensor
         origin[studio] = key
     wrong = [name for name in expected if name in mapped and tuple(mapped[name].shape) != expected[name]]
@@ -282,6 +318,10 @@ def _map_tensors(raw: dict[str, torch.Tensor], cfg: EncoderConfig, folder: Path)
                             f"{' ...' if len(names) > 4 else ''} (config.json says {cfg.n_layers} layers)")
     mapped = {name: tensor.to(torch.float32) for name, tensor in mapped.items()}
     notes = []
+    broken = [origin[name] for name, tensor in mapped.items() if not all_finite(tensor)]
+    if broken:  # inspect shows the shapes; training or predicting with them is refused (Experiment)
+        notes.append(f"{len(broken)} tensor(s) hold NaN or infinite values ({', '.join(broken[:3])}"
+                     f"{' ...' if len(broken) > 3 else ''}): {UNUSABLE}")
     heads = sorted({k.removeprefix(prefix).split(".")[0] for k in ignored if not k.endswith("position_ids")})
     if heads:
         notes.append(f"ignored tensors outside the encoder: {', '.join(heads)}")
@@ -298,6 +338,11 @@ class Checkpoint:
     tokenizer: PretrainedTokenizer
     notes: tuple[str, ...]
     fingerprint: str
+
+    @property
+    def unusable(self) -> str | None:
+        """Why the weights cannot be run (NaN or infinite values), or None."""
+        return next((note for note in self.notes if note.endswith(UNUSABLE)), None)
 
 
 def minilm_folder() -> Path:
@@ -322,9 +367,18 @@ def resolve(spec: str) -> tuple[Path, str, str]:
 
 
 def _stamp(folder: Path) -> tuple:
-    """Size and modification time of the files read, so an edited folder is read again."""
-    names = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "1_Pooling/config.json")
-    return tuple((n, p.stat().st_size, p.stat().st_mtime_ns) for n in names if (p := folder / n).is_file())
+    """Kind, size and modification time of the files read, so an edited folder (a file swapped for a FIFO
+    included) is read again."""
+    names = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "tokenizer_config.json",
+             "modules.json", "1_Pooling/config.json")
+    stamps = []
+    for name in names:
+        try:
+            info = os.stat(folder / name)
+        except OSError:
+            continue
+        stamps.append((name, info.st_mode, info.st_size, info.st_mtime_ns))
+    return tuple(stamps)
 
 
 def read_checkpoint(folder: Path) -> Checkpoint:
@@ -367,6 +421,7 @@ class PretrainedBase(Encoder):
                       f"{cfg.pooling} pooling)")
         self.folder = checkpoint.folder
         self.load_notes = checkpoint.notes
+        self.unusable = checkpoint.unusable  # NaN weights: shown by inspect, refused by train and predict
         self._fingerprint = checkpoint.fingerprint
         self._pristine = self._versions()
 

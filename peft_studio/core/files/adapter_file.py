@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from ..bases import uses_dataset_vocabulary
+from ..data.tokenizer import WordTokenizer
 from ..errors import AdapterFileError
 from ..model.experiment import Experiment
 from . import safe_io
+from .adapter_metadata import AdapterMetadata, check_head, parse_metadata
 
 FORMAT = "peft-studio-adapter/1"
 MAX_ADAPTER_BYTES = 2 * 2**30
-MAX_METADATA_CHARS = 2**20
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -33,18 +36,36 @@ def adapter_path(path: str | Path) -> Path:
 
 
 def check_adapter_writable(path: str | Path) -> Path:
-    """Raise AdapterFileError now if save_adapter(…, path) could not write (call it before a long run)."""
+    """Raise AdapterFileError now if save_adapter(…, path) could not write (call it before a long run).
+    The path as given must not be an empty name, a folder, a FIFO or a device: saving "beside" it under a
+    derived name would hide the mistake."""
+    if not str(path).strip():
+        raise AdapterFileError("the adapter's path is empty; give a file name such as adapter.safetensors")
+    safe_io.check_writable(path, AdapterFileError)  # what the user typed, before the suffix is added
     target = adapter_path(path)
     safe_io.check_writable(target, AdapterFileError)
     return target
 
 
-def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
-    """Save every trainable tensor (method parts and head) with the setup that made them.
+def rebuild_metadata(experiment: Experiment) -> dict[str, str]:
+    """What rebuilds the experiment's frozen base elsewhere (`peft-studio predict`, an adapter set): the seed it
+    was built from, its options and, for a toy base, the vocabulary it took from the training texts."""
+    setup = experiment.setup
+    metadata = {"seed": str(setup.seed), "base_seed": str(setup.seed), "base_options": json.dumps(setup.base_options),
+                "task": experiment.dataset.name}
+    tokenizer = experiment.base.tokenizer
+    if uses_dataset_vocabulary(setup.base) and isinstance(tokenizer, WordTokenizer):
+        metadata["tokenizer"] = json.dumps({"vocab": tokenizer.vocab, "lowercase": tokenizer.lowercase,
+                                            "max_len": tokenizer.max_len})
+    return metadata
 
-    `extra_metadata` adds string keys (an adapter set stores its adapter's name and how to rebuild the base)."""
+
+def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Save every trainable tensor (method parts and head) with the setup that made them and what rebuilds the base.
+
+    `extra_metadata` adds or overrides string keys (an adapter set stores its adapter's name and its own seeds)."""
     experiment.require_weights("saved")  # a meta-device base has no values to save
-    path = adapter_path(path)
+    path = check_adapter_writable(path)
     tensors = {n: p.detach().cpu().contiguous() for n, p in experiment.model.named_parameters() if p.requires_grad}
     setup = experiment.setup
     metadata = {
@@ -54,10 +75,31 @@ def save_adapter(experiment: Experiment, path: str | Path, extra_metadata: dict[
         "config": json.dumps(experiment.config.to_dict()),
         "labels": json.dumps(list(experiment.dataset.label_names)),
         "base_fingerprint": experiment.model.base_fingerprint,
+        **rebuild_metadata(experiment),
         **(extra_metadata or {}),
     }
     write_atomically(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))
     return path
+
+
+@dataclass(frozen=True)
+class AdapterContent:
+    """An adapter file read once: its tensors and its checked metadata (pass it on rather than read again)."""
+
+    name: str
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    meta: AdapterMetadata
+
+
+def read_adapter_content(path: str | Path) -> AdapterContent:
+    """The file's tensors and metadata, every metadata field checked (adapter_metadata.py) and its labels
+    checked against its head; one read of the file."""
+    tensors, metadata = read_adapter(path)
+    name = Path(path).name
+    meta = parse_metadata(metadata, name)
+    check_head(meta, tensors, name)
+    return AdapterContent(name, tensors, metadata, meta)
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -74,32 +116,23 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, metadata
 
 
-def adapter_labels(metadata: dict[str, str], name: str) -> list[str]:
-    """The label names an adapter's head was trained for (from its metadata)."""
-    labels = safe_io.loads_json(metadata.get("labels", "null")[:MAX_METADATA_CHARS], f"{name}: labels",
-                                AdapterFileError)
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise AdapterFileError(f"{name}: its metadata has no list of label names")
-    return labels
-
-
 def _show_labels(labels: list[str] | tuple[str, ...], limit: int = 8) -> str:
     shown = ", ".join(repr(label[:30]) for label in labels[:limit])
     return f"[{shown}{', ...' if len(labels) > limit else ''}] ({len(labels)})"
 
 
-def load_adapter(experiment: Experiment, path: str | Path) -> None:
+def load_adapter(experiment: Experiment, path: str | Path, content: AdapterContent | None = None) -> None:
     """Copy a saved adapter into a model built with the same base, method, config and labels.
-    Every check runs before the first copy: a refused file changes nothing."""
-    tensors, metadata = read_adapter(path)
-    name = Path(path).name
-    if metadata.get("method") != experiment.setup.method:
-        raise AdapterFileError(f"{name}: made for method {metadata.get('method', '')[:40]!r}, "
-                               f"the model uses {experiment.setup.method!r}")
-    if metadata.get("base_fingerprint") != experiment.model.base_fingerprint:
-        raise AdapterFileError(f"{name}: made for a different base ({metadata.get('base', '')[:40]!r} with other "
-                               "weights)")
-    labels = adapter_labels(metadata, name)
+    Every check runs before the first copy: a refused file changes nothing. `content`: the file already
+    read (read_adapter_content), so that a large adapter is read once."""
+    content = content or read_adapter_content(path)
+    tensors, meta, name = content.tensors, content.meta, content.name
+    if meta.method != experiment.setup.method:
+        raise AdapterFileError(f"{name}: made for method {meta.method[:40]!r}, the model uses "
+                               f"{experiment.setup.method!r}")
+    if meta.base_fingerprint != experiment.model.base_fingerprint:
+        raise AdapterFileError(f"{name}: made for a different base ({meta.base[:40]!r} with other weights)")
+    labels = list(meta.labels)
     if labels != list(experiment.dataset.label_names):
         raise AdapterFileError(f"{name}: its head was trained for the labels {_show_labels(labels)}, the dataset "
                                f"has {_show_labels(experiment.dataset.label_names)}")
@@ -111,14 +144,12 @@ def load_adapter(experiment: Experiment, path: str | Path) -> None:
         if tensors[key].shape != parameter.shape:
             raise AdapterFileError(f"{name}: {key} has shape {tuple(tensors[key].shape)}, "
                                    f"the model needs {tuple(parameter.shape)}")
-    config = safe_io.loads_json(metadata.get("config", "null")[:MAX_METADATA_CHARS], f"{name}: config",
-                                AdapterFileError)
-    if isinstance(config, dict):  # same shapes, other settings (alpha, dropout...) would compute differently
-        ours = experiment.config.to_dict()
-        differ = [key for key in ours if key in config and config[key] != ours[key]]
-        if differ:
-            raise AdapterFileError(f"{name}: made with {differ[0]}={config[differ[0]]!r}, the model uses "
-                                   f"{differ[0]}={ours[differ[0]]!r}")
+    # same shapes, other settings (alpha, dropout...) would compute differently
+    ours = experiment.config.to_dict()
+    differ = [key for key in ours if key in meta.options and meta.options[key] != ours[key]]
+    if differ:
+        raise AdapterFileError(f"{name}: made with {differ[0]}={meta.options[differ[0]]!r}, the model uses "
+                               f"{differ[0]}={ours[differ[0]]!r}")
     with torch.no_grad():
         for key, parameter in params.items():
             parameter.copy_(tensors[key])

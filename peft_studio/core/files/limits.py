@@ -7,11 +7,14 @@ whole number, true not a number. The ranges keep a model buildable and trainable
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 from ..errors import ConfigError
 
 SEED_RANGE = (0, 2**63 - 1)  # torch.manual_seed and random.Random both take these
+INT64_RANGE = (-2**63, 2**63 - 1)  # a whole number that becomes a torch int64 (or a C long)
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max: lr, alpha, scales live in float32
 MAX_TEXT_OPTION = 10_000
 MAX_LIST_OPTION = 1_000
 
@@ -42,6 +45,22 @@ def real_number(value: Any, name: str, low: float, high: float) -> float:
         raise ConfigError(f"{name} should be a number, not {type_name(value)} ({_show(value)})")
     if not (math.isfinite(value) and low <= value <= high):
         raise ConfigError(f"{name} must be a finite number in [{low:g}, {high:g}] (got {_show(value)})")
+    return float(value)
+
+
+def float32_number(value: float, name: str, *, nonzero: bool = False) -> float:
+    """`value` when float32 (the dtype torch computes it in) holds it: finite after conversion and, with
+    `nonzero`, not rounded to 0 (an lr of 1e-50 would silently train nothing)."""
+    try:
+        stored = struct.unpack("<f", struct.pack("<f", value))[0]
+    except (OverflowError, struct.error):
+        raise ConfigError(f"{name} = {_show(value)} does not fit float32, the dtype it is computed in "
+                          f"(at most {FLOAT32_MAX:.4g} in size)") from None
+    if not math.isfinite(stored):
+        raise ConfigError(f"{name} = {_show(value)} is not finite in float32, the dtype it is computed in")
+    if nonzero and value != 0 and stored == 0:
+        raise ConfigError(f"{name} = {_show(value)} rounds to 0 in float32, the dtype it is computed in "
+                          "(at least 1.4e-45 in size)")
     return float(value)
 
 

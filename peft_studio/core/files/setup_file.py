@@ -59,20 +59,32 @@ def setup_document(setup: Setup, dataset: TextDataset, settings: TrainSettings, 
     }
 
 
-def load_setup(path: str | os.PathLike) -> tuple[Setup, TextDataset, TrainSettings]:
+class DataOutsideError(ConfigError):
+    """A setup's data file lies outside the setup's folder and the user has not named it."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def load_setup(path: str | os.PathLike, data_file: str | os.PathLike | None = None) -> tuple[Setup, TextDataset,
+                                                                                               TrainSettings]:
     """Read and check a setup file, then load its dataset. Relative data paths are taken from the
-    setup file's folder, so a folder holding both can be moved or shared."""
+    setup file's folder, so a folder holding both can be moved or shared; a data path that leaves the
+    folder is refused (DataOutsideError) unless the user names that file: `data_file` replaces it."""
     path = Path(path)
     if not os.path.lexists(path):
         raise ConfigError(f"{path}: no such setup file")
     if os.path.isdir(path):
         raise ConfigError(f"{path.name}: is a folder, not a setup file")
     doc = safe_io.read_json_object(path, path.name, ConfigError, limit=MAX_SETUP_BYTES)
-    return parse_setup(doc, path.parent, path.name)
+    return parse_setup(doc, path.parent, path.name, data_file=data_file)
 
 
-def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, TextDataset, TrainSettings]:
-    """Check a setup object (a file's, or one inside a lesson) and load its dataset; errors name `where`."""
+def parse_setup(doc: dict[str, Any], folder: Path, where: str, *, data_file: str | os.PathLike | None = None) \
+        -> tuple[Setup, TextDataset, TrainSettings]:
+    """Check a setup object (a file's, or one inside a lesson) and load its dataset; errors name `where`.
+    `data_file`: a data file the user named, used instead of the setup's own (which must then be a file)."""
     if doc.get("format") != FORMAT:
         raise ConfigError(f"{where}: not a PEFT Studio setup (its \"format\" should be \"{FORMAT}\")")
     version = doc.get("version")
@@ -83,18 +95,16 @@ def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, T
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0][:40]!r}; known: {', '.join(TOP_LEVEL_KEYS)}")
     try:
-        base = _base(_field(doc, "base", str, where), where)
+        base = check_base_name(_field(doc, "base", str, where), where)
         method = _field(doc, "method", str, where)
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method[:40]!r}; known: {', '.join(METHODS)}")
-        options = _options(method, _field(doc, "options", dict, where))
+        options = check_options(method, _field(doc, "options", dict, where))
         seed = limits.check_seed(_field(doc, "seed", int, where))
         base_options = limits.check_base_options(base, _field(doc, "base_options", dict, where, default={}))
     except ConfigError as exc:
         raise ConfigError(exc.args[0] if exc.args[0].startswith(f"{where}: ") else f"{where}: {exc}") from None
     settings = _settings(_field(doc, "training", dict, where), where)
     try:
-        dataset = _dataset(_field(doc, "dataset", dict, where), folder, where)
+        dataset = _dataset(_field(doc, "dataset", dict, where), folder, where, data_file)
     except DatasetError as exc:  # the loader names the data file; say which setup pointed at it
         raise DatasetError(f"{where}: its dataset: {exc}") from None
     # a setup that builds but cannot train is refused now, not on Play
@@ -103,17 +113,22 @@ def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, T
     return Setup(base, method, options, seed, base_options), dataset, settings
 
 
-def _base(name: str, where: str) -> str:
+def check_base_name(name: str, where: str, *, must_exist: bool = True) -> str:
+    """A base's name or checkpoint folder, bounded; with must_exist, one that can be built here (an
+    adapter file only records where its base came from: its fingerprint decides)."""
     if not name or len(name) > MAX_NAME_CHARS or "\0" in name:
         raise ConfigError(f"{where}: \"base\" should name a base ({', '.join(base_names())}) or a folder")
-    if name not in base_names() and not os.path.isdir(os.path.expanduser(name)):
+    if must_exist and name not in base_names() and not os.path.isdir(os.path.expanduser(name)):
         raise ConfigError(f"{where}: unknown base {name[:60]!r} (choose from {', '.join(base_names())}, or an "
                           "existing checkpoint folder)")
     return name
 
 
-def _options(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Each option of the JSON type of its default (no "false" for false), then the method's ranges."""
+def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A method's options (a setup file's, an adapter file's): each of the JSON type of its default (no "false"
+    for false), then the method's ranges."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method[:40]!r}; known: {', '.join(METHODS)}")
     config_cls = get_method(method).config_cls
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     for name, value in options.items():
@@ -160,8 +175,12 @@ def _settings(values: dict[str, Any], where: str) -> TrainSettings:
     return settings
 
 
-def _dataset(spec: dict[str, Any], folder: Path, where: str) -> TextDataset:
+def _dataset(spec: dict[str, Any], folder: Path, where: str, data_file: str | os.PathLike | None = None) \
+        -> TextDataset:
     if "builtin" in spec:
+        if data_file is not None:
+            raise ConfigError(f"{where}: its dataset is the built-in {str(spec.get('builtin'))[:40]!r}; a data file "
+                              "given with it would be ignored (drop it)")
         if set(spec) != {"builtin"}:
             raise ConfigError(f"{where}: a built-in dataset takes no other fields (got "
                               f"{', '.join(sorted(set(spec) - {'builtin'}))[:80]})")
@@ -178,11 +197,25 @@ def _dataset(spec: dict[str, Any], folder: Path, where: str) -> TextDataset:
             raise ConfigError(f"{where}: the dataset file needs \"{required}\"")
     _check_dataset_args(args, where)
     data_path = Path(args.pop("path")).expanduser()
-    if not data_path.is_absolute():
-        data_path = folder / data_path
+    if data_file is not None:  # the user named it: read what they named
+        data_path = Path(data_file).expanduser()
+    else:
+        if not data_path.is_absolute():
+            data_path = folder / data_path
+        _check_inside(data_path, folder, where)
     if not os.path.lexists(data_path):
         raise ConfigError(f"{where}: its dataset file {data_path} does not exist (moved or renamed?)")
     return load_dataset_file(data_path, args.pop("text_column"), args.pop("label_column"), **args)
+
+
+def _check_inside(data_path: Path, folder: Path, where: str) -> None:
+    """A setup reads data from its own folder (links resolved), never any readable file it names: a shared
+    setup could otherwise copy a user's private file into a recipe's data/train.jsonl."""
+    resolved, home = Path(os.path.realpath(data_path)), Path(os.path.realpath(folder))
+    if not resolved.is_relative_to(home):
+        raise DataOutsideError(f"{where}: its dataset file {data_path} lies outside the setup's folder {folder}; "
+                               "move it beside the setup (it is stored relative to it) or name it yourself "
+                               f"(--data {data_path})", data_path)
 
 
 def _check_dataset_args(args: dict[str, Any], where: str) -> None:

@@ -38,13 +38,16 @@ from safetensors.torch import save_file
 
 from ..bases.encoder import Encoder
 from ..bases.hf_names import hf_module
-from ..bases.sites import Site, longest_prefix
+from ..bases.sites import LINEAR, Site, longest_prefix
 from ..data import TextDataset
-from ..errors import AdapterFileError, ConfigError
+from ..errors import AdapterFileError, ConfigError, PeftStudioError
 from ..files import safe_io
 from ..files.adapter_file import write_atomically
+from ..files.adapter_metadata import check_labels
+from ..files.limits import float32_number
+from ..files.setup_file import check_options
 from ..methods import METHODS, Method, get_method
-from ..methods.module_patterns import MAX_NAME_CHARS, ModuleSelector
+from ..methods.module_patterns import MAX_LIST_ENTRIES, MAX_NAME_CHARS, ModuleSelector
 from ..methods.peft_format import KEY_PREFIX
 from ..methods.targets import targets_for_sites
 from ..model.experiment import Experiment, Setup
@@ -54,6 +57,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_FILE = "head.safetensors"
 HEAD_FORMAT = "peft-studio-head/1"
 README_FILE = "README.md"
+README_MARK = "exported by PEFT Studio"  # in its first line: how an export knows its own README.md
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
 MAX_RANK = 4096
@@ -133,7 +137,8 @@ def _readme(experiment: Experiment) -> str:
     """How to use the folder outside the studio: PEFT's hidden states -> the studio's logits."""
     base = experiment.base
     notes = experiment.method.peft_notes(experiment.config, base)
-    lines = [f"# {experiment.method.title} adapter exported by PEFT Studio", "",
+    note = export_note(experiment)
+    lines = [f"# {experiment.method.title} adapter {README_MARK}", "", *([f"**Note:** {note}.", ""] if note else []),
              f"Base: {experiment.setup.base} ({_base_name_or_path(base) or 'a local BERT folder'}); "
              f"labels: {', '.join(experiment.dataset.label_names)}; pooling: {base.cfg.pooling}.", "",
              "```python",
@@ -154,12 +159,36 @@ def _readme(experiment: Experiment) -> str:
     return "\n".join([*lines, *notes, "", f"Studio settings: method {experiment.setup.method}, {settings}.", ""])
 
 
+def export_note(experiment: Experiment) -> str | None:
+    """What the user must know about an export PEFT itself cannot load (None when PEFT can)."""
+    if _base_name_or_path(experiment.base) is not None:
+        return None
+    return (f"base {experiment.setup.base!r} has no Hugging Face checkpoint (random weights over the dataset's own "
+            "words), so PeftModel.from_pretrained has no model to load this folder onto; it loads back into PEFT "
+            f"Studio only (--import-peft with --base {experiment.setup.base}, the same dataset and seed)")
+
+
 def check_peft_export(experiment: Experiment, folder: str | Path | None = None) -> None:
     """Raise AdapterFileError now if export_peft would refuse this experiment, or (given `folder`) could not
     write into that folder — call it before a long training, so the run is never lost."""
     _export_parts(experiment)
     if folder is not None:
         safe_io.check_writable(Path(folder).expanduser(), AdapterFileError, folder=True)
+        _export_targets(Path(folder).expanduser())
+
+
+def _export_targets(folder: Path) -> dict[str, Path]:
+    """The four files export_peft writes, inside `folder` and not through a link; a README.md there that
+    PEFT Studio did not write is the user's, and is not overwritten."""
+    targets = {name: safe_io.file_inside(folder, name, AdapterFileError)
+               for name in (ADAPTER_WEIGHTS, HEAD_FILE, README_FILE, ADAPTER_CONFIG)}
+    readme = targets[README_FILE]
+    if os.path.lexists(readme):
+        head, _ = safe_io.read_head(readme, 200, f"{folder.name}/{README_FILE}", AdapterFileError)
+        if README_MARK not in head.decode("utf-8", "replace"):
+            raise AdapterFileError(f"{readme}: a README.md PEFT Studio did not write is already there; export into "
+                                   "another folder (or move it) so that it is not overwritten")
+    return targets
 
 
 def export_peft(experiment: Experiment, folder: str | Path) -> Path:
@@ -178,12 +207,13 @@ def export_peft(experiment: Experiment, folder: str | Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AdapterFileError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
-    write_atomically(folder / ADAPTER_WEIGHTS, lambda temp: save_file(tensors, str(temp), metadata={"format": "pt"}))
-    write_atomically(folder / HEAD_FILE, lambda temp: save_file(head_tensors, str(temp), metadata=head_metadata))
+    targets = _export_targets(folder)
+    write_atomically(targets[ADAPTER_WEIGHTS], lambda temp: save_file(tensors, str(temp), metadata={"format": "pt"}))
+    write_atomically(targets[HEAD_FILE], lambda temp: save_file(head_tensors, str(temp), metadata=head_metadata))
     readme = _readme(experiment)
-    write_atomically(folder / README_FILE, lambda temp: temp.write_text(readme, encoding="utf-8"))
+    write_atomically(targets[README_FILE], lambda temp: temp.write_text(readme, encoding="utf-8"))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    write_atomically(folder / ADAPTER_CONFIG, lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_atomically(targets[ADAPTER_CONFIG], lambda temp: temp.write_text(text, encoding="utf-8"))
     return folder
 
 
@@ -200,6 +230,9 @@ class PeftAdapter:
     head: dict[str, torch.Tensor] | None = None
     head_labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    layers_to_transform: list[int] | None = None  # PEFT's layer filter: checked against the base (_check_layers)
+    target_modules: Any = None  # PEFT's target_modules as written: what PEFT would wrap (_check_targets)
+    head_pooling: str | None = None  # the pooling the head was trained on (head.safetensors metadata)
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -249,12 +282,34 @@ def _check_config(config: dict[str, Any], where: str) -> None:
     alpha = config.get("lora_alpha")
     if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
         raise AdapterFileError(f"{where}: lora_alpha must be a positive number (got {alpha})")
+    for name in ("lora_alpha", "lora_dropout", "d_initial", "vera_dropout"):  # they live in float32 tensors
+        if isinstance(config.get(name), float):
+            try:
+                float32_number(config[name], name, nonzero=True)
+            except ConfigError as exc:
+                raise AdapterFileError(f"{where}: {exc}") from None
     dropout = config.get("lora_dropout")
     if dropout is not None and not 0 <= dropout < 1:
         raise AdapterFileError(f"{where}: lora_dropout must be in [0, 1) (got {dropout})")
     layers = config.get("layers_to_transform")
-    if isinstance(layers, list) and not all(type(v) is int and 0 <= v < 2**16 for v in layers[:2**16]):
+    if isinstance(layers, list) and (len(layers) > 2**16 or not all(type(v) is int and 0 <= v < 2**16
+                                                                    for v in layers)):
         raise AdapterFileError(f"{where}: layers_to_transform should list layer indices, not {str(layers)[:40]}")
+    if type(layers) is int and not 0 <= layers < 2**16:
+        raise AdapterFileError(f"{where}: layers_to_transform should be a layer index, not {layers}")
+    pattern = config.get("layers_pattern")
+    if pattern is not None:  # as PEFT: only with layers_to_transform; on BERT the layer list is "layer"
+        patterns = [pattern] if isinstance(pattern, str) else pattern
+        if not isinstance(patterns, list) or not all(isinstance(v, str) for v in patterns):
+            raise AdapterFileError(f"{where}: layers_pattern should be text or a list of text")
+        if config.get("layers_to_transform") is None:
+            raise AdapterFileError(f"{where}: layers_pattern is given without layers_to_transform (PEFT refuses it)")
+        if "layer" not in patterns:
+            raise AdapterFileError(f"{where}: layers_pattern {str(pattern)[:40]} does not name a BERT encoder's "
+                                   "layer list ('layer'), so PEFT would select no layer")
+    saved = config.get("modules_to_save")
+    if isinstance(saved, list) and (len(saved) > MAX_LIST_ENTRIES or not all(isinstance(v, str) for v in saved)):
+        raise AdapterFileError(f"{where}: modules_to_save should list at most {MAX_LIST_ENTRIES} module names")
     for name in ("target_modules", "feedforward_modules"):
         ModuleSelector(config.get(name), name, where, AdapterFileError)  # refuses bad lists and unsafe regexes
 
@@ -313,12 +368,24 @@ def read_peft(folder: str | Path) -> PeftAdapter:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
-                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes)
+                          {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes,
+                          layers_to_transform=_layer_list(config.get("layers_to_transform")),
+                          target_modules=config.get("target_modules"))
     adapter.notes.extend(method.peft_import_notes(config, where))
     if os.path.lexists(folder / HEAD_FILE):
         adapter.head, adapter.head_labels = _read_head(folder)
         _merge_studio_options(adapter, folder)
+        adapter.head_pooling = _head_pooling(folder)
     return adapter
+
+
+def _head_pooling(folder: Path) -> str | None:
+    _, metadata = _load_safetensors(folder / HEAD_FILE)
+    pooling = metadata.get("pooling")
+    if pooling is not None and pooling not in ("mean", "cls"):
+        raise AdapterFileError(f"{folder.name}/{HEAD_FILE}: its pooling metadata should be mean or cls "
+                               f"(got {pooling[:20]!r})")
+    return pooling
 
 
 def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
@@ -332,9 +399,62 @@ def _merge_studio_options(adapter: PeftAdapter, folder: Path) -> None:
     if not isinstance(saved, dict):
         raise AdapterFileError(f"{where}: its config metadata should be an object")
     fields = {f.name for f in dataclasses.fields(get_method(adapter.method).config_cls)}
-    for key in sorted(fields - {"targets", "layers", "freeze_head"} - set(adapter.options)):
-        if key in saved:
-            adapter.options[key] = saved[key]
+    merged = {key: saved[key] for key in sorted(fields - {"targets", "layers", "freeze_head"} - set(adapter.options))
+              if key in saved}
+    try:  # typed and in range as a setup file's options are, before they reach the method
+        check_options(adapter.method, {**adapter.options, **merged})
+    except PeftStudioError as exc:
+        raise AdapterFileError(f"{where}: its config metadata: {exc}") from None
+    adapter.options.update(merged)
+
+
+def _layer_list(value: Any) -> list[int] | None:
+    """layers_to_transform as PEFT reads it: an index, or a list of them (duplicates are one layer)."""
+    if value is None:
+        return None
+    return sorted({value} if type(value) is int else set(value))
+
+
+def _check_layers(adapter: PeftAdapter, base: Encoder) -> None:
+    """PEFT puts modules on the layers layers_to_transform names, and only there: a layer the base lacks, or
+    a tensor on a layer the list leaves out (PEFT would not load it), is refused by name rather than guessed."""
+    where = f"{adapter.folder.name}/{ADAPTER_CONFIG}"
+    layers = adapter.layers_to_transform
+    if layers is None:
+        return
+    beyond = [i for i in layers if i >= base.num_layers]
+    if beyond:
+        raise AdapterFileError(f"{where}: layers_to_transform names layer {beyond[0]}; base {base.name!r} has "
+                               f"layers 0-{base.num_layers - 1}")
+    used = sorted({int(m.group(1)) for name in adapter.tensors if (m := re.match(r"layers\.(\d+)\.", name))})
+    outside = [i for i in used if i not in layers]
+    if outside:
+        raise AdapterFileError(f"{where}: the adapter holds tensors for layer {outside[0]}, which its "
+                               f"layers_to_transform {layers[:8]} leaves out (PEFT would not load them)")
+
+
+def _check_targets(adapter: PeftAdapter, base: Encoder, sites: list[Site]) -> None:
+    """PEFT wraps exactly the Linears target_modules (and layers_to_transform) select, then loads the saved
+    tensors into them: a tensor for a module it does not select is dropped, a selected module without tensors
+    keeps a fresh, untrained part. Either way PEFT's model would differ from what the tensors alone describe,
+    so both are refused by name (LoRA, DoRA and VeRA: parts on Linears)."""
+    if adapter.peft_type not in ("LORA", "VERA"):
+        return
+    where = f"{adapter.folder.name}/{ADAPTER_CONFIG}"
+    selector = ModuleSelector(adapter.target_modules, "target_modules", where, AdapterFileError)
+    if not selector.given or selector.names == []:
+        raise AdapterFileError(f"{where}: target_modules is empty; PEFT wraps nothing (or falls back to its defaults)")
+    layers = adapter.layers_to_transform
+    linears = [s for s in base.sites() if s.kind == LINEAR and (layers is None or s.layer in layers)]
+    selected = {s.module_path for s in linears if selector.matches(base.hf_module(s.module_path) or s.module_path)}
+    held = {s.module_path for s in sites}
+    dropped, fresh = sorted(held - selected), sorted(selected - held)
+    if dropped:
+        raise AdapterFileError(f"{where}: the adapter holds tensors for {base.hf_module(dropped[0]) or dropped[0]}, "
+                               "which target_modules does not select (PEFT would not load them)")
+    if fresh:
+        raise AdapterFileError(f"{where}: target_modules selects {base.hf_module(fresh[0]) or fresh[0]}, for which "
+                               "the adapter holds no tensors (PEFT would put a fresh, untrained part there)")
 
 
 def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
@@ -348,10 +468,10 @@ def _read_head(folder: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]
         raise AdapterFileError(f"{where}: bias has {head['bias'].shape[0]} entries for {head['weight'].shape[0]} "
                                "labels")
     labels = None
-    if "labels" in metadata:
-        labels = safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError)
-        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels) \
-                or len(labels) != head["weight"].shape[0]:
+    if "labels" in metadata:  # typed as an adapter file's labels are (adapter_metadata.check_labels)
+        labels = list(check_labels(safe_io.loads_json(metadata["labels"], f"{where}: labels", AdapterFileError,
+                                                      max_depth=4), where))
+        if len(labels) != head["weight"].shape[0]:
             raise AdapterFileError(f"{where}: its labels metadata should list {head['weight'].shape[0]} label "
                                    "names")
     return {k: v.to(torch.float32) for k, v in head.items()}, labels
@@ -391,6 +511,7 @@ def peft_setup(folder: str | Path, base: str = "minilm", seed: int = 0) -> Setup
 def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_options: dict | None = None) -> Setup:
     if not isinstance(base, Encoder):
         raise AdapterFileError(f"import PEFT format: base {base_name!r} is not a BERT-style encoder")
+    _check_layers(adapter, base)
     method = get_method(adapter.method)
     options = dict(adapter.options)
     if "targets" in {f.name for f in dataclasses.fields(method.config_cls)}:
@@ -401,6 +522,7 @@ def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_
                 raise AdapterFileError(f"{adapter.folder.name}: {exc}") from None
         else:
             sites = _sites_for(adapter, base)
+            _check_targets(adapter, base, sites)
         bad = [s.id for s in sites if s.kind not in method.site_kinds]
         if bad:
             raise AdapterFileError(f"{adapter.folder.name}: {adapter.method} cannot sit at {', '.join(bad)}")
@@ -445,6 +567,11 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
     if extra:
         raise AdapterFileError(f"{name}: the model trains {extra[0]}, which the adapter does not have")
     experiment.method.peft_check_model(base, adapter.options, name)
+    _check_layers(adapter, base)
+    pooling = getattr(getattr(base, "cfg", None), "pooling", None)
+    if adapter.head is not None and adapter.head_pooling is not None and adapter.head_pooling != pooling:
+        raise AdapterFileError(f"{name}/{HEAD_FILE}: the head was trained on {adapter.head_pooling} pooling, the "
+                               f"base pools with {pooling}: its predictions would be wrong")
     # every check before the first copy: a refused folder leaves the model as it was
     for key, value in adapter.tensors.items():
         if tuple(value.shape) != tuple(params[key].shape):

@@ -21,6 +21,7 @@ from ..adapters.adapter_set import AdapterSet, SetAdapter
 from ..bases.sites import longest_prefix
 from ..data import TextDataset
 from ..errors import AdapterFileError
+from ..files import safe_io
 from ..methods import get_method
 from .hf_peft import ADAPTER_CONFIG, check_peft_export, export_peft, import_peft, read_peft
 
@@ -34,6 +35,9 @@ def export_peft_set(adapters: AdapterSet, folder: str | Path, names: Sequence[st
     if not names:
         raise AdapterFileError("export PEFT format: the set has no adapters")
     for name in names:  # check them all first: a refused adapter leaves no half-written folder
+        if name != DEFAULT:  # each other adapter becomes a subfolder named after it: never "../x"
+            safe_io.plain_name(name, "adapter name", AdapterFileError)
+            safe_io.file_inside(folder, name, AdapterFileError)
         with adapters.using(name) as member:
             try:
                 check_peft_export(member)

@@ -12,7 +12,7 @@ studio's counts. `write_recipe` writes the folder:
     expected.json            the studio's counts and targets, which train.py checks before training
     model_config.json        the architecture's config.json (`--config-only` builds a random model from it)
     data/                    train.jsonl, validation.jsonl (text, label, label_name), labels.json
-    accelerate/              1gpu.yaml, multi-gpu.yaml (DDP), fsdp.yaml, cpu.yaml (a smoke test)
+    accelerate_configs/      1gpu.yaml, multi-gpu.yaml (DDP), fsdp.yaml, cpu.yaml (a smoke test)
     README.md                the `accelerate launch` lines and what was checked
 
 Nothing here imports transformers, peft or accelerate: only the written train.py does. Toy bases
@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,9 @@ from ..model.experiment import Experiment, Setup
 from ..runs.train import TrainSettings
 
 TRAIN_SCRIPT = Path(__file__).with_name("recipe_train.py")  # copied verbatim as train.py
+# Not "accelerate/": beside train.py a folder of that name is a namespace package that shadows the accelerate
+# library ("cannot import name 'Accelerator' from 'accelerate' (unknown location)").
+CONFIG_FOLDER = "accelerate_configs"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # transformers' decoder-layer class per model_type: FSDP wraps one of these per shard unit
 LAYER_CLASSES = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer", "qwen2": "Qwen2DecoderLayer",
@@ -104,8 +106,10 @@ def _peft_config(experiment: Experiment) -> dict[str, Any]:
     method = experiment.method
     if method.peft_type is None:
         supported = [n for n, m in METHODS.items() if m.peft_type]
-        raise ConfigError(f"method {method.name!r} has no Hugging Face PEFT equivalent, so no recipe can train it "
-                          f"(recipes exist for: {', '.join(supported)})")
+        nearest = f"; the nearest is {method.peft_nearest[0]} ({method.peft_nearest[1]}): --method " \
+                  f"{method.peft_nearest[0]}" if method.peft_nearest else ""
+        raise ConfigError(f"method {method.name!r} has no Hugging Face PEFT equivalent, so no recipe can train it"
+                          f"{nearest} (recipes exist for: {', '.join(supported)})")
     try:
         settings, _ = method.peft_export(experiment.base, experiment.config)
     except AdapterFileError as exc:
@@ -257,13 +261,13 @@ def write_recipe(plan: RecipePlan, out: str | os.PathLike, force: bool = False) 
         "README.md": readme(plan),
     }
     for kind in ("1gpu", "multi-gpu", "fsdp", "cpu"):
-        files[f"accelerate/{kind}.yaml"] = _accelerate_yaml(kind, plan.layer_class)
+        files[f"{CONFIG_FOLDER}/{kind}.yaml"] = _accelerate_yaml(kind, plan.layer_class)
+    files["train.py"] = safe_io.read_text(TRAIN_SCRIPT, 2**20, TRAIN_SCRIPT.name, OutputError)
+    targets = {name: safe_io.file_inside(folder, name, OutputError) for name in files}  # no link written through
     try:
         for name, text in files.items():
-            path = folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            safe_io.write_text_atomically(path, text, OutputError)
-        shutil.copyfile(TRAIN_SCRIPT, folder / "train.py")
+            targets[name].parent.mkdir(parents=True, exist_ok=True)
+            safe_io.write_text_atomically(targets[name], text, OutputError)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the recipe ({exc.strerror or exc})") from None
     return folder
@@ -288,14 +292,14 @@ def readme(plan: RecipePlan) -> str:
         "```sh",
         "pip install 'transformers>=4.40' 'peft>=0.11' 'accelerate>=0.30'" + (" 'bitsandbytes>=0.45'" if quant else ""),
         "# one GPU",
-        f"accelerate launch --config_file accelerate/1gpu.yaml train.py{flags}",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/1gpu.yaml train.py{flags}",
         "# several GPUs, data parallel (set num_processes in the file to your GPU count)",
-        f"accelerate launch --config_file accelerate/multi-gpu.yaml train.py{flags}",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/multi-gpu.yaml train.py{flags}",
         f"# several GPUs, sharded (FSDP, one unit per {plan.layer_class})",
-        f"accelerate launch --config_file accelerate/fsdp.yaml train.py{flags}",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/fsdp.yaml train.py{flags}",
         "# a smoke test on the CPU: a random model from model_config.json, two steps, no download",
-        "accelerate launch --config_file accelerate/cpu.yaml train.py --config-only model_config.json --max-steps 2 "
-        "--cpu",
+        f"accelerate launch --config_file {CONFIG_FOLDER}/cpu.yaml train.py --config-only model_config.json "
+        "--max-steps 2 --cpu",
         "```", "",
         "train.py flags: `--model ID_OR_FOLDER`, `--config-only PATH/config.json`, `--max-steps N`, `--lr`, "
         "`--batch-size`, `--grad-accum`, `--output-dir` (default outputs/adapter), `--cpu`, `--skip-check`.", "",
@@ -323,13 +327,14 @@ def readme(plan: RecipePlan) -> str:
 
 def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None = None,
                            method: str | None = None, options: dict[str, Any] | None = None,
-                           force: bool = False) -> tuple[Path, RecipePlan]:
+                           force: bool = False, data_file: str | os.PathLike | None = None) -> tuple[Path, RecipePlan]:
     """`peft-studio recipe`: load a saved setup, apply the overrides (another base; another method, whose options
-    start from its defaults; option values), plan and write."""
+    start from its defaults; option values), plan and write. `data_file`: the setup's data file, named by the user
+    (a setup's data outside its folder is never copied into the recipe otherwise)."""
     existed = os.path.lexists(Path(out).expanduser())
     check_recipe_folder(out, force)  # before the (possibly slow) build
     try:
-        return _recipe_from_setup_file(setup_file, out, base, method, options, force)
+        return _recipe_from_setup_file(setup_file, out, base, method, options, force, data_file)
     except BaseException:
         if not existed:  # a refused recipe leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -339,10 +344,10 @@ def recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike
 
 def _recipe_from_setup_file(setup_file: str | os.PathLike, out: str | os.PathLike, base: str | None,
                             method: str | None, options: dict[str, Any] | None,
-                            force: bool) -> tuple[Path, RecipePlan]:
-    from ..files.setup_file import load_setup
+                            force: bool, data_file: str | os.PathLike | None = None) -> tuple[Path, RecipePlan]:
+    from ..teaching.lesson import load_setup_or_lesson
 
-    setup, dataset, settings = load_setup(setup_file)
+    setup, dataset, settings = load_setup_or_lesson(setup_file, data_file=data_file)
     if base is not None:
         setup = dataclasses.replace(setup, base=base, base_options={})
     if method is not None and method != setup.method:

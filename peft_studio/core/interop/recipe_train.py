@@ -1,7 +1,7 @@
 """Train the PEFT Studio setup on the real model: transformers + peft (+ bitsandbytes), driven by accelerate.
 
 Written by `peft-studio recipe` (the studio copies this file verbatim as train.py; its settings are the
-JSON files beside it). Run it with `accelerate launch --config_file accelerate/1gpu.yaml train.py`, or with
+JSON files beside it). Run it with `accelerate launch --config_file accelerate_configs/1gpu.yaml train.py`, or with
 plain `python train.py`. A smoke test needs no download and no GPU:
 
     python train.py --config-only model_config.json --max-steps 2 --cpu
@@ -170,7 +170,29 @@ def check_counts(found: dict[str, Any], say) -> list[str]:
 
 
 # ---- training ------------------------------------------------------------------------------------
+def keep_bitsandbytes_out() -> None:
+    """A recipe without 4-bit weights never needs bitsandbytes, but peft imports it whenever it is installed,
+    and that import can log a CPU-kernel notice. A None entry in sys.modules makes `import bitsandbytes` fail
+    and importlib.util.find_spec return None, so peft and transformers see it as absent."""
+    recipe = json.loads((HERE / "recipe.json").read_text(encoding="utf-8"))
+    if not recipe["quantization"] and "bitsandbytes" not in sys.modules:
+        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
+
+
+def progress_bar(total: int, main_process: bool):
+    """A tqdm bar (steps/s, time left) on a terminal; None when tqdm is missing. Quiet when stderr is piped."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="step", disable=None if main_process else True, dynamic_ncols=True, leave=False)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # peft calls a transformers method that transformers 5 renamed: nothing a recipe's user can act on
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -220,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
 
     step = 0
     model.train()
+    bar = progress_bar(args.max_steps, accelerator.is_local_main_process)
+
+    def log(line: str) -> None:  # above the bar, not through it
+        if bar is not None and accelerator.is_main_process:
+            bar.write(line)
+        else:
+            say(line)
+
     while step < args.max_steps:
         for batch in train_loader:
             with accelerator.accumulate(model):
@@ -230,11 +260,16 @@ def main(argv: list[str] | None = None) -> int:
             if not accelerator.sync_gradients:
                 continue
             step += 1
-            say(f"step={step} loss={loss.item():.4f}")
+            if bar is not None:
+                bar.update(1)
+            log(f"step={step} loss={loss.item():.4f}")
             if val_loader is not None and (step % args.eval_every == 0 or step == args.max_steps):
-                say(f"step={step} " + evaluate(model, val_loader, accelerator))
+                log(f"step={step} " + evaluate(model, val_loader, accelerator))
             if step >= args.max_steps:
                 break
+    if bar is not None:
+        bar.refresh()  # the final count and rate, even when the steps outran tqdm's redraw interval
+        bar.close()
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.save_pretrained(args.output_dir, is_main_process=accelerator.is_main_process,
@@ -261,4 +296,5 @@ def evaluate(model, loader, accelerator) -> str:
 
 
 if __name__ == "__main__":
+    keep_bitsandbytes_out()  # before transformers, peft or accelerate is imported
     sys.exit(main())

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.dataset import NEXT_TOKEN
 from ..errors import ConfigError
 from ..files.limits import check_base_options
 from ..methods import get_method
@@ -23,6 +24,7 @@ FLOAT = 4
 # all-MiniLM-L6-v2, so the estimate needs no file for the packaged base
 MINILM_DIMS = {"vocab": 30522, "width": 384, "heads": 12, "layers": 6, "ff": 1536, "positions": 512}
 PRETRAINED_TOKENS = 128
+MAX_VOCAB = 1_000_000  # distinct words a toy base embeds (one row each); the README states it
 
 
 @dataclass
@@ -77,15 +79,26 @@ def memory_limit() -> int:
     return min(physical // 2, 16 * 2**30)
 
 
-def _distinct_words(texts: Any) -> tuple[int, int]:
-    """(distinct lower-cased words, most words in one text), as the word tokenizer will count them."""
+def _distinct_words(texts: Any, limit: int | None = None) -> tuple[int, int]:
+    """(distinct lower-cased words, most words in one text), as the word tokenizer will count them. Counting
+    stops past `limit` (MAX_VOCAB): a file of twenty million distinct words is refused in a second, not after
+    building a set of all of them."""
+    limit = MAX_VOCAB if limit is None else limit
     words: set[str] = set()
     longest = 0
     for text in texts:
         tokens = text.lower().split()
         words.update(tokens)
         longest = max(longest, len(tokens))
+        if len(words) > limit:
+            raise ConfigError(f"the training texts hold more than {limit:,} distinct words, the vocabulary limit of "
+                              "a base that embeds every word of its data (tiny, seed-pooled, tiny-decoder): use "
+                              "fewer or shorter texts, or a pretrained base (minilm) whose tokenizer is fixed")
     return len(words), longest
+
+
+def _longest(texts: Any) -> int:
+    return max((len(text.split()) for text in texts), default=0)
 
 
 def dims_for(setup: Any, dataset: Any) -> Dims:
@@ -95,10 +108,12 @@ def dims_for(setup: Any, dataset: Any) -> Dims:
     prompt = _tokens(setup)
     rows = {"train_rows": len(dataset.train_texts), "val_rows": len(dataset.val_texts),
             "labels": len(dataset.label_names)}
-    if setup.base in ("tiny", "seed-pooled"):
+    if setup.base in ("tiny", "seed-pooled", "tiny-decoder"):  # the vocabulary is the data's words
         words, longest = _distinct_words(dataset.train_texts)
         vocab = words + 2
         length = max(1, min(longest, dataset.max_len)) + prompt
+        if getattr(dataset, "task", None) == NEXT_TOKEN:  # logits over the vocabulary at every position
+            rows["labels"] = vocab * length
         if setup.base == "seed-pooled":
             return Dims("pooled", vocab, options.get("hidden_dim", 16), length=length, **rows)
         width = options.get("d_model", 32)  # TinyBase's defaults
@@ -108,7 +123,7 @@ def dims_for(setup: Any, dataset: Any) -> Dims:
     if setup.base != "minilm":
         sizes = _folder_dims(setup.base) or sizes
     # WordPiece makes about 1.5 pieces per word, plus [CLS] and [SEP]; texts are cut at PRETRAINED_TOKENS
-    longest = _distinct_words(dataset.train_texts)[1]
+    longest = _longest(dataset.train_texts)
     length = min(PRETRAINED_TOKENS, sizes["positions"], (3 * longest + 1) // 2 + 2) + prompt
     return Dims("encoder", length=length, **sizes, **rows)
 
@@ -210,6 +225,34 @@ def check_memory(setup: Any, dataset: Any, batch_size: int | None = None, limit:
     limit = memory_limit() if limit is None else limit
     result = estimate(dims_for(setup, dataset), 1 if batch_size is None else batch_size)
     return _check(result, limit, 1 if batch_size is None else batch_size, "")
+
+
+def check_rebuild_memory(base: str, base_options: dict[str, Any], vocab: int | None, labels: int, where: str = "",
+                         limit: int | None = None) -> int:
+    """The bytes of the base an adapter file rebuilds from its metadata (options, vocabulary), estimated
+    before it is allocated: a file that asks for a 4096-wide, 48-layer base is refused here."""
+    limit = memory_limit() if limit is None else limit
+    options = check_base_options(base, dict(base_options))
+    rows = {"train_rows": 1, "labels": labels}
+    if base == "seed-pooled":
+        dims = Dims("pooled", vocab or 2, options.get("hidden_dim", 16), **rows)
+    elif base in ("tiny", "tiny-decoder"):  # the two share their defaults (width 32, 4 heads, 2 layers)
+        width = options.get("d_model", 32)
+        dims = Dims("encoder", vocab or 2, width, options.get("n_heads", 4), options.get("n_layers", 2),
+                    options.get("d_ff") or 2 * width, options.get("max_positions", 128), **rows)
+    else:
+        sizes = dict(MINILM_DIMS)
+        if base != "minilm":
+            sizes = _folder_dims(base) or sizes
+        if vocab is not None:
+            sizes["vocab"] = vocab
+        dims = Dims("encoder", **sizes, **rows)
+    weights = estimate(dims, 1).parts["parameters and optimizer state"] // 4  # weights alone: no optimizer yet
+    if weights > limit:
+        raise ConfigError(f"{where + ': ' if where else ''}rebuilding base {base!r} from these options needs about "
+                          f"{_size(weights)} for its weights; the limit is {_size(limit)} "
+                          "(PEFT_STUDIO_MEMORY_LIMIT_MB sets the limit)")
+    return weights
 
 
 def check_training_memory(experiment: Any, batch_size: int, limit: int | None = None) -> MemoryEstimate:

@@ -64,6 +64,8 @@ class AdapterConfig(MethodConfig):
 
 class AdapterMethod(Method):
     name = "adapter"
+    peft_nearest = ("lora", "PEFT has no bottleneck adapter; LoRA's B A is a low-rank bottleneck too, beside a Linear "
+                            "and without the nonlinearity")
     title = "Adapter"
     config_cls = AdapterConfig
     site_kinds = (ADAPTER,)

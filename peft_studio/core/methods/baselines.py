@@ -20,6 +20,8 @@ class BaselineConfig(MethodConfig):
 
 class HeadOnlyMethod(Method):
     name = "head-only"
+    peft_nearest = ("ia3", "PEFT always adapts the base; IA3 adds the fewest parameters inside it, and "
+                                  "transformers trains a head alone without PEFT")
     example_space = {}  # a frozen head would leave nothing to train
     title = "Head only (linear probe)"
     config_cls = BaselineConfig
@@ -87,6 +89,8 @@ class _UnfreezeMethod(Method):
 
 class FullMethod(_UnfreezeMethod):
     name = "full"
+    peft_nearest = ("lora", "full fine-tuning needs no PEFT (plain transformers trains every weight); "
+                             "LoRA on all-linear reaches every Linear with a low-rank update")
     title = "Full fine-tuning"
     glyph = "F"
     colour = "#5b6672"
@@ -107,6 +111,8 @@ class FullMethod(_UnfreezeMethod):
 
 class BitFitMethod(_UnfreezeMethod):
     name = "bitfit"
+    peft_nearest = ("ln-tuning", "PEFT has no bias-only tuning; LayerNorm tuning trains the "
+                                  "LayerNorms' gain and bias")
     title = "BitFit (biases only)"
     glyph = "b"
     colour = "#8c6d31"

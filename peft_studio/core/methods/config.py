@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..files.limits import INT64_RANGE, float32_number
 
 
 def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
@@ -36,6 +37,11 @@ class MethodConfig:
                 continue
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number (got {value})")
+            # checked against the dtype the value lives in: float32 tensors, int64 indices and seeds
+            if isinstance(value, float):
+                float32_number(value, f.name, nonzero=True)
+            elif not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+                raise ConfigError(f"{f.name} must fit a 64-bit integer, {_range_text(*INT64_RANGE)} (got {value})")
             low, high = meta.get("low"), meta.get("high")
             if low is not None and value < low or high is not None and value > high:
                 raise ConfigError(f"{f.name} must be in {_range_text(low, high)} (got {value})")

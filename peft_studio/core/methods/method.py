@@ -9,6 +9,7 @@ and the real code line that runs. The registry (`methods/__init__.py`) is the on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class ShapeChange:
     key_tokens: int = 0  # prefix tuning: attention keys L -> L + n (the sequence stays L)
 
 
+@functools.cache  # the source does not change while the process runs; the diagram asks per site
 def code_line(function: Callable[..., Any], contains: str) -> str:
     """The line of `function` that contains `contains`, read from the source that runs.
 
@@ -70,6 +72,8 @@ class Method:
     trains_base: bool = False  # True when base tensors themselves train (full, bitfit)
     quantizes_base: bool = False  # True when it stores the frozen Linears in 4 bits (QLoRA: a recipe loads NF4)
     peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
+    # Without a peft_type: the registered method with one that comes nearest, and why (a recipe's refusal says it)
+    peft_nearest: tuple[str, str] | None = None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
     # number ranges it checks in adapter_config.json beyond (or instead of) hf_peft's common ones: name -> (low, high)

@@ -26,7 +26,7 @@ from ..errors import PeftStudioError
 MAX_PATTERN_CHARS = 512
 MAX_UNBOUNDED_REPEATS = 4
 MAX_NAME_CHARS = 200
-MAX_LIST_ENTRIES = 10_000
+MAX_LIST_ENTRIES = 1_000  # real target lists name under 20 modules
 _OPEN_ENDED = 16  # a repeat allowing more than this many copies counts as unbounded
 _REPEATS = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, getattr(sre_parse, "POSSESSIVE_REPEAT", None)} - {None}
 _REFERENCES = {sre_parse.GROUPREF, sre_parse.GROUPREF_EXISTS}
@@ -107,8 +107,8 @@ class ModuleSelector:
                 isinstance(v, str) and 0 < len(v) <= MAX_NAME_CHARS for v in value):
             self.names = list(value)
         else:
-            raise error(f"{where}: {field} should be a list of module names or one regular expression "
-                        f"(text), not {str(value)[:60]}")
+            raise error(f"{where}: {field} should be a list of at most {MAX_LIST_ENTRIES:,} module names (each at "
+                        f"most {MAX_NAME_CHARS} characters) or one regular expression (text), not {str(value)[:60]}")
 
     def matches(self, name: str) -> bool:
         """PEFT's rule: a regex must match the whole name; a list entry matches the name or a dotted suffix.

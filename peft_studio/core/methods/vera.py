@@ -165,8 +165,10 @@ class VeraMethod(TargetedMethod):
         r, key = peft_config.get("r"), peft_config.get("projection_prng_key", 0)
         if not isinstance(r, int) or isinstance(r, bool) or r < 1:
             raise AdapterFileError(f"{where}: r must be a positive integer (got {r!r})")
-        if not isinstance(key, int) or isinstance(key, bool) or key < 0:
-            raise AdapterFileError(f"{where}: projection_prng_key must be a non-negative integer (got {key!r})")
+        most = int(VeraConfig.__dataclass_fields__["projection_prng_key"].metadata["high"])
+        if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= most:  # before drawing with it
+            raise AdapterFileError(f"{where}: projection_prng_key must be a whole number in [0, {most}] "
+                                   f"(got {str(key)[:30]})")
         if peft_config.get("bias", "none") != "none":
             raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
         tensors = dict(tensors)

@@ -139,6 +139,9 @@ class Experiment:
         if self.base.on_meta_device:
             raise ConfigError(f"base {self.base.name!r} is an architecture on the meta device (shapes, no weights): "
                               f"it can be inspected but not {verb}; use tiny-decoder or a checkpoint to train")
+        unusable = getattr(self.base, "unusable", None)
+        if unusable:  # a checkpoint whose weights hold NaN: inspected, never trained or run
+            raise ConfigError(f"base {self.base.name!r} cannot be {verb}: {unusable}")
 
     @torch.no_grad()
     def predict(self, texts: list[str]) -> torch.Tensor:

@@ -6,6 +6,8 @@ import math
 import secrets
 import statistics
 import tempfile
+import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +25,9 @@ from ..methods import METHODS
 from ..methods.mergeable import mergeable_layers
 from ..model.experiment import Experiment, Setup
 from ..model.next_token import NEXT_TOKEN
+from .probe import step_probe
 from .run_store import Curves, RunRecord, RunStore
+from .threads import ThreadChoice
 from .train import StepEvent, TrainControl, TrainSettings, evaluate, train
 
 LATENCY_BATCH = 32  # texts per timed forward pass
@@ -173,18 +177,36 @@ class FamilyEvent:
     step: StepEvent | None = None
     record: RunRecord | None = None
     reason: str = ""  # why a method was skipped
+    threads: int = 0  # the torch threads every run of this family trains with (on 'start')
 
 
 def run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: int = 0,
                methods: Sequence[str] | None = None, options: dict[str, dict[str, Any]] | None = None,
                control: TrainControl | None = None, store: RunStore | None = None,
-               device: str = "cpu", base_options: dict[str, Any] | None = None) -> Iterator[FamilyEvent]:
+               device: str = "cpu", base_options: dict[str, Any] | None = None,
+               threads: ThreadChoice | int | None = None) -> Iterator[FamilyEvent]:
     """Train each method in turn (default: every registered method) and yield progress as it goes.
 
     A method is in the family when its Experiment builds on this base; the others are reported as 'skip'
     with the reason. `control` pauses or stops between optimizer steps; a stopped run is not recorded.
-    Records are saved to `store` as each run finishes.
+    Records are saved to `store` as each run finishes. `threads` is the torch thread count of every run:
+    a number, a ThreadChoice (measured once, before the first run: with a core busy elsewhere two threads
+    ran 5x slower than one), or None to keep the caller's. One count for the whole family keeps its
+    steps/s comparable and its numbers reproducible; the caller's count is restored at the end.
     """
+    previous, caller = torch.get_num_threads(), threading.get_ident()
+    try:
+        yield from _run_family(base, dataset, settings, seed, methods, options, control, store, device,
+                               base_options, threads)
+    finally:
+        if threading.get_ident() == caller:  # OpenMP's count is per thread: a stopped run may be closed elsewhere
+            torch.set_num_threads(previous)
+
+
+def _run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: int,
+                methods: Sequence[str] | None, options: dict[str, dict[str, Any]] | None,
+                control: TrainControl | None, store: RunStore | None, device: str,
+                base_options: dict[str, Any] | None, threads: ThreadChoice | int | None) -> Iterator[FamilyEvent]:
     names = list(methods) if methods else list(METHODS)
     unknown = [n for n in names if n not in METHODS]
     if unknown:
@@ -205,7 +227,11 @@ def run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: i
             continue
         if bare is None:
             bare = bare_experiment(setup, dataset, device)
-        yield FamilyEvent("start", name, index, len(names))
+            if isinstance(threads, ThreadChoice) and experiment.device.type == "cpu":
+                threads = threads.measure(step_probe(experiment, settings))
+            if isinstance(threads, int):
+                torch.set_num_threads(threads)
+        yield FamilyEvent("start", name, index, len(names), threads=torch.get_num_threads())
         curves, last, durations = Curves(), None, []
         steps = train(experiment, replace(settings, track_grads=False), control)
         while True:
@@ -297,6 +323,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("added_latency_ms", "+latency ms", lambda r: r.added_latency_ms, "low", _ms),
     Column("added_latency_merged_ms", "+latency merged ms", lambda r: r.added_latency_merged_ms, "low", _ms),
 )
+# The default table: what fits 100 columns (where, memory and latency are in --wide and the CSV)
+NARROW = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "train_accuracy", "val_accuracy",
+          "steps_to_95", "steps_per_second")
+TABLE_WIDTH = 100
 DETERMINISTIC = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "training_memory",
                  "activations", "train_accuracy", "val_accuracy", "steps_to_95")  # same seed -> same value
 
@@ -349,27 +379,36 @@ def twenty_tasks(record: RunRecord, tasks: int = 20) -> TwentyTasks:
     return TwentyTasks(tasks, record.method, record.adapter_bytes, 4 * record.base_params, record.full_copy_bytes)
 
 
-def format_table(records: Sequence[RunRecord], current: str | None = None, tasks: int = 20) -> str:
-    """A plain-text table, best value per column marked with *, and the many-tasks footer."""
+def format_table(records: Sequence[RunRecord], current: str | None = None, tasks: int = 20,
+                 wide: bool = False) -> str:
+    """A plain-text table, best value per column marked with *, and the many-tasks footer.
+
+    By default the NARROW columns, footer wrapped: it fits TABLE_WIDTH characters; `wide`: every column."""
     if not records:
         return "no runs"
-    cells = table_cells(records)
-    for j, column in enumerate(COLUMNS):
+    columns = COLUMNS if wide else tuple(c for c in COLUMNS if c.key in NARROW)
+    cells = [[c.text(c.value(r)) for c in columns] for r in records]
+    for j, column in enumerate(columns):
         for i in best_rows(records, column):
             cells[i][j] += " *"
-    headers = [c.header for c in COLUMNS]
+    headers = [c.header for c in columns]
     widths = [max(len(h), *(len(row[j]) for row in cells)) for j, h in enumerate(headers)]
     left = {"method", "where"}
-    lines = ["  ".join(h.ljust(w) if c.key in left else h.rjust(w) for h, w, c in zip(headers, widths, COLUMNS,
+    lines = ["  ".join(h.ljust(w) if c.key in left else h.rjust(w) for h, w, c in zip(headers, widths, columns,
                                                                                    strict=True))]
     for row in cells:
-        lines.append("  ".join(v.ljust(w) if c.key in left else v.rjust(w) for v, w, c in zip(row, widths, COLUMNS,
+        lines.append("  ".join(v.ljust(w) if c.key in left else v.rjust(w) for v, w, c in zip(row, widths, columns,
                                                                                             strict=True)))
-    lines.append("* best in its column. Latency: added ms over the bare base for one forward of "
-                 f"{records[0].latency_batch} texts; merged: LoRA folded into W0.")
     chosen = next((r for r in records if r.method == current), records[0])
-    lines.append(twenty_tasks(chosen, tasks).text())
-    return "\n".join(lines)
+    footer = [twenty_tasks(chosen, tasks).text()]
+    if wide:
+        footer.insert(0, "* best in its column. Latency: added ms over the bare base for one forward of "
+                         f"{records[0].latency_batch} texts; merged: LoRA folded into W0.")
+    else:
+        footer.insert(0, "* best in its column. --wide adds where each method sits, memory and latency; --csv "
+                         "writes every number.")
+        footer = [textwrap.fill(line, TABLE_WIDTH, subsequent_indent="  ") for line in footer]
+    return "\n".join(lines + footer)
 
 
 def write_csv(records: Sequence[RunRecord], path: str | Path) -> Path:
@@ -398,22 +437,33 @@ def parse_methods(text: str | None) -> list[str] | None:
 def compare_headless(base: str, dataset: TextDataset, settings: TrainSettings, seed: int = 0,
                      methods: Sequence[str] | None = None, store: RunStore | None = None,
                      csv_path: str | Path | None = None, device: str = "cpu",
-                     progress: Callable[[str], None] | None = None) -> tuple[list[RunRecord], str]:
+                     progress: Callable[[str], None] | None = None, wide: bool = False,
+                     on_event: Callable[[FamilyEvent], None] | None = None,
+                     threads: ThreadChoice | int | None = None) -> tuple[list[RunRecord], str]:
     """What `peft-studio compare` does: run the family, save the runs, write the CSV; returns the table text."""
+    said_threads = False
+
     def report(event: FamilyEvent) -> None:
+        nonlocal said_threads
+        if on_event is not None:
+            on_event(event)
         if progress is None:
             return
-        if event.kind == "skip":
+        if event.kind == "start" and not said_threads:
+            said_threads = True
+            how = "measured" if isinstance(threads, ThreadChoice) else "given" if threads else "torch's default"
+            progress(f"every run trains with {event.threads} torch thread{'s' * (event.threads != 1)} ({how})")
+        elif event.kind == "skip":
             progress(f"{event.method}: skipped ({event.reason})")
         elif event.kind == "done" and event.record is not None:
             progress(f"{event.method}: {event.record.steps_done} steps, "
                      f"train acc {event.record.final_train_accuracy:.2f}")
 
-    records = family_records(run_family(base, dataset, settings, seed, methods, store=store, device=device),
-                             on_event=report)
+    records = family_records(run_family(base, dataset, settings, seed, methods, store=store, device=device,
+                                        threads=threads), on_event=report)
     if not records:
         raise PeftStudioError(f"no method of the family builds on base {base!r}")
     if csv_path is not None:
         write_csv(records, csv_path)
     current = "lora" if any(r.method == "lora" for r in records) else records[0].method
-    return records, format_table(records, current=current)
+    return records, format_table(records, current=current, wide=wide)

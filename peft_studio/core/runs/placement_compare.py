@@ -8,6 +8,7 @@ base exactly), instead of one whole experiment per method."""
 from __future__ import annotations
 
 import contextlib
+import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..memory.at_scale import GIB, MemoryPlan, frozen_storage, ledger
 from ..methods import METHODS, get_method
 from ..model.census import take_census
 from ..model.studio_model import StudioModel
-from .compare import human_bytes
+from .compare import TABLE_WIDTH, human_bytes
 
 DEVICE_GB = 24  # the "fits" column: a common single GPU
 
@@ -93,16 +94,17 @@ def placement_table(rows: Sequence[PlacementRow], plan: MemoryPlan, device_gb: i
              f"{'memory to train':>16} {'weights':8} fits {device_gb} GB"]
     for r in rows:
         if r.skipped:
-            lines.append(f"{r.method:16} skipped: {r.skipped}")
+            lines.append(textwrap.fill(f"{r.method:16} skipped: {r.skipped}", TABLE_WIDTH, subsequent_indent=" " * 17))
             continue
         star_t = "*" if r.trainable == fewest else " "
         star_m = "*" if r.memory_bytes == least else " "
         lines.append(f"{r.method:16} {r.sites:>5} {r.trainable:>14,}{star_t} {r.percent:>9.4f}% "
                      f"{human_bytes(r.adapter_bytes):>10} {r.memory_bytes / GIB:>12.1f} GiB{star_m} {r.weights:8} "
                      f"{'yes' if r.memory_bytes <= device_gb * GIB else 'no'}")
-    lines.append(f"plan: batch {plan.batch} x {plan.seq_len} tokens, optimizer {plan.optimizer}, "
-                 f"{'gradient checkpointing' if plan.checkpointing else 'no checkpointing'}; * = best in column. "
-                 "No training on a meta-device base: counts and memory only.")
+    lines.append(textwrap.fill(f"plan: batch {plan.batch} x {plan.seq_len} tokens, optimizer {plan.optimizer}, "
+                               f"{'gradient checkpointing' if plan.checkpointing else 'no checkpointing'}; * = best "
+                               "in column. No training on a meta-device base: counts and memory only.", TABLE_WIDTH,
+                               subsequent_indent="  "))
     return "\n".join(lines)
 
 

@@ -7,17 +7,22 @@ import io
 import json
 import math
 import os
-import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunStoreError
-from ..files.safe_io import write_atomically
+from ..files.safe_io import check_writable, read_json_object, read_text, write_atomically
+from ..files.user_dirs import user_data_dir
 from ..memory.ledger import Ledger
 
 RUN_FORMAT = "peft-studio-run/1"
 CURVE_COLUMNS = ("step", "loss", "accuracy", "val_loss", "val_accuracy")
+MAX_RUN_BYTES = 2**20  # a run's JSON is a few KB
+MAX_CURVES_BYTES = 64 * 2**20  # about a million steps of curves
+MAX_CURVE_ROWS = 1_000_000
+MAX_RUNS = 2_000  # files read from one folder; the board ticks only the newest few (panels/board.py)
 
 
 @dataclass
@@ -56,12 +61,18 @@ class Curves:
         return out.getvalue()
 
     @classmethod
-    def from_csv(cls, text: str) -> Curves:
+    def from_csv(cls, text: str, max_rows: int | None = None) -> Curves:
+        """Curves from their CSV; every cell typed (ValueError naming the line), at most `max_rows` rows."""
+        max_rows = MAX_CURVE_ROWS if max_rows is None else max_rows
         reader = csv.reader(io.StringIO(text))
         if tuple(next(reader, ())) != CURVE_COLUMNS:
             raise ValueError(f"the header must be {','.join(CURVE_COLUMNS)}")
         curves = cls()
-        for row in reader:
+        for line, row in enumerate(reader, start=2):
+            if len(curves) >= max_rows:
+                raise ValueError(f"more than {max_rows:,} rows (the limit)")
+            if len(row) != len(CURVE_COLUMNS) or max(map(len, row)) > 40:
+                raise ValueError(f"line {line}: expected {len(CURVE_COLUMNS)} short numbers")
             step, loss, acc, val_loss, val_acc = row
             curves.append(int(step), float(loss), float(acc), float(val_loss) if val_loss else None,
                           float(val_acc) if val_acc else None)
@@ -135,43 +146,105 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], curves: Curves | None = None) -> RunRecord:
+        """A record from its JSON object, every field typed (ValueError naming the field): a run file is a
+        user's file like any other, and the board shows its text and plots its numbers."""
         if data.get("format") != RUN_FORMAT:
-            raise ValueError(f"not a PEFT Studio run (format {data.get('format')!r})")
+            raise ValueError(f"not a PEFT Studio run (format {str(data.get('format'))[:40]!r})")
         values = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "curves"}
-        for key in ("memory", "memory_estimate"):
-            if values.get(key) is not None:
-                values[key] = Ledger.from_dict(values[key])
+        missing = [k for k, f in cls.__dataclass_fields__.items()
+                   if k not in values and k != "curves" and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing[:3])}")
+        for key, value in values.items():
+            values[key] = _typed(key, value)
         return cls(**values, curves=curves or Curves())
 
 
+TEXT_FIELDS = ("run_id", "created", "base", "method", "dataset", "where")
+COUNT_FIELDS = ("seed", "steps_done", "trainable_params", "base_params", "head_params", "adapter_bytes",
+                "latency_batch")
+NUMBER_FIELDS = ("final_train_loss", "final_train_accuracy", "steps_per_second")  # NaN is saved as null
+OPTIONAL_NUMBER_FIELDS = ("final_val_loss", "final_val_accuracy", "latency_ms", "base_latency_ms",
+                          "merged_latency_ms")
+MAX_FIELD_TEXT = 4096
+MAX_COUNT = 2**63 - 1
+
+
+def _typed(key: str, value: Any) -> Any:
+    """One field of a run file, of the type the record declares (bool is not a number, text is bounded)."""
+    def number(v: Any) -> bool:
+        return type(v) in (int, float)
+
+    if key in TEXT_FIELDS:
+        if not isinstance(value, str) or len(value) > MAX_FIELD_TEXT:
+            raise ValueError(f"{key} should be text of at most {MAX_FIELD_TEXT} characters")
+    elif key in COUNT_FIELDS or key == "steps_to_95":
+        if (value is not None or key != "steps_to_95") and (type(value) is not int or not 0 <= value <= MAX_COUNT):
+            raise ValueError(f"{key} should be a whole number from 0 to 2**63 - 1")
+    elif key in NUMBER_FIELDS or key in OPTIONAL_NUMBER_FIELDS:
+        if value is None:
+            return math.nan if key in NUMBER_FIELDS else None
+        if not number(value):
+            raise ValueError(f"{key} should be a number")
+        return float(value)
+    elif key in ("options", "settings"):
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} should be an object")
+    elif key in ("memory", "memory_estimate"):
+        return None if value is None else _ledger(key, value)
+    return value
+
+
+def _ledger(key: str, value: Any) -> Ledger:
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} should be an object or null")
+    fields = Ledger.__dataclass_fields__
+    for name, f in fields.items():
+        item = value.get(name)
+        if name not in value:
+            if f.default is MISSING:
+                raise ValueError(f"{key}.{name} is missing")
+            continue
+        if f.type in ("int", "int | None"):
+            if not (item is None and f.type == "int | None") and (type(item) is not int or item < 0):
+                raise ValueError(f"{key}.{name} should be a whole number of bytes")
+        elif not isinstance(item, str) or len(item) > 200:
+            raise ValueError(f"{key}.{name} should be short text")
+    return Ledger.from_dict(value)
+
+
 def default_runs_dir() -> Path:
-    """The user's data directory: XDG_DATA_HOME (or ~/.local/share), ~/Library/Application Support, %APPDATA%."""
-    if sys.platform == "win32":
-        root = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        root = Path.home() / "Library" / "Application Support"
-    else:
-        root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return root / "peft-studio" / "runs"
+    """runs/ in the user's data directory (core/files/user_dirs.py)."""
+    return user_data_dir() / "runs"
 
 
 class RunStore:
-    """Run records in one folder: <run_id>.json (everything but the curves) and <run_id>.curves.csv."""
+    """Run records in one folder: <run_id>.json (everything but the curves) and <run_id>.curves.csv.
+
+    Files are read as any user's file is (core/files/safe_io.py): regular files only (a FIFO or a device
+    is skipped, never opened blocking), bounded in size, JSON bounded in depth and typed field by field;
+    what cannot be read is named in `skipped`, never raised from `list`."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
         self.folder = Path(folder).expanduser() if folder is not None else default_runs_dir()
-        if self.folder.exists() and not self.folder.is_dir():
-            raise RunStoreError(f"{self.folder}: not a folder (pick a folder for the runs)")
         self.skipped: list[str] = []  # files the last list() could not read, with why
 
+    def check_folder(self) -> None:
+        """RunStoreError now when runs could not be saved here (call it before a long run)."""
+        if os.path.lexists(self.folder) and not self.folder.is_dir():
+            raise RunStoreError(f"{self.folder}: not a folder (pick a folder for the runs)")
+        check_writable(self.folder, RunStoreError, folder=True)
+
     def _paths(self, run_id: str) -> tuple[Path, Path]:
-        if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):
-            raise RunStoreError(f"{run_id!r} is not a run id")
+        if not run_id or any(c in run_id for c in "/\\\0") or run_id.startswith(".") or len(run_id) > 200:
+            raise RunStoreError(f"{run_id[:60]!r} is not a run id")
         return self.folder / f"{run_id}.json", self.folder / f"{run_id}.curves.csv"
 
     def save(self, record: RunRecord) -> Path:
         """Write the curves, then the record (each atomically), so a listed record always has its curves."""
         meta, curves = self._paths(record.run_id)
+        if os.path.lexists(self.folder) and not self.folder.is_dir():
+            raise RunStoreError(f"{self.folder}: not a folder (pick a folder for the runs)")
         text = json.dumps(_finite(record.to_json()), indent=1)
         try:
             write_atomically(curves, lambda temp: temp.write_text(record.curves.to_csv(), encoding="utf-8"),
@@ -183,34 +256,66 @@ class RunStore:
 
     def load(self, run_id: str) -> RunRecord:
         meta, curves = self._paths(run_id)
+        if not os.path.lexists(meta):
+            raise RunStoreError(f"{meta.name}: no such run in {self.folder}")
+        data = read_json_object(meta, meta.name, RunStoreError, limit=MAX_RUN_BYTES)
+        curve_data = Curves()
+        if os.path.lexists(curves):
+            text = read_text(curves, MAX_CURVES_BYTES, curves.name, RunStoreError)
+            try:
+                curve_data = Curves.from_csv(text)
+            except (ValueError, TypeError) as exc:
+                raise RunStoreError(f"{curves.name}: not readable curves ({exc})") from None
         try:
-            data = json.loads(meta.read_text(encoding="utf-8"))
-            curve_data = Curves.from_csv(curves.read_text(encoding="utf-8")) if curves.exists() else Curves()
-            return RunRecord.from_json(data, curve_data)
-        except FileNotFoundError:
-            raise RunStoreError(f"{meta.name}: no such run in {self.folder}") from None
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+            record = RunRecord.from_json(data, curve_data)
+        except (ValueError, TypeError) as exc:
             raise RunStoreError(f"{meta.name}: not a readable run ({exc})") from None
+        if record.run_id != run_id:
+            raise RunStoreError(f"{meta.name}: its run_id is {record.run_id[:60]!r}, not the file's name")
+        return record
+
+    def run_ids(self) -> list[str]:
+        """The ids of the run files in the folder, oldest name first (at most MAX_RUNS; the rest skipped)."""
+        if not self.folder.is_dir():
+            if os.path.lexists(self.folder):
+                self.skipped.append(f"{self.folder}: not a folder (pick a folder for the runs)")
+            return []
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.folder) if entry.name.endswith(".json")
+                           and not entry.name.startswith("."))
+        except OSError as exc:
+            self.skipped.append(f"{self.folder}: cannot list it ({exc.strerror or exc})")
+            return []
+        if len(names) > MAX_RUNS:
+            self.skipped.append(f"{self.folder}: {len(names)} runs; only the newest {MAX_RUNS} by name are read")
+            names = names[-MAX_RUNS:]
+        return [name.removesuffix(".json") for name in names]
+
+    def iter_list(self) -> Iterator[RunRecord | str]:
+        """Each readable run, or the reason a file was skipped (text), one at a time: the window reads the
+        folder on a worker thread and shows the runs as they come."""
+        self.skipped = []
+        for run_id in self.run_ids():
+            try:
+                yield self.load(run_id)
+            except RunStoreError as exc:
+                self.skipped.append(str(exc))
+                yield str(exc)
 
     def list(self) -> list[RunRecord]:
         """Every readable run, oldest first; unreadable files are named in `skipped`, not raised."""
-        self.skipped = []
-        if not self.folder.is_dir():
-            return []
-        records = []
-        for path in sorted(self.folder.glob("*.json")):
-            try:
-                records.append(self.load(path.stem))
-            except RunStoreError as exc:
-                self.skipped.append(str(exc))
+        records = [item for item in self.iter_list() if isinstance(item, RunRecord)]
         return sorted(records, key=lambda r: (r.created, r.run_id))
 
     def delete(self, run_id: str) -> None:
         meta, curves = self._paths(run_id)
-        if not meta.exists():
+        if not os.path.lexists(meta):
             raise RunStoreError(f"{meta.name}: no such run in {self.folder}")
-        for path in (meta, curves):
-            path.unlink(missing_ok=True)
+        try:
+            for path in (meta, curves):
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise RunStoreError(f"{meta.name}: cannot delete it ({exc.strerror or exc})") from None
 
 
 def _finite(value: Any) -> Any:

@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from ..data import TextDataset
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, PeftStudioError
 from ..files import safe_io
 from ..files.jsonfile import read_json_object
 from ..files.resources import resource_files, resource_path
-from ..files.setup_file import parse_setup, setup_document
+from ..files.setup_file import FORMAT as SETUP_FORMAT
+from ..files.setup_file import MAX_SETUP_BYTES, parse_setup, setup_document
+from ..files.user_dirs import user_data_dir
 from ..model.experiment import Experiment, Setup
 from ..runs.train import TrainSettings
+from .notes import MAX_NOTE_CHARS, MAX_NOTES_CHARS, MAX_TITLE_CHARS
 
 FORMAT = "peft-studio-lesson"
 VERSION = 1
@@ -78,17 +81,19 @@ class Lesson:
 
 
 # ---- reading ---------------------------------------------------------------------------------------
-def load_lesson(path: str | os.PathLike) -> Lesson:
+def load_lesson(path: str | os.PathLike, data_file: str | os.PathLike | None = None) -> Lesson:
+    """A lesson file; its setup's data file must lie in the lesson's folder unless named (`data_file`)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path.name}: is a folder, not a lesson file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such lesson file")
     doc = read_json_object(path, path.name, ConfigError)
-    return parse_lesson(doc, path.parent, path.name, path)
+    return parse_lesson(doc, path.parent, path.name, path, data_file=data_file)
 
 
-def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | None = None) -> Lesson:
+def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | None = None, *,
+                 data_file: str | os.PathLike | None = None) -> Lesson:
     if doc.get("format") != FORMAT:
         raise ConfigError(f"{where}: not a PEFT Studio lesson (its \"format\" should be \"{FORMAT}\")")
     if doc.get("version") != VERSION:
@@ -98,8 +103,10 @@ def parse_lesson(doc: dict[str, Any], folder: Path, where: str, path: Path | Non
     title = _get(doc, "title", str, where, "")
     if not title.strip():
         raise ConfigError(f"{where}: \"title\" is empty")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ConfigError(f"{where}: \"title\" is {len(title):,} characters long; the limit is {MAX_TITLE_CHARS}")
     setup_doc = _get(doc, "setup", dict, where, "")
-    setup, dataset, settings = parse_setup(setup_doc, folder, f"{where}: setup")
+    setup, dataset, settings = parse_setup(setup_doc, folder, f"{where}: setup", data_file=data_file)
     view = _view(_get(doc, "view", dict, where, "", {}), where)
     notes = _notes(doc.get("notes", []), where)
     return Lesson(title.strip(), setup, dataset, settings, view, notes, path)
@@ -147,6 +154,11 @@ def _notes(notes: Any, where: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}: \"notes\" should be a list of text")
     if len(notes) > MAX_NOTES:
         raise ConfigError(f"{where}: \"notes\" has {len(notes)} entries (at most {MAX_NOTES})")
+    longest = max(map(len, notes), default=0)
+    if longest > MAX_NOTE_CHARS or sum(map(len, notes)) > MAX_NOTES_CHARS:  # bounded to lay out in no time
+        raise ConfigError(f"{where}: \"notes\" are too long ({longest:,} characters in one, "
+                          f"{sum(map(len, notes)):,} in all; the limits are {MAX_NOTE_CHARS:,} and "
+                          f"{MAX_NOTES_CHARS:,})")
     return tuple(n.strip() for n in notes if n.strip())
 
 
@@ -200,14 +212,82 @@ def save_lesson(path: str | os.PathLike, lesson: Lesson) -> Path:
     """Write the lesson (atomically); it is checked by reading it back the way `load_lesson` does."""
     path = Path(path)
     document = lesson_document(lesson, path.parent)
-    parse_lesson(json.loads(json.dumps(document)), path.parent, path.name)  # refuse what could not be opened
+    # refuse what could not be opened (the data file is the user's own, wherever it is)
+    data = dict(lesson.dataset.recipe).get("path")
+    parse_lesson(json.loads(json.dumps(document)), path.parent, path.name, data_file=data)
     text = json.dumps(document, indent=2) + "\n"
     return safe_io.write_text_atomically(path, text, OutputError)
 
 
-# ---- shipped lessons -------------------------------------------------------------------------------
+# ---- shipped and user lessons ------------------------------------------------------------------------
 def lesson_names() -> list[str]:
+    """The shipped lessons' names (file stems)."""
     return [p.stem for p in resource_files("lessons", "*.json")]
+
+
+def user_lessons_dir() -> Path:
+    """Where the user's own lessons go (File > Save lesson… offers it): lessons/ in the user data folder."""
+    return user_data_dir() / "lessons"
+
+
+@dataclass(frozen=True)
+class LessonEntry:
+    """One lesson file as `peft-studio lessons` lists it; a file that cannot be read says why."""
+
+    name: str  # the file stem: what `train --setup NAME` takes
+    path: Path
+    shipped: bool
+    lesson: Lesson | None
+    problem: str | None = None
+
+
+def lesson_catalogue(user_dir: str | os.PathLike | None = None) -> list[LessonEntry]:
+    """The shipped lessons, then the user's (`user_dir`, default `user_lessons_dir()`), each sorted by name."""
+    folder = Path(user_dir).expanduser() if user_dir is not None else user_lessons_dir()
+    user_files = sorted(p for p in folder.glob("*.json") if p.is_file()) if folder.is_dir() else []
+    entries = []
+    for path, shipped in [*((p, True) for p in resource_files("lessons", "*.json")), *((p, False) for p in user_files)]:
+        try:
+            entries.append(LessonEntry(path.stem, path, shipped, load_lesson(path)))
+        except PeftStudioError as exc:
+            entries.append(LessonEntry(path.stem, path, shipped, None, str(exc)))
+    return entries
+
+
+def find_lesson(name: str, user_dir: str | os.PathLike | None = None) -> Path | None:
+    """The lesson file a bare name means: the user's own first, then the shipped one; None when neither."""
+    if not name or any(sep in name for sep in "/\\") or name.startswith("."):
+        return None
+    folder = Path(user_dir).expanduser() if user_dir is not None else user_lessons_dir()
+    for candidate in (folder / f"{name}.json", resource_path("lessons", f"{name}.json")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_setup_or_lesson(source: str | os.PathLike, user_dir: str | os.PathLike | None = None,
+                         data_file: str | os.PathLike | None = None) -> tuple[Setup, TextDataset, TrainSettings]:
+    """What `train --setup` and `recipe --setup` read: a setup file, a lesson file (its setup), or a lesson's name.
+
+    A path that exists wins over a lesson of the same name; the file's "format" says which kind it is. Its data
+    file must lie in its own folder unless the user names it (`data_file`, setup_file.DataOutsideError)."""
+    path = Path(source).expanduser()
+    if not os.path.lexists(path):
+        found = find_lesson(str(source), user_dir)
+        if found is None:
+            raise ConfigError(f"{source}: no such setup file, and no lesson has that name (`peft-studio lessons` "
+                              "lists them)")
+        path = found
+    if path.is_dir():
+        raise ConfigError(f"{path.name}: is a folder, not a setup file")
+    doc = safe_io.read_json_object(path, path.name, ConfigError, limit=MAX_SETUP_BYTES)
+    if doc.get("format") == FORMAT:
+        lesson = parse_lesson(doc, path.parent, path.name, path, data_file=data_file)
+        return lesson.setup, lesson.dataset, lesson.settings
+    if doc.get("format") != SETUP_FORMAT:
+        raise ConfigError(f"{path.name}: not a PEFT Studio setup or lesson (its \"format\" should be "
+                          f"\"{SETUP_FORMAT}\" or \"{FORMAT}\")")
+    return parse_setup(doc, path.parent, path.name, data_file=data_file)
 
 
 def load_shipped_lesson(name: str) -> Lesson:

@@ -4,6 +4,7 @@ draws it as a heat strip; a hover shows the seed's picture with real numbers (hi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from html import escape
 
 import torch
 from torch import nn
@@ -71,7 +72,8 @@ def picture_html(picture: tuple[list[float], list[float], list[float]], sentence
             cells.append(f"<td align=right{style}>&nbsp;{v:+.3f}&nbsp;</td>")
         return f"<tr><td><b>{label}</b></td>{''.join(cells)}</tr>"
 
-    return (f"<br><b>Activation scaling, live</b> (first {len(gains)} channels, averaged over “{sentence}”):"
+    return (f"<br><b>Activation scaling, live</b> (first {len(gains)} channels, averaged over "
+            f"“{escape(sentence[:200])}”):"  # the sentence may be a dataset file's text
             f"<table cellspacing=2>{row('hidden h', before)}{row('× gains l', gains, True)}"
             f"{row('= l ⊙ h', after)}</table>"
             "gain 1.0 neutral · below 1 damped (blue) · above 1 amplified (orange)")

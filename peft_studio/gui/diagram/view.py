@@ -71,17 +71,24 @@ class DiagramView(QGraphicsView):
             self.auto_fit = False  # the user chose a zoom: keep it across resizes and rebuilds
             self.scale(factor, factor)
 
-    def fit(self) -> None:
-        """Whole diagram in view, below the legend; stays fitted on resize until the user zooms."""
-        self.auto_fit = True
+    def fitted_scale(self) -> float | None:
+        """The scale `fit` gives at the viewport's size now (None for an empty scene): a lesson's zoom 1."""
         rect = self.scene().sceneRect()
         if rect.isEmpty():
-            return
+            return None
         viewport = self.viewport().size()
         margin = 4  # a pen's width inside the edge: every item, input to head, is in view
         # The whole diagram, always (deep stacks collapse their layers instead of shrinking past reading).
         scale = min((viewport.width() - 2 * margin) / rect.width(), (viewport.height() - 2 * margin) / rect.height())
-        scale = max(0.02, min(scale, 2.5))
+        return max(0.02, min(scale, 2.5))
+
+    def fit(self) -> None:
+        """Whole diagram in view, below the legend; stays fitted on resize until the user zooms."""
+        self.auto_fit = True
+        scale = self.fitted_scale()
+        if scale is None:
+            return
+        rect = self.scene().sceneRect()
         self.resetTransform()
         self.scale(scale, scale)
         self.centerOn(rect.center())

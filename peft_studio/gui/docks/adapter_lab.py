@@ -40,6 +40,7 @@ from ...core.methods import METHODS
 from ...core.runs.train import TrainControl, TrainSettings
 from ..jobs.gen_worker import BackgroundJob
 from ..panels.adapters import AdapterSwitcher
+from ..plain import plain_label
 from .lora_tools import LoraTools
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class AdapterLab(QWidget):
         self.training_name: str | None = None
         self.last_progress: Progress | None = None
 
-        self.set_label = QLabel("no set yet: adding an adapter builds one on the window's base")
+        self.set_label = plain_label("no set yet: adding an adapter builds one on the window's base")
         self.set_label.setWordWrap(True)
         self.new_set_button = QPushButton("New set on the current base")
         self.new_set_button.setToolTip("Drop the adapters and start a set on the base the window uses now")
@@ -113,7 +114,7 @@ class AdapterLab(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop)
-        self.progress_label = QLabel("")
+        self.progress_label = plain_label("")  # adapter names and labels come from files
         self.progress_label.setWordWrap(True)
 
         self.switcher = AdapterSwitcher()
@@ -123,9 +124,9 @@ class AdapterLab(QWidget):
         self.try_edit = QLineEdit(TRY_TEXT)
         self.try_edit.setToolTip("Predicted with the active adapter")
         self.try_edit.textChanged.connect(lambda _t: self.refresh_try())
-        self.try_label = QLabel("")
+        self.try_label = plain_label("")
         self.try_label.setWordWrap(True)
-        self.fingerprint_label = QLabel("")
+        self.fingerprint_label = plain_label("")
         self.fingerprint_label.setToolTip("Hash of every frozen tensor of the shared base, after each switch and run")
 
         self.save_button = QPushButton("Save adapter…")

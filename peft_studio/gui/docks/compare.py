@@ -4,7 +4,7 @@ the current base supports in a worker thread (filling the board live), and the l
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ...core.errors import PeftStudioError
 from ...core.memory.at_scale import MemoryPlan
@@ -12,11 +12,13 @@ from ...core.memory.ledger import measure_ledger
 from ...core.runs.compare import FamilyEvent, run_family
 from ...core.runs.placement_compare import PlacementRow, compare_placements
 from ...core.runs.run_store import RunStore
+from ...core.runs.threads import ThreadChoice
 from ...core.runs.train import TrainControl
 from ..jobs.gen_worker import BackgroundJob
 from ..panels.board import BoardWidget
 from ..panels.ledger import LedgerWidget
 from ..panels.placement import PlacementTable
+from ..plain import plain_label
 from ..window.controller import Controller
 
 
@@ -48,7 +50,7 @@ class ComparePanel(QWidget):
         self.tabs.addTab(self.placement, "Placement")
         self.tabs.setTabToolTip(2, "An architecture without weights (e.g. llama-3-70b): every method's placement, "
                                 "count and memory to train, without training")
-        self.status = QLabel("")
+        self.status = plain_label("")  # quotes base names and run files
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.tabs, 1)
@@ -68,10 +70,7 @@ class ComparePanel(QWidget):
         super().showEvent(event)
         if not self._runs_read:
             self._runs_read = True
-            try:
-                self.board.reload()
-            except PeftStudioError as exc:
-                self.status.setText(f"the run folder cannot be read: {exc}")
+            self.board.reload()  # on a worker thread; unreadable files are listed under the runs
         if self._ledger_stale:
             self.refresh_ledger()
 
@@ -124,8 +123,11 @@ class ComparePanel(QWidget):
             self.place_family(methods)
             return
         control = TrainControl()  # stops the family between optimizer steps
+        # threads measured once before the first run, as `peft-studio compare` does: the same count for every
+        # method keeps the steps/s column comparable, and one thread when a core is busy elsewhere
         args = dict(base=c.setup.base, dataset=c.dataset, settings=c.settings, seed=c.setup.seed,
-                    base_options=dict(c.setup.base_options), store=self.store, methods=methods, control=control)
+                    base_options=dict(c.setup.base_options), store=self.store, methods=methods, control=control,
+                    threads=ThreadChoice())
 
         def finished_runs():  # steps are many and the board shows finished runs only
             return (event for event in run_family(**args) if event.kind != "step")
@@ -147,12 +149,13 @@ class ComparePanel(QWidget):
         self.job.start(lambda: compare_placements(**args), TrainControl())
 
     def stop_family(self) -> None:
+        self.board.stop_loading(wait=False)
         if self.job.running:
             self.job.stop()
             self.status.setText("Stopping after the current step…")
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        return self.job.stop_and_wait(timeout_ms)
+        return self.job.stop_and_wait(timeout_ms) & self.board.stop_loading(timeout_ms)
 
     def _show(self, item: FamilyEvent | PlacementRow) -> None:
         if isinstance(item, PlacementRow):
@@ -161,7 +164,7 @@ class ComparePanel(QWidget):
         where = f"{item.index + 1}/{item.total} {item.method}"
         if item.kind == "start":
             self.board.set_current_method(item.method)
-            self.status.setText(f"Training {where}…")
+            self.status.setText(f"Training {where}… ({item.threads} torch thread{'s' * (item.threads != 1)})")
             self.method_started.emit(item.method)
         elif item.kind == "skip":
             self.status.setText(f"Skipped {where}: {item.reason}")

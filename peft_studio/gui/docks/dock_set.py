@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QMenu, QScrollArea, QVBoxLayout, QWidget
 
 from ...core.runs.run_store import RunStore
 from ...core.teaching.lesson import Lesson
-from ..window.lessons import install_lessons, open_lesson_action
+from ...core.teaching.notes import notes_html
+from ..plain import plain_label, rich_label, set_plain
+from ..window.lessons import install_lessons, install_save_lesson, open_lesson_action
 from .adapter_lab import AdapterLab
 from .compare import ComparePanel
 from .exercises import ExercisesDock
@@ -37,10 +39,10 @@ class NotesStrip(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.title = QLabel("No lesson open")
+        self.title = plain_label("No lesson open")  # a lesson file's title: plain text
         self.title.setStyleSheet("font-weight: 600;")
         self.title.setWordWrap(True)
-        self.text = QLabel("")
+        self.text = rich_label("")  # notes_html: the studio's own HTML around escaped text, bounded
         self.text.setWordWrap(True)
         self.text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -55,8 +57,8 @@ class NotesStrip(QWidget):
 
     def show_lesson(self, lesson: Lesson) -> None:
         self.notes = lesson.notes
-        self.title.setText(lesson.title)
-        self.text.setText("\n\n".join(f"• {note}" for note in lesson.notes))
+        set_plain(self.title, lesson.title)
+        self.text.setText(notes_html(lesson.notes))
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Docks:
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
+    save_lesson: QAction | None = None
     memory: QDockWidget | None = None  # Memory at scale
     memory_panel: MemoryScalePanel | None = None
 
@@ -139,6 +142,7 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
     docks.lesson_actions = install_lessons(window, examples_menu)
     docks.open_lesson = open_lesson_action(window, examples_menu)
     examples_menu.addAction(docks.open_lesson)
+    docks.save_lesson = install_save_lesson(window)
     return docks
 
 

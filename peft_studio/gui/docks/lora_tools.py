@@ -29,6 +29,7 @@ from ...core.adapters.adapter_set import AdapterSet
 from ...core.adapters.lora_merge import COMBINATIONS, MergeReport, add_weighted_adapter, measure_merge
 from ...core.errors import ConfigError, PeftStudioError
 from ..jobs.gen_worker import BackgroundJob
+from ..plain import plain_label, tip
 
 if TYPE_CHECKING:
     from .adapter_lab import AdapterLab
@@ -55,7 +56,7 @@ class CombineDialog(QDialog):
             box.setSingleStep(0.1)
             box.setDecimals(2)
             box.setValue(1.0 / len(names))
-            box.setToolTip(f"Weight of {name} in the combination (0 leaves it out; negative subtracts it)")
+            box.setToolTip(tip(f"Weight of {name} in the combination (0 leaves it out; negative subtracts it)"))
             self.weights[name] = box
             form.addRow(name, box)
         self.combination = QComboBox()
@@ -100,7 +101,7 @@ class LoraTools(QWidget):
         self.combine_button.setToolTip("A new LoRA adapter from a weighted combination of the set's LoRA adapters "
                                        "(PEFT's add_weighted_adapter)")
         self.combine_button.clicked.connect(lambda: self.combine_dialog())
-        self.result = QLabel("")
+        self.result = plain_label("")
         self.result.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.merge_button)

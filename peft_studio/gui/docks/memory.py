@@ -33,6 +33,7 @@ from ...core.memory.at_scale import (
     ledger,
     plan_for,
 )
+from ..plain import html, plain_label
 from ..window.controller import Controller
 
 SEQ_LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)  # the slider's stops
@@ -74,7 +75,7 @@ class MemoryScalePanel(QWidget):
         self.checkpointing.toggled.connect(self.refresh)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
-        self.verdict = QLabel("")
+        self.verdict = plain_label("")  # names the base
         self.verdict.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.verdict.setAccessibleName("fit verdict")
         font = self.verdict.font()
@@ -205,7 +206,7 @@ class MemoryScalePanel(QWidget):
             return
         extra = [f"{plan.extra_tokens} prompt tokens added to the sequence"] if plan.extra_tokens else []
         extra += [f"{plan.extra_keys} prefix keys added to attention"] if plan.extra_keys else []
-        self.summary.setText(f"<b>{experiment.base.describe()}</b> · {experiment.method.title} · "
+        self.summary.setText(f"<b>{html(experiment.base.describe())}</b> · {experiment.method.title} · "
                              f"{c.census.trainable:,} trainable parameters"
                              + "".join(f" · {text}" for text in extra))
         self._draw(self.book)

@@ -7,7 +7,7 @@ So on such a machine the GUI thread gets a CPU budget, and the frame interval ad
 longer when painting costs more than the budget (a big window, a slow machine), back towards
 30 Hz when it costs less. With a spare core the budget does not apply and frames stay at 30 Hz.
 At 3% the 2-core benchmark repaints ~11 times a second and trains at 0.91-0.96 of a bare loop
-(benchmarks/bench_window_training.py); at 4%, ~14 times and 0.90-0.92.
+(benchmarks/run.py, gui_vs_bare); at 4%, ~14 times and 0.90-0.92.
 """
 
 from __future__ import annotations

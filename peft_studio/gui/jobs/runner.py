@@ -12,12 +12,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ...core.runs.threads import ThreadTuner
+from ...core.runs.threads import ThreadChoice
 from ..window.controller import Controller
 from .frame_budget import FASTEST_MS, GUI_SHARE, FrameBudget
 from .worker import GUI_TORCH_THREADS, TrainWorker, warm_up
@@ -42,7 +43,7 @@ class Runner(QObject):
         self.controller = controller
         torch.set_num_threads(GUI_TORCH_THREADS)  # per-thread in OpenMP: see worker.GUI_TORCH_THREADS
         self._warm_up: threading.Thread | None = None  # started after the first paint (start_warm_up)
-        self.tuner = ThreadTuner()  # one for every run: a new run starts from the last choice
+        self.thread_choice = ThreadChoice()  # one for every run: a setup run again keeps its count
         self.worker: TrainWorker | None = None
         self.state = "idle"
         self.step = 0  # the next step index (= steps done since the last reset)
@@ -52,6 +53,7 @@ class Runner(QObject):
         self.timer.setInterval(FASTEST_MS)
         self.timer.timeout.connect(self.tick)
         self._errors: list[tuple[str, str]] = []
+        self._after_stop: list[Callable[[], None]] = []
 
     def start_warm_up(self) -> None:
         """Pay torch's first-use costs in the background (see worker.warm_up); idempotent."""
@@ -97,6 +99,16 @@ class Runner(QObject):
         self._finish()
         return done
 
+    def when_stopped(self, action: Callable[[], None]) -> bool:
+        """Run `action` now when no run is active (True); else stop the run and run it once the worker has
+        ended (False): the GUI thread never waits for the rest of a long step."""
+        if self.worker is None:
+            action()
+            return True
+        self._after_stop.append(action)
+        self.stop()
+        return False
+
     def reset(self) -> None:
         self.stop_and_wait()
         self.step = 0
@@ -117,7 +129,7 @@ class Runner(QObject):
         controller = self.controller
         controller.studio.lock()
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused,
-                                  tuner=self.tuner)
+                                  threads=self.thread_choice)
         self.worker.finished.connect(self._finish)
         self.worker.start()
         self._restart_frames()
@@ -142,9 +154,15 @@ class Runner(QObject):
         if interval != self.timer.interval():
             self.timer.setInterval(interval)
 
+    @property
+    def threads_used(self) -> int:
+        """The torch threads of the current (or latest) run: fixed for a run, chosen before its first step."""
+        worker_threads = self.worker.threads if self.worker is not None else None
+        return worker_threads or self.thread_choice.threads
+
     def _cores_saturated(self) -> bool:
         """A GUI thread with a core of its own slows nobody: then no budget, frames always at 30 Hz."""
-        return self.tuner.threads >= self.tuner.candidates[-1]
+        return self.threads_used >= self.thread_choice.candidates[-1]
 
     def _restart_frames(self) -> None:
         self.budget.set_active(self._cores_saturated())
@@ -167,6 +185,9 @@ class Runner(QObject):
         errors, self._errors = self._errors, []
         for title, message in errors:
             self.failed.emit(title, message)
+        actions, self._after_stop = self._after_stop, []
+        for action in actions:
+            action()
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

@@ -20,15 +20,16 @@ from PySide6.QtCore import QThread
 from ...core.errors import PeftStudioError
 from ...core.logs import report_unexpected
 from ...core.model.experiment import Experiment
-from ...core.runs.threads import ThreadTuner, tuned
+from ...core.runs.probe import choose_threads
+from ...core.runs.threads import ThreadChoice
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 from ..diagram.gains import sample_gains
 
-# Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): any torch op on
+# Measured on 2 cores (tiny + intents + LoRA, benchmarks/run.py gui_vs_bare): any torch op on
 # the GUI thread with >1 threads (a predict, a backward) halves the trainer's speed for the rest of
 # the process. So the GUI thread gets exactly one torch thread; the trainer thread's count is
-# chosen by measurement while it runs (core/runs/threads.py), since the best count depends on what
-# else the machine is doing.
+# measured before a run's first step and fixed for the run (core/runs/threads.py), since the best
+# count depends on what else the machine is doing.
 GUI_TORCH_THREADS = 1
 GRAD_INTERVAL_S = 0.1  # gradient norms at most 10 times a second: they cost ~30% when taken per step
 
@@ -39,13 +40,15 @@ class TrainWorker(QThread):
     instances: weakref.WeakSet[TrainWorker] = weakref.WeakSet()  # lets tests prove none is left running
 
     def __init__(self, experiment: Experiment, settings: TrainSettings, start_step: int = 0,
-                 paused: bool = False, tuner: ThreadTuner | None = None) -> None:
+                 paused: bool = False, threads: ThreadChoice | None = None) -> None:
         super().__init__()
         TrainWorker.instances.add(self)
         self.experiment = experiment
         self.settings = settings
         self.start_step = start_step
-        self.tuner = tuner or ThreadTuner()  # the runner passes one tuner to every run: it keeps what it learnt
+        # the runner passes one choice to every run: the same setup trains with the same count again
+        self.thread_choice = threads or ThreadChoice()
+        self.threads: int | None = None  # chosen on the worker thread before the first step
         self.control = TrainControl()
         if paused:
             self.control.pause()
@@ -56,10 +59,10 @@ class TrainWorker(QThread):
         named = [(n, p) for n, p in self.experiment.model.named_parameters() if p.requires_grad]
         last_grads = 0.0
         try:
-            steps = train(self.experiment, settings, self.control, self.start_step)
-            for event in tuned(steps, self.tuner, torch.set_num_threads, lambda: self.control.paused):
+            self.threads = choose_threads(self.thread_choice, self.experiment, settings)
+            for event in train(self.experiment, settings, self.control, self.start_step):
                 payload = _plain(event)
-                payload["threads"] = self.tuner.threads
+                payload["threads"] = self.threads
                 now = time.perf_counter()
                 if now - last_grads >= GRAD_INTERVAL_S or event.last or self.control.paused:
                     last_grads = now

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
-from PySide6.QtWidgets import QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from ...core.adapters.adapter_set import AdapterInfo, AdapterSet
+from ..plain import plain_label, tip
 
 COLUMNS = ("", "adapter", "task", "bytes")
 
@@ -32,7 +33,7 @@ class AdapterSwitcher(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.base_label = QLabel("no adapters yet")
+        self.base_label = plain_label("no adapters yet")
         self.base_label.setWordWrap(True)
         self.tree = QTreeWidget()
         self.tree.setColumnCount(len(COLUMNS))
@@ -46,7 +47,7 @@ class AdapterSwitcher(QWidget):
         header.setStretchLastSection(False)
         self.tree.setToolTip("Click an adapter to make it the active one: the base stays, only its small parts "
                              "switch")
-        self.switch_label = QLabel("")
+        self.switch_label = plain_label("")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.base_label)
@@ -71,8 +72,9 @@ class AdapterSwitcher(QWidget):
                 item.setForeground(0, QColor(info.colour))
                 item.setTextAlignment(3, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 share = info.bytes / base_bytes if base_bytes else 0.0
-                item.setToolTip(1, f"{info.title} on {base_name}; labels {', '.join(info.labels)}; "
-                                   f"{info.parameters:,} parameters = {info.bytes:,} bytes ({share:.2%} of the base)")
+                item.setToolTip(1, tip(f"{info.title} on {base_name}; labels {', '.join(info.labels)}; "
+                                       f"{info.parameters:,} parameters = {info.bytes:,} bytes ({share:.2%} of the "
+                                       "base)"))
                 if info.active:
                     self._active = info.name
                     font = QFont(item.font(1))

@@ -6,6 +6,7 @@ API (the window wires it; nothing here trains):
     board.selected_runs()                     # the checked runs, as shown in the plots and the table
     board.set_current_method(name)            # whose adapters the "20 tasks" footer counts
     board.set_family_running(bool)            # the button reads Run the family / Stop
+    board.reload()                            # read the store again, on a worker thread (board.loading)
     board.runFamilyRequested, board.stopFamilyRequested   # signals for the worker
     board.export_png(path), export_svg(path), export_csv(path)
 """
@@ -25,10 +26,8 @@ from PySide6.QtWidgets import (  # noqa: E402
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -41,11 +40,14 @@ from ...core.errors import PeftStudioError  # noqa: E402
 from ...core.methods import METHODS  # noqa: E402
 from ...core.runs.compare import COLUMNS, best_rows, twenty_tasks, write_csv  # noqa: E402
 from ...core.runs.run_store import RunRecord, RunStore  # noqa: E402
-from ..window.errors_dialog import show_error_dialog
+from .. import plain  # noqa: E402
+from ..jobs.gen_worker import BackgroundJob  # noqa: E402
+from ..window.errors_dialog import show_error_dialog  # noqa: E402
 
 # One colour per method, used for its curves and its row marker (the diagram draws every method's parts in
 # the same accent, so the board needs its own palette to tell runs apart).
 FALLBACK = "#17becf"  # a run of a method that is no longer registered
+TICKED = 12  # runs ticked when a folder is read: plotting hundreds of curves at once freezes the window
 BEST = QColor("#d8f0e3")  # background of the best cell in a column
 
 
@@ -106,6 +108,10 @@ class BoardWidget(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.family_button)
         left_layout.addWidget(self.run_list, 1)
+        self.skipped_label = plain.plain_label("")  # run files the store could not read, and why
+        self.skipped_label.setWordWrap(True)
+        self.skipped_label.hide()
+        left_layout.addWidget(self.skipped_label)
         left_layout.addLayout(buttons)
 
         self.loss_plot = pg.PlotWidget(title="loss")
@@ -129,7 +135,7 @@ class BoardWidget(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
-        self.footer = QLabel()
+        self.footer = plain.plain_label()
         self.footer.setWordWrap(True)
         self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bottom = QWidget()
@@ -147,16 +153,20 @@ class BoardWidget(QWidget):
         splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
+        self._loader = BackgroundJob(self)  # reading the run folder: off the GUI thread
+        self._loader.done.connect(self._loaded)
+        self._loading: list[RunRecord] = []
         self.set_runs(runs)
 
     # ---- data ----------------------------------------------------------------------------------------
     def set_runs(self, runs: Sequence[RunRecord]) -> None:
-        """Replace the runs; all of them start ticked."""
+        """Replace the runs; the newest TICKED start ticked (all of them when there are no more)."""
         self._runs = list(runs)
         self.run_list.blockSignals(True)
         self.run_list.clear()
-        for run in self._runs:
-            self._add_item(run)
+        first_ticked = len(self._runs) - TICKED
+        for i, run in enumerate(self._runs):
+            self._add_item(run, ticked=i >= first_ticked)
         self.run_list.blockSignals(False)
         self._refresh_views()
 
@@ -183,13 +193,41 @@ class BoardWidget(QWidget):
         self._running = running
         self.family_button.setText("Stop" if running else "Run the family")
 
-    def reload(self) -> None:
-        """Read the store again (runs saved by another window or by `peft-studio compare`)."""
-        if self.store is None:
-            return
-        self.set_runs(self.store.list())
-        if self.store.skipped:
-            QMessageBox.warning(self, "Some runs could not be read", "\n".join(self.store.skipped[:5]))
+    @property
+    def loading(self) -> bool:
+        return self._loader.running
+
+    def reload(self) -> bool:
+        """Read the store again (runs saved by another window or by `peft-studio compare`) on a worker thread:
+        a folder of hundreds of runs, a FIFO or a huge file never holds the window. What could not be read
+        is listed under the runs."""
+        if self.store is None or self._loader.running:
+            return False
+        self._loading = []
+        self.refresh_button.setEnabled(False)
+        self._loader.item.connect(self._loaded_one, Qt.ConnectionType.UniqueConnection)
+        return self._loader.start(self.store.iter_list)
+
+    def stop_loading(self, timeout_ms: int = 10_000, wait: bool = True) -> bool:
+        """Stop reading the folder (between two files); with `wait`, wait for the thread. True when none is left."""
+        self._loader.stop()
+        return self._loader.stop_and_wait(timeout_ms) if wait else not self._loader.running
+
+    def _loaded_one(self, item: object) -> None:
+        if isinstance(item, RunRecord):
+            self._loading.append(item)
+
+    def _loaded(self, error: str) -> None:
+        self.refresh_button.setEnabled(self.store is not None)
+        skipped = list(self.store.skipped) if self.store is not None else []
+        if error:
+            skipped.append(error.replace("\n", ": "))
+        self.set_runs(sorted(self._loading, key=lambda r: (r.created, r.run_id)))
+        self._loading = []
+        self.skipped_label.setVisible(bool(skipped))
+        if skipped:
+            plain.set_plain(self.skipped_label, f"{len(skipped)} file(s) skipped: {skipped[0]}", 300)
+            self.skipped_label.setToolTip(plain.tip("\n".join(skipped[:50])))
 
     def delete_highlighted(self) -> None:
         row = self.run_list.currentRow()
@@ -206,13 +244,13 @@ class BoardWidget(QWidget):
         self.run_list.blockSignals(False)
         self._refresh_views()
 
-    def _add_item(self, run: RunRecord) -> None:
+    def _add_item(self, run: RunRecord, ticked: bool = True) -> None:
         label = f"{run.method} · {run.base} · {run.dataset} · seed {run.seed} · {run.steps_done} steps"
         item = QListWidgetItem(label)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-        item.setCheckState(Qt.CheckState.Checked)
+        item.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
         item.setForeground(QBrush(method_colour(run.method).darker(130)))
-        item.setToolTip(f"{run.run_id}\n{run.created}")
+        item.setToolTip(plain.tip(f"{run.run_id}\n{run.created}"))
         self.run_list.addItem(item)
 
     def _family_clicked(self) -> None:
@@ -233,8 +271,9 @@ class BoardWidget(QWidget):
             solid = pg.mkPen(colour, width=2)
             dashed = pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine)
             curves = run.curves
-            self.loss_plot.plot(curves.step, curves.loss, pen=solid, name=run.method)
-            self.accuracy_plot.plot(curves.step, curves.accuracy, pen=solid, name=run.method)
+            name = plain.html(run.method, 60)  # pyqtgraph's legend renders HTML; the name comes from a run file
+            self.loss_plot.plot(curves.step, curves.loss, pen=solid, name=name)
+            self.accuracy_plot.plot(curves.step, curves.accuracy, pen=solid, name=name)
             steps, val_loss, val_acc = curves.validation()
             if steps:
                 self.loss_plot.plot(steps, val_loss, pen=dashed, symbol="o", symbolSize=4, symbolBrush=colour,

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHeaderView,
-    QLabel,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.data import TextDataset, load_dataset_file, preview_file
+from ..plain import plain_label, shorten
 
 RANDOM_SPLIT = "(random 80/20 split)"
 
@@ -46,7 +46,7 @@ class DataDialog(QDialog):
         table.verticalHeader().setVisible(False)
         for r, row in enumerate(rows):
             for c, value in enumerate(row):
-                table.setItem(r, c, QTableWidgetItem(value))
+                table.setItem(r, c, QTableWidgetItem(shorten(value)))  # a 131,072-character cell lays out slowly
         form = QFormLayout()
         form.addRow("text column", self.text_column)
         form.addRow("label column", self.label_column)
@@ -55,7 +55,7 @@ class DataDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"First {len(rows)} rows of {self.path}"))
+        layout.addWidget(plain_label(f"First {len(rows)} rows of {self.path}"))
         layout.addWidget(table)
         layout.addLayout(form)
         layout.addWidget(buttons)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QHeaderView,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QTableWidget,
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from ...core.model.experiment import Experiment
 from ...core.model.next_token import predict_next
+from ..plain import plain_label
 
 TOP_WORDS = 5  # next-token: bars for the five most likely next words
 
@@ -31,7 +31,7 @@ class InferencePanel(QWidget):
         self.entry = QLineEdit()
         self.entry.setPlaceholderText("type a sentence, e.g. “need a refund”")
         self.entry.setToolTip("Predicted with the current model (updates when training pauses or stops)")
-        self.result = QLabel("")
+        self.result = plain_label("")  # labels and words come from the dataset file
         self.result.setStyleSheet("font-size: 13pt; font-weight: 600;")
         self.bars = QVBoxLayout()
         self.table = QTableWidget(0, 3)

@@ -12,6 +12,7 @@ from ...core.memory.at_scale import GIB
 from ...core.methods import METHODS
 from ...core.runs.compare import human_bytes
 from ...core.runs.placement_compare import DEVICE_GB, PlacementRow
+from ..plain import tip
 
 HEADERS = ("method", "sites", "trainable", "% of base", "adapter", "memory to train", f"fits {DEVICE_GB} GB")
 
@@ -49,7 +50,7 @@ class PlacementTable(QTableWidget):
         cells = [name]
         if row.skipped:  # the reason in the stretching name column (elided), whole in the tooltip
             name.setText(f"{name.text()}: not on this base ({row.skipped})")
-            name.setToolTip(row.skipped)
+            name.setToolTip(tip(row.skipped))
             cells += [QTableWidgetItem("—") for _ in HEADERS[1:]]
         else:
             fits = row.memory_bytes <= DEVICE_GB * GIB

@@ -15,13 +15,21 @@ from PySide6.QtWidgets import QFileDialog
 
 from ...core.errors import PeftStudioError
 from ...core.files.adapter_file import load_adapter, save_adapter
-from ...core.files.setup_file import load_setup, save_setup
+from ...core.files.setup_file import DataOutsideError, load_setup, save_setup
 from ...core.interop.recipe import plan_recipe, write_recipe
 from ..diagram import DiagramScene
 from ..panels.data_dialog import DataDialog
+from ..plain import question
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
+
+
+def ask_outside(parent, outside: DataOutsideError) -> bool:
+    """A setup or lesson whose data file lies outside its folder: read it only when the user says so."""
+    return question(parent, "Read a data file outside the setup's folder?",
+                    f"This file reads its data from {outside.path}, which is not in its own folder. A setup shared "
+                    "with you could point at any of your files. Read it?")
 
 
 class FileFlows:
@@ -117,7 +125,12 @@ class FileFlows:
         if self.window.runner.active:
             return False
         try:
-            setup, dataset, settings = load_setup(path)
+            try:
+                setup, dataset, settings = load_setup(path)
+            except DataOutsideError as outside:  # the user names the file by saying yes
+                if not ask_outside(self.window, outside):
+                    return False
+                setup, dataset, settings = load_setup(path, data_file=outside.path)
         except PeftStudioError as exc:
             self.window.show_error("Cannot open this setup", str(exc))
             return False

@@ -26,11 +26,11 @@ from ...core.data import builtin_description, builtin_names, load_builtin
 from ...core.errors import PeftStudioError
 from ...core.logs import log, report_unexpected
 from ...core.methods import METHODS
+from .. import plain
 from ..diagram import DiagramScene, DiagramView
 from ..diagram.describe import diagram_info
 from ..diagram.gains import gain_pictures, picture_html, sample_gains
 from ..diagram.view import LOCK_ICON
-from ..docks.dock_set import close_docks, install_docks, stop_docks
 from ..jobs.runner import Runner, speed_text
 from ..panels.card import MethodCardView
 from ..panels.census_table import CensusTable
@@ -75,7 +75,9 @@ def percent(part: int, whole: int) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: Controller | None = None) -> None:
+    def __init__(self, controller: Controller | None = None, complete: bool = True) -> None:
+        """`complete=False` builds the frame alone (toolbar, menus, empty panels) so that it can paint at once;
+        `complete()` then adds what the first paint does not need (app.main calls it right after that paint)."""
         super().__init__()
         self.setWindowTitle("PEFT Studio — where does the trainable part go?")
         self.controller = controller or Controller()
@@ -105,10 +107,6 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.actions_.install_menus(self)
         self.presentation = Presentation(self)
-        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
-        self.docks = install_docks(self, menus["Examples"], menus["View"])
-        self.docks.board.method_started.connect(self.follow_family)
-        self.docks.board.method_chosen.connect(self.choose_method)
         self._connect()
         self._latest_grads: dict[str, float] = {}
         self._speed_shown_at = 0.0
@@ -118,6 +116,22 @@ class MainWindow(QMainWindow):
         self.hint = FirstRunHint(self, lambda: self.toolbar.widgetForAction(self.actions_.play))
         self.dialogs: dict[str, QWidget] = {}
         self.place_on_screen()
+        self.completed = False
+        if complete:
+            self.complete()
+
+    def complete(self) -> None:
+        """The docks, the first experiment's diagram, panels and table, and the setup the window last closed on:
+        everything the window's first paint can do without (start-up paints the frame first). Idempotent."""
+        if self.completed:
+            return
+        from ..docks.dock_set import install_docks  # imported here: the first paint does not need the docks
+
+        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
+        self.docks = install_docks(self, menus["Examples"], menus["View"])
+        self.docks.board.method_started.connect(self.follow_family)
+        self.docks.board.method_chosen.connect(self.choose_method)
+        self.completed = True
         self.refresh_all()
         restored = restore_session(self)  # the setup the window last closed on, if it still builds
         if restored:
@@ -311,6 +325,9 @@ class MainWindow(QMainWindow):
         self.refresh_status(checked=None)
         self.refresh_inference()
         self._offer_training(not base.on_meta_device)
+        notes = getattr(base, "load_notes", ())
+        if notes:  # what loading the checkpoint left out or found (NaN weights: no Play either)
+            self.statusBar().showMessage("; ".join(notes), 15000)
 
     def refresh_diagram(self) -> None:
         """Rebuild the diagram alone (the input sentence changed); the view keeps its fit or zoom. During a run
@@ -360,7 +377,7 @@ class MainWindow(QMainWindow):
             item = model.item(i)
             item.setEnabled(not reason)
             tip = f"{method.title}: {method.card.where}"
-            item.setToolTip(f"{tip}\nNot on {base.name}: {reason}" if reason else tip)
+            item.setToolTip(plain.tip(f"{tip}\nNot on {base.name}: {reason}") if reason else tip)
 
     def refresh_choices(self) -> None:
         """Put the base, dataset and method lists back on the working choice (after a refused one)."""
@@ -426,9 +443,9 @@ class MainWindow(QMainWindow):
         try:
             self.inference.refresh(self.controller.experiment)
         except PeftStudioError as exc:
-            self.inference.result.setText(f"cannot predict: {exc}")
+            plain.set_plain(self.inference.result, f"cannot predict: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broken model shows its error here (traceback in the log)
-            self.inference.result.setText(f"cannot predict: {report_unexpected(exc, 'predicting')}")
+            plain.set_plain(self.inference.result, f"cannot predict: {report_unexpected(exc, 'predicting')}")
 
     # ---- training events ----------------------------------------------------------------------
     def on_events(self, batch: list[dict]) -> None:
@@ -476,9 +493,11 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()
 
     def _lock_widgets(self, locked: bool, reason: str) -> None:
+        tips = self.__dict__.setdefault("_unlocked_tips", {})
         for widget in (self.base_box, self.data_box, self.method_box):
             widget.setEnabled(not locked)
-            widget.setToolTip(reason if locked else widget.toolTip().split("\n")[0])
+            tips.setdefault(widget, widget.toolTip())
+            widget.setToolTip(plain.tip(reason) if locked else tips[widget])  # a reason may name an adapter
         self.form.set_locked(locked, reason)
         self.training.set_locked(locked)
         for action in self.actions_.model_changing():  # saving while running would race the worker
@@ -557,6 +576,11 @@ class MainWindow(QMainWindow):
             self.refresh_choices()
 
     def reset(self) -> None:
+        """Reset now, or (during a run) as soon as the step in flight ends: the window never waits for it."""
+        if self.runner.active:
+            self.stop()
+            self.runner.when_stopped(lambda: None if self.closing else self.runner.reset())
+            return
         self.runner.reset()
 
     def follow_family(self, method: str) -> None:
@@ -666,6 +690,11 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         """Never blocks: with a run active, ask it to stop, hide, and close for real when the worker ends
         (on_finished), so no thread outlives the window and the GUI never waits on a long step."""
+        if not self.completed:  # closed before start-up finished: nothing of the session to save, no docks yet
+            event.accept()
+            return
+        from ..docks.dock_set import close_docks, stop_docks
+
         if not self.closing:
             self.save_geometry()
             save_session(self)
