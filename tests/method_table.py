@@ -2,7 +2,9 @@
 
 A method brings its rows with its own file: `example_space` (studio options to draw from), `peft_space` (fields of
 adapters PEFT itself makes) and `exchange_tolerance`. Targets and layers are drawn here from the base's usable
-sites and layers, so nothing in the tests lists methods or their options by hand.
+sites and layers, so nothing in the tests lists methods or their options by hand. A key may also be a tuple of
+names whose values are tuples: options that are only valid together and so are drawn together (OFT's r and
+oft_block_size, exactly one of which is non-zero).
 """
 
 from __future__ import annotations
@@ -56,18 +58,28 @@ def _valid_values(method_name: str, base: FrozenBase) -> dict[str, tuple[Any, ..
     """Each example_space value that is valid on this base on its own (an adapter placement the base lacks is
     left out); an option with no valid value is not drawn."""
     method = METHODS[method_name]
-    valid: dict[str, tuple[Any, ...]] = {}
+    valid: dict[Any, tuple[Any, ...]] = {}
     for option, values in method.example_space.items():
         kept = []
         for value in values:
             try:
-                method.validate(make_config(method.config_cls, {option: value}), base)
+                method.validate(make_config(method.config_cls, dict(_pairs(option, value))), base)
             except ConfigError:
                 continue
             kept.append(value)
         if kept:
             valid[option] = tuple(kept)
     return valid
+
+
+def _pairs(key: Any, value: Any) -> list[tuple[str, Any]]:
+    """(name, value) pairs of one table entry: a single option, or a group drawn together."""
+    return list(zip(key, value, strict=True)) if isinstance(key, tuple) else [(key, value)]
+
+
+def _draw_table(data, space: dict[Any, tuple[Any, ...]]) -> dict[str, Any]:
+    return {name: value for key, values in space.items()
+            for name, value in _pairs(key, data.draw(st.sampled_from(values)))}
 
 
 def _draw_subset(data, values: list, most: int = 4) -> list:
@@ -78,8 +90,7 @@ def draw_options(data, method_name: str, base: FrozenBase) -> dict[str, Any]:
     """Options for this method drawn from its example_space, plus targets (a targeted method's usable site names)
     and layers; the whole set is valid on the base (an invalid combination is rejected, not skipped)."""
     method = METHODS[method_name]
-    options = {option: data.draw(st.sampled_from(values))
-               for option, values in _valid_values(method_name, base).items()}
+    options = _draw_table(data, _valid_values(method_name, base))
     fields = _fields(method)
     if isinstance(method, TargetedMethod) and "targets" in fields:
         names = sorted({site.name for site in method.usable_sites(base)})
@@ -108,7 +119,7 @@ def draw_peft_config(data, method_name: str, base: FrozenBase, peft) -> dict[str
     targeted method) target_modules drawn among the base's usable modules by PEFT-style suffix names,
     layers_to_transform where the PEFT config has it, and feedforward_modules as a subset of the targets."""
     method = METHODS[method_name]
-    fields = {option: data.draw(st.sampled_from(values)) for option, values in method.peft_space.items()}
+    fields = _draw_table(data, method.peft_space)
     config: dict[str, Any] = {"peft_type": method.peft_type, "task_type": "FEATURE_EXTRACTION", **fields}
     peft_fields = {f.name for f in dataclasses.fields(peft.PEFT_TYPE_TO_CONFIG_MAPPING[method.peft_type])}
     if isinstance(method, TargetedMethod) and "target_modules" not in config:

@@ -1,9 +1,11 @@
-"""Core tests: the shared test plugin's fixture, and one torch thread for the whole session."""
+"""Core tests: the shared test plugin's fixture, one torch thread for the whole session, and PEFT's BOFT as it runs
+with its CUDA extension."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from peft_block_diag import install_fast_block_diag
 from plugin_shift import shift_method  # noqa: F401 - the fixture, shared with the GUI tests
 
 
@@ -17,3 +19,9 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def peft_boft_as_on_a_gpu():
+    """PEFT's BOFT with its block-diagonal extension wherever a test has loaded peft (see peft_block_diag)."""
+    install_fast_block_diag()

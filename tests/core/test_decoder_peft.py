@@ -158,7 +158,7 @@ ONE_PER_FAMILY = list({_raw(name)["model_type"]: name for name in sorted(
 @pytest.mark.parametrize("name, method", [
     pytest.param(name, method, marks=[pytest.mark.xfail(strict=True, reason=GAPS[name, method])]
                  if (name, method) in GAPS else [])
-    for name in ONE_PER_FAMILY for method in method_names(lambda m: m.peft_type is not None)
+    for name in ONE_PER_FAMILY for method in method_names(lambda m: m.peft_type is not None and m.peft_on_meta_device)
     if applies(method, meta_base(name))])  # e.g. QLoRA is refused on GPT-2's Conv1D (with its reason)
 @FEW
 @given(data=st.data())

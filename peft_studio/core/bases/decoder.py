@@ -36,7 +36,7 @@ from .decoder_families import LAYER_NORM, LEARNED, ROTARY, DecoderFamily
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
 from .rope import Rotary, apply_rotary
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, layer_refusals
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 LLAMA, GPT2 = "llama", "gpt2"  # two rows of the family table (also the layouts every row follows)
@@ -456,6 +456,7 @@ class DecoderBase(FrozenBase):
     def sites(self) -> list[Site]:
         cfg, fam = self.cfg, self.fam
         d, f = cfg.hidden_size, cfg.intermediate_size
+        conv1d = layer_refusals("Conv1D") if fam.conv1d else {}  # methods PEFT does not put on GPT-2's Conv1D
         sites = [Site("prompt", PROMPT, "input", f"{fam.stack}.prompt", None, d, d,
                       "soft prompt before the token embeddings (positions 0..n-1)")]
         for i in range(cfg.num_layers):
@@ -469,7 +470,7 @@ class DecoderBase(FrozenBase):
                                       f"layer {i} MLP activation (the down projection's input)"))
                 label = LABELS.get(inner, LABELS.get(short, short))
                 sites.append(Site(f"{at}.{inner}", LINEAR, short, f"{at}.{inner}", i, fan_in, fan_out,
-                                  f"layer {i} {label}"))
+                                  f"layer {i} {label}", dict(conv1d)))
                 sites.append(Site(f"{at}.{inner}.input", LINEAR_INPUT, f"{short}-in", f"{at}.{inner}", i, fan_in,
                                   fan_in, f"input of the layer {i} {label}"))  # IA3 on a PEFT feed-forward module
                 if inner == fam.output_projection:

@@ -16,6 +16,16 @@ NORM = "norm"  # a LayerNorm whose gamma and beta can train (LayerNorm tuning)
 EMBEDDING = "embedding"  # a frozen embedding table (LoRA on an Embedding, as PEFT's lora.Embedding)
 SITE_KINDS = (PROMPT, EMBEDDING, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, LINEAR_INPUT, NORM)
 
+# Linear layer types a method cannot take, as PEFT refuses them (its OFT takes nn.Linear, not GPT-2's Conv1D):
+# layer type -> {method name: why}. The method registry fills it from each method's `refused_layers`, so a base
+# marks such sites unavailable (with the reason) without knowing any method.
+LAYER_REFUSALS: dict[str, dict[str, str]] = {}
+
+
+def layer_refusals(layer_type: str) -> dict[str, str]:
+    """Method name -> why it cannot sit on a Linear of this type (e.g. "Conv1D")."""
+    return dict(LAYER_REFUSALS.get(layer_type, {}))
+
 
 @dataclass(frozen=True)
 class Site:

@@ -334,9 +334,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
 def _check_config(config: dict[str, Any], where: str) -> None:
     """Types of every field the studio reads, and the ranges of the numbers it uses."""
     fields = dict(CONFIG_FIELDS)
+    ranges: dict[str, tuple[float, float]] = {}
     for method in METHODS.values():
         if method.peft_type is not None and method.peft_type == config.get("peft_type"):
             fields.update(method.peft_config_fields)
+            ranges.update(method.peft_config_ranges)
     for name, (kinds, what) in fields.items():
         if name not in config:
             continue
@@ -345,7 +347,7 @@ def _check_config(config: dict[str, Any], where: str) -> None:
             raise AdapterFileError(f"{where}: {name} should be {what}, not {json.dumps(value)[:40]}")
     numbers = {"r": (1, MAX_RANK), "num_virtual_tokens": (1, MAX_VIRTUAL_TOKENS),
                "num_transformer_submodules": (1, 2), "token_dim": (1, 2**20), "num_attention_heads": (1, 2**16),
-               "num_layers": (1, 2**16)}
+               "num_layers": (1, 2**16), **ranges}
     for name, (low, high) in numbers.items():
         value = config.get(name)
         if value is not None and not low <= value <= high:

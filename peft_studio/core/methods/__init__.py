@@ -7,18 +7,27 @@ one `register_method` call (from any module, a test included).
 
 from __future__ import annotations
 
-from ..bases.sites import Site
+from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
+from .beft import BeftMethod
+from .boft import BoftMethod
+from .delora import DeloraMethod
 from .dora import DoraMethod
+from .glora import GloraMethod
+from .hra import HraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
 from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
+from .miss import MissMethod
+from .oft import OftMethod
+from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
+from .road import RoadMethod
 from .vera import VeraMethod
 
 METHODS: dict[str, Method] = {}
@@ -28,12 +37,17 @@ def register_method(method: Method) -> Method:
     """Add a method to the registry (replacing one of the same name); returns it."""
     if not method.name:
         raise ValueError("a method needs a name")
+    unregister_method(method.name)
     METHODS[method.name] = method
+    for layer_type, reason in method.refused_layers.items():  # the bases grey those sites out with the reason
+        LAYER_REFUSALS.setdefault(layer_type, {})[method.name] = reason
     return method
 
 
 def unregister_method(name: str) -> None:
     METHODS.pop(name, None)
+    for refusals in LAYER_REFUSALS.values():
+        refusals.pop(name, None)
 
 
 for _method in (PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3Method(), LoraMethod(),
@@ -42,6 +56,15 @@ for _method in (PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3
 register_method(DoraMethod())
 register_method(VeraMethod())
 register_method(LNTuningMethod())
+register_method(OftMethod())
+register_method(BoftMethod())
+register_method(HraMethod())
+register_method(MissMethod())
+register_method(DeloraMethod())
+register_method(RoadMethod())
+register_method(BeftMethod())
+register_method(GloraMethod())
+register_method(PeanutMethod())
 
 
 def method_names() -> list[str]:

@@ -1,9 +1,11 @@
 """A frozen Linear with a trainable change of its weight that can be folded into W0 and back (the Mergeable
 contract of every weight-update method: LoRA, DoRA, LoHa, LoKr, OFT, ...).
 
-A subclass says two things: `update(x, result)`, the layer's output with the change applied while unmerged,
-and `merged_weight()`, the weight that gives the same output once folded in ([out, in], whatever the base
-layer's own layout). Merging keeps a copy of W0, so unmerging restores it bit for bit rather than subtracting.
+A subclass says two things: `update(x, result)`, the layer's output with the change applied while unmerged
+(or `adapted(x)` when the change is not a function of the frozen output: OFT rotates the input, HRA multiplies
+W0), and `merged_weight()`, the weight that gives the same output once folded in ([out, in], whatever the base
+layer's own layout), plus `merged_bias()` when the change reaches the bias too (RoAd rotates W0 x + b).
+Merging keeps a copy of W0 (and b0), so unmerging restores them bit for bit rather than subtracting.
 The comparison board's merged latency, the Adapters panel's merge test and detaching a merged method all go
 through this class instead of knowing any method by name.
 """
@@ -28,11 +30,16 @@ class WeightUpdate(nn.Module):
         self.fan_in_fan_out = (not isinstance(base_layer, nn.Linear) and isinstance(weight, torch.Tensor)
                                and weight.dim() == 2 and tuple(weight.shape) == fans)  # an Embedding has no fans
         self._unmerged_weight: torch.Tensor | None = None
+        self._unmerged_bias: torch.Tensor | None = None
 
     # ---- what a subclass gives --------------------------------------------------------------------------
     def update(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         """The output with this method's change applied, given the frozen layer's own `result` for `x`."""
         raise NotImplementedError
+
+    def adapted(self, x: torch.Tensor) -> torch.Tensor:
+        """The unmerged output for `x`: by default `update` applied to the frozen layer's own output."""
+        return self.update(x, self.base_layer(x))
 
     def delta_weight(self) -> torch.Tensor:
         """The additive change of W0 ([out, in]) for methods that add one; others override `merged_weight`."""
@@ -41,6 +48,10 @@ class WeightUpdate(nn.Module):
     def merged_weight(self) -> torch.Tensor:
         """The weight ([out, in]) that computes the adapted layer once folded in."""
         return self.weight_out_in() + self.delta_weight()
+
+    def merged_bias(self) -> torch.Tensor | None:
+        """The bias once folded in, for a change that reaches it; None keeps b0."""
+        return None
 
     # ---- shared ---------------------------------------------------------------------------------------
     @property
@@ -62,10 +73,9 @@ class WeightUpdate(nn.Module):
         return self._unmerged_weight.T if self.fan_in_fan_out else self._unmerged_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.base_layer(x)
         if self.merged:
-            return result
-        return self.update(x, result)
+            return self.base_layer(x)
+        return self.adapted(x)
 
     def can_merge(self) -> bool:
         """A full-precision weight to fold into (a 4-bit Linear has to be dequantized first)."""
@@ -78,9 +88,12 @@ class WeightUpdate(nn.Module):
             return
         if not self.can_merge():
             raise ConfigError("merge: a 4-bit quantized Linear cannot be merged; dequantize first")
-        weight = self.base_layer.weight
+        weight, bias = self.base_layer.weight, getattr(self.base_layer, "bias", None)
         with torch.no_grad():
-            merged = self.merged_weight().to(weight.dtype)
+            merged, merged_bias = self.merged_weight().to(weight.dtype), self.merged_bias()
+            if merged_bias is not None:
+                self._unmerged_bias = bias.detach().clone()
+                bias.copy_(merged_bias.to(bias.dtype))
             self._unmerged_weight = weight.detach().clone()
             weight.copy_(merged.T if self.fan_in_fan_out else merged)
 
@@ -89,7 +102,9 @@ class WeightUpdate(nn.Module):
             return
         with torch.no_grad():
             self.base_layer.weight.copy_(self._unmerged_weight)
-        self._unmerged_weight = None
+            if self._unmerged_bias is not None:
+                self.base_layer.bias.copy_(self._unmerged_bias)
+        self._unmerged_weight = self._unmerged_bias = None
 
 
 def weight_updates(model: nn.Module) -> list[tuple[str, WeightUpdate]]:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
@@ -76,15 +78,25 @@ class Method:
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
     # task types whose adapters of this type PEFT itself cannot run on the base: task_type -> why (refused)
     peft_unsupported_tasks: dict[str, str] = {}
+    # number ranges it checks in adapter_config.json beyond (or instead of) hf_peft's common ones: name -> (low, high)
+    peft_config_ranges: dict[str, tuple[float, float]] = {}
     # ---- the method test table (tests/method_table.py) ------------------------------------------------------
     # The cross-method tests (counts, outputs and exchange against PEFT, training, causality, memory) draw their
     # configurations from these, so a new method is tested by adding its file. `targets` and `layers` are drawn
     # from the base's usable sites and layers, not listed here; values must be valid on every base.
-    example_space: dict[str, tuple[Any, ...]] = {"freeze_head": (False, True)}  # option -> values to draw from
-    peft_space: dict[str, tuple[Any, ...]] | None = None  # PEFT config field -> values: adapters PEFT itself makes
+    # option -> values to draw from; a tuple of options -> tuples of values for options only valid together
+    example_space: dict[Any, tuple[Any, ...]] = {"freeze_head": (False, True)}
+    peft_space: dict[Any, tuple[Any, ...]] | None = None  # PEFT config field -> values: adapters PEFT itself makes
     # how close an exported adapter's outputs in PeftModel are to the studio's; None: not comparable on a
     # full-precision base (the method's frozen base is not the one PEFT loads), tested on its own
     exchange_tolerance: float | None = 1e-4
+    # PEFT can build it on the meta device, so its count is compared on meta-device decoders (BOFT's permutation
+    # matrices are filled entry by entry, which the meta device cannot do: its count is compared on MiniLM only)
+    peft_on_meta_device: bool = True
+    # Linear layer types it cannot take, as PEFT refuses them: layer type ("Conv1D") -> why; the registry passes
+    # them to the bases (bases/sites.py LAYER_REFUSALS), which grey those sites out with the reason
+    refused_layers: dict[str, str] = {}
+    rotation_side: str = "input"  # where rotations() matrices act: "input" (h = W0 R x) or "output" (h = R W0 x)
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:
@@ -161,6 +173,16 @@ class Method:
     def shape_notes(self, config: MethodConfig, base: FrozenBase, seq_len: int) -> list[str]:
         """Each change of shape in words (the seed's structural illustrations)."""
         return []
+
+    def rotations(self, base: FrozenBase) -> dict[str, Any]:
+        """For methods that rotate (OFT, BOFT, HRA, RoAd): the matrix each adapted layer applies now, by module path
+        (a detached [n, n] tensor acting on the side `rotation_side` names; each layer's own `rotation()`), for
+        lenses such as an angle spectrum; {} for the others."""
+        from .mergeable import weight_updates
+
+        with torch.no_grad():
+            return {path: layer.rotation().detach() for path, layer in weight_updates(base)
+                    if callable(getattr(layer, "rotation", None))}
 
     # ---- Hugging Face PEFT exchange (core/interop/hf_peft.py calls these; see methods/peft_format.py) ---------
     def peft_export(self, base: FrozenBase, config: MethodConfig) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -19,6 +19,7 @@ from ..bases.hf_names import hf_module, studio_module
 from ..errors import AdapterFileError
 
 KEY_PREFIX = "base_model.model."  # PEFT's prefix for tensors inside the wrapped model
+PEFT_VERSION = "0.21.2"  # the PEFT release whose layer maths the methods follow (written where PEFT checks it)
 
 
 def modules_of(base: nn.Module, kind: type) -> list[tuple[str, Any]]:
