@@ -227,10 +227,10 @@ BREAKAGES = [
      "an embedding table's LoRA is lora_embedding_A and lora_embedding_B"),
     (lambda f: _retensor(f / "adapter_model.safetensors", lambda t: t.update({
         "base_model.model.embeddings.LayerNorm.lora_A.weight": torch.zeros(8, 384)})),
-     "lora cannot sit at embeddings.norm"),
+     "holds tensors for embeddings.LayerNorm, which target_modules does not select"),
     (lambda f: _retensor(f / "adapter_model.safetensors", lambda t: t.update({
         "base_model.model.pooler.dense.lora_A.weight": torch.zeros(8, 384)})),
-     "the model trains pooler.dense.lora_B, which the adapter does not have"),
+     "holds tensors for pooler.dense, which target_modules does not select"),
     (lambda f: _retensor(f / "adapter_model.safetensors", lambda t: t.update({
         "base_model.model.cls.predictions.bias": torch.zeros(30522)})), None),  # left out with a note
     (lambda f: _retensor(f / "adapter_model.safetensors", lambda t: t.update({

@@ -73,15 +73,11 @@ def _one_step(experiment: Experiment, batch: int, length: int) -> dict[str, int]
 
 
 def _studio_estimate(experiment: Experiment, batch: int, length: int) -> int:
-    """The formula for the studio's own decoder, plus what the studio computes once per forward: the rotary
-    tables (cos and sin, shared by every layer as transformers' rotary_emb) and the pooled vector its head
-    reads with its int64 indices."""
-    cfg = experiment.base.cfg
-    rotary = 2 * length * cfg.dim_per_head * 4
-    pooled = batch * cfg.hidden_size * 4 + 2 * batch * 8
+    """The formula for the studio's own decoder, plus what its head reads: the pooled vector and its indices."""
+    pooled = batch * experiment.base.cfg.hidden_size * 4 + 2 * batch * 8
     estimate = activation_bytes(experiment.base, _plan(experiment, batch, length), experiment.census(),
                                 studio_decoder=True)
-    return estimate + rotary + (pooled if experiment.census().trainable_of("head") else 0)
+    return estimate + (pooled if experiment.census().trainable_of("head") else 0)
 
 
 def test_weights_gradients_and_adamw_state_equal_the_real_tensors():

@@ -33,8 +33,10 @@ def test_named_ia3_targets_take_the_model_types_feedforward_modules(name, target
         assert theirs == 524_288
 
 
-def test_a_feed_forward_module_without_an_input_site_is_refused():
-    from peft_studio.core.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="'up_proj' is a feed-forward module"):
-        studio_trainable("llama-3-8b", "ia3", {"targets": "up_proj", "feedforward": "up_proj"})
+def test_any_feed_forward_module_scales_its_input_as_peft_does():
+    """Every decoder Linear has an input site, so feedforward_modules may name any of them (up_proj's input is
+    the hidden state, 4,096 wide on Llama-3-8B, not the activation)."""
+    config = peft.IA3Config(task_type="CAUSAL_LM", target_modules=["up_proj"], feedforward_modules=["up_proj"])
+    theirs = peft_trainable("llama-3-8b", config)
+    assert studio_trainable("llama-3-8b", "ia3", {"targets": "up_proj", "feedforward": "up_proj"}) == theirs
+    assert theirs == 32 * 4096

@@ -41,7 +41,7 @@ from safetensors.torch import save_file
 from ..bases.decoder import DecoderBase
 from ..bases.encoder import Encoder
 from ..bases.pretrained import POOLINGS
-from ..bases.sites import LINEAR, PROMPT, Site, longest_prefix
+from ..bases.sites import EMBEDDING, LINEAR, PROMPT, Site, longest_prefix
 from ..data import TextDataset
 from ..errors import AdapterFileError, ConfigError, PeftStudioError
 from ..files import safe_io
@@ -423,7 +423,7 @@ def _split_keys(raw: dict[str, torch.Tensor], where: str, notes: list[str]) -> t
         if top in HEAD_MODULES and leaf in ("weight", "bias"):
             head[name] = tensor  # classifier.weight (BERT) or score.weight (a decoder)
             continue
-        if ".original_module." in name or name.startswith(("cls.", "pooler.")):
+        if ".original_module." in name or name.startswith("cls."):  # BERT's pooler is a base part: kept
             skipped.add(name.split(".original_module.")[0] if ".original_module." in name else top)
             continue
         out[name] = tensor
@@ -592,7 +592,9 @@ def _check_layers(adapter: PeftAdapter, base: Encoder) -> None:
     if beyond:
         raise AdapterFileError(f"{where}: layers_to_transform names layer {beyond[0]}; base {base.name!r} has "
                                f"layers 0-{base.num_layers - 1}")
-    numbered = (re.search(r"(?:^|\.)(?:layers|h)\.(\d+)\.", name) for name in adapter.tensors)  # BERT, Llama, GPT-2
+    every_bias = adapter.options.get("bias") == "all"  # LoRA's bias="all" trains the base's biases in every layer
+    numbered = (re.search(r"(?:^|\.)(?:layers|h)\.(\d+)\.", name) for name in adapter.tensors
+                if not (every_bias and name.endswith(".bias")))  # BERT, Llama, GPT-2
     used = sorted({int(m.group(1)) for m in numbered if m})
     outside = [i for i in used if i not in layers]
     if outside:
@@ -612,7 +614,9 @@ def _check_targets(adapter: PeftAdapter, base: Encoder, sites: list[Site]) -> No
     if not selector.given or selector.names == []:
         raise AdapterFileError(f"{where}: target_modules is empty; PEFT wraps nothing (or falls back to its defaults)")
     layers = adapter.layers_to_transform
-    linears = [s for s in base.sites() if s.kind == LINEAR and (layers is None or s.layer in layers)]
+    kinds = {LINEAR, EMBEDDING} & set(get_method(adapter.method).site_kinds)  # LoRA also adapts embedding tables
+    # layers_to_transform filters modules inside numbered layers; PEFT still wraps a selected module outside them
+    linears = [s for s in base.sites() if s.kind in kinds and (layers is None or s.layer is None or s.layer in layers)]
     selected = {s.module_path for s in linears if selector.matches(base.hf_module(s.module_path) or s.module_path)}
     held = {s.module_path for s in sites}
     dropped, fresh = sorted(held - selected), sorted(selected - held)

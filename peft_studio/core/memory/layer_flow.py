@@ -136,8 +136,6 @@ def llama_layer(parts: LayerParts, dims: Dims, stream_grad: bool, e: int, attent
     for name, width in (("q_proj", q), ("k_proj", kv), ("v_proj", kv)):
         own = _linear(out, parts.at(name), "attn-in", h, width, bs, e, parts.at(f"{name}-in"), normed)
         grads[name] = normed or own
-    if studio_decoder:  # the studio's rotate() builds fp32 cos and sin in every call that needs a gradient
-        out.add(2 * s * (q // a) * 4 * (grads["q_proj"] + grads["k_proj"]))
     q_grad, k_grad, v_grad = grads["q_proj"], grads["k_proj"] or parts.prefix, grads["v_proj"] or parts.prefix
     grouped = kv < q
     k_keys = keys * batch
@@ -335,7 +333,7 @@ def stack_bytes(base: Any, stack: StackParts, e: int, attention: str, batch: int
         tail += e * dims.hidden * bs
     if stack.head and not studio_decoder:
         tail += e * dims.hidden * bs  # the score Linear reads every position's final hidden state
-    if grad and cfg.style == "llama" and not studio_decoder:
-        tail += 2 * tokens * cfg.dim_per_head * e  # the rotary cos and sin, once per forward
+    if grad and cfg.style == "llama":  # the rotary cos and sin, once per forward (transformers and the studio)
+        tail += 2 * tokens * cfg.dim_per_head * e
     sizes.append(tail)
     return sizes
