@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, NORM, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, CONV1D_REFUSALS, KV_PREFIX, LINEAR, NORM, PROMPT, Block, Site
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 LLAMA, GPT2 = "llama", "gpt2"
@@ -423,7 +423,7 @@ class DecoderBase(FrozenBase):
         d, f = cfg.hidden_size, cfg.intermediate_size
         stack = "model" if cfg.style == LLAMA else "transformer"
         attn = "self_attn" if cfg.style == LLAMA else "attn"
-        no_qlora = {"qlora": QLORA_CONV1D} if cfg.style == GPT2 else {}
+        no_qlora = {"qlora": QLORA_CONV1D, **CONV1D_REFUSALS} if cfg.style == GPT2 else {}
         sites = [Site("prompt", PROMPT, "input", f"{stack}.prompt", None, d, d,
                       "soft prompt before the token embeddings (positions 0..n-1)")]
         for i in range(cfg.num_layers):

@@ -15,6 +15,11 @@ LINEAR_INPUT = "linear-input"  # the input of a frozen Linear (IA3 on a feed-for
 NORM = "norm"  # a LayerNorm whose gamma and beta can train (LayerNorm tuning)
 SITE_KINDS = (PROMPT, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, LINEAR_INPUT, NORM)
 
+# Methods whose PEFT layer wraps torch's nn.Linear but not transformers' Conv1D (GPT-2 stores W as [in, out]):
+# method name -> the reason a Conv1D site gives. A method module adds itself here (methods import bases, never the
+# reverse), and a base that draws Conv1D sites marks them unavailable for each, as PEFT refuses them.
+CONV1D_REFUSALS: dict[str, str] = {}
+
 
 @dataclass(frozen=True)
 class Site:

@@ -14,6 +14,7 @@ from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .dora import DoraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
+from .loha import LohaMethod
 from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .prefix_tuning import PrefixTuningMethod
@@ -42,6 +43,7 @@ for _method in (PromptTuningMethod(), PrefixTuningMethod(), AdapterMethod(), IA3
 register_method(DoraMethod())
 register_method(VeraMethod())
 register_method(LNTuningMethod())
+register_method(LohaMethod())
 
 
 def method_names() -> list[str]:
