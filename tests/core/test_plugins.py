@@ -39,7 +39,7 @@ def test_a_registered_method_is_listed_gets_flags_and_a_census(shift_method, cap
 
 def test_the_registry_is_the_one_list():
     assert list(METHODS) == ["prompt-tuning", "prefix-tuning", "adapter", "ia3", "lora", "qlora", "head-only",
-                             "full", "bitfit", "dora", "vera", "ln-tuning", "loha"]
+                             "full", "bitfit", "dora", "vera", "ln-tuning", "loha", "lokr"]
     source = Path(peft_studio.__file__).parent
     for path in [*source.glob("gui/**/*.py"), source / "cli.py"]:
         text = path.read_text()

@@ -15,6 +15,7 @@ from .dora import DoraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
 from .loha import LohaMethod
+from .lokr import LokrMethod
 from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .prefix_tuning import PrefixTuningMethod
@@ -44,6 +45,7 @@ register_method(DoraMethod())
 register_method(VeraMethod())
 register_method(LNTuningMethod())
 register_method(LohaMethod())
+register_method(LokrMethod())
 
 
 def method_names() -> list[str]:
