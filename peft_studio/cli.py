@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from .core.bases import BASES, default_dataset, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
 from .core.errors import PeftStudioError
+from .core.logs import configure_logging, log_file, report_unexpected
 from .core.methods import METHODS, method_names
 
 
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--method", default=None, help="the method to show (default: the window's)")
     shot.add_argument("--base", default=None, help="the frozen base (default: the window's)")
     shot.add_argument("--steps", type=bounded_int(0, 100_000), default=60, help="steps to train first (default 60)")
+    verbose = "also log to stderr, and print the traceback of an unexpected error (the log file has it either way)"
+    for command in (parser, *commands.choices.values()):
+        command.add_argument("-v", "--verbose", action="store_true", default=False, help=verbose)
     return parser
 
 
@@ -465,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a bad flag, already reported on one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     args.given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}  # flags typed, not defaults
+    configure_logging(verbose=args.verbose)
     try:
         if args.command == "train":
             return cmd_train(args)
@@ -486,6 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug, not a user mistake: one line here, the traceback in the log
+        message = report_unexpected(exc, f"peft-studio {args.command or ''}".strip())
+        hint = "" if args.verbose else f"; the traceback is in {log_file()} (or rerun with --verbose)"
+        print(f"error: unexpected {message} - a bug in PEFT Studio{hint}", file=sys.stderr)
+        return 1
 
 
 def main_entry() -> None:

@@ -66,6 +66,7 @@ class Method:
     colour: str = "#f07f16"  # its curves and badges
     card: MethodCard
     trains_base: bool = False  # True when base tensors themselves train (full, bitfit)
+    quantizes_base: bool = False  # True when it stores the frozen Linears in 4 bits (QLoRA: a recipe loads NF4)
     peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}

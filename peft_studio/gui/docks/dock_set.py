@@ -1,4 +1,4 @@
-"""Issue 13's docks in one place: Adapters (one base, many adapters), Exercises (the seed's four) and
+"""The docks in one place: Adapters (one base, many adapters), Exercises (the seed's four) and
 Lesson notes; the shipped lessons in the Examples menu. The window calls `install_docks` once after
 its menus exist and `close_docks` in closeEvent.
 
@@ -74,7 +74,7 @@ class Docks:
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
-    memory: QDockWidget | None = None  # Memory at scale (issue 15)
+    memory: QDockWidget | None = None  # Memory at scale
     memory_panel: MemoryScalePanel | None = None
 
     def dock(self, name: str) -> QDockWidget:

@@ -17,6 +17,7 @@ import torch
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from ...core.errors import PeftStudioError
+from ...core.logs import report_unexpected
 from ...core.runs.threads import usable_cores
 from ...core.runs.train import TrainControl
 
@@ -46,8 +47,8 @@ class GeneratorWorker(QThread):
                     break
         except PeftStudioError as exc:
             self.error = ("Stopped", str(exc))
-        except Exception as exc:  # noqa: BLE001 - reported in the window, never a silent thread death
-            self.error = ("Failed", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - reported in the window (traceback logged), never a silent death
+            self.error = ("Failed", report_unexpected(exc, "a background job"))
 
     def stop(self) -> None:
         self._stop.set()

@@ -18,6 +18,7 @@ import torch
 from PySide6.QtCore import QThread
 
 from ...core.errors import PeftStudioError
+from ...core.logs import report_unexpected
 from ...core.model.experiment import Experiment
 from ...core.runs.threads import ThreadTuner, tuned
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
@@ -67,8 +68,8 @@ class TrainWorker(QThread):
                 self._events.append(payload)
         except PeftStudioError as exc:
             self._events.append({"error": str(exc), "title": "Training stopped"})
-        except Exception as exc:  # noqa: BLE001 - a failing forward must not kill the app
-            self._events.append({"error": f"{type(exc).__name__}: {exc}", "title": "Training failed"})
+        except Exception as exc:  # noqa: BLE001 - a failing forward must not kill the app; logged with its traceback
+            self._events.append({"error": report_unexpected(exc, "training"), "title": "Training failed"})
 
     def drain(self) -> list[dict[str, Any]]:
         """Every event posted since the last drain, oldest first (GUI thread)."""

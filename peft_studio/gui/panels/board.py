@@ -41,6 +41,7 @@ from ...core.errors import PeftStudioError  # noqa: E402
 from ...core.methods import METHODS  # noqa: E402
 from ...core.runs.compare import COLUMNS, best_rows, twenty_tasks, write_csv  # noqa: E402
 from ...core.runs.run_store import RunRecord, RunStore  # noqa: E402
+from ..window.errors_dialog import show_error_dialog
 
 # One colour per method, used for its curves and its row marker (the diagram draws every method's parts in
 # the same accent, so the board needs its own palette to tell runs apart).
@@ -197,7 +198,7 @@ class BoardWidget(QWidget):
         try:
             self.store.delete(self._runs[row].run_id)
         except PeftStudioError as exc:
-            QMessageBox.critical(self, "The run cannot be deleted", str(exc))
+            show_error_dialog(self, "The run cannot be deleted", str(exc))
             return
         del self._runs[row]
         self.run_list.blockSignals(True)
@@ -291,7 +292,7 @@ class BoardWidget(QWidget):
         try:
             {".svg": self.export_svg, ".csv": self.export_csv}.get(Path(path).suffix.lower(), self.export_png)(path)
         except (OSError, PeftStudioError) as exc:
-            QMessageBox.critical(self, "The board cannot be exported", str(exc))
+            show_error_dialog(self, "The board cannot be exported", str(exc))
 
     def export_png(self, path: str | Path) -> Path:
         path = Path(path)

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
 from ...core.bases import BASES, base_names
 from ...core.data import builtin_description, builtin_names, load_builtin
 from ...core.errors import PeftStudioError
+from ...core.logs import log, report_unexpected
 from ...core.methods import METHODS
 from ..diagram import DiagramScene, DiagramView
 from ..diagram.describe import diagram_info
@@ -41,6 +41,7 @@ from ..panels.training_form import TrainingForm
 from . import theme
 from .actions import Slots, StudioActions, make_combo
 from .controller import Controller
+from .errors_dialog import show_error_dialog
 from .files import FileFlows
 from .help import AboutPeftDialog, FirstRunHint, ShortcutsDialog
 from .keys import FieldKeys
@@ -337,7 +338,8 @@ class MainWindow(QMainWindow):
                                                             else "")
         try:
             pictures = gain_pictures(exp, sentence)
-        except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog
+        except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog, but logged
+            log.warning("the IA3 gain pictures could not be drawn", exc_info=True)
             return
         for name, picture in pictures.items():
             self.scene.add_site_tip(name, picture_html(picture, sentence))
@@ -423,8 +425,10 @@ class MainWindow(QMainWindow):
             return
         try:
             self.inference.refresh(self.controller.experiment)
-        except Exception as exc:  # noqa: BLE001 - a broken model shows its error here, not a traceback
+        except PeftStudioError as exc:
             self.inference.result.setText(f"cannot predict: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a broken model shows its error here (traceback in the log)
+            self.inference.result.setText(f"cannot predict: {report_unexpected(exc, 'predicting')}")
 
     # ---- training events ----------------------------------------------------------------------
     def on_events(self, batch: list[dict]) -> None:
@@ -644,7 +648,7 @@ class MainWindow(QMainWindow):
         self.speed_label.setFixedWidth(widest + 16)
 
     def show_error(self, title: str, message: str) -> None:
-        QMessageBox.critical(self, title, message)
+        show_error_dialog(self, title, message)
 
     def _history(self, can_undo: bool, can_redo: bool) -> None:
         self.actions_.undo.setEnabled(can_undo)
