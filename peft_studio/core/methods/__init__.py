@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..bases.sites import Site
 from ..errors import ConfigError
+from .adalora import AdaLoraMethod
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .dora import DoraMethod
@@ -46,6 +47,7 @@ register_method(VeraMethod())
 register_method(LNTuningMethod())
 register_method(LohaMethod())
 register_method(LokrMethod())
+register_method(AdaLoraMethod())
 
 
 def method_names() -> list[str]:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
@@ -151,6 +153,24 @@ class Method:
     def shape_notes(self, config: MethodConfig, base: FrozenBase, seq_len: int) -> list[str]:
         """Each change of shape in words (the seed's structural illustrations)."""
         return []
+
+    # ---- training hooks (core/runs/train.py calls these; no-ops unless a method trains with a schedule) ----
+    def start_training(self, model: StudioModel, config: MethodConfig, first_step: int, end_step: int) -> None:
+        """Before the first step of a run over steps [first_step, end_step): check or set up what a schedule
+        needs (a ConfigError here costs the user nothing)."""
+
+    def training_loss(self, model: StudioModel, config: MethodConfig) -> torch.Tensor | None:
+        """A term added to the loss that training minimises (AdaLoRA's orthogonal regularisation), or None. The
+        loss a run reports stays the task's."""
+        return None
+
+    def after_step(self, model: StudioModel, config: MethodConfig, step: int) -> None:
+        """After each optimizer step, the step's gradients still in place (AdaLoRA's rank allocation)."""
+
+    def step_report(self, model: StudioModel, config: MethodConfig) -> dict[str, Any]:
+        """Plain values (no tensors: they cross threads) describing the method's live state after a step, e.g.
+        AdaLoRA's per-site rank grid; {} for most methods."""
+        return {}
 
     # ---- Hugging Face PEFT exchange (core/interop/hf_peft.py calls these; see methods/peft_format.py) ---------
     def peft_export(self, base: FrozenBase, config: MethodConfig) -> tuple[dict[str, Any], dict[str, Any]]:
