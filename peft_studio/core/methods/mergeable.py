@@ -48,8 +48,18 @@ class WeightUpdate(nn.Module):
         return self._unmerged_weight is not None
 
     def weight_out_in(self) -> torch.Tensor:
+        """W0 as the layer computes it now ([out, in]): a 4-bit Linear's dequantized weight."""
+        dequantized = getattr(self.base_layer, "dequantized_weight", None)
+        if callable(dequantized):
+            return dequantized()
         weight = self.base_layer.weight
         return weight.T if self.fan_in_fan_out else weight
+
+    def original_weight(self) -> torch.Tensor:
+        """W0 ([out, in]) whether or not the update is merged into the layer's weight right now."""
+        if self._unmerged_weight is None:
+            return self.weight_out_in()
+        return self._unmerged_weight.T if self.fan_in_fan_out else self._unmerged_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)

@@ -203,6 +203,14 @@ class Method:
         """Lines for the exported folder's README: how to reproduce the studio's logits from PEFT's outputs."""
         return []
 
+    # ---- lens: what training changed at this method's sites (core/lenses) -------------------------------
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """LensFigures of what the trained parts did, for `sentence` where the lens reads a forward pass. The
+        default shows ΔW of every weight-update layer (methods/mergeable.py), so such methods need nothing more."""
+        from ..lenses.spectra import weight_update_figures
+
+        return weight_update_figures(experiment.base, site_paths(experiment.base))
+
 
 class TargetedMethod(Method):
     """A method whose sites are named by `targets` x `layers` (LoRA, IA3, DoRA, VeRA, LayerNorm tuning): one
@@ -222,6 +230,15 @@ class TargetedMethod(Method):
 
     def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
         return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+
+
+def site_paths(base: FrozenBase) -> dict[str, str]:
+    """Module path -> site id, for naming what sits at a path (the first site of a path wins: a Linear before its
+    input-side site)."""
+    paths: dict[str, str] = {}
+    for site in base.sites():
+        paths.setdefault(site.module_path, site.id)
+    return paths
 
 
 def require_kind(base: FrozenBase, method: str, kind: str) -> list[Site]:
