@@ -433,6 +433,8 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
         raise AdapterFileError(f"{name}: a {adapter.peft_type} adapter, but the model uses {experiment.setup.method!r}")
     base = experiment.base
     params = dict(base.named_parameters())
+    # a method's shared parts (a bank all its layers read, ...) load too, under 'extras.<name>'
+    params.update({f"extras.{n}": p for n, p in experiment.model.extras.named_parameters()})
     trainable_method = {n for n, p in params.items() if p.requires_grad}
     missing = [n for n in adapter.tensors if n not in params]
     if missing:

@@ -22,6 +22,7 @@ from .method import Method, MethodCard, ShapeChange
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
+from .vblora import VBLoraMethod
 from .vera import VeraMethod
 
 METHODS: dict[str, Method] = {}
@@ -48,6 +49,7 @@ register_method(LNTuningMethod())
 register_method(LohaMethod())
 register_method(LokrMethod())
 register_method(AdaLoraMethod())
+register_method(VBLoraMethod())
 
 
 def method_names() -> list[str]:
