@@ -16,7 +16,7 @@ from peft_reference import PEFT_WARNINGS, peft
 from test_hf_peft_family import FEW, TEXTS, bert, dataset, minilm_base, nudge
 
 from peft_studio.core.interop.hf_peft import export_peft
-from peft_studio.core.methods import get_method
+from peft_studio.core.methods import METHODS, get_method
 from peft_studio.core.methods.mergeable import weight_updates
 from peft_studio.core.model.experiment import Experiment, Setup
 from peft_studio.core.model.studio_model import StudioModel
@@ -59,7 +59,7 @@ def test_the_weight_update_methods_are_found():
 def test_merged_weight_equals_peft_merge_and_unload(tmp_path_factory, folder, data, method):
     options = draw_options(data, method, minilm_base())
     experiment = Experiment(Setup("minilm", method, options, seed=1), dataset())
-    nudge(experiment)
+    nudge(experiment, METHODS[method].perturbation)
     out = export_peft(experiment, tmp_path_factory.mktemp("merge"))
     merged = peft.PeftModel.from_pretrained(bert(folder), str(out)).merge_and_unload()
     theirs = dict(merged.named_parameters())

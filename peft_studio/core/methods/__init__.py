@@ -22,6 +22,7 @@ from .method import Method, MethodCard, ShapeChange
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
+from .randlora import RandLoraMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
 
@@ -50,6 +51,7 @@ register_method(LohaMethod())
 register_method(LokrMethod())
 register_method(AdaLoraMethod())
 register_method(VBLoraMethod())
+register_method(RandLoraMethod())
 
 
 def method_names() -> list[str]:

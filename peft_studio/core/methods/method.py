@@ -81,6 +81,10 @@ class Method:
     # how close an exported adapter's outputs in PeftModel are to the studio's; None: not comparable on a
     # full-precision base (the method's frozen base is not the one PEFT loads), tested on its own
     exchange_tolerance: float | None = 1e-4
+    # how far the exchange tests move each trainable tensor (N(0, 1) times this) to stand for training: a method
+    # whose tensors multiply into a large update (scaled bases, ...) takes a smaller step, so that the encoder's
+    # softmaxes stay out of saturation, where two correct float32 implementations part by more than the tolerance
+    perturbation: float = 0.1
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:
