@@ -13,6 +13,7 @@ from .adalora import AdaLoraMethod
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .dora import DoraMethod
+from .fourierft import FourierFTMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
 from .loha import LohaMethod
@@ -52,6 +53,7 @@ register_method(LokrMethod())
 register_method(AdaLoraMethod())
 register_method(VBLoraMethod())
 register_method(RandLoraMethod())
+register_method(FourierFTMethod())
 
 
 def method_names() -> list[str]:
