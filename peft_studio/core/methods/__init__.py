@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .adalora import AdaLoraMethod
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
+from .c3a import C3AMethod
 from .dora import DoraMethod
 from .fourierft import FourierFTMethod
 from .ia3 import IA3Method
@@ -54,6 +55,7 @@ register_method(AdaLoraMethod())
 register_method(VBLoraMethod())
 register_method(RandLoraMethod())
 register_method(FourierFTMethod())
+register_method(C3AMethod())
 
 
 def method_names() -> list[str]:
