@@ -202,10 +202,10 @@ class PeftAdapter:
     notes: list[str] = field(default_factory=list)
 
 
-def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _load_safetensors(path: Path, integers: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     label = f"{path.parent.name}/{path.name}"
     try:
-        return safe_io.read_safetensors(path, label, AdapterFileError, limit=MAX_WEIGHTS_BYTES)
+        return safe_io.read_safetensors(path, label, AdapterFileError, limit=MAX_WEIGHTS_BYTES, integers=integers)
     except AdapterFileError as exc:
         raise AdapterFileError(str(exc).replace("not a safetensors file", "not a readable safetensors file")) \
             from None
@@ -305,11 +305,15 @@ def read_peft(folder: str | Path) -> PeftAdapter:
             if (folder / "adapter_model.bin").is_file() else ""
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_WEIGHTS}{hint}")
     notes: list[str] = []
-    raw, _ = _load_safetensors(weights)
+    raw, _ = _load_safetensors(weights, integers=True)  # PEFT saves some positions as integers (SHiRA's)
     tensors = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
     if not tensors:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
+    whole_numbers = [key for key, value in studio.items() if not value.is_floating_point()]
+    if whole_numbers:  # a translator reads the integers it expects; any other is no weight
+        raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: {whole_numbers[0]} holds integers where a "
+                               f"{method.name} weight must hold numbers")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
                           {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes)
     if os.path.lexists(folder / HEAD_FILE):

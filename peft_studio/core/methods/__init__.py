@@ -25,6 +25,7 @@ from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
+from .shira import ShiraMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
 
@@ -56,6 +57,7 @@ register_method(VBLoraMethod())
 register_method(RandLoraMethod())
 register_method(FourierFTMethod())
 register_method(C3AMethod())
+register_method(ShiraMethod())
 
 
 def method_names() -> list[str]:
