@@ -188,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
     _add_memory_arguments(inspect)
     _add_lens_arguments(inspect)
-    commands.add_parser("methods", help="each method and where it puts its trainable part")
+    methods = commands.add_parser("methods", help="each method and where it puts its trainable part")
+    methods.add_argument("--peft-coverage", action="store_true",
+                         help="each adapter type of the installed peft: exchanged, drawn only, not applicable (why) "
+                              "or not yet")
     compare = commands.add_parser("compare", help="train every method the base supports and print the table "
                                     "(an architecture without weights: counts and memory, no training)")
     compare.add_argument("--base", default="tiny", help=f"{', '.join(BASES)} or a checkpoint folder")
@@ -415,7 +418,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_methods() -> int:
+def cmd_methods(args: argparse.Namespace) -> int:
+    if args.peft_coverage:
+        from .core.methods.peft_coverage import coverage_lines
+
+        print("\n".join(coverage_lines(METHODS)))
+        return 0
     width = max(len(name) for name in METHODS)
     for name, method in METHODS.items():
         print(f"{name:{width}}  {method.card.where}")
@@ -502,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inspect":
             return cmd_inspect(args)
         if args.command == "methods":
-            return cmd_methods()
+            return cmd_methods(args)
         if args.command == "compare":
             return cmd_compare(args)
         if args.command == "predict":
