@@ -78,3 +78,23 @@ def test_merged_weight_equals_peft_merge_and_unload(tmp_path_factory, folder, da
         assert (experiment.model(ids, mask) - unmerged).abs().max() <= 1e-4
     experiment.model.detach_method()
     assert experiment.base.fingerprint() == experiment.model.base_fingerprint
+
+
+@pytest.mark.parametrize("method", MERGING)
+@FEW
+@given(data=st.data())
+def test_each_layer_computes_what_peft_s_layer_computes(tmp_path_factory, folder, data, method):
+    """Layer by layer, on random inputs: the adapted Linear's output equals PEFT's module's (the whole encoder also
+    differs from transformers' BertModel by a few 1e-6 before any adapter; a layer has no such excuse)."""
+    options = draw_options(data, method, minilm_base())
+    experiment = Experiment(Setup("minilm", method, options, seed=1), dataset())
+    nudge(experiment, METHODS[method].perturbation)
+    out = export_peft(experiment, tmp_path_factory.mktemp("layers"))
+    wrapped = peft.PeftModel.from_pretrained(bert(folder), str(out)).eval()
+    experiment.model.eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for path, layer in weight_updates(experiment.base):
+            theirs = wrapped.base_model.model.get_submodule(experiment.base.hf_module(path))
+            x = torch.randn(3, 5, layer.base_layer.in_features, generator=generator)
+            torch.testing.assert_close(layer(x), theirs(x), rtol=1e-5, atol=1e-5, msg=path)

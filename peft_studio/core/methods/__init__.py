@@ -15,6 +15,7 @@ from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .c3a import C3AMethod
 from .dora import DoraMethod
 from .fourierft import FourierFTMethod
+from .gralora import GraLoraMethod
 from .hira import HiraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
@@ -60,6 +61,7 @@ register_method(FourierFTMethod())
 register_method(C3AMethod())
 register_method(ShiraMethod())
 register_method(HiraMethod())
+register_method(GraLoraMethod())
 
 
 def method_names() -> list[str]:

@@ -88,12 +88,14 @@ def check_scaling(base: FrozenBase, kind: type, options: dict[str, Any], where: 
 
 def export_own_parameters(base: FrozenBase, kind: type) -> tuple[list[str], dict[str, torch.Tensor]]:
     """The Hugging Face names of the `kind` layers and each layer's own parameters (not its frozen base layer's)
-    under PEFT's keys: `base_model.model.<module>.<parameter name>`, the studio naming them as PEFT does."""
+    under PEFT's keys: `base_model.model.<module>.<parameter name>` (a sub-Linear's as `<name>.weight`), the studio
+    naming them as PEFT does."""
     targets: list[str] = []
     tensors: dict[str, torch.Tensor] = {}
     for path, module in modules_of(base, kind):
         name = hf_name(path, base)
         targets.append(name)
-        for leaf, parameter in module.named_parameters(recurse=False):
-            tensors[f"{KEY_PREFIX}{name}.{leaf}"] = parameter
+        for leaf, parameter in module.named_parameters():
+            if not leaf.startswith("base_layer."):
+                tensors[f"{KEY_PREFIX}{name}.{leaf}"] = parameter
     return targets, tensors

@@ -42,7 +42,6 @@ NOT_YET: dict[str, str] = {
     "DELORA": "DeLoRA, a norm-bounded decoupled low-rank update (issue 24, low-rank list)",
     "ROAD": "RoAd, 2-D rotations of a Linear's outputs (issue 24, low-rank list)",
     # the remaining types that apply to Linear, Embedding or norm layers
-    "GRALORA": "GraLoRA, a block grid of small LoRAs per Linear",
     "TINYLORA": "TinyLoRA, a tiny vector projected through W0's SVD by fixed random tensors (Linear)",
     "UNILORA": "Uni-LoRA, one trained vector scattered into every LoRA factor by fixed indices (Linear)",
     "LILY": "Lily, LoRA A's shared across layers and B's chosen by a router (Linear)",
