@@ -73,7 +73,8 @@ class FourierFTConfig(MethodConfig):
     scaling: float = option(150.0, "the update is scaling times the inverse FFT of the coefficients", low=-1e6,
                             high=1e6)
     random_loc_seed: int = option(777, "seed of the coefficients' positions in the spectrum", low=0, high=2**31 - 1)
-    init_weights: bool = option(False, "start the coefficients at zero (so at W0) instead of N(0, 1)")
+    init_weights: str = option("randn", "how the coefficients start: randn (N(0, 1), PEFT's default false) or zeros "
+                                        "(at W0; PEFT's true)", choices=("randn", "zeros"))
     targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names and site ids "
                                        "work too; default: the base's LoRA targets)")
     layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
@@ -87,7 +88,7 @@ class FourierFTMethod(TargetedMethod):
     claims_kinds = ()  # a click on a Linear means LoRA unless FourierFT is already chosen
     targets_default_from = "lora"
     example_space = {**Method.example_space, "n_frequency": (8, 64, 200), "scaling": (10.0, 150.0),
-                     "random_loc_seed": (0, 777), "init_weights": (False, True)}
+                     "random_loc_seed": (0, 777), "init_weights": ("randn", "zeros")}
     peft_space = {"n_frequency": (100, 1000), "scaling": (10.0, 150.0), "random_loc_seed": (777, 5),
                   "init_weights": (False, True)}
     peft_type = "FOURIERFT"
@@ -119,7 +120,7 @@ class FourierFTMethod(TargetedMethod):
         for site in self.selected_sites(config, model.base):
             original = model.base.get_submodule(site.module_path)
             model.swap(site.module_path, FourierLinear(original, config.n_frequency, config.scaling,
-                                                       config.random_loc_seed, config.init_weights))
+                                                       config.random_loc_seed, config.init_weights == "zeros"))
 
     def parameter_count(self, config: FourierFTConfig, base: FrozenBase) -> int:
         return config.n_frequency * len(self.selected_sites(config, base))
@@ -151,7 +152,7 @@ class FourierFTMethod(TargetedMethod):
             targets.append(name)
             tensors[f"{KEY_PREFIX}{name}.fourierft_spectrum"] = layer.fourierft_spectrum
         settings = {"n_frequency": config.n_frequency, "scaling": config.scaling,
-                    "random_loc_seed": config.random_loc_seed, "init_weights": config.init_weights,
+                    "random_loc_seed": config.random_loc_seed, "init_weights": config.init_weights == "zeros",
                     "target_modules": targets, "exclude_modules": None,
                     "fan_in_fan_out": any(layer.fan_in_fan_out for _, layer in layers), "bias": "none",
                     "n_frequency_pattern": {}, "layers_to_transform": None, "layers_pattern": None}
@@ -166,7 +167,7 @@ class FourierFTMethod(TargetedMethod):
         options = {"n_frequency": whole(peft_config, "n_frequency", where, 1000, high=2**31 - 1),
                    "scaling": number(peft_config, "scaling", where, 150.0, -1e6, 1e6),
                    "random_loc_seed": whole(peft_config, "random_loc_seed", where, 777, low=0, high=2**31 - 1),
-                   "init_weights": flag(peft_config, "init_weights", where, False)}
+                   "init_weights": "zeros" if flag(peft_config, "init_weights", where, False) else "randn"}
         studio: dict[str, torch.Tensor] = {}
         for module, parts in split_module_keys(tensors, ("fourierft_spectrum",), where, "a FourierFT").items():
             spectrum = parts["fourierft_spectrum"]
