@@ -310,9 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the census as one JSON object")
     _add_memory_arguments(inspect)
     _add_lens_arguments(inspect)
-    add_command(commands, "methods", "list the PEFT methods and where each puts its trainable part",
-                "Print one line per registered method: its name (what --method takes) and where it puts its "
-                "trainable part in the model.", EXAMPLES["methods"])
+    methods = add_command(commands, "methods", "list the PEFT methods and where each puts its trainable part",
+                          "Print one line per registered method: its name (what --method takes) and where it puts its "
+                          "trainable part in the model.", EXAMPLES["methods"])
+    methods.add_argument("--peft-coverage", action="store_true",
+                         help="each adapter type of the installed peft: exchanged, drawn only, not applicable (why) "
+                              "or not yet")
     lessons = add_command(commands, "lessons", "list the shipped lessons and your own",
                           "Print the lessons PEFT Studio ships and the ones you saved (File > Save lesson… in the "
                           "window), with each one's base, method, dataset and file. A name works wherever a setup "
@@ -738,7 +741,12 @@ def cmd_lessons(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_methods() -> int:
+def cmd_methods(args: argparse.Namespace) -> int:
+    if args.peft_coverage:
+        from .core.methods.peft_coverage import coverage_lines
+
+        print("\n".join(coverage_lines(METHODS)))
+        return 0
     width = max(len(name) for name in METHODS)
     for name, method in METHODS.items():
         print(f"{name:{width}}  {method.card.where}")
@@ -884,7 +892,7 @@ def _run(args: argparse.Namespace) -> int:
     commands = {"train": cmd_train, "inspect": cmd_inspect, "lessons": cmd_lessons, "compare": cmd_compare,
                 "predict": cmd_predict, "recipe": cmd_recipe, "screenshot": cmd_screenshot, "generate": cmd_generate}
     if args.command == "methods":
-        return cmd_methods()
+        return cmd_methods(args)
     if args.command in commands:
         return commands[args.command](args)
     return start_gui()

@@ -49,6 +49,21 @@ def applies(method_name: str, base: FrozenBase) -> bool:
     return True
 
 
+def fitting_options(method_name: str, base: FrozenBase) -> dict[str, Any] | None:
+    """Options for this method on this base: {} (its defaults) when they are valid there, else the first valid
+    example_space value of each option (a default PEFT sized for real models, such as FourierFT's 1000 spectral
+    coefficients per Linear, need not fit a toy base); None when neither is valid."""
+    if applies(method_name, base):
+        return {}
+    method = METHODS[method_name]
+    options = {option: values[0] for option, values in _valid_values(method_name, base).items()}
+    try:
+        method.validate(make_config(method.config_cls, options), base)
+    except ConfigError:
+        return None
+    return options
+
+
 def _fields(method: Method) -> set[str]:
     return {f.name for f in dataclasses.fields(method.config_cls)}
 

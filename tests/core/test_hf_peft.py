@@ -205,7 +205,7 @@ BREAKAGES = [
     (lambda f: (f / "adapter_model.safetensors").rename(f / "adapter_model.bin"), "adapter_model.bin is pickle"),
     (lambda f: (f / "adapter_config.json").write_text("[1"), "not readable JSON"),
     (lambda f: (f / "adapter_model.safetensors").write_bytes(b"\x00" * 9), "not a readable safetensors file"),
-    (lambda f: _edit(f / "adapter_config.json", peft_type="LOHA"), "peft_type 'LOHA' is not supported"),
+    (lambda f: _edit(f / "adapter_config.json", peft_type="NO_SUCH_TYPE"), "peft_type 'NO_SUCH_TYPE' is not supported"),
     (lambda f: _edit(f / "adapter_config.json", r=4), "has rank 8, adapter_config.json says r=4"),
     (lambda f: _edit(f / "adapter_config.json", use_dora=True),  # DoRA's, but without its magnitudes
      "lora_magnitude_vector, which the adapter does not have"),

@@ -104,7 +104,7 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path_factory, folder, da
     states and (through the README's lines) logits, PEFT counts the same parameters, and it imports back."""
     options = draw_options(data, method, minilm_base())
     experiment = Experiment(Setup("minilm", method, options, seed=1), dataset())
-    nudge(experiment)
+    nudge(experiment, METHODS[method].perturbation)
     try:
         out = export_peft(experiment, tmp_path_factory.mktemp("adapter"))
     except AdapterFileError:
@@ -135,23 +135,23 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path_factory, folder, da
         assert again.method_parameter_count() == experiment.method_parameter_count()
 
 
-def peft_adapter(folder, config):
+def peft_adapter(folder, config, scale=0.1):
     """A PEFT adapter whose every trainable tensor has moved off its initial value (as after training; VeRA's
-    lambda_b and LoRA's B start at zero), and a head on the mean-pooled states."""
+    lambda_b and LoRA's B start at zero) by N(0, scale), and a head on the mean-pooled states."""
     wrapped = peft.get_peft_model(bert(folder), config)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for parameter in wrapped.parameters():
             if parameter.requires_grad:
-                parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+                parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
     torch.manual_seed(0)
     return wrapped.eval(), torch.nn.Linear(384, 2)
 
 
-def import_made_by_peft(tmp_path, folder, config):
+def import_made_by_peft(tmp_path, folder, config, scale=0.1):
     """Save what PEFT makes from `config` (with a head), import it, and compare the logits; returns the
     experiment and PEFT's trainable count."""
-    wrapped, head = peft_adapter(folder, config)
+    wrapped, head = peft_adapter(folder, config, scale)
     out = tmp_path / "trained"
     wrapped.save_pretrained(str(out))
     save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
@@ -178,7 +178,8 @@ def test_a_peft_adapter_imports_and_predicts_the_same(tmp_path_factory, folder, 
     fields = draw_peft_config(data, method, minilm_base(), peft)
     try:
         config = peft.get_peft_config(fields)
-        experiment, trainable = import_made_by_peft(tmp_path_factory.mktemp("peft"), folder, config)
+        experiment, trainable = import_made_by_peft(tmp_path_factory.mktemp("peft"), folder, config,
+                                                    METHODS[method].perturbation)
     except ValueError as exc:  # PEFT refuses the drawn combination itself (e.g. layers with no target in them)
         assume("not found in the base model" not in str(exc) and "Target modules" not in str(exc))
         raise

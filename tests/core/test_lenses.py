@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from method_table import applies, method_names
+from method_table import fitting_options, method_names
 
 from peft_studio.cli import main
 from peft_studio.core.bases import create_base
@@ -25,6 +25,8 @@ TINY = create_base("tiny", load_builtin("intents").make_tokenizer())
 
 
 def _perturbed(method: str, options: dict | None = None, base: str = "tiny", dataset: str = "intents"):
+    if options is None and base == "tiny":  # the method's defaults, or example options that fit the tiny base
+        options = fitting_options(method, TINY)
     experiment = Experiment(Setup(base, method, options or {}, seed=0), load_builtin(dataset))
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -34,8 +36,9 @@ def _perturbed(method: str, options: dict | None = None, base: str = "tiny", dat
     return experiment
 
 
-WEIGHT_UPDATE_METHODS = [name for name in method_names(lambda m: applies(m.name, TINY))
-                         if weight_updates(Experiment(Setup("tiny", name, {}), load_builtin("intents")).model)]
+FITTING = method_names(lambda m: fitting_options(m.name, TINY) is not None)
+WEIGHT_UPDATE_METHODS = [name for name in FITTING if weight_updates(
+    Experiment(Setup("tiny", name, fitting_options(name, TINY)), load_builtin("intents")).model)]
 
 
 @pytest.mark.parametrize("method", WEIGHT_UPDATE_METHODS)
@@ -168,7 +171,7 @@ def test_bypassing_gives_the_bare_base_and_puts_every_part_back():
 
 
 def test_every_registered_method_has_a_lens_that_runs(capsys):
-    for name in method_names(lambda m: applies(m.name, TINY)):
+    for name in FITTING:
         figures = lens_report(_perturbed(name), "refund my order")
         assert figures[-1].kind == "forgetting", name
         assert all(isinstance(v, float) for f in figures for v in f.numbers.values()), name

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_table import fitting_options
 
+from peft_studio.core.bases import create_base
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError
 from peft_studio.core.memory.ledger import CATEGORIES, estimate_ledger, fit_activations, measure_ledger
@@ -36,9 +38,13 @@ def _check_within_ten_percent(experiment: Experiment, batch_size: int) -> None:
     assert measured.activations > 0 and measured.trainable > 0 and measured.logits > 0
 
 
+TINY = create_base("tiny", load_builtin("intents").make_tokenizer())
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_estimate_within_ten_percent_on_tiny(method):
-    experiment = Experiment(Setup("tiny", method), load_builtin("intents"))
+    options = fitting_options(method, TINY) or {}  # its defaults, or example options that fit the tiny base
+    experiment = Experiment(Setup("tiny", method, options), load_builtin("intents"))
     _check_within_ten_percent(experiment, batch_size=0)  # full batch: B = 255, far from the probes' B <= 2
 
 

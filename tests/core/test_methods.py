@@ -8,7 +8,7 @@ import torch
 from core_helpers import attach, build_base, toy_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from method_table import applies, draw_options, method_names
+from method_table import draw_options, fitting_options, method_names
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.model.census import take_census
@@ -26,7 +26,7 @@ def tiny_setups(draw):
     d_model, heads, layers = draw(TINY_SHAPES)
     shape = {"d_model": d_model, "n_heads": heads, "n_layers": layers}
     base = _tiny(**shape)
-    method = draw(st.sampled_from(method_names(lambda m: applies(m.name, base))))
+    method = draw(st.sampled_from(method_names(lambda m: fitting_options(m.name, base) is not None)))
     options = draw_options(DrawFrom(draw), method, base)
     return shape, method, options
 
@@ -80,7 +80,7 @@ SEED_POOLED = build_base("seed-pooled")
 @settings(max_examples=8, deadline=None)
 @given(st.data())
 def test_formula_equals_census_on_seed_pooled(data):
-    method_name = data.draw(st.sampled_from(method_names(lambda m: applies(m.name, SEED_POOLED))))
+    method_name = data.draw(st.sampled_from(method_names(lambda m: fitting_options(m.name, SEED_POOLED) is not None)))
     options = draw_options(data, method_name, SEED_POOLED)
     method, config, model = attach(build_base("seed-pooled"), method_name, options, num_labels=2)
     census = take_census(model)

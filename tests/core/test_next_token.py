@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from method_table import applies, method_names
+from method_table import fitting_options, method_names
 from torch.nn import functional as F
 
 from peft_studio.cli import main
@@ -24,7 +24,7 @@ def _next_token_allows(method: str) -> bool:
         check_next_token(DECODER, method)
     except ConfigError:
         return False
-    return applies(method, DECODER)
+    return fitting_options(method, DECODER) is not None
 
 
 METHODS = method_names(lambda m: _next_token_allows(m.name))  # head-only is refused (tested below)
@@ -39,7 +39,8 @@ def one_thread():
 
 
 def _experiment(method: str, **options) -> Experiment:
-    return Experiment(Setup("tiny-decoder", method, options), load_builtin("texts"))
+    fitting = fitting_options(method, DECODER) or {}  # the method's defaults, or example options that fit
+    return Experiment(Setup("tiny-decoder", method, {**fitting, **options}), load_builtin("texts"))
 
 
 def _perturb(experiment: Experiment) -> None:

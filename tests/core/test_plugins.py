@@ -175,3 +175,18 @@ def test_pre_ln_encoders_are_described_and_run():
     assert experiment.predict(["refund my order"]).shape == (1, dataset.num_labels)
     with pytest.raises(ConfigError, match="norm_placement"):
         Experiment(Setup("tiny", "lora", base_options={"norm_placement": "sideways"}), dataset)
+
+
+def test_an_option_shared_by_methods_has_one_kind():
+    """One CLI flag per option name (cli.method_flags): methods that share a name must share its kind, or the flag
+    parses one method's values wrongly (a bool flag takes no value)."""
+    import dataclasses
+
+    from peft_studio.cli import _field_kind
+
+    kinds: dict[str, set[type]] = {}
+    for method in METHODS.values():
+        for f in dataclasses.fields(method.config_cls):
+            kinds.setdefault(f.name, set()).add(_field_kind(f))
+    mixed = {name: sorted(k.__name__ for k in found) for name, found in kinds.items() if len(found) > 1}
+    assert not mixed, f"options with more than one kind across methods: {mixed}"

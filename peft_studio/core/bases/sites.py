@@ -27,6 +27,7 @@ def layer_refusals(layer_type: str) -> dict[str, str]:
     return dict(LAYER_REFUSALS.get(layer_type, {}))
 
 
+
 @dataclass(frozen=True)
 class Site:
     """One place a method may attach a trainable part."""

@@ -42,6 +42,7 @@ MAX_SAFETENSORS_BYTES = 2 * 2**30
 MAX_SAFETENSORS_HEADER = 16 * 2**20
 MAX_TENSOR_DIMS = 8
 SAFE_DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2)}
+INDEX_DTYPES = {"I32": (torch.int32, 4), "I64": (torch.int64, 8)}  # positions (SHiRA's): only where asked for
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -360,18 +361,20 @@ def plain_name(name: str, what: str, error: ErrorType = PeftStudioError) -> str:
 
 
 # ---- safetensors --------------------------------------------------------------------------------
-def read_safetensors(path: str | os.PathLike, label: str, error: ErrorType, *,
-                     limit: int = MAX_SAFETENSORS_BYTES) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, after the header is checked; never runs code.
+def read_safetensors(path: str | os.PathLike, label: str, error: ErrorType, *, limit: int = MAX_SAFETENSORS_BYTES,
+                     integers: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, after the header is checked; never runs code. With `integers`,
+    int32/int64 tensors (indices) are read too; the caller checks where they may appear.
 
     The file is read once into one buffer and every tensor is a view of it (no second copy: a 1.8 GB
     adapter costs 1.8 GB, not twice that); NaN and infinities are refused, checked in chunks."""
+    dtypes = {**SAFE_DTYPES, **INDEX_DTYPES} if integers else SAFE_DTYPES
     data = read_bytes(path, limit, label, error, mutable=True)
-    header = _safetensors_header(data, label, error)
+    header = _safetensors_header(data, label, error, dtypes=dtypes)
     start = 8 + struct.unpack("<Q", data[:8])[0]
     tensors: dict[str, torch.Tensor] = {}
     for name, entry in sorted((k, v) for k, v in header.items() if k != "__metadata__"):
-        dtype, size = SAFE_DTYPES[entry["dtype"]]
+        dtype, size = dtypes[entry["dtype"]]
         begin, end = entry["data_offsets"]
         count = (end - begin) // size
         offset = start + begin
@@ -409,7 +412,8 @@ def read_safetensors_header(path: str | os.PathLike, label: str, error: ErrorTyp
     return _safetensors_header(data, label, error, file_size)
 
 
-def _safetensors_header(data: bytes, label: str, error: ErrorType, file_size: int | None = None) -> dict[str, Any]:
+def _safetensors_header(data: bytes, label: str, error: ErrorType, file_size: int | None = None,
+                        dtypes: dict[str, tuple[torch.dtype, int]] = SAFE_DTYPES) -> dict[str, Any]:
     """The parsed header: sizes, dtypes, shapes and offsets checked against the file's length."""
     file_size = len(data) if file_size is None else file_size
     if len(data) < 8:
@@ -435,7 +439,7 @@ def _safetensors_header(data: bytes, label: str, error: ErrorType, file_size: in
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 raise error(f"{label}: its metadata must map names to strings")
             continue
-        _check_entry(name, entry, body, label, error)
+        _check_entry(name, entry, body, label, error, dtypes)
         spans.append((*entry["data_offsets"], name))
     end = 0
     for begin, stop, name in sorted(spans):  # as safetensors requires: the tensors tile the body, no overlap
@@ -447,12 +451,13 @@ def _safetensors_header(data: bytes, label: str, error: ErrorType, file_size: in
     return header
 
 
-def _check_entry(name: str, entry: Any, body: int, label: str, error: ErrorType) -> None:
+def _check_entry(name: str, entry: Any, body: int, label: str, error: ErrorType,
+                 dtypes: dict[str, tuple[torch.dtype, int]] = SAFE_DTYPES) -> None:
     where = f"{label}: tensor {name[:80]}"
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise error(f"{where}: malformed header entry (needs dtype, shape and data_offsets)")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in SAFE_DTYPES:
+    if dtype not in dtypes:
         raise error(f"{where}: dtype {str(dtype)[:20]} is not supported (float32, float16 or bfloat16 only; "
                     "it is refused rather than converted)")
     if (not isinstance(shape, list) or len(shape) > MAX_TENSOR_DIMS
@@ -461,7 +466,7 @@ def _check_entry(name: str, entry: Any, body: int, label: str, error: ErrorType)
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
             or not 0 <= offsets[0] <= offsets[1] <= body):
         raise error(f"{where}: data offsets {str(offsets)[:60]} lie outside the file")
-    if math.prod(shape) * SAFE_DTYPES[dtype][1] != offsets[1] - offsets[0]:
+    if math.prod(shape) * dtypes[dtype][1] != offsets[1] - offsets[0]:
         raise error(f"{where}: shape {tuple(shape)} does not match its {offsets[1] - offsets[0]} bytes")
 
 

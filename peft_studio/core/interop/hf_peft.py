@@ -308,10 +308,10 @@ class PeftAdapter:
     base_options: dict[str, Any] = field(default_factory=dict)  # e.g. SEQ_CLS: BERT's pooler pooling
 
 
-def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _load_safetensors(path: Path, integers: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     label = f"{path.parent.name}/{path.name}"
     try:
-        return safe_io.read_safetensors(path, label, AdapterFileError, limit=MAX_WEIGHTS_BYTES)
+        return safe_io.read_safetensors(path, label, AdapterFileError, limit=MAX_WEIGHTS_BYTES, integers=integers)
     except AdapterFileError as exc:
         raise AdapterFileError(str(exc).replace("not a safetensors file", "not a readable safetensors file")) \
             from None
@@ -470,12 +470,16 @@ def read_peft(folder: str | Path) -> PeftAdapter:
             if (folder / "adapter_model.bin").is_file() else ""
         raise AdapterFileError(f"{folder.name}: no {ADAPTER_WEIGHTS}{hint}")
     notes: list[str] = []
-    raw, metadata = _load_safetensors(weights)
+    raw, metadata = _load_safetensors(weights, integers=True)  # PEFT saves some positions as integers (SHiRA's)
     tensors, head = _split_keys(raw, f"{folder.name}/{ADAPTER_WEIGHTS}", notes)
     if not tensors:
         raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: holds no adapter tensors")
     saved_modules = _modules_to_save(config, where)
     options, studio = method.peft_translate(config, tensors, f"{folder.name}/{ADAPTER_WEIGHTS}")
+    whole_numbers = [key for key, value in studio.items() if not value.is_floating_point()]
+    if whole_numbers:  # a translator reads the integers it expects; any other is no weight
+        raise AdapterFileError(f"{folder.name}/{ADAPTER_WEIGHTS}: {whole_numbers[0]} holds integers where a "
+                               f"{method.name} weight must hold numbers")
     adapter = PeftAdapter(folder, peft_type, method.name, options,
                           {k: v.to(torch.float32) for k, v in studio.items()}, notes=notes, task_type=task_type,
                           layers_to_transform=_layer_list(config.get("layers_to_transform")),
@@ -795,6 +799,8 @@ def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
         raise AdapterFileError(f"{name}: a {adapter.peft_type} adapter, but the model uses {experiment.setup.method!r}")
     base = experiment.base
     params = dict(base.named_parameters())
+    # a method's shared parts (a bank all its layers read, ...) load too, under 'extras.<name>'
+    params.update({f"extras.{n}": p for n, p in experiment.model.extras.named_parameters()})
     trainable_method = {n for n, p in params.items() if p.requires_grad}
     for key in list(params):  # a base bias under a wrapping layer answers to the base's own name too
         params.setdefault(key.replace(".base_layer.", "."), params[key])

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
+from .adalora import AdaLoraMethod
 from .adapter import AdapterMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .beft import BeftMethod
 from .boft import BoftMethod
+from .c3a import C3AMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
+from .fourierft import FourierFTMethod
 from .glora import GloraMethod
+from .gralora import GraLoraMethod
+from .hira import HiraMethod
 from .hra import HraMethod
 from .ia3 import IA3Method
 from .ln_tuning import LNTuningMethod
+from .loha import LohaMethod
+from .lokr import LokrMethod
 from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .miss import MissMethod
@@ -27,7 +34,10 @@ from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .qlora import QLoraMethod
+from .randlora import RandLoraMethod
 from .road import RoadMethod
+from .shira import ShiraMethod
+from .vblora import VBLoraMethod
 from .vera import VeraMethod
 
 METHODS: dict[str, Method] = {}
@@ -65,6 +75,16 @@ register_method(RoadMethod())
 register_method(BeftMethod())
 register_method(GloraMethod())
 register_method(PeanutMethod())
+register_method(LohaMethod())
+register_method(LokrMethod())
+register_method(AdaLoraMethod())
+register_method(VBLoraMethod())
+register_method(RandLoraMethod())
+register_method(FourierFTMethod())
+register_method(C3AMethod())
+register_method(ShiraMethod())
+register_method(HiraMethod())
+register_method(GraLoraMethod())
 
 
 def method_names() -> list[str]:

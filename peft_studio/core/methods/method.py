@@ -97,6 +97,10 @@ class Method:
     # them to the bases (bases/sites.py LAYER_REFUSALS), which grey those sites out with the reason
     refused_layers: dict[str, str] = {}
     rotation_side: str = "input"  # where rotations() matrices act: "input" (h = W0 R x) or "output" (h = R W0 x)
+    # how far the exchange tests move each trainable tensor (N(0, 1) times this) to stand for training: a method
+    # whose tensors multiply into a large update (scaled bases, ...) takes a smaller step, so that the encoder's
+    # softmaxes stay out of saturation, where two correct float32 implementations part by more than the tolerance
+    perturbation: float = 0.1
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:
@@ -183,6 +187,23 @@ class Method:
         with torch.no_grad():
             return {path: layer.rotation().detach() for path, layer in weight_updates(base)
                     if callable(getattr(layer, "rotation", None))}
+    # ---- training hooks (core/runs/train.py calls these; no-ops unless a method trains with a schedule) ----
+    def start_training(self, model: StudioModel, config: MethodConfig, first_step: int, end_step: int) -> None:
+        """Before the first step of a run over steps [first_step, end_step): check or set up what a schedule
+        needs (a ConfigError here costs the user nothing)."""
+
+    def training_loss(self, model: StudioModel, config: MethodConfig) -> torch.Tensor | None:
+        """A term added to the loss that training minimises (AdaLoRA's orthogonal regularisation), or None. The
+        loss a run reports stays the task's."""
+        return None
+
+    def after_step(self, model: StudioModel, config: MethodConfig, step: int) -> None:
+        """After each optimizer step, the step's gradients still in place (AdaLoRA's rank allocation)."""
+
+    def step_report(self, model: StudioModel, config: MethodConfig) -> dict[str, Any]:
+        """Plain values (no tensors: they cross threads) describing the method's live state after a step, e.g.
+        AdaLoRA's per-site rank grid; {} for most methods."""
+        return {}
 
     # ---- Hugging Face PEFT exchange (core/interop/hf_peft.py calls these; see methods/peft_format.py) ---------
     def peft_export(self, base: FrozenBase, config: MethodConfig) -> tuple[dict[str, Any], dict[str, Any]]:

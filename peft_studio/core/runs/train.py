@@ -74,6 +74,7 @@ class StepEvent:
     val_loss: float | None = None
     val_accuracy: float | None = None
     grad_norms: dict[str, float] = field(default_factory=dict)  # trainable tensor name -> L2 norm
+    method_state: dict = field(default_factory=dict)  # the method's step_report (AdaLoRA: its rank grid)
     last: bool = False
 
 
@@ -196,8 +197,10 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     recent: deque[float] = deque(maxlen=20)
     snapshot: list[torch.Tensor] | None = None
     first_loss: float | None = None
-    model.train()
+    method, config = experiment.method, experiment.config
     last = start_step + settings.steps - 1
+    method.start_training(model, config, start_step, last + 1)
+    model.train()
     for step in range(start_step, last + 1):
         if control is not None and not control.wait_turn():
             break
@@ -227,16 +230,19 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
             with torch.no_grad():
                 torch._foreach_copy_(snapshot, parameters)
         optimizer.zero_grad()
-        loss.backward()
+        extra = method.training_loss(model, config)
+        (loss if extra is None else loss + extra).backward()  # the run reports the task's loss
         norms = grad_norms(named) if settings.track_grads else {}
         optimizer.step()
+        method.after_step(model, config, step)
         if step == last and not all(bool(torch.isfinite(p).all()) for _, p in named):
             _restore(named, snapshot)
             raise TrainingDiverged(f"a weight became NaN or infinite at step {step}; the last finite weights "
                                    f"are restored. Try a lower learning rate (now {settings.lr:g}).")
         recent.append(time.perf_counter() - started)
         event = StepEvent(step, loss_value, float(accuracy),
-                          len(recent) / sum(recent), grad_norms=norms, last=step == last)
+                          len(recent) / sum(recent), grad_norms=norms, last=step == last,
+                          method_state=method.step_report(model, config))
         if experiment.val_ids is not None and ((step - start_step) % settings.eval_every == 0 or step == last):
             event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,
                                                           experiment.val_labels)

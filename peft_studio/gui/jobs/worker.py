@@ -111,4 +111,5 @@ def _one_optimizer_step() -> None:
 
 def _plain(event: StepEvent) -> dict[str, Any]:
     return {"step": event.step, "loss": event.loss, "accuracy": event.accuracy, "sps": event.steps_per_second,
-            "val_loss": event.val_loss, "val_accuracy": event.val_accuracy, "last": event.last}
+            "val_loss": event.val_loss, "val_accuracy": event.val_accuracy, "last": event.last,
+            "method_state": event.method_state}

@@ -38,6 +38,7 @@ from ..panels.census_table import CensusTable
 from ..panels.inference import InferencePanel
 from ..panels.method_form import MethodForm
 from ..panels.plots import LivePlots
+from ..panels.rank_grid import rank_grid_dock
 from ..panels.training_form import TrainingForm
 from . import theme
 from .actions import Slots, StudioActions, make_combo
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
         self.docks = install_docks(self, menus["Examples"], menus["View"])
         self.docks.board.method_started.connect(self.follow_family)
         self.docks.board.method_chosen.connect(self.choose_method)
+        self.rank_dock, self.rank_grid = rank_grid_dock(self)  # shown when a method reports live ranks
         self.completed = True
         self.refresh_all()
         restored = restore_session(self)  # the setup the window last closed on, if it still builds
@@ -472,6 +474,10 @@ class MainWindow(QMainWindow):
             self.scene.update_gains(gains)
         self.plots.refresh()
         last = batch[-1]
+        grid = (last.get("method_state") or {}).get("rank_grid")
+        if grid:  # a method that reallocates ranks while training: its per-site grid, live
+            self.rank_grid.show_grid(grid)
+            self.rank_dock.show()
         self.step_label.setText(f"step {self.runner.step}")
         now = time.monotonic()
         if now - self._speed_shown_at >= SPEED_LABEL_INTERVAL_S or last["last"]:
