@@ -30,6 +30,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..files.adapter_file import load_adapter, read_adapter, save_adapter
 from ..methods import METHODS
 from ..model.experiment import Experiment, Setup
+from ..model.seeding import seeded
 from ..model.studio_model import StudioModel
 from ..runs.train import StepEvent, TrainControl, TrainSettings, train
 
@@ -70,7 +71,8 @@ class SetAdapter(Experiment):
         super().__init__(setup, dataset)
 
     def _build(self) -> StudioModel:
-        model = self.owner._build_member(self)
+        with seeded(self.setup.seed):  # as Experiment: no other build draws between the seed and the weights
+            model = self.owner._build_member(self)
         self._frozen = model.frozen_fingerprint()
         return model
 
@@ -131,8 +133,8 @@ class AdapterSet:
                 raise ConfigError(f"base {base_name!r} builds its vocabulary from the data: give the datasets "
                                   "its adapters will use")
             tokenizer = datasets[0].make_tokenizer() if len(datasets) == 1 else union_tokenizer(datasets)
-        torch.manual_seed(seed)
-        base = create_base(base_name, tokenizer, **(base_options or {}))
+        with seeded(seed):
+            base = create_base(base_name, tokenizer, **(base_options or {}))
         return cls(base, base_name, seed=seed, base_options=base_options)
 
     @classmethod
@@ -154,8 +156,8 @@ class AdapterSet:
                 raise AdapterFileError(f"{where}: base {base_name!r} takes its vocabulary from the data and this "
                                        "file does not record it (save it from an adapter set)")
             tokenizer = _tokenizer_from(metadata["tokenizer"], where)
-        torch.manual_seed(seed)
-        base = create_base(base_name, tokenizer, **base_options)
+        with seeded(seed):
+            base = create_base(base_name, tokenizer, **base_options)
         adapters = cls(base, base_name, seed=seed, base_options=base_options)
         loaded = [adapters.load(path) for path in paths]
         adapters.activate(loaded[0].name)
@@ -193,7 +195,7 @@ class AdapterSet:
             raise ConfigError(f"{method.name} trains the base itself; the adapters of a set share one frozen "
                               "base, so use a method that adds its own parameters")
         self._uninstall()
-        torch.manual_seed(member.setup.seed)
+        torch.manual_seed(member.setup.seed)  # inside SetAdapter._build's seeded(): the member's own draws
         method.validate(member.config, self.base)
         model = StudioModel(self.base)
         if model.base_fingerprint != self.base_fingerprint:

@@ -15,13 +15,6 @@ from ..errors import ConfigError
 from .config import parse_layers, parse_list
 
 
-def _matches(target: str, site: Site, base: FrozenBase) -> bool:
-    if target in (site.name, site.id):
-        return True
-    hf_name = base.hf_module(site.module_path)
-    return hf_name is not None and (hf_name == target or hf_name.endswith("." + target))
-
-
 def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targets: str | list | None,
                     layers: str | list | None) -> list[Site]:
     """Sites of the given kinds named by `targets` (default: the base's own default for this method)
@@ -29,24 +22,22 @@ def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targe
     target modules that match nothing."""
     names = expand_presets(base, parse_list("targets", targets) or default_targets(base, method))
     layer_set = set(parse_layers(layers, base.num_layers)) if base.num_layers else None
-    candidates = [s for s in base.sites() if s.kind in kinds]
-    allowed = sorted({s.name for s in candidates if s.available_for(method)})
-    chosen: list[Site] = []
+    index = base.site_index()
+    chosen: dict[str, Site] = {}
     for target in names:
-        matched = [s for s in candidates if _matches(target, s, base)]
+        matched = [s for s in index.named(target) if s.kind in kinds]
         if not matched:
+            allowed = sorted({s.name for s in index.sites if s.kind in kinds and s.available_for(method)})
             raise ConfigError(f"targets: unknown site {target!r} for {method} on {base.name} "
                               f"(allowed: {', '.join(allowed)})")
         for site in matched:
             if not site.available_for(method):
                 raise ConfigError(f"targets: {target!r} cannot take {method}: {site.unavailable[method]}")
-            in_layers = layer_set is None or site.layer is None or site.layer in layer_set
-            if in_layers and site not in chosen:
-                chosen.append(site)
+            if layer_set is None or site.layer is None or site.layer in layer_set:
+                chosen.setdefault(site.id, site)
     if not chosen:
         raise ConfigError(f"targets {','.join(names)} in layers {layers} select no site: nothing would be adapted")
-    order = {s.id: i for i, s in enumerate(base.sites())}
-    return sorted(chosen, key=lambda s: order[s.id])
+    return sorted(chosen.values(), key=lambda s: index.order[s.id])
 
 
 def expand_presets(base: FrozenBase, names: list[str]) -> list[str]:
@@ -61,7 +52,7 @@ def default_targets(base: FrozenBase, method: str) -> list[str]:
     declared = parse_list("targets", base.method_defaults().get(method, {}).get("targets"))
     if declared:
         return declared
-    linear = [s.name for s in base.sites() if s.kind == "linear"]
+    linear = [s.name for s in base.site_index().sites if s.kind == "linear"]
     return linear[:1]
 
 

@@ -16,7 +16,7 @@ from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtGui import QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, longest_prefix
+from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, PathIndex, Site
 from ...core.model.census import CensusRow
 from ..window import theme
 from .items import BlockItem, SiteItem, TokenRowItem, arrow
@@ -173,7 +173,11 @@ class DiagramScene(QGraphicsScene):
 
         for block in info.blocks:
             walk(block, ROOT)
-        self.site_ids = {s.id for s in info.sites}
+        # Indexed once per build: a 70B base has ~1,000 blocks, sites and tensors to match to each other.
+        self.block_paths = PathIndex((b.id, b.module_path) for b in self.all_blocks.values())
+        self.container_paths = PathIndex((b.id, b.module_path) for b in self.all_blocks.values() if b.children)
+        self.sites_by_id = {s.id: s for s in info.sites}
+        self.site_ids = set(self.sites_by_id)
         self.block_rows: dict[str, list[CensusRow]] = {}
         self.site_rows: dict[str, list[CensusRow]] = {}
         collapsed = self.layers_collapsed()
@@ -192,7 +196,7 @@ class DiagramScene(QGraphicsScene):
         if row.owner == "method" and row.site in self.site_ids:
             return row.site
         path = row.name.removeprefix("base.").rsplit(".", 1)[0]
-        best = longest_prefix(path, ((b.id, b.module_path) for b in self.all_blocks.values()))
+        best = self.block_paths.lookup(path)
         if best:
             return best
         return row.site if row.site in self.site_ids else path
@@ -204,10 +208,8 @@ class DiagramScene(QGraphicsScene):
             while block is not None and block.kind != "layer":
                 block = self.all_blocks.get(self.parent.get(block.id, ROOT))
             return block.layer if block is not None else None
-        for site in self.info.sites if self.info else []:
-            if site.id == key:
-                return site.layer
-        return None
+        site = self.sites_by_id.get(key)
+        return site.layer if site is not None else None
 
     def keys_for_rows(self, names: list[str]) -> set[str]:
         return {self.row_key[n] for n in names if n in self.row_key}
@@ -227,8 +229,7 @@ class _Layout:
     # ---- where each site goes ---------------------------------------------------------------
     def _deepest_parent(self, path: str) -> str:
         """The innermost container block around the module at `path` (ROOT when none)."""
-        containers = ((b.id, b.module_path) for b in self.scene.all_blocks.values() if b.children)
-        return longest_prefix(path, containers, strict=True) or ROOT
+        return self.scene.container_paths.lookup(path, strict=True) or ROOT
 
     def _children(self, parent: str) -> tuple[Block, ...]:
         return tuple(self.info.blocks) if parent == ROOT else self.scene.all_blocks[parent].children
@@ -270,11 +271,14 @@ class _Layout:
                     break
             self.anchor[site.id] = ("after", parent, after)
             placed.append((site, after or parent))
+        self.anchored: dict[tuple[str, str], list[Site]] = {}  # (how, where) -> its sites, in base order
+        for site in self.info.sites:
+            how, where, _after = self.anchor[site.id]
+            self.anchored.setdefault((how, where), []).append(site)
 
     def _sites(self, how: str, where: str, after: str | None = "*") -> list[Site]:
-        return [s for s in self.info.sites
-                if self.anchor[s.id][0] == how and self.anchor[s.id][1] == where
-                and (after == "*" or self.anchor[s.id][2] == after)]
+        anchored = self.anchored.get((how, where), [])
+        return anchored if after == "*" else [s for s in anchored if self.anchor[s.id][2] == after]
 
     # ---- items ----------------------------------------------------------------------------
     def state_of(self, site: Site) -> str:
