@@ -12,7 +12,7 @@ from typing import Any
 from ..bases.frozen import FrozenBase
 from ..bases.sites import Site
 from ..errors import ConfigError
-from .config import parse_layers, parse_list
+from .config import layer_ranges, parse_layers, parse_list
 
 
 def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targets: str | list | None,
@@ -68,5 +68,5 @@ def targets_for_sites(sites: list[Site], candidates: list[Site], num_layers: int
     product = {c.id for c in candidates if c.name in names and (c.layer is None or c.layer in layers)}
     if product == {s.id for s in sites}:
         every_layer = layers == list(range(num_layers))
-        return {"targets": ",".join(names), "layers": None if every_layer or not layers else ",".join(map(str, layers))}
+        return {"targets": ",".join(names), "layers": None if every_layer or not layers else layer_ranges(layers)}
     return {"targets": ",".join(s.id for s in sites), "layers": None}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -51,7 +52,8 @@ class Runner(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(FASTEST_MS)
         self.timer.timeout.connect(self.tick)
-        self._errors: list[tuple[str, str]] = []
+        self._after_stop: list[Callable[[], None]] = []
+        self._pending_start: bool | None = None  # Play pressed while the warm-up still runs: paused or not
 
     def start_warm_up(self) -> None:
         """Pay torch's first-use costs in the background (see worker.warm_up); idempotent."""
@@ -77,30 +79,45 @@ class Runner(QObject):
     def step_once(self) -> None:
         if self.worker is None:
             self._start(paused=True)
-        assert self.worker is not None
+            if self.worker is None:  # waiting for the warm-up: the step is taken when the run starts
+                return
         self.worker.control.step_once()
         self._set_state("paused")
 
     def stop(self) -> None:
+        self._pending_start = None
         if self.worker is not None:
-            self.worker.control.stop()
+            self.worker.stop()
+
+    def stop_then(self, then: Callable[[], None]) -> None:
+        """Stop the run and call `then` once its thread has ended (at once when none runs). The GUI thread
+        never waits: the step in flight finishes, or a long one ends at its next layer (runs/interrupt.py)."""
+        if self.worker is None:
+            self._pending_start = None
+            then()
+            return
+        self._after_stop.append(then)
+        self.stop()
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        """Stop the run and wait for the thread (close, reset, tests). True when none is left."""
+        """Stop the run and wait for the thread. For tests and scripts only: the window uses stop_then."""
         if self._warm_up is not None:
             self._warm_up.join()  # no thread outlives the window
         worker = self.worker
         if worker is None:
             return True
-        worker.control.stop()
+        worker.stop()
         done = worker.wait(timeout_ms)
         self._finish()
         return done
 
     def reset(self) -> None:
-        self.stop_and_wait()
-        self.step = 0
-        self.controller.reset_model()
+        """Fresh method parts and head (the base is rebuilt bit-identical), after the run has stopped."""
+        def fresh() -> None:
+            self.step = 0
+            self.controller.reset_model()
+
+        self.stop_then(fresh)
 
     @property
     def active(self) -> bool:
@@ -110,12 +127,17 @@ class Runner(QObject):
     def _start(self, paused: bool) -> None:
         self.start_warm_up()
         assert self._warm_up is not None
-        self._warm_up.join()  # at once unless Play comes within a second or two of start-up
+        if self._warm_up.is_alive():  # Play within a second or two of start-up: start once the warm-up is done
+            if self._pending_start is None:
+                self._pending_start = paused
+                QTimer.singleShot(50, self._start_when_warm)
+            return
+        self._pending_start = None
         # A full collection walks every object (Qt wrappers, torch modules): ~60-120 ms holding the GIL,
         # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
         gc.freeze()
         controller = self.controller
-        controller.studio.lock()
+        controller.lock()
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused,
                                   tuner=self.tuner)
         self.worker.finished.connect(self._finish)
@@ -124,15 +146,22 @@ class Runner(QObject):
         self.timer.start()
         self._set_state("paused" if paused else "running")
 
+    def _start_when_warm(self) -> None:
+        paused = self._pending_start
+        if paused is None:  # stopped, or the window closed, meanwhile
+            return
+        if self._warm_up is not None and self._warm_up.is_alive():
+            QTimer.singleShot(50, self._start_when_warm)
+            return
+        self._pending_start = None
+        self._start(paused)
+        if paused and self.worker is not None:
+            self.worker.control.step_once()
+
     def tick(self) -> None:
         if self.worker is None:
             return
-        batch: list[dict[str, Any]] = []
-        for event in self.worker.drain():
-            if "error" in event:  # the run has ended; reported once idle (a modal dialog mid-tick would nest)
-                self._errors.append((event["title"], event["error"]))
-                continue
-            batch.append(event)
+        batch: list[dict[str, Any]] = self.worker.drain()
         if batch:
             self.step = batch[-1]["step"] + 1
             self.steps_per_second = batch[-1]["sps"]
@@ -159,14 +188,17 @@ class Runner(QObject):
         self.tick()  # the last events
         self.worker = None
         self.timer.stop()
-        self.controller.studio.unlock()
+        self.controller.unlock()
         worker.deleteLater()
         gc.unfreeze()  # collect at leisure while idle
         self._set_state("idle")
         self.finished.emit()
-        errors, self._errors = self._errors, []
-        for title, message in errors:
-            self.failed.emit(title, message)
+        error = worker.error  # reported once idle (a modal dialog mid-tick would nest)
+        if error is not None:
+            self.failed.emit(error.title("Training"), error.message)
+        then, self._after_stop = self._after_stop, []
+        for callback in then:
+            callback()
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

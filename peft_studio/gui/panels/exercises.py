@@ -15,7 +15,7 @@ from collections.abc import Sequence
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 if both are installed
 
 import pyqtgraph as pg  # noqa: E402
-from PySide6.QtCore import Signal  # noqa: E402
+from PySide6.QtCore import Qt, Signal  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QGroupBox,
     QHBoxLayout,
@@ -26,7 +26,28 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from ...core.teaching.exercises import EXERCISES, SEED_FORMULA, SweepPoint, TaskBytes, bottleneck_sweep  # noqa: E402
+from ...core.teaching.exercises import (  # noqa: E402
+    EXERCISES,
+    SEED_FORMULA,
+    SWEEP_DATASET,
+    SweepPoint,
+    TaskBytes,
+    bottleneck_sweep,
+)
+
+
+class StillPlot(pg.PlotWidget):
+    """A plot inside a scrolled panel: the wheel scrolls the panel (it zoomed the axes to 1e-4..1e5), and the
+    axes stay where the data put them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.setMouseEnabled(x=False, y=False)
+        self.setMenuEnabled(False)
+        self.hideButtons()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+        event.ignore()  # to the scroll area around the panel
 
 
 class ExercisesPanel(QWidget):
@@ -49,10 +70,6 @@ class ExercisesPanel(QWidget):
             what = QLabel(f"Set up: {item.setup}\nEvidence: {item.evidence}")
             what.setWordWrap(True)
             rows.addWidget(what)
-            evidence = QLabel("")
-            evidence.setWordWrap(True)
-            self.evidence_labels[item.number] = evidence
-            rows.addWidget(evidence)
             button = QPushButton("Set up")
             button.setToolTip(f"Prepare the studio for exercise {item.number}")
             button.clicked.connect(lambda _=False, n=item.number: self.set_up_requested.emit(n))
@@ -61,6 +78,12 @@ class ExercisesPanel(QWidget):
             buttons.addWidget(button)
             buttons.addStretch(1)
             rows.addLayout(buttons)
+            # Below its button: a longer or shorter evidence text never moves the button a second click aims at.
+            evidence = QLabel("")
+            evidence.setWordWrap(True)
+            evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.evidence_labels[item.number] = evidence
+            rows.addWidget(evidence)
             if item.number == 3:
                 rows.addWidget(self._sweep_widgets())
             column.addWidget(box)
@@ -81,7 +104,7 @@ class ExercisesPanel(QWidget):
         self.formula_label.setWordWrap(True)
         self.formula_label.setStyleSheet("font-family: monospace;")
         rows.addWidget(self.formula_label)
-        self.params_plot = pg.PlotWidget(title="trainable parameters vs bottleneck m")
+        self.params_plot = StillPlot(title="trainable parameters vs bottleneck m")
         self.params_plot.setLogMode(x=True, y=False)
         self.params_plot.setLabel("bottom", "bottleneck m")
         self.params_plot.setMinimumHeight(160)
@@ -89,7 +112,7 @@ class ExercisesPanel(QWidget):
                                                   symbolBrush="#2a9d8f", name="counted")
         self.formula_curve = self.params_plot.plot(pen=pg.mkPen("#333", width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
                                                    name="formula")
-        self.accuracy_plot = pg.PlotWidget(title="accuracy after training vs bottleneck m")
+        self.accuracy_plot = StillPlot(title=f"accuracy on {SWEEP_DATASET} after training vs bottleneck m")
         self.accuracy_plot.setLogMode(x=True, y=False)
         self.accuracy_plot.setYRange(0, 1.05)
         self.accuracy_plot.setMinimumHeight(120)

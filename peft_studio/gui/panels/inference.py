@@ -51,6 +51,12 @@ class InferencePanel(QWidget):
     def show_busy(self) -> None:
         self.result.setText("training… predictions refresh when it pauses or stops")
 
+    def show_error(self, message: str) -> None:
+        """The model cannot predict (e.g. a meta-device base): say so, and show nothing from the last model."""
+        self.result.setText(message)
+        self._show_bars((), [])
+        self._fill_table([])
+
     def refresh(self, experiment: Experiment) -> None:
         """Predict the typed sentence and the table (GUI thread; only while no step is running)."""
         if experiment.next_token:

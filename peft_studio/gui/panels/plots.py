@@ -192,6 +192,7 @@ class LivePlots(QWidget):
         layout.addLayout(top)
         self.dirty = False
         self.last: dict | None = None
+        self.task: tuple[str, bool] | None = None  # (dataset, next-token): the window says which runs compare
         self.presentation = False
         self._last_shown_at = 0.0
         self.last_values.setStyleSheet("font-size: 12pt; font-weight: 700; color: #1f2933;")
@@ -326,13 +327,19 @@ class LivePlots(QWidget):
             for plot in (self.loss_plot, self.acc_plot):
                 plot.setXRange(0, self.x_max, padding=0.02)
 
-    def new_run(self) -> None:
-        """The current run becomes the faded previous run (only if it has points)."""
-        if self.current["loss"].n:
+    def new_run(self, same_task: bool = True) -> None:
+        """The current run becomes the faded previous run (only if it has points). A run on another task is
+        not kept: its losses live on another scale (next-token loss 30 flattened a word-order curve)."""
+        if self.current["loss"].n and same_task:
             self.previous = self.current
             for name, curve in self.old_curves.items():
                 curve.setData(*self.previous[name].view())
                 curve.setVisible(True)
+        elif not same_task:
+            self.previous = {name: Series() for name in SERIES}
+            for curve in self.old_curves.values():
+                curve.setData([], [])
+                curve.setVisible(False)
         self.current = {name: Series() for name in SERIES}
         for curve in self.curves.values():
             curve.clear()

@@ -1,33 +1,46 @@
 """Lessons in the window: an Examples-menu entry per shipped lesson, File > Open lesson…, and
 `apply_lesson`, which restores the exact starting point a teacher prepared (core/teaching/lesson.py):
-the setup (one undo step), presentation, collapsed layers, zoom and scroll, hidden panels and
-controls, the selected tab and the notes strip.
+the setup (one undo step) and the view (core/view.py: presentation, collapsed layers, zoom and scroll,
+hidden panels and controls, the selected tab and the notes). The window draws the view; this module only
+changes state, through the narrow LessonHost protocol.
 
-Hiding is undone by the next lesson: every panel and control the vocabulary names is shown again
-first, then the lesson's are hidden, so lessons never accumulate hidden things.
+Hiding is undone by the next lesson: a lesson's view replaces the whole view, so lessons never accumulate
+hidden things, and a lesson without notes clears the previous lesson's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from PySide6.QtCore import QEvent
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QToolBar, QWidget
+from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
 from ...core.errors import PeftStudioError
-from ...core.teaching.lesson import CONTROLS, PANELS, Lesson, lesson_names, load_lesson, load_shipped_lesson
+from ...core.teaching.lesson import Lesson, lesson_names, load_lesson, load_shipped_lesson
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from .controller import Controller
 
-TAB_TITLES = {"method": "Method", "training": "Training", "try-it": "Try it"}  # core TABS -> window tab text
+
+class LessonHost(Protocol):
+    """What opening a lesson needs from the window, and nothing more."""
+
+    @property
+    def controller(self) -> Controller: ...
+
+    def after_run_stops(self, then: Callable[[], None]) -> None: ...
+
+    def lesson_opened(self, lesson: Lesson) -> None: ...
+
+    def show_error(self, title: str, message: str) -> None: ...
+
+    def dialog_parent(self) -> QWidget: ...
 
 
 # ---- opening -----------------------------------------------------------------------------------
-def install_lessons(window: MainWindow, menu: QMenu) -> list[QAction]:
+def install_lessons(host: LessonHost, menu: QMenu) -> list[QAction]:
     """One action per shipped lesson (its title; the file name in the tooltip), then "Open lesson…"."""
     actions: list[QAction] = []
     names = lesson_names()
@@ -41,147 +54,60 @@ def install_lessons(window: MainWindow, menu: QMenu) -> list[QAction]:
         action = QAction(f"Lesson: {title}", menu)
         action.setToolTip(f"Open the shipped lesson {name}.json: its setup and the view its teacher prepared")
         action.setStatusTip(action.toolTip())
-        action.triggered.connect(lambda _checked=False, n=name: open_shipped_lesson(window, n))
+        action.triggered.connect(lambda _checked=False, n=name: open_shipped_lesson(host, n))
         menu.addAction(action)
         actions.append(action)
     menu.setToolTipsVisible(True)
     return actions
 
 
-def open_lesson_action(window: MainWindow, parent: QWidget) -> QAction:
+def open_lesson_action(host: LessonHost, parent: QWidget) -> QAction:
     """File > Open lesson… (no shortcut of its own: the window's are taken)."""
     action = QAction("Open lesson…", parent)
     action.setToolTip("Open a lesson file: a setup plus the view a teacher prepared")
     action.setStatusTip(action.toolTip())
-    action.triggered.connect(lambda _checked=False: open_lesson_dialog(window))
+    action.triggered.connect(lambda _checked=False: open_lesson_dialog(host))
     return action
 
 
-def open_lesson_dialog(window: MainWindow) -> bool:
-    path, _ = QFileDialog.getOpenFileName(window, "Open lesson", "", "Lessons (*.json)")
-    return open_lesson_file(window, path) if path else False
+def open_lesson_dialog(host: LessonHost) -> bool:
+    path, _ = QFileDialog.getOpenFileName(host.dialog_parent(), "Open lesson", "", "Lessons (*.json)")
+    return open_lesson_file(host, path) if path else False
 
 
-def open_lesson_file(window: MainWindow, path: str | Path) -> bool:
-    return _open(window, lambda: load_lesson(path))
+def open_lesson_file(host: LessonHost, path: str | Path) -> bool:
+    return _open(host, lambda: load_lesson(path))
 
 
-def open_shipped_lesson(window: MainWindow, name: str) -> bool:
-    return _open(window, lambda: load_shipped_lesson(name))
+def open_shipped_lesson(host: LessonHost, name: str) -> bool:
+    return _open(host, lambda: load_shipped_lesson(name))
 
 
-def _open(window: MainWindow, read: Callable[[], Lesson]) -> bool:
+def _open(host: LessonHost, read: Callable[[], Lesson]) -> bool:
     """Read first: a bad file is a dialog and the window stays exactly as it was."""
     try:
         lesson = read()
     except PeftStudioError as exc:
-        window.show_error("Cannot open this lesson", str(exc))
+        host.show_error("Cannot open this lesson", str(exc))
         return False
-    return apply_lesson(window, lesson)
+    return apply_lesson(host, lesson)
 
 
 # ---- restoring -----------------------------------------------------------------------------------
-def apply_lesson(window: MainWindow, lesson: Lesson) -> bool:
-    """The lesson's starting point: setup (one undo step, its seed), then the view. False when the
-    setup cannot be built (the controller reports it and the previous setup stays)."""
-    window.runner.stop_and_wait()  # a lesson starts from step 0; the runner holds the lock while it runs
-    if not window.controller.set_everything(lesson.setup, lesson.dataset, lesson.settings):
-        return False
-    window.runner.step = 0
-    view = lesson.view
-    window.presentation.set(view.presentation_scale > 1.0)  # the window has one presentation size
-    window.scene.collapsed = view.collapsed_layers
-    window.scene.rebuild()
-    _show_hidden(window, set(view.hidden_panels), set(view.hidden_controls))
-    # Hiding panels resizes the diagram's viewport: settle the layouts before fitting, so that the
-    # lesson's zoom is relative to the size the class will see.
-    for _ in range(3):  # presentation moves the plots and hidden panels resize the splitters: a few passes
-        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
-        window.layout().activate()
-        QApplication.processEvents()
-    window.view.fit()  # zoom 1 = fitted size (also makes view.auto_fit true)
-    if view.zoom != 1.0:
-        window.view.scale(view.zoom, view.zoom)
-        window.view.auto_fit = False  # keep the teacher's zoom across resizes
-    if view.scroll is not None:
-        window.view.centerOn(*view.scroll)
-        window.view.auto_fit = False
-    index = tab_index(window, view.selected_tab)
-    if index >= 0:
-        window.tabs.setCurrentIndex(index)
-    docks = getattr(window, "docks", None)
-    if docks is not None:
-        docks.show_notes(lesson, "notes" not in view.hidden_panels)
-    window.statusBar().showMessage(f"Lesson: {lesson.title}", 8000)
-    return True
+def apply_lesson(host: LessonHost, lesson: Lesson) -> bool:
+    """The lesson's starting point: setup (one undo step, its seed), then the view, once the window's run (if
+    any) has stopped. False when the setup cannot be built (the controller reports it and the previous setup
+    and view stay); True when it is open, or will open when the run has stopped."""
+    outcome: list[bool] = []
 
+    def open_now() -> None:
+        c = host.controller
+        if not c.set_everything(lesson.setup, lesson.dataset, lesson.settings):
+            outcome.append(False)
+            return
+        c.view.apply_lesson(lesson)
+        host.lesson_opened(lesson)
+        outcome.append(True)
 
-def tab_index(window: MainWindow, name: str) -> int:
-    title = TAB_TITLES.get(name, name)
-    for i in range(window.tabs.count()):
-        if window.tabs.tabText(i) == title:
-            return i
-    return -1
-
-
-def _show_hidden(window: MainWindow, panels: set[str], controls: set[str]) -> None:
-    for name in PANELS:
-        _set_panel(window, name, name not in panels)
-    for name in CONTROLS:
-        for action in control_actions(window, name):
-            action.setVisible(name not in controls)
-    # Widgets that are not actions: hidden means the class cannot touch them.
-    window.form.setVisible("method-options" not in controls)
-    window.training.setVisible("training-options" not in controls)
-    # Clicks on insertion points go through the scene's items: a non-interactive view ignores them
-    # (panning by drag still works).
-    window.view.setInteractive("insertion-points" not in controls)
-
-
-def _set_panel(window: MainWindow, name: str, visible: bool) -> None:
-    if name == "diagram":
-        window.view.setVisible(visible)
-        window.view.legend.setVisible(visible)
-    elif name == "plots":
-        window.plots.setVisible(visible)
-    elif name == "tensors":
-        window.table.setVisible(visible)
-    elif name == "card":
-        window.card.setVisible(visible)
-    elif name in TAB_TITLES:  # "method", "training", "try-it" are tabs of the side panel
-        index = tab_index(window, name)
-        if index >= 0:
-            window.tabs.setTabVisible(index, visible)
-    elif name in ("adapters", "exercises", "notes"):
-        docks = getattr(window, "docks", None)
-        if docks is not None:
-            docks.allow(name, visible)
-    # "gradients": the live gradient bars are drawn by the diagram scene, which has no switch for
-    # them yet; skipped rather than hiding the whole diagram.
-
-
-def control_actions(window: MainWindow, name: str) -> list[QAction]:
-    """The actions (menu entries, toolbar buttons, toolbar widgets) a control name stands for."""
-    a = window.actions_
-    simple = {"play": [a.play], "step": [a.step], "stop": [a.stop], "reset": [a.reset],
-              "open-data": [a.open], "open-setup": [a.open_setup], "save-adapter": [a.save_adapter, a.load_adapter],
-              "undo": [a.undo, a.redo]}
-    if name in simple:
-        return simple[name]
-    boxes = {"base": window.base_box, "dataset": window.data_box, "method": window.method_box}
-    if name in boxes:
-        return _toolbar_widget_actions(window.toolbar, boxes[name])
-    if name == "examples":
-        docks = getattr(window, "docks", None)
-        menu_action = [docks.examples_menu.menuAction()] if docks is not None else []
-        return [a.seed, *menu_action]
-    return []  # "method-options", "training-options", "insertion-points" are widgets: see _show_hidden
-
-
-def _toolbar_widget_actions(bar: QToolBar, widget: QWidget) -> list[QAction]:
-    """A toolbar shows a widget through its action; its caption label is the action just before."""
-    actions = bar.actions()
-    for i, action in enumerate(actions):
-        if bar.widgetForAction(action) is widget:
-            return actions[max(i - 1, 0):i + 1]
-    return []
+    host.after_run_stops(open_now)
+    return outcome[0] if outcome else True
