@@ -21,7 +21,7 @@ def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
     assert [r.method for r in panel.board.runs()] == ["lora", "prefix-tuning", "head-only"]
     assert sorted(r.method for r in store.list()) == ["head-only", "lora", "prefix-tuning"]
     assert panel.status.text() == "Family run finished."
-    reopened = ComparePanel(controller, store)  # another start: the stored runs, read when first shown
+    reopened = ComparePanel(Controller(), store)  # another start: the stored runs, read when first shown
     qtbot.addWidget(reopened)
     assert reopened.board.runs() == []
     reopened.show()
@@ -30,8 +30,8 @@ def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
 
 def test_the_family_run_stops_between_steps(qtbot, tmp_path):
     controller = Controller()
-    controller.set_training(steps=100_000)
     panel = ComparePanel(controller, RunStore(tmp_path / "runs"))
+    panel.board.steps_box.setValue(100_000)  # the board's budget, not the window's training settings
     qtbot.addWidget(panel)
     panel.run_family(["lora", "adapter"])
     qtbot.waitUntil(lambda: panel.status.text().startswith("Training"), timeout=60_000)

@@ -68,6 +68,7 @@ class ExercisesDock(QObject):
         self.rows: list[MethodRow] = []
         self.panel.set_up_requested.connect(self.set_up)
         self.panel.sweep_training_requested.connect(self.train_sweep)
+        self.panel.comparison_training_requested.connect(self.run_comparison)
 
     @property
     def running(self) -> bool:
@@ -104,6 +105,7 @@ class ExercisesDock(QObject):
                 self.panel.show_evidence(4, "The comparison board is ready on word-order: press Run the family "
                                             "there, then read its memory and accuracy columns.")
             else:
+                self.panel.comparison_button.setVisible(True)
                 self.panel.show_evidence(4, "Ready: press Train the comparison to train each method on "
                                             f"word-order for {self.comparison_steps} steps.")
         return True

@@ -53,7 +53,6 @@ class Runner(QObject):
         self.timer.setInterval(FASTEST_MS)
         self.timer.timeout.connect(self.tick)
         self._after_stop: list[Callable[[], None]] = []
-        self._pending_start: bool | None = None  # Play pressed while the warm-up still runs: paused or not
 
     def start_warm_up(self) -> None:
         """Pay torch's first-use costs in the background (see worker.warm_up); idempotent."""
@@ -79,13 +78,11 @@ class Runner(QObject):
     def step_once(self) -> None:
         if self.worker is None:
             self._start(paused=True)
-            if self.worker is None:  # waiting for the warm-up: the step is taken when the run starts
-                return
+        assert self.worker is not None
         self.worker.control.step_once()
         self._set_state("paused")
 
     def stop(self) -> None:
-        self._pending_start = None
         if self.worker is not None:
             self.worker.stop()
 
@@ -93,7 +90,6 @@ class Runner(QObject):
         """Stop the run and call `then` once its thread has ended (at once when none runs). The GUI thread
         never waits: the step in flight finishes, or a long one ends at its next layer (runs/interrupt.py)."""
         if self.worker is None:
-            self._pending_start = None
             then()
             return
         self._after_stop.append(then)
@@ -127,12 +123,7 @@ class Runner(QObject):
     def _start(self, paused: bool) -> None:
         self.start_warm_up()
         assert self._warm_up is not None
-        if self._warm_up.is_alive():  # Play within a second or two of start-up: start once the warm-up is done
-            if self._pending_start is None:
-                self._pending_start = paused
-                QTimer.singleShot(50, self._start_when_warm)
-            return
-        self._pending_start = None
+        self._warm_up.join()  # at once unless Play comes within a second or two of start-up
         # A full collection walks every object (Qt wrappers, torch modules): ~60-120 ms holding the GIL,
         # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
         gc.freeze()
@@ -145,18 +136,6 @@ class Runner(QObject):
         self._restart_frames()
         self.timer.start()
         self._set_state("paused" if paused else "running")
-
-    def _start_when_warm(self) -> None:
-        paused = self._pending_start
-        if paused is None:  # stopped, or the window closed, meanwhile
-            return
-        if self._warm_up is not None and self._warm_up.is_alive():
-            QTimer.singleShot(50, self._start_when_warm)
-            return
-        self._pending_start = None
-        self._start(paused)
-        if paused and self.worker is not None:
-            self.worker.control.step_once()
 
     def tick(self) -> None:
         if self.worker is None:

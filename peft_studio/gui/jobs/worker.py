@@ -77,8 +77,8 @@ class Worker(QThread):
         try:
             for item in self.make():
                 self.items.append(item)
-                if self._stop.is_set():
-                    break
+                if self._stop.is_set() and self.on_stop is None:  # a job with its own stop ends by itself,
+                    break  # reporting where it stopped; others end between items
         except StepInterrupted:
             pass  # a stop ended a long step: the weights are as the last finished step left them
         except PeftStudioError as exc:

@@ -542,12 +542,12 @@ class BoardWidget(QWidget):
         return path
 
     def export_svg(self, path: str | Path) -> Path:
-        """pyqtgraph's SVG exporter fails on Qt 6.11/6.12 (DESIGN.md): render the plots into QSvgGenerator."""
+        """pyqtgraph's SVG exporter fails on Qt 6.11/6.12 (DESIGN.md): render the board into QSvgGenerator."""
         from PySide6.QtSvg import QSvgGenerator
 
         path = Path(path)
-        widget = self.plots
-        size = widget.size() if widget.width() > 1 else QSize(1200, 500)
+        widget = self
+        size = widget.size() if widget.width() > 1 else QSize(1200, 800)
         generator = QSvgGenerator()
         generator.setFileName(str(path))
         generator.setSize(size)

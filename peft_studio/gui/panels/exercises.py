@@ -53,6 +53,7 @@ class StillPlot(pg.PlotWidget):
 class ExercisesPanel(QWidget):
     set_up_requested = Signal(int)  # exercise number, 1..4
     sweep_training_requested = Signal()
+    comparison_training_requested = Signal()  # exercise 4 without the comparison board
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -76,6 +77,13 @@ class ExercisesPanel(QWidget):
             self.set_up_buttons[item.number] = button
             buttons = QHBoxLayout()
             buttons.addWidget(button)
+            if item.number == 4:  # only where no comparison board is wired (ExercisesDock shows it then)
+                self.comparison_button = QPushButton("Train the comparison")
+                self.comparison_button.setToolTip("Train each method on word-order for a short run, in the "
+                                                  "background (listed above the diagram, with Stop)")
+                self.comparison_button.clicked.connect(self.comparison_training_requested.emit)
+                self.comparison_button.setVisible(False)
+                buttons.addWidget(self.comparison_button)
             buttons.addStretch(1)
             rows.addLayout(buttons)
             # Below its button: a longer or shorter evidence text never moves the button a second click aims at.

@@ -2,7 +2,8 @@
 part (the seed's question), and within one place the line style and marker tell the methods apart.
 
 Colours are the Okabe-Ito set (distinct for colour-blind readers and on a washed-out projector); a place
-holds 30 methods before a style repeats (line style k mod 5, marker k mod 6). Everything comes from the
+holds 90 methods before a style repeats (line style k mod 5, marker k mod 6, and past 30 a darker, then a
+lighter shade of the place's colour). Everything comes from the
 registry (each method's site kinds, in registration order), so a new method gets its style by existing.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 
 from ...core.bases.sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT
 from ...core.methods import METHODS, Method
@@ -32,6 +34,7 @@ PLACE_WORDS = {PROMPT: "input (soft prompt)", KV_PREFIX: "attention's keys/value
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine,
           Qt.PenStyle.DashDotDotLine)
 SYMBOLS = (None, "o", "s", "t", "d", "x")  # pyqtgraph symbol names; None: a plain line
+SHADES = (100, 150, 70)  # the place's colour, darker (QColor.darker's percent), lighter (130%)
 
 
 @dataclass(frozen=True)
@@ -56,4 +59,8 @@ def curve_style(name: str) -> CurveStyle:
     place = place_of(method)
     same_place = [n for n, m in METHODS.items() if place_of(m) == place]
     k = same_place.index(name)
-    return CurveStyle(PLACE_COLOURS[place], DASHES[k % len(DASHES)], SYMBOLS[k % len(SYMBOLS)], place)
+    colour = QColor(PLACE_COLOURS[place])
+    shade = (k // (len(DASHES) * len(SYMBOLS))) % len(SHADES)
+    if SHADES[shade] != 100:
+        colour = colour.darker(SHADES[shade]) if SHADES[shade] > 100 else colour.lighter(200 - SHADES[shade])
+    return CurveStyle(colour.name().upper(), DASHES[k % len(DASHES)], SYMBOLS[k % len(SYMBOLS)], place)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -346,7 +346,12 @@ class MainWindow(QMainWindow):
         """After the lesson's setup and view: its zoom against the new layout, a clean tensor filter."""
         self.runner.step = 0
         self.table.clear_filter()
-        QTimer.singleShot(0, self.apply_view_zoom)  # once the panels it hides have resized the diagram
+        # Hidden panels and presentation resize the diagram's viewport: settle the layouts first, so that the
+        # lesson's zoom is relative to the size the class will see.
+        for _ in range(3):
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+            self.layout().activate()
+        self.apply_view_zoom()
         self.statusBar().showMessage(f"Lesson: {lesson.title}", 8000)
 
     def dialog_parent(self) -> QWidget:
