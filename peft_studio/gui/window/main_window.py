@@ -307,7 +307,8 @@ class MainWindow(QMainWindow):
         c.changed.connect(self.refresh_all)
         c.settings_changed.connect(self.refresh_settings)
         c.failed.connect(self.show_error)
-        c.notice.connect(self.show_notice)
+        c.failed.connect(lambda _title, _message: self.refresh_choices())  # a refused choice (now or after a
+        c.notice.connect(self.show_notice)  # background build): the lists show the working setup again
         c.history_changed.connect(self._history)
         c.lock_changed.connect(self.on_lock)
         c.building_changed.connect(self.on_building)
@@ -787,6 +788,7 @@ class MainWindow(QMainWindow):
             self.resize(DEFAULT_SIZE)
         self._fit_on_screen()
         self._size_side_area()
+        self._placed = self.size()  # showEvent checks this placement again once the frame is known
 
     def _fit_on_screen(self) -> None:
         screen = self.screen() or QGuiApplication.primaryScreen()
@@ -814,7 +816,17 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        QTimer.singleShot(0, self._fit_on_screen)  # now the frame is known: the status bar stays on screen
+        if not getattr(self, "_shown_once", False):
+            self._shown_once = True
+            self._size_side_area()  # docks take their size once the window is laid out
+            if self.size() == getattr(self, "_placed", None):  # our own placement (not a size set since)
+                QTimer.singleShot(0, self._fit_on_screen)  # now the frame is known: the status bar stays on screen
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        old = event.oldSize()
+        if old.isValid() and old.width() > 0 and abs(old.width() - self.width()) > 200:
+            self._size_side_area()  # a new screen size (1920 -> 1280): the side area keeps its share
 
     def fix_step_label_width(self) -> None:
         """Wide enough for a 7-digit count in the current font, and fixed: a new number never
