@@ -92,7 +92,7 @@ def measure_latency(experiment: Experiment, bare: Experiment,
     """(this model, the bare base + head, this model with LoRA merged or None), in ms per forward."""
     model_ms, bare_ms = interleaved_latency_ms(experiment, bare, should_stop=should_stop)
     layers = lora_layers(experiment)
-    if not layers:
+    if not layers or should_stop():
         return model_ms, bare_ms, None
     for layer in layers:
         layer.merge()  # W = W0 + (alpha/r) B A; unmerge restores W0 exactly
