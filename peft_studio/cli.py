@@ -14,7 +14,8 @@ from typing import Any, NoReturn
 
 from .core.bases import BASES, default_dataset, train_defaults
 from .core.data import TextDataset, builtin_names, load_builtin, load_dataset_file
-from .core.errors import PeftStudioError
+from .core.errors import ConfigError, PeftStudioError
+from .core.logs import configure_logging, log_file, report_unexpected
 from .core.methods import METHODS, method_names
 
 
@@ -145,6 +146,29 @@ def _memory(args: argparse.Namespace, experiment: Any, census: Any) -> tuple[Any
     return plan, ledger(census, experiment.base, plan)
 
 
+def _add_lens_arguments(parser: argparse.ArgumentParser) -> None:
+    lens = parser.add_argument_group("lens: what the trained part did (core/lenses)")
+    lens.add_argument("--lens", action="store_true",
+                      help="print the method's lens (ΔW spectra, gains, soft tokens' nearest words, bottleneck, "
+                           "forgetting) instead of the census; with --import-peft, of an adapter trained elsewhere")
+    lens.add_argument("--sentence", metavar="TEXT", help="the sentence a lens runs on (default: the first text)")
+
+
+def _print_lens(args: argparse.Namespace, experiment: Any) -> int:
+    from .core.lenses.report import lens_lines, lens_report
+
+    if experiment.base.on_meta_device:
+        raise ConfigError(f"--lens: base {experiment.base.name!r} is an architecture without weights: nothing has "
+                          "trained to look at")
+    figures = lens_report(experiment, args.sentence)
+    if args.json:
+        print(json.dumps({"method": experiment.method.name, "lens": [f.to_dict() for f in figures]}, indent=1))
+        return 0
+    print(f"lens: {experiment.method.title} on {experiment.base.describe()}")
+    print("\n".join(lens_lines(figures)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="peft-studio", description=__doc__)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -163,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(inspect)
     inspect.add_argument("--json", action="store_true")
     _add_memory_arguments(inspect)
+    _add_lens_arguments(inspect)
     commands.add_parser("methods", help="each method and where it puts its trainable part")
     compare = commands.add_parser("compare", help="train every method the base supports and print the table "
                                     "(an architecture without weights: counts and memory, no training)")
@@ -190,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--method", default=None, help="the method to show (default: the window's)")
     shot.add_argument("--base", default=None, help="the frozen base (default: the window's)")
     shot.add_argument("--steps", type=bounded_int(0, 100_000), default=60, help="steps to train first (default 60)")
+    verbose = "also log to stderr, and print the traceback of an unexpected error (the log file has it either way)"
+    for command in (parser, *commands.choices.values()):
+        command.add_argument("-v", "--verbose", action="store_true", default=False, help=verbose)
     return parser
 
 
@@ -341,6 +369,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
+    if args.lens:
+        return _print_lens(args, experiment)
     census = experiment.census()
     memory = _memory(args, experiment, census)
     if args.json:
@@ -465,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a bad flag, already reported on one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     args.given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}  # flags typed, not defaults
+    configure_logging(verbose=args.verbose)
     try:
         if args.command == "train":
             return cmd_train(args)
@@ -486,6 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug, not a user mistake: one line here, the traceback in the log
+        message = report_unexpected(exc, f"peft-studio {args.command or ''}".strip())
+        hint = "" if args.verbose else f"; the traceback is in {log_file()} (or rerun with --verbose)"
+        print(f"error: unexpected {message} - a bug in PEFT Studio{hint}", file=sys.stderr)
+        return 1
 
 
 def main_entry() -> None:

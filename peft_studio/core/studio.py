@@ -20,6 +20,7 @@ from .bases import create_base, train_defaults, uses_dataset_vocabulary
 from .bases.sites import Site
 from .data import TextDataset, load_builtin
 from .errors import PeftStudioError
+from .logs import log, report_unexpected
 from .memory.budget import check_memory
 from .methods import METHODS, get_method, method_for_click
 from .model.census import Census
@@ -501,8 +502,11 @@ def _without_sites(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_message(exc: BaseException) -> str:
+    """The line to show: a user mistake's own message; anything else is logged with its traceback (the window's
+    Details… shows it) and shown by its type and message."""
     if isinstance(exc, PeftStudioError):
         return str(exc)
     if isinstance(exc, ImportError):
+        log.info("a base needs a package that is missing: %s", exc)
         return f"this base is not available yet: {exc}"
-    return f"{type(exc).__name__}: {exc}"
+    return report_unexpected(exc, "building the experiment")

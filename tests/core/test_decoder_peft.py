@@ -14,11 +14,13 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from method_table import applies, draw_options, method_names
 
 from peft_studio.core.bases import create_base
 from peft_studio.core.bases.architectures import shipped
+from peft_studio.core.errors import AdapterFileError
 from peft_studio.core.methods import get_method
 from peft_studio.core.methods.config import make_config
 from peft_studio.core.model.studio_model import StudioModel
@@ -128,44 +130,48 @@ def test_presets_are_attention_plus_mlp(name):
     assert attention + mlp == studio_trainable(name, "lora", {"targets": "all-linear"})
 
 
-LOW_RANK = {  # studio method -> PEFT config for drawn (targets, r, layers)
-    "lora": lambda targets, r, layers: peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers),
-    "dora": lambda targets, r, layers: peft.LoraConfig(target_modules=targets, r=r, layers_to_transform=layers,
-                                                       use_dora=True),
-    "vera": lambda targets, r, layers: peft.VeraConfig(target_modules=targets, r=r, layers_to_transform=layers),
-}
+def peft_config_of(name: str, method_name: str, options: dict):
+    """The PEFT config the method's own export writes for these options on this architecture (on the meta
+    device: the settings, not the tensors, are read)."""
+    base = meta_base(name)
+    method = get_method(method_name)
+    config = make_config(method.config_cls, options)
+    model = StudioModel(base)
+    try:
+        with torch.device("meta"):
+            method.attach(model, config)
+        settings, _ = method.peft_export(base, config)
+    finally:
+        model.detach_method()
+    return peft.get_peft_config({"peft_type": method.peft_type, "task_type": "CAUSAL_LM", **settings})
 
 
-@pytest.mark.parametrize("method", LOW_RANK)
-@pytest.mark.parametrize("name", DECODERS)
+# Known gaps, strict: the test fails once one is closed, so this list cannot go stale. PEFT's prefix on a decoder
+# shifts the real tokens' positions by the prefix length (transformers counts it as past tokens); the studio's
+# decoders keep them, so their prefix has no PEFT form yet (issue 23). The counts still agree (below).
+GAPS = {(name, "prefix-tuning"): "prefix positions are not shifted on decoders" for name in DECODERS}
+# one architecture per model_type for the per-method counts (the 70B is the 8B's family, 80 layers of the same)
+ONE_PER_FAMILY = list({_raw(name)["model_type"]: name for name in sorted(
+    DECODERS, key=lambda n: -_raw(n).get("num_hidden_layers", _raw(n).get("n_layer", 0)))}.values())
+
+
+@pytest.mark.parametrize("name, method", [
+    pytest.param(name, method, marks=[pytest.mark.xfail(strict=True, reason=GAPS[name, method])]
+                 if (name, method) in GAPS else [])
+    for name in ONE_PER_FAMILY for method in method_names(lambda m: m.peft_type is not None)
+    if applies(method, meta_base(name))])  # e.g. QLoRA is refused on GPT-2's Conv1D (with its reason)
 @FEW
 @given(data=st.data())
-def test_low_rank_drawn_targets_ranks_layers_equal_peft(name, method, data):
-    names = linear_names(name)
-    targets = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True))
-    r = data.draw(st.integers(1, 64))
-    layers = drawn_layers(data, name)
-    ours = studio_trainable(name, method, {"targets": ",".join(targets), "r": r,
-                                           "layers": ",".join(map(str, layers))})
-    assert ours == peft_trainable(name, LOW_RANK[method](targets, r, layers))
-
-
-@pytest.mark.parametrize("name", DECODERS)
-@FEW
-@given(data=st.data())
-def test_ia3_drawn_targets_equal_peft(name, data):
-    """A Linear target scales its output (PEFT: not a feed-forward module); ffn-act scales the down
-    projection's input (PEFT: the down projection as a feed-forward module)."""
-    down = "mlp.c_proj" if name == "gpt2" else "down_proj"
-    with_ffn = data.draw(st.booleans())
-    names = [n for n in linear_names(name) if not with_ffn or n not in ("down_proj", "c_proj")]
-    targets = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
-    layers = drawn_layers(data, name)
-    ours = studio_trainable(name, "ia3", {"targets": ",".join(targets + (["ffn-act"] if with_ffn else [])),
-                                          "layers": ",".join(map(str, layers))})
-    modules = targets + ([down] if with_ffn else [])
-    theirs = peft_trainable(name, peft.IA3Config(target_modules=in_layers(modules, layers),  # no layers option
-                                                 feedforward_modules=in_layers([down], layers) if with_ffn else []))
+def test_drawn_options_count_what_peft_counts(name, method, data):
+    """Options drawn from the method's example_space (targets and layers from the base's own sites): the studio's
+    count equals PEFT's on transformers' model with the config the method exports."""
+    base = meta_base(name)
+    options = draw_options(data, method, base)
+    ours = studio_trainable(name, method, options)
+    try:
+        theirs = peft_trainable(name, peft_config_of(name, method, options))
+    except AdapterFileError:
+        assume(False)  # a setting with no PEFT form (e.g. prefix positions kept): refused, as it must be
     assert ours == theirs
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from core_helpers import attach, build_base, toy_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from method_table import applies, draw_options, method_names
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.model.census import take_census
@@ -17,46 +20,27 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 TINY_SHAPES = st.sampled_from([(16, 2, 1), (16, 4, 2), (24, 3, 2), (32, 4, 3)])  # d_model, heads, layers
 
 
-def _layers(draw, n_layers):
-    chosen = draw(st.lists(st.integers(0, n_layers - 1), min_size=1, max_size=n_layers, unique=True))
-    return ",".join(map(str, chosen))
-
-
 @st.composite
 def tiny_setups(draw):
-    """A random tiny base shape and a random method config that is valid on it."""
+    """A random tiny base shape, a method and options drawn from its example_space (the method test table)."""
     d_model, heads, layers = draw(TINY_SHAPES)
-    method = draw(st.sampled_from(["prompt-tuning", "prefix-tuning", "adapter", "ia3", "lora", "qlora",
-                                   "head-only", "full", "bitfit", "dora", "vera", "ln-tuning"]))
-    options: dict = {"freeze_head": draw(st.booleans()) if method != "head-only" else False}
-    if method in ("lora", "qlora", "dora"):
-        options.update(r=draw(st.integers(1, 12)), alpha=draw(st.sampled_from([1.0, 8.0, 16.0])),
-                       targets=",".join(draw(st.lists(st.sampled_from(["q", "k", "v", "o", "up", "down"]),
-                                                      min_size=1, max_size=4, unique=True))),
-                       layers=_layers(draw, layers))
-    elif method == "adapter":
-        options.update(bottleneck=draw(st.integers(1, 20)),
-                       placement=draw(st.sampled_from(["after-attn", "after-ffn", "both"])),
-                       layers=_layers(draw, layers), init="default")
-    elif method == "ia3":
-        ia3_targets = ["k", "v", "ffn-act", "q", "o", "q-in", "down-in"]
-        options.update(targets=",".join(draw(st.lists(st.sampled_from(ia3_targets), min_size=1, max_size=3,
-                                                      unique=True))),
-                       layers=_layers(draw, layers))
-    elif method == "vera":
-        options.update(r=draw(st.integers(1, 64)), layers=_layers(draw, layers),
-                       targets=",".join(draw(st.lists(st.sampled_from(["q", "k", "v", "o", "up", "down"]),
-                                                      min_size=1, max_size=4, unique=True))))
-    elif method == "ln-tuning":
-        options.update(targets=",".join(draw(st.lists(st.sampled_from(["emb-norm", "attn-norm", "ffn-norm"]),
-                                                      min_size=1, max_size=3, unique=True))),
-                       layers=_layers(draw, layers))
-    elif method == "prompt-tuning":
-        options.update(tokens=draw(st.integers(1, 10)))
-    elif method == "prefix-tuning":
-        options.update(tokens=draw(st.integers(1, 10)), layers=_layers(draw, layers),
-                       prefix_projection=draw(st.sampled_from([0, 0, 8, 24])))
-    return {"d_model": d_model, "n_heads": heads, "n_layers": layers}, method, options
+    shape = {"d_model": d_model, "n_heads": heads, "n_layers": layers}
+    base = _tiny(**shape)
+    method = draw(st.sampled_from(method_names(lambda m: applies(m.name, base))))
+    options = draw_options(DrawFrom(draw), method, base)
+    return shape, method, options
+
+
+class DrawFrom:
+    """Lets draw_options (written for st.data()) draw inside a composite strategy."""
+
+    def __init__(self, draw):
+        self.draw = draw
+
+
+@functools.cache
+def _tiny(**shape):
+    return build_base("tiny", **shape)
 
 
 @SETTINGS
@@ -90,16 +74,18 @@ def test_detach_restores_the_base_bit_for_bit(setup, seed):
     assert not any(p.requires_grad for p in base.parameters())
 
 
+SEED_POOLED = build_base("seed-pooled")
+
+
 @settings(max_examples=8, deadline=None)
-@given(st.sampled_from(["prompt-tuning", "adapter", "ia3", "lora", "qlora", "head-only", "bitfit", "full"]),
-       st.integers(1, 8))
-def test_formula_equals_census_on_seed_pooled(method_name, size):
-    options = {"prompt-tuning": {"tokens": size}, "adapter": {"bottleneck": size}, "lora": {"r": size},
-               "qlora": {"r": size}}.get(method_name, {})
-    base = build_base("seed-pooled")
-    method, config, model = attach(base, method_name, options, num_labels=2)
+@given(st.data())
+def test_formula_equals_census_on_seed_pooled(data):
+    method_name = data.draw(st.sampled_from(method_names(lambda m: applies(m.name, SEED_POOLED))))
+    options = draw_options(data, method_name, SEED_POOLED)
+    method, config, model = attach(build_base("seed-pooled"), method_name, options, num_labels=2)
     census = take_census(model)
-    assert method.parameter_count(config, base) + 34 == census.trainable
+    head = 0 if config.freeze_head else 34
+    assert method.parameter_count(config, SEED_POOLED) + head == census.trainable
 
 
 @settings(max_examples=10, deadline=None)

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_table import applies, method_names
 from torch.nn import functional as F
 
 from peft_studio.cli import main
+from peft_studio.core.bases import create_base
 from peft_studio.core.data import TextDataset, load_builtin
 from peft_studio.core.errors import ConfigError, DatasetError
 from peft_studio.core.files.setup_file import load_setup, save_setup
 from peft_studio.core.model.experiment import Experiment, Setup
-from peft_studio.core.model.next_token import next_token_loss, predict_next
+from peft_studio.core.model.next_token import check_next_token, next_token_loss, predict_next
 from peft_studio.core.runs.train import TrainSettings, train
 
-METHODS = ["lora", "ia3", "prompt-tuning", "prefix-tuning", "adapter", "dora", "vera", "ln-tuning", "qlora", "full"]
+DECODER = create_base("tiny-decoder", load_builtin("texts").make_tokenizer())
+
+
+def _next_token_allows(method: str) -> bool:
+    try:
+        check_next_token(DECODER, method)
+    except ConfigError:
+        return False
+    return applies(method, DECODER)
+
+
+METHODS = method_names(lambda m: _next_token_allows(m.name))  # head-only is refused (tested below)
 
 
 @pytest.fixture(autouse=True)

@@ -79,8 +79,11 @@ def errors(monkeypatch):
     """Capture error dialogs instead of blocking on them."""
     from PySide6.QtWidgets import QMessageBox
 
+    from peft_studio.gui.window import errors_dialog
+
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a, **k: shown.append((title, text)))
+    monkeypatch.setattr(errors_dialog, "_present", lambda box: shown.append((box.windowTitle(), box.text())))
     return shown
 
 

@@ -135,7 +135,7 @@ def test_one_run_at_a_time_between_the_window_and_the_set(docks, window, qtbot, 
 def test_merge_test_and_weighted_combination_from_the_panel(docks, window, qtbot, errors):
     from PySide6.QtWidgets import QDialog
 
-    from peft_studio.core.adapters.lora_merge import lora_layers
+    from peft_studio.core.methods.mergeable import weight_updates
     from peft_studio.gui.docks.lora_tools import CombineDialog
 
     lab = docks.lab
@@ -149,7 +149,7 @@ def test_merge_test_and_weighted_combination_from_the_panel(docks, window, qtbot
         assert window.controller.locked and not window.act_play.isEnabled()  # W0 is being rewritten
     report = measured.args[0]
     qtbot.waitUntil(lambda: not tools.job.running and not window.controller.locked, timeout=10_000)
-    assert report.layers == len(lora_layers(lab.adapters.get(second).model)) > 0
+    assert report.layers == len(weight_updates(lab.adapters.get(second).model)) > 0
     assert report.equal and "outputs equal" in tools.result.text()
     assert torch.equal(lab.adapters.predict(TEXTS), before)  # unmerged again, bit for bit
     qtbot.waitUntil(lambda: "unchanged ✓" in lab.fingerprint_label.text(), timeout=10_000)

@@ -1,8 +1,9 @@
-"""LoRA merged into the weights and back (with measured latency and an output check), and LoRA
+"""Weight updates merged into the weights and back (with measured latency and an output check), and LoRA
 adapters combined into a new one as PEFT's `LoraModel.add_weighted_adapter` does ('linear', 'cat').
 
-Merging folds (alpha/r) B A into W0 so inference runs the plain Linear; unmerging restores W0 from
-the copy LoraLinear keeps (exact, not a subtraction). The combination follows PEFT 0.21's
+Merging folds each method's update (LoRA's (alpha/r) B A, DoRA's rescaled rows, ...) into W0 so inference runs
+the plain Linear; unmerging restores W0 from the copy each layer keeps (exact, not a subtraction; see
+methods/mergeable.py). The combination follows PEFT 0.21's
 `add_weighted_adapter`: the new adapter has rank r (linear: all ranks must be equal) or the sum of
 the ranks (cat), alpha equal to its rank (scale 1), targets the union of the sources' sites, and
   linear: A = sum_i sign_i sqrt(|w_i s_i|) A_i,  B = sum_i sqrt(|w_i s_i|) B_i   (s_i = alpha_i / r_i)
@@ -23,26 +24,23 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..methods.lora import LoraLinear
+from ..methods.mergeable import mergeable_layers, weight_updates
 from ..model.experiment import Experiment
 from .adapter_set import AdapterSet, SetAdapter
 
 COMBINATIONS = ("linear", "cat")
 
 
-def lora_layers(model: nn.Module) -> list[tuple[str, LoraLinear]]:
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
-
-
-def merge_lora(model: nn.Module) -> int:
-    """Fold every LoRA update into its Linear; returns how many were merged."""
-    layers = lora_layers(model)
+def merge_all(model: nn.Module) -> int:
+    """Fold every weight update into its Linear; returns how many were merged."""
+    layers = weight_updates(model)
     for _, layer in layers:
         layer.merge()
     return len(layers)
 
 
-def unmerge_lora(model: nn.Module) -> int:
-    layers = lora_layers(model)
+def unmerge_all(model: nn.Module) -> int:
+    layers = weight_updates(model)
     for _, layer in layers:
         layer.unmerge()
     return len(layers)
@@ -50,7 +48,7 @@ def unmerge_lora(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class MergeReport:
-    """Forward latency with the LoRA beside W0 and folded into it, and how far the outputs differ."""
+    """Forward latency with the update beside W0 and folded into it, and how far the outputs differ."""
 
     layers: int
     unmerged_ms: float  # median forward time of the batch
@@ -60,7 +58,7 @@ class MergeReport:
     atol: float
 
     def summary(self) -> str:
-        return (f"{self.layers} LoRA layer(s): {self.unmerged_ms:.2f} ms unmerged, {self.merged_ms:.2f} ms merged; "
+        return (f"{self.layers} merged layer(s): {self.unmerged_ms:.2f} ms unmerged, {self.merged_ms:.2f} ms merged; "
                 f"outputs {'equal' if self.equal else 'DIFFER'} (max |diff| {self.max_abs_difference:.2e})")
 
 
@@ -79,11 +77,13 @@ def measure_merge(experiment: Experiment, texts: Sequence[str] | None = None, re
                   atol: float = 1e-5, keep_merged: bool = False) -> MergeReport:
     """Time the forward pass before and after merging and compare outputs; unmerges again unless told."""
     model = experiment.model
-    layers = lora_layers(model)
+    layers = weight_updates(model)
     if not layers:
-        raise ConfigError("merge: the model has no LoRA layers")
+        raise ConfigError("merge: the model has no weight-update layers to merge (LoRA, DoRA, ...)")
+    if not mergeable_layers(model):
+        raise ConfigError("merge: a 4-bit quantized Linear cannot be merged; dequantize first")
     if any(layer.merged for _, layer in layers):
-        raise ConfigError("merge: the LoRA is already merged; unmerge it first")
+        raise ConfigError("merge: the update is already merged; unmerge it first")
     if texts is None:
         texts = list(experiment.dataset.val_texts or experiment.dataset.train_texts)[:64]
     ids, mask = (t.to(experiment.device) for t in experiment.tokenizer.batch(list(texts)))
@@ -91,12 +91,12 @@ def measure_merge(experiment: Experiment, texts: Sequence[str] | None = None, re
     model.eval()
     try:
         before_ms, before = _median_ms(model, ids, mask, repeats)
-        merge_lora(model)
+        merge_all(model)
         after_ms, after = _median_ms(model, ids, mask, repeats)
         if not keep_merged:
-            unmerge_lora(model)
+            unmerge_all(model)
     except BaseException:
-        unmerge_lora(model)
+        unmerge_all(model)
         raise
     finally:
         model.train(was_training)

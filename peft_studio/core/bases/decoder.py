@@ -360,9 +360,11 @@ class DecoderBase(FrozenBase):
         if cfg.style == LLAMA:
             self.model = LlamaModel(cfg)
             embeddings = self.model.embed_tokens
+            self.input_embedding_path = "model.embed_tokens"
         else:
             self.transformer = GPT2Model(cfg)
             embeddings = self.transformer.wte
+            self.input_embedding_path = "transformer.wte"
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:  # one tensor, two uses (as transformers ties them)
             self.lm_head.weight = embeddings.weight

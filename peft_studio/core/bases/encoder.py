@@ -77,6 +77,8 @@ class SelfAttention(nn.Module):
         self.v = nn.Linear(cfg.d_model, cfg.d_model)
         self.o = nn.Linear(cfg.d_model, cfg.d_model)
         self.kv_prefix = KVPrefixSlot()
+        self.keep_probs = False  # a lens sets it to read the attention weights (core/lenses/attention.py)
+        self.probs: torch.Tensor | None = None
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
@@ -87,7 +89,10 @@ class SelfAttention(nn.Module):
         k, v, key_mask = self.kv_prefix(k, v, mask)  # prefix tuning adds keys here: L -> L+n
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        context = F.softmax(scores, dim=-1) @ v
+        probs = F.softmax(scores, dim=-1)
+        if self.keep_probs:
+            self.probs = probs.detach()  # [B, heads, L, keys]
+        context = probs @ v
         batch, heads, length, head_dim = context.shape
         return self.o(context.transpose(1, 2).reshape(batch, length, heads * head_dim))
 
@@ -137,6 +142,7 @@ LINEAR_LABELS = {
 
 
 class Encoder(FrozenBase):
+    input_embedding_path = "embeddings.word"
     """Token + position embeddings, N transformer layers (post-LN or pre-LN), pooling."""
 
     name = "encoder"

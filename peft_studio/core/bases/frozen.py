@@ -67,6 +67,7 @@ class FrozenBase(nn.Module):
     option_ranges: Mapping[str, tuple[int, int]] = {}
     option_choices: Mapping[str, tuple[str, ...]] = {}
     nullable_options: frozenset[str] = frozenset()
+    input_embedding_path: str = ""  # the token embedding table's module path (a soft prompt's nearest words)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> str | None:
@@ -109,6 +110,10 @@ class FrozenBase(nn.Module):
 
     def site(self, site_id: str) -> Site:
         return self.site_index().by_id[site_id]
+
+    def input_embeddings(self) -> nn.Embedding | None:
+        """The table token ids are looked up in, or None for a base without one."""
+        return self.get_submodule(self.input_embedding_path) if self.input_embedding_path else None
 
     def hf_module(self, module_path: str) -> str | None:
         """The Hugging Face module name of one of this base's modules, or None (family-specific)."""

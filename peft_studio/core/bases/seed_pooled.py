@@ -13,6 +13,7 @@ NO_ATTENTION = "no attention layers: this base pools embeddings without self-att
 
 
 class SeedPooledBase(FrozenBase):
+    input_embedding_path = "embedding"
     """Exactly the seed's encoder; constructing it draws the same random numbers as the seed."""
 
     name = "seed-pooled"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from ..errors import DatasetError
@@ -65,10 +64,6 @@ class TextDataset:
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    @property
-    def has_validation(self) -> bool:
-        return bool(self.val_texts)
-
     def make_tokenizer(self, max_len: int | None = None) -> WordTokenizer:
         """A word tokenizer over the training texts only (first-occurrence order).
 
@@ -77,12 +72,6 @@ class TextDataset:
         return WordTokenizer.from_texts(
             self.train_texts, unknown_token=self.unknown_token, max_len=self.max_len if max_len is None else max_len
         )
-
-    def class_counts(self, split: str = "train") -> dict[str, int]:
-        """Examples per label name in ``"train"`` or ``"validation"``, in label order."""
-        labels = self.train_labels if split == "train" else self.val_labels
-        counts = Counter(labels)
-        return {name: counts.get(i, 0) for i, name in enumerate(self.label_names)}
 
     def summary(self) -> str:
         """One line such as ``intents: 5 classes, 240 train / 60 validation``."""

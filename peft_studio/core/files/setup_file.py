@@ -98,9 +98,8 @@ def parse_setup(doc: dict[str, Any], folder: Path, where: str) -> tuple[Setup, T
     except DatasetError as exc:  # the loader names the data file; say which setup pointed at it
         raise DatasetError(f"{where}: its dataset: {exc}") from None
     # a setup that builds but cannot train is refused now, not on Play
-    prompt_tokens = (options.get("tokens") or get_method(method).config_cls().tokens) if method == "prompt-tuning" \
-        else 0
-    limits.check_positions(base, base_options, dataset.max_len, prompt_tokens, f"{where}: ")
+    input_tokens = get_method(method).shape_change(get_method(method).config(options)).input_tokens  # a soft prompt
+    limits.check_positions(base, base_options, dataset.max_len, input_tokens, f"{where}: ")
     return Setup(base, method, options, seed, base_options), dataset, settings
 
 

@@ -57,7 +57,7 @@ README_FILE = "README.md"
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
 MAX_RANK = 4096
-MAX_VIRTUAL_TOKENS = 64  # the studio's prompt-tuning range
+MAX_VIRTUAL_TOKENS = 64  # the studio's soft-token range (prompt and prefix)
 # adapter_config.json fields the studio reads: name -> (allowed JSON types, what to say). Other fields
 # (PEFT adds some in every release) are ignored; a field listed here of another type is refused, so
 # "false" never means true.

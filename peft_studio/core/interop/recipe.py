@@ -116,11 +116,10 @@ def _peft_config(experiment: Experiment) -> dict[str, Any]:
 
 def _quantization(experiment: Experiment, head: str) -> dict[str, Any] | None:
     """QLoRA's BitsAndBytesConfig: NF4 (the studio's 4-bit code, blocks of 64 as bitsandbytes' default)."""
-    if experiment.method.name != "qlora":
+    if not experiment.method.quantizes_base:
         return None
-    # the studio's NF4 keeps one fp32 constant per block (no double quantization) unless the setup says otherwise
-    double = bool(getattr(experiment.config, "double_quant", False))
-    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": double,
+    # the studio's NF4 keeps one fp32 constant per block: no double quantization
+    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False,
             "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_quant_storage": "bfloat16",
             "llm_int8_skip_modules": [head]}  # the classification head stays in full precision, as in the studio
 
@@ -283,9 +282,8 @@ def readme(plan: RecipePlan) -> str:
         "texts in data/).", "",
         f"PEFT config (peft_config.json): {plan.peft_config['peft_type']}"
         + (f" on {len(expected['peft']['target_modules'])} modules" if expected["peft"]["target_modules"] else "")
-        + ("; the base loaded in 4-bit NF4 by bitsandbytes"
-           + (" with double quantization" if quant and quant["bnb_4bit_use_double_quant"] else "")
-           + " and prepared with `prepare_model_for_kbit_training`" if quant else "") + ".", "",
+        + ("; the base loaded in 4-bit NF4 by bitsandbytes and prepared with `prepare_model_for_kbit_training`"
+           if quant else "") + ".", "",
         "## Run", "",
         "```sh",
         "pip install 'transformers>=4.40' 'peft>=0.11' 'accelerate>=0.30'" + (" 'bitsandbytes>=0.45'" if quant else ""),

@@ -44,7 +44,7 @@ from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR, NORM
 from ..errors import ConfigError
 from ..model.census import Census
-from ..model.tensor_bytes import BYTES, dtype_columns, nf4_bytes, quantizable
+from ..model.tensor_bytes import BYTES, nf4_bytes, quantizable
 
 GIB = 1024**3
 DEVICES_GB = (8, 16, 24, 40, 80)
@@ -262,11 +262,6 @@ def lm_logits_bytes(base: FrozenBase, plan: MemoryPlan) -> int:
     """What a next-token loss would add: b x s x V logits in fp32 (not part of the classification ledger)."""
     vocab = getattr(getattr(base, "cfg", None), "vocab_size", 0)
     return 4 * plan.batch * (plan.seq_len + plan.extra_tokens) * vocab
-
-
-def census_dtype_total(census: Census, base: FrozenBase, dtype: str) -> int:
-    """Every tensor of the census in one of the columns of tensor_bytes (fp32, bf16, nf4)."""
-    return sum(column[dtype] for column in dtype_columns(census, base))
 
 
 def plan_for(shape_change: Any, **choices: Any) -> MemoryPlan:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files.limits import check_base_options
+from ..methods import get_method
 
 FLOAT = 4
 # all-MiniLM-L6-v2, so the estimate needs no file for the packaged base
@@ -149,13 +150,14 @@ def dims_of(experiment: Any) -> Dims:
 
 
 def _tokens(setup: Any) -> int:
-    """Soft-prompt or prefix tokens a setup adds (its options were already checked by make_config)."""
-    if setup.method not in ("prompt-tuning", "prefix-tuning"):
-        return 0
+    """Positions a setup's method adds to the sequence or the attention keys (its ShapeChange: a soft prompt's
+    tokens, a prefix's keys); 0 when the options do not make a config (refused later, with its reason)."""
+    method = get_method(setup.method)
     try:
-        return int(setup.options.get("tokens") or 8)
-    except (TypeError, ValueError):
-        return 8
+        change = method.shape_change(method.config(dict(setup.options)))
+    except ConfigError:
+        return 0
+    return change.input_tokens + change.key_tokens
 
 
 def _prompt_tokens(experiment: Any) -> int:

@@ -13,7 +13,7 @@ from ..bases.sites import ADAPTER, Site
 from ..errors import ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, layer_ranges, option, parse_layers
-from .method import Method, MethodCard, code_line, require_kind
+from .method import Method, MethodCard, code_line, require_kind, site_paths
 from .targets import resolve_targets, targets_for_sites
 
 STYLES = ("houlsby", "pfeiffer")
@@ -68,6 +68,8 @@ class AdapterMethod(Method):
     config_cls = AdapterConfig
     site_kinds = (ADAPTER,)
     claims_kinds = (ADAPTER,)
+    example_space = {**Method.example_space, "bottleneck": (1, 4, 20), "placement": ("after-attn", "after-ffn", "both"),
+                     "nonlinearity": ("tanh", "relu"), "init": ("default", "identity")}
     glyph = "A"
     colour = "#2a9d8f"
     card = MethodCard(
@@ -147,6 +149,14 @@ class AdapterMethod(Method):
     def live_formula(self, config: AdapterConfig) -> str:
         read = "LN(h + x)" if config.style == "pfeiffer" else "h"
         return f"h' = h + W_up {config.nonlinearity}(W_down {read}),  d -> m = {config.bottleneck} -> d"
+
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """Each adapter's bottleneck on the sentence, and its branch against the main path."""
+        from ..lenses.activations import bottleneck_figures
+
+        ids, mask = experiment.tokenizer.batch([sentence])
+        return bottleneck_figures(experiment.base, lambda: experiment.model(ids, mask),
+                                  lambda m: isinstance(m, BottleneckAdapter), site_paths(experiment.base))
 
     def code(self, config: AdapterConfig) -> str:
         act = NONLINEARITIES[config.nonlinearity].__name__

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..bases.frozen import FrozenBase
+from ..bases.sites import LINEAR
 from ..errors import ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig
@@ -18,6 +20,7 @@ class BaselineConfig(MethodConfig):
 
 class HeadOnlyMethod(Method):
     name = "head-only"
+    example_space = {}  # a frozen head would leave nothing to train
     title = "Head only (linear probe)"
     config_cls = BaselineConfig
     glyph = "H"
@@ -64,6 +67,22 @@ class _UnfreezeMethod(Method):
     def parameter_count(self, config: MethodConfig, base: FrozenBase) -> int:
         params = dict(base.named_parameters())
         return sum(params[name].numel() for name in self.chosen(base))
+
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """ΔW of each trained Linear weight against its value before training (full fine-tuning: is the update
+        really of high rank?)."""
+        from ..lenses.spectra import delta_figure
+
+        linears = {f"{s.module_path}.weight": s for s in experiment.base.sites() if s.kind == LINEAR}
+        figures = []
+        for name, original in experiment.model.unfrozen_originals().items():
+            site = linears.get(name)
+            if site is not None and original.dim() == 2:
+                trained = experiment.base.get_parameter(name)
+                weight = trained.T if tuple(trained.shape) != (site.out_features, site.in_features) else trained
+                before = original.T if weight is not trained else original
+                figures.append(delta_figure(site.id, before, weight.detach()))
+        return figures
 
 
 class FullMethod(_UnfreezeMethod):

@@ -22,7 +22,7 @@ from ..bases.sites import LINEAR
 from ..errors import ConfigError
 from ..model.studio_model import StudioModel
 from .lora import LoraConfig, LoraLinear, lora_check_model, lora_peft_export, lora_peft_translate
-from .method import MethodCard, TargetedMethod, code_line
+from .method import Method, MethodCard, TargetedMethod, code_line
 
 
 class DoraLinear(LoraLinear):
@@ -33,9 +33,6 @@ class DoraLinear(LoraLinear):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise ConfigError("DoRA needs a Linear with a readable weight (a 4-bit Linear has none to take norms of)")
         super().__init__(base_layer, r, alpha, dropout)
-        # GPT-2's Conv1D stores W as [in, out] (PEFT's fan_in_fan_out): read it as [out, in]
-        self.fan_in_fan_out = not isinstance(base_layer, nn.Linear) and tuple(weight.shape) == (
-            base_layer.in_features, base_layer.out_features)
         with torch.no_grad():
             self.lora_magnitude_vector = nn.Parameter(self.weight_norm())
 
@@ -44,14 +41,7 @@ class DoraLinear(LoraLinear):
         weight = self.weight_out_in() + self.scaling * (self.lora_B @ self.lora_A)
         return torch.linalg.norm(weight, dim=1).detach()
 
-    def weight_out_in(self) -> torch.Tensor:
-        weight = self.base_layer.weight
-        return weight.T if self.fan_in_fan_out else weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.base_layer(x)
-        if self.merged:
-            return result
+    def update(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         scale = (self.lora_magnitude_vector / self.weight_norm()).view(1, -1)
         if isinstance(self.lora_dropout, nn.Identity) or not self.training:
             bias = self.base_layer.bias
@@ -62,16 +52,10 @@ class DoraLinear(LoraLinear):
         lora_result = x @ self.lora_A.T @ self.lora_B.T
         return result + (scale - 1) * base_result + scale * lora_result * self.scaling  # DoRA term
 
-    def merge(self) -> None:
-        """W = m / ||W0 + s B A|| * (W0 + s B A), row by row; W0 is kept so that unmerge is exact."""
-        if self.merged:
-            return
-        weight = self.base_layer.weight
+    def merged_weight(self) -> torch.Tensor:
+        """W = m / ||W0 + s B A|| * (W0 + s B A), row by row."""
         factor = (self.lora_magnitude_vector / self.weight_norm()).view(-1, 1)
-        self._unmerged_weight = weight.detach().clone()
-        with torch.no_grad():
-            merged = factor * (self.weight_out_in() + self.delta_weight())
-            weight.copy_(merged.T if self.fan_in_fan_out else merged)
+        return factor * (self.weight_out_in() + self.delta_weight())
 
 
 @dataclass
@@ -86,6 +70,8 @@ class DoraMethod(TargetedMethod):
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless DoRA is already chosen
     targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
+    example_space = {**Method.example_space, "r": (1, 4), "alpha": (8.0, 16.0)}
+    peft_space = {"r": (2, 4), "lora_alpha": (8,), "use_dora": (True,)}
     peft_type = "LORA"  # with use_dora=True
     glyph = "D"
     colour = "#6c3483"
@@ -114,7 +100,7 @@ class DoraMethod(TargetedMethod):
         return self.card.formula.replace("(alpha / r)", f"({config.alpha:g}/{config.r})")
 
     def code(self, config: DoraConfig) -> str:
-        return code_line(DoraLinear.forward, "DoRA term")
+        return code_line(DoraLinear.update, "DoRA term")
 
     def shape_notes(self, config: DoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: A {config.r}x{s.in_features}, B {s.out_features}x{config.r}, magnitude m "

@@ -23,7 +23,7 @@ from ..errors import AdapterFileError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option, parse_list
-from .method import MethodCard, TargetedMethod, code_line
+from .method import MethodCard, TargetedMethod, code_line, site_paths
 from .module_patterns import ModuleSelector
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 from .targets import default_targets, resolve_targets
@@ -63,6 +63,9 @@ class IA3Method(TargetedMethod):
     config_cls = IA3Config
     site_kinds = (ACTIVATION, LINEAR, LINEAR_INPUT)
     claims_kinds = (ACTIVATION, LINEAR_INPUT)
+    # PEFT scales the input of feed-forward modules and the output of the others; drawn targets on MiniLM are
+    # module names, so feedforward_modules is drawn among them
+    peft_space = {"feedforward_modules": ([], ["output.dense"], ["intermediate.dense", "output.dense"])}
     peft_type = "IA3"
     glyph = "×"
     colour = "#d4a017"
@@ -115,6 +118,21 @@ class IA3Method(TargetedMethod):
     def formula_text(self, config: IA3Config, base: FrozenBase) -> str:
         widths = " + ".join(str(s.out_features) for s in self.selected_sites(config, base))
         return f"sum of scaled widths = {widths} = {self.parameter_count(config, base):,}"
+
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """Each gain vector's histogram: 1 leaves a channel as it was, < 1 damps, > 1 amplifies, < 0 flips."""
+        from ..lenses.activations import gain_figures
+
+        paths = site_paths(experiment.base)
+        vectors = []
+        for path, module in experiment.base.named_modules():
+            if isinstance(module, ChannelScale):
+                site = paths.get(path, path)
+                if module.scale_input:  # the census puts an input scale on the Linear's input site
+                    site = next((s.id for s in experiment.base.sites()
+                                 if s.module_path == path and s.kind == LINEAR_INPUT), site)
+                vectors.append((site, module.ia3_scale))
+        return gain_figures(vectors)
 
     def code(self, config: IA3Config) -> str:
         return code_line(ChannelScale.forward, "(x if self.inner")

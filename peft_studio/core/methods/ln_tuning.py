@@ -49,6 +49,7 @@ class LNTuningMethod(TargetedMethod):
     config_cls = LNTuningConfig
     site_kinds = (NORM,)
     claims_kinds = (NORM,)
+    peft_space = {}
     peft_type = "LN_TUNING"
     glyph = "γβ"
     colour = "#2e86c1"

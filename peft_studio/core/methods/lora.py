@@ -12,57 +12,31 @@ from torch import nn
 from ..bases.frozen import FrozenBase
 from ..bases.hf_names import hf_module
 from ..bases.sites import LINEAR
-from ..errors import AdapterFileError, ConfigError
+from ..errors import AdapterFileError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
-from .method import MethodCard, TargetedMethod, code_line
+from .mergeable import WeightUpdate
+from .method import Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
 
-class LoraLinear(nn.Module):
+class LoraLinear(WeightUpdate):
     """A frozen Linear plus a trainable low-rank update; `merge` folds the update into W0."""
 
     def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float) -> None:
-        super().__init__()
-        self.base_layer = base_layer
+        super().__init__(base_layer)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A = nn.Parameter(torch.empty(r, base_layer.in_features))
         self.lora_B = nn.Parameter(torch.zeros(base_layer.out_features, r))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as PEFT: A random, B zero -> starts at W0
-        self._unmerged_weight: torch.Tensor | None = None
-
-    @property
-    def merged(self) -> bool:
-        return self._unmerged_weight is not None
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B @ self.lora_A) * self.scaling
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.base_layer(x)
-        if self.merged:
-            return result
+    def update(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         return result + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
-
-    def merge(self) -> None:
-        """W = W0 + (alpha/r) B A; keeps W0 so that unmerge is exact, not a subtraction."""
-        if self.merged:
-            return
-        if not isinstance(self.base_layer, nn.Linear):
-            raise ConfigError("merge: a 4-bit quantized Linear cannot be merged; dequantize first")
-        weight = self.base_layer.weight
-        self._unmerged_weight = weight.detach().clone()
-        with torch.no_grad():
-            weight += self.delta_weight()
-
-    def unmerge(self) -> None:
-        if self._unmerged_weight is None:
-            return
-        with torch.no_grad():
-            self.base_layer.weight.copy_(self._unmerged_weight)
-        self._unmerged_weight = None
 
 
 @dataclass
@@ -81,6 +55,8 @@ class LoraMethod(TargetedMethod):
     config_cls = LoraConfig
     site_kinds = (LINEAR,)
     claims_kinds = (LINEAR,)
+    example_space = {**Method.example_space, "r": (1, 4, 8), "alpha": (1.0, 8.0, 16.0)}
+    peft_space = {"r": (2, 4), "lora_alpha": (8, 16)}
     peft_type = "LORA"
     glyph = "BA"
     colour = "#f07f16"
@@ -108,7 +84,7 @@ class LoraMethod(TargetedMethod):
         return self.card.formula.replace("(alpha / r)", f"({config.alpha:g}/{config.r} = {config.alpha / config.r:g})")
 
     def code(self, config: LoraConfig) -> str:
-        return code_line(LoraLinear.forward, "lora_A")
+        return code_line(LoraLinear.update, "lora_A")
 
     def shape_notes(self, config: LoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         return [f"{s.id}: A {config.r}x{s.in_features}, B {s.out_features}x{config.r}, "

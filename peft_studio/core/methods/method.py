@@ -66,9 +66,19 @@ class Method:
     colour: str = "#f07f16"  # its curves and badges
     card: MethodCard
     trains_base: bool = False  # True when base tensors themselves train (full, bitfit)
+    quantizes_base: bool = False  # True when it stores the frozen Linears in 4 bits (QLoRA: a recipe loads NF4)
     peft_type: str | None = None  # the Hugging Face PEFT adapter type it exchanges ("LORA", "IA3", ...), or None
     # adapter_config.json fields its translator reads, beyond hf_peft's common ones: name -> (JSON types, words)
     peft_config_fields: dict[str, tuple[tuple[type, ...], str]] = {}
+    # ---- the method test table (tests/method_table.py) ------------------------------------------------------
+    # The cross-method tests (counts, outputs and exchange against PEFT, training, causality, memory) draw their
+    # configurations from these, so a new method is tested by adding its file. `targets` and `layers` are drawn
+    # from the base's usable sites and layers, not listed here; values must be valid on every base.
+    example_space: dict[str, tuple[Any, ...]] = {"freeze_head": (False, True)}  # option -> values to draw from
+    peft_space: dict[str, tuple[Any, ...]] | None = None  # PEFT config field -> values: adapters PEFT itself makes
+    # how close an exported adapter's outputs in PeftModel are to the studio's; None: not comparable on a
+    # full-precision base (the method's frozen base is not the one PEFT loads), tested on its own
+    exchange_tolerance: float | None = 1e-4
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:
@@ -173,6 +183,14 @@ class Method:
         """Lines for the exported folder's README: how to reproduce the studio's logits from PEFT's outputs."""
         return []
 
+    # ---- lens: what training changed at this method's sites (core/lenses) -------------------------------
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """LensFigures of what the trained parts did, for `sentence` where the lens reads a forward pass. The
+        default shows ΔW of every weight-update layer (methods/mergeable.py), so such methods need nothing more."""
+        from ..lenses.spectra import weight_update_figures
+
+        return weight_update_figures(experiment.base, site_paths(experiment.base))
+
 
 class TargetedMethod(Method):
     """A method whose sites are named by `targets` x `layers` (LoRA, IA3, DoRA, VeRA, LayerNorm tuning): one
@@ -192,6 +210,15 @@ class TargetedMethod(Method):
 
     def options_for_sites(self, sites: list[Site], base: FrozenBase, current: dict[str, Any]) -> dict[str, Any]:
         return {**current, **targets_for_sites(sites, self.usable_sites(base), base.num_layers)}
+
+
+def site_paths(base: FrozenBase) -> dict[str, str]:
+    """Module path -> site id, for naming what sits at a path (the first site of a path wins: a Linear before its
+    input-side site)."""
+    paths: dict[str, str] = {}
+    for site in base.sites():
+        paths.setdefault(site.module_path, site.id)
+    return paths
 
 
 def require_kind(base: FrozenBase, method: str, kind: str) -> list[Site]:

@@ -95,6 +95,9 @@ class PrefixTuningMethod(Method):
     config_cls = PrefixTuningConfig
     site_kinds = (KV_PREFIX,)
     claims_kinds = (KV_PREFIX,)
+    example_space = {**Method.example_space, "tokens": (1, 3), "prefix_projection": (0, 8),
+                     "positions": ("kept", "shifted")}
+    peft_space = {"num_virtual_tokens": (2, 4)}
     peft_type = "PREFIX_TUNING"
     peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
                           "encoder_hidden_size": ((int, type(None)), "a whole number")}
@@ -133,6 +136,20 @@ class PrefixTuningMethod(Method):
 
     def live_formula(self, config: PrefixTuningConfig) -> str:
         return self.card.formula.replace("+ n", f"+ {config.tokens}")
+
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """Per layer and head, the share of attention the real tokens give the n prefix keys."""
+        from ..lenses.attention import attention_weights, front_share_figure
+
+        weights = attention_weights(experiment, sentence)
+        if not weights:
+            return []
+        n = self.shape_change(experiment.config).key_tokens
+        layers = {s.layer for s in self.selected_sites(experiment.config, experiment.base)}
+        prefixed = [w for i, w in enumerate(weights) if i in layers]  # layers without a prefix have none to share
+        return [front_share_figure("prefix-attention", "attention on the prefix keys", prefixed, n, 0,
+                                   f"{n} prefix keys before the sentence's keys in {len(prefixed)} layer(s): "
+                                   "share of each head's attention they take")]
 
     def code(self, config: PrefixTuningConfig) -> str:
         return code_line(KVPrefix.forward, "prefix_k), keys")

@@ -61,6 +61,8 @@ class PromptTuningMethod(Method):
     config_cls = PromptTuningConfig
     site_kinds = (PROMPT,)
     claims_kinds = (PROMPT,)
+    example_space = {**Method.example_space, "tokens": (1, 3, 6), "pool_over": ("prompt-and-text", "text")}
+    peft_space = {"num_virtual_tokens": (2, 5)}
     peft_type = "PROMPT_TUNING"
     glyph = "P"
     colour = "#d14d8b"
@@ -84,6 +86,27 @@ class PromptTuningMethod(Method):
 
     def live_formula(self, config: PromptTuningConfig) -> str:
         return self.card.formula.replace("+ n", f"+ {config.tokens}")
+
+    def attention_lens(self, experiment: Any, sentence: str) -> list[Any]:
+        from ..lenses.attention import attention_weights, front_share_figure
+
+        weights = attention_weights(experiment, sentence)
+        n = self.shape_change(experiment.config).input_tokens
+        return [front_share_figure("prompt-attention", "attention on the soft tokens", weights, n, n,
+                                   f"share of each head's attention the real tokens give the {n} soft tokens")] \
+            if weights else []
+
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """Each soft token's nearest words in the base's own vocabulary."""
+        from ..lenses.activations import soft_token_figure
+
+        table = experiment.base.input_embeddings()
+        modules = modules_of(experiment.base, SoftPrompt)
+        if table is None or not modules or table.weight.is_meta:
+            return []
+        pad = getattr(experiment.tokenizer, "pad_id", 0)
+        return [soft_token_figure(modules[0][1].prompt, table.weight, experiment.tokenizer.decode, skip=(pad,)),
+                *self.attention_lens(experiment, sentence)]
 
     def code(self, config: PromptTuningConfig) -> str:
         return code_line(SoftPrompt.forward, "torch.cat([prompt, embeds]")

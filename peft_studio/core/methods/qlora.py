@@ -22,6 +22,9 @@ class QLoraMethod(LoraMethod):
     title = "QLoRA"
     config_cls = QLoraConfig
     claims_kinds = ()  # a click on a Linear chooses LoRA; QLoRA is chosen from the method list
+    quantizes_base = True
+    peft_space = None  # a PEFT LoRA adapter imports as LoRA (LoRA's row); a QLoRA model still takes it
+    exchange_tolerance = None  # exported as LoRA on a 4-bit W0: PEFT's full-precision base differs by the quantization
     glyph = "BA"
     colour = "#c0392b"
     card = MethodCard(

@@ -25,7 +25,8 @@ from ..errors import AdapterFileError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
-from .method import MethodCard, TargetedMethod, code_line
+from .mergeable import WeightUpdate
+from .method import Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
 
@@ -46,13 +47,12 @@ class VeraProjection(nn.Module):
         self.vera_B = nn.Parameter(kaiming_uniform((out_features, r), generator), requires_grad=False)
 
 
-class VeraLinear(nn.Module):
+class VeraLinear(WeightUpdate):
     """A frozen Linear plus lambda_b * B (lambda_d * A x) with the shared frozen A and B."""
 
     def __init__(self, base_layer: nn.Linear, projection: VeraProjection, r: int, dropout: float,
                  d_initial: float) -> None:
-        super().__init__()
-        self.base_layer = base_layer
+        super().__init__(base_layer)
         self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
         # A plain reference, not a submodule: the shared pair is registered once, in model.extras.
         self.__dict__["projection"] = projection
@@ -60,8 +60,13 @@ class VeraLinear(nn.Module):
         self.vera_lambda_b = nn.Parameter(torch.zeros(self.out_features))
         self.vera_lambda_d = nn.Parameter(torch.full((r,), float(d_initial)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.base_layer(x)
+    def delta_weight(self) -> torch.Tensor:
+        """diag(lambda_b) B diag(lambda_d) A, as PEFT's VeRA merges it."""
+        sliced_A = self.projection.vera_A[:, : self.in_features]
+        sliced_B = self.projection.vera_B[: self.out_features, :]
+        return (self.vera_lambda_b[:, None] * sliced_B) @ (self.vera_lambda_d[:, None] * sliced_A)
+
+    def update(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         sliced_A = self.projection.vera_A[:, : self.in_features]
         sliced_B = self.projection.vera_B[: self.out_features, :]
         hidden = self.vera_lambda_d * F.linear(self.vera_dropout(x), sliced_A)  # frozen A, trainable lambda_d
@@ -89,6 +94,8 @@ class VeraMethod(TargetedMethod):
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless VeRA is already chosen
     targets_default_from = "lora"  # with no targets of its own, the base's LoRA targets (as PEFT)
+    example_space = {**Method.example_space, "r": (8, 32), "projection_prng_key": (0, 3), "d_initial": (0.1, 1.0)}
+    peft_space = {"r": (8, 16), "projection_prng_key": (0, 11), "save_projection": (True, False)}
     peft_type = "VERA"
     peft_config_fields = {"projection_prng_key": ((int,), "a whole number"),
                           "save_projection": ((bool,), "true or false"),
@@ -129,7 +136,7 @@ class VeraMethod(TargetedMethod):
         return f"{self.card.formula}, r = {config.r}"
 
     def code(self, config: VeraConfig) -> str:
-        first, then = (code_line(VeraLinear.forward, part) for part in ("vera_lambda_d *", "vera_lambda_b *"))
+        first, then = (code_line(VeraLinear.update, part) for part in ("vera_lambda_d *", "vera_lambda_b *"))
         return f"{first}  # then: {then}"
 
     def shape_notes(self, config: VeraConfig, base: FrozenBase, seq_len: int) -> list[str]:

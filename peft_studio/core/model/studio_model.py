@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -37,6 +40,10 @@ class StudioModel(nn.Module):
         self._unfrozen.setdefault(name, parameter.detach().clone())
         parameter.requires_grad_(True)
 
+    def unfrozen_originals(self) -> dict[str, torch.Tensor]:
+        """Base tensors a baseline made trainable -> their values before training (read-only copies)."""
+        return dict(self._unfrozen)
+
     def add_head(self, num_labels: int, trainable: bool = True) -> None:
         self.head = nn.Linear(self.base.hidden_size, num_labels)
         self.head.requires_grad_(trainable)
@@ -56,6 +63,29 @@ class StudioModel(nn.Module):
                 parameter.requires_grad_(False)
         self._unfrozen.clear()
         self.extras = nn.ModuleDict()
+
+    @contextmanager
+    def bypassed(self) -> Iterator[None]:
+        """The bare base for the duration (PEFT's `disable_adapter`): the original modules back in their places
+        and unfrozen tensors at their original values; the method's parts are put back afterwards, untouched.
+        A merged update lives in W0 itself, so a merged model is refused."""
+        current = [(path, self.base.get_submodule(path)) for path, _ in self._swapped]
+        if any(getattr(part, "merged", False) for _, module in current for part in module.modules()):
+            raise RuntimeError("unmerge before bypassing the method")
+        trained = {name: self.base.get_parameter(name).detach().clone() for name in self._unfrozen}
+        try:
+            for path, original in reversed(self._swapped):
+                self.base.set_submodule(path, original)
+            with torch.no_grad():
+                for name, value in self._unfrozen.items():
+                    self.base.get_parameter(name).copy_(value)
+            yield
+        finally:
+            for path, module in current:
+                self.base.set_submodule(path, module)
+            with torch.no_grad():
+                for name, value in trained.items():
+                    self.base.get_parameter(name).copy_(value)
 
     # ---- running ---------------------------------------------------------------------------
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from ..errors import OutputError, PeftStudioError
 from ..files.adapter_file import save_adapter
 from ..memory.ledger import estimate_ledger, measure_ledger
 from ..methods import METHODS
-from ..methods.lora import LoraLinear
+from ..methods.mergeable import mergeable_layers
 from ..model.experiment import Experiment, Setup
 from ..model.next_token import NEXT_TOKEN
 from .run_store import Curves, RunRecord, RunStore
@@ -81,21 +81,15 @@ def interleaved_latency_ms(*experiments: Experiment, repeats: int = 30, budget_s
     return [1000.0 * t.best for t in timed]
 
 
-def lora_layers(experiment: Experiment) -> list[LoraLinear]:
-    """LoRA layers that can be merged (QLoRA's 4-bit W0 cannot take the update without dequantizing)."""
-    layers = [m for m in experiment.model.modules() if isinstance(m, LoraLinear)]
-    return layers if layers and all(isinstance(m.base_layer, torch.nn.Linear) for m in layers) else []
-
-
 def measure_latency(experiment: Experiment, bare: Experiment,
                     should_stop: Callable[[], bool] = lambda: False) -> tuple[float, float, float | None]:
-    """(this model, the bare base + head, this model with LoRA merged or None), in ms per forward."""
+    """(this model, the bare base + head, this model with its weight updates merged or None), in ms per forward."""
     model_ms, bare_ms = interleaved_latency_ms(experiment, bare, should_stop=should_stop)
-    layers = lora_layers(experiment)
+    layers = mergeable_layers(experiment.model)
     if not layers or should_stop():
         return model_ms, bare_ms, None
     for layer in layers:
-        layer.merge()  # W = W0 + (alpha/r) B A; unmerge restores W0 exactly
+        layer.merge()  # e.g. W = W0 + (alpha/r) B A; unmerge restores W0 exactly
     try:
         merged_ms, bare_again = interleaved_latency_ms(experiment, bare, should_stop=should_stop)
     finally:

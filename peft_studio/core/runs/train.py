@@ -95,10 +95,6 @@ class TrainControl:
     def paused(self) -> bool:
         return self._paused
 
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
     def wait_turn(self) -> bool:
         """Block while paused; True when the next step may run, False once stopped."""
         with self._cond:

@@ -12,7 +12,7 @@ from ...core.bases import base_class
 from ...core.bases.sites import Site
 from ...core.data import TextDataset
 from ...core.errors import PeftStudioError
-from ...core.methods import Method, get_method
+from ...core.methods import METHODS, Method, get_method
 from ...core.model.census import Census
 from ...core.model.experiment import Experiment, Setup
 from ...core.model.next_token import NEXT_TOKEN, check_next_token
@@ -68,15 +68,26 @@ def base_refusal(name: str, dataset: TextDataset) -> str:
         return ""
     return "the next-token task needs a decoder with an LM head (e.g. tiny-decoder); choose a labelled dataset first"
 
-KIND_WORDS = {
-    "prompt": "soft-prompt slot before the embeddings (prompt tuning)",
-    "kv-prefix": "key/value prefix slot in this attention (prefix tuning)",
-    "adapter": "adapter slot between sublayers, on the residual path",
-    "activation": "activation-scaling knob (IA3)",
-    "linear": "LoRA slot beside this frozen Linear (IA3: scale its output)",
-    "linear-input": "IA3 knob on the input of this frozen Linear (PEFT's feed-forward IA3)",
-    "norm": "the gamma and beta of this LayerNorm (LayerNorm tuning)",
+
+KIND_WORDS = {  # what a site is; which methods can use it comes from the registry (kind_words)
+    "prompt": "soft-prompt slot before the embeddings",
+    "kv-prefix": "key/value prefix slot in this attention",
+    "adapter": "module slot between sublayers, on the residual path",
+    "activation": "activation-scaling knob",
+    "linear": "insertion point beside this frozen Linear",
+    "linear-input": "scaling knob on the input of this frozen Linear",
+    "norm": "the gamma and beta of this LayerNorm",
 }
+
+
+def kind_words(kind: str) -> str:
+    """The site kind in words and the methods that can use it, e.g. 'insertion point beside this frozen Linear
+    (LoRA, QLoRA, IA3, DoRA, VeRA)'."""
+    titles = [method.title for method in METHODS.values() if kind in method.site_kinds]
+    words = KIND_WORDS.get(kind, kind)
+    if len(titles) > 6:  # the whole family fits a Linear: name a few, count the rest
+        titles = [*titles[:5], f"{len(titles) - 5} more"]
+    return f"{words} ({', '.join(titles)})" if titles else words
 
 
 def _signed(delta: int) -> str:
@@ -87,7 +98,7 @@ def site_tooltip(controller: DiagramSource, site: Site, state: str) -> str:
     """What this insertion point is, and exactly what a click on it would do to the trainable count."""
     method_name = controller.method_for_site(site)
     method = get_method(method_name)
-    lines = [f"<b>{escape(site.label)}</b>", escape(KIND_WORDS.get(site.kind, site.kind)),
+    lines = [f"<b>{escape(site.label)}</b>", escape(kind_words(site.kind)),
              f"shapes: in {site.in_features} → out {site.out_features}"]
     if state == "unavailable":
         lines.append(f"<span style='color:#b3261e'>Not available: {escape(site.unavailable.get(method_name, ''))}"

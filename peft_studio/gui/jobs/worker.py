@@ -6,15 +6,13 @@ the deque on a timer (the runner at ~30 Hz, background jobs at 10 Hz). No signal
 tensor crosses threads. Stop is cooperative: a flag checked between items, plus the job's own stop
 (a TrainControl stops between optimizer steps, and a layer hook ends a long step: runs/interrupt.py).
 An error ends the thread as one JobError: a user mistake (PeftStudioError) says what to fix; anything
-else keeps its traceback, logged, so a bug is never a bare one-liner.
+else is a bug, reported through core/logs.py (its traceback in the log file and under the dialog's Details…).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,13 +23,12 @@ import torch
 from PySide6.QtCore import QThread
 
 from ...core.errors import PeftStudioError
+from ...core.logs import report_unexpected
 from ...core.model.experiment import Experiment
 from ...core.runs.interrupt import StepInterrupted, interruptible
 from ...core.runs.threads import ThreadTuner, tuned, usable_cores
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 from ..diagram.gains import sample_gains
-
-log = logging.getLogger(__name__)
 
 # Measured on 2 cores (tiny + intents + LoRA, benchmarks/bench_window_training.py): any torch op on
 # the GUI thread with >1 threads (a predict, a backward) halves the trainer's speed for the rest of
@@ -44,11 +41,11 @@ GRAD_INTERVAL_S = 0.1  # gradient norms at most 10 times a second: they cost ~30
 
 @dataclass(frozen=True)
 class JobError:
-    """How a worker ended badly: `refused` for a user mistake (the message says what to fix), else a bug."""
+    """How a worker ended badly: `refused` for a user mistake (the message says what to fix), else a bug (its
+    traceback is in the log, and the window's dialog finds it for Details…)."""
 
     refused: bool
     message: str
-    details: str = ""  # the traceback of a bug
 
     def title(self, what: str) -> str:
         return f"{what} stopped" if self.refused else f"{what} failed"
@@ -59,11 +56,13 @@ class Worker(QThread):
 
     instances: weakref.WeakSet[Worker] = weakref.WeakSet()  # lets tests prove none is left running
 
-    def __init__(self, make: Callable[[], Iterator[Any]], on_stop: Callable[[], None] | None = None) -> None:
+    def __init__(self, make: Callable[[], Iterator[Any]], on_stop: Callable[[], None] | None = None,
+                 where: str = "a background job") -> None:
         super().__init__()
         Worker.instances.add(self)
         self.make = make
         self.on_stop = on_stop
+        self.where = where  # for the log: what was running when a bug showed
         self.items: deque[Any] = deque()
         self.error: JobError | None = None
         self._stop = threading.Event()
@@ -83,10 +82,8 @@ class Worker(QThread):
             pass  # a stop ended a long step: the weights are as the last finished step left them
         except PeftStudioError as exc:
             self.error = JobError(True, str(exc))
-        except Exception as exc:  # noqa: BLE001 - reported in the window, never a silent thread death
-            details = traceback.format_exc()
-            log.error("a background job failed:\n%s", details)
-            self.error = JobError(False, f"{type(exc).__name__}: {exc}", details)
+        except Exception as exc:  # noqa: BLE001 - reported in the window (traceback logged), never a silent death
+            self.error = JobError(False, report_unexpected(exc, self.where))
 
     def stop(self) -> None:
         self._stop.set()
@@ -113,7 +110,7 @@ class TrainWorker(Worker):
     def __init__(self, experiment: Experiment, settings: TrainSettings, start_step: int = 0,
                  paused: bool = False, tuner: ThreadTuner | None = None) -> None:
         self.control = TrainControl()
-        super().__init__(self._events, self.control.stop)
+        super().__init__(self._events, self.control.stop, "training")
         TrainWorker.instances.add(self)
         self.experiment = experiment
         self.settings = settings

@@ -50,6 +50,7 @@ from ...core.errors import PeftStudioError  # noqa: E402
 from ...core.runs.compare import COLUMNS, best_rows, twenty_tasks, write_csv  # noqa: E402
 from ...core.runs.comparison import Comparison, budget_of  # noqa: E402
 from ...core.runs.run_store import RunRecord, RunStore  # noqa: E402
+from ..window.errors_dialog import show_error_dialog  # noqa: E402
 from .palette import PLACE_WORDS, CurveStyle, curve_style  # noqa: E402
 
 BEST = QColor("#d8f0e3")  # background of the best cell in a column
@@ -333,7 +334,7 @@ class BoardWidget(QWidget):
         try:
             self.store.delete(run_id)
         except PeftStudioError as exc:
-            QMessageBox.critical(self, "The run cannot be deleted", str(exc))
+            show_error_dialog(self, "The run cannot be deleted", str(exc))
             return
         self.comparison.remove(run_id)
 
@@ -466,7 +467,7 @@ class BoardWidget(QWidget):
         try:
             {".svg": self.export_svg, ".csv": self.export_csv}.get(Path(path).suffix.lower(), self.export_png)(path)
         except (OSError, PeftStudioError) as exc:
-            QMessageBox.critical(self, "The board cannot be exported", str(exc))
+            show_error_dialog(self, "The board cannot be exported", str(exc))
 
     def board_image(self) -> QImage:
         """The curves with their legend, then every row and column of the table and the footer: what a slide

@@ -122,10 +122,6 @@ class LedgerWidget(QWidget):
         self._measured = measured
         self._redraw()
 
-    def set_batch_and_length(self, batch_size: int, seq_len: int) -> None:
-        self.batch_box.setValue(batch_size)
-        self.length_box.setValue(seq_len)
-
     def current_estimate(self) -> Ledger | None:
         if self._estimate is None:
             return None

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 from ...core.bases import BASES, base_names
 from ...core.data import builtin_description, builtin_names, load_builtin
 from ...core.errors import PeftStudioError
+from ...core.logs import log, report_unexpected
 from ...core.methods import METHODS
 from ...core.teaching.lesson import Lesson
 from ...core.view import layers_collapsed, parse_layer_range
@@ -52,6 +52,7 @@ from ..panels.training_form import TrainingForm
 from . import theme
 from .actions import Slots, StudioActions, make_combo
 from .controller import Controller
+from .errors_dialog import show_error_dialog
 from .files import FileFlows
 from .help import AboutPeftDialog, ShortcutsDialog
 from .keys import FieldKeys
@@ -431,7 +432,8 @@ class MainWindow(QMainWindow):
         if self._pictures is None or self._pictures.get("") != sentence:
             try:
                 self._pictures = {"": sentence, **gain_pictures(exp, sentence)}
-            except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog
+            except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog, but logged
+                log.warning("the IA3 gain pictures could not be drawn", exc_info=True)
                 self._pictures = {"": sentence}
         picture = self._pictures.get(gains_name)
         return picture_html(picture, sentence) if picture else ""
@@ -528,8 +530,10 @@ class MainWindow(QMainWindow):
             return
         try:
             self.inference.refresh(self.controller.experiment)
-        except Exception as exc:  # noqa: BLE001 - a broken model shows its error here, not a traceback
+        except PeftStudioError as exc:
             self.inference.show_error(f"cannot predict: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a broken model shows its error here (traceback in the log)
+            self.inference.show_error(f"cannot predict: {report_unexpected(exc, 'predicting')}")
 
     # ---- training events ----------------------------------------------------------------------
     def play_pause(self) -> None:
@@ -842,7 +846,7 @@ class MainWindow(QMainWindow):
 
     def show_error(self, title: str, message: str) -> None:
         self.statusBar().log.add(f"{title}: {message}")
-        QMessageBox.critical(self, title, message)
+        show_error_dialog(self, title, message)
 
     def _history(self, can_undo: bool, can_redo: bool) -> None:
         self.actions_.undo.setEnabled(can_undo)

@@ -1,0 +1,57 @@
+"""Attention lenses: where the real tokens look when a method adds positions in front of them.
+
+A base's attention modules keep their softmax weights when asked (`keep_probs`), so the lens reads the weights the
+model really used for the sentence, not a re-derivation. Prefix tuning: per layer and head, the share of
+attention the real tokens give the n prefix keys (the seed's "4 -> 6 keys", with the weights drawn on the key row).
+Prompt tuning: the same share for the n soft-prompt positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from . import LensFigure
+
+
+@contextmanager
+def keeping_attention(base: nn.Module) -> Iterator[list[nn.Module]]:
+    """Attention modules of the base in layer order, keeping their weights for the duration."""
+    modules = [m for m in base.modules() if hasattr(m, "keep_probs")]
+    for module in modules:
+        module.keep_probs, module.probs = True, None
+    try:
+        yield modules
+    finally:
+        for module in modules:
+            module.keep_probs, module.probs = False, None
+
+
+@torch.no_grad()
+def attention_weights(experiment, sentence: str) -> list[torch.Tensor]:
+    """Each layer's attention weights for the sentence: [heads, queries, keys] (batch of one)."""
+    ids, mask = experiment.tokenizer.batch([sentence])
+    model = experiment.model
+    was_training = model.training
+    model.eval()
+    try:
+        with keeping_attention(experiment.base) as modules:
+            model(ids, mask)
+            return [m.probs[0] for m in modules if m.probs is not None]
+    finally:
+        model.train(was_training)
+
+
+def front_share_figure(kind: str, title: str, weights: list[torch.Tensor], front: int, queries_from: int,
+                       note: str) -> LensFigure:
+    """The share of attention that the real queries (from position `queries_from`) give the first `front` keys,
+    as a [layers x heads] grid, plus layer 0's mean weight on every key position (the key row)."""
+    grid = [[float(w[h, queries_from:, :front].sum(-1).mean()) for h in range(w.shape[0])] for w in weights]
+    flat = [x for row in grid for x in row]
+    key_row = weights[0][:, queries_from:, :].mean(dim=(0, 1)) if weights else torch.zeros(0)
+    return LensFigure(kind, title, "", {"mean_share": sum(flat) / len(flat) if flat else 0.0,
+                                        "max_share": max(flat) if flat else 0.0, "front_keys": float(front)},
+                      {"share_by_layer_head": grid, "key_row_weights": [float(x) for x in key_row]}, note=note)
