@@ -49,10 +49,12 @@ FIGURES = {
     "qlora_bytes_ratio": "<= 0.15",
     "plot_append_ms_1m": "GUI stays responsive",
     "minilm_steps_per_s": "(batch 16, 2 threads)",
+    "click_count_llama70b_ms": "< 150 (issue 21: a click on a 70B base to the new count, as a user clicks)",
 }
 # context for the figures above: the rates and times the ratios come from
 DETAILS = ("bare_steps_per_s", "bare_steps_per_s_loaded", "gui_steps_per_s", "gui_steps_per_s_loaded",
-           "gui_threads", "gui_threads_loaded", "core_steps_per_s", "startup_s", "import_floor_s")
+           "gui_threads", "gui_threads_loaded", "core_steps_per_s", "startup_s", "import_floor_s",
+           "click_rebuilt_llama70b_ms")
 
 
 # ---- parts: each runs in its own process and prints one JSON line ---------------------------------
@@ -242,8 +244,15 @@ def part_plot(points: int, frames: int = 20, per_frame: int = 30) -> dict:
     return {"ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000, "points": plots.point_count()}
 
 
+def part_click(rounds: int) -> dict:
+    """Llama-3-70B: a mouse click on an insertion point to the new count (and to the rebuilt diagram)."""
+    import bench_click
+
+    return bench_click.click_to_count(rounds)
+
+
 PARTS = {"bare": part_bare, "bares": part_bares, "window": part_window, "core": part_core, "lateness": part_lateness,
-         "minilm": part_minilm, "plot": part_plot}
+         "minilm": part_minilm, "plot": part_plot, "click": part_click}
 
 
 # ---- the parent: runs the parts in fresh processes -----------------------------------------------
@@ -366,11 +375,14 @@ def main(quick: bool) -> dict[str, float]:
     figures["plot_append_ms_1m"] = plot["ms"]
     log("plot append+repaint at 1M points: max ms", round(plot["max_ms"], 1))
     figures["minilm_steps_per_s"] = minilm["trainer_sps"]
+    click = run_part("click", 3 if quick else 7)
+    figures["click_count_llama70b_ms"] = click["count_ms"]
 
     figures.update({"bare_steps_per_s": bare, "bare_steps_per_s_loaded": bare_loaded,
                     "gui_steps_per_s": window["sps"], "gui_steps_per_s_loaded": window_loaded["sps"],
                     "gui_threads": window["threads"], "gui_threads_loaded": window_loaded["threads"],
-                    "core_steps_per_s": core["sps"], "startup_s": start, "import_floor_s": floor})
+                    "core_steps_per_s": core["sps"], "startup_s": start, "import_floor_s": floor,
+                    "click_rebuilt_llama70b_ms": click["rebuilt_ms"]})
     log("best bare loop (threads, wait policy)", bare_key, "loaded:", bare_loaded_key)
     log("studio / PEFT LoRA MiniLM step ms", round(minilm["studio_step_s"] * 1000, 1),
         round(minilm["peft_step_s"] * 1000, 1))

@@ -11,7 +11,7 @@ import pytest
 RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 ISSUE_FIGURES = ("gui_vs_bare", "gui_vs_bare_loaded", "core_vs_bare", "ui_lateness_p99_ms", "ui_lateness_max_ms",
                  "frames_per_s", "frames_per_s_loaded", "startup_ratio", "minilm_lora_vs_peft",
-                 "qlora_bytes_ratio", "plot_append_ms_1m", "minilm_steps_per_s")
+                 "qlora_bytes_ratio", "plot_append_ms_1m", "minilm_steps_per_s", "click_count_llama70b_ms")
 
 
 @pytest.fixture(scope="module")

@@ -336,6 +336,11 @@ class MainWindow(QMainWindow):
         self.inference.text_changed.connect(lambda _t: self._sentence_timer.start())
         self._history(c.can_undo, c.can_redo)
 
+    @property
+    def building(self) -> bool:
+        """A slow build runs off the GUI thread (the diagram still shows the previous setup)."""
+        return self.controller.building
+
     # ---- the LessonHost protocol (gui/window/lessons.py) -----------------------------------------
     @property
     def lesson_host(self) -> MainWindow:
