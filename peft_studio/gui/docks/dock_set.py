@@ -61,7 +61,7 @@ class PanelDock(QDockWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         running = self.jobs()
         if running:
-            answer = ask_stop_or_keep(self, self.windowTitle(), running)
+            answer = ask_stop_or_keep(self, self.toggleViewAction().text(), running)
             if answer == "cancel":
                 event.ignore()
                 return
@@ -146,8 +146,8 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     setup = _dock(window, "Setup", "setupDock", setup_panel, lambda: [], scroll=False)
     setup.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                       | QDockWidget.DockWidgetFeature.DockWidgetFloatable)  # hidden with Panels (Ctrl+B), not closed
-    compare_dock = _dock(window, "Compare the family", "compareDock", board, lambda: window.controller.jobs.running(
-        "compare"))
+    compare_dock = _dock(window, "Compare", "compareDock", board, lambda: window.controller.jobs.running("compare"),
+                         menu_text="Compare the family")
 
     def compare() -> None:  # exercise 4: the board on the lesson's setup, ready for the class to press Run
         compare_dock.show()
@@ -159,7 +159,7 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     adapters = _dock(window, "Adapters", "adaptersDock", lab, lambda: window.controller.jobs.running("adapters"))
     exercises = _dock(window, "Exercises", "exercisesDock", wiring.panel,
                       lambda: window.controller.jobs.running("exercises"))
-    memory = _dock(window, "Memory at scale", "memoryScaleDock", memory_panel, lambda: [])
+    memory = _dock(window, "Memory", "memoryScaleDock", memory_panel, lambda: [], menu_text="Memory at scale")
     for dock in (compare_dock, adapters, exercises, memory):
         window.tabifyDockWidget(setup, dock)
         dock.hide()
@@ -171,7 +171,7 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
                        ("memory", memory)):
         toggle = dock.toggleViewAction()
-        _shortcut(window, view_menu, docks, name, toggle, f"Show or hide the {dock.windowTitle()} panel")
+        _shortcut(window, view_menu, docks, name, toggle, f"Show or hide the {toggle.text()} panel")
         toggle.triggered.connect(lambda checked, d=dock: d.raise_() if checked else None)
     notes = QAction("Lesson notes", window)
     notes.setCheckable(True)
@@ -194,9 +194,12 @@ def _shortcut(window: MainWindow, menu: QMenu, docks: Docks, name: str, toggle: 
 
 
 def _dock(window: MainWindow, title: str, name: str, widget: QWidget, jobs: Callable[[], list[Job]],
-          scroll: bool = True) -> QDockWidget:
+          scroll: bool = True, menu_text: str = "") -> QDockWidget:
+    """A dock with a short title (five tabs share a 1280-pixel projector's side area) and its longer name in
+    the View menu."""
     dock = PanelDock(title, window, jobs)
     dock.setObjectName(name)  # saveState/restoreState find docks by name
+    dock.toggleViewAction().setText(menu_text or title)
     if scroll:
         # Scrolled: a panel taller than its share of a 720-pixel screen scrolls instead of pushing the window
         # past the screen's bottom edge.

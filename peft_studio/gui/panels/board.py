@@ -28,6 +28,7 @@ from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal  # 
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QIcon, QImage, QPainter, QPen, QPixmap  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QAbstractItemView,
+    QBoxLayout,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QTableView,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -206,7 +208,6 @@ class BoardWidget(QWidget):
         self.run_list = QListWidget()
         self.run_list.setToolTip("Tick the runs to compare")
         self.run_list.itemChanged.connect(self._item_ticked)
-        buttons = QHBoxLayout()
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("Read the run folder again (runs saved by `peft-studio compare` too)")
         self.refresh_button.clicked.connect(self.reload)
@@ -216,23 +217,39 @@ class BoardWidget(QWidget):
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("The curves and the whole table as one PNG (no buttons), or SVG, or CSV")
         self.export_button.clicked.connect(self.export)
-        for button in (self.refresh_button, self.delete_button, self.export_button):
-            buttons.addWidget(button)
         self.refresh_button.setEnabled(store is not None)
         self.delete_button.setEnabled(store is not None)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
+        self.runs_button = QToolButton()
+        self.runs_button.setText("Runs")
+        self.runs_button.setCheckable(True)
+        self.runs_button.setToolTip("Show the list of runs (tick which to compare, refresh, delete)")
+        # Two short rows, not one long one: the board fits a 1280-pixel projector's side area.
+        top = QVBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
         run_row = QHBoxLayout()
         run_row.addWidget(self.family_button)
         run_row.addWidget(self.steps_box)
-        left_layout.addLayout(run_row)
-        budget_row = QHBoxLayout()
-        budget_row.addWidget(QLabel("showing"))
-        budget_row.addWidget(self.budget_box, 1)
-        left_layout.addLayout(budget_row)
-        left_layout.addWidget(self.run_list, 1)
-        left_layout.addLayout(buttons)
+        run_row.addStretch(1)
+        run_row.addWidget(self.export_button)
+        show_row = QHBoxLayout()
+        show_row.addWidget(QLabel("showing"))
+        show_row.addWidget(self.budget_box, 1)
+        show_row.addWidget(self.runs_button)
+        top.addLayout(run_row)
+        top.addLayout(show_row)
+        self.budget_box.setMinimumContentsLength(12)
+        self.budget_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.runs_panel = QWidget()
+        runs_layout = QVBoxLayout(self.runs_panel)
+        runs_layout.setContentsMargins(0, 0, 0, 0)
+        runs_layout.addWidget(self.run_list, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.refresh_button)
+        buttons.addWidget(self.delete_button)
+        runs_layout.addLayout(buttons)
+        self.runs_button.toggled.connect(self.runs_panel.setVisible)
+        self.runs_panel.setVisible(False)
+        self._runs_placed = False  # shown by default when the board is wide enough (first showEvent)
 
         self.loss_plot = pg.PlotWidget(title="loss")
         self.accuracy_plot = pg.PlotWidget(title="accuracy")
@@ -240,21 +257,28 @@ class BoardWidget(QWidget):
             plot.setBackground("w")
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("bottom", "step")
-            plot.setMinimumHeight(140)
+            plot.setMinimumHeight(120)
         self.accuracy_plot.setYRange(0, 1.02)
+        # The legend beside the curves, never over them: a wrapping row of swatches under both plots.
         self.legend = QListWidget()
         self.legend.setObjectName("boardLegend")
         self.legend.setToolTip("Colour: where the method puts its trainable part. Line style and marker: which "
-                               "method. Solid: training batch; markers on a thinner line: validation.")
-        self.legend.setIconSize(QSize(40, 14))
+                               "method. Thick line: training batch; thin line with markers: validation.")
+        self.legend.setIconSize(QSize(*SWATCH))
+        self.legend.setViewMode(QListWidget.ViewMode.ListMode)
+        self.legend.setFlow(QListWidget.Flow.LeftToRight)
+        self.legend.setWrapping(True)
+        self.legend.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.legend.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.legend.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.legend.setMaximumWidth(190)
+        self.legend.setMaximumHeight(64)
+        self.plot_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        self.plot_row.addWidget(self.loss_plot, 1)
+        self.plot_row.addWidget(self.accuracy_plot, 1)
         self.plots = QWidget()
-        plots_layout = QHBoxLayout(self.plots)
+        plots_layout = QVBoxLayout(self.plots)
         plots_layout.setContentsMargins(0, 0, 0, 0)
-        plots_layout.addWidget(self.loss_plot, 1)
-        plots_layout.addWidget(self.accuracy_plot, 1)
+        plots_layout.addLayout(self.plot_row, 1)
         plots_layout.addWidget(self.legend)
 
         self.table = PinnedColumnTable(0, len(TABLE_COLUMNS))
@@ -264,7 +288,7 @@ class BoardWidget(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(120)
+        self.table.setMinimumHeight(110)
         self.footer = QLabel()
         self.footer.setWordWrap(True)
         self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -279,19 +303,34 @@ class BoardWidget(QWidget):
         right.addWidget(bottom)
         right.setChildrenCollapsible(False)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
+        splitter.addWidget(self.runs_panel)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
-        left.setMinimumWidth(200)
+        self.runs_panel.setMinimumWidth(180)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
         self.comparison.on_change(self._refresh_views)
         if runs:
             self.set_runs(runs)
         else:
             self._refresh_views()
+
+    # ---- layout --------------------------------------------------------------------------------------
+    NARROW = 700  # below this width the two plots stack (a board docked in a 1280-pixel side area)
+    WIDE = 900  # from this width the run list shows beside the plots when the board first appears
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if not self._runs_placed and self.isVisible() and self.width() > 100:  # its first real size, as shown
+            self._runs_placed = True
+            self.runs_button.setChecked(self.width() >= self.WIDE)
+        direction = QBoxLayout.Direction.TopToBottom if self.width() < self.NARROW else \
+            QBoxLayout.Direction.LeftToRight
+        if self.plot_row.direction() != direction:
+            self.plot_row.setDirection(direction)
 
     # ---- data ----------------------------------------------------------------------------------------
     def set_runs(self, runs: Sequence[RunRecord]) -> None:
@@ -410,6 +449,7 @@ class BoardWidget(QWidget):
                 item = QListWidgetItem(style_icon(style), run.method)
                 item.setToolTip(f"{run.method}: {PLACE_WORDS[style.place]}")
                 self.legend.addItem(item)
+        self.legend.setVisible(bool(shown))
 
     def _refresh_table(self, runs: list[RunRecord]) -> None:
         sort_column = self.table.horizontalHeader().sortIndicatorSection()
@@ -442,7 +482,7 @@ class BoardWidget(QWidget):
 
     def _refresh_footer(self, runs: list[RunRecord]) -> None:
         if not runs:
-            self.footer.setText("No runs ticked. Run the family, or tick runs on the left.")
+            self.footer.setText("No runs ticked. Run the family, or tick runs in the list (Runs).")
             return
         chosen = next((r for r in runs if r.method == self._current), runs[0])
         budget = self.comparison.current_budget()

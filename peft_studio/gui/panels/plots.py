@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 from ...core.files.safe_io import write_csv_atomically  # noqa: E402
+from ..window.status import ElidedLabel  # noqa: E402
 
 SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
 LAST_VALUES_INTERVAL_S = 0.25  # numbers are read at ~4 Hz; the final value is shown by flush_last
@@ -171,10 +172,10 @@ class LivePlots(QWidget):
         self.legend.setToolTip("Both plots: training batch (solid) and validation set (dashed); the faded "
                                "curves are the previous run, kept for comparison")
         # The last step's numbers, read from the back row: the curve shows the trend, these the value.
-        self.last_values = QLabel("")
+        self.last_values = ElidedLabel("", tip="Loss and accuracy of the last training step (validation when "
+                                       "evaluated)")  # cut at a word on a narrow screen, never mid-number
         self.last_values.setObjectName("lastValues")
         self.last_values.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.last_values.setToolTip("Loss and accuracy of the last training step (validation when evaluated)")
         header = QHBoxLayout()
         header.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.legend)

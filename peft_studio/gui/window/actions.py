@@ -24,7 +24,7 @@ def make_combo(items: list[str], tip: str) -> QComboBox:
     box = QComboBox()
     box.addItems(items)
     box.setToolTip(tip)
-    box.setMinimumContentsLength(10)
+    box.setMinimumContentsLength(9)
     return box
 
 

@@ -218,12 +218,13 @@ class MainWindow(QMainWindow):
         self.step_label.setAutoFillBackground(True)
         self.step_label.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         bar.addWidget(self.step_label)
+        bar.addSeparator()
+        # Projector controls before the speed: on a narrow screen the last items move into the » menu, and
+        # the speed (empty until a run) is the one to go, not Presentation or Fit.
+        for action in (self.actions_.present, self.actions_.panels, self.actions_.fit):  # the seed example: Ctrl+1
+            bar.addAction(action)
         bar.addWidget(self.speed_label)
         self.fix_step_label_width()
-        bar.addSeparator()
-        # Projector controls first: on a narrow screen the last buttons move into the » menu.
-        for action in (self.actions_.present, self.actions_.panels, self.actions_.fit, self.actions_.seed):
-            bar.addAction(action)
         self._show_overflow_button(bar)
 
     @staticmethod
@@ -838,11 +839,11 @@ class MainWindow(QMainWindow):
             self._size_side_area()  # a new screen size (1920 -> 1280): the side area keeps its share
 
     def fix_step_label_width(self) -> None:
-        """Wide enough for a 7-digit count in the current font, and fixed: a new number never
+        """Wide enough for a 6-digit count in the current font, and fixed: a new number never
         re-lays out the toolbar."""
         self.step_label.ensurePolished()
         metrics = self.step_label.fontMetrics()
-        self.step_label.setFixedWidth(metrics.horizontalAdvance("step 0000000") + 20)
+        self.step_label.setFixedWidth(metrics.horizontalAdvance("step 000000") + 16)
         # The speed label too, in whatever font presentation mode gave the toolbar: sized for its widest text,
         # it is either shown whole or moved into the » menu, never cut mid-word.
         self.speed_label.ensurePolished()

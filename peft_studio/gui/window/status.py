@@ -1,6 +1,6 @@
 """The status bar: a message that does not fit is cut at a word and ends with "…", never mid-word; the whole
-text is its tooltip, and every message is kept in a log (the 🗒 button, or View ▸ Messages) so nothing said
-in passing is lost."""
+text is its tooltip, and every message is kept in a log (the "log" button, or View ▸ Messages) so nothing said
+in passing is lost. ElidedLabel does the same for a label that shows changing text in a fixed place."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from collections import deque
 
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QFontMetrics, QPainter
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QStatusBar, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QPlainTextEdit,
+    QSizePolicy,
+    QStatusBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 LOG_SIZE = 200
 
@@ -65,7 +75,7 @@ class StatusBar(QStatusBar):
         super().__init__(parent)
         self.log = MessageLog()
         self.log_button = QToolButton()
-        self.log_button.setText("🗒")
+        self.log_button.setText("log")  # plain text: emoji fonts are missing on many lab machines
         self.log_button.setAutoRaise(True)
         self.log_button.setToolTip("Every message the status bar showed (View ▸ Messages)")
         self.log_button.clicked.connect(self.show_log)
@@ -106,3 +116,30 @@ class StatusBar(QStatusBar):
     def show_log(self) -> None:
         self._dialog = MessageLogDialog(self.log, self.window())
         self._dialog.show()
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that takes the room it is given: text that does not fit is cut at a word (" …") and
+    shown whole in the tooltip; it never asks for more width (a new number never re-lays out its row)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None, tip: str = "") -> None:
+        super().__init__(text, parent)
+        self.tip = tip  # the tooltip while the text fits
+        self.setToolTip(tip)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(0)
+
+    def shown_text(self) -> str:
+        return elide_words(self.text(), self.fontMetrics(), self.contentsRect().width())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        shown = self.shown_text()
+        cut = shown != " ".join(self.text().split())
+        self.setToolTip(f"{self.text()}\n{self.tip}".strip() if cut else self.tip)
+        painter = QPainter(self)
+        painter.setPen(self.palette().windowText().color())
+        painter.setFont(self.font())
+        # a cut text reads from its start, whatever the alignment
+        align = (Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter) if cut else self.alignment()
+        painter.drawText(self.contentsRect(), align, shown)
+        painter.end()

@@ -32,8 +32,8 @@ def lock_html(px: int) -> str:
 
 STYLESHEET = """
 QMainWindow, QWidget { font-size: 10pt; }
-QToolBar { spacing: 6px; padding: 4px; border-bottom: 1px solid #d5dae1; background: #fbfcfd; }
-QToolBar QToolButton { padding: 4px 8px; border-radius: 4px; }
+QToolBar { spacing: 4px; padding: 3px; border-bottom: 1px solid #d5dae1; background: #fbfcfd; }
+QToolBar QToolButton { padding: 4px 5px; border-radius: 4px; }
 QToolBar QToolButton:hover { background: #e8edf3; }
 QToolBar QToolButton#qt_toolbar_ext_button { padding: 0px; min-width: 16px; }
 QToolBar QToolButton:checked { background: #fde3c8; }
