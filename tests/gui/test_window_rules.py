@@ -211,3 +211,54 @@ def test_lessons_reach_the_window_only_through_its_protocol():
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "host"}
     assert used and used <= allowed, used - allowed
     assert not any(isinstance(node, ast.Name) and node.id == "window" for node in ast.walk(tree))
+
+
+# ---- things that showed the wrong thing ---------------------------------------------------------------
+def test_notes_and_the_tensor_filter_belong_to_their_lesson(window, qtbot):
+    from peft_studio.gui.window.lessons import open_shipped_lesson
+
+    assert open_shipped_lesson(window, "word-order")
+    assert window.notes_strip.isVisible() and window.notes_strip.notes
+    assert not window.hint.isVisible()  # past the first start: the hint strip goes
+    window.table.filter.setText("lora")
+    assert open_shipped_lesson(window, "lora")
+    assert window.table.filter.text() == ""  # a lesson opens on the whole tensor table
+    assert window.controller.load_example("seed-example")  # a whole new setup that is not a lesson
+    assert window.notes_strip.isHidden() and window.controller.view.notes == ()
+
+
+def test_the_previous_run_is_kept_only_for_the_same_task(window, qtbot):
+    c = window.controller
+    c.set_training(steps=3)
+    window.play_pause()
+    qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
+    assert c.set_option("r", 4)  # same task: the run just made is the faded comparison
+    assert window.plots.previous["loss"].n == 3 and window.plots.old_curves["loss"].isVisible()
+    from peft_studio.core.data import load_builtin
+
+    assert c.set_dataset(load_builtin("word-order"))  # another task: its losses are not this task's scale
+    assert window.plots.previous["loss"].n == 0 and not window.plots.old_curves["loss"].isVisible()
+
+
+def test_lists_grey_out_what_the_dataset_cannot_take(window):
+    from peft_studio.core.data import load_builtin
+
+    c = window.controller
+    assert c.set_base("tiny-decoder") and c.set_dataset(load_builtin("texts"))  # the next-token task
+    methods = window.method_box.model()
+    names = [window.method_box.itemText(i) for i in range(window.method_box.count())]
+    for name in ("head-only", "bitfit"):  # nothing of their own would train on next-token: both grey
+        item = methods.item(names.index(name))
+        assert not item.isEnabled() and "Not on tiny-decoder with texts" in item.toolTip()
+    bases = window.base_box.model()
+    tiny = bases.item([window.base_box.itemText(i) for i in range(window.base_box.count())].index("tiny"))
+    assert not tiny.isEnabled() and "decoder with an LM head" in tiny.toolTip()
+
+
+def test_the_padlock_is_not_shown_beside_a_trained_base_and_stop_waits_for_a_run(window):
+    c = window.controller
+    assert not window.actions_.stop.isEnabled()  # nothing to stop
+    assert not window.lock_icon.isHidden()
+    assert c.set_method("full")
+    assert window.base_label.text().startswith("base trained") and window.lock_icon.isHidden()
+    assert c.set_method("lora") and not window.lock_icon.isHidden()

@@ -302,6 +302,8 @@ class BoardWidget(QWidget):
         right.addWidget(self.plots)
         right.addWidget(bottom)
         right.setChildrenCollapsible(False)
+        right.setStretchFactor(0, 3)  # the curves a little larger than the table, both in view
+        right.setStretchFactor(1, 2)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.runs_panel)
         splitter.addWidget(right)

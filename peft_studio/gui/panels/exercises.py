@@ -128,8 +128,9 @@ class ExercisesPanel(QWidget):
                                                       symbolBrush="#f07f16")
         rows.addWidget(self.params_plot)
         rows.addWidget(self.accuracy_plot)
-        self.sweep_table = QLabel("")
-        self.sweep_table.setStyleSheet("font-family: monospace;")
+        self.sweep_table = QLabel("")  # one wrapped line per size: readable in a narrow side area
+        self.sweep_table.setWordWrap(True)
+        self.sweep_table.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         rows.addWidget(self.sweep_table)
         buttons = QHBoxLayout()
         self.count_button = QPushButton("Count the sweep")
@@ -166,8 +167,8 @@ class ExercisesPanel(QWidget):
         self.formula_curve.setData(xs, [p.formula for p in points])
         trained = [p for p in points if p.accuracy is not None]
         self.accuracy_curve.setData([p.bottleneck for p in trained], [p.accuracy for p in trained])
-        lines = [f"m={p.bottleneck:<3} counted {p.trainable:>6,}   formula {p.formula_text}"
-                 + (f"   accuracy {p.accuracy:.2f}" if p.accuracy is not None else "") for p in points]
+        lines = [f"m = {p.bottleneck}: {p.trainable:,} trainable, counted; the formula gives {p.formula_text}"
+                 + (f"; accuracy {p.accuracy:.2f}" if p.accuracy is not None else "") for p in points]
         self.sweep_table.setText("\n".join(lines))
 
     # ---- other evidence --------------------------------------------------------------------------

@@ -179,7 +179,18 @@ class Controller(QObject):
         return self.load_example(SEED_EXAMPLE)
 
     def load_example(self, name: str) -> bool:
-        return self._edit(lambda: self._studio.load_example(name))
+        """A shipped example: a whole new setup, so a lesson's notes (about the lesson's setup) go too."""
+        taken = self._edit(lambda: self._studio.load_example(name))
+        if taken:
+            self.view.set(notes_title="", notes=())
+        return taken
+
+    def open_setup(self, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> bool:
+        """A saved setup from a file: one undo step; like an example, it ends the open lesson's notes."""
+        taken = self.set_everything(setup, dataset, settings)
+        if taken:
+            self.view.set(notes_title="", notes=())
+        return taken
 
     def show_adapter(self, member: SetAdapter) -> bool:
         return self._edit(lambda: self._studio.show_adapter(member))

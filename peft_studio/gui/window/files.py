@@ -150,7 +150,7 @@ class FileFlows:
         except PeftStudioError as exc:
             self.window.show_error("Cannot open this setup", str(exc))
             return False
-        if not self.controller.set_everything(setup, dataset, settings):
+        if not self.controller.open_setup(setup, dataset, settings):
             return False
         self._status(f"Opened setup {Path(path).name}")
         return True

@@ -269,6 +269,7 @@ class MainWindow(QMainWindow):
         side.setSizes([560, 300])
         side.setMinimumWidth(SIDE_MIN_WIDTH)
         self.job_strip = JobStrip(self.controller.jobs)
+        self.controller.jobs.on("added", lambda _job: self.hint.dismiss())
         self.preview_strip = InfoStrip("previewStrip", "#f3ecfb", "#c7b2e6", closable=False)
         self.hint = FirstRunHint()
         self.notes_strip = NotesStrip()
@@ -354,6 +355,7 @@ class MainWindow(QMainWindow):
         """After the lesson's setup and view: its zoom against the new layout, a clean tensor filter."""
         self.runner.step = 0
         self.table.clear_filter()
+        self.hint.dismiss()  # the class has moved past the first start
         # Hidden panels and presentation resize the diagram's viewport: settle the layouts first, so that the
         # lesson's zoom is relative to the size the class will see.
         for _ in range(3):
