@@ -262,3 +262,48 @@ def test_the_padlock_is_not_shown_beside_a_trained_base_and_stop_waits_for_a_run
     assert c.set_method("full")
     assert window.base_label.text().startswith("base trained") and window.lock_icon.isHidden()
     assert c.set_method("lora") and not window.lock_icon.isHidden()
+
+
+def test_a_placement_row_shows_its_method_as_placed_and_layers_read_as_ranges(window, errors):
+    c = window.controller
+    assert c.set_base("llama-3-8b") and c.wait_for_builds() and c.setup.method == "lora"
+    assert c.set_base("llama-3-70b") and c.wait_for_builds(), errors
+    assert c.setup.options.get("layers") == "0-31"  # the 8B's layers carried over, as a range
+    carried = c.census.trainable
+    window.choose_placed_method("lora")  # a Placement row: LoRA as the row counted it, every layer
+    assert c.wait_for_builds() and c.setup.options.get("layers") is None
+    from peft_studio.core.memory.at_scale import MemoryPlan
+    from peft_studio.core.runs.placement_compare import compare_placements
+
+    row = next(compare_placements("llama-3-70b", c.dataset, ["lora"], MemoryPlan()))
+    assert c.census.trainable == row.trainable > carried
+
+
+def test_the_diagram_svg_leaves_the_table_selection_out(window, tmp_path):
+    from peft_studio.gui.window import theme
+
+    window.scene.mark({"head"})
+    path = window.files.export_to(tmp_path / "diagram.svg")
+    assert path is not None and theme.SELECTED.name() not in path.read_text().lower()
+    assert window.scene.marked == {"head"} and window.scene.block_items["head"].marked  # back on screen
+
+
+def test_export_dialogs_remember_their_folder(window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    asked: list[str] = []
+    target = tmp_path / "slides" / "plots.png"
+    target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda parent, caption, directory, *a, **k: asked.append(directory) or (str(target), ""))
+    window.files.export_dialog()
+    window.files.export_dialog()
+    assert asked[0] == "peft-studio.png" and asked[1] == str(target.parent / "peft-studio.png")
+
+
+def test_a_negative_gain_is_drawn_flipped_not_damped():
+    from peft_studio.gui.diagram.gains import gain_colour
+
+    damped, flipped, neutral = gain_colour(0.6), gain_colour(-0.6), gain_colour(1.0)
+    assert neutral == (255, 255, 255) and damped[2] == 255 and flipped != damped
+    assert flipped[0] > flipped[1]  # purple (red and blue over green), not the damped blue
