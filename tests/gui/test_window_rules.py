@@ -307,3 +307,23 @@ def test_a_negative_gain_is_drawn_flipped_not_damped():
     damped, flipped, neutral = gain_colour(0.6), gain_colour(-0.6), gain_colour(1.0)
     assert neutral == (255, 255, 255) and damped[2] == 255 and flipped != damped
     assert flipped[0] > flipped[1]  # purple (red and blue over green), not the damped blue
+
+
+def test_the_window_never_waits_on_a_thread():
+    """stop_and_wait, close_docks and wait_for_builds block: tests and scripts use them, the window never does
+    (only the blocking helpers themselves call each other)."""
+    blocking = {"stop_and_wait", "close_docks", "wait_for_builds"}
+    calls = []
+    for path in GUI.rglob("*.py"):
+        if path.name == "screenshot.py":  # a script: it renders one picture and exits
+            continue
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or function.name in blocking:
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call):
+                    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                    if name in blocking:
+                        calls.append(f"{path.relative_to(GUI)}:{node.lineno} {function.name} calls {name}")
+    assert calls == []

@@ -146,8 +146,10 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     setup = _dock(window, "Setup", "setupDock", setup_panel, lambda: [], scroll=False)
     setup.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                       | QDockWidget.DockWidgetFeature.DockWidgetFloatable)  # hidden with Panels (Ctrl+B), not closed
+    # Not scrolled: the board shares its height between curves and table itself (a scroll area let the curves
+    # take the whole dock and pushed the table out of view).
     compare_dock = _dock(window, "Compare", "compareDock", board, lambda: window.controller.jobs.running("compare"),
-                         menu_text="Compare the family")
+                         scroll=False, menu_text="Compare the family")
 
     def compare() -> None:  # exercise 4: the board on the lesson's setup, ready for the class to press Run
         compare_dock.show()

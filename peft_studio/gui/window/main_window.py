@@ -356,6 +356,8 @@ class MainWindow(QMainWindow):
         self.runner.step = 0
         self.table.clear_filter()
         self.hint.dismiss()  # the class has moved past the first start
+        if self.side_dock.isVisible():
+            self.side_dock.raise_()  # the lesson's selected tab is one of the Setup panel's
         # Hidden panels and presentation resize the diagram's viewport: settle the layouts first, so that the
         # lesson's zoom is relative to the size the class will see.
         for _ in range(3):
