@@ -33,6 +33,7 @@ class InferencePanel(QWidget):
         self.entry.setToolTip("Predicted with the current model (updates when training pauses or stops)")
         self.result = QLabel("")
         self.result.setStyleSheet("font-size: 13pt; font-weight: 600;")
+        self.result.setWordWrap(True)  # a long reason wraps in the side area, never cut mid-word
         self.bars = QVBoxLayout()
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["sentence", "predicted", "p"])
