@@ -39,6 +39,7 @@ from ...core.data import TextDataset, builtin_names, load_builtin
 from ...core.data.builtin import labelled_builtin_names
 from ...core.errors import PeftStudioError
 from ...core.methods import METHODS
+from ...core.runs.interrupt import interruptible
 from ...core.runs.train import TrainControl, TrainSettings
 from ..jobs.background import BackgroundJob
 from ..jobs.worker import JobError
@@ -292,9 +293,10 @@ class AdapterLab(QWidget):
             return False
         control = TrainControl()
 
-        def run():  # worker thread: plain numbers only leave it
-            for event in adapters.train(name, settings, control):
-                yield Progress(event.step + 1, steps, event.loss, event.accuracy, event.last)
+        def run():  # worker thread: plain numbers only leave it; a stop ends a long step at its next layer
+            with interruptible(adapters.get(name).model, lambda: control.stopped):
+                for event in adapters.train(name, settings, control):
+                    yield Progress(event.step + 1, steps, event.loss, event.accuracy, event.last)
 
         self.training_name = name
         self.last_progress = None
