@@ -363,7 +363,9 @@ class MainWindow(QMainWindow):
         for _ in range(3):
             QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
             self.layout().activate()
-        self.apply_view_zoom()
+        self._zoom_after_build = self.controller.building  # a lesson on a checkpoint: zoom the diagram it builds
+        if not self._zoom_after_build:
+            self.apply_view_zoom()
         self.statusBar().showMessage(f"Lesson: {lesson.title}", 8000)
 
     def dialog_parent(self) -> QWidget:
@@ -637,6 +639,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(BUILDING)
         elif self.statusBar().currentMessage() == BUILDING:
             self.statusBar().clearMessage()
+        if not building and getattr(self, "_zoom_after_build", False):
+            self._zoom_after_build = False
+            self.apply_view_zoom()
 
     def on_finished(self) -> None:
         if self.closing:
