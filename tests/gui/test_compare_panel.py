@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import pytest
+
 from peft_studio.core.runs.run_store import RunStore
 from peft_studio.gui.docks.compare import ComparePanel
 from peft_studio.gui.window.controller import Controller
 
 
+@pytest.fixture(autouse=True)
+def no_family_outlives_its_test(monkeypatch):
+    """A failing test must not destroy a panel whose worker still runs (Qt aborts the whole session then)."""
+    made: list[ComparePanel] = []
+    original = ComparePanel.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(ComparePanel, "__init__", init)
+    yield
+    for panel in made:
+        assert panel.stop_and_wait(60_000)
+
+
 def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
     controller = Controller()
-    controller.set_training(steps=3, eval_every=1)
+    controller.set_training(eval_every=1)
     store = RunStore(tmp_path / "runs")
     panel = ComparePanel(controller, store)
+    panel.board.steps_box.setValue(3)  # the board's own budget per method (the window's settings stay the user's)
     qtbot.addWidget(panel)
     started: list[str] = []
     panel.method_started.connect(started.append)

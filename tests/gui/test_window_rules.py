@@ -327,3 +327,16 @@ def test_the_window_never_waits_on_a_thread():
                     if name in blocking:
                         calls.append(f"{path.relative_to(GUI)}:{node.lineno} {function.name} calls {name}")
     assert calls == []
+
+
+def test_one_worker_class_runs_every_thread_the_window_starts():
+    from peft_studio.gui.jobs.worker import TrainWorker, Worker
+
+    assert issubclass(TrainWorker, Worker)
+    threads = []
+    for path in GUI.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", getattr(b, "attr", "")) in ("QThread", "Thread")
+                                                     for b in node.bases):
+                threads.append(f"{path.relative_to(GUI)}:{node.name}")
+    assert threads == ["jobs/worker.py:Worker"]
