@@ -409,7 +409,14 @@ class StudioState:
         return self.set_everything(setup, dataset, settings)
 
     def reset_model(self) -> None:
-        """Fresh method parts and head from the same seed; the base is rebuilt bit-identical."""
+        """Fresh method parts and head from the same seed; the base is rebuilt bit-identical. A slow base (a
+        checkpoint to read again) is rebuilt as an edit without an undo step, so a window can do it off its
+        GUI thread; the same seed gives the same weights either way."""
+        if self._slow(self.snapshot):
+            snapshot = self.snapshot
+            self.submit(Edit(lambda: [(snapshot, "")], record=False, slow=True,
+                             label=f"{snapshot.setup.base} · {snapshot.setup.method} (reset)"))
+            return
         self.experiment.reset()
         self._install(self.experiment)
 

@@ -248,3 +248,19 @@ def test_timed_columns_mark_a_best_only_beyond_the_noise():
 def test_an_unknown_target_is_still_refused_by_name(bases):
     with pytest.raises(ConfigError, match="unknown site 'nope'"):
         get_method("lora").validate(get_method("lora").config({"targets": "nope"}), bases["tiny"])
+
+
+def test_reset_on_a_slow_base_is_a_rebuild_without_an_undo_step():
+    state = StudioState(Setup("tiny-decoder", "lora"), DATA)
+    weights = {n: p.clone() for n, p in state.experiment.model.named_parameters() if p.requires_grad}
+    for p in state.experiment.model.parameters():
+        if p.requires_grad:
+            p.data.add_(1.0)  # "trained"
+    state.reset_model()  # a toy base: in place
+    assert all((p == weights[n]).all() for n, p in state.experiment.model.named_parameters() if p.requires_grad)
+    slow = StudioState(Setup("gpt2", "lora"), DATA)
+    taken: list[Edit] = []
+    slow.background = lambda edit: taken.append(edit) or True
+    slow.reset_model()
+    assert len(taken) == 1 and taken[0].slow and not taken[0].record
+    assert slow.commit(taken[0], slow.prepare(taken[0])) and not slow.can_undo
