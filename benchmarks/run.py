@@ -73,6 +73,7 @@ FIGURES = {
     "base_switch_minilm_s": "< 1",
     "decoder_lora_vs_peft": "<= 1.0",  # studio / transformers+peft LoRA step (bench_decoders.py)
     "decoder_tokens_per_s": ">= 1.0",  # studio / transformers generate() tokens per second
+    "click_count_llama70b_ms": "< 150",  # a mouse click on a 70B base's insertion point to the new count
 }
 
 # steps per round, measured rounds, and each group's own settings; --quick shrinks them
@@ -439,10 +440,21 @@ def serve_spin(work: int) -> Callable[[], dict]:
     return once
 
 
+def serve_click() -> Callable[[], dict]:
+    """Llama-3-70B in a window: a mouse click on an insertion point to the new count (bench_click.py)."""
+    import bench_click
+
+    def once() -> dict:
+        return bench_click.click_to_count(1)
+
+    return once
+
+
 PARTS: dict[str, Callable[..., Callable[[], dict]]] = {
     "bare": serve_bare, "window": serve_window, "core": serve_core, "lateness": serve_lateness,
     "minilm-studio": serve_minilm_studio, "minilm-peft": serve_minilm_peft, "plot": serve_plot,
     "edit-llama70b": serve_edit_llama70b, "switch-minilm": serve_base_switch_minilm, "spin": serve_spin,
+    "click": serve_click,
 }
 
 
@@ -675,6 +687,11 @@ class Run:
                 found = interleave([sides.add(side("edit", "edit-llama70b"))], self.cfg["edit_rounds"], log=log,
                                    budget_s=self.budget("edit"))
             self.add("edit_repaint_llama70b_ms", [r["ms"] for r in found["edit"]])
+        if self.wanted("click_count_llama70b_ms"):
+            with Sides() as sides:
+                found = interleave([sides.add(side("click", "click"))], self.cfg["edit_rounds"], log=log,
+                                   budget_s=self.budget("edit"))
+            self.add("click_count_llama70b_ms", [r["count_ms"] for r in found["click"]])
         if self.wanted("base_switch_minilm_s"):  # the first switch of a fresh window each round, as the user's
             def first_switch() -> dict:
                 with Sides() as sides:

@@ -1,14 +1,17 @@
 """The studio's state, Qt-free: setup, dataset, training settings, the built experiment, undo/redo,
 the run lock, and the click model. The window's controller and views observe it.
 
-Every model change goes through `apply`, which builds first and swaps only on success, so a bad
-choice leaves the previous working experiment in place (and says why through a "failed" event).
+Every model change is an `Edit`: the snapshots to try, best first. `prepare` builds one (it reads the
+state and writes nothing, so a window may run it on a worker thread: a 70B architecture or a checkpoint
+takes a while) and `commit` makes it current, so a bad choice leaves the previous working experiment in
+place (and says why through a "failed" event). `submit` does both at once, unless a `background`
+executor is installed for slow builds (the window's controller: it commits when the worker is done).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,6 +64,51 @@ class ClickEffect:
     delta: int  # trainable parameters after the click minus before (head included)
 
 
+@dataclass
+class Edit:
+    """One change, as the snapshots to try (best first), each with the notice to give when it is the one built.
+
+    `attempts` is called by `prepare`, possibly on a worker thread: it may read the state and build bases,
+    never change the state. It may raise EditRefused to refuse with its own title."""
+
+    attempts: Callable[[], Iterable[tuple[Snapshot, str]]]
+    record: bool = True  # an undo step
+    quiet: bool = False  # no "failed" event when nothing builds (a stale session)
+    title: str = "This setup cannot be built"
+    slow: bool = False  # a checkpoint or a large architecture: worth building off the GUI thread
+    label: str = ""  # what is built, for a "building…" line
+    after: Callable[[bool], None] | None = None  # told whether it became current (undo/redo move their stacks)
+
+
+class EditRefused(Exception):  # noqa: N818 - a refusal with its own dialog title, not a bug
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(message)
+        self.title, self.message = title, message
+
+
+@dataclass
+class Built:
+    """What `prepare` made: the experiment for a snapshot with its census and frozen fingerprint."""
+
+    snapshot: Snapshot
+    experiment: Experiment
+    census: Census
+    fingerprint: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    title: str
+    message: str
+
+
+def builds_slowly(base: str) -> bool:
+    """A checkpoint (weights to read) or a shipped architecture (hundreds of modules, 70B on the meta device);
+    the toy bases that build their vocabulary from the dataset take milliseconds."""
+    return not uses_dataset_vocabulary(base)
+
+
 class StudioState:
     """One owner for everything the window shows; observers subscribe with `on(event, callback)`.
 
@@ -73,6 +121,9 @@ class StudioState:
 
     def __init__(self, setup: Setup | None = None, dataset: TextDataset | None = None,
                  settings: TrainSettings | None = None) -> None:
+        # Runs slow edits elsewhere (the window: on a worker thread) and returns whether it took the edit;
+        # it must call commit(edit, prepare(edit)) on the owner's thread when done. None: build at once.
+        self.background: Callable[[Edit], bool] | None = None
         setup = setup or Setup(base="tiny", method="lora", options={}, seed=0)
         dataset = dataset or load_builtin("intents")
         self.snapshot = Snapshot(setup, dataset, settings or default_settings(setup.base, setup.seed))
@@ -145,26 +196,59 @@ class StudioState:
     # ---- changing ----------------------------------------------------------------------------
     def apply(self, snapshot: Snapshot, record: bool = True, quiet: bool = False) -> bool:
         """Build the experiment for `snapshot`; on success it becomes current (undoable)."""
+        return self.submit(Edit(lambda: [(snapshot, "")], record, quiet, slow=self._slow(snapshot)))
+
+    def submit(self, edit: Edit) -> bool:
+        """Prepare and commit `edit` (or hand a slow one to the background executor). False when refused or
+        when it did not build; True when it became current or was taken to be built in the background."""
         if self._locked:
             self._emit("failed", "Training is running",
                        self.lock_reason or "Stop or reset the run before changing the model.")
             return False
-        leaving = self.snapshot.adapter
+        if edit.slow and self.background is not None:
+            return self.background(edit)
+        return self.commit(edit, self.prepare(edit))
+
+    def prepare(self, edit: Edit) -> Built | BuildFailure:
+        """Build the first attempt that builds, with its census and fingerprint. Writes nothing to the state."""
+        error: BaseException | None = None
         try:
-            experiment = self._experiment_for(snapshot)
-        except Exception as exc:  # noqa: BLE001 - any build failure is reported, the old model stays
-            if not quiet:
-                self._emit("failed", "This setup cannot be built", error_message(exc))
+            for snapshot, note in edit.attempts():
+                try:
+                    experiment = self._experiment_for(snapshot)
+                    return Built(snapshot, experiment, experiment.census(), experiment.frozen_fingerprint(), note)
+                except Exception as exc:  # noqa: BLE001 - any build failure is reported, the old model stays
+                    error = exc
+        except EditRefused as refused:
+            return BuildFailure(refused.title, refused.message)
+        return BuildFailure(edit.title, error_message(error) if error is not None else "nothing to build")
+
+    def commit(self, edit: Edit, result: Built | BuildFailure) -> bool:
+        """Make a prepared build current (one undo step when `edit.record`), or report why it failed."""
+        if isinstance(result, BuildFailure):
+            if not edit.quiet:
+                self._emit("failed", result.title, result.message)
+            if edit.after is not None:
+                edit.after(False)
             return False
-        if record:
+        leaving = self.snapshot.adapter
+        if edit.record:
             self._undo.append(self.snapshot)
             self._redo.clear()
-        self.snapshot = snapshot
-        self._install(experiment)
-        if leaving is not None and snapshot.adapter is None:
-            self._emit("notice", f"The window now has its own {snapshot.setup.method} experiment; adapter "
+        self.snapshot = result.snapshot
+        self._install(result.experiment, result.census, result.fingerprint)
+        if edit.after is not None:
+            edit.after(True)
+        if leaving is not None and result.snapshot.adapter is None:
+            self._emit("notice", f"The window now has its own {result.snapshot.setup.method} experiment; adapter "
                                  f"{leaving.name!r} stays in its set unchanged (Adapters panel)")
+        if result.note:
+            self._emit("notice", result.note)
         return True
+
+    @staticmethod
+    def _slow(snapshot: Snapshot) -> bool:
+        return snapshot.adapter is None and builds_slowly(snapshot.setup.base)
 
     def _experiment_for(self, snapshot: Snapshot) -> Experiment:
         """The snapshot's set adapter, made active again when it is still in its set; else a new build."""
@@ -196,10 +280,10 @@ class StudioState:
         """The set adapter the window shows, or None for the window's own experiment."""
         return self.snapshot.adapter
 
-    def _install(self, experiment: Experiment) -> None:
+    def _install(self, experiment: Experiment, census: Census | None = None, fingerprint: str | None = None) -> None:
         self.experiment = experiment
-        self.census = experiment.census()
-        self.frozen_at_build = experiment.frozen_fingerprint()
+        self.census = census if census is not None else experiment.census()
+        self.frozen_at_build = fingerprint if fingerprint is not None else experiment.frozen_fingerprint()
         self._history()
         self._emit("changed")
 
@@ -230,39 +314,39 @@ class StudioState:
         snapshot.remembered = {m: _without_sites(o) for m, o in snapshot.remembered.items()}
         snapshot.settings = replace(default_settings(name, self.setup.seed), eval_every=self.settings.eval_every)
         scalars = _without_sites(self.setup.options)
-        try:  # the new base alone (its sites), not a whole experiment: apply() below builds that once
-            check_memory(snapshot.setup, self.dataset)
-            tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(name) else None
-            new_base = create_base(name, tokenizer, **snapshot.setup.base_options)
-        except Exception as exc:  # noqa: BLE001 - the base itself cannot be built: say why, keep the old one
-            self._emit("failed", "This base cannot be used", error_message(exc))
-            return False
-        new_ids = {s.id for s in get_method(method).usable_sites(new_base)} if method in METHODS else set()
-        kept = [s for s in old_sites if s.id in new_ids]
-        dropped = [s.id for s in old_sites if s.id not in new_ids]
-        attempts: list[tuple[str, dict[str, Any], str]] = []
-        if kept and dropped:
-            options = get_method(method).options_for_sites([new_base.site(s.id) for s in kept], new_base, scalars)
-            attempts.append((method, options, f"dropped {', '.join(dropped)}: not on {name}"))
-        elif kept or not old_sites:
-            options = get_method(method).options_for_sites([new_base.site(s.id) for s in kept], new_base, scalars) \
-                if kept else scalars
-            attempts.append((method, options, ""))
-        attempts.append((method, scalars, f"{method}: its sites are not on {name}; using its defaults there"
-                         if old_sites else ""))
-        default = new_base.default_method
-        attempts.append((default, {}, f"{method} cannot be used on {name}; switched to {default}"))
-        if dropped_options:
-            attempts = [(m, o, "; ".join(filter(None, [note, f"base options {', '.join(dropped_options)} do not "
-                                                            f"apply to {name}: dropped"])))
-                        for m, o, note in attempts]
-        for method_name, options, note in attempts:
-            snapshot.setup = replace(snapshot.setup, method=method_name, options=dict(options))
-            if self.apply(snapshot, quiet=True):
-                if note:
-                    self._emit("notice", note)
-                return True
-        return self.apply(snapshot)  # reports the last failure
+        dataset = self.dataset
+
+        def attempts() -> Iterator[tuple[Snapshot, str]]:
+            try:  # the new base alone (its sites), not a whole experiment: prepare builds that once it is chosen
+                check_memory(snapshot.setup, dataset)
+                tokenizer = dataset.make_tokenizer() if uses_dataset_vocabulary(name) else None
+                new_base = create_base(name, tokenizer, **snapshot.setup.base_options)
+            except Exception as exc:  # noqa: BLE001 - the base itself cannot be built: say why, keep the old one
+                raise EditRefused("This base cannot be used", error_message(exc)) from None
+            new_ids = {s.id for s in get_method(method).usable_sites(new_base)} if method in METHODS else set()
+            kept = [s for s in old_sites if s.id in new_ids]
+            dropped = [s.id for s in old_sites if s.id not in new_ids]
+            tries: list[tuple[str, dict[str, Any], str]] = []
+            if kept and dropped:
+                options = get_method(method).options_for_sites([new_base.site(s.id) for s in kept], new_base,
+                                                               scalars)
+                tries.append((method, options, f"dropped {', '.join(dropped)}: not on {name}"))
+            elif kept or not old_sites:
+                options = get_method(method).options_for_sites([new_base.site(s.id) for s in kept], new_base,
+                                                               scalars) if kept else scalars
+                tries.append((method, options, ""))
+            tries.append((method, scalars, f"{method}: its sites are not on {name}; using its defaults there"
+                          if old_sites else ""))
+            default = new_base.default_method
+            tries.append((default, {}, f"{method} cannot be used on {name}; switched to {default}"))
+            if dropped_options:
+                tries = [(m, o, "; ".join(filter(None, [note, f"base options {', '.join(dropped_options)} do not "
+                                                          f"apply to {name}: dropped"])))
+                         for m, o, note in tries]
+            for method_name, options, note in tries:
+                yield replace(snapshot, setup=replace(snapshot.setup, method=method_name, options=dict(options))), note
+
+        return self.submit(Edit(attempts, slow=builds_slowly(name), label=f"{name} · {method}"))
 
     def set_method(self, name: str, options: dict[str, Any] | None = None) -> bool:
         if name == self.setup.method and options is None:
@@ -272,11 +356,10 @@ class StudioState:
             snapshot.setup.options = dict(options)
             return self.apply(snapshot)
         remembered = dict(snapshot.remembered.get(name, {}))
-        snapshot.setup.options = remembered
-        if remembered and self.apply(snapshot, quiet=True):
-            return True
-        snapshot.setup.options = {}
-        return self.apply(snapshot)
+        fresh = replace(snapshot, setup=replace(snapshot.setup, options={}))
+        tries = [(replace(snapshot, setup=replace(snapshot.setup, options=remembered)), "")] if remembered else []
+        tries.append((fresh, ""))  # the method's defaults when its remembered options do not build here
+        return self.submit(Edit(lambda: tries, slow=self._slow(fresh), label=f"{snapshot.setup.base} · {name}"))
 
     def set_option(self, name: str, value: Any) -> bool:
         snapshot = self._next()
@@ -334,7 +417,14 @@ class StudioState:
         return self.set_everything(setup, dataset, settings)
 
     def reset_model(self) -> None:
-        """Fresh method parts and head from the same seed; the base is rebuilt bit-identical."""
+        """Fresh method parts and head from the same seed; the base is rebuilt bit-identical. A slow base (a
+        checkpoint to read again) is rebuilt as an edit without an undo step, so a window can do it off its
+        GUI thread; the same seed gives the same weights either way."""
+        if self._slow(self.snapshot):
+            snapshot = self.snapshot
+            self.submit(Edit(lambda: [(snapshot, "")], record=False, slow=True,
+                             label=f"{snapshot.setup.base} · {snapshot.setup.method} (reset)"))
+            return
         self.experiment.reset()
         self._install(self.experiment)
 
@@ -356,13 +446,18 @@ class StudioState:
             self._history()
             self._emit("settings_changed")
             return True
-        if not self.apply(snapshot, record=False):
-            source.append(snapshot)
-            return False
-        target.append(current)
-        self._history()
-        self._emit("settings_changed")
-        return True
+
+        def moved(built: bool) -> None:  # the stacks move once the outcome is known (a slow build is later)
+            if built:
+                target.append(current)
+                self._history()
+                self._emit("settings_changed")
+            else:
+                source.append(snapshot)
+                self._history()
+
+        return self.submit(Edit(lambda: [(snapshot, "")], record=False, slow=self._slow(snapshot),
+                                label=f"{snapshot.setup.base} · {snapshot.setup.method}", after=moved))
 
     # ---- the click model ---------------------------------------------------------------------
     def method_for_site(self, site: Site) -> str:

@@ -176,9 +176,10 @@ def _window(size: tuple[int, int], base: str | None, method: str | None,
     window = MainWindow()
     failures: list[str] = []
     window.controller.failed.connect(lambda title, message: failures.append(f"{title}: {message}"))
-    if base and not window.controller.set_base(base):
+    if base and (not window.controller.set_base(base) or not window.controller.wait_for_builds() or failures):
         raise ConfigError(f"base {base!r}: {failures[-1] if failures else 'cannot be built'}")
-    if method and not window.controller.set_method(method):
+    if method and (not window.controller.set_method(method) or not window.controller.wait_for_builds()
+                   or failures):
         raise ConfigError(f"method {method!r}: {failures[-1] if failures else 'cannot be built'}")
     window.resize(*size)
     window.show()

@@ -77,10 +77,10 @@ def no_thread_left_running():
             thread.join(timeout=0.05)
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
     assert not leaked, f"threads left running: {leaked}"
-    from peft_studio.gui.jobs.worker import TrainWorker  # QThreads are not in threading.enumerate()
+    from peft_studio.gui.jobs.worker import Worker  # QThreads are not in threading.enumerate()
 
-    running = [w for w in list(TrainWorker.instances) if _running(w)]
-    assert not running, f"training workers left running: {running}"
+    running = [w for w in list(Worker.instances) if _running(w)]
+    assert not running, f"workers (training, jobs, builds) left running: {running}"
 
 
 def _running(worker) -> bool:
@@ -125,3 +125,8 @@ def window(qtbot, errors):
     yield win
     win.runner.stop_and_wait()
     assert not win.runner.active
+    from peft_studio.gui.docks.dock_set import close_docks
+
+    assert close_docks(win.docks)  # a test's job or build must not outlive its window
+    assert win.controller.wait_for_builds()
+    qtbot.waitUntil(lambda: not win.preview.busy, timeout=30_000)

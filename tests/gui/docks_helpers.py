@@ -12,9 +12,9 @@ def docks_fixture(window):
     installed = window.docks  # the window installs its docks itself
     yield installed
     assert close_docks(installed)
-    from peft_studio.gui.jobs.gen_worker import GeneratorWorker
+    from peft_studio.gui.jobs.worker import Worker
 
-    running = [w for w in list(GeneratorWorker.instances) if _running(w)]
+    running = [w for w in list(Worker.instances) if _running(w)]
     assert not running, f"background jobs left running: {running}"
 
 

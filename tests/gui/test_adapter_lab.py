@@ -102,7 +102,7 @@ def test_the_window_follows_the_active_adapter_and_leaves_it_on_an_edit(docks, w
     before = lab.adapters.get(sentiment).predict(TEXTS)
     site = next(s for s in c.experiment.base.sites() if s.kind == "linear")
     window.on_site_clicked(site.id)
-    assert c.studio.showing_adapter is None and c.experiment is not lab.adapters.get(sentiment)
+    assert c.showing_adapter is None and c.experiment is not lab.adapters.get(sentiment)
     assert "stays in its set" in window.statusBar().currentMessage()
     assert torch.equal(lab.adapters.get(sentiment).predict(TEXTS), before)
     window.act_undo.trigger()

@@ -12,7 +12,7 @@ from PySide6.QtGui import QImage
 from peft_studio.core.data import load_builtin
 from peft_studio.core.memory.ledger import estimate_ledger, fit_activations, measure_ledger
 from peft_studio.core.model.experiment import Experiment, Setup
-from peft_studio.core.runs.compare import COLUMNS, family_records, run_family
+from peft_studio.core.runs.compare import family_records, run_family
 from peft_studio.core.runs.run_store import RunStore
 from peft_studio.core.runs.train import TrainSettings
 
@@ -45,7 +45,16 @@ def board(qtbot, stored_runs):
 
 
 def _column(key: str) -> int:
-    return [c.key for c in COLUMNS].index(key)
+    from peft_studio.gui.panels.board import TABLE_COLUMNS
+
+    return [c.key for c in TABLE_COLUMNS].index(key)
+
+
+def _items_per_run(run) -> int:
+    """Train and validation curves, plus the sparse markers of a method whose style has a marker."""
+    from peft_studio.gui.panels.palette import curve_style
+
+    return 2 + (1 if curve_style(run.method).symbol else 0)
 
 
 def test_board_shows_one_row_per_ticked_run_and_marks_the_best(board, stored_runs):
@@ -54,14 +63,70 @@ def test_board_shows_one_row_per_ticked_run_and_marks_the_best(board, stored_run
     assert [board.table.item(i, 0).text() for i in range(len(records))] == METHODS  # run order until sorted
     marked = board.best_cells()
     assert ("head-only", "trainable_params") in marked and ("head-only", "training_memory") in marked
-    assert ("lora", "added_latency_merged_ms") in marked  # the only run that merges
+    # a timed column with one value (only LoRA merges) beats nothing: no "best" for it
+    assert not any(key == "added_latency_merged_ms" for _, key in marked)
     assert not any(key in ("method", "where") for _, key in marked)
-    # two curves per run and plot (train + validation)
-    assert len(board.loss_plot.getPlotItem().listDataItems()) == 2 * len(records)
+    assert len(board.loss_plot.getPlotItem().listDataItems()) == sum(_items_per_run(r) for r in records)
     board.run_list.item(1).setCheckState(Qt.CheckState.Unchecked)
     assert board.table.rowCount() == len(records) - 1
     assert [r.method for r in board.selected_runs()] == ["lora", "head-only"]
-    assert len(board.accuracy_plot.getPlotItem().listDataItems()) == 2 * (len(records) - 1)
+    assert len(board.accuracy_plot.getPlotItem().listDataItems()) == sum(_items_per_run(r) for r in records
+                                                                        if r.method != "ia3")
+
+
+def test_method_column_is_pinned_and_where_is_its_tooltip(board, stored_runs):
+    _, records = stored_runs
+    headers = [board.table.horizontalHeaderItem(j).text() for j in range(board.table.columnCount())]
+    assert headers[0] == "method" and "where the trainable part sits" not in headers
+    pinned = board.table.pinned
+    assert pinned.model() is board.table.model()
+    assert [pinned.isColumnHidden(j) for j in range(board.table.columnCount())] == \
+        [False] + [True] * (board.table.columnCount() - 1)
+    for i, record in enumerate(records):
+        assert board.table.item(i, 0).toolTip() == f"{record.method}: {record.where}"
+    board.resize(420, 500)  # too narrow for the numbers: they scroll, the method column stays
+    board.table.horizontalScrollBar().setValue(board.table.horizontalScrollBar().maximum())
+    assert board.table.horizontalScrollBar().value() > 0
+    assert pinned.isVisible() and pinned.geometry().left() <= board.table.frameWidth() + 1
+    assert pinned.width() == board.table.columnWidth(0)
+
+
+def test_curve_styles_are_distinct_for_every_method_and_forty_more(qtbot):
+    from peft_studio.core.methods import METHODS, register_method, unregister_method
+    from peft_studio.core.methods.lora import LoraMethod
+    from peft_studio.gui.panels.palette import curve_style
+
+    added = []
+    try:
+        for i in range(40):  # the family is about to grow: forty more reparametrisations beside LoRA
+            method = LoraMethod()
+            method.name = f"lora-variant-{i}"
+            register_method(method)
+            added.append(method.name)
+        styles = {name: curve_style(name) for name in METHODS}
+        looks = [(s.colour, s.dash, s.symbol) for s in styles.values()]
+        assert len(set(looks)) == len(looks)
+        assert styles["head-only"].colour != styles["ln-tuning"].colour  # both were blue before
+        assert styles["lora"].colour == styles["dora"].colour  # same place (beside a Linear): same colour
+        assert styles["prompt-tuning"].colour != styles["lora"].colour
+    finally:
+        for name in added:
+            unregister_method(name)
+
+
+def test_one_budget_per_board(board, stored_runs):
+    from dataclasses import replace
+
+    _, records = stored_runs
+    longer = [replace(r, run_id=r.run_id + "-300", settings={**r.settings, "steps": 300}) for r in records]
+    board.set_runs([*records, *longer])
+    assert board.comparison.budgets() == [4, 300]
+    assert {r.settings["steps"] for r in board.selected_runs()} == {300}  # the newest budget
+    assert board.table.rowCount() == len(records)
+    board.budget_box.setCurrentIndex(0)
+    board.budget_box.activated.emit(0)
+    assert {r.settings["steps"] for r in board.selected_runs()} == {4} and board.table.rowCount() == len(records)
+    assert "4 steps per run" in board.footer.text()
 
 
 def test_board_sorts_by_value_not_text(board):
@@ -93,10 +158,18 @@ def test_exports_open(board, tmp_path):
     image = QImage(str(png))
     assert not image.isNull() and image.width() >= 600
     svg = board.export_svg(tmp_path / "board.svg").read_text()
-    assert "<svg" in svg and "</svg>" in svg and svg.count("<path") > 10  # drawn as vectors, not one bitmap
+    vectors = svg.count("<path") + svg.count("<polyline")  # dashed curves come out as polylines
+    assert "<svg" in svg and "</svg>" in svg and vectors > 10  # drawn as vectors, not one bitmap
     rows = list(csv.DictReader(board.export_csv(tmp_path / "board.csv").open()))
     assert [r["method"] for r in rows] == [r.method for r in board.selected_runs()]
     assert all(float(r["training_memory"]) > 0 for r in rows)
+    board.resize(500, 360)  # a small board scrolls its table; the PNG still holds every row and column
+    small = QImage(str(board.export_png(tmp_path / "small.png")))
+    table = board._table_image(0)
+    row_height = board.table.fontMetrics().height() + 8
+    assert table.height() == row_height * (board.table.rowCount() + 1) + 1
+    assert small.height() >= board.plots.height() + table.height()
+    assert table.width() > board.table.viewport().width()  # wider than the scrolled view: nothing cut
 
 
 def test_board_reads_and_deletes_from_the_store(qtbot, stored_runs, tmp_path):

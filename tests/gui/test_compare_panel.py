@@ -4,17 +4,36 @@ from __future__ import annotations
 
 import html
 
+import pytest
+
 from peft_studio.core.runs.compare import COLUMNS, DETERMINISTIC, family_records, run_family, table_cells
 from peft_studio.core.runs.run_store import RunStore
 from peft_studio.gui.docks.compare import ComparePanel
 from peft_studio.gui.window.controller import Controller
 
 
+@pytest.fixture(autouse=True)
+def no_family_outlives_its_test(monkeypatch):
+    """A failing test must not destroy a panel whose worker still runs (Qt aborts the whole session then)."""
+    made: list[ComparePanel] = []
+    original = ComparePanel.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(ComparePanel, "__init__", init)
+    yield
+    for panel in made:
+        assert panel.stop_and_wait(60_000)
+
+
 def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
     controller = Controller()
-    controller.set_training(steps=3, eval_every=1)
+    controller.set_training(eval_every=1)
     store = RunStore(tmp_path / "runs")
     panel = ComparePanel(controller, store)
+    panel.board.steps_box.setValue(3)  # the board's own budget per method (the window's settings stay the user's)
     qtbot.addWidget(panel)
     started: list[str] = []
     threads: set[int] = set()
@@ -33,7 +52,7 @@ def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
         [[row[j] for j in keep] for row in table_cells(headless)]
     assert sorted(r.method for r in store.list()) == ["head-only", "lora", "prefix-tuning"]
     assert panel.status.text() == "Family run finished."
-    reopened = ComparePanel(controller, store)  # another start: the stored runs, read when first shown
+    reopened = ComparePanel(Controller(), store)  # another start: the stored runs, read when first shown
     qtbot.addWidget(reopened)
     assert reopened.board.runs() == []
     reopened.show()  # the folder is read on a worker thread
@@ -43,8 +62,8 @@ def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
 
 def test_the_family_run_stops_between_steps(qtbot, tmp_path):
     controller = Controller()
-    controller.set_training(steps=100_000)
     panel = ComparePanel(controller, RunStore(tmp_path / "runs"))
+    panel.board.steps_box.setValue(100_000)  # the board's budget, not the window's training settings
     qtbot.addWidget(panel)
     panel.run_family(["lora", "adapter"])
     qtbot.waitUntil(lambda: panel.status.text().startswith("Training"), timeout=60_000)

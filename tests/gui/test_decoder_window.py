@@ -33,6 +33,8 @@ def test_meta_base_is_inspected_not_played(window, errors):
     c = window.controller
     started = time.perf_counter()
     assert c.set_base("llama-3-70b"), errors
+    assert c.building and not window.act_play.isEnabled()  # built off the GUI thread; no Play meanwhile
+    assert c.wait_for_builds()
     assert time.perf_counter() - started < 60  # generous: the benchmark is the place for speed
     assert c.experiment.base.on_meta_device
     assert not window.act_play.isEnabled() and not window.act_step.isEnabled()

@@ -1,5 +1,5 @@
-"""install_docks: three hidden docks with View toggles whose shortcuts clash with nothing; the lessons in
-Examples; apply_lesson restores the setup and the view; Reset then Play repeats the curve."""
+"""install_docks: hidden docks tabbed in one side area with View toggles whose shortcuts clash with nothing; the
+lessons in Examples; apply_lesson restores the setup and the view; Reset then Play repeats the curve."""
 
 from __future__ import annotations
 
@@ -13,21 +13,27 @@ from docks_helpers import docks_fixture  # noqa: F401 - the `docks` fixture
 from PySide6.QtGui import QAction
 
 from peft_studio.core.teaching.lesson import LessonView, lesson_names, load_shipped_lesson
-from peft_studio.gui.window.lessons import (
-    apply_lesson,
-    control_actions,
-    open_lesson_file,
-    open_shipped_lesson,
-    tab_index,
-)
+from peft_studio.gui.window.lessons import apply_lesson, open_lesson_file, open_shipped_lesson
+from peft_studio.gui.window.view_binding import control_actions
+from peft_studio.gui.window.view_binding import tab_index as tab_of
 
 
-def test_docks_start_hidden_and_toggle_from_the_view_menu(docks, window):
-    for name in ("adapters", "exercises", "notes"):
+def tab_index(window, name: str) -> int:
+    return tab_of(window.tabs, name)
+
+
+def test_docks_start_hidden_and_toggle_from_the_view_menu_as_tabs_of_one_side_area(docks, window):
+    from PySide6.QtCore import Qt
+
+    for name in ("compare", "adapters", "exercises", "memory"):
         dock = docks.dock(name)
         assert dock.isHidden() and docks.toggles[name] in window.actions()
         docks.toggles[name].trigger()
-        assert dock.isVisible()
+        assert dock.isVisible() and not dock.isFloating()
+        assert window.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
+        # one side area: every dock is a tab beside the setup panel, never a strip that squeezes the diagram
+        assert docks.setup in window.tabifiedDockWidgets(dock)
+    assert window.view.width() >= window.view.minimumWidth() > 0
     assert len(docks.lesson_actions) == len(lesson_names()) >= 6
     assert docks.open_lesson in docks.examples_menu.actions()
 
@@ -48,10 +54,10 @@ def test_a_shipped_lesson_opens_its_setup_tab_and_notes(docks, window):
     lesson = load_shipped_lesson("word-order")
     c = window.controller
     assert (c.setup.base, c.setup.method, c.dataset.name) == (lesson.setup.base, lesson.setup.method, "word-order")
-    assert c.settings == lesson.settings and c.studio.can_undo
+    assert c.settings == lesson.settings and c.can_undo
     assert window.scene.collapsed is False and window.view.auto_fit
     assert window.tabs.currentIndex() == tab_index(window, lesson.view.selected_tab)
-    assert docks.notes.isVisible() and docks.notes_strip.notes == lesson.notes
+    assert window.notes_strip.isVisible() and docks.notes_strip.notes == lesson.notes
     assert lesson.notes[0][:30] in docks.notes_strip.text.text()
     c.undo()  # one undo step back to where the window was
     assert c.setup.method != "prompt-tuning" or c.dataset.name != "word-order"
@@ -99,7 +105,7 @@ def test_a_bad_lesson_file_is_a_dialog_and_nothing_changes(docks, window, errors
     assert not open_lesson_file(window, path)
     assert errors and errors[-1][0] == "Cannot open this lesson" and "broken.json" in errors[-1][1]
     assert (window.controller.setup, window.controller.dataset.name) == before
-    assert docks.notes.isHidden()
+    assert window.notes_strip.isHidden()
 
 
 @contextlib.contextmanager

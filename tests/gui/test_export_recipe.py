@@ -1,5 +1,6 @@
-"""File > Export recipe: the folder dialog (monkeypatched), the recipe written, a status-bar line; a refused
-setup or folder is an error dialog and writes nothing."""
+"""File > Export recipe: the setup checked before any folder is asked for, the folder dialog (monkeypatched; a
+new folder may be named), the recipe written, a status-bar line; a refused setup or folder is an error dialog
+and writes nothing."""
 
 from __future__ import annotations
 
@@ -17,13 +18,12 @@ def _menu_action(window, text: str):
 @pytest.mark.parametrize("base", ["gpt2"])
 def test_export_recipe_from_the_file_menu(window, errors, tmp_path, monkeypatch, base):
     controller = window.controller
-    assert controller.set_base(base)
-    assert controller.set_method("lora", {"r": 4})
-    target = tmp_path / "recipe"
-    target.mkdir()
+    assert controller.set_base(base) and controller.wait_for_builds()
+    assert controller.set_method("lora", {"r": 4}) and controller.wait_for_builds()
+    target = tmp_path / "recipe"  # a folder that does not exist yet: the recipe creates it
     asked = []
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
-                        lambda parent, caption, *a, **k: asked.append(caption) or str(target))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda parent, caption, *a, **k: asked.append(caption) or (str(target), ""))
     _menu_action(window, "Export recipe…").trigger()
     assert asked and errors == []
     expected = json.loads((target / "expected.json").read_text())
@@ -39,11 +39,10 @@ def test_export_recipe_from_the_file_menu(window, errors, tmp_path, monkeypatch,
     assert (target / "expected.json").read_text() == before
 
 
-def test_a_toy_base_is_refused_with_a_dialog(window, errors, tmp_path, monkeypatch):
-    target = tmp_path / "recipe"
-    target.mkdir()
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(target))
+def test_a_toy_base_is_refused_before_any_folder_is_asked_for(window, errors, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: asked.append(1) or (str(tmp_path / "r"), ""))
     setup = window.controller.setup
     _menu_action(window, "Export recipe…").trigger()
     assert errors and errors[0][0] == "Cannot export the recipe" and "no Hugging Face model" in errors[0][1]
-    assert list(target.iterdir()) == [] and window.controller.setup == setup
+    assert asked == [] and not (tmp_path / "r").exists() and window.controller.setup == setup

@@ -94,5 +94,6 @@ def test_as_built_storage_follows_the_method_that_quantizes_the_base(qtbot):
     assert "frozen weights (nf4)" in [name.text() for name in panel.names]
     quantized = panel.book.total
     controller.set_method("lora")
+    assert controller.wait_for_builds()
     assert panel.choices()["weights"] == "bf16" and panel.book.total > quantized
     assert panel.book.total == _core(controller, panel).total

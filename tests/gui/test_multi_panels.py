@@ -74,7 +74,7 @@ def test_the_sweep_plot_shows_the_counts_the_formula_predicts(qtbot):
     xs, ys = panel.params_curve.getOriginalDataset()
     assert list(xs) == list(BOTTLENECKS)
     assert list(ys) == [seed_formula_count(m) for m in BOTTLENECKS] == list(panel.formula_curve.getOriginalDataset()[1])
-    assert "m=4   counted    182" in panel.sweep_table.text()
+    assert "m = 4: 182 trainable, counted" in panel.sweep_table.text()
     panel.add_sweep_point(SweepPoint(4, 182, 182, "…", 1.0))
     assert list(panel.accuracy_curve.getOriginalDataset()[1]) == [1.0] and len(panel.points) == len(BOTTLENECKS)
     setup, dataset, _ = load_example("seed-example")

@@ -30,6 +30,7 @@ def test_missing_pretrained_base_is_a_dialog_and_tiny_stays(window, errors, tmp_
     window.base_box.addItem(str(tmp_path / "no-such-checkout"))
     window.base_box.setCurrentIndex(window.base_box.count() - 1)
     window.base_box.activated.emit(window.base_box.count() - 1)
+    assert window.controller.wait_for_builds()  # a checkpoint folder is read off the GUI thread
     assert errors and errors[-1][0] == "This base cannot be used" and "no such folder" in errors[-1][1]
     assert window.controller.setup.base == "tiny"
     assert window.base_box.currentText() == "tiny"

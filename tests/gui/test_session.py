@@ -24,7 +24,7 @@ def test_the_window_reopens_on_the_setup_it_closed_on(window, qtbot):
     assert again.controller.setup.method == "adapter" and again.controller.setup.options == {"bottleneck": 6}
     assert again.controller.settings.steps == 7 and again.presentation.on
     assert "Restored the last session" in again.statusBar().currentMessage()
-    assert not again.controller.studio.can_undo  # a fresh start, not an undoable step
+    assert not again.controller.can_undo  # a fresh start, not an undoable step
     again.close()
 
 

@@ -31,6 +31,7 @@ from ..files.adapter_file import AdapterContent, load_adapter, read_adapter_cont
 from ..memory.budget import check_rebuild_memory
 from ..methods import METHODS
 from ..model.experiment import Experiment, Setup
+from ..model.seeding import seeded
 from ..model.studio_model import StudioModel
 from ..runs.train import StepEvent, TrainControl, TrainSettings, train
 
@@ -71,7 +72,8 @@ class SetAdapter(Experiment):
         super().__init__(setup, dataset)
 
     def _build(self) -> StudioModel:
-        model = self.owner._build_member(self)
+        with seeded(self.setup.seed):  # as Experiment: no other build draws between the seed and the weights
+            model = self.owner._build_member(self)
         self._frozen = model.frozen_fingerprint()
         return model
 
@@ -132,8 +134,8 @@ class AdapterSet:
                 raise ConfigError(f"base {base_name!r} builds its vocabulary from the data: give the datasets "
                                   "its adapters will use")
             tokenizer = datasets[0].make_tokenizer() if len(datasets) == 1 else union_tokenizer(datasets)
-        torch.manual_seed(seed)
-        base = create_base(base_name, tokenizer, **(base_options or {}))
+        with seeded(seed):
+            base = create_base(base_name, tokenizer, **(base_options or {}))
         return cls(base, base_name, seed=seed, base_options=base_options)
 
     @classmethod
@@ -155,8 +157,8 @@ class AdapterSet:
             tokenizer = _tokenizer_from(meta.tokenizer, where)
         check_rebuild_memory(base_name, base_options, tokenizer.vocab_size if tokenizer else None,
                              len(meta.labels), where)
-        torch.manual_seed(meta.base_seed)
-        base = create_base(base_name, tokenizer, **base_options)
+        with seeded(meta.base_seed):  # the caller's random state is left as it was
+            base = create_base(base_name, tokenizer, **base_options)
         adapters = cls(base, base_name, seed=meta.base_seed, base_options=base_options)
         loaded = [adapters.load(path, content=first if i == 0 else None) for i, path in enumerate(paths)]
         adapters.activate(loaded[0].name)
@@ -194,7 +196,7 @@ class AdapterSet:
             raise ConfigError(f"{method.name} trains the base itself; the adapters of a set share one frozen "
                               "base, so use a method that adds its own parameters")
         self._uninstall()
-        torch.manual_seed(member.setup.seed)
+        torch.manual_seed(member.setup.seed)  # inside SetAdapter._build's seeded(): the member's own draws
         method.validate(member.config, self.base)
         model = StudioModel(self.base)
         if model.base_fingerprint != self.base_fingerprint:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .sites import Block, Site
+from .sites import Block, Site, SiteIndex
 
 
 class Tokenizer(Protocol):
@@ -91,7 +91,17 @@ class FrozenBase(nn.Module):
             parameter.requires_grad_(False)
 
     def sites(self) -> list[Site]:
+        """The declaration (built anew on each call): read sites through site_index(), which keeps them."""
         raise NotImplementedError
+
+    def site_index(self) -> SiteIndex:
+        """Every site, declared once per base and indexed by id, target name and module path (a base's
+        structure is fixed when it is built, so its sites never change)."""
+        index = self.__dict__.get("_site_index")
+        if index is None:
+            index = SiteIndex(self.sites(), self.hf_module)
+            self.__dict__["_site_index"] = index  # a plain attribute: nn.Module's registry is for tensors
+        return index
 
     def blocks(self) -> list[Block]:
         raise NotImplementedError
@@ -101,10 +111,7 @@ class FrozenBase(nn.Module):
         return tensors_fingerprint(self.state_dict().items())
 
     def site(self, site_id: str) -> Site:
-        for site in self.sites():
-            if site.id == site_id:
-                return site
-        raise KeyError(site_id)
+        return self.site_index().by_id[site_id]
 
     def input_embeddings(self) -> nn.Embedding | None:
         """The table token ids are looked up in, or None for a base without one."""

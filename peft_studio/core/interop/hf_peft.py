@@ -606,6 +606,17 @@ def _check_layers(adapter: PeftAdapter, base: Encoder) -> None:
                                f"layers_to_transform {layers[:8]} leaves out (PEFT would not load them)")
 
 
+def _peft_selects(selector: ModuleSelector, base: Any, site: Site, layers: list[int] | None) -> bool:
+    """PEFT's check_target_module_exists: a regex or a name equal to the module's whole name selects it whatever
+    layers_to_transform says; a name matching a dotted suffix selects it only inside a listed layer."""
+    name = base.hf_module(site.module_path) or site.module_path
+    if not selector.matches(name):
+        return False
+    if layers is None or selector.names is None or name in selector.names:
+        return True
+    return site.layer is not None and site.layer in layers
+
+
 def _check_targets(adapter: PeftAdapter, base: Encoder, sites: list[Site]) -> None:
     """PEFT wraps exactly the Linears target_modules (and layers_to_transform) select, then loads the saved
     tensors into them: a tensor for a module it does not select is dropped, a selected module without tensors
@@ -619,9 +630,7 @@ def _check_targets(adapter: PeftAdapter, base: Encoder, sites: list[Site]) -> No
         raise AdapterFileError(f"{where}: target_modules is empty; PEFT wraps nothing (or falls back to its defaults)")
     layers = adapter.layers_to_transform
     kinds = {LINEAR, EMBEDDING} & set(get_method(adapter.method).site_kinds)  # LoRA also adapts embedding tables
-    # layers_to_transform filters modules inside numbered layers; PEFT still wraps a selected module outside them
-    linears = [s for s in base.sites() if s.kind in kinds and (layers is None or s.layer is None or s.layer in layers)]
-    selected = {s.module_path for s in linears if selector.matches(base.hf_module(s.module_path) or s.module_path)}
+    selected = {s.module_path for s in base.sites() if s.kind in kinds and _peft_selects(selector, base, s, layers)}
     held = {s.module_path for s in sites}
     dropped, fresh = sorted(held - selected), sorted(selected - held)
     if dropped:

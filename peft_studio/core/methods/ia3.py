@@ -88,7 +88,8 @@ class IA3Method(TargetedMethod):
     def selected_sites(self, config: IA3Config, base: FrozenBase) -> list[Site]:
         names = parse_list("targets", config.targets) or default_targets(base, self.name)
         feedforward = self.feedforward(config, base)
-        candidates = [s for s in base.sites() if s.kind in self.site_kinds]
+        index = base.site_index()
+        candidates = [s for s in index.sites if s.kind in self.site_kinds]
         studio_names = {s.name for s in candidates} | {s.id for s in candidates}
         resolved: list[str] = []
         for target in names:
@@ -100,7 +101,7 @@ class IA3Method(TargetedMethod):
                 resolved.append(target)
                 continue
             # A PEFT module name: the module's input when it is a feed-forward module, else its output.
-            ids = [s.id for s in candidates if s.kind in (LINEAR, LINEAR_INPUT) and _hf_matches(base, s, [target])
+            ids = [s.id for s in index.named(target) if s.kind in (LINEAR, LINEAR_INPUT)
                    and (s.kind == LINEAR_INPUT) == _hf_matches(base, s, feedforward)]
             ids += _inputs_by_activation(base, candidates, target, feedforward, ids)
             resolved.extend(ids or [target])  # an unknown name stays, so resolve_targets names it in its error
@@ -183,7 +184,7 @@ _FFN_ACT = re.compile(r"layers\.(\d+)\.ffn\.act_scale")  # PEFT has no activatio
 
 def _linear_after(base: FrozenBase, path: str) -> str | None:
     """The module path of the first Linear site after the activation site at `path` (None if none)."""
-    sites = base.sites()
+    sites = base.site_index().sites
     index = next((i for i, s in enumerate(sites) if s.module_path == path and s.kind == ACTIVATION), None)
     if index is None:
         return None

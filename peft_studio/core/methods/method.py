@@ -117,7 +117,7 @@ class Method:
     # ---- where it goes ------------------------------------------------------------------------
     def usable_sites(self, base: FrozenBase) -> list[Site]:
         """Every site of this base this method could put a part on (the diagram's insertion points)."""
-        return [s for s in base.sites() if s.kind in self.site_kinds and s.available_for(self.name)]
+        return [s for s in base.site_index().sites if s.kind in self.site_kinds and s.available_for(self.name)]
 
     def selected_sites(self, config: MethodConfig, base: FrozenBase) -> list[Site]:
         """The sites this config attaches to on this base (validated)."""
@@ -285,9 +285,10 @@ def site_paths(base: FrozenBase) -> dict[str, str]:
 
 def require_kind(base: FrozenBase, method: str, kind: str) -> list[Site]:
     """Usable sites of a kind, or ConfigError quoting the base's reason."""
-    sites = [s for s in base.sites() if s.kind == kind and s.available_for(method)]
+    every = base.site_index().sites
+    sites = [s for s in every if s.kind == kind and s.available_for(method)]
     if sites:
         return sites
-    reasons = [s.unavailable[method] for s in base.sites() if s.kind == kind and method in s.unavailable]
+    reasons = [s.unavailable[method] for s in every if s.kind == kind and method in s.unavailable]
     reason = reasons[0] if reasons else f"it has no {kind} sites"
     raise ConfigError(f"{method} cannot be used on base {base.name!r}: {reason}")

@@ -126,7 +126,7 @@ class PrefixTuningMethod(Method):
     def validate(self, config: PrefixTuningConfig, base: FrozenBase) -> None:
         super().validate(config, base)
         if config.positions == "shifted":
-            if not any(s.module_path == "embeddings.prompt" for s in base.sites()):
+            if not any(s.module_path == "embeddings.prompt" for s in base.site_index().sites):
                 raise ConfigError(f"positions shifted: base {base.name!r} has no position embeddings to shift")
             if base.position_limit is not None and base.position_limit - config.tokens < 2:
                 left = base.position_limit - config.tokens

@@ -47,7 +47,7 @@ class QLoraMethod(LoraMethod):
     def attach(self, model: StudioModel, config: QLoraConfig) -> None:
         self.train_biases(model, config)
         targets = {e.site.module_path: e for e in self.site_ranks(config, model.base)}
-        for site in model.base.sites():
+        for site in model.base.site_index().sites:
             if site.kind != LINEAR or not site.available_for(self.name):
                 continue
             quantized = NF4Linear(model.base.get_submodule(site.module_path))
@@ -76,6 +76,6 @@ class QLoraMethod(LoraMethod):
         return f"{code_line(NF4Linear.forward, 'dequantized_weight')}  # then: {super().code(config)}"
 
     def shape_notes(self, config: QLoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
-        linears = [s for s in base.sites() if s.kind == LINEAR]
+        linears = [s for s in base.site_index().sites if s.kind == LINEAR]
         return [f"{len(linears)} frozen Linear weights stored as NF4 (4-bit codes, one fp32 scale per 64 weights)",
                 *super().shape_notes(config, base, seq_len)]

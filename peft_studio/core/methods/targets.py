@@ -10,18 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import LINEAR_INPUT, Site
+from ..bases.sites import Site
 from ..errors import ConfigError
-from .config import parse_layers, parse_list
-
-
-def _matches(target: str, site: Site, base: FrozenBase) -> bool:
-    if target in (site.name, site.id):
-        return True
-    if site.kind == LINEAR_INPUT:  # a module name means the module (its output); its input is asked for by site
-        return False
-    hf_name = base.hf_module(site.module_path)
-    return hf_name is not None and (hf_name == target or hf_name.endswith("." + target))
+from .config import layer_ranges, parse_layers, parse_list
 
 
 def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targets: str | list | None,
@@ -32,13 +23,12 @@ def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targe
     target modules that match nothing."""
     names = expand_presets(base, parse_list("targets", targets) or default_targets(base, method))
     layer_set = set(parse_layers(layers, base.num_layers)) if base.num_layers and layers is not None else None
-    candidates = [s for s in base.sites() if s.kind in kinds]
-    allowed = sorted({s.name for s in candidates if s.available_for(method)})
-    chosen: list[Site] = []
-    by_id = {s.id: s for s in candidates}
-    for target in names:  # a site id means that one site (the pooler's id is also its Hugging Face name)
-        matched = [by_id[target]] if target in by_id else [s for s in candidates if _matches(target, s, base)]
+    index = base.site_index()
+    chosen: dict[str, Site] = {}
+    for target in names:
+        matched = [s for s in index.named(target) if s.kind in kinds]
         if not matched:
+            allowed = sorted({s.name for s in index.sites if s.kind in kinds and s.available_for(method)})
             raise ConfigError(f"targets: unknown site {target!r} for {method} on {base.name} "
                               f"(allowed: {', '.join(allowed)})")
         for site in matched:
@@ -46,13 +36,11 @@ def resolve_targets(base: FrozenBase, method: str, kinds: tuple[str, ...], targe
                 raise ConfigError(f"targets: {target!r} cannot take {method}: {site.unavailable[method]}")
             # as PEFT's layers_to_transform: given layers, a site outside the layer stack (an embedding, a pooler,
             # a final norm) is not selected
-            in_layers = layer_set is None or site.layer in layer_set
-            if in_layers and site not in chosen:
-                chosen.append(site)
+            if layer_set is None or site.layer in layer_set:
+                chosen.setdefault(site.id, site)
     if not chosen:
         raise ConfigError(f"targets {','.join(names)} in layers {layers} select no site: nothing would be adapted")
-    order = {s.id: i for i, s in enumerate(base.sites())}
-    return sorted(chosen, key=lambda s: order[s.id])
+    return sorted(chosen.values(), key=lambda s: index.order[s.id])
 
 
 def expand_presets(base: FrozenBase, names: list[str]) -> list[str]:
@@ -67,7 +55,7 @@ def default_targets(base: FrozenBase, method: str) -> list[str]:
     declared = parse_list("targets", base.method_defaults().get(method, {}).get("targets"))
     if declared:
         return declared
-    linear = [s.name for s in base.sites() if s.kind == "linear"]
+    linear = [s.name for s in base.site_index().sites if s.kind == "linear"]
     return linear[:1]
 
 
@@ -83,5 +71,5 @@ def targets_for_sites(sites: list[Site], candidates: list[Site], num_layers: int
     every_layer = layers == list(range(num_layers))
     product = {c.id for c in candidates if c.name in names and (every_layer or not layers or c.layer in layers)}
     if product == {s.id for s in sites}:
-        return {"targets": ",".join(names), "layers": None if every_layer or not layers else ",".join(map(str, layers))}
+        return {"targets": ",".join(names), "layers": None if every_layer or not layers else layer_ranges(layers)}
     return {"targets": ",".join(s.id for s in sites), "layers": None}

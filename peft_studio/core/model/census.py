@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..bases.sites import Site, longest_prefix
+from ..bases.sites import SiteIndex
 from .quant import NF4Linear
 from .studio_model import StudioModel
 
@@ -77,23 +77,21 @@ class Census:
         return {"total": self.total, "trainable": self.trainable, "tensors": [r.to_json() for r in self.rows]}
 
 
-def _site_of(name: str, sites: list[Site]) -> str:
-    """The site whose module holds this tensor, else the tensor's own module path."""
+def _site_of(name: str, sites: SiteIndex, kind: str | None = None) -> str:
+    """The site whose module holds this tensor, else the tensor's own module path. A method module on one
+    of two sites sharing a module path (IA3 on a Linear's input or output) names its own kind's site."""
     path = name.removeprefix("base.").rsplit(".", 1)[0]
-    return longest_prefix(path, ((s.id, s.module_path) for s in sites)) or path
+    site = sites.owner(path, kind)
+    return site.id if site is not None else path
 
 
 def take_census(model: StudioModel) -> Census:
-    sites = model.base.sites()
+    sites = model.base.site_index()
     rows: list[CensusRow] = []
     quantized: list[NF4Linear] = []
     seen: set[int] = set()
-    by_kind: dict[str, list[Site]] = {}
     for module_name, module in model.named_modules():  # module order keeps a 4-bit weight beside its bias
-        kind = getattr(module, "site_kind", None)  # a method module on one of two sites sharing a module path
-        if kind is not None and kind not in by_kind:
-            by_kind[kind] = sorted(sites, key=lambda s: s.kind != kind)  # its own kind wins the tie
-        module_sites = sites if kind is None else by_kind[kind]
+        kind = getattr(module, "site_kind", None)
         prefix = f"{module_name}." if module_name else ""
         if isinstance(module, NF4Linear):
             quantized.append(module)
@@ -103,9 +101,10 @@ def take_census(model: StudioModel) -> Census:
                 continue
             seen.add(id(parameter))
             name = prefix + local
-            rows.append(CensusRow(name, _site_of(name, module_sites), model.owner_of(parameter), tuple(parameter.shape),
-                                  parameter.numel(), str(parameter.dtype).removeprefix("torch."),
-                                  parameter.numel() * parameter.element_size(), parameter.requires_grad))
+            dtype = str(parameter.dtype).removeprefix("torch.")
+            rows.append(CensusRow(name, _site_of(name, sites, kind), model.owner_of(parameter), tuple(parameter.shape),
+                                  parameter.numel(), dtype, parameter.numel() * parameter.element_size(),
+                                  parameter.requires_grad))
     return Census(tuple(rows), _quantization_report(quantized))
 
 
@@ -117,7 +116,7 @@ def _quantization_report(modules: list[NF4Linear]) -> QuantizationReport | None:
                               max(m.error.max_abs for m in modules), max(m.error.relative_rms for m in modules))
 
 
-def _quantized_row(name: str, module: NF4Linear, sites: list[Site]) -> CensusRow:
+def _quantized_row(name: str, module: NF4Linear, sites: SiteIndex) -> CensusRow:
     shape = (module.out_features, module.in_features)  # the logical weight, stored in 4 bits
     return CensusRow(name, _site_of(name, sites), "base", shape, shape[0] * shape[1], "nf4",
                      module.stored_bytes, False)

@@ -17,6 +17,7 @@ from ..methods import Method, ShapeChange, get_method
 from ..methods.config import MethodConfig
 from .census import Census, take_census
 from .next_token import NEXT_TOKEN, check_next_token, last_position_probs, task_loss, vocabulary_words
+from .seeding import seeded
 from .studio_model import StudioModel
 
 
@@ -70,7 +71,10 @@ class Experiment:
         return self.model.base
 
     def _build(self) -> StudioModel:
-        torch.manual_seed(self.setup.seed)
+        with seeded(self.setup.seed):  # the seed, then every initial weight: no other build draws in between
+            return self._build_seeded()
+
+    def _build_seeded(self) -> StudioModel:
         tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(self.setup.base) else None
         base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
         self.method.validate(self.config, base)

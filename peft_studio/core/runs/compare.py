@@ -60,10 +60,11 @@ class _Timed:
         self.best = min(self.best, time.perf_counter() - started)
 
 
-def interleaved_latency_ms(*experiments: Experiment, repeats: int = 30, budget_s: float = 2.0) -> list[float]:
+def interleaved_latency_ms(*experiments: Experiment, repeats: int = 30, budget_s: float = 2.0,
+                           should_stop: Callable[[], bool] = lambda: False) -> list[float]:
     """Milliseconds of one eval forward on the latency batch for each experiment, timed in turn (ABAB...) and
     the best of the repeats kept: alternating cancels drift in machine load, the minimum is the least
-    disturbed by whatever else runs."""
+    disturbed by whatever else runs. `should_stop` ends the repeats early (a stopped family run)."""
     timed = [_Timed(e) for e in experiments]
     modes = [t.model.training for t in timed]
     for t in timed:
@@ -76,7 +77,7 @@ def interleaved_latency_ms(*experiments: Experiment, repeats: int = 30, budget_s
         for _ in range(repeats):
             for t in timed:
                 t.once()
-            if time.perf_counter() - started > budget_s:
+            if time.perf_counter() - started > budget_s or should_stop():
                 break
     finally:
         for t, mode in zip(timed, modes, strict=True):
@@ -84,16 +85,17 @@ def interleaved_latency_ms(*experiments: Experiment, repeats: int = 30, budget_s
     return [1000.0 * t.best for t in timed]
 
 
-def measure_latency(experiment: Experiment, bare: Experiment) -> tuple[float, float, float | None]:
+def measure_latency(experiment: Experiment, bare: Experiment,
+                    should_stop: Callable[[], bool] = lambda: False) -> tuple[float, float, float | None]:
     """(this model, the bare base + head, this model with its weight updates merged or None), in ms per forward."""
-    model_ms, bare_ms = interleaved_latency_ms(experiment, bare)
+    model_ms, bare_ms = interleaved_latency_ms(experiment, bare, should_stop=should_stop)
     layers = mergeable_layers(experiment.model)
-    if not layers:
+    if not layers or should_stop():
         return model_ms, bare_ms, None
     for layer in layers:
         layer.merge()  # e.g. W = W0 + (alpha/r) B A; unmerge restores W0 exactly
     try:
-        merged_ms, bare_again = interleaved_latency_ms(experiment, bare)
+        merged_ms, bare_again = interleaved_latency_ms(experiment, bare, should_stop=should_stop)
     finally:
         for layer in layers:
             layer.unmerge()
@@ -132,13 +134,14 @@ def steps_to_target(curves: Curves, target: float = TARGET_ACCURACY) -> int | No
 
 
 def make_record(experiment: Experiment, settings: TrainSettings, curves: Curves, steps_per_second: float,
-                bare: Experiment | None = None) -> RunRecord:
+                bare: Experiment | None = None, should_stop: Callable[[], bool] = lambda: False) -> RunRecord:
     """Measure a trained experiment and put everything a comparison needs into one record.
 
-    `bare` is the latency reference (bare_experiment); built here when not given.
+    `bare` is the latency reference (bare_experiment); built here when not given. `should_stop` cuts the
+    timing short (a stopped family run: the record is dropped anyway).
     """
     bare = bare or bare_experiment(experiment.setup, experiment.dataset, str(experiment.device))
-    latency, base_latency, merged = measure_latency(experiment, bare)
+    latency, base_latency, merged = measure_latency(experiment, bare, should_stop)
     census = experiment.census()
     train_loss, train_acc = evaluate(experiment, experiment.train_ids, experiment.train_mask,
                                      experiment.train_labels)
@@ -244,11 +247,15 @@ def _run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: 
             curves.append(event.step, event.loss, event.accuracy, event.val_loss, event.val_accuracy)
             last = event
             yield FamilyEvent("step", name, index, len(names), step=event)
-        if last is None or not last.last:
+        stopped = (lambda: control.stopped) if control is not None else (lambda: False)
+        if last is None or not last.last or stopped():
             yield FamilyEvent("stopped", name, index, len(names))
             return
         rate = 1.0 / statistics.median(durations) if durations else last.steps_per_second
-        record = make_record(experiment, settings, curves, rate, bare)
+        record = make_record(experiment, settings, curves, rate, bare, stopped)
+        if stopped():  # a stop during the measurements: the run is not recorded
+            yield FamilyEvent("stopped", name, index, len(names))
+            return
         if store is not None:
             store.save(record)
         yield FamilyEvent("done", name, index, len(names), record=record)
@@ -274,6 +281,13 @@ class Column:
     value: Callable[[RunRecord], Any]
     better: str | None  # "low", "high" or None (not ranked)
     text: Callable[[Any], str]
+    # A timed column is noisy: its best is only marked when it beats the runner-up by more than this much
+    # (absolute, and relative to the larger magnitude); counts and bytes are exact (0, 0).
+    noise: tuple[float, float] = (0.0, 0.0)
+
+
+LATENCY_NOISE_MS = 0.1  # best-of-N forward timings on a shared CPU move by about this much between runs
+TIMING_NOISE = 0.10  # and by about a tenth, relative
 
 
 def _int(v: Any) -> str:
@@ -289,7 +303,9 @@ def _acc(v: Any) -> str:
 
 
 def _ms(v: Any) -> str:
-    return "-" if v is None else f"{v:+.3f}"
+    if v is None:
+        return "-"
+    return "≈0" if abs(v) < LATENCY_NOISE_MS else f"{v:+.3f}"  # below the timing noise: no sign to read
 
 
 def _rate(v: Any) -> str:
@@ -319,9 +335,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("train_accuracy", "train acc", lambda r: r.final_train_accuracy, "high", _acc),
     Column("val_accuracy", "val acc", lambda r: r.final_val_accuracy, "high", _acc),
     Column("steps_to_95", "steps to 95%", lambda r: r.steps_to_95, "low", _int),
-    Column("steps_per_second", "steps/s", lambda r: r.steps_per_second, "high", _rate),
-    Column("added_latency_ms", "+latency ms", lambda r: r.added_latency_ms, "low", _ms),
-    Column("added_latency_merged_ms", "+latency merged ms", lambda r: r.added_latency_merged_ms, "low", _ms),
+    Column("steps_per_second", "steps/s", lambda r: r.steps_per_second, "high", _rate, (0.0, TIMING_NOISE)),
+    Column("added_latency_ms", "+latency ms", lambda r: r.added_latency_ms, "low", _ms,
+           (LATENCY_NOISE_MS, TIMING_NOISE)),
+    Column("added_latency_merged_ms", "+latency merged ms", lambda r: r.added_latency_merged_ms, "low", _ms,
+           (LATENCY_NOISE_MS, TIMING_NOISE)),
 )
 # The default table: what fits 100 columns (where, memory and latency are in --wide and the CSV)
 NARROW = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "train_accuracy", "val_accuracy",
@@ -332,7 +350,9 @@ DETERMINISTIC = ("method", "trainable_params", "trainable_percent", "adapter_byt
 
 
 def best_rows(records: Sequence[RunRecord], column: Column) -> set[int]:
-    """Indices of the rows holding the best value of a ranked column (ties all count)."""
+    """Indices of the rows holding the best value of a ranked column (ties all count). A noisy (timed) column
+    marks a best only when it beats every other row by more than the column's noise: a difference the next
+    run could reverse is not a winner (a -0.048 ms "added latency" is the timer, not the method)."""
     if column.better is None:
         return set()
     values = [(i, column.value(r)) for i, r in enumerate(records)]
@@ -341,7 +361,16 @@ def best_rows(records: Sequence[RunRecord], column: Column) -> set[int]:
         return set()
     pick = min if column.better == "low" else max
     best = pick(v for _, v in values)
-    return {i for i, v in values if v == best}
+    winners = {i for i, v in values if v == best}
+    absolute, relative = column.noise
+    if absolute or relative:
+        others = [v for i, v in values if i not in winners]
+        if not others:
+            return set()  # one run (or all equal): nothing is beaten
+        margin = max(absolute, relative * max(abs(best), *(abs(v) for v in others)))
+        if any(abs(v - best) <= margin for v in others):
+            return set()
+    return winners
 
 
 def table_cells(records: Sequence[RunRecord]) -> list[list[str]]:

@@ -112,6 +112,12 @@ class TrainControl:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def stopped(self) -> bool:
+        """A stop was asked for: a long step ends at its next layer (runs/interrupt.py), a family run skips
+        the measurements it no longer needs (runs/compare.py)."""
+        return self._stopped
+
     def wait_turn(self) -> bool:
         """Block while paused; True when the next step may run, False once stopped."""
         with self._cond:

@@ -1,13 +1,73 @@
-"""Texts the window shows: site tooltips with live numbers, and the DiagramInfo for the scene."""
+"""Texts the window shows: site tooltips with live numbers, the DiagramInfo for the scene, and why a method
+or a base is greyed out in the toolbar's lists.
+
+The diagram draws a DiagramSource: the controller (the user's setup), or a family run's preview."""
 
 from __future__ import annotations
 
 from html import escape
+from typing import Protocol
 
+from ...core.bases import base_class
 from ...core.bases.sites import Site
-from ...core.methods import METHODS, get_method
-from ..window.controller import Controller
+from ...core.data import TextDataset
+from ...core.errors import PeftStudioError
+from ...core.methods import METHODS, Method, get_method
+from ...core.model.census import Census
+from ...core.model.experiment import Experiment, Setup
+from ...core.model.next_token import NEXT_TOKEN, check_next_token
+from ...core.studio import ClickEffect
+from ..window.theme import lock_html
 from . import DiagramInfo
+
+
+class DiagramSource(Protocol):
+    """What the diagram reads: the controller, or a preview (diagram/preview.py)."""
+
+    @property
+    def experiment(self) -> Experiment: ...
+
+    @property
+    def census(self) -> Census: ...
+
+    @property
+    def setup(self) -> Setup: ...
+
+    @property
+    def locked(self) -> bool: ...
+
+    def selected_site_ids(self) -> set[str]: ...
+
+    def method_for_site(self, site: Site) -> str: ...
+
+    def click_effect(self, site: Site) -> ClickEffect | None: ...
+
+
+def method_refusal(method: Method, experiment: Experiment) -> str:
+    """Why `method` (its defaults) cannot be chosen with this base and dataset, or "" when it can."""
+    try:
+        method.validate(method.default_config(), experiment.base)
+        if experiment.next_token:
+            check_next_token(experiment.base, method.name)
+    except PeftStudioError as exc:
+        return str(exc)
+    return ""
+
+
+def base_refusal(name: str, dataset: TextDataset) -> str:
+    """Why a base cannot take this dataset (the next-token task needs a decoder with an LM head), or ""."""
+    if dataset.task != NEXT_TOKEN:
+        return ""
+    from ...core.bases.decoder import DecoderBase
+
+    try:
+        cls = base_class(name)
+    except PeftStudioError as exc:
+        return str(exc)
+    if issubclass(cls, DecoderBase):
+        return ""
+    return "the next-token task needs a decoder with an LM head (e.g. tiny-decoder); choose a labelled dataset first"
+
 
 KIND_WORDS = {  # what a site is; which methods can use it comes from the registry (kind_words)
     "prompt": "soft-prompt slot before the embeddings",
@@ -34,7 +94,7 @@ def _signed(delta: int) -> str:
     return f"+{delta:,}" if delta >= 0 else f"−{-delta:,}"
 
 
-def site_tooltip(controller: Controller, site: Site, state: str) -> str:
+def site_tooltip(controller: DiagramSource, site: Site, state: str) -> str:
     """What this insertion point is, and exactly what a click on it would do to the trainable count."""
     method_name = controller.method_for_site(site)
     method = get_method(method_name)
@@ -69,11 +129,11 @@ def site_tooltip(controller: Controller, site: Site, state: str) -> str:
     lines.append(f"formula: <code>{escape(method.live_formula(config))}</code>")
     lines.append(f"code: <code>{escape(method.code(config))}</code>")
     if controller.locked:
-        lines.append("<i>Locked while training: stop or reset to change the model.</i>")
+        lines.append(f"<i>{lock_html(12)} Locked while training: stop or reset to change the model.</i>")
     return "<br>".join(lines)
 
 
-def input_tokens(controller: Controller, sentence: str = "") -> tuple[str, ...]:
+def input_tokens(controller: DiagramSource, sentence: str = "") -> tuple[str, ...]:
     """The tokens the input row shows: the "Try it" sentence, else the first training sentence."""
     exp = controller.experiment
     text = sentence.strip() or (exp.dataset.train_texts[0] if exp.dataset.train_texts else "")
@@ -86,13 +146,13 @@ def input_tokens(controller: Controller, sentence: str = "") -> tuple[str, ...]:
     return tuple(words + ["?"] * (length - len(words)))
 
 
-def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
+def diagram_info(controller: DiagramSource, sentence: str = "") -> DiagramInfo:
     exp = controller.experiment
     change = exp.shape_change()
     words = input_tokens(controller, sentence)
     selected = controller.selected_site_ids()
     return DiagramInfo(
-        blocks=_task_blocks(exp), sites=exp.base.sites(), rows=list(controller.census.rows),
+        blocks=_task_blocks(exp), sites=list(exp.base.site_index().sites), rows=list(controller.census.rows),
         selected=selected, site_method=controller.method_for_site,
         site_glyph=lambda site: _glyph(controller, site, selected),
         site_tip=lambda site, state: site_tooltip(controller, site, state),
@@ -103,7 +163,7 @@ def diagram_info(controller: Controller, sentence: str = "") -> DiagramInfo:
         locked=controller.locked, extra=_next_token_head(exp))
 
 
-def _glyph(controller: Controller, site: Site, selected: set[str]) -> str:
+def _glyph(controller: DiagramSource, site: Site, selected: set[str]) -> str:
     """The method's glyph; a chosen point of the current method may say more (LoRA: its rank under rank_pattern)."""
     name = controller.method_for_site(site)
     method = get_method(name)

@@ -19,7 +19,11 @@ def sample_gains(named: Iterable[tuple[str, nn.Parameter]]) -> dict[str, list[fl
 
 
 def gain_colour(gain: float) -> tuple[int, int, int]:
-    """1.0 neutral (white), below 1 damped (blue), above 1 amplified (orange); saturates at +-0.5."""
+    """1.0 neutral (white), 0 to 1 damped (blue), above 1 amplified (orange), below 0 flipped (purple: the
+    channel's sign is reversed, which no amount of damping does); saturates at +-0.5."""
+    if gain < 0:
+        t = min(1.0, -gain / 0.5)
+        return int(255 - t * (255 - 142)), int(255 - t * (255 - 68)), int(255 - t * (255 - 173))  # to #8e44ad
     t = max(-1.0, min(1.0, (gain - 1.0) / 0.5))
     if t >= 0:
         return int(255 - t * (255 - 240)), int(255 - t * (255 - 127)), int(255 - t * (255 - 22))  # to #f07f16
@@ -76,4 +80,5 @@ def picture_html(picture: tuple[list[float], list[float], list[float]], sentence
             f"“{escape(sentence[:200])}”):"  # the sentence may be a dataset file's text
             f"<table cellspacing=2>{row('hidden h', before)}{row('× gains l', gains, True)}"
             f"{row('= l ⊙ h', after)}</table>"
-            "gain 1.0 neutral · below 1 damped (blue) · above 1 amplified (orange)")
+            "gain 1.0 neutral · 0 to 1 damped (blue) · above 1 amplified (orange) · below 0 flipped: the "
+            "channel's sign reversed (purple)")

@@ -43,12 +43,28 @@ class GradBar(QGraphicsItem):
 
 
 class LiveMarks:
-    """Live gradient norm and table-selection mark, shared by blocks and insertion points."""
+    """Live gradient norm, table-selection mark and a tooltip made on first hover, shared by blocks and
+    insertion points."""
 
     grad: float | None
     grad_max: float
     marked: bool
     _bar: GradBar | None = None
+    _tip_maker: Callable[[], str] | None = None
+
+    def set_tip_maker(self, make: Callable[[], str]) -> None:
+        """The tooltip, made when first asked for (a hover, or a caller reading toolTip())."""
+        self._tip_maker = make
+
+    def set_tip(self, text: str) -> None:
+        self._tip_maker = None
+        QGraphicsItem.setToolTip(self, text)
+
+    def toolTip(self) -> str:  # noqa: N802 - Qt name; the scene's helpEvent calls this before Qt shows it
+        make, self._tip_maker = self._tip_maker, None
+        if make is not None:
+            QGraphicsItem.setToolTip(self, make())
+        return QGraphicsItem.toolTip(self)
 
     def bar_geometry(self) -> tuple[QRectF, QColor] | None:
         """Where this item's gradient bar goes and its colour; None for an item without one."""

@@ -3,7 +3,12 @@
 Layout: stages flow top to bottom (input, embeddings, each layer, pooling, head) and each stage's
 inside reads left to right (attention, add + norm, feed-forward, add + norm). Repeated layers line up
 vertically, so the repetition is visible, and a 16:10 screen holds two expanded layers at a
-readable size; deeper models collapse their layers into one expandable box.
+readable size; deeper models collapse their layers into one expandable box, and a large base (an 80-layer
+Llama) expands a few layers at a time (View ▸ Show layers…), the others staying collapsed above and below.
+Which layers show is view state (core/view.py), so a lesson can restore it.
+
+Tooltips are made when first hovered, not when the diagram is built: each costs a count of what a click
+would do, and a 70B base has a thousand insertion points.
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtGui import QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, longest_prefix
+from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, PathIndex, Site
 from ...core.model.census import CensusRow
+from ...core.view import LARGE_BASE_LAYERS, SHOWN_LAYERS, ViewState, layers_collapsed, shown_range
 from ..window import theme
+from ..window.theme import lock_html
 from .items import BlockItem, SiteItem, TokenRowItem, arrow
 from .style import Style
 
 ROOT = "<root>"
 HEAD = "head"
-LAYERS = "layers"  # key of the collapsed layer group
+LAYERS = "layers"  # key of the collapsed layer group (every layer); a partly shown stack has LAYERS:first-last
 SITE_PREFIX = "site:"
 
 
@@ -56,15 +63,20 @@ def site_key(site_id: str) -> str:
     return SITE_PREFIX + site_id
 
 
+def group_key(run: tuple[int, int], layer_count: int) -> str:
+    """The item key of a collapsed run of layers: LAYERS for all of them."""
+    return LAYERS if run == (0, layer_count - 1) else f"{LAYERS}:{run[0]}-{run[1]}"
+
+
 class DiagramScene(QGraphicsScene):
     site_clicked = Signal(str)
     block_clicked = Signal(str)
     rebuilt = Signal()  # the layout changed (new model, collapse, presentation): views may re-fit
 
-    def __init__(self) -> None:
+    def __init__(self, view_state: ViewState | None = None) -> None:
         super().__init__()
+        self.view_state = view_state or ViewState()
         self.presentation = False
-        self.collapsed: bool | None = None  # None: automatic (collapse deep stacks)
         self.info: DiagramInfo | None = None
         self.block_items: dict[str, BlockItem] = {}
         self.site_items: dict[str, SiteItem] = {}
@@ -72,8 +84,20 @@ class DiagramScene(QGraphicsScene):
         self._marked: set[str] = set()
         self.key_rows: dict[str, TokenRowItem] = {}
         self.token_row: TokenRowItem | None = None
+        self.show_grads = True
+        self.tip_extra: Callable[[str], str] = lambda _gains_name: ""  # IA3's live picture for a hovered strip
+        self.layer_groups: list[tuple[int, int]] = []  # collapsed runs of layers, as drawn
 
     # ---- public -------------------------------------------------------------------------------
+    @property
+    def collapsed(self) -> bool | None:
+        """The user's (or a lesson's) choice, None for automatic: view state, kept by core/view.py."""
+        return self.view_state.collapsed
+
+    @collapsed.setter
+    def collapsed(self, value: bool | None) -> None:
+        self.view_state.set(collapsed=value, shown_layers=None)
+
     def build(self, info: DiagramInfo) -> None:
         self.info = info
         self.clear()
@@ -99,19 +123,83 @@ class DiagramScene(QGraphicsScene):
         self.presentation = on
         self.rebuild()
 
+    def layer_count(self) -> int:
+        return sum(1 for b in self.info.blocks if b.kind == "layer") if self.info is not None else 0
+
     def layers_collapsed(self) -> bool:
-        info = self.info
-        if self.collapsed is not None or info is None:
+        """Every repeated layer drawn as one box (a projector collapses more than one: L expands them)."""
+        if self.info is None:
             return bool(self.collapsed)
-        # A projector needs large boxes: there, more than one layer collapses (L expands them again).
-        return sum(1 for b in info.blocks if b.kind == "layer") > (1 if self.presentation else 2)
+        view = self.view_state.view
+        if view.presentation != self.presentation:  # a scene built without the window's view state
+            view = type(view)(**{**view.__dict__, "presentation": self.presentation})
+        return layers_collapsed(view, self.layer_count())
+
+    def shown_layers(self) -> tuple[int, int] | None:
+        """The layers drawn expanded (first, last), or None when every layer is (or none: collapsed)."""
+        count = self.layer_count()
+        if count < 2 or self.layers_collapsed():
+            return None
+        return shown_range(self.view_state.view, count)
+
+    def shown_layers_text(self) -> str:
+        shown = self.shown_layers()
+        if shown is None:
+            return "0" if self.layers_collapsed() or not self.layer_count() else f"0-{self.layer_count() - 1}"
+        return str(shown[0]) if shown[0] == shown[1] else f"{shown[0]}-{shown[1]}"
+
+    def hidden_layer_runs(self) -> list[tuple[int, int]]:
+        """Runs of layers drawn as a collapsed box: all of them, or those outside the shown range."""
+        count = self.layer_count()
+        if count < 2:
+            return []
+        if self.layers_collapsed():
+            return [(0, count - 1)]
+        shown = self.shown_layers()
+        if shown is None:
+            return []
+        runs = []
+        if shown[0] > 0:
+            runs.append((0, shown[0] - 1))
+        if shown[1] < count - 1:
+            runs.append((shown[1] + 1, count - 1))
+        return runs
 
     def toggle_layers(self) -> None:
-        self.collapsed = not self.layers_collapsed()
-        self.rebuild()
+        self.view_state.set(collapsed=not self.layers_collapsed(), shown_layers=None)
+
+    def open_group(self, first: int, last: int) -> None:
+        """A collapsed run was clicked: a small stack expands whole; a large one shows the layers of the run
+        next to those shown (or its first ones)."""
+        count = self.layer_count()
+        if count <= LARGE_BASE_LAYERS:
+            self.view_state.set(collapsed=False, shown_layers=None)
+            return
+        shown = self.shown_layers()
+        if shown is not None and last < shown[0]:  # above the shown layers: the ones just before them
+            new = (max(first, last - SHOWN_LAYERS + 1), last)
+        else:
+            new = (first, min(last, first + SHOWN_LAYERS - 1))
+        self.view_state.set(collapsed=False, shown_layers=new)
+
+    def set_gradient_bars(self, visible: bool) -> None:
+        """A lesson may hide the live gradient bars (its "gradients" panel)."""
+        self.show_grads = visible
+        if not visible:
+            for item in (*self.block_items.values(), *self.site_items.values()):
+                item.set_grad(None, 1.0)
+
+    def helpEvent(self, event) -> None:  # noqa: N802 - Qt override: tooltips are made on first hover
+        for item in self.items(event.scenePos()):
+            if isinstance(item, (SiteItem, BlockItem)):
+                item.toolTip()  # fills a lazy tooltip before Qt reads it
+                break
+        super().helpEvent(event)
 
     def update_grads(self, grads: dict[str, float]) -> None:
         """Live gradient norms: per item, the L2 norm over its trainable tensors."""
+        if not self.show_grads:
+            return
         squares: dict[str, float] = {}
         for name, norm in grads.items():
             key = self.row_key.get(name)
@@ -132,14 +220,9 @@ class DiagramScene(QGraphicsScene):
             if item is not None and hasattr(item, "set_gains"):
                 item.set_gains(values)
 
-    def add_site_tip(self, gains_name: str, html: str) -> None:
-        """Append live HTML (the seed's IA3 picture) to the tooltip of the point that owns this parameter."""
-        key = self.row_key.get(gains_name)
-        item = self.item_for(key) if key is not None else None
-        if item is not None:
-            base = getattr(item, "base_tip", None) or item.toolTip()
-            item.base_tip = base
-            item.setToolTip(base + html)
+    @property
+    def marked(self) -> set[str]:
+        return set(self._marked)
 
     def mark(self, keys: set[str]) -> None:
         """Outline the items of these keys (the table's selection)."""
@@ -173,14 +256,21 @@ class DiagramScene(QGraphicsScene):
 
         for block in info.blocks:
             walk(block, ROOT)
-        self.site_ids = {s.id for s in info.sites}
+        # Indexed once per build: a 70B base has ~1,000 blocks, sites and tensors to match to each other.
+        self.block_paths = PathIndex((b.id, b.module_path) for b in self.all_blocks.values())
+        self.container_paths = PathIndex((b.id, b.module_path) for b in self.all_blocks.values() if b.children)
+        self.sites_by_id = {s.id: s for s in info.sites}
+        self.site_ids = set(self.sites_by_id)
         self.block_rows: dict[str, list[CensusRow]] = {}
         self.site_rows: dict[str, list[CensusRow]] = {}
-        collapsed = self.layers_collapsed()
+        self.layer_groups = self.hidden_layer_runs()
+        group_of = {layer: group_key(run, self.layer_count()) for run in self.layer_groups
+                    for layer in range(run[0], run[1] + 1)}
         for row in info.rows:
             key = self._key_for_row(row)
-            if collapsed and key != HEAD and self._layer_of(key) is not None:
-                key = LAYERS
+            layer = self._layer_of(key) if key != HEAD and group_of else None
+            if layer is not None and layer in group_of:
+                key = group_of[layer]
             on_site = row.owner == "method" and key in self.site_ids
             self.row_key[row.name] = site_key(key) if on_site else key
             target = self.site_rows if on_site else self.block_rows
@@ -192,7 +282,7 @@ class DiagramScene(QGraphicsScene):
         if row.owner == "method" and row.site in self.site_ids:
             return row.site
         path = row.name.removeprefix("base.").rsplit(".", 1)[0]
-        best = longest_prefix(path, ((b.id, b.module_path) for b in self.all_blocks.values()))
+        best = self.block_paths.lookup(path)
         if best:
             return best
         return row.site if row.site in self.site_ids else path
@@ -204,10 +294,8 @@ class DiagramScene(QGraphicsScene):
             while block is not None and block.kind != "layer":
                 block = self.all_blocks.get(self.parent.get(block.id, ROOT))
             return block.layer if block is not None else None
-        for site in self.info.sites if self.info else []:
-            if site.id == key:
-                return site.layer
-        return None
+        site = self.sites_by_id.get(key)
+        return site.layer if site is not None else None
 
     def keys_for_rows(self, names: list[str]) -> set[str]:
         return {self.row_key[n] for n in names if n in self.row_key}
@@ -227,8 +315,7 @@ class _Layout:
     # ---- where each site goes ---------------------------------------------------------------
     def _deepest_parent(self, path: str) -> str:
         """The innermost container block around the module at `path` (ROOT when none)."""
-        containers = ((b.id, b.module_path) for b in self.scene.all_blocks.values() if b.children)
-        return longest_prefix(path, containers, strict=True) or ROOT
+        return self.scene.container_paths.lookup(path, strict=True) or ROOT
 
     def _children(self, parent: str) -> tuple[Block, ...]:
         return tuple(self.info.blocks) if parent == ROOT else self.scene.all_blocks[parent].children
@@ -270,11 +357,14 @@ class _Layout:
                     break
             self.anchor[site.id] = ("after", parent, after)
             placed.append((site, after or parent))
+        self.anchored: dict[tuple[str, str], list[Site]] = {}  # (how, where) -> its sites, in base order
+        for site in self.info.sites:
+            how, where, _after = self.anchor[site.id]
+            self.anchored.setdefault((how, where), []).append(site)
 
     def _sites(self, how: str, where: str, after: str | None = "*") -> list[Site]:
-        return [s for s in self.info.sites
-                if self.anchor[s.id][0] == how and self.anchor[s.id][1] == where
-                and (after == "*" or self.anchor[s.id][2] == after)]
+        anchored = self.anchored.get((how, where), [])
+        return anchored if after == "*" else [s for s in anchored if self.anchor[s.id][2] == after]
 
     # ---- items ----------------------------------------------------------------------------
     def state_of(self, site: Site) -> str:
@@ -285,7 +375,13 @@ class _Layout:
     def site_item(self, site: Site, centre: QPointF) -> SiteItem:
         state = self.state_of(site)
         item = SiteItem(site.id, self.info.site_glyph(site), state, centre, self.st, self.scene.site_clicked.emit)
-        item.setToolTip(self.info.site_tip(site, state))
+        info, scene = self.info, self.scene
+
+        def tip() -> str:  # made on the first hover (a count per insertion point): see the module docstring
+            gains = [r.name for r in scene.site_rows.get(site.id, []) if r.name.endswith(".ia3_scale")]
+            return info.site_tip(site, state) + "".join(scene.tip_extra(name) for name in gains)
+
+        item.set_tip_maker(tip)
         self.scene.addItem(item)
         self.scene.site_items[site.id] = item
         return item
@@ -319,7 +415,7 @@ class _Layout:
         if rows:
             lines = "".join(
                 f"<tr><td>{escape(r.name)}</td><td>{'×'.join(map(str, r.shape))}</td><td>{r.numel:,}</td>"
-                f"<td>{r.dtype}</td><td>{'trainable' if r.trainable else theme.LOCK + ' frozen'}</td></tr>"
+                f"<td>{r.dtype}</td><td>{'trainable' if r.trainable else lock_html(12) + ' frozen'}</td></tr>"
                 for r in rows[:12])
             parts.append(f"<table cellspacing=4>{lines}</table>")
             if not any(r.trainable for r in rows):
@@ -327,11 +423,11 @@ class _Layout:
         return "<br>".join(parts)
 
     def block_item(self, key: str, title: str, subtitle: str, role: str, rect: QRectF, block: Block | None,
-                   chevron: str = "", on_chevron: Callable[[], None] | None = None) -> BlockItem:
+                   chevron: str = "", on_chevron: Callable[[], None] | None = None, tip_suffix: str = "") -> BlockItem:
         quant = any(r.dtype == "nf4" for r in self.scene.block_rows.get(key, []))
         item = BlockItem(key, title, subtitle, role, rect, self.st, self.scene.block_clicked.emit, quant,
                          chevron, on_chevron)
-        item.setToolTip(self.tooltip(key, block, title))
+        item.set_tip_maker(lambda: self.tooltip(key, block, title) + tip_suffix)
         self.scene.addItem(item)
         self.scene.block_items[key] = item
         return item
@@ -358,11 +454,13 @@ class _Layout:
         st, info = self.st, self.info
         stages: list[tuple[str, object]] = []
         layers = [b for b in info.blocks if b.kind == "layer"]
-        collapsed = self.scene.layers_collapsed() and len(layers) > 1
+        runs = {first: (first, last) for first, last in self.scene.layer_groups}
+        hidden = {layer for first, last in self.scene.layer_groups for layer in range(first, last + 1)}
         for block in info.blocks:
-            if collapsed and block.kind == "layer":
-                if block is layers[0]:
-                    stages.append(("group", layers))
+            if block.kind == "layer" and block.layer in hidden:
+                if block.layer in runs:  # a collapsed run starts here: one box for all of it
+                    first, last = runs[block.layer]
+                    stages.append(("group", [b for b in layers if first <= b.layer <= last]))
                 continue
             stages.append(("block", block))
         stages.append(("head", None))
@@ -434,10 +532,12 @@ class _Layout:
     def group_text(self, layers: list[Block]) -> tuple[str, str]:
         """The collapsed layers: a header, then one line per run of layers with the same chosen points, so
         a collapsed model still says which layers train and where (e.g. "layers 0–3: q, v")."""
-        inside = [s for s in self.info.sites if s.layer is not None and s.id in self.info.selected]
-        lines = [f"layers {layers[0].layer}–{layers[-1].layer} (×{len(layers)})  ▸"]
+        first, last = layers[0].layer, layers[-1].layer
+        inside = [s for s in self.info.sites if s.layer is not None and first <= s.layer <= last
+                  and s.id in self.info.selected]
+        lines = [f"layers {first}–{last} (×{len(layers)})  ▸"]
         lines += layer_runs([b.layer for b in layers], inside)
-        return "\n".join(lines), f"{len(inside)} trainable insertion points inside · click to expand"
+        return "\n".join(lines), f"{len(inside)} trainable insertion points inside · click to show"
 
     def input_size(self, block: Block) -> tuple[float, float]:
         st = self.st
@@ -464,11 +564,17 @@ class _Layout:
             return
         if kind == "group":
             title, sub = self.group_text(obj)
-            role = "trainable" if any(s.layer is not None and s.id in self.info.selected
+            first, last = obj[0].layer, obj[-1].layer
+            role = "trainable" if any(s.layer is not None and first <= s.layer <= last and s.id in self.info.selected
                                       for s in self.info.sites) else "frozen"
-            item = self.block_item(LAYERS, title, sub, role, rect, None)
-            item.on_click = lambda _key: self.scene.toggle_layers()
-            item.setToolTip("Repeated layers, collapsed. Click to expand and reach their insertion points.")
+            key = group_key((first, last), self.scene.layer_count())
+            item = self.block_item(key, title, sub, role, rect, None)
+            item.on_click = lambda _key, a=first, b=last: self.scene.open_group(a, b)
+            count = self.scene.layer_count()
+            more = "" if count <= LARGE_BASE_LAYERS else \
+                f" A {count}-layer base shows {SHOWN_LAYERS} at a time: View ▸ Show layers… picks any."
+            item.set_tip(f"Repeated layers {first}–{last}, collapsed. Click to draw them and reach their insertion "
+                         f"points.{more}")
             return
         block: Block = obj
         if block.kind == "input":
@@ -558,11 +664,10 @@ class _Layout:
             self.block_item(block.id, wrap(block.label), self.subtitle(block.id), self.role(block.id), rect, block)
             self.corner_sites(block.id, rect)
             return
-        chevron = "▾" if block.kind == "layer" and sum(b.kind == "layer" for b in self.info.blocks) > 1 else ""
-        item = self.block_item(block.id, block.label, self.container_sub(block), "container", rect, block,
-                               chevron, self.scene.toggle_layers if chevron else None)
-        if chevron:
-            item.setToolTip(item.toolTip() + "<br>Click ▾ to collapse the repeated layers.")
+        chevron = "▾" if block.kind == "layer" and self.scene.layer_count() > 1 else ""
+        self.block_item(block.id, block.label, self.container_sub(block), "container", rect, block,
+                        chevron, self.scene.toggle_layers if chevron else None,
+                        "<br>Click ▾ to collapse the repeated layers." if chevron else "")
         keys_left = pos.x() + st.pad * 3 + st.text_width(block.label) + st.text_width(self.container_sub(block), True)
         keys = self.key_row(block, QPointF(keys_left, pos.y() + st.pad / 3 + st.title_fm.height() * 0.15))
         if keys is not None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -37,8 +39,10 @@ from ...core.data import TextDataset, builtin_names, load_builtin
 from ...core.data.builtin import labelled_builtin_names
 from ...core.errors import PeftStudioError
 from ...core.methods import METHODS
+from ...core.runs.interrupt import interruptible
 from ...core.runs.train import TrainControl, TrainSettings
-from ..jobs.gen_worker import BackgroundJob
+from ..jobs.background import BackgroundJob
+from ..jobs.worker import JobError
 from ..panels.adapters import AdapterSwitcher
 from ..plain import plain_label
 from .lora_tools import LoraTools
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
 
 DEFAULT_STEPS = 150
 TRY_TEXT = "need a refund"
+OWNER = "adapters"
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,7 @@ class AdapterLab(QWidget):
     def __init__(self, window: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.window = window
-        self.adapters: AdapterSet | None = None
-        self.job = BackgroundJob(self)
+        self.job = BackgroundJob(self, window.controller.jobs, OWNER)  # an adapter's training: a visible job
         self.job.item.connect(self._progress)
         self.job.done.connect(self._trained)
         window.controller.lock_changed.connect(lambda _locked: self._enable())
@@ -87,6 +91,7 @@ class AdapterLab(QWidget):
 
         self.set_label = plain_label("no set yet: adding an adapter builds one on the window's base")
         self.set_label.setWordWrap(True)
+        self.set_label.setTextFormat(Qt.TextFormat.RichText)
         self.new_set_button = QPushButton("New set on the current base")
         self.new_set_button.setToolTip("Drop the adapters and start a set on the base the window uses now")
         self.new_set_button.clicked.connect(lambda: self.new_set())
@@ -156,6 +161,28 @@ class AdapterLab(QWidget):
         layout.addLayout(files)
         self._enable()
 
+    @property
+    def adapters(self) -> AdapterSet | None:
+        """The set lives in the workspace (core), beside the studio's setup: this panel is its view."""
+        return self.window.controller.adapters
+
+    @adapters.setter
+    def adapters(self, adapters: AdapterSet | None) -> None:
+        self.window.controller.adapters = adapters
+
+    def prepare_for(self, base: str) -> None:
+        """Exercise 2 on `base`: an empty set (or none) starts on that base; a set with adapters on another base
+        stays (nothing is dropped behind the user's back) and the panel says how to start one on `base`."""
+        adapters = self.adapters
+        if adapters is not None and adapters.base_name == base:
+            return
+        if adapters is None or not len(adapters):
+            self.new_set()
+            return
+        self.set_label.setText(f"<b>This set is on {escape(adapters.base_name)}; the window now uses "
+                               f"{escape(base)}.</b> Save the adapters you want to keep, then press "
+                               f"\"New set on the current base\" to start one on {escape(base)}.")
+
     # ---- the window follows the active adapter ----------------------------------------------------
     def follow(self) -> float | None:
         """Show the set's active adapter in the window (diagram, census, card, Try it); returns how long
@@ -164,7 +191,7 @@ class AdapterLab(QWidget):
         if adapters is None or adapters.active is None or self.job.running:
             return None
         start = time.perf_counter()
-        shown = self.window.controller.studio.show_adapter(adapters.get(adapters.active))
+        shown = self.window.controller.show_adapter(adapters.get(adapters.active))
         return (time.perf_counter() - start) * 1000 if shown else None
 
     def show_active(self) -> float | None:
@@ -177,7 +204,7 @@ class AdapterLab(QWidget):
 
     def _window_changed(self) -> None:
         """The window reset or retrained one of this set's adapters: show the set as it is now."""
-        shown = self.window.controller.studio.showing_adapter
+        shown = self.window.controller.showing_adapter
         if shown is not None and shown.owner is self.adapters and not self.job.running:
             self.refresh()
 
@@ -267,23 +294,26 @@ class AdapterLab(QWidget):
             return False
         control = TrainControl()
 
-        def run():  # worker thread: plain numbers only leave it
-            for event in adapters.train(name, settings, control):
-                yield Progress(event.step + 1, steps, event.loss, event.accuracy, event.last)
+        def run():  # worker thread: plain numbers only leave it; a stop ends a long step at its next layer
+            with interruptible(adapters.get(name).model, lambda: control.stopped):
+                for event in adapters.train(name, settings, control):
+                    yield Progress(event.step + 1, steps, event.loss, event.accuracy, event.last)
 
         self.training_name = name
         self.last_progress = None
         adapters.activate(name)
         self.follow()  # the window shows the adapter being trained
         self.progress_label.setText(f"training {name}…")
-        self.window.controller.studio.lock(f"Adapter {name!r} is training in the Adapters panel: stop it there "
-                                           "before changing or training the window's model.")
-        self.job.start(run, control)
+        self.window.controller.lock(f"Adapter {name!r} is training in the Adapters panel: stop it there "
+                                    "before changing or training the window's model.")
+        self.job.start(run, control.stop, f"Training adapter {name!r} ({adapters.base_name})", steps)
         self._enable()
         return True
 
     def stop(self) -> None:
         self.job.stop()
+        self.lora_tools.job.stop()
+        self.hash_job.stop()
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
         self._hash_again = False
@@ -292,18 +322,20 @@ class AdapterLab(QWidget):
 
     def _progress(self, progress: Progress) -> None:
         self.last_progress = progress
+        if self.job.job is not None:
+            self.job.job.report(done=progress.step)
         self.progress_label.setText(f"training {self.training_name}: step {progress.step}/{progress.steps} · "
                                     f"loss {progress.loss:.4f} · accuracy {progress.accuracy:.0%}")
 
-    def _trained(self, error: str) -> None:
+    def _trained(self, error: JobError | None) -> None:
         name, self.training_name = self.training_name, None
-        self.window.controller.studio.unlock()
+        self.window.controller.unlock()
         p = self.last_progress
-        if error:
-            self.progress_label.setText(f"{name}: {error.splitlines()[0].lower()}")
-            title, _, message = error.partition("\n")
+        if error is not None:
+            title = error.title(f"Training {name}")
+            self.progress_label.setText(title)
             if not self.window.closing:
-                self.window.show_error(f"Training {name}: {title.lower()}", message)
+                self.window.show_error(title, error.message)
         elif p is not None:
             done = "trained" if p.last else "stopped"
             self.progress_label.setText(f"{name} {done} at step {p.step}/{p.steps} · loss {p.loss:.4f} · "
@@ -385,7 +417,7 @@ class AdapterLab(QWidget):
             self.set_label.setText("no set yet: adding an adapter builds one on the window's base")
         else:
             self.switcher.show_set(adapters)
-            self.set_label.setText(f"set on base {adapters.base_name} (seed {adapters.seed}): "
+            self.set_label.setText(f"set on base {escape(adapters.base_name)} (seed {adapters.seed}): "
                                    f"{adapters.base_parameters():,} frozen parameters, {adapters.base_bytes():,} "
                                    f"bytes, shared by {len(adapters)} adapter(s)")
         self.refresh_try()
@@ -431,9 +463,9 @@ class AdapterLab(QWidget):
         same = "unchanged ✓" if now == adapters.base_fingerprint else "CHANGED (a merged LoRA?)"
         self.fingerprint_label.setText(f"base fingerprint {now[:12]} · {same}")
 
-    def _hash_done(self, error: str) -> None:
-        if error:
-            self.fingerprint_label.setText(f"cannot check the base: {error.splitlines()[0]}")
+    def _hash_done(self, error: JobError | None) -> None:
+        if error is not None:
+            self.fingerprint_label.setText(f"cannot check the base: {error.message}")
         if self._hash_again:
             self._hash_again = False
             self.check_base()

@@ -1,9 +1,11 @@
-"""The docks in one place: Adapters (one base, many adapters), Exercises (the seed's four) and
-Lesson notes; the shipped lessons in the Examples menu. The window calls `install_docks` once after
-its menus exist and `close_docks` in closeEvent.
+"""The window's docks in one place, laid out for a 1280x720 projector: the setup panel (method, training,
+Try it, tensors), Compare the family, Adapters, Exercises and Memory at scale share one side area as tabs
+(opening one raises its tab: it never squeezes the diagram into a sliver); a floated dock opens at a
+sensible size; lesson notes are a strip above the diagram (gui/window/strips.py), not a dock.
 
-Docks start hidden; their toggle actions go in the View menu. A lesson may forbid a dock
-(`allow(name, False)`): it is hidden and its toggle action with it, until a lesson allows it again.
+A dock that closes while its job runs asks first: stop the job, or keep it running (it stays listed above
+the diagram with its Stop button). A lesson may forbid a dock (`allow(name, False)`): it is hidden and its
+toggle action with it, until a lesson allows it again.
 """
 
 from __future__ import annotations
@@ -12,14 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMenu, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QMessageBox, QScrollArea, QTabWidget, QWidget
 
+from ...core.jobs import Job
 from ...core.runs.run_store import RunStore
-from ...core.teaching.lesson import Lesson
-from ...core.teaching.notes import notes_html
-from ..plain import plain_label, rich_label, set_plain
 from ..window.lessons import install_lessons, install_save_lesson, open_lesson_action
 from .adapter_lab import AdapterLab
 from .compare import ComparePanel
@@ -32,113 +32,155 @@ if TYPE_CHECKING:
 # Ctrl+Alt: the window's own shortcuts use plain keys, Ctrl and Ctrl+Shift (gui/window/actions.py).
 SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N",
              "memory": "Ctrl+Alt+M"}
+DOCK_NAMES = ("compare", "adapters", "exercises", "memory")
+FLOAT_SIZE = QSize(1100, 680)  # a floated dock opens at this size (at most 85% of the screen)
 
 
-class NotesStrip(QWidget):
-    """A lesson's notes, one paragraph each, under its title."""
+def ask_stop_or_keep(parent: QWidget, panel: str, jobs: list[Job]) -> str:
+    """'stop', 'keep' or 'cancel': what to do with a panel's running jobs when the panel closes."""
+    names = ", ".join(job.title for job in jobs)
+    box = QMessageBox(QMessageBox.Icon.Question, f"Close {panel}?",
+                      f"{names} is still running.\n\nStop it, or keep it running? (A running job stays listed above "
+                      "the diagram, with its Stop button.)", QMessageBox.StandardButton.NoButton, parent)
+    stop = box.addButton("Stop it", QMessageBox.ButtonRole.DestructiveRole)
+    keep = box.addButton("Keep it running", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    return "stop" if clicked is stop else "keep" if clicked is keep else "cancel"
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = plain_label("No lesson open")  # a lesson file's title: plain text
-        self.title.setStyleSheet("font-weight: 600;")
-        self.title.setWordWrap(True)
-        self.text = rich_label("")  # notes_html: the studio's own HTML around escaped text, bounded
-        self.text.setWordWrap(True)
-        self.text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.text)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.title)
-        layout.addWidget(scroll, 1)
-        self.notes: tuple[str, ...] = ()
 
-    def show_lesson(self, lesson: Lesson) -> None:
-        self.notes = lesson.notes
-        set_plain(self.title, lesson.title)
-        self.text.setText(notes_html(lesson.notes))
+class PanelDock(QDockWidget):
+    """A dock that asks before closing over its running jobs, and floats at a sensible size."""
+
+    def __init__(self, title: str, window: MainWindow, jobs: Callable[[], list[Job]]) -> None:
+        super().__init__(title, window)
+        self.jobs = jobs
+        self.topLevelChanged.connect(self._floated)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        running = self.jobs()
+        if running:
+            answer = ask_stop_or_keep(self, self.toggleViewAction().text(), running)
+            if answer == "cancel":
+                event.ignore()
+                return
+            if answer == "stop":
+                for job in running:
+                    job.request_stop()
+        super().closeEvent(event)
+
+    def _floated(self, floating: bool) -> None:
+        if not floating:
+            return
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        available = screen.availableGeometry()
+        width = min(FLOAT_SIZE.width(), int(available.width() * 0.85))
+        height = min(FLOAT_SIZE.height(), int(available.height() * 0.85))
+        self.resize(width, height)
+        self.move(available.center().x() - width // 2, available.center().y() - height // 2)
 
 
 @dataclass
 class Docks:
     window: MainWindow
     examples_menu: QMenu
+    setup: QDockWidget
     adapters: QDockWidget
     exercises: QDockWidget
-    notes: QDockWidget
     compare: QDockWidget
+    memory: QDockWidget
     board: ComparePanel
     lab: AdapterLab
     exercises_wiring: ExercisesDock
-    notes_strip: NotesStrip
+    memory_panel: MemoryScalePanel
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
     save_lesson: QAction | None = None
-    memory: QDockWidget | None = None  # Memory at scale
-    memory_panel: MemoryScalePanel | None = None
+
+    @property
+    def notes_strip(self):
+        return self.window.notes_strip
 
     def dock(self, name: str) -> QDockWidget:
-        return {"adapters": self.adapters, "exercises": self.exercises, "notes": self.notes,
-                "compare": self.compare, "memory": self.memory}[name]
+        return {"adapters": self.adapters, "exercises": self.exercises, "compare": self.compare,
+                "memory": self.memory, "setup": self.setup}[name]
 
     def allow(self, name: str, allowed: bool) -> None:
         """A lesson's hidden panel: the dock goes and so does the way to bring it back."""
+        if name == "notes":
+            self.toggles["notes"].setVisible(allowed)
+            if not allowed:
+                self.window.notes_strip.setVisible(False)
+            return
         if not allowed:
             self.dock(name).hide()
         self.toggles[name].setVisible(allowed)
-
-    def show_notes(self, lesson: Lesson, allowed: bool = True) -> None:
-        self.notes_strip.show_lesson(lesson)
-        if allowed and lesson.notes:
-            self.notes.show()
-            self.notes.raise_()
 
     def show_dock(self, name: str) -> None:
         dock = self.dock(name)
         dock.show()
         dock.raise_()
 
+    def jobs_of(self, owner: str) -> list[Job]:
+        return self.window.controller.jobs.running(owner)
 
-def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
-                  compare: Callable[[], object] | None = None, store: RunStore | None = None) -> Docks:
-    """Create the docks (hidden): the comparison board and memory ledger, Adapters, Exercises, Lesson notes;
-    their View toggles; and the lesson entries in Examples.
+    def busy(self) -> bool:
+        """A thread one of the docks started is still running (it may be finishing a stopped step)."""
+        wiring = self.exercises_wiring
+        return any(job.running for job in (self.board.job, wiring.sweep, wiring.comparison, self.lab.job,
+                                           self.lab.hash_job, self.lab.lora_tools.job))
 
-    `compare` is what exercise 4 calls (default: show the board and run the family on the current setup);
-    `store` is the run folder (default: the user's data directory)."""
+
+def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, setup_panel: QWidget,
+                  store: RunStore | None = None) -> Docks:
+    """Create the docks, tabbed in the right-hand area (the setup panel shown, the others hidden), their View
+    toggles, and the lesson entries in Examples. `store` is the run folder (default: the user's)."""
+    window.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks
+                          | QMainWindow.DockOption.AllowNestedDocks)
+    window.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, QTabWidget.TabPosition.North)
     board = ComparePanel(window.controller, store)
     board.failed.connect(window.show_error)
-    compare_dock = _dock(window, "Compare the family", "compareDock", board, Qt.DockWidgetArea.BottomDockWidgetArea)
     lab = AdapterLab(window)
-    strip = NotesStrip()
-    adapters = _dock(window, "Adapters", "adaptersDock", lab, Qt.DockWidgetArea.RightDockWidgetArea)
-    notes = _dock(window, "Lesson notes", "lessonNotesDock", strip, Qt.DockWidgetArea.LeftDockWidgetArea)
-    if compare is None:
-        def compare() -> None:  # exercise 4: the board on the lesson's setup, every method side by side
-            compare_dock.show()
-            compare_dock.raise_()
-            board.run_family()
-    wiring = ExercisesDock(window, compare=compare)
-    exercises = _dock(window, "Exercises", "exercisesDock", wiring.panel, Qt.DockWidgetArea.RightDockWidgetArea)
     memory_panel = MemoryScalePanel(window.controller)
-    memory = _dock(window, "Memory at scale", "memoryScaleDock", memory_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-    docks = Docks(window, examples_menu, adapters, exercises, notes, compare_dock, board, lab, wiring, strip,
-                  memory=memory, memory_panel=memory_panel)
-    wiring.show_adapters = lambda: docks.show_dock("adapters")
+    setup = _dock(window, "Setup", "setupDock", setup_panel, lambda: [], scroll=False)
+    setup.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                      | QDockWidget.DockWidgetFeature.DockWidgetFloatable)  # hidden with Panels (Ctrl+B), not closed
+    # Not scrolled: the board shares its height between curves and table itself (a scroll area let the curves
+    # take the whole dock and pushed the table out of view).
+    compare_dock = _dock(window, "Compare", "compareDock", board, lambda: window.controller.jobs.running("compare"),
+                         scroll=False, menu_text="Compare the family")
+
+    def compare() -> None:  # exercise 4: the board on the lesson's setup, ready for the class to press Run
+        compare_dock.show()
+        compare_dock.raise_()
+        board.tabs.setCurrentWidget(board.board)
+        board.status.setText(board.family_plan())
+
+    wiring = ExercisesDock(window, compare=compare)
+    adapters = _dock(window, "Adapters", "adaptersDock", lab, lambda: window.controller.jobs.running("adapters"))
+    exercises = _dock(window, "Exercises", "exercisesDock", wiring.panel,
+                      lambda: window.controller.jobs.running("exercises"))
+    memory = _dock(window, "Memory", "memoryScaleDock", memory_panel, lambda: [], menu_text="Memory at scale")
+    for dock in (compare_dock, adapters, exercises, memory):
+        window.tabifyDockWidget(setup, dock)
+        dock.hide()
+    setup.raise_()
+    docks = Docks(window, examples_menu, setup, adapters, exercises, compare_dock, memory, board, lab, wiring,
+                  memory_panel)
+    wiring.show_adapters = lambda: (lab.prepare_for(window.controller.setup.base), docks.show_dock("adapters"))
     view_menu.addSeparator()
     for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
-                       ("notes", notes), ("memory", memory)):
+                       ("memory", memory)):
         toggle = dock.toggleViewAction()
-        toggle.setShortcut(QKeySequence(SHORTCUTS[name]))
-        toggle.setToolTip(f"Show or hide the {dock.windowTitle()} panel  [{toggle.shortcut().toString()}]")
-        toggle.setStatusTip(toggle.toolTip())
-        view_menu.addAction(toggle)
-        window.addAction(toggle)  # the shortcut works while the menu is closed
-        docks.toggles[name] = toggle
-    window.docks = docks  # lessons reach the docks through the window (apply_lesson)
+        _shortcut(window, view_menu, docks, name, toggle, f"Show or hide the {toggle.text()} panel")
+        toggle.triggered.connect(lambda checked, d=dock: d.raise_() if checked else None)
+    notes = QAction("Lesson notes", window)
+    notes.setCheckable(True)
+    notes.toggled.connect(lambda on: window.notes_strip.setVisible(on and bool(window.notes_strip.notes)))
+    _shortcut(window, view_menu, docks, "notes", notes, "Show or hide the open lesson's notes above the diagram")
+    window.docks = docks  # lessons reach the docks through the window
     docks.lesson_actions = install_lessons(window, examples_menu)
     docks.open_lesson = open_lesson_action(window, examples_menu)
     examples_menu.addAction(docks.open_lesson)
@@ -146,31 +188,46 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu,
     return docks
 
 
-def _dock(window: MainWindow, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-    dock = QDockWidget(title, window)
+def _shortcut(window: MainWindow, menu: QMenu, docks: Docks, name: str, toggle: QAction, tip: str) -> None:
+    toggle.setShortcut(QKeySequence(SHORTCUTS[name]))
+    toggle.setToolTip(f"{tip}  [{toggle.shortcut().toString()}]")
+    toggle.setStatusTip(toggle.toolTip())
+    menu.addAction(toggle)
+    window.addAction(toggle)  # the shortcut works while the menu is closed
+    docks.toggles[name] = toggle
+
+
+def _dock(window: MainWindow, title: str, name: str, widget: QWidget, jobs: Callable[[], list[Job]],
+          scroll: bool = True, menu_text: str = "") -> QDockWidget:
+    """A dock with a short title (five tabs share a 1280-pixel projector's side area) and its longer name in
+    the View menu."""
+    dock = PanelDock(title, window, jobs)
     dock.setObjectName(name)  # saveState/restoreState find docks by name
-    # Scrolled: a panel taller than its share of a 720-pixel screen scrolls instead of pushing the window
-    # past the screen's bottom edge (two open docks once needed 814 pixels).
-    scroll = QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-    scroll.setWidget(widget)
-    dock.setWidget(scroll)
-    window.addDockWidget(area, dock)
-    dock.hide()
+    dock.toggleViewAction().setText(menu_text or title)
+    if scroll:
+        # Scrolled: a panel taller than its share of a 720-pixel screen scrolls instead of pushing the window
+        # past the screen's bottom edge.
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QScrollArea.Shape.NoFrame)
+        area.setWidget(widget)
+        dock.setWidget(area)
+    else:
+        dock.setWidget(widget)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     return dock
 
 
 def stop_docks(docks: Docks) -> None:
     """Ask every worker the docks started to stop, without waiting."""
     docks.lab.stop()
-    docks.exercises_wiring.sweep.stop()
-    docks.exercises_wiring.comparison.stop()
+    docks.exercises_wiring.stop()
     docks.board.stop_family()
 
 
 def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
-    """Stop every worker the docks started and wait for them (each stops within one item or step)."""
+    """Stop every worker the docks started and wait for them. For tests and scripts: the window never waits
+    (it stops them, hides, and closes when they have ended)."""
     stop_docks(docks)
     return (docks.lab.stop_and_wait(timeout_ms) & docks.exercises_wiring.stop_and_wait(timeout_ms)
             & docks.board.stop_and_wait(timeout_ms))

@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 from ...core.adapters.adapter_set import AdapterSet
 from ...core.adapters.lora_merge import COMBINATIONS, MergeReport, add_weighted_adapter, measure_merge
 from ...core.errors import ConfigError, PeftStudioError
-from ..jobs.gen_worker import BackgroundJob
+from ..jobs.background import BackgroundJob
+from ..jobs.worker import JobError
 from ..plain import plain_label, tip
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class LoraTools(QWidget):
             return False
         self.result.setText(f"measuring {member.name}: unmerged, merged, unmerged again…")
         # W0 changes in place meanwhile: no training and no model edits in the window until it is unmerged
-        self.lab.window.controller.studio.lock("A merge test runs in the Adapters panel; it ends in a moment.")
+        self.lab.window.controller.lock("A merge test runs in the Adapters panel; it ends in a moment.")
         self.job.start(lambda: iter([measure_merge(member)]))
         self.lab.refresh_enabled()
         return True
@@ -140,12 +141,12 @@ class LoraTools(QWidget):
         self.result.setText(report.summary() + "; unmerged again")
         self.measured.emit(report)
 
-    def _measured(self, error: str) -> None:
-        self.lab.window.controller.studio.unlock()
-        if error:
-            title, _, message = error.partition("\n")
-            self.result.setText(f"merge test failed: {title.lower()}")
-            self.lab.window.show_error(f"Merge test: {title.lower()}", message)
+    def _measured(self, error: JobError | None) -> None:
+        self.lab.window.controller.unlock()
+        if error is not None:
+            title = error.title("The merge test")
+            self.result.setText(title)
+            self.lab.window.show_error(title, error.message)
         self.lab.refresh_enabled()
         self.lab.check_base()  # unmerged again: the frozen base must be bit-identical
 

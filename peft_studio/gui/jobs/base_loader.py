@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QProgressDialog, QWidget
 
 from ...core.bases import load_folder
 from ...core.bases.decoder_checkpoint import DecoderCheckpointBase, preload
-from .gen_worker import BackgroundJob
+from .background import BackgroundJob
+from .worker import JobError
 
 SHOW_AFTER_MS = 1000  # a load shorter than a second shows no dialog
 
@@ -69,7 +70,8 @@ class BaseLoader(QObject):
             self.dialog.setValue(int(1000 * item[1]))
             self.dialog.setLabelText(f"Loading {Path(self.path).name}… {item[2][:60]}")
 
-    def _on_done(self, error: str) -> None:
+    def _on_done(self, ended: JobError | None) -> None:
+        error = "" if ended is None else f"{ended.title('Loading the base')}\n{ended.message}"
         if self.dialog is not None:
             self.dialog.canceled.disconnect(self.cancel)  # closing the dialog emits canceled: not the user's
             self.dialog.close()

@@ -52,7 +52,6 @@ class Runner(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(FASTEST_MS)
         self.timer.timeout.connect(self.tick)
-        self._errors: list[tuple[str, str]] = []
         self._after_stop: list[Callable[[], None]] = []
 
     def start_warm_up(self) -> None:
@@ -85,16 +84,25 @@ class Runner(QObject):
 
     def stop(self) -> None:
         if self.worker is not None:
-            self.worker.control.stop()
+            self.worker.stop()
+
+    def stop_then(self, then: Callable[[], None]) -> None:
+        """Stop the run and call `then` once its thread has ended (at once when none runs). The GUI thread
+        never waits: the step in flight finishes, or a long one ends at its next layer (runs/interrupt.py)."""
+        if self.worker is None:
+            then()
+            return
+        self._after_stop.append(then)
+        self.stop()
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        """Stop the run and wait for the thread (close, reset, tests). True when none is left."""
+        """Stop the run and wait for the thread. For tests and scripts only: the window uses stop_then."""
         if self._warm_up is not None:
             self._warm_up.join()  # no thread outlives the window
         worker = self.worker
         if worker is None:
             return True
-        worker.control.stop()
+        worker.stop()
         done = worker.wait(timeout_ms)
         self._finish()
         return done
@@ -110,9 +118,12 @@ class Runner(QObject):
         return False
 
     def reset(self) -> None:
-        self.stop_and_wait()
-        self.step = 0
-        self.controller.reset_model()
+        """Fresh method parts and head (the base is rebuilt bit-identical), after the run has stopped."""
+        def fresh() -> None:
+            self.step = 0
+            self.controller.reset_model()
+
+        self.stop_then(fresh)
 
     @property
     def active(self) -> bool:
@@ -127,7 +138,7 @@ class Runner(QObject):
         # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
         gc.freeze()
         controller = self.controller
-        controller.studio.lock()
+        controller.lock()
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused,
                                   threads=self.thread_choice)
         self.worker.finished.connect(self._finish)
@@ -139,12 +150,7 @@ class Runner(QObject):
     def tick(self) -> None:
         if self.worker is None:
             return
-        batch: list[dict[str, Any]] = []
-        for event in self.worker.drain():
-            if "error" in event:  # the run has ended; reported once idle (a modal dialog mid-tick would nest)
-                self._errors.append((event["title"], event["error"]))
-                continue
-            batch.append(event)
+        batch: list[dict[str, Any]] = self.worker.drain()
         if batch:
             self.step = batch[-1]["step"] + 1
             self.steps_per_second = batch[-1]["sps"]
@@ -177,17 +183,17 @@ class Runner(QObject):
         self.tick()  # the last events
         self.worker = None
         self.timer.stop()
-        self.controller.studio.unlock()
+        self.controller.unlock()
         worker.deleteLater()
         gc.unfreeze()  # collect at leisure while idle
         self._set_state("idle")
         self.finished.emit()
-        errors, self._errors = self._errors, []
-        for title, message in errors:
-            self.failed.emit(title, message)
-        actions, self._after_stop = self._after_stop, []
-        for action in actions:
-            action()
+        error = worker.error  # reported once idle (a modal dialog mid-tick would nest)
+        if error is not None:
+            self.failed.emit(error.title("Training"), error.message)
+        then, self._after_stop = self._after_stop, []
+        for callback in then:
+            callback()
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

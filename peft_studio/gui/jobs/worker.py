@@ -1,8 +1,12 @@
-"""The one place that runs core training off the GUI thread.
+"""Work off the GUI thread: one Worker class for training and for every background job.
 
-The worker iterates the core's `train` generator and appends plain dicts to a deque; the window
-drains the deque on a ~30 Hz timer. No signal is emitted per step (a signal per step would queue
-thousands of events and make the GUI thread do per-step work), no tensor crosses threads.
+A Worker iterates a generator on its own thread and appends each item to a deque; the owner drains
+the deque on a timer (the runner at ~30 Hz, background jobs at 10 Hz). No signal is emitted per item
+(a signal per step would queue thousands of events and make the GUI thread do per-step work) and no
+tensor crosses threads. Stop is cooperative: a flag checked between items, plus the job's own stop
+(a TrainControl stops between optimizer steps, and a layer hook ends a long step: runs/interrupt.py).
+An error ends the thread as one JobError: a user mistake (PeftStudioError) says what to fix; anything
+else is a bug, reported through core/logs.py (its traceback in the log file and under the dialog's Details…).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -20,8 +25,9 @@ from PySide6.QtCore import QThread
 from ...core.errors import PeftStudioError
 from ...core.logs import report_unexpected
 from ...core.model.experiment import Experiment
+from ...core.runs.interrupt import StepInterrupted, interruptible
 from ...core.runs.probe import choose_threads
-from ...core.runs.threads import ThreadChoice
+from ...core.runs.threads import ThreadChoice, usable_cores
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 from ..diagram.gains import sample_gains
 
@@ -34,14 +40,78 @@ GUI_TORCH_THREADS = 1
 GRAD_INTERVAL_S = 0.1  # gradient norms at most 10 times a second: they cost ~30% when taken per step
 
 
-class TrainWorker(QThread):
-    """Trains `experiment` for `settings.steps` steps from `start_step`; see `drain`."""
+@dataclass(frozen=True)
+class JobError:
+    """How a worker ended badly: `refused` for a user mistake (the message says what to fix), else a bug (its
+    traceback is in the log, and the window's dialog finds it for Details…)."""
 
-    instances: weakref.WeakSet[TrainWorker] = weakref.WeakSet()  # lets tests prove none is left running
+    refused: bool
+    message: str
+
+    def title(self, what: str) -> str:
+        return f"{what} stopped" if self.refused else f"{what} failed"
+
+
+class Worker(QThread):
+    """Iterates `make()` (called on the worker thread) and queues each item; see the module docstring."""
+
+    instances: weakref.WeakSet[Worker] = weakref.WeakSet()  # lets tests prove none is left running
+
+    def __init__(self, make: Callable[[], Iterator[Any]], on_stop: Callable[[], None] | None = None,
+                 where: str = "a background job") -> None:
+        super().__init__()
+        Worker.instances.add(self)
+        self.make = make
+        self.on_stop = on_stop
+        self.where = where  # for the log: what was running when a bug showed
+        self.items: deque[Any] = deque()
+        self.error: JobError | None = None
+        self._stop = threading.Event()
+
+    def prepare_thread(self) -> None:
+        """A background job gets a fixed, modest team of torch threads (training chooses by measuring)."""
+        torch.set_num_threads(max(1, min(4, usable_cores())))
+
+    def run(self) -> None:  # worker thread
+        self.prepare_thread()
+        try:
+            for item in self.make():
+                self.items.append(item)
+                if self._stop.is_set() and self.on_stop is None:  # a job with its own stop ends by itself,
+                    break  # reporting where it stopped; others end between items
+        except StepInterrupted:
+            pass  # a stop ended a long step: the weights are as the last finished step left them
+        except PeftStudioError as exc:
+            self.error = JobError(True, str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported in the window (traceback logged), never a silent death
+            self.error = JobError(False, report_unexpected(exc, self.where))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.on_stop is not None:
+            self.on_stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def drain(self) -> list[Any]:
+        """Every item posted since the last drain, oldest first (GUI thread)."""
+        items = []
+        while self.items:
+            items.append(self.items.popleft())
+        return items
+
+
+class TrainWorker(Worker):
+    """Trains `experiment` for `settings.steps` steps from `start_step`; items are plain-dict step events."""
+
+    instances: weakref.WeakSet[TrainWorker] = weakref.WeakSet()
 
     def __init__(self, experiment: Experiment, settings: TrainSettings, start_step: int = 0,
                  paused: bool = False, threads: ThreadChoice | None = None) -> None:
-        super().__init__()
+        self.control = TrainControl()
+        super().__init__(self._events, self.control.stop, "training")
         TrainWorker.instances.add(self)
         self.experiment = experiment
         self.settings = settings
@@ -49,17 +119,19 @@ class TrainWorker(QThread):
         # the runner passes one choice to every run: the same setup trains with the same count again
         self.thread_choice = threads or ThreadChoice()
         self.threads: int | None = None  # chosen on the worker thread before the first step
-        self.control = TrainControl()
         if paused:
             self.control.pause()
-        self._events: deque[dict[str, Any]] = deque()
 
-    def run(self) -> None:  # worker thread
+    def prepare_thread(self) -> None:
+        """Nothing here: the run measures its thread count before its first step and keeps it
+        (core/runs/threads.py)."""
+
+    def _events(self) -> Iterator[dict[str, Any]]:  # worker thread
         settings = replace(self.settings, track_grads=False)  # taken here, throttled, from p.grad
         named = [(n, p) for n, p in self.experiment.model.named_parameters() if p.requires_grad]
         last_grads = 0.0
-        try:
-            self.threads = choose_threads(self.thread_choice, self.experiment, settings)
+        self.threads = choose_threads(self.thread_choice, self.experiment, settings)
+        with interruptible(self.experiment.model, lambda: self.control.stopped):
             for event in train(self.experiment, settings, self.control, self.start_step):
                 payload = _plain(event)
                 payload["threads"] = self.threads
@@ -68,22 +140,7 @@ class TrainWorker(QThread):
                     last_grads = now
                     payload["grads"] = grad_norms(named)
                     payload["gains"] = sample_gains(named)  # IA3's scaling vectors, for the live heat strips
-                self._events.append(payload)
-        except PeftStudioError as exc:
-            self._events.append({"error": str(exc), "title": "Training stopped"})
-        except Exception as exc:  # noqa: BLE001 - a failing forward must not kill the app; logged with its traceback
-            self._events.append({"error": report_unexpected(exc, "training"), "title": "Training failed"})
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Every event posted since the last drain, oldest first (GUI thread)."""
-        events = []
-        while self._events:
-            events.append(self._events.popleft())
-        return events
-
-    def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        self.control.stop()
-        return self.wait(timeout_ms)
+                yield payload
 
 
 def warm_up() -> threading.Thread:

@@ -117,6 +117,9 @@ class CensusTable(QWidget):
         layout.addWidget(self.view)
         self._quiet = False
 
+    def clear_filter(self) -> None:
+        self.filter.clear()
+
     def set_rows(self, rows: list[CensusRow]) -> None:
         """New model: its rows, columns sized to fit the first SIZE_SAMPLE_ROWS."""
         self.model.set_rows(rows)

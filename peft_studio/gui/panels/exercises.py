@@ -15,7 +15,7 @@ from collections.abc import Sequence
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph prefers PyQt6 if both are installed
 
 import pyqtgraph as pg  # noqa: E402
-from PySide6.QtCore import Signal  # noqa: E402
+from PySide6.QtCore import Qt, Signal  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QGroupBox,
     QHBoxLayout,
@@ -26,12 +26,34 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from ...core.teaching.exercises import EXERCISES, SEED_FORMULA, SweepPoint, TaskBytes, bottleneck_sweep  # noqa: E402
+from ...core.teaching.exercises import (  # noqa: E402
+    EXERCISES,
+    SEED_FORMULA,
+    SWEEP_DATASET,
+    SweepPoint,
+    TaskBytes,
+    bottleneck_sweep,
+)
+
+
+class StillPlot(pg.PlotWidget):
+    """A plot inside a scrolled panel: the wheel scrolls the panel (it zoomed the axes to 1e-4..1e5), and the
+    axes stay where the data put them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.setMouseEnabled(x=False, y=False)
+        self.setMenuEnabled(False)
+        self.hideButtons()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+        event.ignore()  # to the scroll area around the panel
 
 
 class ExercisesPanel(QWidget):
     set_up_requested = Signal(int)  # exercise number, 1..4
     sweep_training_requested = Signal()
+    comparison_training_requested = Signal()  # exercise 4 without the comparison board
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,18 +71,27 @@ class ExercisesPanel(QWidget):
             what = QLabel(f"Set up: {item.setup}\nEvidence: {item.evidence}")
             what.setWordWrap(True)
             rows.addWidget(what)
-            evidence = QLabel("")
-            evidence.setWordWrap(True)
-            self.evidence_labels[item.number] = evidence
-            rows.addWidget(evidence)
             button = QPushButton("Set up")
             button.setToolTip(f"Prepare the studio for exercise {item.number}")
             button.clicked.connect(lambda _=False, n=item.number: self.set_up_requested.emit(n))
             self.set_up_buttons[item.number] = button
             buttons = QHBoxLayout()
             buttons.addWidget(button)
+            if item.number == 4:  # only where no comparison board is wired (ExercisesDock shows it then)
+                self.comparison_button = QPushButton("Train the comparison")
+                self.comparison_button.setToolTip("Train each method on word-order for a short run, in the "
+                                                  "background (listed above the diagram, with Stop)")
+                self.comparison_button.clicked.connect(self.comparison_training_requested.emit)
+                self.comparison_button.setVisible(False)
+                buttons.addWidget(self.comparison_button)
             buttons.addStretch(1)
             rows.addLayout(buttons)
+            # Below its button: a longer or shorter evidence text never moves the button a second click aims at.
+            evidence = QLabel("")
+            evidence.setWordWrap(True)
+            evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.evidence_labels[item.number] = evidence
+            rows.addWidget(evidence)
             if item.number == 3:
                 rows.addWidget(self._sweep_widgets())
             column.addWidget(box)
@@ -81,7 +112,7 @@ class ExercisesPanel(QWidget):
         self.formula_label.setWordWrap(True)
         self.formula_label.setStyleSheet("font-family: monospace;")
         rows.addWidget(self.formula_label)
-        self.params_plot = pg.PlotWidget(title="trainable parameters vs bottleneck m")
+        self.params_plot = StillPlot(title="trainable parameters vs bottleneck m")
         self.params_plot.setLogMode(x=True, y=False)
         self.params_plot.setLabel("bottom", "bottleneck m")
         self.params_plot.setMinimumHeight(160)
@@ -89,7 +120,7 @@ class ExercisesPanel(QWidget):
                                                   symbolBrush="#2a9d8f", name="counted")
         self.formula_curve = self.params_plot.plot(pen=pg.mkPen("#333", width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
                                                    name="formula")
-        self.accuracy_plot = pg.PlotWidget(title="accuracy after training vs bottleneck m")
+        self.accuracy_plot = StillPlot(title=f"accuracy on {SWEEP_DATASET} after training vs bottleneck m")
         self.accuracy_plot.setLogMode(x=True, y=False)
         self.accuracy_plot.setYRange(0, 1.05)
         self.accuracy_plot.setMinimumHeight(120)
@@ -97,8 +128,9 @@ class ExercisesPanel(QWidget):
                                                       symbolBrush="#f07f16")
         rows.addWidget(self.params_plot)
         rows.addWidget(self.accuracy_plot)
-        self.sweep_table = QLabel("")
-        self.sweep_table.setStyleSheet("font-family: monospace;")
+        self.sweep_table = QLabel("")  # one wrapped line per size: readable in a narrow side area
+        self.sweep_table.setWordWrap(True)
+        self.sweep_table.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         rows.addWidget(self.sweep_table)
         buttons = QHBoxLayout()
         self.count_button = QPushButton("Count the sweep")
@@ -135,8 +167,8 @@ class ExercisesPanel(QWidget):
         self.formula_curve.setData(xs, [p.formula for p in points])
         trained = [p for p in points if p.accuracy is not None]
         self.accuracy_curve.setData([p.bottleneck for p in trained], [p.accuracy for p in trained])
-        lines = [f"m={p.bottleneck:<3} counted {p.trainable:>6,}   formula {p.formula_text}"
-                 + (f"   accuracy {p.accuracy:.2f}" if p.accuracy is not None else "") for p in points]
+        lines = [f"m = {p.bottleneck}: {p.trainable:,} trainable, counted; the formula gives {p.formula_text}"
+                 + (f"; accuracy {p.accuracy:.2f}" if p.accuracy is not None else "") for p in points]
         self.sweep_table.setText("\n".join(lines))
 
     # ---- other evidence --------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.model.generate import ADAPTED, BASE, GenerationSettings, decode, side_by_side, token_text
-from ..jobs.gen_worker import BackgroundJob
+from ..jobs.background import BackgroundJob
+from ..jobs.worker import JobError
 
 DEFAULT_NEW_TOKENS = 20
 
@@ -92,7 +93,8 @@ class GenerationBox(QWidget):
         words = [token_text(self._tokenizer, token) for token, _ in step.top]
         self.step_top.emit(words, [p for _, p in step.top])
 
-    def _on_done(self, error: str) -> None:
+    def _on_done(self, ended: JobError | None) -> None:
+        error = "" if ended is None else f"{ended.title('Generation')}\n{ended.message}"
         for box in self.outputs.values():
             box.setProperty("prompt", None)
         self.generate_button.setEnabled(True)

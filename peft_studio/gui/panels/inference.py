@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from ...core.bases.decoder import DecoderBase
 from ...core.model.experiment import Experiment
 from ...core.model.next_token import predict_next
-from ..plain import plain_label
+from ..plain import plain_label, set_plain
 from .generation import GenerationBox
 
 TOP_WORDS = 5  # next-token: bars for the five most likely next words
@@ -35,6 +35,7 @@ class InferencePanel(QWidget):
         self.entry.setToolTip("Predicted with the current model (updates when training pauses or stops)")
         self.result = plain_label("")  # labels and words come from the dataset file
         self.result.setStyleSheet("font-size: 13pt; font-weight: 600;")
+        self.result.setWordWrap(True)  # a long reason wraps in the side area, never cut mid-word
         self.bars = QVBoxLayout()
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["sentence", "predicted", "p"])
@@ -55,6 +56,12 @@ class InferencePanel(QWidget):
 
     def show_busy(self) -> None:
         self.result.setText("training… predictions refresh when it pauses or stops")
+
+    def show_error(self, message: str) -> None:
+        """The model cannot predict (e.g. a meta-device base): say so, and show nothing from the last model."""
+        set_plain(self.result, message)  # may quote the user's text or a file's: never rich text
+        self._show_bars((), [])
+        self._fill_table([])
 
     def refresh(self, experiment: Experiment) -> None:
         """Predict the typed sentence and the table (GUI thread; only while no step is running)."""

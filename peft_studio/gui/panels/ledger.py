@@ -109,6 +109,15 @@ class LedgerWidget(QWidget):
         fit = fit_activations(experiment)
         self.set_ledger(estimate_ledger(experiment, batch_size, optimizer=optimizer, fit=fit), fit, self._measured)
 
+    def clear(self, message: str) -> None:
+        """No estimate for this setup (a meta-device base, a refused one): nothing left over from the last."""
+        self._estimate = self._fit = self._measured = None
+        for item in self.bars.values():
+            self.plot.removeItem(item)
+        self.bars.clear()
+        self._set_sliders_enabled(False)
+        self.details.setText(escape(message))
+
     def set_measured(self, measured: Ledger | None) -> None:
         self._measured = measured
         self._redraw()
@@ -129,7 +138,7 @@ class LedgerWidget(QWidget):
         self.bars.clear()
         if estimate is None:
             return
-        columns = [(0, estimate)] + ([(1, self._measured)] if self._measured is not None else [])
+        columns = [(0, estimate)] + ([(1, self._measured)] if self._comparable(estimate) else [])
         for key, _ in CATEGORIES:
             xs, bottoms, heights = [], [], []
             for x, ledger in columns:
@@ -145,10 +154,16 @@ class LedgerWidget(QWidget):
         self.details.setText(self._details_html(estimate))
         self.estimateChanged.emit(estimate)
 
-    def _details_html(self, estimate: Ledger) -> str:
+    def _comparable(self, estimate: Ledger) -> bool:
+        """A measurement stands beside the estimate only at the same batch size and length."""
         measured = self._measured
-        same = measured is not None and (measured.batch_size, measured.seq_len) == (estimate.batch_size,
-                                                                                    estimate.seq_len)
+        return measured is not None and (measured.batch_size, measured.seq_len) == (estimate.batch_size,
+                                                                                     estimate.seq_len)
+
+    def _details_html(self, estimate: Ledger) -> str:
+        same = self._comparable(estimate)
+        measured = self._measured if same else None
+        elsewhere = self._measured if not same else None
         rows = []
         for key, label, value in estimate.items():
             swatch = f"<span style='color:{CATEGORY_COLOURS[key]}'>&#9632;</span>"
@@ -165,8 +180,9 @@ class LedgerWidget(QWidget):
                  f"estimate at B = {estimate.batch_size}, L = {estimate.seq_len}"]
         if self._fit is not None:
             lines.append(f"activations = {escape(self._fit.formula())}")
-        if measured is not None and not same:
-            lines.append(f"measured at B = {measured.batch_size}, L = {measured.seq_len}")
+        if elsewhere is not None:
+            lines.append(f"a step was measured at B = {elsewhere.batch_size}, L = {elsewhere.seq_len}: move the "
+                         "sliders there to compare it with the estimate")
         if measured is not None and measured.cuda_peak is not None:
             lines.append(f"CUDA peak allocated: {human_bytes(measured.cuda_peak)}")
         return "<br>".join(lines)

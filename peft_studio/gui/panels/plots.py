@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 from ...core.files.safe_io import write_csv_atomically  # noqa: E402
+from ..window.status import ElidedLabel  # noqa: E402
 
 SERIES = ("loss", "val_loss", "accuracy", "val_accuracy")
 LAST_VALUES_INTERVAL_S = 0.25  # numbers are read at ~4 Hz; the final value is shown by flush_last
@@ -171,10 +172,10 @@ class LivePlots(QWidget):
         self.legend.setToolTip("Both plots: training batch (solid) and validation set (dashed); the faded "
                                "curves are the previous run, kept for comparison")
         # The last step's numbers, read from the back row: the curve shows the trend, these the value.
-        self.last_values = QLabel("")
+        self.last_values = ElidedLabel("", tip="Loss and accuracy of the last training step (validation when "
+                                       "evaluated)")  # cut at a word on a narrow screen, never mid-number
         self.last_values.setObjectName("lastValues")
         self.last_values.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.last_values.setToolTip("Loss and accuracy of the last training step (validation when evaluated)")
         header = QHBoxLayout()
         header.setContentsMargins(8, 0, 8, 0)
         header.addWidget(self.legend)
@@ -192,6 +193,7 @@ class LivePlots(QWidget):
         layout.addLayout(top)
         self.dirty = False
         self.last: dict | None = None
+        self.task: tuple[str, bool] | None = None  # (dataset, next-token): the window says which runs compare
         self.presentation = False
         self._last_shown_at = 0.0
         self.last_values.setStyleSheet("font-size: 12pt; font-weight: 700; color: #1f2933;")
@@ -326,13 +328,19 @@ class LivePlots(QWidget):
             for plot in (self.loss_plot, self.acc_plot):
                 plot.setXRange(0, self.x_max, padding=0.02)
 
-    def new_run(self) -> None:
-        """The current run becomes the faded previous run (only if it has points)."""
-        if self.current["loss"].n:
+    def new_run(self, same_task: bool = True) -> None:
+        """The current run becomes the faded previous run (only if it has points). A run on another task is
+        not kept: its losses live on another scale (next-token loss 30 flattened a word-order curve)."""
+        if self.current["loss"].n and same_task:
             self.previous = self.current
             for name, curve in self.old_curves.items():
                 curve.setData(*self.previous[name].view())
                 curve.setVisible(True)
+        elif not same_task:
+            self.previous = {name: Series() for name in SERIES}
+            for curve in self.old_curves.values():
+                curve.setData([], [])
+                curve.setVisible(False)
         self.current = {name: Series() for name in SERIES}
         for curve in self.curves.values():
             curve.clear()

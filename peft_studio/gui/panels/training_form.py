@@ -14,7 +14,7 @@ class TrainingForm(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        form = QFormLayout(self)
+        form = self.form = QFormLayout(self)
         form.setContentsMargins(4, 4, 4, 4)
         self.steps = QSpinBox()
         self.steps.setRange(1, 1_000_000)
@@ -61,6 +61,12 @@ class TrainingForm(QWidget):
         self.optimizer.blockSignals(True)
         self.optimizer.setCurrentText(settings.optimizer)
         self.optimizer.blockSignals(False)
+
+    def set_fields_visible(self, visible: bool) -> None:
+        """A lesson may hide the training settings: the rows go, the tab page stays a tab page (showing the page
+        itself would paint it over whichever tab is current)."""
+        for row in range(self.form.rowCount()):
+            self.form.setRowVisible(row, visible)
 
     def set_locked(self, locked: bool) -> None:
         """Only the seed changes the model; the rest may change between runs but not during one."""

@@ -24,7 +24,7 @@ def make_combo(items: list[str], tip: str) -> QComboBox:
     box = QComboBox()
     box.addItems(items)
     box.setToolTip(tip)
-    box.setMinimumContentsLength(10)
+    box.setMinimumContentsLength(9)
     return box
 
 
@@ -58,6 +58,8 @@ class Slots:
     export_recipe: Callable[[], object] = lambda: None
     open_base: Callable[[], object] = lambda: None
     import_peft: Callable[[], object] = lambda: None
+    show_layers: Callable[[], object] = lambda: None
+    messages: Callable[[], object] = lambda: None
 
 
 class StudioActions:
@@ -102,7 +104,12 @@ class StudioActions:
         self.zoom_in = a("Zoom in", "Ctrl+=", "Zoom in", slots.zoom_in)
         self.zoom_in.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
         self.zoom_out = a("Zoom out", "Ctrl+-", "Zoom out", slots.zoom_out)
-        self.layers = a("Collapse layers", "L", "Collapse/expand the repeated layers", slots.collapse_layers)
+        self.layers = a("Collapse layers", "L", "Collapse/expand the repeated layers (a large base draws a few at a "
+                        "time)", slots.collapse_layers)
+        self.show_layers = a("Show layers…", "Ctrl+G", "Draw layer k, or a range such as 10-13 (an 80-layer base "
+                             "draws a few layers at a time)", slots.show_layers)
+        self.messages = a("Messages", "Ctrl+Shift+M", "Every message the status bar showed, with its time",
+                          slots.messages)
         self.quit = a("Quit", QKeySequence.StandardKey.Quit, "Close the studio", slots.quit)
         self.panels = a("◧ Panels", "Ctrl+B", "Show or hide the side panels (method, training, tensor table)",
                         slots.toggle_panels)
@@ -115,8 +122,9 @@ class StudioActions:
     def all(self) -> tuple[QAction, ...]:
         """Every action, in menu order (the shortcuts list is generated from it)."""
         return (self.play, self.step, self.stop, self.reset, self.undo, self.redo, self.fit, self.zoom_in,
-                self.zoom_out, self.layers, self.present, self.panels, self.seed, self.open, self.open_base,
-                self.open_setup, self.save_setup, self.save_adapter, self.load_adapter, self.import_peft, self.export,
+                self.zoom_out, self.layers, self.show_layers, self.present, self.panels, self.messages, self.seed,
+                self.open, self.open_base, self.open_setup, self.save_setup, self.save_adapter, self.load_adapter,
+                self.import_peft, self.export,
                 self.export_recipe, self.shortcuts, self.about, self.quit)
 
     def transport(self) -> tuple[QAction, ...]:
@@ -133,7 +141,8 @@ class StudioActions:
                       self.load_adapter, self.import_peft, None, self.export, self.export_recipe, None, self.quit),
             "&Edit": (self.undo, self.redo, None, self.restore_defaults),
             "&Run": (self.play, self.step, self.stop, self.reset),
-            "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, None, self.present, self.panels),
+            "&View": (self.fit, self.zoom_in, self.zoom_out, self.layers, self.show_layers, None, self.present,
+                      self.panels, self.messages),
             "E&xamples": (self.seed,),
             "&Help": (self.shortcuts, self.about),
         }
@@ -145,5 +154,6 @@ class StudioActions:
                     menu.addSeparator()
                 else:
                     menu.addAction(action)
-        for action in (self.zoom_in, self.zoom_out, self.layers, self.panels):
+        for action in (self.zoom_in, self.zoom_out, self.layers, self.show_layers, self.panels, self.messages):
             window.addAction(action)  # shortcuts that live in menus only still need the window to own them
+        self.stop.setEnabled(False)  # nothing to stop until a run starts

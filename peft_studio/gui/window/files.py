@@ -1,7 +1,8 @@
 """The window's file flows: open a dataset, save/load an adapter, save/open a setup, export.
 
 Each flow asks with a dialog, does the work through the core, and reports: a refused file is an error
-dialog and changes nothing; a success is a status-bar line."""
+dialog and changes nothing; a success is a status-bar line. Each kind of dialog opens in the folder it was
+last used in (remembered between starts)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRectF, QSettings
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
@@ -32,6 +33,23 @@ def ask_outside(parent, outside: DataOutsideError) -> bool:
     return question(parent, "Read a data file outside the setup's folder?",
                     f"This file reads its data from {outside.path}, which is not in its own folder. A setup shared "
                     "with you could point at any of your files. Read it?")
+FOLDER_KEY = "folders/{}"  # the last folder each kind of dialog used
+
+
+def last_folder(kind: str) -> str:
+    folder = QSettings().value(FOLDER_KEY.format(kind), "", type=str)
+    return folder if folder and Path(folder).is_dir() else ""
+
+
+def remember_folder(kind: str, path: str | Path) -> None:
+    path = Path(path)
+    QSettings().setValue(FOLDER_KEY.format(kind), str(path if path.is_dir() else path.parent))
+
+
+def in_last_folder(kind: str, name: str) -> str:
+    """A file name suggested in the folder this kind of dialog last used."""
+    folder = last_folder(kind)
+    return str(Path(folder) / name) if folder else name
 
 
 class FileFlows:
@@ -50,8 +68,10 @@ class FileFlows:
     def open_dataset_dialog(self) -> None:
         if self.window.runner.active:
             return
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open dataset", "", "Datasets (*.csv *.tsv *.jsonl *.json)")
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open dataset", last_folder("dataset"),
+                                              "Datasets (*.csv *.tsv *.jsonl *.json)")
         if path:
+            remember_folder("dataset", path)
             self.open_dataset(path)
         else:
             self.window.refresh_choices()
@@ -100,17 +120,21 @@ class FileFlows:
     # ---- adapters -------------------------------------------------------------------------------
     def save_adapter_dialog(self) -> None:
         setup = self.controller.setup
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save adapter", f"{setup.base}-{setup.method}.safetensors",
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save adapter",
+                                              in_last_folder("adapter", f"{setup.base}-{setup.method}.safetensors"),
                                               "Adapters (*.safetensors)")
         if path:
+            remember_folder("adapter", path)
             self.save_adapter_to(path)
 
     def save_adapter_to(self, path: str | Path) -> Path | None:
         return self._save("adapter", lambda: save_adapter(self.controller.experiment, path))
 
     def load_adapter_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Load adapter", "", "Adapters (*.safetensors)")
+        path, _ = QFileDialog.getOpenFileName(self.window, "Load adapter", last_folder("adapter"),
+                                              "Adapters (*.safetensors)")
         if path:
+            remember_folder("adapter", path)
             self.load_adapter_from(path)
 
     def load_adapter_from(self, path: str | Path) -> bool:
@@ -173,9 +197,11 @@ class FileFlows:
     # ---- setups ---------------------------------------------------------------------------------
     def save_setup_dialog(self) -> None:
         setup = self.controller.setup
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save setup", f"{setup.base}-{setup.method}.json",
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save setup",
+                                              in_last_folder("setup", f"{setup.base}-{setup.method}.json"),
                                               "Setups (*.json)")
         if path:
+            remember_folder("setup", path)
             self.save_setup_to(path)
 
     def save_setup_to(self, path: str | Path) -> Path | None:
@@ -183,8 +209,9 @@ class FileFlows:
         return self._save("setup", lambda: save_setup(path, c.setup, c.dataset, c.settings))
 
     def open_setup_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open setup", "", "Setups (*.json)")
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open setup", last_folder("setup"), "Setups (*.json)")
         if path:
+            remember_folder("setup", path)
             self.open_setup(path)
 
     def open_setup(self, path: str | Path) -> bool:
@@ -201,16 +228,17 @@ class FileFlows:
         except PeftStudioError as exc:
             self.window.show_error("Cannot open this setup", str(exc))
             return False
-        if not self.controller.set_everything(setup, dataset, settings):
+        if not self.controller.open_setup(setup, dataset, settings):
             return False
         self._status(f"Opened setup {Path(path).name}")
         return True
 
     # ---- export ---------------------------------------------------------------------------------
     def export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export", "peft-studio.png",
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export", in_last_folder("export", "peft-studio.png"),
                                               "Plots PNG (*.png);;Loss curve CSV (*.csv);;Diagram SVG (*.svg)")
         if path:
+            remember_folder("export", path)
             self.export_to(path)
 
     def export_to(self, path: str | Path) -> Path | None:
@@ -225,8 +253,21 @@ class FileFlows:
 
     # ---- recipe (a training project for the real model) -------------------------------------------
     def export_recipe_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.window, "Export recipe: choose a new or empty folder")
+        """The setup is checked first (a method PEFT lacks is refused before any folder is asked for); then a
+        new folder is named (it need not exist yet: the recipe creates it)."""
+        c = self.controller
+        try:
+            plan_recipe(c.setup, c.dataset, c.settings)
+        except PeftStudioError as exc:
+            self.window.show_error("Cannot export the recipe", str(exc))
+            return
+        suggested = in_last_folder("recipe", f"{c.setup.base}-{c.setup.method}-recipe")
+        folder, _ = QFileDialog.getSaveFileName(self.window, "Export recipe: name a new (or empty) folder",
+                                                suggested, "Recipe folder (*)",
+                                                options=QFileDialog.Option.ShowDirsOnly
+                                                | QFileDialog.Option.DontConfirmOverwrite)
         if folder:
+            remember_folder("recipe", Path(folder).parent)
             self.export_recipe_to(folder)
 
     def export_recipe_to(self, folder: str | Path) -> Path | None:
@@ -255,7 +296,8 @@ class FileFlows:
 
 
 def export_svg(scene: DiagramScene, path: Path) -> Path:
-    """pyqtgraph's SVG exporter fails on Qt 6.11; QSvgGenerator renders the scene directly."""
+    """pyqtgraph's SVG exporter fails on Qt 6.11; QSvgGenerator renders the scene directly. The table's
+    selection outline is a pointer for the screen, not part of the drawing: it is left out."""
     from PySide6.QtSvg import QSvgGenerator
 
     rect = scene.sceneRect()
@@ -264,9 +306,14 @@ def export_svg(scene: DiagramScene, path: Path) -> Path:
     generator.setSize(rect.size().toSize())
     generator.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
     generator.setTitle("PEFT Studio diagram")
-    painter = QPainter(generator)
-    scene.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
-    painter.end()
+    marked = set(scene.marked)
+    scene.mark(set())
+    try:
+        painter = QPainter(generator)
+        scene.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
+        painter.end()
+    finally:
+        scene.mark(marked)
     if not path.is_file():
         raise OSError(f"{path}: could not write the SVG")
     return path

@@ -1,11 +1,11 @@
-"""Help for a first run: the keyboard shortcuts (generated from the actions), About PEFT (the seed's four
-places, one click each), and the first-launch hint that points at Play."""
+"""Help for a first run: the keyboard shortcuts (generated from the actions) and About PEFT (the seed's four
+places, one click each). The first-launch hint is a strip above the diagram (strips.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -21,8 +21,6 @@ from PySide6.QtWidgets import (
 
 from ...core.bases.sites import ACTIVATION, ADAPTER, KV_PREFIX, PROMPT
 from ...core.methods import METHODS
-
-HINT_KEY = "hints/first_run_done"
 
 # The seed's four places (its own words), each the site kind a method claims there.
 PLACES = (
@@ -108,36 +106,3 @@ class AboutPeftDialog(QDialog):
         close.rejected.connect(self.reject)
         layout.addWidget(close)
         self.resize(640, 520)
-
-
-class FirstRunHint(QLabel):
-    """A callout under the Play button on the first launch; gone after the first Play (remembered)."""
-
-    def __init__(self, window: QWidget, anchor: Callable[[], QWidget | None]) -> None:
-        super().__init__("▲ Press Play (Space) to train.\nThen click the dashed circles in the\n"
-                         "diagram: where does the trainable part go?", window)
-        self.anchor = anchor
-        self.setObjectName("firstRunHint")
-        self.setStyleSheet("QLabel#firstRunHint { background: #fff4e0; border: 2px solid #f07f16; "
-                           "border-radius: 8px; padding: 6px 10px; font-size: 11pt; color: #1f2933; }")
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.adjustSize()
-        self.setVisible(not QSettings().value(HINT_KEY, False, type=bool))
-
-    def place(self) -> None:
-        button = self.anchor()
-        if button is None or not self.isVisible():
-            return
-        at = button.mapTo(self.window(), QPoint(button.width() // 2 - 14, button.height() + 4))  # ▲ under Play
-        self.move(max(4, min(at.x(), self.window().width() - self.width() - 4)), at.y())
-        self.raise_()
-
-    def dismiss(self) -> None:
-        if self.isVisible():
-            self.hide()
-            QSettings().setValue(HINT_KEY, True)
-
-    def offer(self, playable: bool) -> None:
-        """Shown only while Play can be pressed (not on a meta-device base), until dismissed for good."""
-        self.setVisible(playable and not QSettings().value(HINT_KEY, False, type=bool))
-        self.place()

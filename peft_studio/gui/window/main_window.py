@@ -1,15 +1,23 @@
-"""The studio window: layout and wiring. Actions live in actions.py, file flows in files.py,
-presentation mode in presentation.py; the state lives in the controller (core/studio.py)."""
+"""The studio window: layout and wiring. Actions live in actions.py, file flows in files.py, the view state's
+drawing in view_binding.py, the strips above the diagram in strips.py; the state lives in the controller
+(core/workspace.py through controller.py).
+
+Layout for a 1280x720 projector: the diagram (with a minimum size) and the live plots in the centre; the
+setup panel and every dock share one side area as tabs; the running jobs, a family run's preview, the
+first-start hint and a lesson's notes are strips above the diagram that push it down, never cover it.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QScrollArea,
@@ -26,11 +34,15 @@ from ...core.data import builtin_description, builtin_names, load_builtin
 from ...core.errors import PeftStudioError
 from ...core.logs import log, report_unexpected
 from ...core.methods import METHODS
+from ...core.teaching.lesson import Lesson
+from ...core.view import layers_collapsed, parse_layer_range
 from .. import plain
 from ..diagram import DiagramScene, DiagramView
-from ..diagram.describe import diagram_info
+from ..diagram.describe import base_refusal, diagram_info, method_refusal
 from ..diagram.gains import gain_pictures, picture_html, sample_gains
+from ..diagram.preview import Preview
 from ..diagram.view import LOCK_ICON
+from ..docks.dock_set import install_docks, stop_docks
 from ..jobs.base_loader import BaseLoader
 from ..jobs.runner import Runner, speed_text
 from ..panels.card import MethodCardView
@@ -45,10 +57,12 @@ from .actions import Slots, StudioActions, make_combo
 from .controller import Controller
 from .errors_dialog import show_error_dialog
 from .files import FileFlows
-from .help import AboutPeftDialog, FirstRunHint, ShortcutsDialog
+from .help import AboutPeftDialog, ShortcutsDialog
 from .keys import FieldKeys
-from .presentation import Presentation
 from .session import restore_defaults, restore_session, save_session
+from .status import StatusBar
+from .strips import FirstRunHint, InfoStrip, JobStrip, NotesStrip
+from .view_binding import ViewBinding
 
 OPEN_FILE = "Open file…"
 OPEN_BASE = "Open base folder…"
@@ -56,10 +70,14 @@ SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints
 LOCK_REASON = "Locked while training: stop (Esc) or reset (Ctrl+R) to change the model."
 META_REASON = ("This base is an architecture on the meta device (shapes, no weights): inspect its placement, "
                "counts and memory; train on tiny-decoder or a checkpoint")
+BUILDING = "Building the new setup in the background; edits made meanwhile apply once it is ready."
 STOPPING = "stopping… (the current step finishes first)"
 GEOMETRY_KEY = "window/geometry"
 DEFAULT_SIZE = QSize(1600, 1000)
+FRAME_GUESS = QSize(8, 38)  # a title bar and borders, before the window manager has said (the first start)
 SIDE_MIN_WIDTH = 300  # an explicit minimum: the side panel's content never pushes the diagram around
+DIAGRAM_MIN = QSize(420, 260)  # the diagram is the lesson's evidence: docks never squeeze it below this
+SIDE_SHARE = 0.36  # of the window's width for the side area when it opens
 
 
 def percent(part: int, whole: int) -> str:
@@ -77,6 +95,26 @@ def percent(part: int, whole: int) -> str:
     return text + "%"
 
 
+class PresentationSwitch:
+    """`window.presentation`: on/off through the view state (F5, a lesson, the last session)."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+
+    @property
+    def on(self) -> bool:
+        return self.window.controller.view.presentation
+
+    def set(self, on: bool) -> None:
+        if on == self.on:
+            self.window.view.fit()
+            return
+        self.window.controller.view.set(presentation=on)
+
+    def toggle(self) -> None:
+        self.set(not self.on)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, controller: Controller | None = None, complete: bool = True) -> None:
         """`complete=False` builds the frame alone (toolbar, menus, empty panels) so that it can paint at once;
@@ -85,8 +123,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("PEFT Studio — where does the trainable part go?")
         self.controller = controller or Controller()
         self.runner = Runner(self.controller)
-        self.scene = DiagramScene()
-        self.view = DiagramView(self.scene)
+        self.scene = DiagramScene(self.controller.view)
+        self.view = DiagramView(self.scene, self.controller.view)
         self.form = MethodForm()
         self.card = MethodCardView()
         self.training = TrainingForm()
@@ -95,30 +133,43 @@ class MainWindow(QMainWindow):
         self.inference = InferencePanel()
         self.base_loader = BaseLoader(self)
         self.files = FileFlows(self)
+        self.preview = Preview(self)
+        self.presentation = PresentationSwitch(self)
+        self.closing = False
+        self.stopping = False
+        self._latest_grads: dict[str, float] = {}
+        self._speed_shown_at = 0.0
+        self._pictures: dict | None = None  # IA3's pictures for the current experiment and sentence, on demand
         self.actions_ = StudioActions(self, Slots(
-            reset=self.reset, play_pause=self.runner.play_pause, step_once=self.runner.step_once,
+            reset=self.reset, play_pause=self.play_pause, step_once=self.step_once,
             stop=self.stop, seed_example=self.controller.seed_example, undo=self.controller.undo,
             redo=self.controller.redo, restore_defaults=lambda: restore_defaults(self), fit=self.view.fit,
             presentation=self.toggle_presentation,
             export=self.files.export_dialog, open_dataset=self.files.open_dataset_dialog,
             save_adapter=self.files.save_adapter_dialog, load_adapter=self.files.load_adapter_dialog,
             save_setup=self.files.save_setup_dialog, open_setup=self.files.open_setup_dialog,
-            zoom_in=lambda: self.view.zoom(1.2), zoom_out=lambda: self.view.zoom(1 / 1.2),
-            collapse_layers=self.scene.toggle_layers, quit=self.close, shortcuts=self.show_shortcuts,
-            about=self.show_about, toggle_panels=self.toggle_panels, export_recipe=self.files.export_recipe_dialog,
+            zoom_in=lambda: self.view.zoom(self.view.ZOOM_STEP),
+            zoom_out=lambda: self.view.zoom(1 / self.view.ZOOM_STEP),
+            collapse_layers=self.toggle_layers, show_layers=self.ask_layers, quit=self.close,
+            shortcuts=self.show_shortcuts, about=self.show_about, toggle_panels=self.toggle_panels,
+            export_recipe=self.files.export_recipe_dialog, messages=lambda: self.status.show_log(),
             open_base=self.files.open_base_dialog, import_peft=self.files.import_peft_dialog))
+        self.status = StatusBar()
+        self.setStatusBar(self.status)
         self._build_toolbar()
         self._build_layout()
         self._build_status()
         self.actions_.install_menus(self)
-        self.presentation = Presentation(self)
+        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
+        self.docks = install_docks(self, menus["Examples"], menus["View"], self.side)
+        self.side_dock = self.docks.setup
+        self.binding = ViewBinding(self, self.controller.view)
+        self.docks.board.method_started.connect(self.preview.follow)
+        self.docks.board.family_finished.connect(self.preview.end)
+        self.docks.board.method_chosen.connect(self.choose_placed_method)
+        self.rank_dock, self.rank_grid = rank_grid_dock(self)  # shown when a method reports live ranks
         self._connect()
-        self._latest_grads: dict[str, float] = {}
-        self._speed_shown_at = 0.0
-        self.closing = False
-        self.stopping = False
         self.field_keys = FieldKeys(self, self.view, self.actions_.all)
-        self.hint = FirstRunHint(self, lambda: self.toolbar.widgetForAction(self.actions_.play))
         self.dialogs: dict[str, QWidget] = {}
         self.place_on_screen()
         self.completed = False
@@ -126,17 +177,10 @@ class MainWindow(QMainWindow):
             self.complete()
 
     def complete(self) -> None:
-        """The docks, the first experiment's diagram, panels and table, and the setup the window last closed on:
-        everything the window's first paint can do without (start-up paints the frame first). Idempotent."""
+        """The first experiment's diagram, panels and table, and the setup the window last closed on: what the
+        window's first paint can do without (start-up paints the frame first). Idempotent."""
         if self.completed:
             return
-        from ..docks.dock_set import install_docks  # imported here: the first paint does not need the docks
-
-        menus = {m.title().replace("&", ""): m for m in (a.menu() for a in self.menuBar().actions()) if m}
-        self.docks = install_docks(self, menus["Examples"], menus["View"])
-        self.docks.board.method_started.connect(self.follow_family)
-        self.docks.board.method_chosen.connect(self.choose_method)
-        self.rank_dock, self.rank_grid = rank_grid_dock(self)  # shown when a method reports live ranks
         self.completed = True
         self.refresh_all()
         restored = restore_session(self)  # the setup the window last closed on, if it still builds
@@ -195,13 +239,14 @@ class MainWindow(QMainWindow):
         # Opaque: a new number each frame repaints the label alone, not the toolbar behind it.
         self.step_label.setAutoFillBackground(True)
         self.step_label.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
-        self.fix_step_label_width()
         bar.addWidget(self.step_label)
-        bar.addWidget(self.speed_label)
         bar.addSeparator()
-        # Projector controls first: on a narrow screen the last buttons move into the » menu.
-        for action in (self.actions_.present, self.actions_.panels, self.actions_.fit, self.actions_.seed):
+        # Projector controls before the speed: on a narrow screen the last items move into the » menu, and
+        # the speed (empty until a run) is the one to go, not Presentation or Fit.
+        for action in (self.actions_.present, self.actions_.panels, self.actions_.fit):  # the seed example: Ctrl+1
             bar.addAction(action)
+        bar.addWidget(self.speed_label)
+        self.fix_step_label_width()
         self._show_overflow_button(bar)
 
     @staticmethod
@@ -240,29 +285,31 @@ class MainWindow(QMainWindow):
         tabs.addTab(self.inference, "Try it")
         tabs.setTabToolTip(0, "Settings of the chosen method, generated from its config, and its card")
         tabs.setTabToolTip(2, "Type a sentence and see the current model's prediction")
-        side = self.side = QSplitter(Qt.Orientation.Vertical)
+        side = self.side = QSplitter(Qt.Orientation.Vertical)  # the Setup dock's content (docks/dock_set.py)
         side.addWidget(tabs)
         side.addWidget(self.table)
         side.setSizes([560, 300])
         side.setMinimumWidth(SIDE_MIN_WIDTH)
+        self.job_strip = JobStrip(self.controller.jobs)
+        self.controller.jobs.on("added", lambda _job: self.hint.dismiss())
+        self.preview_strip = InfoStrip("previewStrip", "#f3ecfb", "#c7b2e6", closable=False)
+        self.hint = FirstRunHint()
+        self.notes_strip = NotesStrip()
         centre = QWidget()
         centre_layout = QVBoxLayout(centre)
         centre_layout.setContentsMargins(0, 0, 0, 0)
         centre_layout.setSpacing(0)
+        for strip in (self.job_strip, self.preview_strip, self.hint, self.notes_strip):
+            centre_layout.addWidget(strip)
         centre_layout.addWidget(self.view.legend)
         centre_layout.addWidget(self.view, 1)
-        top = self.top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(centre)
-        top.addWidget(side)
-        top.setSizes([1140, 460])
-        top.setStretchFactor(0, 1)
-        top.setStretchFactor(1, 0)
-        top.setCollapsible(1, False)
+        self.view.setMinimumSize(DIAGRAM_MIN)
         main = self.main_split = QSplitter(Qt.Orientation.Vertical)
-        main.addWidget(top)
+        main.addWidget(centre)
         main.addWidget(self.plots)
         main.setSizes([750, 200])
         main.setStretchFactor(0, 1)
+        main.setChildrenCollapsible(False)
         self.setCentralWidget(main)
 
     def _build_status(self) -> None:
@@ -285,15 +332,18 @@ class MainWindow(QMainWindow):
         c.changed.connect(self.refresh_all)
         c.settings_changed.connect(self.refresh_settings)
         c.failed.connect(self.show_error)
-        c.notice.connect(self.show_notice)
+        c.failed.connect(lambda _title, _message: self.refresh_choices())  # a refused choice (now or after a
+        c.notice.connect(self.show_notice)  # background build): the lists show the working setup again
         c.history_changed.connect(self._history)
         c.lock_changed.connect(self.on_lock)
+        c.building_changed.connect(self.on_building)
         self.runner.events.connect(self.on_events)
         self.runner.state_changed.connect(self.on_state)
         self.runner.failed.connect(self.show_error)
         self.runner.finished.connect(self.on_finished)
         self.scene.site_clicked.connect(self.on_site_clicked)
         self.scene.block_clicked.connect(self.on_block_clicked)
+        self.scene.tip_extra = self.ia3_picture
         self.table.rows_selected.connect(lambda names: self.scene.mark(self.scene.keys_for_rows(names)))
         self.form.option_changed.connect(self.on_option)
         self.training.changed.connect(self.on_training)
@@ -313,7 +363,57 @@ class MainWindow(QMainWindow):
         self._sentence_timer.setInterval(150)
         self._sentence_timer.timeout.connect(self.refresh_diagram)
         self.inference.text_changed.connect(lambda _t: self._sentence_timer.start())
-        self._history(c.studio.can_undo, c.studio.can_redo)
+        self._history(c.can_undo, c.can_redo)
+
+    @property
+    def building(self) -> bool:
+        """A slow build runs off the GUI thread (the diagram still shows the previous setup)."""
+        return self.controller.building
+
+    # ---- the LessonHost protocol (gui/window/lessons.py) -----------------------------------------
+    @property
+    def lesson_host(self) -> MainWindow:
+        return self
+
+    def after_run_stops(self, then: Callable[[], None]) -> None:
+        self.runner.stop_then(then)
+
+    def lesson_opened(self, lesson: Lesson) -> None:
+        """After the lesson's setup and view: its zoom against the new layout, a clean tensor filter."""
+        self.runner.step = 0
+        self.table.clear_filter()
+        self.hint.dismiss()  # the class has moved past the first start
+        if self.side_dock.isVisible():
+            self.side_dock.raise_()  # the lesson's selected tab is one of the Setup panel's
+        # Hidden panels and presentation resize the diagram's viewport: settle the layouts first, so that the
+        # lesson's zoom is relative to the size the class will see.
+        for _ in range(3):
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+            self.layout().activate()
+        self._zoom_after_build = self.controller.building  # a lesson on a checkpoint: zoom the diagram it builds
+        if not self._zoom_after_build:
+            self.apply_view_zoom()
+        self.statusBar().showMessage(f"Lesson: {lesson.title}", 8000)
+
+    def dialog_parent(self) -> QWidget:
+        return self
+
+    def dock_allow(self, name: str, allowed: bool) -> None:
+        self.docks.allow(name, allowed)
+
+    def examples_menu_action(self):
+        return self.docks.examples_menu.menuAction()
+
+    def apply_view_zoom(self) -> None:
+        """The view state's zoom (1 = fitted) and centre, e.g. a lesson's."""
+        view = self.controller.view.view
+        self.view.fit()
+        if view.zoom != 1.0:
+            self.view.scale(view.zoom, view.zoom)
+            self.view.auto_fit = False  # keep the teacher's zoom across resizes
+        if view.scroll is not None:
+            self.view.centerOn(*view.scroll)
+            self.view.auto_fit = False
 
     # ---- refresh ------------------------------------------------------------------------------
     def refresh_all(self) -> None:
@@ -321,14 +421,13 @@ class MainWindow(QMainWindow):
         c = self.controller
         exp = c.experiment
         self.runner.step = 0
-        self.plots.new_run()
+        self.plots.new_run(same_task=self.plots.task == (exp.dataset.name, exp.next_token))
+        self.plots.task = (exp.dataset.name, exp.next_token)
         self.plots.set_accuracy_name("next-token accuracy" if exp.next_token else "accuracy")
         self.step_label.setText("step 0")
         self.speed_label.setText("")
-        self.scene.build(diagram_info(c, self.inference.entry.text()))
-        self.refresh_gains()
-        if self.view.auto_fit:
-            self.view.fit()
+        self._pictures = None
+        self.refresh_diagram()
         method, config, base = exp.method, exp.config, exp.base
         choices = {name: method.field_choices(name, base) for name in config.to_dict()}
         self.form.show_config(config, method.effective_options(config, base), choices)
@@ -350,48 +449,61 @@ class MainWindow(QMainWindow):
             self._diagram_pending = True
             return
         self._diagram_pending = False
+        if self.preview.active:
+            self.preview.redraw()
+            return
         self.scene.build(diagram_info(self.controller, self.inference.entry.text()))
         self.refresh_gains()
         if self.view.auto_fit:
             self.view.fit()
 
     def refresh_gains(self) -> None:
-        """IA3's heat strips from the model's current gains, and (while idle) the seed's picture with real
-        numbers in each strip's tooltip."""
+        """IA3's heat strips from the model's current gains (the pictures in their tooltips come on hover)."""
+        gains = sample_gains(self.controller.experiment.model.named_parameters())
+        if gains:
+            self.scene.update_gains(gains)
+
+    def ia3_picture(self, gains_name: str) -> str:
+        """The seed's IA3 picture with real numbers, for a hovered strip's tooltip: one forward pass, on
+        demand (never after every rebuild) and only while no run holds the model."""
+        if self.runner.active or self.preview.active:
+            return ""
         exp = self.controller.experiment
-        gains = sample_gains(exp.model.named_parameters())
-        if not gains:
-            return
-        self.scene.update_gains(gains)
-        if self.runner.active:
-            return
         sentence = self.inference.entry.text().strip() or (exp.dataset.train_texts[0] if exp.dataset.train_texts
-                                                            else "")
-        try:
-            pictures = gain_pictures(exp, sentence)
-        except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog, but logged
-            log.warning("the IA3 gain pictures could not be drawn", exc_info=True)
-            return
-        for name, picture in pictures.items():
-            self.scene.add_site_tip(name, picture_html(picture, sentence))
+                                                           else "")
+        if self._pictures is None or self._pictures.get("") != sentence:
+            try:
+                self._pictures = {"": sentence, **gain_pictures(exp, sentence)}
+            except Exception:  # noqa: BLE001 - a picture is a nicety: never an error dialog, but logged
+                log.warning("the IA3 gain pictures could not be drawn", exc_info=True)
+                self._pictures = {"": sentence}
+        picture = self._pictures.get(gains_name)
+        return picture_html(picture, sentence) if picture else ""
 
     def refresh_method_choices(self) -> None:
-        """Methods that cannot work on this base are greyed out in the list, with the reason as a tooltip, so
-        choosing one never ends in an error dialog."""
-        base = self.controller.experiment.base
+        """Methods that cannot work on this base (or this dataset's task) are greyed out in the list, with the
+        reason as a tooltip; bases that cannot take this dataset likewise. Choosing one never ends in an error
+        dialog."""
+        exp = self.controller.experiment
         model = self.method_box.model()
         for i, method in enumerate(METHODS.values()):
             if i >= model.rowCount():
                 break
-            try:
-                method.validate(method.default_config(), base)
-                reason = ""
-            except PeftStudioError as exc:
-                reason = str(exc)
+            reason = method_refusal(method, exp)
             item = model.item(i)
             item.setEnabled(not reason)
             tip = f"{method.title}: {method.card.where}"
-            item.setToolTip(plain.tip(f"{tip}\nNot on {base.name}: {reason}") if reason else tip)
+            item.setToolTip(plain.tip(f"{tip}\nNot on {exp.base.name} with {exp.dataset.name}: {reason}")
+                            if reason else tip)
+        bases = self.base_box.model()
+        for i, entry in enumerate(BASES.values()):
+            if i >= bases.rowCount():
+                break
+            reason = base_refusal(entry.name, exp.dataset)
+            item = bases.item(i)
+            item.setEnabled(not reason)
+            tip = f"{entry.name}: {entry.summary}"
+            item.setToolTip(plain.tip(f"{tip}\nNot with {exp.dataset.name}: {reason}") if reason else tip)
 
     def refresh_choices(self) -> None:
         """Put the base, dataset and method lists back on the working choice (after a refused one)."""
@@ -414,12 +526,15 @@ class MainWindow(QMainWindow):
         """A meta-device base (an architecture, shapes only) is inspected, never trained: no Play, and why."""
         if self.controller.locked and not self.runner.active:  # an adapter of the set trains: on_lock says so
             return
+        runnable = runnable and not self.controller.building
         self.hint.offer(runnable)
-        for action in (self.actions_.play, self.actions_.step):
+        for action in (self.actions_.play, self.actions_.step, self.actions_.reset):
             action.setEnabled(runnable)
             tip = action.statusTip()
-            action.setToolTip(f"{tip}  [{action.shortcut().toString()}]" if runnable else META_REASON)
-        if not runnable:
+            action.setToolTip(f"{tip}  [{action.shortcut().toString()}]" if runnable else
+                              (BUILDING if self.controller.building else META_REASON))
+        self.actions_.stop.setEnabled(self.runner.active)
+        if not runnable and not self.controller.building:
             self.statusBar().showMessage(META_REASON)
 
     def refresh_settings(self) -> None:
@@ -435,7 +550,9 @@ class MainWindow(QMainWindow):
         fingerprint = model.base_fingerprint[:8]  # the frozen base as built: the same for every method
         base_rows = [r for r in census.rows if r.owner == "base"]
         trained = sum(r.numel for r in base_rows if r.trainable)
-        if trained and trained == sum(r.numel for r in base_rows):
+        everything = bool(trained) and trained == sum(r.numel for r in base_rows)
+        self.lock_icon.setVisible(not everything)  # the padlock means "frozen": not beside a trained base
+        if everything:
             self.base_label.setText(f"base trained (every tensor) · fingerprint before training {fingerprint}")
             self.base_label.setToolTip("Full fine-tuning: no base tensor is frozen, so there is nothing to check")
             return
@@ -457,11 +574,25 @@ class MainWindow(QMainWindow):
         try:
             self.inference.refresh(self.controller.experiment)
         except PeftStudioError as exc:
-            plain.set_plain(self.inference.result, f"cannot predict: {exc}")
+            self.inference.show_error(f"cannot predict: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broken model shows its error here (traceback in the log)
-            plain.set_plain(self.inference.result, f"cannot predict: {report_unexpected(exc, 'predicting')}")
+            self.inference.show_error(f"cannot predict: {report_unexpected(exc, 'predicting')}")
 
     # ---- training events ----------------------------------------------------------------------
+    def play_pause(self) -> None:
+        if self.controller.building:
+            self.statusBar().showMessage(BUILDING, 4000)
+            return
+        self.preview.leave()
+        self.runner.play_pause()
+
+    def step_once(self) -> None:
+        if self.controller.building:
+            self.statusBar().showMessage(BUILDING, 4000)
+            return
+        self.preview.leave()
+        self.runner.step_once()
+
     def on_events(self, batch: list[dict]) -> None:
         gains = None
         for event in batch:
@@ -499,6 +630,7 @@ class MainWindow(QMainWindow):
             self.stopping = False
             for action in (self.actions_.play, self.actions_.step):
                 action.setEnabled(True)
+        self.actions_.stop.setEnabled(state != "idle")
         self.actions_.play.setText("❚❚ Pause" if running else "▶ Play")
         locked = state != "idle"
         self._lock_widgets(locked, LOCK_REASON)
@@ -520,14 +652,14 @@ class MainWindow(QMainWindow):
         self.training.set_locked(locked)
         for action in self.actions_.model_changing():  # saving while running would race the worker
             action.setEnabled(not locked)
-        self._history(self.controller.studio.can_undo, self.controller.studio.can_redo)
+        self._history(self.controller.can_undo, self.controller.can_redo)
 
     def on_lock(self, locked: bool) -> None:
         """Another run holds the lock (an adapter training in the Adapters panel): no Play, no model edits,
         and the status bar says why, until it ends. The window's own runs lock through on_state."""
         if self.runner.active:
             return
-        reason = self.controller.studio.lock_reason or LOCK_REASON
+        reason = self.controller.lock_reason or LOCK_REASON
         self._lock_widgets(locked, reason)
         if locked:
             for action in (self.actions_.play, self.actions_.step):
@@ -537,14 +669,26 @@ class MainWindow(QMainWindow):
             self._offer_training(not self.controller.experiment.base.on_meta_device)
             self.statusBar().clearMessage()
 
+    def on_building(self, building: bool) -> None:
+        """A slow build runs in the background: the window stays usable (edits queue), Play waits for it."""
+        self._offer_training(not self.controller.experiment.base.on_meta_device)
+        if building:
+            self.statusBar().showMessage(BUILDING)
+        elif self.statusBar().currentMessage() == BUILDING:
+            self.statusBar().clearMessage()
+        if not building and getattr(self, "_zoom_after_build", False):
+            self._zoom_after_build = False
+            self.apply_view_zoom()
+
     def on_finished(self) -> None:
         if self.closing:
-            QTimer.singleShot(0, self._close_after_stop)  # the worker has ended: the deferred close completes
+            QTimer.singleShot(0, self._close_when_idle)  # the worker has ended: the deferred close completes
             return
         exp = self.controller.experiment
         unchanged = exp.model.frozen_fingerprint() == self.controller.frozen_at_build
         self.refresh_status(checked=unchanged)
         self.refresh_inference()
+        self._pictures = None
         if getattr(self, "_diagram_pending", False):
             self.refresh_diagram()
         self.refresh_gains()
@@ -553,6 +697,7 @@ class MainWindow(QMainWindow):
 
     # ---- user actions ---------------------------------------------------------------------------
     def _choose(self, setter, value: str) -> None:
+        self.preview.leave()
         if not setter(value):
             self.refresh_choices()  # put the combo back on the working choice
 
@@ -590,6 +735,7 @@ class MainWindow(QMainWindow):
             self._offer_training(not self.controller.experiment.base.on_meta_device)
 
     def on_option(self, name: str, value) -> None:
+        self.preview.leave()
         if not self.controller.set_option(name, value):
             self.refresh_all()  # the form shows the working options again
 
@@ -601,12 +747,26 @@ class MainWindow(QMainWindow):
         if self.runner.active:
             self.statusBar().showMessage(LOCK_REASON, 4000)
             return
+        if self.preview.active:
+            self.statusBar().showMessage("This is a preview of the family run: press \"Back to my setup\" (above "
+                                         "the diagram) to click insertion points", 5000)
+            return
         site = self.controller.experiment.base.site(site_id)
         method = self.controller.method_for_site(site)
         if not site.available_for(method):
             self.statusBar().showMessage(f"{site.label}: {site.unavailable[method]}", 6000)
             return
+        effect = self.controller.click_effect(site)  # closed form: milliseconds even on a 70B base
         self.controller.toggle_site(site_id)
+        if self.controller.building and effect is not None:
+            self.show_expected_count(effect.delta)
+
+    def show_expected_count(self, delta: int) -> None:
+        """While a slow base builds, the count a click makes (the closed form, which equals the census) at once."""
+        census = self.controller.census
+        total = census.trainable + delta
+        self.params_label.setText(f"trainable {total:,} / total {census.total + delta:,} "
+                                  f"({percent(total, census.total + delta)}) · building…")
 
     def on_block_clicked(self, key: str) -> None:
         names = self.scene.rows_for_key(key)
@@ -634,10 +794,13 @@ class MainWindow(QMainWindow):
             return
         self.runner.reset()
 
-    def follow_family(self, method: str) -> None:
-        """The family run moved on to `method`: the diagram shows where that method puts its part."""
-        if not self.runner.active:
-            self.controller.set_method(method, {})
+    def choose_placed_method(self, method: str) -> None:
+        """A placement row was activated: that method as the row placed it (its defaults on this base), not the
+        options it last had on another base."""
+        if self.runner.active:
+            self.statusBar().showMessage(LOCK_REASON, 4000)
+            return
+        self._choose(lambda name: self.controller.set_method(name, {}), method)
 
     def stop(self) -> None:
         """Ask the worker to stop and return at once; the window says so until the worker has ended."""
@@ -654,11 +817,40 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(STOPPING)
 
     def toggle_panels(self) -> None:
-        self.set_panels(not self.side.isVisible())
+        self.binding.toggle_side_panels()
 
     def set_panels(self, visible: bool) -> None:
-        self.side.setVisible(visible)
-        self.actions_.panels.setChecked(visible)
+        self.controller.view.set(side_panels=visible)
+
+    def toggle_presentation(self) -> None:
+        self.binding.toggle_presentation()
+
+    def toggle_layers(self) -> None:
+        """L: the repeated layers as one box, or drawn (a large base shows a few layers at a time)."""
+        count = sum(1 for b in self.controller.experiment.base.blocks() if b.kind == "layer")
+        view = self.controller.view
+        view.set(collapsed=not layers_collapsed(view.view, count))
+
+    def ask_layers(self) -> None:
+        """View ▸ Show layers…: layer k, or a range such as 10-13 (a large base draws a few at a time)."""
+        count = sum(1 for b in self.controller.experiment.base.blocks() if b.kind == "layer")
+        if count < 2:
+            self.statusBar().showMessage("This base has no repeated layers to choose from", 4000)
+            return
+        text, ok = QInputDialog.getText(self, "Show layers", f"Layer or range to draw (0-{count - 1}):",
+                                        text=self.scene.shown_layers_text())
+        if ok:
+            self.show_layers(text)
+
+    def show_layers(self, text: str) -> bool:
+        count = sum(1 for b in self.controller.experiment.base.blocks() if b.kind == "layer")
+        try:
+            first, last = parse_layer_range(text, count)
+        except ValueError as exc:
+            self.show_error("Show layers", str(exc))
+            return False
+        self.controller.view.set(collapsed=False, shown_layers=(first, last))
+        return True
 
     def show_shortcuts(self) -> None:
         actions = (*self.actions_.all(), *self.docks.toggles.values())
@@ -682,40 +874,60 @@ class MainWindow(QMainWindow):
 
     # ---- geometry ---------------------------------------------------------------------------------
     def place_on_screen(self) -> None:
-        """The remembered geometry, else the default size; never larger than the available screen."""
+        """The remembered geometry, else the default size; never larger than the available screen, frame and
+        status bar included (before the first show the window manager has not said how wide the frame is:
+        a typical title bar and border are assumed, and showEvent checks again)."""
         saved = QSettings().value(GEOMETRY_KEY)
         if saved is None or not self.restoreGeometry(saved):
             self.resize(DEFAULT_SIZE)
+        self._fit_on_screen()
+        self._size_side_area()
+        self._placed = self.size()  # showEvent checks this placement again once the frame is known
+
+    def _fit_on_screen(self) -> None:
         screen = self.screen() or QGuiApplication.primaryScreen()
-        if screen is not None:
-            available = screen.availableGeometry()
-            frame = self.frameGeometry().size() - self.geometry().size()
-            width = min(self.width(), available.width() - frame.width())
-            height = min(self.height(), available.height() - frame.height())
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        frame = self.frameGeometry().size() - self.geometry().size()
+        if frame.width() <= 0 and frame.height() <= 0 and not self.isVisible():
+            frame = FRAME_GUESS
+        width = min(self.width(), available.width() - frame.width())
+        height = min(self.height(), available.height() - frame.height())
+        if (width, height) != (self.width(), self.height()):
             self.resize(width, height)
-            if not available.contains(self.frameGeometry()):
-                self.move(available.topLeft())
+        outer = self.frameGeometry()
+        if not available.contains(outer):
+            self.move(max(available.left(), min(outer.left(), available.right() - outer.width())),
+                      max(available.top(), min(outer.top(), available.bottom() - outer.height())))
+
+    def _size_side_area(self) -> None:
+        self.resizeDocks([self.docks.setup], [max(SIDE_MIN_WIDTH, int(self.width() * SIDE_SHARE))],
+                         Qt.Orientation.Horizontal)
 
     def save_geometry(self) -> None:
         QSettings().setValue(GEOMETRY_KEY, self.saveGeometry())
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self.hint.place()
-
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        self.hint.adjustSize()
-        QTimer.singleShot(0, self.hint.place)  # after the toolbar's layout
-    def toggle_presentation(self) -> None:
-        self.presentation.toggle()
+        if not getattr(self, "_shown_once", False):
+            self._shown_once = True
+            self._size_side_area()  # docks take their size once the window is laid out
+            if self.size() == getattr(self, "_placed", None):  # our own placement (not a size set since)
+                QTimer.singleShot(0, self._fit_on_screen)  # now the frame is known: the status bar stays on screen
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        old = event.oldSize()
+        if old.isValid() and old.width() > 0 and abs(old.width() - self.width()) > 200:
+            self._size_side_area()  # a new screen size (1920 -> 1280): the side area keeps its share
 
     def fix_step_label_width(self) -> None:
-        """Wide enough for a 7-digit count in the current font, and fixed: a new number never
+        """Wide enough for a 6-digit count in the current font, and fixed: a new number never
         re-lays out the toolbar."""
         self.step_label.ensurePolished()
         metrics = self.step_label.fontMetrics()
-        self.step_label.setFixedWidth(metrics.horizontalAdvance("step 0000000") + 20)
+        self.step_label.setFixedWidth(metrics.horizontalAdvance("step 000000") + 16)
         # The speed label too, in whatever font presentation mode gave the toolbar: sized for its widest text,
         # it is either shown whole or moved into the » menu, never cut mid-word.
         self.speed_label.ensurePolished()
@@ -723,6 +935,7 @@ class MainWindow(QMainWindow):
         self.speed_label.setFixedWidth(widest + 16)
 
     def show_error(self, title: str, message: str) -> None:
+        self.statusBar().log.add(f"{title}: {message}")
         show_error_dialog(self, title, message)
 
     def _history(self, can_undo: bool, can_redo: bool) -> None:
@@ -730,33 +943,38 @@ class MainWindow(QMainWindow):
         self.actions_.redo.setEnabled(can_redo)
 
     # ---- closing ---------------------------------------------------------------------------------
-    def _close_after_stop(self) -> None:
+    def idle(self) -> bool:
+        """No thread the window started is left: its run, the docks' jobs, a build, a generation, a base load."""
+        return (not self.runner.active and not self.docks.busy() and self.controller.idle and not self.preview.busy
+                and not self.inference.generation.running and not self.base_loader.job.running)
+
+    def _close_when_idle(self) -> None:
+        if not self.idle():
+            QTimer.singleShot(50, self._close_when_idle)
+            return
         self.close()
-        # The window was hidden while its run stopped, so closing it no longer counts as the last window
+        # The window was hidden while its jobs stopped, so closing it no longer counts as the last window
         # closing: quit here as Qt would have (a no-op when no event loop runs, as in tests).
         if QApplication.quitOnLastWindowClosed() and not any(
                 w.isVisible() and w.isWindow() for w in QApplication.topLevelWidgets()):
             QApplication.quit()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        """Never blocks: with a run active, ask it to stop, hide, and close for real when the worker ends
-        (on_finished), so no thread outlives the window and the GUI never waits on a long step."""
-        if not self.completed:  # closed before start-up finished: nothing of the session to save, no docks yet
-            event.accept()
-            return
-        from ..docks.dock_set import close_docks, stop_docks
-
+        """Never blocks: with a run or a job active, ask each to stop, hide, and close for real once every
+        thread has ended, so no thread outlives the window and the GUI never waits on a long step."""
         if not self.closing:
             self.save_geometry()
             save_session(self)
         self.closing = True
-        if self.runner.active:
+        if not self.idle():
             self.runner.stop()
-            stop_docks(self.docks)  # their workers stop between steps too
+            stop_docks(self.docks)  # their workers stop at their next check too
+            self.inference.generation.job.stop()  # within one token
+            self.base_loader.cancel()  # within one tensor
+            self.controller.stop_build()
             self.hide()
             event.ignore()
+            if not self.runner.active:
+                QTimer.singleShot(50, self._close_when_idle)
             return
-        close_docks(self.docks)  # each job stops within one step: a short, bounded wait
-        self.inference.generation.stop_and_wait()  # within one token
-        self.base_loader.stop_and_wait()  # within one tensor
         event.accept()

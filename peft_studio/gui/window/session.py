@@ -51,7 +51,7 @@ def restore_session(window: MainWindow) -> str | None:
     except (PeftStudioError, ValueError, RecursionError):
         settings.remove(SESSION_KEY)
         return None
-    if not window.controller.studio.start_from(setup, dataset, training):
+    if not window.controller.start_from(setup, dataset, training):
         settings.remove(SESSION_KEY)
         return None
     if settings.value(PRESENTATION_KEY, False, type=bool):
@@ -65,15 +65,15 @@ def restore_defaults(window: MainWindow) -> None:
         window.statusBar().showMessage("Stop the run first (Esc), then restore the defaults.", 5000)
         return
     QSettings().clear()
-    window.presentation.set(False)
-    if hasattr(window, "set_panels"):
-        window.set_panels(True)
-    for dock in (window.docks.compare, window.docks.adapters, window.docks.exercises, window.docks.notes,
-                 window.docks.memory):
-        dock.hide()
-    window.scene.collapsed = None
-    setup = Setup()
     c = window.controller
+    c.view.set(presentation=False)
+    c.view.set(side_panels=True, collapsed=None, shown_layers=None, hidden_panels=frozenset(),
+               hidden_controls=frozenset(), notes_title="", notes=())
+    for dock in (window.docks.compare, window.docks.adapters, window.docks.exercises, window.docks.memory):
+        dock.hide()
+    window.docks.setup.show()
+    window.docks.setup.raise_()
+    setup = Setup()
     from ...core.data import load_builtin
 
     c.set_everything(setup, load_builtin("intents"), default_settings(setup.base, setup.seed))

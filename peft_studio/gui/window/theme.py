@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
+from ...core.files.resources import resource_path
+
 # The legend's vocabulary: frozen base muted, method parts accent, head a second colour, 4-bit marked.
 FROZEN_FILL = QColor("#eef0f3")
 FROZEN_EDGE = QColor("#9aa3ad")
@@ -20,12 +22,18 @@ ARROW = QColor("#7b8694")
 SELECTED = QColor("#1b9e77")  # table <-> diagram selection outline
 TEXT = QColor("#1f2933")
 
-LOCK = "\U0001f512"
+LOCK = "\U0001f512"  # plain-text places only: many lab machines have no emoji font (a box in a tooltip)
+LOCK_ICON = resource_path("icons", "lock.png")  # optional art: callers fall back to text when it is missing
+
+
+def lock_html(px: int) -> str:
+    """The drawn padlock as an <img> for rich text (emoji fonts are often missing on lab machines)."""
+    return f"<img src='{LOCK_ICON.as_posix()}' width={px} height={px}>" if LOCK_ICON.is_file() else "(locked)"
 
 STYLESHEET = """
 QMainWindow, QWidget { font-size: 10pt; }
-QToolBar { spacing: 6px; padding: 4px; border-bottom: 1px solid #d5dae1; background: #fbfcfd; }
-QToolBar QToolButton { padding: 4px 8px; border-radius: 4px; }
+QToolBar { spacing: 4px; padding: 3px; border-bottom: 1px solid #d5dae1; background: #fbfcfd; }
+QToolBar QToolButton { padding: 4px 5px; border-radius: 4px; }
 QToolBar QToolButton:hover { background: #e8edf3; }
 QToolBar QToolButton#qt_toolbar_ext_button { padding: 0px; min-width: 16px; }
 QToolBar QToolButton:checked { background: #fde3c8; }
