@@ -101,6 +101,8 @@ def method_flags() -> list[MethodFlag]:
         for f in dataclasses.fields(method.config_cls):
             kind = _field_kind(f)
             flag = flags.setdefault(f.name, MethodFlag(f.name, kind, {}))
+            if flag.kind is not kind:  # e.g. init_weights: true/false for HRA, a name for HiRA: one text flag,
+                flag.kind = str  # which each method's config reads as its own kind (make_config)
             flag.helps[name] = f.metadata.get("help", "")
             flag.defaults[name] = None if f.default is dataclasses.MISSING else f.default
     return list(flags.values())

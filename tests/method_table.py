@@ -21,6 +21,7 @@ from peft_studio.core.bases.frozen import FrozenBase
 from peft_studio.core.errors import ConfigError
 from peft_studio.core.methods import METHODS, Method
 from peft_studio.core.methods.config import make_config
+from peft_studio.core.methods.fitting import fitting_options, valid_values  # noqa: F401 - tests import it here
 from peft_studio.core.methods.method import TargetedMethod
 
 
@@ -49,42 +50,13 @@ def applies(method_name: str, base: FrozenBase) -> bool:
     return True
 
 
-def fitting_options(method_name: str, base: FrozenBase) -> dict[str, Any] | None:
-    """Options for this method on this base: {} (its defaults) when they are valid there, else the first valid
-    example_space value of each option (a default PEFT sized for real models, such as FourierFT's 1000 spectral
-    coefficients per Linear, need not fit a toy base); None when neither is valid."""
-    if applies(method_name, base):
-        return {}
-    method = METHODS[method_name]
-    options = {option: values[0] for option, values in _valid_values(method_name, base).items()}
-    try:
-        method.validate(make_config(method.config_cls, options), base)
-    except ConfigError:
-        return None
-    return options
-
-
 def _fields(method: Method) -> set[str]:
     return {f.name for f in dataclasses.fields(method.config_cls)}
 
 
 @functools.cache
-def _valid_values(method_name: str, base: FrozenBase) -> dict[str, tuple[Any, ...]]:
-    """Each example_space value that is valid on this base on its own (an adapter placement the base lacks is
-    left out); an option with no valid value is not drawn."""
-    method = METHODS[method_name]
-    valid: dict[Any, tuple[Any, ...]] = {}
-    for option, values in method.example_space.items():
-        kept = []
-        for value in values:
-            try:
-                method.validate(make_config(method.config_cls, dict(_pairs(option, value))), base)
-            except ConfigError:
-                continue
-            kept.append(value)
-        if kept:
-            valid[option] = tuple(kept)
-    return valid
+def _valid_values(method_name: str, base: FrozenBase) -> dict[Any, tuple[Any, ...]]:
+    return valid_values(method_name, base)
 
 
 def _pairs(key: Any, value: Any) -> list[tuple[str, Any]]:

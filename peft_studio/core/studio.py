@@ -359,6 +359,11 @@ class StudioState:
         fresh = replace(snapshot, setup=replace(snapshot.setup, options={}))
         tries = [(replace(snapshot, setup=replace(snapshot.setup, options=remembered)), "")] if remembered else []
         tries.append((fresh, ""))  # the method's defaults when its remembered options do not build here
+        fitted = _fitting_options(name, self.experiment.base)
+        if fitted:  # PEFT's defaults are sized for real models (FourierFT's 1000 coefficients): settings that fit
+            tries.append((replace(snapshot, setup=replace(snapshot.setup, options=fitted)),
+                          f"{name}: its defaults do not fit {snapshot.setup.base}; starting from "
+                          f"{', '.join(f'{k}={v}' for k, v in fitted.items())}"))
         return self.submit(Edit(lambda: tries, slow=self._slow(fresh), label=f"{snapshot.setup.base} · {name}"))
 
     def set_option(self, name: str, value: Any) -> bool:
@@ -383,6 +388,19 @@ class StudioState:
         snapshot = self._next()
         snapshot.setup, snapshot.dataset, snapshot.settings = copy.deepcopy(setup), dataset, settings
         return self.apply(snapshot)
+
+    def adopt(self, experiment: Experiment, settings: TrainSettings) -> bool:
+        """An experiment already built and checked on its own (an imported PEFT adapter, its weights loaded)
+        becomes current as one undo step, without a second build: nothing can differ from what was checked."""
+        if self._locked:
+            self._emit("failed", "Training is running",
+                       self.lock_reason or "Stop or reset the run before changing the model.")
+            return False
+        snapshot = self._next()
+        snapshot.setup, snapshot.dataset, snapshot.settings = copy.deepcopy(experiment.setup), experiment.dataset, \
+            settings
+        built = Built(snapshot, experiment, experiment.census(), experiment.frozen_fingerprint())
+        return self.commit(Edit(lambda: [(snapshot, "")]), built)
 
     def start_from(self, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> bool:
         """Start from this setup (the last session) as if it were the first: no undo step, and no error
@@ -535,3 +553,15 @@ def _options_for_base(name: str, options: dict[str, Any]) -> tuple[dict[str, Any
         return check_base_options(name, options), []
     except PeftStudioError:
         return {}, sorted(options)
+
+
+def _fitting_options(method: str, base: Any) -> dict[str, Any]:
+    """Options that fit `base` when the method's defaults do not ({} otherwise, or when nothing fits)."""
+    from .methods.fitting import fitting_options
+
+    if method not in METHODS or base.on_meta_device and base.num_layers > 64:
+        return {}
+    try:
+        return fitting_options(method, base) or {}
+    except Exception:  # noqa: BLE001 - a suggestion only: the defaults' own error is what the user sees
+        return {}

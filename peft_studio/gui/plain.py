@@ -99,3 +99,30 @@ def question(parent: QWidget | None, title: object, text: object) -> bool:
     """Yes/No; True for Yes."""
     buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
     return message(parent, title, text, QMessageBox.Icon.Question, buttons=buttons) == QMessageBox.StandardButton.Yes
+
+
+def choose(parent: QWidget | None, title: object, text: object,
+           choices: list[tuple[str, QMessageBox.ButtonRole]]) -> str | None:
+    """A question with named answers (plain text); the label of the one clicked, None for Cancel."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setWindowTitle(shorten(title, 200))
+    box.setText(shorten(text, MAX_MESSAGE_CHARS))
+    buttons = {box.addButton(label, role): label for label, role in choices}
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    show_box(box)
+    return buttons.get(box.clickedButton())
+
+
+def notes_box(parent: QWidget | None, title: object, text: object, details: str) -> QMessageBox:
+    """A non-blocking information box (opened, not executed), plain text, every detail under Show Details."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Information)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setWindowTitle(shorten(title, 200))
+    box.setText(shorten(text, MAX_MESSAGE_CHARS))
+    box.setDetailedText(details)
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    box.open()
+    return box

@@ -8,6 +8,7 @@ classification (SEQ_CLS), written with --export-peft and loaded by
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 
@@ -16,10 +17,12 @@ import torch
 from decoder_checkpoints import write_checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from method_table import applies, fitting_options
 
 from peft_studio.cli import main
+from peft_studio.core.bases import create_base
 from peft_studio.core.data import load_builtin
-from peft_studio.core.errors import AdapterFileError
+from peft_studio.core.errors import AdapterFileError, ConfigError
 from peft_studio.core.interop.hf_peft import export_peft, import_peft
 from peft_studio.core.methods import METHODS
 from peft_studio.core.model.experiment import Experiment, Setup
@@ -33,6 +36,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 EXACT = [name for name, method in METHODS.items() if method.peft_type and name not in ("qlora", "prefix-tuning")]
 FEW = settings(max_examples=6, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@functools.cache
+def _base(folder: str):
+    return create_base(folder)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +73,13 @@ def _peft_model(folder: str, adapter, task: str, labels: int = 2, pad: int = 0):
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_export_loads_in_peft_with_the_same_logits(folders, tmp_path, family, method, task):
     data = _data(task)
-    experiment = Experiment(Setup(folders[family], method, {}), data)
+    options = fitting_options(method, _base(folders[family]))
+    if options is None:  # the method cannot sit on this family (GPT-2's Conv1D, as PEFT refuses): said, not skipped
+        with pytest.raises(ConfigError):
+            Experiment(Setup(folders[family], method, {}), data)
+        assert METHODS[method].refused_layers or not applies(method, _base(folders[family]))
+        return
+    experiment = Experiment(Setup(folders[family], method, options), data)
     for _ in train(experiment, TrainSettings(steps=3, lr=5e-2, batch_size=8, eval_every=10, track_grads=False)):
         pass
     out = export_peft(experiment, tmp_path / "out")
@@ -88,7 +102,9 @@ def test_export_loads_in_peft_with_the_same_logits(folders, tmp_path, family, me
     back.model.eval()
     with torch.no_grad():
         again = back.model(ids, mask)
-    assert torch.allclose(again[mask] if task == "CAUSAL_LM" else again, ours, atol=1e-6)
+    # an AdaLoRA adapter comes back pruned to its live triplets: the same sum in another order (2e-6 measured)
+    assert torch.allclose(again[mask] if task == "CAUSAL_LM" else again, ours, atol=1e-5), \
+        ((again[mask] if task == "CAUSAL_LM" else again) - ours).abs().max()
 
 
 @st.composite

@@ -10,14 +10,16 @@ import json
 import pytest
 import torch
 from decoder_checkpoints import write_checkpoint
+from method_table import fitting_options
 
 from peft_studio.cli import main
+from peft_studio.core.bases import create_base
 from peft_studio.core.data import load_builtin, load_dataset_file
 from peft_studio.core.errors import ConfigError, DatasetError
 from peft_studio.core.methods import METHODS
 from peft_studio.core.model.experiment import Experiment, Setup
 from peft_studio.core.model.quant import NF4Linear
-from peft_studio.core.runs.train import TrainSettings, train
+from peft_studio.core.runs.train import TrainSettings, evaluate, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 NOT_ON_LLAMA = {"bitfit": "no such tensors", "head-only": "head-only trains a new classification head"}
@@ -45,14 +47,22 @@ def _small(name: str, rows: int = 24):
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_trains_on_next_token_or_says_why_not(llama, method):
     try:
-        experiment = Experiment(Setup(llama, method, {}), _small("texts"))
+        # PEFT's defaults are sized for real models (FourierFT's 1000 coefficients): the table's that fit, if any
+        options = fitting_options(method, create_base(llama)) or {}
+        experiment = Experiment(Setup(llama, method, options), _small("texts"))
     except ConfigError as exc:
         assert method in NOT_ON_LLAMA and NOT_ON_LLAMA[method] in str(exc)
         return
     assert method not in NOT_ON_LLAMA
-    losses = [e.loss for e in train(experiment, TrainSettings(steps=12, lr=2e-2, batch_size=8, eval_every=12,
-                                                              track_grads=False))]
-    assert losses[-1] < losses[0]
+
+    def whole_loss() -> float:  # on every training text: one batch's loss is too noisy for a slow starter
+        with torch.no_grad():
+            return evaluate(experiment, experiment.train_ids, experiment.train_mask, experiment.train_labels)[0]
+
+    before = whole_loss()
+    for _ in train(experiment, TrainSettings(steps=24, lr=2e-2, batch_size=8, eval_every=24, track_grads=False)):
+        pass
+    assert whole_loss() < before
 
 
 @pytest.mark.parametrize("method", ["lora", "prompt-tuning", "ia3"])

@@ -55,6 +55,13 @@ SEQ_CLS_CONFIGS = {
     "prompt": lambda: peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4),
 }
 UNRUNNABLE = {"prefix": lambda: peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)}  # by PEFT itself
+# every other exchanged type from the registry: PEFT's own defaults on query and value, with the settings PEFT needs
+# on MiniLM's 384-wide Linears (its 256 defaults do not divide 384; AdaLoRA's schedule needs its length)
+FITTING_384 = {"VBLORA": {"vector_length": 128}, "C3A": {"block_size": 128}, "ADALORA": {"total_step": 10}}
+_COVERED = {make().peft_type.value for make in (*SEQ_CLS_CONFIGS.values(), *UNRUNNABLE.values())}
+for _type in sorted({m.peft_type for m in METHODS.values() if m.peft_type} - _COVERED):
+    SEQ_CLS_CONFIGS[_type.lower()] = lambda t=_type: peft.PEFT_TYPE_TO_CONFIG_MAPPING[t](
+        task_type="SEQ_CLS", target_modules=["query", "value"], **FITTING_384.get(t, {}))
 
 
 def trained_like(wrapped):

@@ -9,7 +9,7 @@ import functools
 import pytest
 import torch
 from core_helpers import build_base
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from method_table import applies, draw_options, exchanging, method_names
 from peft_reference import PEFT_WARNINGS, peft
@@ -58,6 +58,8 @@ def test_the_weight_update_methods_are_found():
 @given(data=st.data())
 def test_merged_weight_equals_peft_merge_and_unload(tmp_path_factory, folder, data, method):
     options = draw_options(data, method, minilm_base())
+    random_field = METHODS[method].peft_merge_draws
+    assume(not random_field or not options.get(random_field))  # PEFT's merge draws it: no reference then
     experiment = Experiment(Setup("minilm", method, options, seed=1), dataset())
     nudge(experiment, METHODS[method].perturbation)
     out = export_peft(experiment, tmp_path_factory.mktemp("merge"))
@@ -96,5 +98,8 @@ def test_each_layer_computes_what_peft_s_layer_computes(tmp_path_factory, folder
     with torch.no_grad():
         for path, layer in weight_updates(experiment.base):
             theirs = wrapped.base_model.model.get_submodule(experiment.base.hf_module(path))
-            x = torch.randn(3, 5, layer.base_layer.in_features, generator=generator)
+            if isinstance(layer.base_layer, torch.nn.Embedding):  # a table (LoRA's embedding targets) reads ids
+                x = torch.randint(0, layer.base_layer.num_embeddings, (3, 5), generator=generator)
+            else:
+                x = torch.randn(3, 5, layer.base_layer.in_features, generator=generator)
             torch.testing.assert_close(layer(x), theirs(x), rtol=1e-5, atol=1e-5, msg=path)

@@ -177,16 +177,26 @@ def test_pre_ln_encoders_are_described_and_run():
         Experiment(Setup("tiny", "lora", base_options={"norm_placement": "sideways"}), dataset)
 
 
-def test_an_option_shared_by_methods_has_one_kind():
-    """One CLI flag per option name (cli.method_flags): methods that share a name must share its kind, or the flag
-    parses one method's values wrongly (a bool flag takes no value)."""
+def test_an_option_shared_by_methods_parses_as_each_methods_kind():
+    """One CLI flag per option name (cli.method_flags): where methods give a name different kinds, the flag takes
+    text and each method's config reads it as its own kind (a switch could never turn a true default off)."""
     import dataclasses
 
-    from peft_studio.cli import _field_kind
+    from peft_studio.cli import _field_kind, build_parser, method_flags
 
-    kinds: dict[str, set[type]] = {}
-    for method in METHODS.values():
+    kinds: dict[str, dict[str, type]] = {}
+    for name, method in METHODS.items():
         for f in dataclasses.fields(method.config_cls):
-            kinds.setdefault(f.name, set()).add(_field_kind(f))
-    mixed = {name: sorted(k.__name__ for k in found) for name, found in kinds.items() if len(found) > 1}
-    assert not mixed, f"options with more than one kind across methods: {mixed}"
+            kinds.setdefault(f.name, {})[name] = _field_kind(f)
+    flags = {flag.field: flag for flag in method_flags()}
+    for field, by_method in kinds.items():
+        if len(set(by_method.values())) > 1:
+            assert flags[field].kind is str, field
+            for method, kind in by_method.items():
+                args = build_parser().parse_args(["inspect", "--method", method, flags[field].flag,
+                                                  "false" if kind is bool else "0" if kind in (int, float) else "x"])
+                value = METHODS[method].config({field: getattr(args, field)}).to_dict()[field] \
+                    if kind is not str else getattr(args, field)
+                assert isinstance(value, kind), (field, method, value)
+        else:
+            assert flags[field].kind is next(iter(by_method.values())), field

@@ -56,7 +56,7 @@ GOOD = {"format": "peft-studio-setup", "version": 1, "base": "tiny", "method": "
 @pytest.mark.parametrize(("change", "message"), [
     ({"format": "something-else"}, "not a PEFT Studio setup"),
     ({"version": 99}, "version 99 is not supported"),
-    ({"method": "loha"}, "unknown method 'loha'"),
+    ({"method": "no-such-method"}, "unknown method 'no-such-method'"),
     ({"options": {"r": -1}}, "r"),
     ({"options": {"rank": 4}}, "option 'rank' does not apply"),
     ({"options": {"r": "four"}}, "r"),

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from method_table import fitting_options
 
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError, TrainingDiverged
@@ -15,8 +16,8 @@ from peft_studio.core.model.experiment import Experiment, Setup
 from peft_studio.core.runs.train import TrainControl, TrainSettings, train
 
 
-def _experiment(method="lora", base="tiny"):
-    return Experiment(Setup(base, method, {}, seed=0), load_builtin("intents"))
+def _experiment(method="lora", base="tiny", options=None):
+    return Experiment(Setup(base, method, options or {}, seed=0), load_builtin("intents"))
 
 
 def test_events_carry_metrics_and_gradient_norms_of_trainable_tensors_only():
@@ -170,7 +171,8 @@ def test_a_clean_run_leaves_every_frozen_byte_as_it_was_for_every_method():
     from peft_studio.core.methods import METHODS
 
     for method in METHODS:
-        experiment = _experiment(method)
+        options = fitting_options(method, _experiment("lora").base)  # PEFT-sized defaults need not fit tiny
+        experiment = _experiment(method, options=options)
         before = experiment.model.frozen_fingerprint()
         for _ in train(experiment, TrainSettings(steps=2, track_grads=False)):  # no false alarm either
             pass

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from method_table import applies, draw_options, exchanging, method_names
+from method_table import applies, draw_options, exchanging, fitting_options, method_names
 from peft_reference import PEFT_WARNINGS, peft, transformers
 from safetensors.torch import save_file
 
@@ -72,7 +72,10 @@ def merges(method_name: str) -> bool:
 
 
 def rotating(method_name: str) -> bool:
-    experiment = Experiment(Setup("tiny", method_name), intents())
+    options = fitting_options(method_name, create_base("tiny", intents().make_tokenizer()))
+    if options is None:  # no example options fit the tiny base: nothing to rotate there
+        return False
+    experiment = Experiment(Setup("tiny", method_name, options), intents())
     return bool(experiment.method.rotations(experiment.base))
 
 
@@ -89,6 +92,8 @@ def test_merged_weights_equal_peft_merge_and_unload(tmp_path_factory, data, meth
     """The studio's merge of drawn options, exported to PEFT and merged there, gives the same weights and biases;
     merged outputs equal unmerged ones, and unmerging gives W0 back bit for bit."""
     options = draw_options(data, method, minilm())
+    random_field = METHODS[method].peft_merge_draws
+    assume(not random_field or not options.get(random_field))  # PEFT's merge draws it: no reference then
     experiment = Experiment(Setup("minilm", method, options, seed=1), dataset())
     nudge(experiment.model)
     try:
@@ -107,7 +112,8 @@ def test_merged_weights_equal_peft_merge_and_unload(tmp_path_factory, data, meth
         for path, layer in weight_updates(experiment.base):
             name = hf_name(path, experiment.base)
             assert (layer.base_layer.weight - theirs[f"{name}.weight"]).abs().max() <= 1e-5, name
-            assert (layer.base_layer.bias - theirs[f"{name}.bias"]).abs().max() <= 1e-5, name
+            if getattr(layer.base_layer, "bias", None) is not None:  # an embedding table (LoRA's) has none
+                assert (layer.base_layer.bias - theirs[f"{name}.bias"]).abs().max() <= 1e-5, name
     assert (before - after).abs().max() <= 1e-4
     unmerge_all(experiment.model)
     assert experiment.model.frozen_fingerprint() == fingerprint
@@ -145,7 +151,7 @@ def test_conv1d_layers_are_refused_with_the_reason(method):
     with pytest.raises(ConfigError, match="Conv1D"):
         get_method(method).validate(get_method(method).config({"targets": "c_fc"}), gpt2)
     llama = create_base("tiny-decoder", load_builtin("texts").make_tokenizer())
-    assert applies(method, llama)  # nn.Linear there
+    assert fitting_options(method, llama) is not None  # nn.Linear there (PEFT's default sizes need not fit)
 
 
 # ---- OFT -------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peft_studio.core.bases import create_base
-from peft_studio.core.bases.sites import longest_prefix
+from peft_studio.core.bases.sites import LINEAR_INPUT, longest_prefix
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import ConfigError
 from peft_studio.core.jobs import FINISHED, STOPPED, STOPPING, JobBoard, duration_text
@@ -37,10 +37,17 @@ def bases():
 
 
 # ---- the site index answers as the scans it replaces ------------------------------------------------------
-def _scan_matches(target, site, base) -> bool:
-    """The matching rule before the index: a site's name or id, or its HF module name or a dotted suffix of it."""
-    if target in (site.name, site.id):
-        return True
+def _scan(target, sites, base) -> list:
+    """The matching rule by scanning: the one site with that id, else those whose short name equals it or whose
+    Hugging Face module name is it or ends with "." + it (a module name means the module's output, so an input
+    site answers to its own name and id only)."""
+    exact = [s for s in sites if s.id == target]
+    if exact:
+        return exact[:1]
+    return [s for s in sites if s.name == target or (s.kind != LINEAR_INPUT and _hf_matches(target, s, base))]
+
+
+def _hf_matches(target, site, base) -> bool:
     hf_name = base.hf_module(site.module_path)
     return hf_name is not None and (hf_name == target or hf_name.endswith("." + target))
 
@@ -55,7 +62,7 @@ def test_index_finds_the_same_sites_and_owners_as_a_scan(bases, name):
     names |= {".".join(base.hf_module(s.module_path).split(".")[k:]) for s in sites if base.hf_module(s.module_path)
               for k in range(3)}
     for target in sorted(names):
-        assert index.named(target) == [s for s in sites if _scan_matches(target, s, base)], target
+        assert index.named(target) == _scan(target, sites, base), target
     model = Experiment(Setup(name, "lora"), DATA).model if not base.on_meta_device else None
     tensor_paths = [n.removeprefix("base.").rsplit(".", 1)[0] for n, _ in (model or base).named_parameters()]
     for path in tensor_paths:
@@ -74,8 +81,8 @@ def test_resolved_targets_equal_the_scan_for_drawn_selections(bases, data):
                                 unique=True))
     layers = data.draw(st.none() | st.lists(st.integers(0, base.num_layers - 1), min_size=1, max_size=3,
                                             unique=True))
-    expected = [s for s in sites if any(_scan_matches(t, s, base) for t in chosen)
-                and (layers is None or s.layer is None or s.layer in layers)]
+    expected = [s for s in sites if any(s in _scan(t, sites, base) for t in chosen)
+                and (layers is None or s.layer in layers)]  # given layers, as PEFT: sites inside them only
     got = resolve_targets(base, "lora", ("linear",), ",".join(chosen), layers)
     assert got == expected
 

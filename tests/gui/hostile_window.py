@@ -73,7 +73,7 @@ def feed(window, files: dict[str, Path], wait) -> None:
     from peft_studio.gui.window.lessons import open_lesson_file
 
     docks = window.docks
-    for name in ("compare", "adapters", "notes", "memory", "exercises"):
+    for name in ("compare", "adapters", "memory", "exercises", "lens"):  # lesson notes: a strip, shown by a lesson
         docks.show_dock(name)
     assert window.files.open_dataset(files["data"], "text", "label")
     window.tabs.setCurrentIndex(2)  # Try it
@@ -93,6 +93,7 @@ def feed(window, files: dict[str, Path], wait) -> None:
     wait(lambda: not board.loading)
     docks.board.tabs.setCurrentWidget(board)
     window.controller.set_base(str(files["architecture"]))
+    window.controller.wait_for_builds()  # a folder builds off the GUI thread
     QApplication.processEvents()
     window.scene.rebuild()
     QApplication.processEvents()

@@ -15,6 +15,7 @@ from peft_studio.core.model.experiment import Experiment, Setup
 from peft_studio.core.runs.compare import family_records, run_family
 from peft_studio.core.runs.run_store import RunStore
 from peft_studio.core.runs.train import TrainSettings
+from peft_studio.gui import plain
 
 METHODS = ["lora", "ia3", "head-only"]
 
@@ -83,7 +84,7 @@ def test_method_column_is_pinned_and_where_is_its_tooltip(board, stored_runs):
     assert [pinned.isColumnHidden(j) for j in range(board.table.columnCount())] == \
         [False] + [True] * (board.table.columnCount() - 1)
     for i, record in enumerate(records):
-        assert board.table.item(i, 0).toolTip() == f"{record.method}: {record.where}"
+        assert board.table.item(i, 0).toolTip() == plain.tip(f"{record.method}: {record.where}")  # file text: plain
     board.resize(420, 500)  # too narrow for the numbers: they scroll, the method column stays
     board.table.horizontalScrollBar().setValue(board.table.horizontalScrollBar().maximum())
     assert board.table.horizontalScrollBar().value() > 0

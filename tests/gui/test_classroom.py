@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from method_table import applies, fitting_options
 from PySide6.QtCore import QEvent, QSettings, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QGraphicsSimpleTextItem
@@ -76,8 +77,13 @@ def test_base_and_method_switches_after_clicks_never_show_a_config_error(window,
     model = window.method_box.model()
     offered = [m for i, m in enumerate(METHODS) if model.item(i).isEnabled()]
     refused = set(METHODS) - set(offered)  # greyed out with the reason, so never chosen into an error
-    # no attention and no LayerNorm here
-    assert refused == {n for n, m in METHODS.items() if {"kv-prefix", "norm"} & set(m.claims_kinds)}
+    # no attention and no LayerNorm here; and PEFT's defaults sized for real models (FourierFT's 1000
+    # coefficients) do not fit a 16-wide toy Linear: greyed out with the reason, though options that fit exist
+    structural = {n for n, m in METHODS.items() if {"kv-prefix", "norm"} & set(m.claims_kinds)}
+    assert structural <= refused
+    base = c.experiment.base
+    for name in refused - structural:
+        assert not applies(name, base) and fitting_options(name, base) is not None, name
     for method in offered:
         window.method_box.setCurrentText(method)
         window.method_box.activated.emit(window.method_box.currentIndex())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 
 import pytest
 
@@ -38,14 +39,15 @@ def test_a_family_run_fills_the_board_and_is_stored(qtbot, tmp_path):
     started: list[str] = []
     threads: set[int] = set()
     panel.method_started.connect(started.append)
-    panel.job.item.connect(lambda event: threads.add(event.threads) if event.kind == "start" else None)
+    panel.job.item.connect(lambda event: threads.add(event.threads) if getattr(event, "kind", "") == "start" else None)
     panel.run_family(["lora", "prefix-tuning", "head-only"])
     qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
     assert started == ["lora", "prefix-tuning", "head-only"]
     assert [r.method for r in panel.board.runs()] == ["lora", "prefix-tuning", "head-only"]
     # the board shows the numbers a headless family run gives at the thread count the panel measured
     assert len(threads) == 1 and "torch thread" not in panel.status.text()
-    headless = family_records(run_family("tiny", controller.dataset, controller.settings, controller.setup.seed,
+    same = replace(controller.settings, steps=3)  # the board's budget, as the panel ran it
+    headless = family_records(run_family("tiny", controller.dataset, same, controller.setup.seed,
                                          ["lora", "prefix-tuning", "head-only"], threads=threads.pop()))
     keep = [j for j, column in enumerate(COLUMNS) if column.key in DETERMINISTIC]
     assert [[row[j] for j in keep] for row in table_cells(panel.board.runs())] == \

@@ -41,7 +41,7 @@ def _seq_cls_folder(path, labels: int):
 
 def test_import_a_peft_classifier_from_the_file_menu(window, errors, tmp_path, monkeypatch):
     controller = window.controller
-    assert controller.set_base("minilm")
+    assert controller.set_base("minilm") and controller.wait_for_builds()
     folder = tmp_path / "pissa-classifier"
     wrapped = _seq_cls_folder(folder, controller.dataset.num_labels)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
@@ -63,12 +63,13 @@ def test_import_a_peft_classifier_from_the_file_menu(window, errors, tmp_path, m
     assert isinstance(box, QMessageBox) and box.isVisible()
     assert "task_type SEQ_CLS" in box.detailedText() and "dataset's label order" in box.detailedText()
     box.close()
-    assert controller.undo() and controller.setup.method == "lora" and controller.setup.base_options == {}
+    assert controller.undo() and controller.wait_for_builds()
+    assert controller.setup.method == "lora" and controller.setup.base_options == {}
 
 
 def test_a_refused_folder_is_a_dialog_and_changes_nothing(window, errors, tmp_path, monkeypatch):
     controller = window.controller
-    assert controller.set_base("minilm")
+    assert controller.set_base("minilm") and controller.wait_for_builds()
     folder = tmp_path / "three-labels"
     _seq_cls_folder(folder, controller.dataset.num_labels + 1)
     before = controller.setup

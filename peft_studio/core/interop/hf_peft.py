@@ -789,19 +789,6 @@ def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDat
     return experiment
 
 
-def copy_trained(source: Experiment, target: Experiment) -> None:
-    """The trainable tensors and the head of `source` into `target`, built from the same setup (the window checks
-    an import on a model of its own, then copies it into the one it shows)."""
-    if source.setup != target.setup:
-        raise ValueError("copy_trained: the two experiments were built from different setups")
-    values = {name: p for name, p in source.model.named_parameters() if p.requires_grad}
-    with torch.no_grad():
-        for name, parameter in target.model.named_parameters():
-            if name in values:
-                parameter.copy_(values[name])
-    target.notes = list(source.notes)
-
-
 def _load_into(experiment: Experiment, adapter: PeftAdapter) -> None:
     name = adapter.folder.name
     if not experiment.method.peft_accepts(adapter.method):

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
-from ..bases.hf_names import studio_module
 from ..bases.sites import LINEAR, Site
 from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
@@ -29,7 +28,7 @@ from .config import MethodConfig, option
 from .mergeable import WeightUpdate
 from .method import Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, number, refuse_set, whole
-from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
+from .peft_format import KEY_PREFIX, hf_name, module_path, modules_of, split_module_keys, unknown
 from .rank_allocation import RankAllocator, RankGrid
 
 
@@ -228,8 +227,9 @@ class AdaLoraMethod(TargetedMethod):
             "use_qalora": "plain AdaLoRA only"})
         if peft_config.get("bias", "none") != "none":
             raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
-        if flag(peft_config, "fan_in_fan_out", where, False):
-            raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+        # PEFT sets fan_in_fan_out from the layer type itself (True on a Conv1D, False on a Linear): a
+        # well-typed flag changes nothing the base does not already decide
+        flag(peft_config, "fan_in_fan_out", where, False)
         init_r = whole(peft_config, "init_r", where, 12, high=4096)
         options: dict[str, Any] = {
             "init_r": init_r, "target_r": whole(peft_config, "target_r", where, 8, low=0, high=4096),
@@ -326,10 +326,10 @@ def _pattern_ranks(pattern: Any, init_r: int, where: str) -> dict[str, int]:
     ranks: dict[str, int] = {}
     for key, mask in pattern.items():
         name = key.removesuffix(".lora_E").removeprefix("bert.") if isinstance(key, str) else None
-        module = studio_module(name) if name else None
+        module = module_path(name) if name else None
         if module is None or not key.endswith(".lora_E"):
             raise AdapterFileError(f"{where}: rank_pattern key {str(key)[:60]!r} is not <module>.lora_E of a BERT "
-                                   "encoder")
+                                   "encoder or a decoder")
         if not isinstance(mask, list) or len(mask) != init_r or not all(isinstance(v, bool) for v in mask):
             raise AdapterFileError(f"{where}: rank_pattern[{key!r}] should list {init_r} true/false values (init_r)")
         ranks[module] = sum(mask)

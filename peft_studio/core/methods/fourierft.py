@@ -162,8 +162,9 @@ class FourierFTMethod(TargetedMethod):
         refuse_set(peft_config, where, {"n_frequency_pattern": "the studio uses one n_frequency for every module"})
         if peft_config.get("bias", "none") != "none":
             raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
-        if flag(peft_config, "fan_in_fan_out", where, False):
-            raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+        # PEFT sets fan_in_fan_out from the layer type itself (True on a Conv1D, False on a Linear): a
+        # well-typed flag changes nothing the base does not already decide
+        flag(peft_config, "fan_in_fan_out", where, False)
         options = {"n_frequency": whole(peft_config, "n_frequency", where, 1000, high=2**31 - 1),
                    "scaling": number(peft_config, "scaling", where, 150.0, -1e6, 1e6),
                    "random_loc_seed": whole(peft_config, "random_loc_seed", where, 777, low=0, high=2**31 - 1),

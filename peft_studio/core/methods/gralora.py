@@ -172,8 +172,9 @@ class GraLoraMethod(TargetedMethod):
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
         if peft_config.get("bias", "none") != "none":
             raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
-        if flag(peft_config, "fan_in_fan_out", where, False):
-            raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+        # PEFT sets fan_in_fan_out from the layer type itself (True on a Conv1D, False on a Linear): a
+        # well-typed flag changes nothing the base does not already decide
+        flag(peft_config, "fan_in_fan_out", where, False)
         options = {"r": whole(peft_config, "r", where, 32, high=4096),
                    "gralora_k": whole(peft_config, "gralora_k", where, 2, high=1024),
                    "hybrid_r": whole(peft_config, "hybrid_r", where, 0, low=0, high=4096),

@@ -20,7 +20,6 @@ from torch.nn import functional as F
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
-from ..errors import AdapterFileError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .lycoris import export_own_parameters, translate_leaves
@@ -121,8 +120,9 @@ class HiraMethod(TargetedMethod):
 
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
         refuse_set(peft_config, where, {"rank_pattern": PATTERNS["rank_pattern"]})
-        if flag(peft_config, "fan_in_fan_out", where, False):
-            raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+        # PEFT sets fan_in_fan_out from the layer type itself (True on a Conv1D, False on a Linear): a
+        # well-typed flag changes nothing the base does not already decide
+        flag(peft_config, "fan_in_fan_out", where, False)
         init = peft_config.get("init_weights", True)
         options = {"r": whole(peft_config, "r", where, 32, high=4096),
                    "dropout": number(peft_config, "hira_dropout", where, 0.0, 0.0, 1.0, high_open=True),

@@ -101,8 +101,14 @@ class IA3Method(TargetedMethod):
                 resolved.append(target)
                 continue
             # A PEFT module name: the module's input when it is a feed-forward module, else its output.
-            ids = [s.id for s in index.named(target) if s.kind in (LINEAR, LINEAR_INPUT)
-                   and (s.kind == LINEAR_INPUT) == _hf_matches(base, s, feedforward)]
+            ids: list[str] = []
+            for site in index.named(target):
+                if site.kind != LINEAR:
+                    continue
+                if _hf_matches(base, site, feedforward):  # its input site (the index names modules by output)
+                    ids += [c.id for c in candidates if c.kind == LINEAR_INPUT and c.module_path == site.module_path]
+                else:
+                    ids.append(site.id)
             ids += _inputs_by_activation(base, candidates, target, feedforward, ids)
             resolved.extend(ids or [target])  # an unknown name stays, so resolve_targets names it in its error
         return resolve_targets(base, self.name, self.site_kinds, resolved, config.layers)

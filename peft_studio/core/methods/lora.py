@@ -19,7 +19,7 @@ from torch import nn
 
 from ..bases.encoder import Encoder
 from ..bases.frozen import FrozenBase
-from ..bases.hf_names import hf_module, studio_module
+from ..bases.hf_names import hf_module
 from ..bases.sites import EMBEDDING, LINEAR, Site
 from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
@@ -29,7 +29,7 @@ from .lora_layers import INITS, RESIDUAL_INITS, LoraEmbedding, LoraLinear, lora_
 from .lora_patterns import parse_pattern, pattern_text, pattern_value
 from .mergeable import WeightUpdate
 from .method import Method, MethodCard, TargetedMethod, code_line
-from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
+from .peft_format import KEY_PREFIX, hf_name, module_path, modules_of, split_module_keys, unknown
 
 BIASES = ("none", "all", "lora_only")  # PEFT's LoraConfig.bias
 
@@ -355,7 +355,7 @@ def _split_biases(tensors: dict[str, torch.Tensor], where: str) -> tuple[dict[st
             rest[key] = tensor
             continue
         module = key.removesuffix(".bias").removesuffix(".base_layer")
-        studio = studio_module(module)
+        studio = module_path(module)
         if studio is None:
             raise unknown(where, key, "a bias of a module the encoder does not have")
         expect_shape(tensor, 1, f"{where}: {key}", AdapterFileError, "(width,)")

@@ -31,29 +31,20 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 NOT_YET: dict[str, str] = {
-    # issue 24's other parts (orthogonal; prompt side; the rest of the low-rank list)
-    "OFT": "orthogonal fine-tuning of Linear weights (issue 24, orthogonal part)",
-    "BOFT": "butterfly orthogonal fine-tuning (issue 24, orthogonal part)",
-    "HRA": "Householder reflection adaptation (issue 24, orthogonal part)",
+    # issue 24's prompt side
     "P_TUNING": "prompt encoder (MLP/LSTM) before the embeddings (issue 24, prompt side)",
     "TRAINABLE_TOKENS": "selected embedding rows train (issue 24, prompt side)",
     "ADAPTION_PROMPT": "LLaMA-Adapter's gated adaption prompt on decoders (issue 24, prompt side)",
-    "MISS": "MiSS (Bone) shard-shared updates of Linear weights (issue 24, low-rank list)",
-    "DELORA": "DeLoRA, a norm-bounded decoupled low-rank update (issue 24, low-rank list)",
-    "ROAD": "RoAd, 2-D rotations of a Linear's outputs (issue 24, low-rank list)",
     # the remaining types that apply to Linear, Embedding or norm layers
     "TINYLORA": "TinyLoRA, a tiny vector projected through W0's SVD by fixed random tensors (Linear)",
     "UNILORA": "Uni-LoRA, one trained vector scattered into every LoRA factor by fixed indices (Linear)",
     "LILY": "Lily, LoRA A's shared across layers and B's chosen by a router (Linear)",
     "PVERA": "PVeRA, VeRA with a probabilistic projection (Linear)",
     "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear",
-    "BEFT": "BEFT, trained biases of chosen Linears",
     "FROD": "FRoD, a sparse random pattern of trained weights per Linear",
-    "GLORA": "GLoRA, W0 * A + B and a bias update per Linear",
     "WAVEFT": "WaveFT, trained wavelet coefficients of the weight change (Linear)",
     "OSF": "OSF, training the low singular directions of W0 (Linear)",
     "PSOFT": "PSOFT, an orthogonal r x r transformation between frozen SVD factors (Linear)",
-    "PEANUT": "PEANuT, a small nonlinear network of the weights per Linear",
     "SUPERTUNING": "Super-Tuning, a sparse support of W0's entries chosen by magnitude (Linear)",
     "DEFT": "DEFT, a residual projection and an injection matrix per Linear",
     "CARTRIDGE": "Cartridges, a trained key/value cache served as a prefix (decoders)",

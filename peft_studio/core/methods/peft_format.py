@@ -40,6 +40,11 @@ def unknown(where: str, key: str, what: str) -> AdapterFileError:
     return AdapterFileError(f"{where}: {key}: {what}")
 
 
+def module_path(hf_path: str) -> str | None:
+    """A PEFT key's module as the studio names it: a BERT module translated, a decoder module as it is."""
+    return studio_module(hf_path) or decoder_module(hf_path)
+
+
 def split_module_keys(tensors: dict[str, torch.Tensor], leaves: tuple[str, ...], where: str,
                       what: str) -> dict[str, dict[str, torch.Tensor]]:
     """{'encoder.layer.0.attention.self.query.lora_A.weight': t} -> {'layers.0.attn.q': {'lora_A.weight': t}}:
@@ -50,7 +55,7 @@ def split_module_keys(tensors: dict[str, torch.Tensor], leaves: tuple[str, ...],
         match = pattern.fullmatch(key)
         if not match:
             raise unknown(where, key, f"not {what} tensor (expected <module>.{' / '.join(leaves)})")
-        module = studio_module(match.group(1)) or decoder_module(match.group(1))
+        module = module_path(match.group(1))
         if module is None:
             raise unknown(where, key, "unknown target module: not a module of a BERT encoder or a decoder")
         out.setdefault(module, {})[match.group(2)] = tensor

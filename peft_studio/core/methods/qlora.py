@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
-from ..model.quant import NF4Linear
+from ..model.quant import DequantizedMatmul, NF4Linear
 from ..model.studio_model import StudioModel
 from .lora import LoraConfig, LoraMethod
 from .method import MethodCard, code_line
@@ -73,7 +73,7 @@ class QLoraMethod(LoraMethod):
                 "error of every Linear (order 1).", ""]
 
     def code(self, config: QLoraConfig) -> str:
-        return f"{code_line(NF4Linear.forward, 'dequantized_weight')}  # then: {super().code(config)}"
+        return f"{code_line(DequantizedMatmul.forward, 'dequantized_weight')}  # then: {super().code(config)}"
 
     def shape_notes(self, config: QLoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         linears = [s for s in base.site_index().sites if s.kind == LINEAR]

@@ -241,8 +241,9 @@ class RandLoraMethod(TargetedMethod):
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
         if peft_config.get("bias", "none") != "none":
             raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
-        if flag(peft_config, "fan_in_fan_out", where, False):
-            raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+        # PEFT sets fan_in_fan_out from the layer type itself (True on a Conv1D, False on a Linear): a
+        # well-typed flag changes nothing the base does not already decide
+        flag(peft_config, "fan_in_fan_out", where, False)
         options = {"r": whole(peft_config, "r", where, 32, high=4096),
                    "alpha": number(peft_config, "randlora_alpha", where, 640.0, 1e-6, 1e6),
                    "dropout": number(peft_config, "randlora_dropout", where, 0.0, 0.0, 1.0, high_open=True),

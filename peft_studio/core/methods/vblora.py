@@ -215,8 +215,9 @@ class VBLoraMethod(TargetedMethod):
                                       "trains; save without it"})
         if peft_config.get("bias", "none") != "none":
             raise AdapterFileError(f"{where}: bias {peft_config.get('bias')!r} trains base biases too; only 'none'")
-        if flag(peft_config, "fan_in_fan_out", where, False):
-            raise AdapterFileError(f"{where}: fan_in_fan_out is for GPT-2 style Conv1D layers, not a BERT encoder")
+        # PEFT sets fan_in_fan_out from the layer type itself (True on a Conv1D, False on a Linear): a
+        # well-typed flag changes nothing the base does not already decide
+        flag(peft_config, "fan_in_fan_out", where, False)
         options = {"r": whole(peft_config, "r", where, 4, high=4096),
                    "num_vectors": whole(peft_config, "num_vectors", where, 256, high=2**20),
                    "vector_length": whole(peft_config, "vector_length", where, 256, high=2**16),

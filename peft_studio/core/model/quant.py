@@ -74,11 +74,11 @@ class NF4Linear(nn.Module):
             self.weight_absmax.numel() * self.weight_absmax.element_size()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = _DequantizedMatmul.apply(x, self)
+        out = DequantizedMatmul.apply(x, self)
         return out if self.bias is None else out + self.bias
 
 
-class _DequantizedMatmul(torch.autograd.Function):
+class DequantizedMatmul(torch.autograd.Function):
     """x W^T with W dequantized for the product and again for the backward, as bitsandbytes' MatMul4Bit: autograd
     keeps the 4-bit codes (a buffer), never the dequantized [out, in] weight."""
 

@@ -22,6 +22,7 @@ from ..errors import OutputError, PeftStudioError
 from ..files.adapter_file import save_adapter
 from ..memory.ledger import estimate_ledger, measure_ledger
 from ..methods import METHODS
+from ..methods.fitting import fitting_options
 from ..methods.mergeable import mergeable_layers
 from ..model.experiment import Experiment, Setup
 from ..model.next_token import NEXT_TOKEN
@@ -220,7 +221,15 @@ def _run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: 
     for index, name in enumerate(names):
         setup = Setup(base, name, dict(options.get(name, {})), seed, dict(base_options or {}))
         try:
-            experiment = Experiment(setup, dataset)
+            try:
+                experiment = Experiment(setup, dataset)
+            except PeftStudioError:
+                # PEFT's defaults are sized for real models (FourierFT's 1000 coefficients): settings that fit
+                fitted = fitting_options(name, bare.base) if bare is not None and name not in options else None
+                if not fitted:
+                    raise
+                setup = replace(setup, options=fitted)
+                experiment = Experiment(setup, dataset)
             experiment.to(device)
         except PeftStudioError as exc:
             yield FamilyEvent("skip", name, index, len(names), reason=str(exc))

@@ -13,6 +13,7 @@ from ...core.bases.sites import Site
 from ...core.data import TextDataset
 from ...core.errors import PeftStudioError
 from ...core.methods import METHODS, Method, get_method
+from ...core.methods.fitting import fitting_options
 from ...core.model.census import Census
 from ...core.model.experiment import Experiment, Setup
 from ...core.model.next_token import NEXT_TOKEN, check_next_token
@@ -44,9 +45,10 @@ class DiagramSource(Protocol):
 
 
 def method_refusal(method: Method, experiment: Experiment) -> str:
-    """Why `method` (its defaults) cannot be chosen with this base and dataset, or "" when it can."""
+    """Why `method` cannot be chosen with this base and dataset (no setting of it fits), or "" when it can."""
     try:
-        method.validate(method.default_config(), experiment.base)
+        if fitting_options(method.name, experiment.base) is None:  # no setting of it fits: the defaults say why
+            method.validate(method.default_config(), experiment.base)
         if experiment.next_token:
             check_next_token(experiment.base, method.name)
     except PeftStudioError as exc:

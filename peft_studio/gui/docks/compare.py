@@ -181,13 +181,13 @@ class ComparePanel(QWidget):
                        len(methods) if methods else len(METHODS))
 
     def stop_family(self) -> None:
-        self.board.stop_loading(wait=False)
+        self.board.stop_loading()
         if self.job.running:
             self.job.stop()
             self.status.setText("Stopping… (the step in flight finishes, then the run ends)")
 
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        return self.job.stop_and_wait(timeout_ms) & self.board.stop_loading(timeout_ms)
+        return self.job.stop_and_wait(timeout_ms) & self.board.stop_and_wait(timeout_ms)
 
     def _show(self, item: FamilyEvent | PlacementRow | tuple[int, int]) -> None:
         job = self.job.job

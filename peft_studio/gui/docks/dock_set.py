@@ -20,10 +20,12 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QMessageBox, QScr
 
 from ...core.jobs import Job
 from ...core.runs.run_store import RunStore
-from ..window.lessons import install_lessons, install_save_lesson, open_lesson_action
+from .. import plain
+from ..window.lessons import install_lessons, open_lesson_action, save_lesson_dialog
 from .adapter_lab import AdapterLab
 from .compare import ComparePanel
 from .exercises import ExercisesDock
+from .lens import LensPanel
 from .memory import MemoryScalePanel
 
 if TYPE_CHECKING:
@@ -31,23 +33,20 @@ if TYPE_CHECKING:
 
 # Ctrl+Alt: the window's own shortcuts use plain keys, Ctrl and Ctrl+Shift (gui/window/actions.py).
 SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N",
-             "memory": "Ctrl+Alt+M"}
-DOCK_NAMES = ("compare", "adapters", "exercises", "memory")
+             "memory": "Ctrl+Alt+M", "lens": "Ctrl+Alt+L"}
+DOCK_NAMES = ("compare", "adapters", "exercises", "memory", "lens")
 FLOAT_SIZE = QSize(1100, 680)  # a floated dock opens at this size (at most 85% of the screen)
 
 
 def ask_stop_or_keep(parent: QWidget, panel: str, jobs: list[Job]) -> str:
     """'stop', 'keep' or 'cancel': what to do with a panel's running jobs when the panel closes."""
     names = ", ".join(job.title for job in jobs)
-    box = QMessageBox(QMessageBox.Icon.Question, f"Close {panel}?",
-                      f"{names} is still running.\n\nStop it, or keep it running? (A running job stays listed above "
-                      "the diagram, with its Stop button.)", QMessageBox.StandardButton.NoButton, parent)
-    stop = box.addButton("Stop it", QMessageBox.ButtonRole.DestructiveRole)
-    keep = box.addButton("Keep it running", QMessageBox.ButtonRole.AcceptRole)
-    box.addButton(QMessageBox.StandardButton.Cancel)
-    box.exec()
-    clicked = box.clickedButton()
-    return "stop" if clicked is stop else "keep" if clicked is keep else "cancel"
+    answer = plain.choose(parent, f"Close {panel}?",
+                          f"{names} is still running.\n\nStop it, or keep it running? (A running job stays listed "
+                          "above the diagram, with its Stop button.)",
+                          [("Stop it", QMessageBox.ButtonRole.DestructiveRole),
+                           ("Keep it running", QMessageBox.ButtonRole.AcceptRole)])
+    return {"Stop it": "stop", "Keep it running": "keep"}.get(answer or "", "cancel")
 
 
 class PanelDock(QDockWidget):
@@ -94,6 +93,8 @@ class Docks:
     lab: AdapterLab
     exercises_wiring: ExercisesDock
     memory_panel: MemoryScalePanel
+    lens: QDockWidget
+    lens_panel: LensPanel
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
@@ -105,7 +106,7 @@ class Docks:
 
     def dock(self, name: str) -> QDockWidget:
         return {"adapters": self.adapters, "exercises": self.exercises, "compare": self.compare,
-                "memory": self.memory, "setup": self.setup}[name]
+                "memory": self.memory, "setup": self.setup, "lens": self.lens}[name]
 
     def allow(self, name: str, allowed: bool) -> None:
         """A lesson's hidden panel: the dock goes and so does the way to bring it back."""
@@ -130,7 +131,7 @@ class Docks:
         """A thread one of the docks started is still running (it may be finishing a stopped step)."""
         wiring = self.exercises_wiring
         return any(job.running for job in (self.board.job, wiring.sweep, wiring.comparison, self.lab.job,
-                                           self.lab.hash_job, self.lab.lora_tools.job))
+                                           self.lab.hash_job, self.lab.lora_tools.job, self.lens_panel.job))
 
 
 def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, setup_panel: QWidget,
@@ -163,16 +164,20 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     exercises = _dock(window, "Exercises", "exercisesDock", wiring.panel,
                       lambda: window.controller.jobs.running("exercises"))
     memory = _dock(window, "Memory", "memoryScaleDock", memory_panel, lambda: [], menu_text="Memory at scale")
-    for dock in (compare_dock, adapters, exercises, memory):
+    lens_panel = LensPanel(lambda: window.controller.experiment, lambda: window.inference.entry.text(),
+                           busy=lambda: window.runner.active)
+    lens = _dock(window, "Lens", "lensDock", lens_panel, lambda: [], scroll=False,
+                 menu_text="Lens: what training changed")
+    for dock in (compare_dock, adapters, exercises, memory, lens):
         window.tabifyDockWidget(setup, dock)
         dock.hide()
     setup.raise_()
     docks = Docks(window, examples_menu, setup, adapters, exercises, compare_dock, memory, board, lab, wiring,
-                  memory_panel)
+                  memory_panel, lens, lens_panel)
     wiring.show_adapters = lambda: (lab.prepare_for(window.controller.setup.base), docks.show_dock("adapters"))
     view_menu.addSeparator()
     for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
-                       ("memory", memory)):
+                       ("memory", memory), ("lens", lens)):
         toggle = dock.toggleViewAction()
         _shortcut(window, view_menu, docks, name, toggle, f"Show or hide the {toggle.text()} panel")
         toggle.triggered.connect(lambda checked, d=dock: d.raise_() if checked else None)
@@ -223,6 +228,7 @@ def stop_docks(docks: Docks) -> None:
     docks.lab.stop()
     docks.exercises_wiring.stop()
     docks.board.stop_family()
+    docks.lens_panel.job.stop()
 
 
 def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
@@ -230,4 +236,24 @@ def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
     (it stops them, hides, and closes when they have ended)."""
     stop_docks(docks)
     return (docks.lab.stop_and_wait(timeout_ms) & docks.exercises_wiring.stop_and_wait(timeout_ms)
-            & docks.board.stop_and_wait(timeout_ms))
+            & docks.board.stop_and_wait(timeout_ms) & docks.lens_panel.stop_and_wait(timeout_ms))
+
+
+def install_save_lesson(window: MainWindow) -> QAction:
+    """File > Save lesson…, right after Save setup… (no shortcut of its own: the window's are taken)."""
+    action = QAction("Save lesson…", window)
+    action.setToolTip("Save this setup and view (zoom, collapsed layers, presentation, hidden panels and controls, "
+                      "the tab) with a title and notes as a lesson file")
+    action.setStatusTip(action.toolTip())
+    action.triggered.connect(lambda _checked=False: save_lesson_dialog(window))
+    file_menu = next((a.menu() for a in window.menuBar().actions()
+                      if a.menu() is not None and a.menu().title().replace("&", "") == "File"), None)
+    if file_menu is not None:
+        after = window.actions_.save_setup
+        entries = file_menu.actions()
+        following = entries[entries.index(after) + 1:] if after in entries else []
+        if following:
+            file_menu.insertAction(following[0], action)
+        else:
+            file_menu.addAction(action)
+    return action

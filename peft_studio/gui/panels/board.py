@@ -384,10 +384,13 @@ class BoardWidget(QWidget):
         self._loader.item.connect(self._loaded_one, Qt.ConnectionType.UniqueConnection)
         return self._loader.start(self.store.iter_list)
 
-    def stop_loading(self, timeout_ms: int = 10_000, wait: bool = True) -> bool:
-        """Stop reading the folder (between two files); with `wait`, wait for the thread. True when none is left."""
+    def stop_loading(self) -> None:
+        """Stop reading the folder (between two files); `done` follows when its thread has ended."""
         self._loader.stop()
-        return self._loader.stop_and_wait(timeout_ms) if wait else not self._loader.running
+
+    def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
+        """Stop reading and wait for the thread (tests and scripts; the window never waits). True when none is left."""
+        return self._loader.stop_and_wait(timeout_ms)
 
     def _loaded_one(self, item: object) -> None:
         if isinstance(item, RunRecord):

@@ -169,6 +169,10 @@ class Controller(QObject):
     def set_everything(self, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> bool:
         return self._edit(lambda: self._studio.set_everything(setup, dataset, settings))
 
+    def adopt(self, experiment: Experiment, settings: TrainSettings) -> bool:
+        """A checked, already built experiment becomes current (one undo step; see StudioState.adopt)."""
+        return self._edit(lambda: self._studio.adopt(experiment, settings))
+
     def start_from(self, setup: Setup, dataset: TextDataset, settings: TrainSettings) -> bool:
         return self._edit(lambda: self._studio.start_from(setup, dataset, settings))
 

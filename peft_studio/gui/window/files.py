@@ -17,9 +17,10 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from ...core.errors import PeftStudioError
 from ...core.files.adapter_file import load_adapter, save_adapter
 from ...core.files.setup_file import DataOutsideError, load_setup, save_setup
-from ...core.interop.hf_peft import copy_trained, import_peft
+from ...core.interop.hf_peft import import_peft
 from ...core.interop.recipe import plan_recipe, write_recipe
 from ...core.model.experiment import Setup
+from .. import plain
 from ..diagram import DiagramScene
 from ..panels.data_dialog import DataDialog
 from ..plain import question
@@ -163,15 +164,17 @@ class FileFlows:
         if self.window.runner.active:
             return False
         c = self.controller
+        if c.building:  # the import reads the current base: not the one being replaced
+            self.window.statusBar().showMessage("Building the new setup: import the adapter once it is ready", 6000)
+            return False
         try:
             checked = import_peft(Setup(c.setup.base, seed=c.setup.seed, base_options=dict(c.setup.base_options)),
                                   folder, c.dataset)
         except PeftStudioError as exc:
             self.window.show_error("Cannot import this PEFT adapter", str(exc))
             return False
-        if not c.set_everything(checked.setup, c.dataset, c.settings):
+        if not c.adopt(checked, c.settings):  # the checked model itself: no second build, nothing to copy
             return False
-        copy_trained(checked, c.experiment)
         self.window.refresh_inference()
         name = Path(folder).name
         if not checked.notes:
@@ -185,12 +188,10 @@ class FileFlows:
 
     def show_import_notes(self, name: str, notes: list[str]) -> QMessageBox:
         """A non-blocking dialog: the first note in its text, every note under Show Details."""
-        box = QMessageBox(QMessageBox.Icon.Information, "PEFT adapter imported",
-                          f"Imported {name}. {len(notes)} note(s) on what the import leaves out or reads "
-                          f"differently:\n\n{notes[0]}", QMessageBox.StandardButton.Ok, self.window)
+        box = plain.notes_box(self.window, "PEFT adapter imported",
+                              f"Imported {name}. {len(notes)} note(s) on what the import leaves out or reads "
+                              f"differently:\n\n{notes[0]}", "\n\n".join(notes))
         box.setObjectName("peftImportNotes")
-        box.setDetailedText("\n\n".join(notes))
-        box.open()
         self.import_notes_box = box
         return box
 

@@ -12,6 +12,7 @@ hidden things, and a lesson without notes clears the previous lesson's.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +32,7 @@ from ...core.errors import PeftStudioError
 from ...core.files.setup_file import DataOutsideError
 from ...core.teaching.lesson import (
     Lesson,
+    LessonView,
     lesson_names,
     load_lesson,
     load_shipped_lesson,
@@ -40,7 +42,6 @@ from ...core.teaching.lesson import (
 
 if TYPE_CHECKING:
     from .controller import Controller
-    from .main_window import MainWindow
 
 
 class LessonHost(Protocol):
@@ -56,6 +57,10 @@ class LessonHost(Protocol):
     def show_error(self, title: str, message: str) -> None: ...
 
     def dialog_parent(self) -> QWidget: ...
+
+    def diagram_zoom(self) -> tuple[float, tuple[float, float] | None]: ...
+
+    def show_status(self, text: str) -> None: ...
 
 
 # ---- opening -----------------------------------------------------------------------------------
@@ -143,10 +148,18 @@ def apply_lesson(host: LessonHost, lesson: Lesson) -> bool:
 
 
 # ---- saving --------------------------------------------------------------------------------------
+def current_view(host: LessonHost) -> LessonView:
+    """The view a lesson made now would restore: the inverse of `apply_lesson`'s view half. Zoom and scroll are
+    read from the diagram as the teacher left it (relative to its fitted size), the rest from the view state."""
+    saved = host.controller.view.lesson_view()
+    zoom, scroll = host.diagram_zoom()
+    return replace(saved, zoom=zoom, scroll=scroll)
+
+
 def current_lesson(host: LessonHost, title: str, notes: tuple[str, ...] | list[str]) -> Lesson:
     """The window's setup (with its seed, so Reset then Play gives the same curve) and view as a lesson."""
     c = host.controller
-    return Lesson(title.strip(), c.setup, c.dataset, c.settings, c.view.lesson_view(),
+    return Lesson(title.strip(), c.setup, c.dataset, c.settings, current_view(host),
                   tuple(n.strip() for n in notes if n.strip()))
 
 
@@ -158,8 +171,8 @@ def save_lesson_to(host: LessonHost, path: str | Path, title: str, notes: tuple[
     except PeftStudioError as exc:
         host.show_error("Cannot save this lesson", str(exc))
         return None
-    host.dialog_parent().statusBar().showMessage(f"Saved lesson to {saved} (peft-studio lessons lists it; "
-                                                 f"peft-studio train --setup {saved.stem} trains it)", 8000)
+    host.show_status(f"Saved lesson to {saved} (peft-studio lessons lists it; peft-studio train --setup "
+                     f"{saved.stem} trains it)")
     return saved
 
 
@@ -200,23 +213,3 @@ def save_lesson_dialog(host: LessonHost) -> Path | None:
     path, _ = QFileDialog.getSaveFileName(host.dialog_parent(), "Save lesson", str(folder / f"{name or 'lesson'}.json"),
                                           "Lessons (*.json)")
     return save_lesson_to(host, path, dialog.title.text(), dialog.note_list()) if path else None
-
-
-def install_save_lesson(window: MainWindow) -> QAction:
-    """File > Save lesson…, right after Save setup… (no shortcut of its own: the window's are taken)."""
-    action = QAction("Save lesson…", window)
-    action.setToolTip("Save this setup and view (zoom, collapsed layers, presentation, hidden panels and controls, "
-                      "the tab) with a title and notes as a lesson file")
-    action.setStatusTip(action.toolTip())
-    action.triggered.connect(lambda _checked=False: save_lesson_dialog(window))
-    file_menu = next((a.menu() for a in window.menuBar().actions()
-                      if a.menu() is not None and a.menu().title().replace("&", "") == "File"), None)
-    if file_menu is not None:
-        after = window.actions_.save_setup
-        entries = file_menu.actions()
-        following = entries[entries.index(after) + 1:] if after in entries else []
-        if following:
-            file_menu.insertAction(following[0], action)
-        else:
-            file_menu.addAction(action)
-    return action

@@ -34,7 +34,7 @@ from ...core.data import builtin_description, builtin_names, load_builtin
 from ...core.errors import PeftStudioError
 from ...core.logs import log, report_unexpected
 from ...core.methods import METHODS
-from ...core.teaching.lesson import Lesson
+from ...core.teaching.lesson import ZOOM_RANGE, Lesson
 from ...core.view import layers_collapsed, parse_layer_range
 from .. import plain
 from ..diagram import DiagramScene, DiagramView
@@ -70,6 +70,7 @@ SPEED_LABEL_INTERVAL_S = 0.25  # a number is read at ~4 Hz; faster only repaints
 LOCK_REASON = "Locked while training: stop (Esc) or reset (Ctrl+R) to change the model."
 META_REASON = ("This base is an architecture on the meta device (shapes, no weights): inspect its placement, "
                "counts and memory; train on tiny-decoder or a checkpoint")
+LOOKING = "The lens is reading the model: Play and Step wait until it has finished"
 BUILDING = "Building the new setup in the background; edits made meanwhile apply once it is ready."
 STOPPING = "stopping… (the current step finishes first)"
 GEOMETRY_KEY = "window/geometry"
@@ -398,6 +399,20 @@ class MainWindow(QMainWindow):
     def dialog_parent(self) -> QWidget:
         return self
 
+    def diagram_zoom(self) -> tuple[float, tuple[float, float] | None]:
+        """The diagram's zoom relative to its fitted size and the scene point at its centre, as the user left
+        them; (1.0, None) while it follows the window's size (fitted)."""
+        view = self.view
+        fitted = view.fitted_scale()
+        if view.auto_fit or not fitted:
+            return 1.0, None
+        zoom = min(max(view.transform().m11() / fitted, ZOOM_RANGE[0]), ZOOM_RANGE[1])
+        centre = view.mapToScene(view.viewport().rect().center())
+        return zoom, (float(centre.x()), float(centre.y()))
+
+    def show_status(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
     def dock_allow(self, name: str, allowed: bool) -> None:
         self.docks.allow(name, allowed)
 
@@ -583,12 +598,18 @@ class MainWindow(QMainWindow):
         if self.controller.building:
             self.statusBar().showMessage(BUILDING, 4000)
             return
+        if self.docks.lens_panel.job.running:  # the lens reads the model (and bypasses its parts) meanwhile
+            self.statusBar().showMessage(LOOKING, 4000)
+            return
         self.preview.leave()
         self.runner.play_pause()
 
     def step_once(self) -> None:
         if self.controller.building:
             self.statusBar().showMessage(BUILDING, 4000)
+            return
+        if self.docks.lens_panel.job.running:  # the lens reads the model (and bypasses its parts) meanwhile
+            self.statusBar().showMessage(LOOKING, 4000)
             return
         self.preview.leave()
         self.runner.step_once()
@@ -630,6 +651,8 @@ class MainWindow(QMainWindow):
             self.stopping = False
             for action in (self.actions_.play, self.actions_.step):
                 action.setEnabled(True)
+            if self.docks.lens.isVisible():  # the run has stopped: show what it changed
+                self.docks.lens_panel.look()
         self.actions_.stop.setEnabled(state != "idle")
         self.actions_.play.setText("❚❚ Pause" if running else "▶ Play")
         locked = state != "idle"

@@ -1,0 +1,60 @@
+"""The Lens dock: the figures core/lenses computes for the window's model, drawn and exported; never while a run
+trains (Play waits for the look), and a shapes-only base says there is nothing to look at."""
+
+from __future__ import annotations
+
+import csv
+
+import torch
+from docks_helpers import docks_fixture  # noqa: F401 - the `docks` fixture
+
+from peft_studio.core.lenses.report import lens_report
+
+
+def _trained_lora(window) -> None:
+    """LoRA on q,v of the tiny base with B moved off zero, as after training (ΔW = (alpha/r) B A != 0)."""
+    c = window.controller
+    assert c.set_method("lora", {"r": 2, "targets": "q,v"}) and c.wait_for_builds()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in c.experiment.model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+
+
+def test_look_shows_the_cores_figures_and_exports_every_number(docks, window, qtbot, tmp_path):
+    _trained_lora(window)
+    panel = docks.lens_panel
+    assert panel.look()
+    qtbot.waitUntil(lambda: not panel.job.running, timeout=60_000)
+    expected = lens_report(window.controller.experiment, window.inference.entry.text().strip() or None)
+    assert [f.title for f in panel.figures] == [f.title for f in expected]
+    assert [panel.figure_list.item(i).text() for i in range(panel.figure_list.count())] == [f.title for f in expected]
+    first = panel.figures[0]
+    assert first.kind == "delta-w" and first.numbers["effective_rank"] <= 2.0 + 1e-6  # rank-2 update
+    assert panel.plot.getPlotItem().items, "the ΔW heatmap is drawn"
+    assert "effective rank" in panel.numbers.text()
+    out = panel.export_csv(tmp_path / "lens.csv")
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    exported = {(r["title"], r["name"]): float(r["value"]) for r in rows}
+    assert exported == {(f.title, k): float(v) for f in expected for k, v in f.numbers.items()}
+
+
+def test_play_waits_for_the_look_and_the_look_waits_for_the_run(docks, window, qtbot):
+    _trained_lora(window)
+    panel = docks.lens_panel
+    assert panel.look()
+    window.play_pause()  # refused while the lens reads the model
+    assert not window.runner.active
+    qtbot.waitUntil(lambda: not panel.job.running, timeout=60_000)
+    window.play_pause()
+    qtbot.waitUntil(lambda: window.runner.active, timeout=10_000)
+    assert not panel.look() and "Stop the run first" in panel.status.text()
+    window.stop()
+    qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
+
+
+def test_a_shapes_only_base_has_nothing_to_look_at(docks, window, qtbot):
+    c = window.controller
+    assert c.set_base("llama-3-8b") and c.wait_for_builds()
+    assert not docks.lens_panel.look() and "nothing to look at" in docks.lens_panel.status.text()
