@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 from core_helpers import attach, build_base, toy_batch
+from method_table import fitting_options
 
 from peft_studio.cli import main
 from peft_studio.core.bases import base_class, create_base
@@ -138,7 +139,9 @@ def test_every_method_attaches_on_meta_or_refuses_with_a_reason():
     assert outcomes["gpt2", "bitfit"] == "ok"
     ok = {k for k, v in outcomes.items() if v == "ok"}
     assert {("llama-3-8b", m) for m in METHODS if m != "bitfit"} <= ok
-    assert {("gpt2", m) for m in METHODS} <= ok  # QLoRA too: Conv1D weights quantized as transformers does
+    conv1d_refused = {m for m in METHODS if METHODS[m].refused_layers.get("Conv1D")}  # as PEFT refuses them
+    assert {("gpt2", m) for m in METHODS if m not in conv1d_refused} <= ok  # QLoRA too: Conv1D quantized
+    assert all("Conv1D" in outcomes["gpt2", m] for m in conv1d_refused)  # refused with the reason
 
 
 def test_qlora_on_meta_counts_bitsandbytes_storage():
@@ -230,7 +233,9 @@ def test_missing_config_file_is_one_error(capsys):
 # ---- tiny-decoder ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "bitfit"])
 def test_tiny_decoder_trains_every_method(method):
-    experiment = Experiment(Setup("tiny-decoder", method, {}), load_builtin("intents"))
+    data = load_builtin("intents")
+    options = fitting_options(method, create_base("tiny-decoder", data.make_tokenizer()))  # PEFT-sized defaults
+    experiment = Experiment(Setup("tiny-decoder", method, options or {}), data)
     losses = [event.loss for event in train(experiment, TrainSettings(steps=25, lr=1e-2, eval_every=25))]
     assert losses[-1] < losses[0]
 

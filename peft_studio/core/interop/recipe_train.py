@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(1)
             log(f"step={step} loss={loss.item():.4f}")
             if accelerator.num_processes > 1:  # every rank says it trained this step, on how many examples
-                print(f"rank={accelerator.process_index} step={step} examples={len(batch['labels'])}", flush=True)
+                # one write per line: two ranks share the pipe, and print's text and newline are two writes
+                print(f"rank={accelerator.process_index} step={step} examples={len(batch['labels'])}\n", end="",
+                      flush=True)
             if val_loader is not None and (step % args.eval_every == 0 or step == args.max_steps):
                 log(f"step={step} " + evaluate(model, val_loader, accelerator))
             if step >= args.max_steps:
