@@ -37,9 +37,6 @@ def private_user_folders(tmp_path_factory):
             os.environ[key] = value
 
 
-_FROZEN: list[bool] = []
-
-
 @pytest.fixture(autouse=True)
 def delete_closed_windows():
     """Windows of earlier tests really go. pytest-qt closes them and calls deleteLater, but a deferred delete waits
@@ -49,10 +46,6 @@ def delete_closed_windows():
     from PySide6.QtCore import QEvent
     from PySide6.QtWidgets import QApplication
 
-    if not _FROZEN:  # what earlier (core) tests left is never a window: out of every later collection's way
-        gc.collect()
-        gc.freeze()  # a full collection over that heap took ~6 s per GUI test at the end of the suite
-        _FROZEN.append(True)
     if QApplication.instance() is not None:
         QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         gc.collect()  # pyqtgraph's view-box menus have no Qt parent: they go with their Python owners' cycles

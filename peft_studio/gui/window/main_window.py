@@ -123,8 +123,12 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("PEFT Studio — where does the trainable part go?")
         self.controller = controller or Controller()
+        if controller is None:  # the window's own: it goes with the window (its connections hold the window)
+            self.controller.setParent(self)
         self.runner = Runner(self.controller)
+        self.runner.setParent(self)
         self.scene = DiagramScene(self.controller.view)
+        self.scene.setParent(self)  # Qt deletes it with the window, and with it the connections that hold the window
         self.view = DiagramView(self.scene, self.controller.view)
         self.form = MethodForm()
         self.card = MethodCardView()
