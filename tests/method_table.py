@@ -21,7 +21,7 @@ from peft_studio.core.bases.frozen import FrozenBase
 from peft_studio.core.errors import ConfigError
 from peft_studio.core.methods import METHODS, Method
 from peft_studio.core.methods.config import make_config
-from peft_studio.core.methods.fitting import fitting_options, valid_values  # noqa: F401 - tests import it here
+from peft_studio.core.methods.fitting import fitting_options, option_pairs, valid_values  # noqa: F401 - tests import it here
 from peft_studio.core.methods.method import TargetedMethod
 
 
@@ -59,14 +59,9 @@ def _valid_values(method_name: str, base: FrozenBase) -> dict[Any, tuple[Any, ..
     return valid_values(method_name, base)
 
 
-def _pairs(key: Any, value: Any) -> list[tuple[str, Any]]:
-    """(name, value) pairs of one table entry: a single option, or a group drawn together."""
-    return list(zip(key, value, strict=True)) if isinstance(key, tuple) else [(key, value)]
-
-
 def _draw_table(data, space: dict[Any, tuple[Any, ...]]) -> dict[str, Any]:
     return {name: value for key, values in space.items()
-            for name, value in _pairs(key, data.draw(st.sampled_from(values)))}
+            for name, value in option_pairs(key, data.draw(st.sampled_from(values)))}
 
 
 def _draw_subset(data, values: list, most: int = 4) -> list:

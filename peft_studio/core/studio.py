@@ -24,6 +24,7 @@ from .files.limits import check_base_options
 from .logs import log, report_unexpected
 from .memory.budget import check_memory
 from .methods import METHODS, get_method, method_for_click
+from .methods.fitting import fitting_options
 from .model.census import Census
 from .model.experiment import Experiment, Setup
 from .runs.train import TrainSettings
@@ -357,14 +358,21 @@ class StudioState:
             return self.apply(snapshot)
         remembered = dict(snapshot.remembered.get(name, {}))
         fresh = replace(snapshot, setup=replace(snapshot.setup, options={}))
-        tries = [(replace(snapshot, setup=replace(snapshot.setup, options=remembered)), "")] if remembered else []
-        tries.append((fresh, ""))  # the method's defaults when its remembered options do not build here
-        fitted = _fitting_options(name, self.experiment.base)
-        if fitted:  # PEFT's defaults are sized for real models (FourierFT's 1000 coefficients): settings that fit
-            tries.append((replace(snapshot, setup=replace(snapshot.setup, options=fitted)),
-                          f"{name}: its defaults do not fit {snapshot.setup.base}; starting from "
-                          f"{', '.join(f'{k}={v}' for k, v in fitted.items())}"))
-        return self.submit(Edit(lambda: tries, slow=self._slow(fresh), label=f"{snapshot.setup.base} · {name}"))
+        base = self.experiment.base
+
+        def attempts() -> Iterator[tuple[Snapshot, str]]:
+            if remembered:
+                yield replace(snapshot, setup=replace(snapshot.setup, options=remembered)), ""
+            yield fresh, ""  # the method's defaults when its remembered options do not build here
+            # reached only when those failed: PEFT sizes some defaults for real models (FourierFT's 1000
+            # coefficients), so start from settings that fit this base, saying so
+            fitted = fitting_options(name, base) if name in METHODS else None
+            if fitted:
+                yield (replace(snapshot, setup=replace(snapshot.setup, options=fitted)),
+                       f"{name}: its defaults do not fit {snapshot.setup.base}; starting from "
+                       f"{', '.join(f'{k}={v}' for k, v in fitted.items())}")
+
+        return self.submit(Edit(attempts, slow=self._slow(fresh), label=f"{snapshot.setup.base} · {name}"))
 
     def set_option(self, name: str, value: Any) -> bool:
         snapshot = self._next()
@@ -553,15 +561,3 @@ def _options_for_base(name: str, options: dict[str, Any]) -> tuple[dict[str, Any
         return check_base_options(name, options), []
     except PeftStudioError:
         return {}, sorted(options)
-
-
-def _fitting_options(method: str, base: Any) -> dict[str, Any]:
-    """Options that fit `base` when the method's defaults do not ({} otherwise, or when nothing fits)."""
-    from .methods.fitting import fitting_options
-
-    if method not in METHODS or base.on_meta_device and base.num_layers > 64:
-        return {}
-    try:
-        return fitting_options(method, base) or {}
-    except Exception:  # noqa: BLE001 - a suggestion only: the defaults' own error is what the user sees
-        return {}

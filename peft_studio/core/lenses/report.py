@@ -28,7 +28,8 @@ def lens_report(experiment: Any, sentence: str | None = None, with_forgetting: b
     return figures
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
+    """A lens number as the CLI and the Lens dock show it: whole numbers with separators, else 4 digits."""
     return f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
 
 
@@ -36,7 +37,7 @@ def lens_lines(figures: list[LensFigure]) -> list[str]:
     """One line per figure with its numbers, then the arrays and tables a terminal can show."""
     lines = []
     for figure in figures:
-        numbers = ", ".join(f"{NUMBER_WORDS.get(k, k)} {_number(v)}" for k, v in figure.numbers.items())
+        numbers = ", ".join(f"{NUMBER_WORDS.get(k, k)} {number_text(v)}" for k, v in figure.numbers.items())
         lines.append(f"{figure.title}: {numbers}" if numbers else figure.title)
         if "singular_values" in figure.arrays:
             values = figure.arrays["singular_values"][:12]

@@ -13,7 +13,7 @@ from . import METHODS
 from .config import make_config
 
 
-def _pairs(key: Any, value: Any) -> list[tuple[str, Any]]:
+def option_pairs(key: Any, value: Any) -> list[tuple[str, Any]]:
     """An example_space entry: one option, or a tuple of options drawn together (BOFT's block size and number)."""
     return list(zip(key, value, strict=True)) if isinstance(key, tuple) else [(key, value)]
 
@@ -26,7 +26,7 @@ def valid_values(method_name: str, base: FrozenBase) -> dict[Any, tuple[Any, ...
         kept = []
         for value in values:
             try:
-                method.validate(make_config(method.config_cls, dict(_pairs(option, value))), base)
+                method.validate(make_config(method.config_cls, dict(option_pairs(option, value))), base)
             except ConfigError:
                 continue
             kept.append(value)
@@ -45,7 +45,7 @@ def fitting_options(method_name: str, base: FrozenBase) -> dict[str, Any] | None
     except ConfigError:
         pass
     options = dict(pair for option, values in valid_values(method_name, base).items()
-                   for pair in _pairs(option, values[0]))
+                   for pair in option_pairs(option, values[0]))
     try:
         method.validate(make_config(method.config_cls, options), base)
     except ConfigError:

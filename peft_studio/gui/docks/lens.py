@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.lenses import LensFigure
-from ...core.lenses.report import NUMBER_WORDS, lens_report
+from ...core.lenses.report import NUMBER_WORDS, lens_report, number_text
 from ..jobs.background import BackgroundJob
 from ..jobs.worker import JobError
 from ..plain import plain_label, set_plain
@@ -132,7 +132,7 @@ class LensPanel(QWidget):
             set_plain(self.numbers, "")
             return
         figure = self.figures[row]
-        words = [f"{NUMBER_WORDS.get(k, k)}: {_number(v)}" for k, v in figure.numbers.items()]
+        words = [f"{NUMBER_WORDS.get(k, k)}: {number_text(v)}" for k, v in figure.numbers.items()]
         set_plain(self.numbers, "   ".join(words) + (f"\n{figure.note}" if figure.note else ""))
         self._draw_arrays(figure)
         self._fill_table(figure)
@@ -168,7 +168,7 @@ class LensPanel(QWidget):
         self.table.setRowCount(len(figure.table))
         for r, row in enumerate(figure.table):
             for c, cell in enumerate(row):
-                self.table.setItem(r, c, QTableWidgetItem(_number(cell) if isinstance(cell, float) else str(cell)))
+                self.table.setItem(r, c, QTableWidgetItem(number_text(cell) if isinstance(cell, float) else str(cell)))
 
     # ---- export ------------------------------------------------------------------------------------
     def export_dialog(self) -> Path | None:
@@ -188,6 +188,3 @@ class LensPanel(QWidget):
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
         return self.job.stop_and_wait(timeout_ms)
 
-
-def _number(value: float) -> str:
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
