@@ -144,7 +144,14 @@ def _rope_block(params: Mapping[str, Any], where: str, max_positions: int) -> fl
     low, high = params.get("low_freq_factor"), params.get("high_freq_factor")
     if low is not None and high is not None and high <= low:
         raise BaseLoadError(f"{where}: high_freq_factor ({high}) must be greater than low_freq_factor ({low})")
-    theta = params.get("rope_theta")
-    if theta is not None and theta > ROPE_THETA_MAX:
+    return checked_rope_theta(params.get("rope_theta"), where)
+
+
+def checked_rope_theta(theta: Any, where: str) -> float | None:
+    """rope_theta as a float in (0, ROPE_THETA_MAX], wherever a config carries it (top level or a rope block);
+    None when absent."""
+    if theta is None:
+        return None
+    if type(theta) not in (int, float) or not math.isfinite(theta) or not 0 < theta <= ROPE_THETA_MAX:
         raise BaseLoadError(f"{where}: rope_theta must be a number in (0, {ROPE_THETA_MAX:g}] (got {_show(theta)})")
-    return None if theta is None else float(theta)
+    return float(theta)

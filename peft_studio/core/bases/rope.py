@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import BaseLoadError
-from .config_limits import ROPE_THETA_MAX
+from .config_limits import checked_rope_theta
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
 DEFAULT_THETA = 10_000.0
@@ -76,11 +76,7 @@ def rope_spec(raw: Mapping[str, Any], where: str, max_positions: int) -> RopeSpe
     if not isinstance(params, Mapping):
         raise BaseLoadError(f"{where}: rope_scaling / rope_parameters must be an object (got {params!r})")
     params = dict(params)
-    top_theta = raw.get("rope_theta")
-    if top_theta is not None and (type(top_theta) not in (int, float) or not math.isfinite(top_theta)
-                                  or not 0 < top_theta <= ROPE_THETA_MAX):
-        raise BaseLoadError(f"{where}: rope_theta must be a number in (0, {ROPE_THETA_MAX:g}] (got "
-                            f"{str(top_theta)[:40]})")
+    top_theta = checked_rope_theta(raw.get("rope_theta"), where)
     if "rope_theta" not in params and top_theta is not None:
         params["rope_theta"] = top_theta
     rope_type = params.get("rope_type", params.get("type", "default"))
