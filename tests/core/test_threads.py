@@ -78,3 +78,26 @@ def test_one_core_needs_no_measuring():
     machine = Machine({1: 75.0})
     choice = machine.choice(cores=1)
     assert choice.for_run("a", machine.probe) == 1 and machine.steps == {} and choice.probes == 0
+
+
+class Burst(Machine):
+    """A machine where another process takes a core from `start` to `end` s: 2 threads slow 10x, 1 not at all."""
+
+    def __init__(self, rates: dict[int, float], start: float, end: float) -> None:
+        super().__init__(rates)
+        self.start, self.end = start, end
+
+    def probe(self, threads: int) -> float:
+        slow = threads > 1 and self.start <= self.now < self.end
+        seconds = (10.0 if slow else 1.0) / self.rates[threads]
+        self.now += seconds
+        self.steps[threads] = self.steps.get(threads, 0) + 1
+        return seconds
+
+
+def test_a_passing_burst_does_not_decide_the_count():
+    # the burst covers the slice of time in which 2 threads would be measured if each count were timed alone
+    machine = Burst({1: 75.0, 2: 120.0}, start=0.11, end=0.4)
+    choice = machine.choice()
+    assert choice.for_run("a", machine.probe) == 2
+    assert choice.rates[2] == pytest.approx(120.0)  # the median step: the slow ones are the minority

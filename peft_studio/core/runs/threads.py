@@ -55,9 +55,13 @@ Probe = Callable[[int], float]  # run one step's work at this many threads; its 
 class ThreadChoice:
     """The thread count of each run: `for_run(key, probe)` before the first step, fixed until the run ends.
 
-    Measuring runs every candidate once untimed (a new thread team warms up), then times it until it has
-    `probe_steps` steps and `probe_s` seconds (at most `max_probe_s`), and keeps the count with the
-    shortest median step. The count chosen for a key is remembered (the last `remember` keys).
+    Measuring runs every candidate once untimed (a new thread team warms up), then times them in turn, one
+    step each, in an order reversed every round (1 2, 2 1, ...); a count leaves the turns once it has
+    `probe_steps` steps and `probe_s` seconds of its own (or `max_probe_s`). The count with the shortest
+    median step is kept. Turns, because a count timed alone in its own slice of time took the whole of any
+    passing disturbance (the window's repaint after Play, a neighbour's burst), and a disturbance slows 2
+    threads on 2 cores far more than 1: one burst could give a quiet machine's run 1 thread throughout.
+    The count chosen for a key is remembered (the last `remember` keys).
     """
 
     def __init__(self, cores: int | None = None, *, probe_steps: int = 3, probe_s: float = 0.1,
@@ -88,19 +92,25 @@ class ThreadChoice:
         if len(self.candidates) == 1:
             self.threads = self.candidates[0]
             return self.threads
-        self.rates = {count: self._rate(count, probe) for count in self.candidates}
+        self.rates = self._rates(probe)
         self.probes += 1
         self.threads = max(self.rates, key=self.rates.__getitem__)
         return self.threads
 
-    def _rate(self, count: int, probe: Probe) -> float:
-        probe(count)  # untimed: the team for this count starts up
-        samples: list[float] = []
-        started = self.clock()
-        while True:
-            samples.append(probe(count))
-            spent = self.clock() - started
-            if spent >= self.max_probe_s or (len(samples) >= self.probe_steps and spent >= self.probe_s):
-                break
-        median = statistics.median(samples)
-        return 1.0 / median if median > 0 else float("inf")
+    def _rates(self, probe: Probe) -> dict[int, float]:
+        for count in self.candidates:
+            probe(count)  # untimed: the team for this count starts up
+        samples: dict[int, list[float]] = {count: [] for count in self.candidates}
+        spent = dict.fromkeys(self.candidates, 0.0)  # each count's own time: a slow count cannot starve the others
+        order = list(self.candidates)
+        while order:
+            for count in order:
+                started = self.clock()
+                samples[count].append(probe(count))
+                spent[count] += self.clock() - started
+            order = [count for count in reversed(order) if not self._measured(samples[count], spent[count])]
+        medians = {count: statistics.median(times) for count, times in samples.items()}
+        return {count: 1.0 / median if median > 0 else float("inf") for count, median in medians.items()}
+
+    def _measured(self, samples: list[float], spent: float) -> bool:
+        return spent >= self.max_probe_s or (len(samples) >= self.probe_steps and spent >= self.probe_s)

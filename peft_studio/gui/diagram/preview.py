@@ -18,7 +18,7 @@ from ...core.errors import PeftStudioError
 from ...core.methods import METHODS
 from ...core.model.experiment import Experiment
 from ...core.studio import ClickEffect, builds_slowly
-from ..jobs.worker import Worker
+from ..jobs.worker import BUILD_TORCH_THREADS, Worker
 from .describe import diagram_info
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class Preview:
         setup = replace(c.setup, method=method, options={})
         dataset = c.dataset
         if builds_slowly(setup.base):  # a checkpoint: built beside the run, shown when ready
-            worker = Worker(lambda: iter([Experiment(setup, dataset)]))
+            worker = Worker(lambda: iter([Experiment(setup, dataset)]), where="building the preview",
+                            torch_threads=BUILD_TORCH_THREADS)
             worker.finished.connect(lambda: self._built(worker, method))
             self._builds.append(worker)
             worker.start()

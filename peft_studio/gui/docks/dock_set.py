@@ -3,16 +3,18 @@ Try it, tensors), Compare the family, Adapters, Exercises and Memory at scale sh
 (opening one raises its tab: it never squeezes the diagram into a sliver); a floated dock opens at a
 sensible size; lesson notes are a strip above the diagram (gui/window/strips.py), not a dock.
 
-A dock that closes while its job runs asks first: stop the job, or keep it running (it stays listed above
-the diagram with its Stop button). A lesson may forbid a dock (`allow(name, False)`): it is hidden and its
-toggle action with it, until a lesson allows it again.
+A panel is built when its dock is first shown (or first asked for, `docks.board`, ...): the window's first
+paint and start-up pay for the dock frames and their tabs only. A dock that closes while its job runs asks
+first: stop the job, or keep it running (it stays listed above the diagram with its Stop button). A lesson
+may forbid a dock (`allow(name, False)`): it is hidden and its toggle action with it, until a lesson allows
+it again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
@@ -22,14 +24,14 @@ from ...core.jobs import Job
 from ...core.runs.run_store import RunStore
 from .. import plain
 from ..window.lessons import install_lessons, open_lesson_action, save_lesson_dialog
-from .adapter_lab import AdapterLab
-from .compare import ComparePanel
-from .exercises import ExercisesDock
-from .lens import LensPanel
-from .memory import MemoryScalePanel
 
 if TYPE_CHECKING:
     from ..window.main_window import MainWindow
+    from .adapter_lab import AdapterLab
+    from .compare import ComparePanel
+    from .exercises import ExercisesDock
+    from .lens import LensPanel
+    from .memory import MemoryScalePanel
 
 # Ctrl+Alt: the window's own shortcuts use plain keys, Ctrl and Ctrl+Shift (gui/window/actions.py).
 SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N",
@@ -50,12 +52,43 @@ def ask_stop_or_keep(parent: QWidget, panel: str, jobs: list[Job]) -> str:
 
 
 class PanelDock(QDockWidget):
-    """A dock that asks before closing over its running jobs, and floats at a sensible size."""
+    """A dock that asks before closing over its running jobs, and floats at a sensible size. With `build`, its
+    panel is made when the dock is first shown, or first asked for (`panel()`)."""
 
-    def __init__(self, title: str, window: MainWindow, jobs: Callable[[], list[Job]]) -> None:
+    def __init__(self, title: str, window: MainWindow, jobs: Callable[[], list[Job]],
+                 build: Callable[[], QWidget] | None = None, scroll: bool = True) -> None:
         super().__init__(title, window)
         self.jobs = jobs
         self.topLevelChanged.connect(self._floated)
+        self._build, self._scroll = build, scroll
+        self.content: QWidget | None = None  # the panel, once built
+        self.on_built: list[Callable[[QWidget], None]] = []
+        if build is not None:
+            self.visibilityChanged.connect(lambda shown: shown and self.panel())
+
+    def panel(self) -> QWidget:
+        """The dock's panel, built now if it was not yet."""
+        if self.content is None:
+            assert self._build is not None
+            self.set_panel(self._build())
+        assert self.content is not None
+        return self.content
+
+    def set_panel(self, widget: QWidget) -> None:
+        self.content = widget
+        if self._scroll:
+            # Scrolled: a panel taller than its share of a 720-pixel screen scrolls instead of pushing the
+            # window past the screen's bottom edge.
+            area = QScrollArea()
+            area.setWidgetResizable(True)
+            area.setFrameShape(QScrollArea.Shape.NoFrame)
+            area.setWidget(widget)
+            self.setWidget(area)
+        else:
+            self.setWidget(widget)
+        callbacks, self.on_built = self.on_built, []
+        for callback in callbacks:
+            callback(widget)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         running = self.jobs()
@@ -85,20 +118,54 @@ class Docks:
     window: MainWindow
     examples_menu: QMenu
     setup: QDockWidget
-    adapters: QDockWidget
-    exercises: QDockWidget
-    compare: QDockWidget
-    memory: QDockWidget
-    board: ComparePanel
-    lab: AdapterLab
-    exercises_wiring: ExercisesDock
-    memory_panel: MemoryScalePanel
-    lens: QDockWidget
-    lens_panel: LensPanel
+    adapters: PanelDock
+    exercises: PanelDock
+    compare: PanelDock
+    memory: PanelDock
+    lens: PanelDock
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
     save_lesson: QAction | None = None
+    exercises_wiring_: ExercisesDock | None = None  # made with the Exercises panel
+
+    # the panels, built on first use
+    @property
+    def board(self) -> ComparePanel:
+        return self.compare.panel()  # type: ignore[return-value]
+
+    @property
+    def lab(self) -> AdapterLab:
+        return self.adapters.panel()  # type: ignore[return-value]
+
+    @property
+    def exercises_wiring(self) -> ExercisesDock:
+        self.exercises.panel()
+        assert self.exercises_wiring_ is not None
+        return self.exercises_wiring_
+
+    @property
+    def memory_panel(self) -> MemoryScalePanel:
+        return self.memory.panel()  # type: ignore[return-value]
+
+    @property
+    def lens_panel(self) -> LensPanel:
+        return self.lens.panel()  # type: ignore[return-value]
+
+    def built(self, name: str) -> Any:
+        """The panel of dock `name` if it has been built, else None (its jobs cannot be running)."""
+        if name == "exercises":
+            return self.exercises_wiring_
+        return self.dock(name).content
+
+    def when_built(self, name: str, callback: Callable[[Any], None]) -> None:
+        """Call `callback(panel)` once dock `name`'s panel exists (now, if it does)."""
+        dock = self.dock(name)
+        assert isinstance(dock, PanelDock)
+        if dock.content is not None:
+            callback(dock.content)
+        else:
+            dock.on_built.append(callback)
 
     @property
     def notes_strip(self):
@@ -129,9 +196,26 @@ class Docks:
 
     def busy(self) -> bool:
         """A thread one of the docks started is still running (it may be finishing a stopped step)."""
-        wiring = self.exercises_wiring
-        return any(job.running for job in (self.board.job, wiring.sweep, wiring.comparison, self.lab.job,
-                                           self.lab.hash_job, self.lab.lora_tools.job, self.lens_panel.job))
+        return any(job.running for job in self._jobs())
+
+    def _jobs(self) -> list[Any]:
+        """The background jobs of the panels built so far (a panel never built started none)."""
+        jobs: list[Any] = []
+        if (board := self.built("compare")) is not None:
+            jobs.append(board.job)
+        if (wiring := self.built("exercises")) is not None:
+            jobs += [wiring.sweep, wiring.comparison]
+        if (lab := self.built("adapters")) is not None:
+            jobs += [lab.job, lab.hash_job, lab.lora_tools.job]
+        if (lens := self.built("lens")) is not None:
+            jobs.append(lens.job)
+        return jobs
+
+    @property
+    def lens_reading(self) -> bool:
+        """The lens reads the model (and bypasses its parts) meanwhile."""
+        lens = self.built("lens")
+        return lens is not None and lens.job.running
 
 
 def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, setup_panel: QWidget,
@@ -141,10 +225,46 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     window.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks
                           | QMainWindow.DockOption.AllowNestedDocks)
     window.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, QTabWidget.TabPosition.North)
-    board = ComparePanel(window.controller, store)
-    board.failed.connect(window.show_error)
-    lab = AdapterLab(window)
-    memory_panel = MemoryScalePanel(window.controller)
+    docks: Docks
+
+    def board() -> QWidget:
+        from .compare import ComparePanel
+
+        panel = ComparePanel(window.controller, store)
+        panel.failed.connect(window.show_error)
+        return panel
+
+    def lab() -> QWidget:
+        from .adapter_lab import AdapterLab
+
+        return AdapterLab(window)
+
+    def memory_panel() -> QWidget:
+        from .memory import MemoryScalePanel
+
+        return MemoryScalePanel(window.controller)
+
+    def compare() -> None:  # exercise 4: the board on the lesson's setup, ready for the class to press Run
+        compare_dock.show()
+        compare_dock.raise_()
+        docks.board.tabs.setCurrentWidget(docks.board.board)
+        docks.board.status.setText(docks.board.family_plan())
+
+    def exercises_panel() -> QWidget:
+        from .exercises import ExercisesDock
+
+        wiring = ExercisesDock(window, compare=compare)
+        wiring.show_adapters = lambda: (docks.lab.prepare_for(window.controller.setup.base),
+                                        docks.show_dock("adapters"))
+        docks.exercises_wiring_ = wiring
+        return wiring.panel
+
+    def lens_panel() -> QWidget:
+        from .lens import LensPanel
+
+        return LensPanel(lambda: window.controller.experiment, lambda: window.inference.entry.text(),
+                         busy=lambda: window.runner.active)
+
     setup = _dock(window, "Setup", "setupDock", setup_panel, lambda: [], scroll=False)
     setup.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                       | QDockWidget.DockWidgetFeature.DockWidgetFloatable)  # hidden with Panels (Ctrl+B), not closed
@@ -152,29 +272,17 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     # take the whole dock and pushed the table out of view).
     compare_dock = _dock(window, "Compare", "compareDock", board, lambda: window.controller.jobs.running("compare"),
                          scroll=False, menu_text="Compare the family")
-
-    def compare() -> None:  # exercise 4: the board on the lesson's setup, ready for the class to press Run
-        compare_dock.show()
-        compare_dock.raise_()
-        board.tabs.setCurrentWidget(board.board)
-        board.status.setText(board.family_plan())
-
-    wiring = ExercisesDock(window, compare=compare)
     adapters = _dock(window, "Adapters", "adaptersDock", lab, lambda: window.controller.jobs.running("adapters"))
-    exercises = _dock(window, "Exercises", "exercisesDock", wiring.panel,
+    exercises = _dock(window, "Exercises", "exercisesDock", exercises_panel,
                       lambda: window.controller.jobs.running("exercises"))
     memory = _dock(window, "Memory", "memoryScaleDock", memory_panel, lambda: [], menu_text="Memory at scale")
-    lens_panel = LensPanel(lambda: window.controller.experiment, lambda: window.inference.entry.text(),
-                           busy=lambda: window.runner.active)
     lens = _dock(window, "Lens", "lensDock", lens_panel, lambda: [], scroll=False,
                  menu_text="Lens: what training changed")
     for dock in (compare_dock, adapters, exercises, memory, lens):
         window.tabifyDockWidget(setup, dock)
         dock.hide()
     setup.raise_()
-    docks = Docks(window, examples_menu, setup, adapters, exercises, compare_dock, memory, board, lab, wiring,
-                  memory_panel, lens, lens_panel)
-    wiring.show_adapters = lambda: (lab.prepare_for(window.controller.setup.base), docks.show_dock("adapters"))
+    docks = Docks(window, examples_menu, setup, adapters, exercises, compare_dock, memory, lens)
     view_menu.addSeparator()
     for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
                        ("memory", memory), ("lens", lens)):
@@ -202,41 +310,42 @@ def _shortcut(window: MainWindow, menu: QMenu, docks: Docks, name: str, toggle: 
     docks.toggles[name] = toggle
 
 
-def _dock(window: MainWindow, title: str, name: str, widget: QWidget, jobs: Callable[[], list[Job]],
-          scroll: bool = True, menu_text: str = "") -> QDockWidget:
+def _dock(window: MainWindow, title: str, name: str, content: QWidget | Callable[[], QWidget],
+          jobs: Callable[[], list[Job]], scroll: bool = True, menu_text: str = "") -> PanelDock:
     """A dock with a short title (five tabs share a 1280-pixel projector's side area) and its longer name in
-    the View menu."""
-    dock = PanelDock(title, window, jobs)
+    the View menu; `content` is its panel, or the function that builds it when the dock is first shown."""
+    build = None if isinstance(content, QWidget) else content
+    dock = PanelDock(title, window, jobs, build, scroll)
     dock.setObjectName(name)  # saveState/restoreState find docks by name
     dock.toggleViewAction().setText(menu_text or title)
-    if scroll:
-        # Scrolled: a panel taller than its share of a 720-pixel screen scrolls instead of pushing the window
-        # past the screen's bottom edge.
-        area = QScrollArea()
-        area.setWidgetResizable(True)
-        area.setFrameShape(QScrollArea.Shape.NoFrame)
-        area.setWidget(widget)
-        dock.setWidget(area)
-    else:
-        dock.setWidget(widget)
+    if isinstance(content, QWidget):
+        dock.set_panel(content)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     return dock
 
 
 def stop_docks(docks: Docks) -> None:
-    """Ask every worker the docks started to stop, without waiting."""
-    docks.lab.stop()
-    docks.exercises_wiring.stop()
-    docks.board.stop_family()
-    docks.lens_panel.job.stop()
+    """Ask every worker the docks started to stop, without waiting (a panel never built started none)."""
+    if (lab := docks.built("adapters")) is not None:
+        lab.stop()
+    if (wiring := docks.built("exercises")) is not None:
+        wiring.stop()
+    if (board := docks.built("compare")) is not None:
+        board.stop_family()
+    if (lens := docks.built("lens")) is not None:
+        lens.job.stop()
 
 
 def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
     """Stop every worker the docks started and wait for them. For tests and scripts: the window never waits
     (it stops them, hides, and closes when they have ended)."""
     stop_docks(docks)
-    return (docks.lab.stop_and_wait(timeout_ms) & docks.exercises_wiring.stop_and_wait(timeout_ms)
-            & docks.board.stop_and_wait(timeout_ms) & docks.lens_panel.stop_and_wait(timeout_ms))
+    panels = [docks.built(name) for name in ("adapters", "exercises", "compare", "lens")]
+    done = True
+    for panel in panels:
+        if panel is not None:
+            done &= panel.stop_and_wait(timeout_ms)
+    return done
 
 
 def install_save_lesson(window: MainWindow) -> QAction:

@@ -9,7 +9,6 @@ idle window does no periodic work at all.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core.runs.threads import ThreadChoice
 from ..window.controller import Controller
+from . import heap
 from .frame_budget import FASTEST_MS, GUI_SHARE, FrameBudget
 from .worker import GUI_TORCH_THREADS, TrainWorker, warm_up
 
@@ -136,7 +136,7 @@ class Runner(QObject):
         self._warm_up.join()  # at once unless Play comes within a second or two of start-up
         # A full collection walks every object (Qt wrappers, torch modules): ~60-120 ms holding the GIL,
         # which freezes the GUI and the worker alike. Freezing the startup heap keeps collections tiny.
-        gc.freeze()
+        heap.hold()
         controller = self.controller
         controller.lock()
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused,
@@ -185,7 +185,7 @@ class Runner(QObject):
         self.timer.stop()
         self.controller.unlock()
         worker.deleteLater()
-        gc.unfreeze()  # collect at leisure while idle
+        heap.release()  # collect at leisure while idle
         self._set_state("idle")
         self.finished.emit()
         error = worker.error  # reported once idle (a modal dialog mid-tick would nest)

@@ -37,6 +37,11 @@ from ..diagram.gains import sample_gains
 # measured before a run's first step and fixed for the run (core/runs/threads.py), since the best
 # count depends on what else the machine is doing.
 GUI_TORCH_THREADS = 1
+# A build (a new setup's model, made off the GUI thread) copies, hashes and tokenizes: memory-bound work that a
+# second torch thread does not speed up, and that collapses when another process wants a core. Switching from
+# tiny to MiniLM (the core's build alone, load average 9 on 2 cores): 2 threads 3.0 s (0.65 s of CPU), 1 thread
+# 0.41 s (0.10 s of CPU). One thread also leaves the GUI thread a core of its own while it waits to repaint.
+BUILD_TORCH_THREADS = 1
 GRAD_INTERVAL_S = 0.1  # gradient norms at most 10 times a second: they cost ~30% when taken per step
 
 
@@ -58,8 +63,9 @@ class Worker(QThread):
     instances: weakref.WeakSet[Worker] = weakref.WeakSet()  # lets tests prove none is left running
 
     def __init__(self, make: Callable[[], Iterator[Any]], on_stop: Callable[[], None] | None = None,
-                 where: str = "a background job") -> None:
+                 where: str = "a background job", torch_threads: int | None = None) -> None:
         super().__init__()
+        self.torch_threads = torch_threads  # None: a modest team (prepare_thread)
         Worker.instances.add(self)
         self.make = make
         self.on_stop = on_stop
@@ -69,8 +75,9 @@ class Worker(QThread):
         self._stop = threading.Event()
 
     def prepare_thread(self) -> None:
-        """A background job gets a fixed, modest team of torch threads (training chooses by measuring)."""
-        torch.set_num_threads(max(1, min(4, usable_cores())))
+        """A background job gets a fixed, modest team of torch threads, or the count it asked for (training
+        chooses by measuring)."""
+        torch.set_num_threads(self.torch_threads or max(1, min(4, usable_cores())))
 
     def run(self) -> None:  # worker thread
         self.prepare_thread()

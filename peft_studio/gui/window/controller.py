@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core.adapters.adapter_set import AdapterSet, SetAdapter
 from ...core.bases.sites import Site
@@ -26,7 +26,10 @@ from ...core.studio import BuildFailure, Built, ClickEffect, Edit, Snapshot, Stu
 from ...core.teaching.examples import SEED_EXAMPLE
 from ...core.view import ViewState
 from ...core.workspace import Workspace
-from ..jobs.worker import Worker
+from ..jobs import heap
+from ..jobs.worker import BUILD_TORCH_THREADS, Worker
+
+HEAP_RESUME_MS = 500  # collections paused for a build resume this long after its commit: the repaint comes first
 
 
 class Controller(QObject):
@@ -225,7 +228,8 @@ class Controller(QObject):
     # ---- slow builds ------------------------------------------------------------------------------
     def _build_in_background(self, edit: Edit) -> bool:
         studio = self._studio
-        worker = Worker(lambda: iter([studio.prepare(edit)]))
+        heap.pause()  # no collection of the window's heap inside the build and its commit (jobs/heap.py)
+        worker = Worker(lambda: iter([studio.prepare(edit)]), where="building", torch_threads=BUILD_TORCH_THREADS)
         job = self.jobs.start(f"Building {edit.label or 'the model'}", "window",
                               stop=lambda: self._abandon(worker))
         self._build = (worker, edit, job)
@@ -239,6 +243,7 @@ class Controller(QObject):
         worker.deleteLater()
         if self._build is None or self._build[0] is not worker:  # abandoned: the previous setup stays
             return
+        QTimer.singleShot(HEAP_RESUME_MS, heap.resume)  # once the new diagram has painted
         _, edit, job = self._build
         self._build = None
         self.jobs.end(job)
@@ -254,6 +259,7 @@ class Controller(QObject):
             return
         _, edit, job = self._build
         self._build = None
+        heap.resume()
         self._abandoned.append(worker)
         self.jobs.end(job, STOPPED)
         if edit.after is not None:

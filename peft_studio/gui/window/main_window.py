@@ -145,6 +145,7 @@ class MainWindow(QMainWindow):
         self._latest_grads: dict[str, float] = {}
         self._speed_shown_at = 0.0
         self._pictures: dict | None = None  # IA3's pictures for the current experiment and sentence, on demand
+        self._refusals: tuple[tuple, list[str]] | None = None  # the method list's reasons, and what they hold for
         self.actions_ = StudioActions(self, Slots(
             reset=self.reset, play_pause=self.play_pause, step_once=self.step_once,
             stop=self.stop, seed_example=self.controller.seed_example, undo=self.controller.undo,
@@ -169,9 +170,7 @@ class MainWindow(QMainWindow):
         self.docks = install_docks(self, menus["Examples"], menus["View"], self.side)
         self.side_dock = self.docks.setup
         self.binding = ViewBinding(self, self.controller.view)
-        self.docks.board.method_started.connect(self.preview.follow)
-        self.docks.board.family_finished.connect(self.preview.end)
-        self.docks.board.method_chosen.connect(self.choose_placed_method)
+        self.docks.when_built("compare", self._wire_board)
         self.rank_dock, self.rank_grid = rank_grid_dock(self)  # shown when a method reports live ranks
         self._connect()
         self.field_keys = FieldKeys(self, self.view, self.actions_.all)
@@ -180,6 +179,11 @@ class MainWindow(QMainWindow):
         self.completed = False
         if complete:
             self.complete()
+
+    def _wire_board(self, board) -> None:
+        board.method_started.connect(self.preview.follow)
+        board.family_finished.connect(self.preview.end)
+        board.method_chosen.connect(self.choose_placed_method)
 
     def complete(self) -> None:
         """The first experiment's diagram, panels and table, and the setup the window last closed on: what the
@@ -505,10 +509,15 @@ class MainWindow(QMainWindow):
         dialog."""
         exp = self.controller.experiment
         model = self.method_box.model()
-        for i, method in enumerate(METHODS.values()):
+        # The refusals depend on the base (built from its name, options and the dataset) and the task, not on the
+        # method's options: an option edit on a 70B architecture re-checked every method (~0.1 s) for nothing.
+        key = (exp.setup.base, repr(sorted(exp.setup.base_options.items())), exp.dataset, exp.next_token,
+               tuple(METHODS))
+        if self._refusals is None or self._refusals[0] != key:
+            self._refusals = (key, [method_refusal(method, exp) for method in METHODS.values()])
+        for i, (method, reason) in enumerate(zip(METHODS.values(), self._refusals[1], strict=True)):
             if i >= model.rowCount():
                 break
-            reason = method_refusal(method, exp)
             item = model.item(i)
             item.setEnabled(not reason)
             tip = f"{method.title}: {method.card.where}"
@@ -602,7 +611,7 @@ class MainWindow(QMainWindow):
         if self.controller.building:
             self.statusBar().showMessage(BUILDING, 4000)
             return
-        if self.docks.lens_panel.job.running:  # the lens reads the model (and bypasses its parts) meanwhile
+        if self.docks.lens_reading:  # the lens reads the model (and bypasses its parts) meanwhile
             self.statusBar().showMessage(LOOKING, 4000)
             return
         self.preview.leave()
@@ -612,7 +621,7 @@ class MainWindow(QMainWindow):
         if self.controller.building:
             self.statusBar().showMessage(BUILDING, 4000)
             return
-        if self.docks.lens_panel.job.running:  # the lens reads the model (and bypasses its parts) meanwhile
+        if self.docks.lens_reading:  # the lens reads the model (and bypasses its parts) meanwhile
             self.statusBar().showMessage(LOOKING, 4000)
             return
         self.preview.leave()
