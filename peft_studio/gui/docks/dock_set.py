@@ -25,6 +25,7 @@ from ..window.lessons import install_lessons, open_lesson_action, save_lesson_di
 from .adapter_lab import AdapterLab
 from .compare import ComparePanel
 from .exercises import ExercisesDock
+from .family_map import MAP_OWNER, FamilyMapPanel
 from .lens import LensPanel
 from .memory import MemoryScalePanel
 
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 
 # Ctrl+Alt: the window's own shortcuts use plain keys, Ctrl and Ctrl+Shift (gui/window/actions.py).
 SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N",
-             "memory": "Ctrl+Alt+M", "lens": "Ctrl+Alt+L"}
-DOCK_NAMES = ("compare", "adapters", "exercises", "memory", "lens")
+             "memory": "Ctrl+Alt+M", "lens": "Ctrl+Alt+L", "family-map": "Ctrl+Alt+F"}
+DOCK_NAMES = ("compare", "adapters", "exercises", "memory", "lens", "family-map")
+MAP_SIZE = QSize(1240, 680)  # the family map opens floating, as large as a 1280x720 projector allows
 FLOAT_SIZE = QSize(1100, 680)  # a floated dock opens at this size (at most 85% of the screen)
 
 
@@ -95,6 +97,8 @@ class Docks:
     memory_panel: MemoryScalePanel
     lens: QDockWidget
     lens_panel: LensPanel
+    family_map: QDockWidget
+    map_panel: FamilyMapPanel
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
@@ -106,7 +110,7 @@ class Docks:
 
     def dock(self, name: str) -> QDockWidget:
         return {"adapters": self.adapters, "exercises": self.exercises, "compare": self.compare,
-                "memory": self.memory, "setup": self.setup, "lens": self.lens}[name]
+                "memory": self.memory, "setup": self.setup, "lens": self.lens, "family-map": self.family_map}[name]
 
     def allow(self, name: str, allowed: bool) -> None:
         """A lesson's hidden panel: the dock goes and so does the way to bring it back."""
@@ -131,7 +135,8 @@ class Docks:
         """A thread one of the docks started is still running (it may be finishing a stopped step)."""
         wiring = self.exercises_wiring
         return any(job.running for job in (self.board.job, wiring.sweep, wiring.comparison, self.lab.job,
-                                           self.lab.hash_job, self.lab.lora_tools.job, self.lens_panel.job))
+                                           self.lab.hash_job, self.lab.lora_tools.job, self.lens_panel.job,
+                                           self.map_panel.job))
 
 
 def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, setup_panel: QWidget,
@@ -172,12 +177,15 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
         window.tabifyDockWidget(setup, dock)
         dock.hide()
     setup.raise_()
+    map_panel = FamilyMapPanel(window.controller)
+    map_panel.method_chosen.connect(window.choose_method)  # through the controller: one undoable method switch
+    family_map = _map_dock(window, map_panel)
     docks = Docks(window, examples_menu, setup, adapters, exercises, compare_dock, memory, board, lab, wiring,
-                  memory_panel, lens, lens_panel)
+                  memory_panel, lens, lens_panel, family_map, map_panel)
     wiring.show_adapters = lambda: (lab.prepare_for(window.controller.setup.base), docks.show_dock("adapters"))
     view_menu.addSeparator()
     for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
-                       ("memory", memory), ("lens", lens)):
+                       ("memory", memory), ("lens", lens), ("family-map", family_map)):
         toggle = dock.toggleViewAction()
         _shortcut(window, view_menu, docks, name, toggle, f"Show or hide the {toggle.text()} panel")
         toggle.triggered.connect(lambda checked, d=dock: d.raise_() if checked else None)
@@ -223,12 +231,33 @@ def _dock(window: MainWindow, title: str, name: str, widget: QWidget, jobs: Call
     return dock
 
 
+def _map_dock(window: MainWindow, panel: FamilyMapPanel) -> QDockWidget:
+    """The family map: small multiples need the room of a window, so the dock floats (at most 1240x680, inside a
+    1280x720 projector); it can still be docked like the others."""
+    dock = _dock(window, "Family map", "familyMapDock", panel, lambda: window.controller.jobs.running(MAP_OWNER),
+                 scroll=False, menu_text="Family map")
+    dock.setFloating(True)
+    dock.hide()
+
+    def size_floated(floating: bool) -> None:
+        if floating:
+            screen = dock.screen() or QGuiApplication.primaryScreen()
+            available = screen.availableGeometry()
+            dock.resize(min(MAP_SIZE.width(), available.width()), min(MAP_SIZE.height(), available.height()))
+            dock.move(available.center().x() - dock.width() // 2, available.center().y() - dock.height() // 2)
+
+    dock.topLevelChanged.connect(size_floated)
+    size_floated(True)
+    return dock
+
+
 def stop_docks(docks: Docks) -> None:
     """Ask every worker the docks started to stop, without waiting."""
     docks.lab.stop()
     docks.exercises_wiring.stop()
     docks.board.stop_family()
     docks.lens_panel.job.stop()
+    docks.map_panel.job.stop()
 
 
 def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
@@ -236,7 +265,8 @@ def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
     (it stops them, hides, and closes when they have ended)."""
     stop_docks(docks)
     return (docks.lab.stop_and_wait(timeout_ms) & docks.exercises_wiring.stop_and_wait(timeout_ms)
-            & docks.board.stop_and_wait(timeout_ms) & docks.lens_panel.stop_and_wait(timeout_ms))
+            & docks.board.stop_and_wait(timeout_ms) & docks.lens_panel.stop_and_wait(timeout_ms)
+            & docks.map_panel.stop_and_wait(timeout_ms))
 
 
 def install_save_lesson(window: MainWindow) -> QAction:
