@@ -248,7 +248,9 @@ EXAMPLES = {
                 "peft-studio inspect --base tiny --method adapter --bottleneck 4 --json",
                 "peft-studio inspect --base llama-3-70b --method qlora --targets all-linear --r 16 --memory "
                 "--weights nf4-dq --checkpointing --device-gb 24"],
-    "methods": ["peft-studio methods"],
+    "methods": ["peft-studio methods",
+                "peft-studio methods --family-map --base tiny --sort trainable   # every method's figures on a base",
+                "peft-studio methods --family-map --base llama-3-70b   # an architecture: counts, no latency"],
     "lessons": ["peft-studio lessons",
                 "peft-studio train --setup word-order --steps 100   # train a listed lesson here"],
     "compare": ["peft-studio compare --base tiny --dataset word-order --steps 100 --csv board.csv",
@@ -266,6 +268,7 @@ EXAMPLES = {
     "screenshot": ["peft-studio screenshot main.png",
                    "peft-studio screenshot slide.png --size 1280x720 --presentation --method adapter "
                    "--base seed-pooled --steps 200",
+                   "peft-studio screenshot --family-map --base tiny map.png   # View > Family map, 1280x720",
                    "peft-studio screenshot --readme resources/screenshots   # every README picture"],
     "generate": ["peft-studio generate --base ~/models/SmolLM2-135M \"Once upon a time\"   # greedy, 20 new tokens",
                  "peft-studio generate --base ~/models/gpt2 --import-peft my-adapter --max-new-tokens 40 --json "
@@ -318,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--peft-coverage", action="store_true",
                          help="each adapter type of the installed peft: exchanged, drawn only, not applicable (why) "
                               "or not yet")
+    _add_family_map_arguments(methods)
     lessons = add_command(commands, "lessons", "list the shipped lessons and your own",
                           "Print the lessons PEFT Studio ships and the ones you saved (File > Save lesson… in the "
                           "window), with each one's base, method, dataset and file. A name works wherever a setup "
@@ -344,6 +348,24 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (parser, *commands.choices.values()):
         command.add_argument("-v", "--verbose", action="store_true", default=False, help=verbose)
     return parser
+
+
+def _add_family_map_arguments(methods: Any) -> None:
+    from .core.runs.family_map import FIGURE_KEYS
+
+    methods.add_argument("--family-map", action="store_true",
+                         help="every method on --base, grouped as the seed's map groups them: trainable count and "
+                              "share, adapter bytes, added inference latency (measured), mergeable, sites used; a "
+                              "method that does not apply says why")
+    methods.add_argument("--base", default=None, help=f"with --family-map: {', '.join(BASES)} or a checkpoint folder "
+                                                      "(default: tiny)")
+    methods.add_argument("--dataset", choices=builtin_names(), default=None, metavar="NAME",
+                         help="with --family-map: the built-in dataset whose head and texts it uses (default: the "
+                              "base's)")
+    methods.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="with --family-map: the base's seed")
+    methods.add_argument("--sort", choices=FIGURE_KEYS, default="registry", metavar="FIGURE",
+                         help=f"with --family-map: order each group by {', '.join(FIGURE_KEYS)}")
+    methods.add_argument("--descending", action="store_true", help="with --family-map: largest first")
 
 
 def _add_compare_parser(commands: Any) -> None:
@@ -384,6 +406,9 @@ def _add_screenshot_parser(commands: Any) -> None:
     shot.add_argument("--method", default=None, help="the method to show (default: the window's)")
     shot.add_argument("--base", default=None, help="the frozen base (default: the window's)")
     shot.add_argument("--steps", type=bounded_int(0, 100_000), default=60, help="steps to train first")
+    shot.add_argument("--family-map", action="store_true",
+                      help="the Family map (View > Family map) of --base instead of the window, at 1280x720 unless "
+                           "--size says otherwise; no training")
 
 
 def _add_recipe_parser(commands: Any) -> None:
@@ -744,6 +769,20 @@ def cmd_lessons(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    map_only = sorted({"--base", "--dataset", "--seed", "--sort", "--descending"} & args.given)
+    if map_only and not args.family_map:
+        raise ConfigError(f"{', '.join(map_only)} only with --family-map")
+    if args.family_map:
+        if args.peft_coverage:
+            raise ConfigError("give --family-map or --peft-coverage, not both")
+        from .core.model.experiment import Setup
+        from .core.runs.family_map import family_map, map_table
+
+        base = args.base or "tiny"
+        dataset = load_builtin(args.dataset or default_dataset(base))
+        print(map_table(family_map(Setup(base, next(iter(METHODS)), {}, args.seed), dataset), args.sort,
+                        args.descending))
+        return 0
     if args.peft_coverage:
         from .core.methods.peft_coverage import coverage_lines
 
@@ -854,10 +893,21 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     if args.readme:
         if args.out:
             raise PeftStudioError("give OUT.png or --readme FOLDER, not both")
+        if args.family_map:
+            raise PeftStudioError("--family-map writes one picture (OUT.png), not the README's")
         take_readme(args.readme, steps=args.steps, report=lambda path: print(path, flush=True))
         return 0
     if not args.out:
         raise PeftStudioError("give the picture to write (OUT.png), or --readme FOLDER for every README picture")
+    if args.family_map:
+        from .gui.screenshot import take_family_map
+
+        unused = sorted({"--method", "--steps"} & args.given)
+        if unused:
+            raise ConfigError(f"{', '.join(unused)}: the family map shows every method, untrained")
+        size = parse_size(args.size) if "--size" in args.given else (1280, 720)
+        print(take_family_map(args.out, base=args.base, size=size, presentation=args.presentation))
+        return 0
     print(take(args.out, steps=args.steps, size=parse_size(args.size), method=args.method, base=args.base,
                presentation=args.presentation))
     return 0

@@ -70,6 +70,38 @@ def take(path: str | Path, steps: int = 60, size: tuple[int, int] = DEFAULT_SIZE
         return _grab(app, window, path)
 
 
+def take_family_map(path: str | Path, base: str | None = None, size: tuple[int, int] = (1280, 720),
+                    presentation: bool = False) -> Path:
+    """The Family map dock (View > Family map) of `base`, floated at `size`, once every tile is computed."""
+    path = check_request(path, 0, None, base)
+    app = _app()
+    with _no_dialogs() as failures:
+        window = _window(DEFAULT_SIZE, base, None)
+        try:
+            if presentation:
+                window.presentation.set(True)
+            dock, panel = window.docks.family_map, window.docks.map_panel
+            window.docks.show_dock("family-map")
+            dock.resize(*size)
+            _wait(app, lambda: panel.ready or (not panel.running and not panel.map), TIMEOUT_S)
+            if failures or not panel.ready:
+                from ..core.errors import ConfigError
+
+                raise ConfigError(failures[-1] if failures else panel.status.text())
+            for _ in range(5):
+                app.processEvents()
+            image = dock.grab()
+        finally:
+            window.docks.map_panel.stop_and_wait()
+            window.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not image.save(str(path), "PNG"):
+        from ..core.errors import OutputError
+
+        raise OutputError(f"{path}: could not write the screenshot")
+    return path
+
+
 # ---- the README's pictures -------------------------------------------------------------------------
 LESSON_SHOWN = "word-order"
 README_PICTURES = ("main-window", "compare", "adapters", "exercises", "memory-at-scale", "lesson-presentation")

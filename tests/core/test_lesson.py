@@ -9,6 +9,7 @@ import pytest
 
 from peft_studio.core.errors import ConfigError, DatasetError
 from peft_studio.core.methods import METHODS
+from peft_studio.core.methods.method import REPARAMETERISED
 from peft_studio.core.runs.train import train
 from peft_studio.core.teaching.lesson import (
     PANELS,
@@ -59,6 +60,18 @@ def test_every_shipped_lesson_opens_and_covers_each_method_family():
     assert word_order.dataset.name == "word-order" and word_order.notes
     with pytest.raises(ConfigError, match="no shipped lesson 'nope'"):
         load_shipped_lesson("nope")
+
+
+def test_every_group_of_the_family_map_has_a_lesson_and_each_lesson_learns():
+    """A lesson per group of the seed's map (Method.group), including the groups the later methods added (structured
+    and orthogonal weight updates, selective tuning); each lesson's own settings lower its training loss."""
+    lessons = [load_shipped_lesson(name) for name in lesson_names()]
+    assert {METHODS[lesson.setup.method].group() for lesson in lessons} == {m.group() for m in METHODS.values()}
+    taught = {lesson.setup.method for lesson in lessons}
+    assert len({m for m in taught if METHODS[m].group() == REPARAMETERISED}) >= 3  # low-rank, structured, orthogonal
+    for lesson in lessons:
+        events = list(train(lesson.experiment(), replace(lesson.settings, steps=25, eval_every=25)))
+        assert events[-1].loss < events[0].loss, lesson.title
 
 
 BREAKAGES = [

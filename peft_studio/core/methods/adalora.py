@@ -26,7 +26,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, number, refuse_set, whole
 from .peft_format import KEY_PREFIX, hf_name, module_path, modules_of, split_module_keys, unknown
 from .rank_allocation import RankAllocator, RankGrid
@@ -86,6 +86,7 @@ class AdaLoraConfig(MethodConfig):
 
 class AdaLoraMethod(TargetedMethod):
     name = "adalora"
+    family_group = REPARAMETERISED
     title = "AdaLoRA"
     config_cls = AdaLoraConfig
     site_kinds = (LINEAR,)

@@ -13,7 +13,7 @@ from ..bases.sites import ADAPTER, Site
 from ..errors import ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, layer_ranges, option, parse_layers
-from .method import Method, MethodCard, code_line, require_kind, site_paths
+from .method import INSIDE_LAYERS, Method, MethodCard, code_line, require_kind, site_paths
 from .targets import resolve_targets, targets_for_sites
 
 STYLES = ("houlsby", "pfeiffer")
@@ -64,6 +64,7 @@ class AdapterConfig(MethodConfig):
 
 class AdapterMethod(Method):
     name = "adapter"
+    family_group = INSIDE_LAYERS
     peft_nearest = ("lora", "PEFT has no bottleneck adapter; LoRA's B A is a low-rank bottleneck too, beside a Linear "
                             "and without the nonlinearity")
     title = "Adapter"

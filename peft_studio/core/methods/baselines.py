@@ -10,7 +10,7 @@ from ..bases.sites import LINEAR
 from ..errors import ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig
-from .method import Method, MethodCard, code_line
+from .method import SELECTIVE, Method, MethodCard, code_line
 
 
 @dataclass
@@ -20,6 +20,7 @@ class BaselineConfig(MethodConfig):
 
 class HeadOnlyMethod(Method):
     name = "head-only"
+    family_group = SELECTIVE
     peft_nearest = ("ia3", "PEFT always adapts the base; IA3 adds the fewest parameters inside it, and "
                                   "transformers trains a head alone without PEFT")
     example_space = {}  # a frozen head would leave nothing to train
@@ -89,6 +90,7 @@ class _UnfreezeMethod(Method):
 
 class FullMethod(_UnfreezeMethod):
     name = "full"
+    family_group = SELECTIVE
     peft_nearest = ("lora", "full fine-tuning needs no PEFT (plain transformers trains every weight); "
                              "LoRA on all-linear reaches every Linear with a low-rank update")
     title = "Full fine-tuning"
@@ -111,6 +113,7 @@ class FullMethod(_UnfreezeMethod):
 
 class BitFitMethod(_UnfreezeMethod):
     name = "bitfit"
+    family_group = SELECTIVE
     peft_nearest = ("ln-tuning", "PEFT has no bias-only tuning; LayerNorm tuning trains the "
                                   "LayerNorms' gain and bias")
     title = "BitFit (biases only)"

@@ -21,7 +21,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import MethodCard, TargetedMethod, code_line
+from .method import INSIDE_LAYERS, MethodCard, TargetedMethod, code_line
 from .oft import LINEAR_ONLY
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
@@ -57,6 +57,7 @@ class BeftConfig(MethodConfig):
 
 class BeftMethod(TargetedMethod):
     name = "beft"
+    family_group = INSIDE_LAYERS
     title = "BEFT"
     config_cls = BeftConfig
     site_kinds = (LINEAR,)

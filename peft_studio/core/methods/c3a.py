@@ -26,7 +26,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import refuse_set, whole
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
@@ -92,6 +92,7 @@ class C3AConfig(MethodConfig):
 
 class C3AMethod(TargetedMethod):
     name = "c3a"
+    family_group = REPARAMETERISED
     refused_layers = {"Conv1D": "PEFT's C3A wraps nn.Linear only, not transformers' Conv1D (GPT-2's [in, out] "
                                 "weights)"}
     title = "C3A"

@@ -26,7 +26,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .oft import LINEAR_ONLY
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
@@ -83,6 +83,7 @@ class DeloraConfig(MethodConfig):
 
 class DeloraMethod(TargetedMethod):
     name = "delora"
+    family_group = REPARAMETERISED
     title = "DeLoRA"
     config_cls = DeloraConfig
     site_kinds = (LINEAR,)

@@ -30,7 +30,7 @@ from .lora import (
     lora_peft_export,
     lora_peft_translate,
 )
-from .method import Method, MethodCard, code_line
+from .method import REPARAMETERISED, Method, MethodCard, code_line
 
 
 class DoraLinear(LoraLinear):
@@ -76,6 +76,7 @@ class DoraConfig(LoraConfig):
 
 class DoraMethod(LoraMethod):
     name = "dora"
+    family_group = REPARAMETERISED
     title = "DoRA"
     config_cls = DoraConfig
     site_kinds = (LINEAR,)  # PEFT's DoRA on an Embedding is not reproduced

@@ -27,7 +27,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, number, refuse_set, whole
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
@@ -82,6 +82,7 @@ class FourierFTConfig(MethodConfig):
 
 class FourierFTMethod(TargetedMethod):
     name = "fourierft"
+    family_group = REPARAMETERISED
     title = "FourierFT"
     config_cls = FourierFTConfig
     site_kinds = (LINEAR,)

@@ -26,7 +26,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .oft import LINEAR_ONLY
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
@@ -148,6 +148,7 @@ class GloraConfig(MethodConfig):
 
 class GloraMethod(TargetedMethod):
     name = "glora"
+    family_group = REPARAMETERISED
     title = "GLoRA"
     config_cls = GloraConfig
     site_kinds = (LINEAR,)

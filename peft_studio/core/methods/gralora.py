@@ -23,7 +23,7 @@ from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .lycoris import export_own_parameters
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, number, whole
 from .peft_format import modules_of, split_module_keys, unknown
 
@@ -93,6 +93,7 @@ class GraLoraConfig(MethodConfig):
 
 class GraLoraMethod(TargetedMethod):
     name = "gralora"
+    family_group = REPARAMETERISED
     title = "GraLoRA"
     config_cls = GraLoraConfig
     site_kinds = (LINEAR,)

@@ -24,7 +24,7 @@ from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .lycoris import export_own_parameters, translate_leaves
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import PATTERNS, flag, number, refuse_set, whole
 from .peft_format import modules_of, unknown
 
@@ -66,6 +66,7 @@ class HiraConfig(MethodConfig):
 
 class HiraMethod(TargetedMethod):
     name = "hira"
+    family_group = REPARAMETERISED
     title = "HiRA"
     config_cls = HiraConfig
     site_kinds = (LINEAR,)

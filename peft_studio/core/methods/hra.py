@@ -26,7 +26,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .oft import LINEAR_ONLY
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
@@ -91,6 +91,7 @@ class HraConfig(MethodConfig):
 
 class HraMethod(TargetedMethod):
     name = "hra"
+    family_group = REPARAMETERISED
     title = "HRA"
     config_cls = HraConfig
     site_kinds = (LINEAR,)

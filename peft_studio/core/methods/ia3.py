@@ -23,7 +23,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option, parse_list
-from .method import MethodCard, TargetedMethod, code_line, site_paths
+from .method import INSIDE_LAYERS, MethodCard, TargetedMethod, code_line, site_paths
 from .module_patterns import ModuleSelector
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 from .targets import default_targets, resolve_targets
@@ -59,6 +59,7 @@ class IA3Config(MethodConfig):
 
 class IA3Method(TargetedMethod):
     name = "ia3"
+    family_group = INSIDE_LAYERS
     title = "IA3"
     config_cls = IA3Config
     site_kinds = (ACTIVATION, LINEAR, LINEAR_INPUT)

@@ -20,7 +20,7 @@ from ..errors import AdapterFileError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
-from .method import MethodCard, TargetedMethod, code_line, require_kind
+from .method import SELECTIVE, MethodCard, TargetedMethod, code_line, require_kind
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
 
@@ -45,6 +45,7 @@ class LNTuningConfig(MethodConfig):
 
 class LNTuningMethod(TargetedMethod):
     name = "ln-tuning"
+    family_group = SELECTIVE
     title = "LayerNorm tuning"
     config_cls = LNTuningConfig
     site_kinds = (NORM,)

@@ -33,7 +33,7 @@ from .lycoris import (
     lycoris_options,
     translate_leaves,
 )
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_format import unknown
 
 
@@ -71,6 +71,7 @@ class LohaConfig(MethodConfig):
 
 class LohaMethod(TargetedMethod):
     name = "loha"
+    family_group = REPARAMETERISED
     refused_layers = {"Conv1D": ("PEFT's LoHa wraps nn.Linear (and Conv1d/Conv2d), not transformers' Conv1D, which "
                                   "stores GPT-2's weights as [in, out]")}
     title = "LoHa"

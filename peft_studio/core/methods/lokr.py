@@ -34,7 +34,7 @@ from .lycoris import (
     lycoris_options,
     translate_leaves,
 )
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, whole
 from .peft_format import modules_of, unknown
 
@@ -140,6 +140,7 @@ LOKR_LEAVES = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lok
 
 class LokrMethod(TargetedMethod):
     name = "lokr"
+    family_group = REPARAMETERISED
     refused_layers = {"Conv1D": ("PEFT's LoKr wraps nn.Linear (and Conv1d/Conv2d), not transformers' Conv1D, which "
                                   "stores GPT-2's weights as [in, out]")}
     title = "LoKr"

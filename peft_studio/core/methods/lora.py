@@ -28,7 +28,7 @@ from .config import MethodConfig, option
 from .lora_layers import INITS, RESIDUAL_INITS, LoraEmbedding, LoraLinear, lora_scaling
 from .lora_patterns import parse_pattern, pattern_text, pattern_value
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, module_path, modules_of, split_module_keys, unknown
 
 BIASES = ("none", "all", "lora_only")  # PEFT's LoraConfig.bias
@@ -93,6 +93,7 @@ def module_names(site: Site, base: FrozenBase) -> list[str]:
 
 class LoraMethod(TargetedMethod):
     name = "lora"
+    family_group = REPARAMETERISED
     title = "LoRA"
     config_cls = LoraConfig
     site_kinds = (LINEAR, EMBEDDING)

@@ -19,11 +19,20 @@ from typing import Any
 import torch
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import Site
+from ..bases.sites import KV_PREFIX, NORM, PROMPT, Site
 from ..errors import ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, layer_ranges, make_config
 from .targets import default_targets, resolve_targets, targets_for_sites
+
+# The seed's map of the family, in its four groups (the family map's sections, in this order): where the trainable
+# part goes in the data flow (before or beside attention), inside the layers as a new module or vector, as a
+# reparameterisation of a frozen weight (foldable into it), or as a selection of the base's own tensors.
+PROMPT_SIDE = "prompt side"
+INSIDE_LAYERS = "inside the layers"
+REPARAMETERISED = "reparameterised"
+SELECTIVE = "selective"
+FAMILY_GROUPS = (PROMPT_SIDE, INSIDE_LAYERS, REPARAMETERISED, SELECTIVE)
 
 
 @dataclass(frozen=True)
@@ -99,11 +108,28 @@ class Method:
     # an option whose value PEFT's merge_and_unload applies at random (BOFT's multiplicative dropout, even in eval):
     # PEFT's merged weight is then no reference for the studio's deterministic merge
     peft_merge_draws: str | None = None
+    # its group on the seed's map (FAMILY_GROUPS); None: derived from what it is (see `group`)
+    family_group: str | None = None
     rotation_side: str = "input"  # where rotations() matrices act: "input" (h = W0 R x) or "output" (h = R W0 x)
     # how far the exchange tests move each trainable tensor (N(0, 1) times this) to stand for training: a method
     # whose tensors multiply into a large update (scaled bases, ...) takes a smaller step, so that the encoder's
     # softmaxes stay out of saturation, where two correct float32 implementations part by more than the tolerance
     perturbation: float = 0.1
+
+    # ---- the family map ---------------------------------------------------------------------------
+    def group(self) -> str:
+        """Its group on the seed's map: the declared `family_group`, else what its sites and flags say (a method
+        that trains base tensors or only norms, or none but the head, is selective; one on the prompt or the K/V
+        prefix sits on the prompt side; any other adds its part inside the layers). A reparameterisation of a
+        weight cannot be told from its sites: such a method declares it."""
+        if self.family_group is not None:
+            return self.family_group
+        kinds = set(self.site_kinds)
+        if self.trains_base or kinds <= {NORM}:
+            return SELECTIVE
+        if kinds <= {PROMPT, KV_PREFIX}:
+            return PROMPT_SIDE
+        return INSIDE_LAYERS
 
     # ---- configuration ------------------------------------------------------------------------
     def default_config(self) -> MethodConfig:

@@ -28,7 +28,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .oft import LINEAR_ONLY
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
@@ -97,6 +97,7 @@ class MissConfig(MethodConfig):
 
 class MissMethod(TargetedMethod):
     name = "miss"
+    family_group = REPARAMETERISED
     title = "MiSS"
     config_cls = MissConfig
     site_kinds = (LINEAR,)

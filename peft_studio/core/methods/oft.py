@@ -26,7 +26,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, PEFT_VERSION, hf_name, modules_of, split_module_keys
 
 LINEAR_ONLY = ("PEFT applies {} to nn.Linear layers only; GPT-2 stores these weights in Conv1D layers "
@@ -169,6 +169,7 @@ class OftConfig(MethodConfig):
 
 class OftMethod(TargetedMethod):
     name = "oft"
+    family_group = REPARAMETERISED
     title = "OFT"
     config_cls = OftConfig
     site_kinds = (LINEAR,)

@@ -25,7 +25,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .oft import LINEAR_ONLY
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
@@ -82,6 +82,7 @@ class PeanutConfig(MethodConfig):
 
 class PeanutMethod(TargetedMethod):
     name = "peanut"
+    family_group = REPARAMETERISED
     title = "PEANuT"
     config_cls = PeanutConfig
     site_kinds = (LINEAR,)

@@ -14,7 +14,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MAX_SOFT_TOKENS, MethodConfig, option, parse_layers
-from .method import Method, MethodCard, ShapeChange, code_line, require_kind
+from .method import PROMPT_SIDE, Method, MethodCard, ShapeChange, code_line, require_kind
 
 
 class PrefixProjection(nn.Module):
@@ -92,6 +92,7 @@ class PrefixTuningConfig(MethodConfig):
 
 class PrefixTuningMethod(Method):
     name = "prefix-tuning"
+    family_group = PROMPT_SIDE
     title = "Prefix Tuning"
     config_cls = PrefixTuningConfig
     site_kinds = (KV_PREFIX,)

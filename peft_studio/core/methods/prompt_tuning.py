@@ -14,7 +14,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MAX_SOFT_TOKENS, MethodConfig, option
-from .method import Method, MethodCard, ShapeChange, code_line, require_kind
+from .method import PROMPT_SIDE, Method, MethodCard, ShapeChange, code_line, require_kind
 from .peft_format import modules_of
 
 POOL_CHOICES = ("prompt-and-text", "text")
@@ -58,6 +58,7 @@ class PromptTuningConfig(MethodConfig):
 
 class PromptTuningMethod(Method):
     name = "prompt-tuning"
+    family_group = PROMPT_SIDE
     title = "Prompt Tuning"
     config_cls = PromptTuningConfig
     site_kinds = (PROMPT,)

@@ -9,7 +9,7 @@ from ..bases.sites import LINEAR
 from ..model.quant import DequantizedMatmul, NF4Linear
 from ..model.studio_model import StudioModel
 from .lora import LoraConfig, LoraMethod
-from .method import MethodCard, code_line
+from .method import REPARAMETERISED, MethodCard, code_line
 
 # PEFT's hidden states on a 4-bit BertModel (bitsandbytes NF4, as the exported README loads it) against the
 # studio's, max abs over MiniLM's real tokens, measured by tests/core/test_qlora_export.py (which holds both): with
@@ -26,6 +26,7 @@ class QLoraConfig(LoraConfig):
 
 class QLoraMethod(LoraMethod):
     name = "qlora"
+    family_group = REPARAMETERISED
     title = "QLoRA"
     config_cls = QLoraConfig
     claims_kinds = ()  # a click on a Linear chooses LoRA; QLoRA is chosen from the method list

@@ -28,7 +28,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, number, whole
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
@@ -135,6 +135,7 @@ class RandLoraConfig(MethodConfig):
 
 class RandLoraMethod(TargetedMethod):
     name = "randlora"
+    family_group = REPARAMETERISED
     title = "RandLoRA"
     config_cls = RandLoraConfig
     site_kinds = (LINEAR,)

@@ -25,7 +25,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .oft import LINEAR_ONLY
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
@@ -95,6 +95,7 @@ class RoadConfig(MethodConfig):
 
 class RoadMethod(TargetedMethod):
     name = "road"
+    family_group = REPARAMETERISED
     title = "RoAd"
     config_cls = RoadConfig
     site_kinds = (LINEAR,)

@@ -26,7 +26,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import SELECTIVE, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import whole
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
@@ -83,6 +83,7 @@ class ShiraConfig(MethodConfig):
 
 class ShiraMethod(TargetedMethod):
     name = "shira"
+    family_group = SELECTIVE
     refused_layers = {"Conv1D": "PEFT's SHiRA wraps nn.Linear only, not transformers' Conv1D (GPT-2's [in, out] "
                                 "weights)"}
     title = "SHiRA"

@@ -27,7 +27,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, number, refuse_set, whole
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
@@ -99,6 +99,7 @@ class VBLoraConfig(MethodConfig):
 
 class VBLoraMethod(TargetedMethod):
     name = "vblora"
+    family_group = REPARAMETERISED
     title = "VB-LoRA"
     config_cls = VBLoraConfig
     site_kinds = (LINEAR,)

@@ -26,7 +26,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, TargetedMethod, code_line
+from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys
 
 
@@ -89,6 +89,7 @@ class VeraConfig(MethodConfig):
 
 class VeraMethod(TargetedMethod):
     name = "vera"
+    family_group = REPARAMETERISED
     title = "VeRA"
     config_cls = VeraConfig
     site_kinds = (LINEAR,)

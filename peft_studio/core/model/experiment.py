@@ -77,22 +77,7 @@ class Experiment:
     def _build_seeded(self) -> StudioModel:
         tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(self.setup.base) else None
         base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
-        self.method.validate(self.config, base)
-        if self.next_token:
-            check_next_token(base, self.setup.method)
-        model = StudioModel(base)
-        # A meta-device base (shapes only): the method's parts and the head go on meta too, so a 70B census
-        # costs no memory; such a model is inspected, never run (require_weights).
-        with torch.device("meta") if base.on_meta_device else contextlib.nullcontext():
-            self.method.attach(model, self.config)
-            head_trains = not self.config.freeze_head
-            if self.next_token:  # the base's own LM head predicts; it stays frozen (no head to add)
-                model.next_token = True
-            else:
-                model.add_head(self.dataset.num_labels, trainable=head_trains)
-        if not model.trainable_parameters():
-            raise ConfigError("nothing to train: the method adds no parameters and the head is frozen")
-        return model
+        return attach_method(base, self.method, self.config, self.dataset)
 
     def reset(self) -> None:
         """Fresh method parts and head from the same seed, on the same device; the base is rebuilt bit-identical."""
@@ -167,3 +152,29 @@ class Experiment:
     def predict_labels(self, texts: list[str]) -> list[str]:
         names = self.output_names()
         return [names[i] for i in self.predict(texts).argmax(dim=-1).tolist()]
+
+
+def attach_method(base: FrozenBase, method: Method, config: MethodConfig, dataset: TextDataset) -> StudioModel:
+    """The method's parts on `base` and the dataset's head (none for next-token): what an Experiment builds on its
+    base, and what the family map builds on one shared base per method. A refusal part-way leaves the base as
+    it was (the parts attached so far are detached)."""
+    method.validate(config, base)
+    next_token = dataset.task == NEXT_TOKEN
+    if next_token:
+        check_next_token(base, method.name)
+    model = StudioModel(base)
+    try:
+        # A meta-device base (shapes only): the method's parts and the head go on meta too, so a 70B census
+        # costs no memory; such a model is inspected, never run (require_weights).
+        with torch.device("meta") if base.on_meta_device else contextlib.nullcontext():
+            method.attach(model, config)
+            if next_token:  # the base's own LM head predicts; it stays frozen (no head to add)
+                model.next_token = True
+            else:
+                model.add_head(dataset.num_labels, trainable=not config.freeze_head)
+        if not model.trainable_parameters():
+            raise ConfigError("nothing to train: the method adds no parameters and the head is frozen")
+    except BaseException:
+        model.detach_method()
+        raise
+    return model

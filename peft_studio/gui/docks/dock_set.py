@@ -30,13 +30,15 @@ if TYPE_CHECKING:
     from .adapter_lab import AdapterLab
     from .compare import ComparePanel
     from .exercises import ExercisesDock
+    from .family_map import FamilyMapPanel
     from .lens import LensPanel
     from .memory import MemoryScalePanel
 
 # Ctrl+Alt: the window's own shortcuts use plain keys, Ctrl and Ctrl+Shift (gui/window/actions.py).
 SHORTCUTS = {"compare": "Ctrl+Alt+C", "adapters": "Ctrl+Alt+A", "exercises": "Ctrl+Alt+X", "notes": "Ctrl+Alt+N",
-             "memory": "Ctrl+Alt+M", "lens": "Ctrl+Alt+L"}
-DOCK_NAMES = ("compare", "adapters", "exercises", "memory", "lens")
+             "memory": "Ctrl+Alt+M", "lens": "Ctrl+Alt+L", "family-map": "Ctrl+Alt+F"}
+DOCK_NAMES = ("compare", "adapters", "exercises", "memory", "lens", "family-map")
+MAP_SIZE = QSize(1240, 680)  # the family map opens floating, as large as a 1280x720 projector allows
 FLOAT_SIZE = QSize(1100, 680)  # a floated dock opens at this size (at most 85% of the screen)
 
 
@@ -123,6 +125,7 @@ class Docks:
     compare: PanelDock
     memory: PanelDock
     lens: PanelDock
+    family_map: PanelDock
     toggles: dict[str, QAction] = field(default_factory=dict)
     lesson_actions: list[QAction] = field(default_factory=list)
     open_lesson: QAction | None = None
@@ -152,6 +155,10 @@ class Docks:
     def lens_panel(self) -> LensPanel:
         return self.lens.panel()  # type: ignore[return-value]
 
+    @property
+    def map_panel(self) -> FamilyMapPanel:
+        return self.family_map.panel()  # type: ignore[return-value]
+
     def built(self, name: str) -> Any:
         """The panel of dock `name` if it has been built, else None (its jobs cannot be running)."""
         if name == "exercises":
@@ -173,7 +180,7 @@ class Docks:
 
     def dock(self, name: str) -> QDockWidget:
         return {"adapters": self.adapters, "exercises": self.exercises, "compare": self.compare,
-                "memory": self.memory, "setup": self.setup, "lens": self.lens}[name]
+                "memory": self.memory, "setup": self.setup, "lens": self.lens, "family-map": self.family_map}[name]
 
     def allow(self, name: str, allowed: bool) -> None:
         """A lesson's hidden panel: the dock goes and so does the way to bring it back."""
@@ -209,6 +216,8 @@ class Docks:
             jobs += [lab.job, lab.hash_job, lab.lora_tools.job]
         if (lens := self.built("lens")) is not None:
             jobs.append(lens.job)
+        if (family_map := self.built("family-map")) is not None:
+            jobs.append(family_map.job)
         return jobs
 
     @property
@@ -265,6 +274,13 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
         return LensPanel(lambda: window.controller.experiment, lambda: window.inference.entry.text(),
                          busy=lambda: window.runner.active)
 
+    def map_panel() -> QWidget:
+        from .family_map import FamilyMapPanel
+
+        panel = FamilyMapPanel(window.controller)
+        panel.method_chosen.connect(window.choose_method)  # through the controller: one undoable method switch
+        return panel
+
     setup = _dock(window, "Setup", "setupDock", setup_panel, lambda: [], scroll=False)
     setup.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                       | QDockWidget.DockWidgetFeature.DockWidgetFloatable)  # hidden with Panels (Ctrl+B), not closed
@@ -282,10 +298,11 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
         window.tabifyDockWidget(setup, dock)
         dock.hide()
     setup.raise_()
-    docks = Docks(window, examples_menu, setup, adapters, exercises, compare_dock, memory, lens)
+    family_map = _map_dock(window, map_panel)
+    docks = Docks(window, examples_menu, setup, adapters, exercises, compare_dock, memory, lens, family_map)
     view_menu.addSeparator()
     for name, dock in (("compare", compare_dock), ("adapters", adapters), ("exercises", exercises),
-                       ("memory", memory), ("lens", lens)):
+                       ("memory", memory), ("lens", lens), ("family-map", family_map)):
         toggle = dock.toggleViewAction()
         _shortcut(window, view_menu, docks, name, toggle, f"Show or hide the {toggle.text()} panel")
         toggle.triggered.connect(lambda checked, d=dock: d.raise_() if checked else None)
@@ -324,6 +341,28 @@ def _dock(window: MainWindow, title: str, name: str, content: QWidget | Callable
     return dock
 
 
+def _map_dock(window: MainWindow, build: Callable[[], QWidget]) -> PanelDock:
+    """The family map: small multiples need the room of a window, so the dock floats (at most 1240x680, inside a
+    1280x720 projector); it can still be docked like the others."""
+    from .family_map import MAP_OWNER
+
+    dock = _dock(window, "Family map", "familyMapDock", build, lambda: window.controller.jobs.running(MAP_OWNER),
+                 scroll=False, menu_text="Family map")
+    dock.setFloating(True)
+    dock.hide()
+
+    def size_floated(floating: bool) -> None:
+        if floating:
+            screen = dock.screen() or QGuiApplication.primaryScreen()
+            available = screen.availableGeometry()
+            dock.resize(min(MAP_SIZE.width(), available.width()), min(MAP_SIZE.height(), available.height()))
+            dock.move(available.center().x() - dock.width() // 2, available.center().y() - dock.height() // 2)
+
+    dock.topLevelChanged.connect(size_floated)
+    size_floated(True)
+    return dock
+
+
 def stop_docks(docks: Docks) -> None:
     """Ask every worker the docks started to stop, without waiting (a panel never built started none)."""
     if (lab := docks.built("adapters")) is not None:
@@ -334,13 +373,15 @@ def stop_docks(docks: Docks) -> None:
         board.stop_family()
     if (lens := docks.built("lens")) is not None:
         lens.job.stop()
+    if (family_map := docks.built("family-map")) is not None:
+        family_map.job.stop()
 
 
 def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
     """Stop every worker the docks started and wait for them. For tests and scripts: the window never waits
     (it stops them, hides, and closes when they have ended)."""
     stop_docks(docks)
-    panels = [docks.built(name) for name in ("adapters", "exercises", "compare", "lens")]
+    panels = [docks.built(name) for name in ("adapters", "exercises", "compare", "lens", "family-map")]
     done = True
     for panel in panels:
         if panel is not None:
