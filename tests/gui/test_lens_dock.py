@@ -58,3 +58,28 @@ def test_a_shapes_only_base_has_nothing_to_look_at(docks, window, qtbot):
     c = window.controller
     assert c.set_base("llama-3-8b") and c.wait_for_builds()
     assert not docks.lens_panel.look() and "nothing to look at" in docks.lens_panel.status.text()
+
+
+def test_png_export_is_the_figure_shown_with_its_title(docks, window, qtbot, tmp_path):
+    from PySide6.QtGui import QImage
+
+    _trained_lora(window)
+    panel = docks.lens_panel
+    docks.show_dock("lens")
+    assert panel.look()
+    qtbot.waitUntil(lambda: not panel.job.running, timeout=60_000)
+
+    def exported(name: str) -> tuple[QImage, QImage]:
+        image = QImage(str(panel.export_png(tmp_path / name))).convertToFormat(QImage.Format.Format_RGB32)
+        body = panel.detail.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+        return image, body
+
+    image, body = exported("delta.png")
+    band = image.height() - body.height()  # the title above the figure as the dock draws it
+    assert image.width() == body.width() and band > 10
+    assert image.copy(0, band, body.width(), body.height()) == body
+    title = image.copy(0, 0, image.width(), band)
+    assert any(title.pixel(x, y) & 0xFFFFFF != 0xFFFFFF for x in range(title.width()) for y in range(band))
+    panel.figure_list.setCurrentRow(len(panel.figures) - 1)  # forgetting: one number, nothing drawn
+    other, other_body = exported("forgetting.png")
+    assert other.copy(0, band, body.width(), body.height()) == other_body != body

@@ -5,7 +5,7 @@ The figures are computed on a worker thread (an SVD per adapted Linear, forward 
 attention and forgetting), never while a run trains: forgetting compares the adapted model with its own
 base through StudioModel.bypassed(), so the window holds Play and Step until the look has finished. A
 figure shows its numbers, its arrays (a ΔW heatmap, singular values against r, rotation angles, gains) and
-its table (nearest words, attention shares); Export writes every number as CSV.
+its table (nearest words, attention shares); Export writes every number as CSV, or the figure shown as PNG.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -55,8 +56,9 @@ class LensPanel(QWidget):
                                     "rotations, soft tokens' nearest words, attention on the prefix, bottleneck "
                                     "activations, IA3 gains, and forgetting on general text")
         self.look_button.clicked.connect(self.look)
-        self.export_button = QPushButton("Export CSV…")
-        self.export_button.setToolTip("Every number of every figure as CSV (kind, title, site, name, value)")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Every number of every figure as CSV (kind, title, site, name, value), or "
+                                      "the figure shown as a PNG (its title, numbers, plot and table)")
         self.export_button.clicked.connect(self.export_dialog)
         self.export_button.setEnabled(False)
         self.status = plain_label(IDLE_TEXT)
@@ -72,7 +74,7 @@ class LensPanel(QWidget):
         self.image = pg.ImageItem()
         self.table = QTableWidget(0, 0)
         self.table.setMinimumHeight(80)
-        detail = QWidget()
+        self.detail = detail = QWidget()
         detail_layout = QVBoxLayout(detail)
         detail_layout.setContentsMargins(0, 0, 0, 0)
         detail_layout.addWidget(self.numbers)
@@ -146,7 +148,7 @@ class LensPanel(QWidget):
             self.image.setLevels((-limit, limit))
             self.image.setColorMap(pg.colormap.get("CET-D1"))
             self.plot.addItem(self.image)
-            self.plot.setTitle("ΔW (downsampled; blue < 0 < red)")
+            self.plot.setTitle("ΔW (blue < 0 < red)")
             return
         for key in ("singular_values", "angles_deg", "magnitude"):
             values = figure.arrays.get(key)
@@ -172,8 +174,39 @@ class LensPanel(QWidget):
 
     # ---- export ------------------------------------------------------------------------------------
     def export_dialog(self) -> Path | None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the lens", "lens.csv", "CSV (*.csv)")
-        return self.export_csv(path) if path else None
+        path, _ = QFileDialog.getSaveFileName(self, "Export the lens", "lens.csv",
+                                              "CSV: every number (*.csv);;PNG: the figure shown (*.png)")
+        if not path:
+            return None
+        try:
+            return self.export_png(path) if Path(path).suffix.lower() == ".png" else self.export_csv(path)
+        except OSError as exc:
+            set_plain(self.status, f"The lens cannot be exported: {exc}")
+            return None
+
+    def figure_image(self) -> QImage:
+        """The figure shown: its title above its numbers, plot and table, as they are drawn (no buttons, no list)."""
+        row = self.figure_list.currentRow()
+        title = self.figures[row].title if 0 <= row < len(self.figures) else ""
+        body = self.detail.grab().toImage()
+        font = QFont(self.font())
+        font.setBold(True)
+        band = QFontMetrics(font).height() + 12
+        image = QImage(body.width(), body.height() + band, QImage.Format.Format_RGB32)
+        image.fill(Qt.GlobalColor.white)
+        painter = QPainter(image)
+        painter.setFont(font)
+        painter.setPen(QColor("#1f2933"))
+        painter.drawText(QRect(8, 0, body.width() - 16, band), Qt.AlignmentFlag.AlignVCenter, title)
+        painter.drawImage(0, band, body)
+        painter.end()
+        return image
+
+    def export_png(self, path: str | Path) -> Path:
+        path = Path(path)
+        if not self.figure_image().save(str(path), "PNG"):
+            raise OSError(f"{path}: cannot write the PNG")
+        return path
 
     def export_csv(self, path: str | Path) -> Path:
         path = Path(path)
