@@ -168,6 +168,11 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
                            busy=lambda: window.runner.active)
     lens = _dock(window, "Lens", "lensDock", lens_panel, lambda: [], scroll=False,
                  menu_text="Lens: what training changed")
+    # live while a run trains and the dock is shown: the trainer snapshots for it, frames draw it
+    window.runner.live_lens = lens_panel.live
+    window.runner.events.connect(lens_panel.on_events)
+    window.runner.state_changed.connect(lambda state: lens_panel.set_run_active(state != "idle"))
+    lens.visibilityChanged.connect(lens_panel.set_dock_visible)
     for dock in (compare_dock, adapters, exercises, memory, lens):
         window.tabifyDockWidget(setup, dock)
         dock.hide()
@@ -228,7 +233,7 @@ def stop_docks(docks: Docks) -> None:
     docks.lab.stop()
     docks.exercises_wiring.stop()
     docks.board.stop_family()
-    docks.lens_panel.job.stop()
+    docks.lens_panel.stop()
 
 
 def close_docks(docks: Docks, timeout_ms: int = 10_000) -> bool:
