@@ -12,12 +12,15 @@ import torch
 from peft_studio.cli import main
 from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import RunStoreError
+from peft_studio.core.lenses.run_summary import OLD_RUN_NOTE
 from peft_studio.core.methods import METHODS
 from peft_studio.core.runs.compare import (
     COLUMNS,
     DETERMINISTIC,
+    LENS_KEYS,
     family_records,
     format_table,
+    lens_missing,
     run_family,
     table_cells,
     twenty_tasks,
@@ -89,9 +92,34 @@ def test_the_default_table_fits_100_columns_and_wide_has_every_column(family):
     narrow, wide = format_table(records, current="lora"), format_table(records, current="lora", wide=True)
     assert max(map(len, narrow.splitlines())) <= 100 < max(map(len, wide.splitlines()))
     assert [c.header for c in COLUMNS if c.header not in narrow.splitlines()[0]] == \
-        ["where the trainable part sits", "training memory", "activations", "+latency ms", "+latency merged ms"]
+        ["where the trainable part sits", "training memory", "activations", "+latency ms", "+latency merged ms",
+         "ΔW eff. rank", "‖ΔW‖/‖W0‖", "forgetting"]
     assert all(c.header in wide.splitlines()[0] for c in COLUMNS)
     assert [line.split()[0] for line in narrow.splitlines()[1:len(records) + 1]] == [r.method for r in records]
+
+
+def test_every_run_records_its_lens_and_says_why_a_delta_w_is_missing(family):
+    _, _, records = family
+    for r in records:
+        assert r.forgetting is not None and r.forgetting >= -1e-6 and r.forgetting_measure, r.method
+        has_delta = r.lens_effective_rank is not None
+        assert has_delta == (r.lens_relative_norm is not None) == (r.lens_note == ""), r.method
+        assert has_delta or (lens_missing(r, "effective_rank") == r.lens_note and "no ΔW" in r.lens_note)
+    by = {r.method: r for r in records}
+    assert by["lora"].lens_effective_rank > 0 and by["full"].lens_relative_norm > 0
+    assert by["prompt-tuning"].lens_effective_rank is None and by["head-only"].lens_effective_rank is None
+
+
+def test_a_run_saved_before_the_lens_loads_with_dashes(family, tmp_path):
+    _, _, records = family
+    data = records[0].to_json()
+    for key in ("lens_effective_rank", "lens_relative_norm", "forgetting", "forgetting_measure", "lens_note"):
+        data.pop(key)
+    (tmp_path / f"{records[0].run_id}.json").write_text(json.dumps(data))
+    old = RunStore(tmp_path).load(records[0].run_id)
+    assert (old.lens_effective_rank, old.lens_relative_norm, old.forgetting) == (None, None, None)
+    assert all(lens_missing(old, key) == OLD_RUN_NOTE for key in LENS_KEYS)
+    assert [c.text(c.value(old)) for c in COLUMNS if c.key in LENS_KEYS] == ["—"] * 3
 
 
 def test_run_store_round_trip_survives_a_restart_and_deletes(family):

@@ -236,3 +236,26 @@ def test_prefix_attention_share_is_the_softmax_recomputed_by_hand():
     assert figure.arrays["share_by_layer_head"][0] == pytest.approx(share.tolist(), rel=1e-5)
     assert len(figure.arrays["key_row_weights"]) == 2 + ids.shape[1]  # the seed's "L -> L + n keys"
     assert sum(figure.arrays["key_row_weights"]) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_the_boards_lens_numbers_are_the_means_of_torch_linalg_over_the_adapted_matrices():
+    from peft_studio.core.lenses.run_summary import run_lens
+
+    experiment = _perturbed("lora", {"r": 2, "targets": "q,v"})
+    ranks, sizes = [], []
+    with torch.no_grad():
+        for _, layer in weight_updates(experiment.base):
+            w0 = layer.original_weight().float()
+            singular = torch.linalg.svdvals(layer.merged_weight().float() - w0)
+            p = singular / singular.sum()
+            ranks.append(float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())))
+            sizes.append(float(torch.linalg.matrix_norm(layer.merged_weight().float() - w0)
+                               / torch.linalg.matrix_norm(w0)))
+    lens = run_lens(experiment)
+    assert len(ranks) == 4 and lens.note == ""
+    assert lens.effective_rank == pytest.approx(sum(ranks) / len(ranks), rel=1e-4)
+    assert lens.relative_norm == pytest.approx(sum(sizes) / len(sizes), rel=1e-4)
+    assert lens.forgetting == forgetting(experiment).value > 0
+    prompt = run_lens(_perturbed("prompt-tuning", {"tokens": 3}))
+    assert prompt.effective_rank is None and prompt.relative_norm is None and prompt.forgetting > 0
+    assert "no ΔW" in prompt.note and "nearest-words" in prompt.note

@@ -75,6 +75,19 @@ def test_board_shows_one_row_per_ticked_run_and_marks_the_best(board, stored_run
                                                                         if r.method != "ia3")
 
 
+def test_lens_columns_show_each_runs_numbers_and_say_why_a_dash(board, stored_runs):
+    _, records = stored_runs
+    by = {r.method: r for r in records}
+    rows = {board.table.item(i, 0).text(): i for i in range(board.table.rowCount())}
+    rank, forgetting = _column("effective_rank"), _column("forgetting")
+    assert board.table.item(rows["lora"], rank).text() == f"{by['lora'].lens_effective_rank:.3g}"
+    assert board.table.item(rows["head-only"], rank).text() == "—"
+    assert board.table.item(rows["head-only"], rank).toolTip() == plain.tip(by["head-only"].lens_note)
+    assert board.table.item(rows["ia3"], forgetting).text() == f"{by['ia3'].forgetting:.3g}"
+    points = board.forgetting_plot.getPlotItem().listDataItems()
+    assert sorted(float(p.getData()[1][0]) for p in points) == sorted(r.forgetting for r in records)
+
+
 def test_method_column_is_pinned_and_where_is_its_tooltip(board, stored_runs):
     _, records = stored_runs
     headers = [board.table.horizontalHeaderItem(j).text() for j in range(board.table.columnCount())]

@@ -58,3 +58,84 @@ def test_a_shapes_only_base_has_nothing_to_look_at(docks, window, qtbot):
     c = window.controller
     assert c.set_base("llama-3-8b") and c.wait_for_builds()
     assert not docks.lens_panel.look() and "nothing to look at" in docks.lens_panel.status.text()
+
+
+def test_png_export_is_the_figure_shown_with_its_title(docks, window, qtbot, tmp_path):
+    from PySide6.QtGui import QImage
+
+    _trained_lora(window)
+    panel = docks.lens_panel
+    docks.show_dock("lens")
+    assert panel.look()
+    qtbot.waitUntil(lambda: not panel.job.running, timeout=60_000)
+
+    def exported(name: str) -> tuple[QImage, QImage]:
+        image = QImage(str(panel.export_png(tmp_path / name))).convertToFormat(QImage.Format.Format_RGB32)
+        body = panel.detail.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+        return image, body
+
+    image, body = exported("delta.png")
+    band = image.height() - body.height()  # the title above the figure as the dock draws it
+    assert image.width() == body.width() and band > 10
+    assert image.copy(0, band, body.width(), body.height()) == body
+    title = image.copy(0, 0, image.width(), band)
+    assert any(title.pixel(x, y) & 0xFFFFFF != 0xFFFFFF for x in range(title.width()) for y in range(band))
+    panel.figure_list.setCurrentRow(len(panel.figures) - 1)  # forgetting: one number, nothing drawn
+    other, other_body = exported("forgetting.png")
+    assert other.copy(0, band, body.width(), body.height()) == other_body != body
+
+
+def _train_until(window, qtbot, done) -> None:
+    """Play a long run until `done()`, then stop it and wait for the thread."""
+    assert window.controller.set_training(steps=100_000, eval_every=50)
+    window.play_pause()
+    try:
+        qtbot.waitUntil(done, timeout=60_000)
+    finally:
+        window.stop()
+        qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
+
+
+def test_the_lens_is_live_while_a_run_trains_and_forgetting_waits_for_the_stop(docks, window, qtbot):
+    from peft_studio.gui.docks.lens import FORGETTING_LATER
+
+    c = window.controller
+    assert c.set_method("lora", {"r": 2, "targets": "q,v"}) and c.wait_for_builds()
+    panel = docks.lens_panel
+    docks.show_dock("lens")
+    seen = {}
+
+    def live_twice() -> bool:
+        if panel.live_updates >= 2:  # looked at while the run is still going
+            seen.update(status=panel.status.text(), figures=list(panel.figures), on=panel.live_on)
+            return True
+        return False
+
+    _train_until(window, qtbot, live_twice)
+    assert seen["on"] and FORGETTING_LATER in seen["status"] and "ΔW at" in seen["status"]
+    delta = seen["figures"][0]
+    assert delta.kind == "delta-w" and delta.site == panel.live.watched
+    assert 0 < delta.numbers["effective_rank"] <= 2 + 1e-6 and delta.numbers["numerical_rank"] <= 2
+    assert not panel.live_on  # the run stopped: no more snapshots, the look takes over
+    qtbot.waitUntil(lambda: not panel.job.running and panel.figures[-1].kind == "forgetting", timeout=60_000)
+
+
+def test_gains_histogram_over_training_is_live_and_stays_after_the_run(docks, window, qtbot):
+    c = window.controller
+    assert c.set_method("ia3", {}) and c.wait_for_builds()
+    panel = docks.lens_panel
+    docks.show_dock("lens")
+    widths = sum(p.numel() for n, p in c.experiment.model.named_parameters() if n.endswith("ia3_scale"))
+
+    said = []
+
+    def history_shown() -> bool:
+        said.append(panel.status.text())
+        return any(f.kind == "gains-history" and f.numbers["samples"] >= 3 for f in panel.figures)
+
+    _train_until(window, qtbot, history_shown)
+    assert "gains over training" in said[-1] and "no weight matrix" in said[-1]  # IA3 has no ΔW
+    qtbot.waitUntil(lambda: not panel.job.running, timeout=60_000)
+    (history,) = [f for f in panel.figures if f.kind == "gains-history"]  # kept beside the look's figures
+    assert all(sum(row) == widths for row in history.arrays["history"])
+    assert history.arrays["steps"] == sorted(history.arrays["steps"])

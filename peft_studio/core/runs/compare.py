@@ -20,6 +20,7 @@ import torch
 from ..data import TextDataset
 from ..errors import OutputError, PeftStudioError
 from ..files.adapter_file import save_adapter
+from ..lenses.run_summary import OLD_RUN_NOTE, run_lens
 from ..memory.ledger import estimate_ledger, measure_ledger
 from ..methods import METHODS
 from ..methods.fitting import fitting_options
@@ -152,6 +153,7 @@ def make_record(experiment: Experiment, settings: TrainSettings, curves: Curves,
     optimizer = settings.optimizer
     head = census.by_owner("head")
     setup = experiment.setup
+    lens = run_lens(experiment)  # from the trained parts, here on the run's own thread
     return RunRecord(
         run_id=new_run_id(setup.method), created=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         base=setup.base, method=setup.method, options=experiment.config.to_dict(),
@@ -166,6 +168,8 @@ def make_record(experiment: Experiment, settings: TrainSettings, curves: Curves,
         memory_estimate=estimate_ledger(experiment, settings.batch_size, optimizer=optimizer),
         latency_ms=latency, base_latency_ms=base_latency, merged_latency_ms=merged,
         latency_batch=len(_latency_inputs(experiment)[0]), curves=curves,
+        lens_effective_rank=lens.effective_rank, lens_relative_norm=lens.relative_norm,
+        forgetting=lens.forgetting, forgetting_measure=lens.forgetting_measure, lens_note=lens.note,
     )
 
 
@@ -293,6 +297,12 @@ class Column:
     # A timed column is noisy: its best is only marked when it beats the runner-up by more than this much
     # (absolute, and relative to the larger magnitude); counts and bytes are exact (0, 0).
     noise: tuple[float, float] = (0.0, 0.0)
+    numeric: bool = False  # a number even when not ranked (aligned right)
+    tip: str = ""  # what the column means (its header's tooltip)
+
+    @property
+    def right_aligned(self) -> bool:
+        return self.better is not None or self.numeric
 
 
 LATENCY_NOISE_MS = 0.1  # best-of-N forward timings on a shared CPU move by about this much between runs
@@ -319,6 +329,10 @@ def _ms(v: Any) -> str:
 
 def _rate(v: Any) -> str:
     return "-" if v is None else f"{v:.1f}"
+
+
+def _lens(v: Any) -> str:
+    return "—" if v is None else f"{v:.3g}"
 
 
 def human_bytes(count: int | None) -> str:
@@ -349,13 +363,32 @@ COLUMNS: tuple[Column, ...] = (
            (LATENCY_NOISE_MS, TIMING_NOISE)),
     Column("added_latency_merged_ms", "+latency merged ms", lambda r: r.added_latency_merged_ms, "low", _ms,
            (LATENCY_NOISE_MS, TIMING_NOISE)),
+    # The lens columns are not ranked: a method that learned nothing also forgets nothing and has no ΔW.
+    Column("effective_rank", "ΔW eff. rank", lambda r: r.lens_effective_rank, None, _lens, numeric=True,
+           tip="effective rank of ΔW (exp of the entropy of its normalised singular values), mean over the "
+               "adapted weight matrices"),
+    Column("relative_norm", "‖ΔW‖/‖W0‖", lambda r: r.lens_relative_norm, None, _lens, numeric=True,
+           tip="how big the update is against the frozen weight (Frobenius norms), mean over the adapted matrices"),
+    Column("forgetting", "forgetting", lambda r: r.forgetting, None, _lens, numeric=True,
+           tip="how far the adapted model's outputs on general text moved from the base's (0: not at all)"),
 )
+LENS_KEYS = ("effective_rank", "relative_norm", "forgetting")
 # The default table: what fits 100 columns (where, memory and latency are in --wide and the CSV)
 NARROW = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "train_accuracy", "val_accuracy",
           "steps_to_95", "steps_per_second")
 TABLE_WIDTH = 100
 DETERMINISTIC = ("method", "trainable_params", "trainable_percent", "adapter_bytes", "training_memory",
-                 "activations", "train_accuracy", "val_accuracy", "steps_to_95")  # same seed -> same value
+                 "activations", "train_accuracy", "val_accuracy", "steps_to_95", *LENS_KEYS)  # same seed -> same value
+
+
+def lens_missing(record: RunRecord, key: str) -> str:
+    """Why a lens cell of this run is empty ("" when it is not)."""
+    value = next(c for c in COLUMNS if c.key == key).value(record)
+    if value is not None:
+        return ""
+    if record.forgetting is None:
+        return OLD_RUN_NOTE
+    return record.lens_note or f"{key} was not computed for this run"
 
 
 def best_rows(records: Sequence[RunRecord], column: Column) -> set[int]:
@@ -441,12 +474,19 @@ def format_table(records: Sequence[RunRecord], current: str | None = None, tasks
     footer = [twenty_tasks(chosen, tasks).text()]
     if wide:
         footer.insert(0, "* best in its column. Latency: added ms over the bare base for one forward of "
-                         f"{records[0].latency_batch} texts; merged: LoRA folded into W0.")
+                         f"{records[0].latency_batch} texts; merged: LoRA folded into W0. Lens: ΔW numbers are "
+                         "means over the adapted matrices (— where the method has no ΔW); forgetting: "
+                         f"{_forgetting_measures(records)}.")
     else:
         footer.insert(0, "* best in its column. --wide adds where each method sits, memory and latency; --csv "
                          "writes every number.")
         footer = [textwrap.fill(line, TABLE_WIDTH, subsequent_indent="  ") for line in footer]
     return "\n".join(lines + footer)
+
+
+def _forgetting_measures(records: Sequence[RunRecord]) -> str:
+    measures = list(dict.fromkeys(r.forgetting_measure for r in records if r.forgetting_measure))
+    return " / ".join(measures) or "not recorded"
 
 
 def write_csv(records: Sequence[RunRecord], path: str | Path) -> Path:

@@ -109,6 +109,12 @@ class RunRecord:
     base_latency_ms: float | None  # the same for the bare base + head
     merged_latency_ms: float | None = None  # LoRA with B A folded into W0
     latency_batch: int = 0
+    # the lens (core/lenses/run_summary.py); None in runs saved before it was recorded, which load unchanged
+    lens_effective_rank: float | None = None  # mean effective rank of ΔW; None also: the method has no ΔW
+    lens_relative_norm: float | None = None  # mean ‖ΔW‖/‖W0‖
+    forgetting: float | None = None  # drift from the base on general text (core/lenses/forgetting.py)
+    forgetting_measure: str = ""
+    lens_note: str = ""  # why the ΔW numbers are missing
     curves: Curves = field(default_factory=Curves)
 
     @property
@@ -160,12 +166,12 @@ class RunRecord:
         return cls(**values, curves=curves or Curves())
 
 
-TEXT_FIELDS = ("run_id", "created", "base", "method", "dataset", "where")
+TEXT_FIELDS = ("run_id", "created", "base", "method", "dataset", "where", "forgetting_measure", "lens_note")
 COUNT_FIELDS = ("seed", "steps_done", "trainable_params", "base_params", "head_params", "adapter_bytes",
                 "latency_batch")
 NUMBER_FIELDS = ("final_train_loss", "final_train_accuracy", "steps_per_second")  # NaN is saved as null
 OPTIONAL_NUMBER_FIELDS = ("final_val_loss", "final_val_accuracy", "latency_ms", "base_latency_ms",
-                          "merged_latency_ms")
+                          "merged_latency_ms", "lens_effective_rank", "lens_relative_norm", "forgetting")
 MAX_FIELD_TEXT = 4096
 MAX_COUNT = 2**63 - 1
 

@@ -271,8 +271,16 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
     def lens_panel() -> QWidget:
         from .lens import LensPanel
 
-        return LensPanel(lambda: window.controller.experiment, lambda: window.inference.entry.text(),
-                         busy=lambda: window.runner.active)
+        panel = LensPanel(lambda: window.controller.experiment, lambda: window.inference.entry.text(),
+                          busy=lambda: window.runner.active)
+        # live while a run trains and the dock is shown: the trainer snapshots for it, frames draw it
+        window.runner.live_lens = panel.live
+        window.runner.events.connect(panel.on_events)
+        window.runner.state_changed.connect(lambda state: panel.set_run_active(state != "idle"))
+        lens.visibilityChanged.connect(panel.set_dock_visible)
+        panel.set_run_active(window.runner.active)  # built while a run trains: it joins it
+        panel.set_dock_visible(lens.isVisible())
+        return panel
 
     def map_panel() -> QWidget:
         from .family_map import FamilyMapPanel
@@ -372,7 +380,7 @@ def stop_docks(docks: Docks) -> None:
     if (board := docks.built("compare")) is not None:
         board.stop_family()
     if (lens := docks.built("lens")) is not None:
-        lens.job.stop()
+        lens.stop()
     if (family_map := docks.built("family-map")) is not None:
         family_map.job.stop()
 

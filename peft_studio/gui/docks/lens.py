@@ -3,21 +3,28 @@ through its Method.lens hook, then forgetting on general text).
 
 The figures are computed on a worker thread (an SVD per adapted Linear, forward passes for the bottleneck,
 attention and forgetting), never while a run trains: forgetting compares the adapted model with its own
-base through StudioModel.bypassed(), so the window holds Play and Step until the look has finished. A
+base through StudioModel.bypassed(), so the window holds Play and Step until the look has finished.
+While a run trains and the dock is shown, the lens is live (core/lenses/live.py): the trainer snapshots the
+watched layer between steps, a lens thread computes its ΔW figures from the snapshot, and the dock draws them
+on the runner's frame timer (so within the frame budget, gui/jobs/frame_budget.py), beside the gains'
+histogram over training; forgetting waits for the run to stop, and the dock says so. A
 figure shows its numbers, its arrays (a ΔW heatmap, singular values against r, rotation angles, gains) and
-its table (nearest words, attention shares); Export writes every number as CSV.
+its table (nearest words, attention shares); Export writes every number as CSV, or the figure shown as PNG.
 """
 
 from __future__ import annotations
 
 import csv
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRect, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -31,12 +38,17 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.lenses import LensFigure
+from ...core.lenses.live import LIVE_INTERVAL_S, GainHistory, LiveLens, live_figures
 from ...core.lenses.report import NUMBER_WORDS, lens_report, number_text
 from ..jobs.background import BackgroundJob
 from ..jobs.worker import JobError
 from ..plain import plain_label, set_plain
 
 IDLE_TEXT = "Look shows what training changed: press it after a run (or on an imported adapter)."
+FORGETTING_LATER = ("Forgetting is computed when the run stops: it runs the base without the method, which a "
+                    "step in flight must not see.")
+TITLE_SIZE = "9pt"  # a plot title that fits a docked panel's width
+LIVE_DRAW_S = 0.25  # redraw a live figure at most 4 times a second (snapshots come no faster)
 
 
 class LensPanel(QWidget):
@@ -50,13 +62,29 @@ class LensPanel(QWidget):
         self.job = BackgroundJob(self)
         self.job.item.connect(self._shown)
         self.job.done.connect(self._done)
+        # the live lens: the runner hands `live` to the trainer; a second job computes its figures
+        self.live = LiveLens()
+        self.gain_history = GainHistory()
+        self.live_job = BackgroundJob(self)
+        self.live_job.item.connect(self._live_item)
+        self.live_job.done.connect(self._live_done)
+        self._live_failed = False  # a bug in the live lens: reported once, not retried until the next run
+        self._live_stop = threading.Event()
+        self._live_pending: tuple[int, list[LensFigure]] | None = None
+        self._live_figures: list[LensFigure] = []
+        self._live_step = -1
+        self._drawn_at = 0.0
+        self._run_active = False
+        self._dock_visible = False
+        self.live_updates = 0  # live figure sets drawn (the benchmark's lens_live_updates_per_s)
         self.look_button = QPushButton("Look")
         self.look_button.setToolTip("Compute each lens figure of the current model: ΔW spectra and heatmaps, "
                                     "rotations, soft tokens' nearest words, attention on the prefix, bottleneck "
                                     "activations, IA3 gains, and forgetting on general text")
         self.look_button.clicked.connect(self.look)
-        self.export_button = QPushButton("Export CSV…")
-        self.export_button.setToolTip("Every number of every figure as CSV (kind, title, site, name, value)")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Every number of every figure as CSV (kind, title, site, name, value), or "
+                                      "the figure shown as a PNG (its title, numbers, plot and table)")
         self.export_button.clicked.connect(self.export_dialog)
         self.export_button.setEnabled(False)
         self.status = plain_label(IDLE_TEXT)
@@ -72,7 +100,7 @@ class LensPanel(QWidget):
         self.image = pg.ImageItem()
         self.table = QTableWidget(0, 0)
         self.table.setMinimumHeight(80)
-        detail = QWidget()
+        self.detail = detail = QWidget()
         detail_layout = QVBoxLayout(detail)
         detail_layout.setContentsMargins(0, 0, 0, 0)
         detail_layout.addWidget(self.numbers)
@@ -108,14 +136,98 @@ class LensPanel(QWidget):
         return self.job.start(lambda: iter([lens_report(experiment, sentence or None)]), title="")
 
     def _shown(self, figures: list[LensFigure]) -> None:
-        self.figures = list(figures)
-        self.figure_list.clear()
-        for figure in self.figures:
-            self.figure_list.addItem(figure.title)  # list items are plain text
-        if self.figures:
-            self.figure_list.setCurrentRow(0)
-        self.export_button.setEnabled(bool(self.figures))
+        history = self.gain_history.figure()
+        trained = {name for name, p in self.experiment().model.named_parameters() if p.requires_grad}
+        if history is not None and self.gain_history.names <= trained:  # the last run's gains, this model's
+            figures = [*figures, history]
+        self._show_figures(figures, keep=False)
         set_plain(self.status, f"{len(self.figures)} figure(s). Pick one to see its numbers and arrays.")
+
+    def _show_figures(self, figures: list[LensFigure], keep: bool) -> None:
+        """Fill the list; `keep`: stay on the figure of the same title (a live update), else the first."""
+        current = self.figure_list.currentRow()
+        title = self.figures[current].title if keep and 0 <= current < len(self.figures) else None
+        self.figures = list(figures)
+        titles = [f.title for f in self.figures]
+        self.figure_list.blockSignals(True)
+        self.figure_list.clear()
+        self.figure_list.addItems(titles)  # list items are plain text
+        self.figure_list.blockSignals(False)
+        if self.figures:
+            row = titles.index(title) if title in titles else 0
+            self.figure_list.setCurrentRow(row)
+            self._select(row)
+        self.export_button.setEnabled(bool(self.figures))
+
+    # ---- live, while a run trains --------------------------------------------------------------------
+    def set_run_active(self, active: bool) -> None:
+        """The window's run started (running or paused) or ended."""
+        self._run_active = active
+        if not active:
+            self._live_failed = False
+        self._update_live()
+
+    def set_dock_visible(self, visible: bool) -> None:
+        self._dock_visible = visible
+        self._update_live()
+
+    @property
+    def live_on(self) -> bool:
+        return self.live.enabled
+
+    def _update_live(self) -> None:
+        want = self._run_active and self._dock_visible and not self._live_failed
+        if want and not self.live.enabled and not self.live_job.running:  # a job still ending retries on done
+            self._live_stop.clear()
+            self._live_pending, self._live_figures, self._live_step = None, [], -1
+            self.live.enabled = True
+            self.live_job.start(lambda: live_figures(self.live, self._live_stop.is_set), stop=self._live_stop.set)
+            set_plain(self.status, f"Live: waiting for the first snapshot. {FORGETTING_LATER}")
+        elif not want and self.live.enabled:
+            self.live.enabled = False  # the trainer takes no more snapshots
+            self.live_job.stop()
+
+    def _live_done(self, error: JobError | None) -> None:
+        if error is not None:
+            self._live_failed = True
+            self.live.enabled = False
+            set_plain(self.status, f"{error.title('The live lens')}: {error.message}")
+        self._update_live()  # shown again while the last job was ending: start anew
+
+    def _live_item(self, item: tuple[int, list[LensFigure]]) -> None:
+        self._live_pending = item  # drawn on the next frame (on_events), the newest only
+
+    def on_events(self, batch: list[dict]) -> None:
+        """The runner's frame: record the gains, and draw the newest live figures at most every LIVE_DRAW_S."""
+        gains = [(e["step"], e["gains"]) for e in batch if e.get("gains")]
+        for step, values in gains:
+            self.gain_history.add(step, values)
+        if not self.live.enabled or not (self._live_pending or gains):
+            return
+        now = time.monotonic()
+        if now - self._drawn_at < LIVE_DRAW_S and not batch[-1].get("last"):
+            return
+        self._drawn_at = now
+        if self._live_pending is not None:
+            self._live_step, self._live_figures = self._live_pending
+            self._live_pending = None
+            self.live_updates += 1
+        history = self.gain_history.figure()
+        figures = [*self._live_figures, *([history] if history is not None else [])]
+        if figures:
+            self._show_figures(figures, keep=True)
+        self._say_live()
+
+    def _say_live(self) -> None:
+        parts = []
+        if self._live_figures:
+            parts.append(f"ΔW at {self._live_figures[0].site} as of step {self._live_step + 1} (a snapshot at "
+                         f"most every {LIVE_INTERVAL_S:g} s)")
+        elif self.live.available is False:
+            parts.append("this method changes no weight matrix: Look shows its own figures when the run stops")
+        if self.gain_history.rows:
+            parts.append("gains over training")
+        set_plain(self.status, f"Live: {'; '.join(parts) or 'waiting for the first snapshot'}. {FORGETTING_LATER}")
 
     def _done(self, error: JobError | None) -> None:
         self.look_button.setEnabled(True)
@@ -124,6 +236,8 @@ class LensPanel(QWidget):
 
     # ---- drawing -----------------------------------------------------------------------------------
     def _select(self, row: int) -> None:
+        if 0 <= row < len(self.figures) and self.figures[row].kind in ("delta-w", "rotation"):
+            self.live.watch(self.figures[row].site)  # the live lens follows the layer looked at
         self.plot.clear()
         self.table.clear()
         self.table.setRowCount(0)
@@ -138,6 +252,16 @@ class LensPanel(QWidget):
         self._fill_table(figure)
 
     def _draw_arrays(self, figure: LensFigure) -> None:
+        history = figure.arrays.get("history")
+        if history:  # [samples x bins]: training left to right, the gain's value upwards
+            values, edges, steps = np.asarray(history, dtype=float), figure.arrays["edges"], figure.arrays["steps"]
+            self.image = pg.ImageItem(np.log1p(values))  # log counts: the few channels that moved stay visible
+            self.image.setColorMap(pg.colormap.get("viridis"))
+            self.image.setRect(QRectF(steps[0], edges[0], max(1, steps[-1] - steps[0]), edges[-1] - edges[0]))
+            self.plot.addItem(self.image)
+            self.plot.addItem(pg.InfiniteLine(pos=1.0, angle=0, pen=pg.mkPen("#cc3311", width=1)))
+            self.plot.setTitle("gains by step (red: 1 = unchanged)", size=TITLE_SIZE)
+            return
         heatmap = figure.arrays.get("heatmap")
         if heatmap:
             values = np.asarray(heatmap, dtype=float)
@@ -146,14 +270,14 @@ class LensPanel(QWidget):
             self.image.setLevels((-limit, limit))
             self.image.setColorMap(pg.colormap.get("CET-D1"))
             self.plot.addItem(self.image)
-            self.plot.setTitle("ΔW (downsampled; blue < 0 < red)")
+            self.plot.setTitle("ΔW (blue < 0 < red)", size=TITLE_SIZE)
             return
         for key in ("singular_values", "angles_deg", "magnitude"):
             values = figure.arrays.get(key)
             if values:
                 self.plot.addItem(pg.BarGraphItem(x=np.arange(len(values)), height=np.asarray(values, dtype=float),
                                                   width=0.8, brush="#4477aa"))
-                self.plot.setTitle(key.replace("_", " "))
+                self.plot.setTitle(key.replace("_", " "), size=TITLE_SIZE)
                 rank = figure.numbers.get("r")
                 if key == "singular_values" and rank:  # the values beyond r should be ~0 for a rank-r update
                     self.plot.addItem(pg.InfiniteLine(pos=rank - 0.5, angle=90, pen=pg.mkPen("#cc3311", width=2)))
@@ -172,8 +296,39 @@ class LensPanel(QWidget):
 
     # ---- export ------------------------------------------------------------------------------------
     def export_dialog(self) -> Path | None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the lens", "lens.csv", "CSV (*.csv)")
-        return self.export_csv(path) if path else None
+        path, _ = QFileDialog.getSaveFileName(self, "Export the lens", "lens.csv",
+                                              "CSV: every number (*.csv);;PNG: the figure shown (*.png)")
+        if not path:
+            return None
+        try:
+            return self.export_png(path) if Path(path).suffix.lower() == ".png" else self.export_csv(path)
+        except OSError as exc:
+            set_plain(self.status, f"The lens cannot be exported: {exc}")
+            return None
+
+    def figure_image(self) -> QImage:
+        """The figure shown: its title above its numbers, plot and table, as they are drawn (no buttons, no list)."""
+        row = self.figure_list.currentRow()
+        title = self.figures[row].title if 0 <= row < len(self.figures) else ""
+        body = self.detail.grab().toImage()
+        font = QFont(self.font())
+        font.setBold(True)
+        band = QFontMetrics(font).height() + 12
+        image = QImage(body.width(), body.height() + band, QImage.Format.Format_RGB32)
+        image.fill(Qt.GlobalColor.white)
+        painter = QPainter(image)
+        painter.setFont(font)
+        painter.setPen(QColor("#1f2933"))
+        painter.drawText(QRect(8, 0, body.width() - 16, band), Qt.AlignmentFlag.AlignVCenter, title)
+        painter.drawImage(0, band, body)
+        painter.end()
+        return image
+
+    def export_png(self, path: str | Path) -> Path:
+        path = Path(path)
+        if not self.figure_image().save(str(path), "PNG"):
+            raise OSError(f"{path}: cannot write the PNG")
+        return path
 
     def export_csv(self, path: str | Path) -> Path:
         path = Path(path)
@@ -185,6 +340,13 @@ class LensPanel(QWidget):
                     writer.writerow([figure.kind, figure.title, figure.site, name, repr(float(value))])
         return path
 
+    def stop(self) -> None:
+        """Ask both jobs to stop, without waiting."""
+        self.live.enabled = False
+        self.job.stop()
+        self.live_job.stop()
+
     def stop_and_wait(self, timeout_ms: int = 10_000) -> bool:
-        return self.job.stop_and_wait(timeout_ms)
+        self.live.enabled = False
+        return self.job.stop_and_wait(timeout_ms) & self.live_job.stop_and_wait(timeout_ms)
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ...core.lenses.live import LiveLens
 from ...core.runs.threads import ThreadChoice
 from ..window.controller import Controller
 from . import heap
@@ -45,6 +46,7 @@ class Runner(QObject):
         self._warm_up: threading.Thread | None = None  # started after the first paint (start_warm_up)
         self.thread_choice = ThreadChoice()  # one for every run: a setup run again keeps its count
         self.worker: TrainWorker | None = None
+        self.live_lens: LiveLens | None = None  # the Lens dock's, offered a snapshot between steps when it is on
         self.state = "idle"
         self.step = 0  # the next step index (= steps done since the last reset)
         self.steps_per_second = 0.0
@@ -140,7 +142,7 @@ class Runner(QObject):
         controller = self.controller
         controller.lock()
         self.worker = TrainWorker(controller.experiment, controller.settings, self.step, paused=paused,
-                                  threads=self.thread_choice)
+                                  threads=self.thread_choice, live=self.live_lens)
         self.worker.finished.connect(self._finish)
         self.worker.start()
         self._restart_frames()

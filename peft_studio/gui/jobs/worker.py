@@ -23,7 +23,9 @@ import torch
 from PySide6.QtCore import QThread
 
 from ...core.errors import PeftStudioError
+from ...core.lenses.live import LiveLens
 from ...core.logs import report_unexpected
+from ...core.methods.method import site_paths
 from ...core.model.experiment import Experiment
 from ...core.runs.interrupt import StepInterrupted, interruptible
 from ...core.runs.probe import choose_threads
@@ -116,7 +118,7 @@ class TrainWorker(Worker):
     instances: weakref.WeakSet[TrainWorker] = weakref.WeakSet()
 
     def __init__(self, experiment: Experiment, settings: TrainSettings, start_step: int = 0,
-                 paused: bool = False, threads: ThreadChoice | None = None) -> None:
+                 paused: bool = False, threads: ThreadChoice | None = None, live: LiveLens | None = None) -> None:
         self.control = TrainControl()
         super().__init__(self._events, self.control.stop, "training")
         TrainWorker.instances.add(self)
@@ -126,6 +128,7 @@ class TrainWorker(Worker):
         # the runner passes one choice to every run: the same setup trains with the same count again
         self.thread_choice = threads or ThreadChoice()
         self.threads: int | None = None  # chosen on the worker thread before the first step
+        self.live = live  # the Lens dock's snapshots, taken here between steps (core/lenses/live.py)
         if paused:
             self.control.pause()
 
@@ -138,6 +141,8 @@ class TrainWorker(Worker):
         named = [(n, p) for n, p in self.experiment.model.named_parameters() if p.requires_grad]
         last_grads = 0.0
         self.threads = choose_threads(self.thread_choice, self.experiment, settings)
+        live, base = self.live, self.experiment.base
+        site_of = site_paths(base) if live is not None else {}
         with interruptible(self.experiment.model, lambda: self.control.stopped):
             for event in train(self.experiment, settings, self.control, self.start_step):
                 payload = _plain(event)
@@ -147,6 +152,8 @@ class TrainWorker(Worker):
                     last_grads = now
                     payload["grads"] = grad_norms(named)
                     payload["gains"] = sample_gains(named)  # IA3's scaling vectors, for the live heat strips
+                if live is not None:
+                    live.offer(base, site_of, event.step)  # between steps; never waits
                 yield payload
 
 

@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 from ...core.errors import PeftStudioError  # noqa: E402
-from ...core.runs.compare import COLUMNS, best_rows, twenty_tasks, write_csv  # noqa: E402
+from ...core.runs.compare import COLUMNS, LENS_KEYS, best_rows, lens_missing, twenty_tasks, write_csv  # noqa: E402
 from ...core.runs.comparison import Comparison, budget_of  # noqa: E402
 from ...core.runs.run_store import RunRecord, RunStore  # noqa: E402
 from .. import plain  # noqa: E402
@@ -266,6 +266,18 @@ class BoardWidget(QWidget):
             plot.setLabel("bottom", "step")
             plot.setMinimumHeight(120)
         self.accuracy_plot.setYRange(0, 1.02)
+        # Forgetting beside the task accuracy: one point per run (the lens's one number per run).
+        self.forgetting_plot = pg.PlotWidget(title="forgetting vs accuracy")
+        self.forgetting_plot.setBackground("w")
+        self.forgetting_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.forgetting_plot.setLabel("bottom", "accuracy (val, else train)")
+        self.forgetting_plot.setLabel("left", "forgetting")
+        for axis in ("bottom", "left"):  # "(x0.001)" on a 0-1 axis reads as a unit, not a scale
+            self.forgetting_plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.forgetting_plot.setMinimumHeight(120)
+        self.forgetting_plot.setToolTip("Each run's forgetting on general text (how far its outputs moved from "
+                                        "the base's) against its task accuracy: lower right learned the task "
+                                        "while moving least from the base")
         # The legend beside the curves, never over them: a wrapping row of swatches under both plots.
         self.legend = QListWidget()
         self.legend.setObjectName("boardLegend")
@@ -282,6 +294,7 @@ class BoardWidget(QWidget):
         self.plot_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         self.plot_row.addWidget(self.loss_plot, 1)
         self.plot_row.addWidget(self.accuracy_plot, 1)
+        self.plot_row.addWidget(self.forgetting_plot, 1)
         self.plots = QWidget()
         plots_layout = QVBoxLayout(self.plots)
         plots_layout.setContentsMargins(0, 0, 0, 0)
@@ -290,6 +303,9 @@ class BoardWidget(QWidget):
 
         self.table = PinnedColumnTable(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels([c.header for c in TABLE_COLUMNS])
+        for j, column in enumerate(TABLE_COLUMNS):
+            if column.tip:
+                self.table.horizontalHeaderItem(j).setToolTip(column.tip)
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # run order until clicked
         self.table.setSortingEnabled(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -466,7 +482,7 @@ class BoardWidget(QWidget):
         self.run_list.blockSignals(False)
 
     def _refresh_plots(self, runs: list[RunRecord]) -> None:
-        for plot in (self.loss_plot, self.accuracy_plot):
+        for plot in (self.loss_plot, self.accuracy_plot, self.forgetting_plot):
             plot.clear()
         self.legend.clear()
         shown: set[str] = set()
@@ -487,6 +503,10 @@ class BoardWidget(QWidget):
                 for plot, values in ((self.loss_plot, val_loss), (self.accuracy_plot, val_acc)):
                     plot.plot(steps, values, pen=thin, symbol=style.symbol or "o", symbolSize=4, symbolBrush=colour,
                               symbolPen=colour)
+            if run.forgetting is not None:
+                accuracy = run.final_val_accuracy if run.final_val_accuracy is not None else run.final_train_accuracy
+                self.forgetting_plot.plot([accuracy], [run.forgetting], pen=None, symbol=style.symbol or "o",
+                                          symbolSize=10, symbolBrush=colour, symbolPen=colour)
             if run.method not in shown:
                 shown.add(run.method)
                 item = QListWidgetItem(style_icon(style), run.method)
@@ -506,7 +526,7 @@ class BoardWidget(QWidget):
             for j, column in enumerate(TABLE_COLUMNS):
                 value = column.value(run)
                 item = _SortItem(column.text(value), value)
-                if column.better is not None:
+                if column.right_aligned:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if i in best[j]:
                     item.setBackground(BEST)
@@ -517,6 +537,10 @@ class BoardWidget(QWidget):
                     item.setIcon(style_icon(style, QSize(28, 12)))
                     item.setForeground(QBrush(QColor(style.colour).darker(130)))
                     item.setToolTip(plain.tip(f"{run.method}: {run.where}"))
+                if column.key in LENS_KEYS and value is None:  # "—": say why
+                    item.setToolTip(plain.tip(lens_missing(run, column.key)))
+                elif column.key == "forgetting":
+                    item.setToolTip(plain.tip(run.forgetting_measure))
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
         if 0 <= sort_column < len(TABLE_COLUMNS):
@@ -609,7 +633,7 @@ class BoardWidget(QWidget):
                 if j == 0 and not item.icon().isNull():
                     item.icon().paint(painter, QRect(left, y + 2, icon - 4, height - 4))
                     left += icon
-                align = Qt.AlignmentFlag.AlignRight if TABLE_COLUMNS[j].better is not None else \
+                align = Qt.AlignmentFlag.AlignRight if TABLE_COLUMNS[j].right_aligned else \
                     Qt.AlignmentFlag.AlignLeft
                 painter.drawText(QRect(left, y, x + widths[j] - pad - left, height),
                                  align | Qt.AlignmentFlag.AlignVCenter, item.text())
