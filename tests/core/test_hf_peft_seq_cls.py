@@ -53,6 +53,7 @@ SEQ_CLS_CONFIGS = {
     "vera": lambda: peft.VeraConfig(task_type="SEQ_CLS", r=8, target_modules=["query", "value"]),
     "ln-tuning": lambda: peft.LNTuningConfig(task_type="SEQ_CLS", target_modules=["LayerNorm"]),
     "prompt": lambda: peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4),
+    "p-tuning": lambda: peft.PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=3, encoder_hidden_size=16),
 }
 UNRUNNABLE = {"prefix": lambda: peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)}  # by PEFT itself
 # every other exchanged type from the registry: PEFT's own defaults on query and value, with the settings PEFT needs
@@ -96,7 +97,7 @@ def test_a_peft_classifier_adapter_imports_with_its_head_and_predicts_the_same(t
         ours = experiment.model(ids, mask)
     assert (theirs - ours).abs().max() <= 1e-4
     assert experiment.predict_labels(TEXTS) == [data.label_names[i] for i in theirs.argmax(-1).tolist()]
-    if name != "prompt":  # prompt learning loads frozen; its vectors count as PEFT's adapter
+    if not wrapped.peft_config["default"].is_prompt_learning:  # loaded frozen: its vectors are PEFT's adapter
         adapter = sum(p.numel() for n, p in wrapped.named_parameters() if p.requires_grad and "classifier" not in n)
         assert experiment.method_parameter_count() == adapter
     assert peft_setup(tmp_path / name).base_options == {"pooling": "pooler"}

@@ -30,6 +30,7 @@ from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .miss import MissMethod
 from .oft import OftMethod
+from .p_tuning import PTuningMethod
 from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
@@ -85,6 +86,7 @@ register_method(C3AMethod())
 register_method(ShiraMethod())
 register_method(HiraMethod())
 register_method(GraLoraMethod())
+register_method(PTuningMethod())
 
 
 def method_names() -> list[str]:
