@@ -36,7 +36,19 @@ from .decoder_families import LAYER_NORM, LEARNED, ROTARY, DecoderFamily
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
 from .rope import Rotary, apply_rotary
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, layer_refusals
+from .sites import (
+    ACTIVATION,
+    ADAPTER,
+    KV_PREFIX,
+    LINEAR,
+    LINEAR_INPUT,
+    NORM,
+    PROMPT,
+    TOKEN_ROWS,
+    Block,
+    Site,
+    layer_refusals,
+)
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 LLAMA, GPT2 = "llama", "gpt2"  # two rows of the family table (also the layouts every row follows)
@@ -457,8 +469,11 @@ class DecoderBase(FrozenBase):
         cfg, fam = self.cfg, self.fam
         d, f = cfg.hidden_size, cfg.intermediate_size
         conv1d = layer_refusals("Conv1D") if fam.conv1d else {}  # methods PEFT does not put on GPT-2's Conv1D
+        tied = " (the tied LM head reads the same rows)" if cfg.tie_word_embeddings else ""
         sites = [Site("prompt", PROMPT, "input", f"{fam.stack}.prompt", None, d, d,
-                      "soft prompt before the token embeddings (positions 0..n-1)")]
+                      "soft prompt before the token embeddings (positions 0..n-1)"),
+                 Site(f"{fam.embedding_path}.rows", TOKEN_ROWS, "tokens", fam.embedding_path, None, cfg.vocab_size, d,
+                      "chosen rows of the token embeddings" + tied)]
         for i in range(cfg.num_layers):
             at = self._layer_path(i)
             sites.append(Site(f"{at}.{fam.attention}.kv_prefix", KV_PREFIX, "kv", f"{at}.{fam.attention}.kv_prefix", i,

@@ -38,6 +38,7 @@ from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
+from .trainable_tokens import TrainableTokensMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
 
@@ -87,6 +88,7 @@ register_method(ShiraMethod())
 register_method(HiraMethod())
 register_method(GraLoraMethod())
 register_method(PTuningMethod())
+register_method(TrainableTokensMethod())
 
 
 def method_names() -> list[str]:
