@@ -59,7 +59,10 @@ SEQ_CLS_CONFIGS = {
 # PEFT's TrainableTokensConfig has no modules_to_save: its SEQ_CLS folder holds no classifier, and PEFT's own reload
 # draws a random one, so there are no predictions to reproduce (the import says so)
 HEADLESS = {"trainable-tokens": lambda: peft.TrainableTokensConfig(task_type="SEQ_CLS", token_indices=[2307, 101])}
-UNRUNNABLE = {"prefix": lambda: peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)}  # by PEFT itself
+UNRUNNABLE = {"prefix": lambda: peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3),  # by PEFT itself
+              # PEFT puts an adaption prompt in llama, mistral and gpt2 attention only (decoders' tests have it)
+              "adaption-prompt": lambda: peft.AdaptionPromptConfig(task_type="SEQ_CLS", adapter_len=2,
+                                                                   adapter_layers=1)}
 # every other exchanged type from the registry: PEFT's own defaults on query and value, with the settings PEFT needs
 # on MiniLM's 384-wide Linears (its 256 defaults do not divide 384; AdaLoRA's schedule needs its length)
 FITTING_384 = {"VBLORA": {"vector_length": 128}, "C3A": {"block_size": 128}, "ADALORA": {"total_step": 10}}

@@ -11,6 +11,7 @@ from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
 from .adalora import AdaLoraMethod
 from .adapter import AdapterMethod
+from .adaption_prompt import AdaptionPromptMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .beft import BeftMethod
 from .boft import BoftMethod
@@ -89,6 +90,7 @@ register_method(HiraMethod())
 register_method(GraLoraMethod())
 register_method(PTuningMethod())
 register_method(TrainableTokensMethod())
+register_method(AdaptionPromptMethod())
 
 
 def method_names() -> list[str]:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimple
 
 from ...core.bases.sites import (
     ACTIVATION,
+    GATED_PROMPT,
     KV_PREFIX,
     LINEAR,
     LINEAR_INPUT,
@@ -357,7 +358,8 @@ class _Layout:
                     self.anchor[site.id] = ("corner", act.id, None)
                     placed.append((site, act.id))
                     continue
-            if site.kind == KV_PREFIX and parent != ROOT and self.scene.all_blocks[parent].kind == "attention":
+            if site.kind in (KV_PREFIX, GATED_PROMPT) and parent != ROOT \
+                    and self.scene.all_blocks[parent].kind == "attention":
                 self.anchor[site.id] = ("kv", parent, None)
                 placed.append((site, parent))
                 continue

@@ -17,6 +17,7 @@ from PySide6.QtGui import QColor
 from ...core.bases.sites import (
     ACTIVATION,
     ADAPTER,
+    GATED_PROMPT,
     KV_PREFIX,
     LINEAR,
     LINEAR_INPUT,
@@ -27,11 +28,12 @@ from ...core.bases.sites import (
 from ...core.methods import METHODS, Method
 
 BASELINE = "baseline"  # no insertion point of its own: head-only, full fine-tuning, BitFit
-PLACE_ORDER = (PROMPT, TOKEN_ROWS, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, NORM, BASELINE)
+PLACE_ORDER = (PROMPT, TOKEN_ROWS, KV_PREFIX, GATED_PROMPT, ADAPTER, ACTIVATION, LINEAR, NORM, BASELINE)
 PLACE_COLOURS = {
     PROMPT: "#CC79A7",  # reddish purple
     TOKEN_ROWS: "#F0E442",  # yellow
     KV_PREFIX: "#0072B2",  # blue
+    GATED_PROMPT: "#882255",  # wine
     ADAPTER: "#009E73",  # bluish green
     ACTIVATION: "#E69F00",  # orange
     LINEAR: "#D55E00",  # vermillion
@@ -39,7 +41,7 @@ PLACE_COLOURS = {
     BASELINE: "#3d3d3d",  # near black
 }
 PLACE_WORDS = {PROMPT: "input (soft prompt)", TOKEN_ROWS: "rows of the token table",
-               KV_PREFIX: "attention's keys/values",
+               KV_PREFIX: "attention's keys/values", GATED_PROMPT: "a gated prompt in attention",
                ADAPTER: "between sublayers",
                ACTIVATION: "activation scaling", LINEAR: "beside a Linear", NORM: "a norm's gain and bias",
                BASELINE: "no insertion point (baseline)"}
