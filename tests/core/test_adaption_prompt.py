@@ -104,6 +104,12 @@ def test_the_zero_gate_leaves_the_model_unchanged(folders):
     assert [get_method("adaption-prompt").site_glyph(experiment.config, experiment.base, s) for s in sites] == \
         ["g=0.00", "g=0.00"]  # the diagram draws each layer's gate
     attached, ids, mask = _logits(experiment)
+    top = experiment.base.get_submodule(sites[1].module_path).adaption_gate
+    with torch.no_grad():
+        top.fill_(0.25)  # the lens shows each layer's gate as it is
+        gates, = get_method("adaption-prompt").lens(experiment, "refund my order")
+        assert gates.arrays["magnitude"] == [0.0, 0.25] and gates.numbers["largest |gate|"] == 0.25
+        top.zero_()
     experiment.model.detach_method()
     with torch.no_grad():
         assert torch.equal(attached, next_token_logits(experiment.base, ids, mask))

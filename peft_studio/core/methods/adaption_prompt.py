@@ -165,6 +165,21 @@ class AdaptionPromptMethod(Method):
             return self.glyph
         return f"g={float(gate.detach()[0]):.2f}"
 
+    def lens(self, experiment: Any, sentence: str) -> list[Any]:
+        """How far training opened each layer's gate, and how far its prompt moved in size."""
+        from ..lenses import LensFigure
+
+        rows = [(site.layer, float(module.adaption_gate.detach()[0]), float(module.adaption_prompt.detach().norm()))
+                for site in self.selected_sites(experiment.config, experiment.base)
+                for module in [experiment.base.get_submodule(site.module_path)] if isinstance(module, GatedPrompt)]
+        if not rows or experiment.base.on_meta_device:
+            return []
+        gates = [gate for _, gate, _ in rows]
+        return [LensFigure("gates", "LLaMA-Adapter's gate per adapted layer", "",
+                           {"layers": float(len(rows)), "largest |gate|": max(abs(g) for g in gates)},
+                           {"magnitude": gates}, [("layer", "gate", "prompt norm"), *rows],
+                           "each gate starts at 0: how much of its prompt's attention a layer lets through")]
+
     def shape_notes(self, config: AdaptionPromptConfig, base: FrozenBase, seq_len: int) -> list[str]:
         layers = [s.layer for s in self.selected_sites(config, base)]
         return [f"layers {', '.join(map(str, layers))}: each query also attends to {config.adapter_len} prompt "
