@@ -91,6 +91,11 @@ def minilm_base():
     return create_base("minilm")
 
 
+def is_prompt_learning(method) -> bool:
+    """PEFT's prompt-learning types (prompt, prefix, P-tuning): a file PEFT loads frozen, its prompt evaluated."""
+    return issubclass(peft.PEFT_TYPE_TO_CONFIG_MAPPING[method.peft_type], peft.PromptLearningConfig)
+
+
 def prompt_positions(experiment) -> int:
     """Soft-prompt positions PEFT puts in front of the hidden states (prompt tuning's n, else 0)."""
     return experiment.method.shape_change(experiment.config).input_tokens
@@ -110,7 +115,7 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path_factory, folder, da
     except AdapterFileError:
         assume(False)  # a setting with no PEFT form (e.g. prefix positions kept): refused, as it must be
     tolerance = METHODS[method].exchange_tolerance
-    prompt_learning = METHODS[method].peft_type in ("PROMPT_TUNING", "PREFIX_TUNING")  # PEFT loads those frozen only
+    prompt_learning = is_prompt_learning(METHODS[method])  # PEFT loads those frozen only
     wrapped = peft.PeftModel.from_pretrained(bert(folder), str(out), is_trainable=not prompt_learning).eval()
     ids, mask = experiment.tokenizer.batch(TEXTS)
     experiment.model.eval()
@@ -123,7 +128,8 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path_factory, folder, da
     real = torch.cat([torch.zeros(len(TEXTS), extra, dtype=torch.bool), mask], dim=1)
     assert (theirs - ours)[real].abs().max() <= tolerance
     assert (readme_logits(out, wrapped, ids, mask) - logits).abs().max() <= tolerance
-    if not options.get("prefix_projection"):  # an evaluated MLP is a plain prefix: fewer numbers in the file
+    evaluated = METHODS[method].peft_evaluated(experiment.config)  # e.g. an evaluated MLP: fewer numbers in the file
+    if not evaluated:
         trainable = wrapped.prompt_encoder.default.embedding.weight.numel() if prompt_learning else \
             sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
         assert trainable == experiment.method_parameter_count()
@@ -131,7 +137,7 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path_factory, folder, da
     again.model.eval()
     with torch.no_grad():
         assert (again.model(ids, mask) - logits).abs().max() <= tolerance
-    if not options.get("prefix_projection"):
+    if not evaluated:
         assert again.method_parameter_count() == experiment.method_parameter_count()
 
 
@@ -184,7 +190,7 @@ def test_a_peft_adapter_imports_and_predicts_the_same(tmp_path_factory, folder, 
         assume("not found in the base model" not in str(exc) and "Target modules" not in str(exc))
         raise
     assert experiment.method == METHODS[method] or METHODS[method].peft_accepts(experiment.setup.method)
-    if METHODS[method].peft_type not in ("PROMPT_TUNING", "PREFIX_TUNING"):  # PEFT counts those by its encoder
+    if not config.is_prompt_learning:  # PEFT counts those by its encoder, the file holds what the encoder gives
         assert experiment.method_parameter_count() == trainable
 
 

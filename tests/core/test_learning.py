@@ -13,12 +13,14 @@ from peft_studio.core.runs.train import TrainSettings, train
 ALL_METHODS = method_names()  # the registry: a new method is held to the same bar
 SEED_POOLED = create_base("seed-pooled", load_builtin("seed-intents").make_tokenizer())
 TINY = create_base("tiny", load_builtin("intents").make_tokenizer())
+TINY_DECODER = create_base("tiny-decoder", load_builtin("intents").make_tokenizer())  # for a decoder's method
 
 
 def _setup(method: str, seed: int, prefer_seed_base: bool) -> Setup:
     """The method's defaults where they fit (the seed's base first, when asked: it has no attention, ...), else the
     first example options that fit (a default PEFT sized for real models need not fit a toy base)."""
     bases = (("seed-pooled", SEED_POOLED), ("tiny", TINY)) if prefer_seed_base else (("tiny", TINY),)
+    bases = (*bases, ("tiny-decoder", TINY_DECODER))
     for name, base in bases:
         if applies(method, base):
             return Setup(name, method, {}, seed=seed)
@@ -26,7 +28,7 @@ def _setup(method: str, seed: int, prefer_seed_base: bool) -> Setup:
         options = fitting_options(method, base)
         if options is not None:
             return Setup(name, method, options, seed=seed)
-    raise AssertionError(f"{method} fits neither base")
+    raise AssertionError(f"{method} fits none of the bases")
 
 
 def _final_event(experiment: Experiment, steps: int, lr: float, batch_size: int = 0):

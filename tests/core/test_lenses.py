@@ -51,10 +51,14 @@ def test_delta_w_is_what_the_layer_adds_and_its_spectrum_is_torch_linalg(method)
     paths = {s.module_path: s.id for s in reversed(experiment.base.sites())}  # a Linear before its input site
     with torch.no_grad():
         for path, layer in weight_updates(experiment.base):
-            eye = torch.eye(layer.base_layer.in_features)
-            zero = torch.zeros(1, layer.base_layer.in_features)
-            bias_change = layer(zero) - layer.base_layer(zero)  # BEFT, GLoRA, RoAd also move the bias: not ΔW
-            probed = (layer(eye) - layer.base_layer(eye) - bias_change).T  # [out, in]: what ΔW adds, column by column
+            if isinstance(layer.base_layer, torch.nn.Embedding):  # a table: every row looked up is its ΔW
+                rows = torch.arange(layer.base_layer.num_embeddings)
+                probed = layer(rows) - layer.base_layer(rows)  # [rows, width], the table's layout
+            else:
+                eye = torch.eye(layer.base_layer.in_features)
+                zero = torch.zeros(1, layer.base_layer.in_features)
+                bias_change = layer(zero) - layer.base_layer(zero)  # BEFT, GLoRA, RoAd also move the bias: not ΔW
+                probed = (layer(eye) - layer.base_layer(eye) - bias_change).T  # [out, in]: what ΔW adds, by column
             singular = torch.linalg.svdvals(probed)
             figure = figures[paths[path]]
             values = torch.tensor(figure.arrays["singular_values"])

@@ -172,7 +172,8 @@ def test_a_clean_run_leaves_every_frozen_byte_as_it_was_for_every_method():
 
     for method in METHODS:
         options = fitting_options(method, _experiment("lora").base)  # PEFT-sized defaults need not fit tiny
-        experiment = _experiment(method, options=options)
+        base = "tiny" if options is not None else "tiny-decoder"  # a decoder's method (LLaMA-Adapter)
+        experiment = _experiment(method, base, options)
         before = experiment.model.frozen_fingerprint()
         for _ in train(experiment, TrainSettings(steps=2, track_grads=False)):  # no false alarm either
             pass

@@ -79,9 +79,11 @@ def test_base_and_method_switches_after_clicks_never_show_a_config_error(window,
     refused = set(METHODS) - set(offered)  # greyed out with the reason, so never chosen into an error
     # no attention and no LayerNorm here; and PEFT's defaults sized for real models (FourierFT's 1000
     # coefficients) do not fit a 16-wide toy Linear: greyed out with the reason, though options that fit exist
-    structural = {n for n, m in METHODS.items() if {"kv-prefix", "norm"} & set(m.claims_kinds)}
-    assert structural <= refused
     base = c.experiment.base
+    kinds = {s.kind for s in base.sites()}  # a method none of whose site kinds the base has (a decoder's)
+    structural = {n for n, m in METHODS.items() if {"kv-prefix", "norm"} & set(m.claims_kinds)
+                  or not kinds & set(m.site_kinds) and m.site_kinds}
+    assert structural <= refused
     for name in refused - structural:
         assert not applies(name, base) and fitting_options(name, base) is not None, name
     for method in offered:

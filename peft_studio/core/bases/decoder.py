@@ -36,11 +36,24 @@ from .decoder_families import LAYER_NORM, LEARNED, ROTARY, DecoderFamily
 from .encoder import ACTIVATIONS
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
 from .rope import Rotary, apply_rotary
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site, layer_refusals
-from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
+from .sites import (
+    ACTIVATION,
+    ADAPTER,
+    GATED_PROMPT,
+    KV_PREFIX,
+    LINEAR,
+    LINEAR_INPUT,
+    NORM,
+    PROMPT,
+    TOKEN_ROWS,
+    Block,
+    Site,
+    layer_refusals,
+)
+from .slots import ActivationSlot, AdapterSlot, GatedPromptSlot, KVPrefixSlot, PromptSlot
 
 LLAMA, GPT2 = "llama", "gpt2"  # two rows of the family table (also the layouts every row follows)
-SLOT_NAMES = ("prompt", "kv_prefix", "attn_adapter", "mlp_adapter", "act_scale")  # studio-only modules
+SLOT_NAMES = ("prompt", "kv_prefix", "gated_prompt", "attn_adapter", "mlp_adapter", "act_scale")  # studio-only modules
 
 __all__ = ["GPT2", "LLAMA", "Conv1D", "DecoderBase", "DecoderConfig", "HashTokenizer", "KVCache", "RMSNorm",
            "TinyDecoderBase", "causal_attention"]
@@ -192,7 +205,8 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
 # ---- one layer ---------------------------------------------------------------------------------
 class DecoderAttention(nn.Module):
     """Causal self-attention: q/k/v/o Linears (or GPT-2's fused c_attn + c_proj), rotary positions where the
-    family has them, a KV-prefix slot (prefix tuning), a sliding window where the config sets one."""
+    family has them, a KV-prefix slot (prefix tuning), a gated-prompt slot on its output (LLaMA-Adapter), a sliding
+    window where the config sets one."""
 
     def __init__(self, cfg: DecoderConfig, layer: int) -> None:
         super().__init__()
@@ -210,6 +224,7 @@ class DecoderAttention(nn.Module):
             setattr(self, v, _linear(cfg, d, cfg.kv_width, cfg.qkv_bias))
             setattr(self, o, _linear(cfg, cfg.q_width, d, cfg.o_bias))
         self.kv_prefix = KVPrefixSlot()
+        self.gated_prompt = GatedPromptSlot()  # LLaMA-Adapter's adaption prompt adds to the output here
         self.resid_dropout = _dropout(cfg.residual_dropout)
         self.window = cfg.window(layer)
         self.dropout = cfg.attention_dropout
@@ -248,7 +263,8 @@ class DecoderAttention(nn.Module):
                                keep=kept)
         if kept:
             self.probs = kept[0]
-        return self.resid_dropout(getattr(self, self.fam.projections[-1])(_merge(out)))
+        out = self.resid_dropout(getattr(self, self.fam.projections[-1])(_merge(out)))
+        return self.gated_prompt(q, out, self)
 
 
 class DecoderMLP(nn.Module):
@@ -457,13 +473,19 @@ class DecoderBase(FrozenBase):
         cfg, fam = self.cfg, self.fam
         d, f = cfg.hidden_size, cfg.intermediate_size
         conv1d = layer_refusals("Conv1D") if fam.conv1d else {}  # methods PEFT does not put on GPT-2's Conv1D
+        tied = " (the tied LM head reads the same rows)" if cfg.tie_word_embeddings else ""
         sites = [Site("prompt", PROMPT, "input", f"{fam.stack}.prompt", None, d, d,
-                      "soft prompt before the token embeddings (positions 0..n-1)")]
+                      "soft prompt before the token embeddings (positions 0..n-1)"),
+                 Site(f"{fam.embedding_path}.rows", TOKEN_ROWS, "tokens", fam.embedding_path, None, cfg.vocab_size, d,
+                      "chosen rows of the token embeddings" + tied)]
         for i in range(cfg.num_layers):
             at = self._layer_path(i)
             sites.append(Site(f"{at}.{fam.attention}.kv_prefix", KV_PREFIX, "kv", f"{at}.{fam.attention}.kv_prefix", i,
                               cfg.kv_width, cfg.kv_width,
                               f"layer {i} attention keys/values ({cfg.num_kv_heads} K/V heads x {cfg.dim_per_head})"))
+            sites.append(Site(f"{at}.{fam.attention}.gated_prompt", GATED_PROMPT, "gated-prompt",
+                              f"{at}.{fam.attention}.gated_prompt", i, d, d,
+                              f"layer {i} attention: a gated prompt with its own softmax, added to the output"))
             for short, inner, fan_in, fan_out in self._linears():
                 if inner == fam.down_projection:
                     sites.append(Site(f"{at}.mlp.act_scale", ACTIVATION, "ffn-act", f"{at}.mlp.act_scale", i, f, f,

@@ -17,7 +17,19 @@ from torch.nn import functional as F
 
 from . import hf_names
 from .frozen import FrozenBase, Tokenizer
-from .sites import ACTIVATION, ADAPTER, EMBEDDING, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, Site
+from .sites import (
+    ACTIVATION,
+    ADAPTER,
+    EMBEDDING,
+    KV_PREFIX,
+    LINEAR,
+    LINEAR_INPUT,
+    NORM,
+    PROMPT,
+    TOKEN_ROWS,
+    Block,
+    Site,
+)
 from .slots import ActivationSlot, AdapterSlot, KVPrefixSlot, PromptSlot
 
 
@@ -250,6 +262,8 @@ class Encoder(FrozenBase):
             tables.append(("token_type", self.cfg.type_vocab_size, "token type embeddings"))
         sites.extend(Site(f"embeddings.{name}", EMBEDDING, name.replace("_", "-"), f"embeddings.{name}", None, rows, d,
                           label) for name, rows, label in tables)  # in: rows of the table, out: its width (as PEFT)
+        sites.append(Site("embeddings.word.rows", TOKEN_ROWS, "tokens", "embeddings.word", None, self.cfg.vocab_size,
+                          d, "chosen rows of the token embeddings"))
         sites.append(norm("embeddings.norm", "emb-norm", None, "embedding LayerNorm"))
         for i in range(self.cfg.n_layers):
             at = f"layers.{i}"

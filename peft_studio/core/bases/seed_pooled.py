@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .frozen import FrozenBase, Tokenizer, TrainDefaults
-from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, Block, Site
+from .sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, PROMPT, TOKEN_ROWS, Block, Site
 from .slots import ActivationSlot, AdapterSlot, PromptSlot
 
 NO_ATTENTION = "no attention layers: this base pools embeddings without self-attention"
@@ -48,6 +48,8 @@ class SeedPooledBase(FrozenBase):
         d = self.hidden_size
         return [
             Site("prompt", PROMPT, "input", "prompt", None, d, d, "soft prompt before the token embeddings"),
+            Site("embedding.rows", TOKEN_ROWS, "tokens", "embedding", None, self.embedding.num_embeddings, d,
+                 "chosen rows of the token embeddings"),
             Site(
                 "prefix", KV_PREFIX, "kv", "", None, d, d, "attention keys/values",
                 unavailable={"prefix-tuning": NO_ATTENTION},

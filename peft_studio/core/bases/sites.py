@@ -14,7 +14,10 @@ LINEAR = "linear"  # a frozen Linear (LoRA, QLoRA, DoRA, VeRA, IA3 on its output
 LINEAR_INPUT = "linear-input"  # the input of a frozen Linear (IA3 on a feed-forward module, as PEFT)
 NORM = "norm"  # a LayerNorm whose gamma and beta can train (LayerNorm tuning)
 EMBEDDING = "embedding"  # a frozen embedding table (LoRA on an Embedding, as PEFT's lora.Embedding)
-SITE_KINDS = (PROMPT, EMBEDDING, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, LINEAR_INPUT, NORM)
+TOKEN_ROWS = "token-rows"  # chosen rows of the token embedding table train in place (trainable tokens)
+GATED_PROMPT = "gated-prompt"  # a decoder attention's own gated prompt, added to its output (LLaMA-Adapter)
+SITE_KINDS = (PROMPT, EMBEDDING, TOKEN_ROWS, KV_PREFIX, GATED_PROMPT, ADAPTER, ACTIVATION, LINEAR, LINEAR_INPUT,
+              NORM)
 
 # Linear layer types a method cannot take, as PEFT refuses them (its OFT takes nn.Linear, not GPT-2's Conv1D):
 # layer type -> {method name: why}. The method registry fills it from each method's `refused_layers`, so a base

@@ -26,6 +26,14 @@ class KVPrefixSlot(nn.Module):
         return keys, values, key_mask
 
 
+class GatedPromptSlot(nn.Module):
+    """At the end of a decoder's attention: (its rotated queries, its output, the attention module) -> the output
+    plus what a gated prompt adds (LLaMA-Adapter's adaption prompt); empty, it passes the output through."""
+
+    def forward(self, queries: torch.Tensor, output: torch.Tensor, attention: nn.Module) -> torch.Tensor:
+        return output
+
+
 class AdapterSlot(nn.Module):
     """On a sublayer's output, before the residual add. A post-LN layer also hands over the residual and
     its LayerNorm, which an adapter in the Pfeiffer style reads (methods/adapter.py); empty, it passes through."""

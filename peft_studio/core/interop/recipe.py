@@ -51,7 +51,7 @@ LAYER_CLASSES = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer",
 # `score` (Linear without bias); BERT classifies the pooled [CLS] with `classifier` (Linear with bias).
 HEAD_MODULES = {"bert": ("classifier", True)}
 DECODER_HEAD = ("score", False)
-PROMPT_INPUT_TYPES = ("PROMPT_TUNING",)  # PEFT feeds inputs_embeds: a decoder then scores the last position
+PROMPT_INPUT_TYPES = ("PROMPT_TUNING", "P_TUNING")  # PEFT feeds inputs_embeds: a decoder then scores the last position
 
 
 @dataclass

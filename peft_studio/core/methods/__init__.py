@@ -11,6 +11,7 @@ from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
 from .adalora import AdaLoraMethod
 from .adapter import AdapterMethod
+from .adaption_prompt import AdaptionPromptMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .beft import BeftMethod
 from .boft import BoftMethod
@@ -30,6 +31,7 @@ from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .miss import MissMethod
 from .oft import OftMethod
+from .p_tuning import PTuningMethod
 from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
@@ -37,6 +39,7 @@ from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
+from .trainable_tokens import TrainableTokensMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
 
@@ -85,6 +88,9 @@ register_method(C3AMethod())
 register_method(ShiraMethod())
 register_method(HiraMethod())
 register_method(GraLoraMethod())
+register_method(PTuningMethod())
+register_method(TrainableTokensMethod())
+register_method(AdaptionPromptMethod())
 
 
 def method_names() -> list[str]:

@@ -134,21 +134,27 @@ def parse_layers(value: str | list | tuple | None, num_layers: int) -> list[int]
         return list(range(num_layers))
     if num_layers == 0:
         raise ConfigError("layers: this base has no transformer layers")
-    layers: set[int] = set()
-    for item in parse_list("layers", value) or []:
-        span = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(item))  # "4-7": layers 4 to 7, both included
+    return parse_indices("layers", value, num_layers)
+
+
+def parse_indices(name: str, value: str | list | tuple, size: int) -> list[int]:
+    """Sorted distinct indices in [0, size) from a comma list of numbers and ranges such as 4-7 (both ends
+    included); out of range or not a number -> ConfigError naming the option."""
+    indices: set[int] = set()
+    for item in parse_list(name, value) or []:
+        span = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(item))  # "4-7": 4 to 7, both included
         try:
             low, high = (int(span[1]), int(span[2])) if span else (int(item), int(item))
         except ValueError:
-            raise ConfigError(f"layers must be integers in [0, {num_layers - 1}] or ranges such as "
-                              f"0-{num_layers - 1} (got {item!r})") from None
+            raise ConfigError(f"{name} must be integers in [0, {size - 1}] or ranges such as "
+                              f"0-{size - 1} (got {item!r})") from None
         for index in (low, high):
-            if not 0 <= index < num_layers:
-                raise ConfigError(f"layers must be in [0, {num_layers - 1}] (got {index})")
+            if not 0 <= index < size:
+                raise ConfigError(f"{name} must be in [0, {size - 1}] (got {index})")
         if high < low:
-            raise ConfigError(f"layers: the range {item!r} runs backwards; write {high}-{low}")
-        layers.update(range(low, high + 1))
-    return sorted(layers)
+            raise ConfigError(f"{name}: the range {item!r} runs backwards; write {high}-{low}")
+        indices.update(range(low, high + 1))
+    return sorted(indices)
 
 
 def layer_ranges(indices: list[int] | tuple[int, ...] | set[int]) -> str:

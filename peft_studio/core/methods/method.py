@@ -270,6 +270,11 @@ class Method:
     def peft_check_model(self, base: FrozenBase, options: dict[str, Any], where: str) -> None:
         """Refuse a model whose settings (beyond tensor shapes) differ from the adapter's options."""
 
+    def peft_evaluated(self, config: MethodConfig) -> bool:
+        """Whether its PEFT file holds what the trainable parts compute rather than the parts themselves (a
+        reparameterisation PEFT evaluates on save, e.g. P-tuning's encoder), so an import trains fewer numbers."""
+        return False
+
     def peft_notes(self, config: MethodConfig, base: FrozenBase) -> list[str]:
         """Lines for the exported folder's README: how to reproduce the studio's logits from PEFT's outputs."""
         return []

@@ -31,10 +31,6 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 NOT_YET: dict[str, str] = {
-    # issue 24's prompt side
-    "P_TUNING": "prompt encoder (MLP/LSTM) before the embeddings (issue 24, prompt side)",
-    "TRAINABLE_TOKENS": "selected embedding rows train (issue 24, prompt side)",
-    "ADAPTION_PROMPT": "LLaMA-Adapter's gated adaption prompt on decoders (issue 24, prompt side)",
     # the remaining types that apply to Linear, Embedding or norm layers
     "TINYLORA": "TinyLoRA, a tiny vector projected through W0's SVD by fixed random tensors (Linear)",
     "UNILORA": "Uni-LoRA, one trained vector scattered into every LoRA factor by fixed indices (Linear)",

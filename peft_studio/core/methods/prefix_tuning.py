@@ -201,6 +201,9 @@ class PrefixTuningMethod(Method):
         return notes
 
     # ---- Hugging Face PEFT exchange: only with PEFT's shifted positions, on every layer -------------
+    def peft_evaluated(self, config: PrefixTuningConfig) -> bool:
+        return bool(config.prefix_projection)  # the MLP is evaluated: the file holds a plain prefix
+
     def peft_export(self, base: FrozenBase, config: PrefixTuningConfig) -> tuple[dict, dict[str, torch.Tensor]]:
         if config.positions != "shifted":
             raise AdapterFileError(f"export to PEFT format: {PREFIX_DIFFERS}")

@@ -20,31 +20,46 @@ from .peft_format import modules_of
 POOL_CHOICES = ("prompt-and-text", "text")
 
 
-class SoftPrompt(nn.Module):
-    """Concatenates n learned vectors before the sequence and marks them as real tokens.
+class PromptVectors(nn.Module):
+    """In the prompt slot: n vectors before the sequence, marked as real tokens; subclasses say where the vectors
+    come from (a trained table here, an encoder's output in P-tuning).
 
     Pooling (a stated choice): "prompt-and-text" pools over the n prompt positions too (the mean over
     prompt + real tokens; [CLS] pooling takes position 0, the first prompt vector); "text" pools over
     the real tokens only (their mean; [CLS] pooling takes the real [CLS] at position n)."""
 
-    def __init__(self, tokens: int, width: int, pool_over: str = POOL_CHOICES[0]) -> None:
+    def __init__(self, tokens: int, pool_over: str = POOL_CHOICES[0]) -> None:
         super().__init__()
-        self.prompt = nn.Parameter(torch.randn(tokens, width))  # N(0, 1), as PEFT's random init
+        self.tokens = tokens
         self.pool_over = pool_over
         self.reserved_positions = tokens  # the prompt takes n of the base's position embeddings
+
+    def vectors(self) -> torch.Tensor:
+        """The n prompt vectors [n, d]."""
+        raise NotImplementedError
 
     def pool_positions(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The positions the base pools over."""
         if self.pool_over == "text":
-            n = self.prompt.shape[0]
-            return hidden[:, n:], mask[:, n:]
+            return hidden[:, self.tokens:], mask[:, self.tokens:]
         return hidden, mask
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = embeds.shape[0]
-        prompt = self.prompt.unsqueeze(0).expand(batch, -1, -1)
-        prompt_mask = torch.ones(batch, self.prompt.shape[0], dtype=mask.dtype, device=mask.device)
+        prompt = self.vectors().unsqueeze(0).expand(batch, -1, -1)
+        prompt_mask = torch.ones(batch, self.tokens, dtype=mask.dtype, device=mask.device)
         return torch.cat([prompt, embeds], dim=1), torch.cat([prompt_mask, mask], dim=1)
+
+
+class SoftPrompt(PromptVectors):
+    """Prompt tuning's n learned vectors."""
+
+    def __init__(self, tokens: int, width: int, pool_over: str = POOL_CHOICES[0]) -> None:
+        super().__init__(tokens, pool_over)
+        self.prompt = nn.Parameter(torch.randn(tokens, width))  # N(0, 1), as PEFT's random init
+
+    def vectors(self) -> torch.Tensor:
+        return self.prompt
 
 
 @dataclass
@@ -103,15 +118,17 @@ class PromptTuningMethod(Method):
         from ..lenses.activations import soft_token_figure
 
         table = experiment.base.input_embeddings()
-        modules = modules_of(experiment.base, SoftPrompt)
+        modules = modules_of(experiment.base, PromptVectors)  # prompt tuning's table, P-tuning's encoder output
         if table is None or not modules or table.weight.is_meta:
             return []
         pad = getattr(experiment.tokenizer, "pad_id", 0)
-        return [soft_token_figure(modules[0][1].prompt, table.weight, experiment.tokenizer.decode, skip=(pad,)),
+        with torch.no_grad():
+            vectors = modules[0][1].vectors()
+        return [soft_token_figure(vectors, table.weight, experiment.tokenizer.decode, skip=(pad,)),
                 *self.attention_lens(experiment, sentence)]
 
     def code(self, config: PromptTuningConfig) -> str:
-        return code_line(SoftPrompt.forward, "torch.cat([prompt, embeds]")
+        return code_line(PromptVectors.forward, "torch.cat([prompt, embeds]")
 
     def shape_change(self, config: PromptTuningConfig) -> ShapeChange:
         return ShapeChange(input_tokens=config.tokens)

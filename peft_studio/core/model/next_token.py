@@ -35,7 +35,9 @@ HEAD_ONLY = "head-only"
 
 def has_lm_head(base: nn.Module) -> bool:
     """A base that can predict the next token: per-token hidden states (`encode`) and an LM head."""
-    return isinstance(getattr(base, "lm_head", None), nn.Linear) and callable(getattr(base, "encode", None))
+    head = getattr(base, "lm_head", None)
+    head = getattr(head, "base_layer", head)  # a method may wrap it (trainable tokens on a tied table)
+    return isinstance(head, nn.Linear) and callable(getattr(base, "encode", None))
 
 
 def check_next_token(base: nn.Module, method: str) -> None:

@@ -79,6 +79,8 @@ KIND_WORDS = {  # what a site is; which methods can use it comes from the regist
     "linear": "insertion point beside this frozen Linear",
     "linear-input": "scaling knob on the input of this frozen Linear",
     "norm": "the gamma and beta of this LayerNorm",
+    "token-rows": "chosen rows of this token embedding table",
+    "gated-prompt": "gated prompt in this attention (its own softmax; the gate starts at 0)",
 }
 
 

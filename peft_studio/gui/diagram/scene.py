@@ -21,7 +21,19 @@ from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtGui import QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from ...core.bases.sites import ACTIVATION, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT, Block, PathIndex, Site
+from ...core.bases.sites import (
+    ACTIVATION,
+    GATED_PROMPT,
+    KV_PREFIX,
+    LINEAR,
+    LINEAR_INPUT,
+    NORM,
+    PROMPT,
+    TOKEN_ROWS,
+    Block,
+    PathIndex,
+    Site,
+)
 from ...core.model.census import CensusRow
 from ...core.view import LARGE_BASE_LAYERS, SHOWN_LAYERS, ViewState, layers_collapsed, shown_range
 from ..window import theme
@@ -335,7 +347,7 @@ class _Layout:
                 self.anchor[site.id] = ("prompt", first.id, None)
                 placed.append((site, first.id))
                 continue
-            if site.kind in (LINEAR, LINEAR_INPUT, NORM) and site.module_path in by_path:
+            if site.kind in (LINEAR, LINEAR_INPUT, NORM, TOKEN_ROWS) and site.module_path in by_path:
                 self.anchor[site.id] = ("corner", by_path[site.module_path].id, None)
                 placed.append((site, by_path[site.module_path].id))
                 continue
@@ -346,7 +358,8 @@ class _Layout:
                     self.anchor[site.id] = ("corner", act.id, None)
                     placed.append((site, act.id))
                     continue
-            if site.kind == KV_PREFIX and parent != ROOT and self.scene.all_blocks[parent].kind == "attention":
+            if site.kind in (KV_PREFIX, GATED_PROMPT) and parent != ROOT \
+                    and self.scene.all_blocks[parent].kind == "attention":
                 self.anchor[site.id] = ("kv", parent, None)
                 placed.append((site, parent))
                 continue

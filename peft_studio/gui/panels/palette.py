@@ -14,21 +14,35 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from ...core.bases.sites import ACTIVATION, ADAPTER, KV_PREFIX, LINEAR, LINEAR_INPUT, NORM, PROMPT
+from ...core.bases.sites import (
+    ACTIVATION,
+    ADAPTER,
+    GATED_PROMPT,
+    KV_PREFIX,
+    LINEAR,
+    LINEAR_INPUT,
+    NORM,
+    PROMPT,
+    TOKEN_ROWS,
+)
 from ...core.methods import METHODS, Method
 
 BASELINE = "baseline"  # no insertion point of its own: head-only, full fine-tuning, BitFit
-PLACE_ORDER = (PROMPT, KV_PREFIX, ADAPTER, ACTIVATION, LINEAR, NORM, BASELINE)
+PLACE_ORDER = (PROMPT, TOKEN_ROWS, KV_PREFIX, GATED_PROMPT, ADAPTER, ACTIVATION, LINEAR, NORM, BASELINE)
 PLACE_COLOURS = {
     PROMPT: "#CC79A7",  # reddish purple
+    TOKEN_ROWS: "#F0E442",  # yellow
     KV_PREFIX: "#0072B2",  # blue
+    GATED_PROMPT: "#882255",  # wine
     ADAPTER: "#009E73",  # bluish green
     ACTIVATION: "#E69F00",  # orange
     LINEAR: "#D55E00",  # vermillion
     NORM: "#56B4E9",  # sky blue
     BASELINE: "#3d3d3d",  # near black
 }
-PLACE_WORDS = {PROMPT: "input (soft prompt)", KV_PREFIX: "attention's keys/values", ADAPTER: "between sublayers",
+PLACE_WORDS = {PROMPT: "input (soft prompt)", TOKEN_ROWS: "rows of the token table",
+               KV_PREFIX: "attention's keys/values", GATED_PROMPT: "a gated prompt in attention",
+               ADAPTER: "between sublayers",
                ACTIVATION: "activation scaling", LINEAR: "beside a Linear", NORM: "a norm's gain and bias",
                BASELINE: "no insertion point (baseline)"}
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine,
