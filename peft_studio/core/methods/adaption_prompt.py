@@ -29,7 +29,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
-from .method import Method, MethodCard, code_line
+from .method import PROMPT_SIDE, Method, MethodCard, code_line
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
 # PEFT's TRANSFORMERS_MODEL_CONFIG: model type -> (its attention module's name, whether the prompt's output goes
@@ -75,6 +75,7 @@ class AdaptionPromptConfig(MethodConfig):
 
 
 class AdaptionPromptMethod(Method):
+    family_group = PROMPT_SIDE
     name = "adaption-prompt"
     title = "LLaMA-Adapter"
     config_cls = AdaptionPromptConfig

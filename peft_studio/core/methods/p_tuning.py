@@ -24,7 +24,7 @@ from ..bases.frozen import FrozenBase
 from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
 from .config import option
-from .method import Method, MethodCard, code_line
+from .method import PROMPT_SIDE, Method, MethodCard, code_line
 from .peft_format import modules_of
 from .prompt_tuning import POOL_CHOICES, PromptTuningConfig, PromptTuningMethod, PromptVectors, prompt_settings
 
@@ -76,6 +76,7 @@ class PTuningConfig(PromptTuningConfig):
 
 class PTuningMethod(PromptTuningMethod):
     """Prompt tuning's slot, pooling and position handling (inherited), with the prompt produced by an encoder."""
+    family_group = PROMPT_SIDE
 
     name = "p-tuning"
     title = "P-tuning"

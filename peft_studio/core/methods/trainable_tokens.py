@@ -25,7 +25,7 @@ from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, layer_ranges, option, parse_indices
 from .mergeable import WeightUpdate
-from .method import Method, MethodCard, code_line, require_kind
+from .method import SELECTIVE, Method, MethodCard, code_line, require_kind
 from .peft_format import KEY_PREFIX, hf_name, modules_of, split_module_keys, unknown
 
 DELTA = "trainable_tokens_delta"  # PEFT's tensor name
@@ -92,6 +92,7 @@ class TrainableTokensConfig(MethodConfig):
 
 
 class TrainableTokensMethod(Method):
+    family_group = SELECTIVE
     name = "trainable-tokens"
     title = "Trainable Tokens"
     config_cls = TrainableTokensConfig
