@@ -15,6 +15,7 @@ from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .beft import BeftMethod
 from .boft import BoftMethod
 from .c3a import C3AMethod
+from .deft import DeftMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
 from .fourierft import FourierFTMethod
@@ -30,15 +31,18 @@ from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .miss import MissMethod
 from .oft import OftMethod
+from .osf import OsfMethod
 from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
+from .psoft import PsoftMethod
 from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
+from .waveft import WaveFTMethod
 
 METHODS: dict[str, Method] = {}
 
@@ -85,6 +89,10 @@ register_method(C3AMethod())
 register_method(ShiraMethod())
 register_method(HiraMethod())
 register_method(GraLoraMethod())
+register_method(WaveFTMethod())
+register_method(OsfMethod())
+register_method(PsoftMethod())
+register_method(DeftMethod())
 
 
 def method_names() -> list[str]:
