@@ -16,6 +16,7 @@ from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .beft import BeftMethod
 from .boft import BoftMethod
 from .c3a import C3AMethod
+from .deft import DeftMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
 from .fourierft import FourierFTMethod
@@ -31,10 +32,12 @@ from .lora import LoraMethod
 from .method import Method, MethodCard, ShapeChange
 from .miss import MissMethod
 from .oft import OftMethod
+from .osf import OsfMethod
 from .p_tuning import PTuningMethod
 from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
+from .psoft import PsoftMethod
 from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
@@ -42,6 +45,7 @@ from .shira import ShiraMethod
 from .trainable_tokens import TrainableTokensMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
+from .waveft import WaveFTMethod
 
 METHODS: dict[str, Method] = {}
 
@@ -91,6 +95,10 @@ register_method(GraLoraMethod())
 register_method(PTuningMethod())
 register_method(TrainableTokensMethod())
 register_method(AdaptionPromptMethod())
+register_method(WaveFTMethod())
+register_method(OsfMethod())
+register_method(PsoftMethod())
+register_method(DeftMethod())
 
 
 def method_names() -> list[str]:
