@@ -87,7 +87,9 @@ def take_family_map(path: str | Path, base: str | None = None, size: tuple[int, 
             if failures or not panel.ready:
                 from ..core.errors import ConfigError
 
-                raise ConfigError(failures[-1] if failures else panel.status.text())
+                late = f"did not finish in {TIMEOUT_S} s" if panel.running else "ended early"
+                raise ConfigError(failures[-1] if failures else f"the family map of {window.controller.setup.base} "
+                                  f"{late}: {panel.status.text()}")
             for _ in range(5):
                 app.processEvents()
             image = dock.grab()

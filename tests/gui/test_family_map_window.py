@@ -75,3 +75,15 @@ def test_the_screenshot_command_writes_the_family_map(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --method")
     assert main(["screenshot", "--family-map", str(tmp_path / "x.txt")]) == 2
     assert "PNG" in capsys.readouterr().err
+
+
+def test_a_shapes_only_base_is_mapped_off_the_gui_thread_with_no_latency(docks, window, qtbot):
+    c = window.controller
+    assert c.set_base("llama-3-8b") and c.wait_for_builds()
+    docks.toggles["family-map"].trigger()
+    panel = docks.map_panel
+    assert panel.running  # the window returned at once: the map is computed on a worker
+    qtbot.waitUntil(lambda: panel.ready, timeout=120_000)
+    applied = [t for t in panel.map if t.applies]
+    assert applied and all(t.latency_ms is None and "meta device" in t.latency_note for t in applied)
+    assert "meta device" in panel.tile(applied[0].method).toolTip()

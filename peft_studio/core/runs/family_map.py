@@ -88,19 +88,18 @@ class FamilyMap:
 class Figure:
     key: str
     label: str  # the sort selector's words
-    value: Callable[[MapTile], Any]  # None sorts last
-    ascending: bool  # the natural order: fewest first, fastest first, mergeable first
+    value: Callable[[MapTile], Any]  # ascending is the natural order (fewest, fastest, mergeable first); None: last
 
 
 FIGURES: tuple[Figure, ...] = (
-    Figure("registry", "registry order", lambda t: None, True),
-    Figure("method", "name", lambda t: t.method, True),
-    Figure("trainable", "trainable parameters", lambda t: t.trainable, True),
-    Figure("share", "trainable share", lambda t: t.share, True),
-    Figure("adapter_bytes", "adapter bytes", lambda t: t.adapter_bytes, True),
-    Figure("latency", "added latency", lambda t: t.latency_ms, True),
-    Figure("mergeable", "mergeable", lambda t: {True: 0, None: 1, False: 2}[t.mergeable], True),
-    Figure("sites", "sites used", lambda t: len(t.sites), True),
+    Figure("registry", "registry order", lambda t: None),
+    Figure("method", "name", lambda t: t.method),
+    Figure("trainable", "trainable parameters", lambda t: t.trainable),
+    Figure("share", "trainable share", lambda t: t.share),
+    Figure("adapter_bytes", "adapter bytes", lambda t: t.adapter_bytes),
+    Figure("latency", "added latency", lambda t: t.latency_ms),
+    Figure("mergeable", "mergeable", lambda t: {True: 0, None: 1, False: 2}[t.mergeable]),
+    Figure("sites", "sites used", lambda t: len(t.sites)),
 )
 FIGURE_KEYS = tuple(f.key for f in FIGURES)
 
@@ -120,9 +119,9 @@ def sort_tiles(tiles: Sequence[MapTile], key: str = "registry", descending: bool
     if chosen.key == "registry":
         return order[::-1] if descending else order
     known = [t for t in order if t.applies and chosen.value(t) is not None]
-    unknown = [t for t in order if t not in known]
-    known.sort(key=chosen.value, reverse=descending != (not chosen.ascending))
-    return known + unknown
+    placed = {id(t) for t in known}
+    known.sort(key=chosen.value, reverse=descending)
+    return known + [t for t in order if id(t) not in placed]
 
 
 def grouped(tiles: Sequence[MapTile]) -> list[tuple[str, list[MapTile]]]:
@@ -238,8 +237,8 @@ def merge_status(model: StudioModel, trains_base: bool) -> tuple[bool | None, st
 def _latency(model: StudioModel, base: FrozenBase, inputs: tuple[torch.Tensor, torch.Tensor] | None,
              should_stop: Callable[[], bool]) -> tuple[float | None, float | None, float, str]:
     """(added ms, bare ms, spread ms, why not measured): the adapted model and the bare base with the same head
-    (StudioModel.bypassed) timed in turn, a warm-up pair, then the medians over LATENCY_REPEATS pairs of the
-    difference and of the bare time, and the differences' median absolute deviation."""
+    (StudioModel.bypassed) timed in turn on one torch thread, a warm-up pair, then the medians over LATENCY_REPEATS
+    pairs of the difference and of the bare time, and the differences' median absolute deviation."""
     if base.on_meta_device:
         return None, None, 0.0, META_LATENCY
     if base.unusable:
@@ -247,8 +246,11 @@ def _latency(model: StudioModel, base: FrozenBase, inputs: tuple[torch.Tensor, t
     if inputs is None:
         return None, None, 0.0, "not measured"
     ids, mask = inputs
-    was_training = model.training
+    was_training, threads = model.training, torch.get_num_threads()
     model.eval()
+    # one torch thread: a small batch gains little from more, and a team of OpenMP threads on a busy machine
+    # waits on its slowest member (tens of ms at random), which no median of a few pairs survives
+    torch.set_num_threads(1)
     added: list[float] = []
     bare: list[float] = []
     try:
@@ -263,6 +265,7 @@ def _latency(model: StudioModel, base: FrozenBase, inputs: tuple[torch.Tensor, t
                 bare.append(alone)
     finally:
         model.train(was_training)
+        torch.set_num_threads(threads)
     middle = statistics.median(added)
     spread = statistics.median(abs(d - middle) for d in added)
     return middle, statistics.median(bare), spread, ""
@@ -298,8 +301,8 @@ def map_table(result: FamilyMap, key: str = "registry", descending: bool = False
     says why."""
     header = (f"{'method':16} {'trainable':>14} {'share':>9} {'adapter':>10} {'+latency':>10}  {'merge':16} "
               f"sites")
-    timing = (f"added latency: adapted minus bare forward of {result.latency_batch} texts, median of "
-              f"{LATENCY_REPEATS} pairs" if result.latency_batch else f"latency {META_LATENCY}")
+    timing = (f"added latency: adapted minus bare forward of {result.latency_batch} texts on one thread, median "
+              f"of {LATENCY_REPEATS} pairs" if result.latency_batch else f"latency {META_LATENCY}")
     lines = [f"family map of {result.base} · {result.dataset} ({timing})"]
     for group, tiles in grouped(sort_tiles(result.tiles, key, descending)):
         lines += ["", f"[{group}]", header]

@@ -229,7 +229,8 @@ class FamilyMapPanel(QWidget):
             set_plain(self.status, f"Stopped after {len(self.map)} of {len(METHODS)} methods.")
         else:
             applies = sum(1 for t in self.map if t.applies)
-            timing = (f"added latency: median of {LATENCY_REPEATS} timed pairs of forwards of {self.batch} texts"
+            timing = (f"added latency: median of {LATENCY_REPEATS} timed pairs of forwards of {self.batch} texts, "
+                      "one thread"
                       if self.batch else "latency not measured on a meta-device base")
             set_plain(self.status, f"{applies} of {len(self.map)} methods apply to {self._key[0]}; {timing}. Click "
                                    "a tile to open it.")

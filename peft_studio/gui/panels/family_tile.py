@@ -75,7 +75,8 @@ def tooltip_text(tile: MapTile, batch: int) -> str:
               f"{merge_text(tile)}: {tile.merge_note}"]
     if tile.latency_ms is not None:
         lines.append(f"added latency: {tile.latency_ms:+.3f} ms (spread ±{tile.latency_spread_ms:.3f} ms) over the "
-                     f"bare base's {tile.bare_ms:.3f} ms: medians of timed pairs of forwards of {batch} texts")
+                     f"bare base's {tile.bare_ms:.3f} ms: medians of timed pairs of forwards of {batch} texts on one "
+                     "thread")
     else:
         lines.append(f"latency: {tile.latency_note}")
     if tile.fitted:
