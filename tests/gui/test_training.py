@@ -229,3 +229,29 @@ def test_live_gradient_norms_frozen_parts_show_exactly_zero(window, qtbot):
         assert item._bar.fraction == pytest.approx(item.grad / item.grad_max, abs=1 / item._bar.track.width())
     frozen = window.scene.block_items["layers.0.attn.k"]
     assert frozen.grad is None and frozen._bar is None  # frozen: no bar at all
+
+
+def test_a_run_keeps_its_thread_count_when_another_job_sets_torchs_count():
+    """torch's thread count is the process's: a job started during a run (a lens, the family map) sets its own,
+    and the run's next step must still train with the run's count (its bits depend on it)."""
+    import torch
+
+    from peft_studio.core.data import load_builtin
+    from peft_studio.core.model.experiment import Experiment, Setup
+    from peft_studio.core.runs.threads import ThreadChoice
+    from peft_studio.core.runs.train import TrainSettings
+    from peft_studio.gui.jobs.worker import TrainWorker
+
+    experiment = Experiment(Setup("tiny", "lora", {}, seed=0), load_builtin("intents"))
+    worker = TrainWorker(experiment, TrainSettings(steps=3), threads=ThreadChoice(cores=1))
+    before = torch.get_num_threads()
+    try:
+        events = worker._events()
+        next(events)
+        assert worker.threads == 1
+        torch.set_num_threads(2)  # what another job's thread does meanwhile
+        next(events)  # the next step ran ...
+        assert torch.get_num_threads() == 1  # ... with the run's count
+        events.close()
+    finally:
+        torch.set_num_threads(before)

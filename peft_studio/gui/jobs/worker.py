@@ -155,6 +155,10 @@ class TrainWorker(Worker):
                 if live is not None:
                     live.offer(base, site_of, event.step)  # between steps; never waits
                 yield payload
+                # torch's thread count is the process's: a job started meanwhile (a lens, the family map, a
+                # build) may have set its own. The run's next step keeps the run's count (and so its bits).
+                if torch.get_num_threads() != self.threads:
+                    torch.set_num_threads(self.threads)
 
 
 def warm_up() -> threading.Thread:
