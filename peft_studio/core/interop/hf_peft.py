@@ -146,7 +146,9 @@ def _export_parts(experiment: Experiment) -> tuple[dict, dict[str, torch.Tensor]
         task = _decoder_task(experiment)
         if task == "SEQ_CLS":  # PEFT's key: inside the tuner's model, or (prompt learning) beside the prompt
             modules = ["score"]
-            inside = any(key.startswith(KEY_PREFIX) for key in tensors)
+            # a tuner's keys start base_model. (its shared ones too: Uni-LoRA saves only base_model.unilora_theta_d);
+            # prompt learning's do not
+            inside = any(key.startswith("base_model.") for key in tensors)
             key = f"{KEY_PREFIX if inside else 'base_model.'}score.weight"
             tensors = {**tensors, key: experiment.model.head.weight}
     config = {"peft_type": method.peft_type, "task_type": task,

@@ -37,6 +37,7 @@ from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
+from .unilora import UniLoraMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
 
@@ -85,6 +86,7 @@ register_method(C3AMethod())
 register_method(ShiraMethod())
 register_method(HiraMethod())
 register_method(GraLoraMethod())
+register_method(UniLoraMethod())
 
 
 def method_names() -> list[str]:
