@@ -623,8 +623,8 @@ def _check_targets(adapter: PeftAdapter, base: Encoder, sites: list[Site]) -> No
     """PEFT wraps exactly the Linears target_modules (and layers_to_transform) select, then loads the saved
     tensors into them: a tensor for a module it does not select is dropped, a selected module without tensors
     keeps a fresh, untrained part. Either way PEFT's model would differ from what the tensors alone describe,
-    so both are refused by name (LoRA, DoRA and VeRA: parts on Linears)."""
-    if adapter.peft_type not in ("LORA", "VERA"):
+    so both are refused by name (LoRA, DoRA, VeRA and PVeRA: parts on Linears)."""
+    if adapter.peft_type not in ("LORA", "VERA", "PVERA"):
         return
     where = f"{adapter.folder.name}/{ADAPTER_CONFIG}"
     selector = ModuleSelector(adapter.target_modules, "target_modules", where, AdapterFileError)

@@ -33,6 +33,7 @@ from .oft import OftMethod
 from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
+from .pvera import PveraMethod
 from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
@@ -87,6 +88,7 @@ register_method(ShiraMethod())
 register_method(HiraMethod())
 register_method(GraLoraMethod())
 register_method(UniLoraMethod())
+register_method(PveraMethod())
 
 
 def method_names() -> list[str]:
