@@ -38,6 +38,7 @@ from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
+from .tinylora import TinyLoraMethod
 from .unilora import UniLoraMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
@@ -89,6 +90,7 @@ register_method(HiraMethod())
 register_method(GraLoraMethod())
 register_method(UniLoraMethod())
 register_method(PveraMethod())
+register_method(TinyLoraMethod())
 
 
 def method_names() -> list[str]:

@@ -36,7 +36,6 @@ NOT_YET: dict[str, str] = {
     "TRAINABLE_TOKENS": "selected embedding rows train (issue 24, prompt side)",
     "ADAPTION_PROMPT": "LLaMA-Adapter's gated adaption prompt on decoders (issue 24, prompt side)",
     # the remaining types that apply to Linear, Embedding or norm layers
-    "TINYLORA": "TinyLoRA, a tiny vector projected through W0's SVD by fixed random tensors (Linear)",
     "LILY": "Lily, LoRA A's shared across layers and B's chosen by a router (Linear)",
     "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear",
     "FROD": "FRoD, a sparse random pattern of trained weights per Linear",
