@@ -146,7 +146,9 @@ def _export_parts(experiment: Experiment) -> tuple[dict, dict[str, torch.Tensor]
         task = _decoder_task(experiment)
         if task == "SEQ_CLS":  # PEFT's key: inside the tuner's model, or (prompt learning) beside the prompt
             modules = ["score"]
-            inside = any(key.startswith(KEY_PREFIX) for key in tensors)
+            # a tuner's keys start base_model. (its shared ones too: Uni-LoRA saves only base_model.unilora_theta_d);
+            # prompt learning's do not
+            inside = any(key.startswith("base_model.") for key in tensors)
             key = f"{KEY_PREFIX if inside else 'base_model.'}score.weight"
             tensors = {**tensors, key: experiment.model.head.weight}
     config = {"peft_type": method.peft_type, "task_type": task,
@@ -621,8 +623,8 @@ def _check_targets(adapter: PeftAdapter, base: Encoder, sites: list[Site]) -> No
     """PEFT wraps exactly the Linears target_modules (and layers_to_transform) select, then loads the saved
     tensors into them: a tensor for a module it does not select is dropped, a selected module without tensors
     keeps a fresh, untrained part. Either way PEFT's model would differ from what the tensors alone describe,
-    so both are refused by name (LoRA, DoRA and VeRA: parts on Linears)."""
-    if adapter.peft_type not in ("LORA", "VERA"):
+    so both are refused by name (LoRA, DoRA, VeRA, PVeRA, TinyLoRA: parts on Linears or tables)."""
+    if adapter.peft_type not in ("LORA", "VERA", "PVERA", "TINYLORA"):
         return
     where = f"{adapter.folder.name}/{ADAPTER_CONFIG}"
     selector = ModuleSelector(adapter.target_modules, "target_modules", where, AdapterFileError)
@@ -668,7 +670,7 @@ def _sites_for(adapter: PeftAdapter, base: Encoder) -> list[Site]:
     base_tensors = dict(base.named_parameters())  # a trained base bias (LoRA's bias all) is on no site
     paths: list[str] = []
     for name in adapter.tensors:  # the site module holding the tensor (a LayerNorm copy sits deeper inside)
-        if name in base_tensors:
+        if name in base_tensors or name.startswith("extras."):  # a base bias, a method's shared part: on no site
             continue
         path = longest_prefix(name, ((p, p) for p in by_path), strict=True) or name.rsplit(".", 1)[0]
         if path not in paths:

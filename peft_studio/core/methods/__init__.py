@@ -38,11 +38,14 @@ from .peanut import PeanutMethod
 from .prefix_tuning import PrefixTuningMethod
 from .prompt_tuning import PromptTuningMethod
 from .psoft import PsoftMethod
+from .pvera import PveraMethod
 from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
+from .tinylora import TinyLoraMethod
 from .trainable_tokens import TrainableTokensMethod
+from .unilora import UniLoraMethod
 from .vblora import VBLoraMethod
 from .vera import VeraMethod
 from .waveft import WaveFTMethod
@@ -99,6 +102,9 @@ register_method(WaveFTMethod())
 register_method(OsfMethod())
 register_method(PsoftMethod())
 register_method(DeftMethod())
+register_method(UniLoraMethod())
+register_method(PveraMethod())
+register_method(TinyLoraMethod())
 
 
 def method_names() -> list[str]:
