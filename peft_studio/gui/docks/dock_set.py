@@ -131,7 +131,8 @@ class Docks:
         """A thread one of the docks started is still running (it may be finishing a stopped step)."""
         wiring = self.exercises_wiring
         return any(job.running for job in (self.board.job, wiring.sweep, wiring.comparison, self.lab.job,
-                                           self.lab.hash_job, self.lab.lora_tools.job, self.lens_panel.job))
+                                           self.lab.hash_job, self.lab.lora_tools.job, self.lens_panel.job,
+                                           self.lens_panel.live_job))
 
 
 def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, setup_panel: QWidget,
