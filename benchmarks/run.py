@@ -163,6 +163,7 @@ def serve_window(steps: int, max_s: float, lens: int = 0) -> Callable[[], dict]:
         window.runner.reset()
         app.processEvents()
         frames.clear()
+        drawn = panel.live_updates
         started, gui_cpu = time.perf_counter(), time.thread_time()
         window.runner.play_pause()
         limit.start()
@@ -172,7 +173,7 @@ def serve_window(steps: int, max_s: float, lens: int = 0) -> Callable[[], dict]:
         return {"sps": window.runner.step / elapsed, "fps": len(frames) / elapsed,
                 "threads": window.runner.threads_used, "gui_cpu": gui_cpu / elapsed,
                 "gui_ms_per_frame": 1000 * gui_cpu / max(1, len(frames)),
-                "lens_per_s": panel.live_updates / elapsed if lens else 0.0}
+                "lens_per_s": (panel.live_updates - drawn) / elapsed}
 
     return once
 

@@ -53,7 +53,8 @@ def write_inputs(folder: Path, src: str) -> dict[str, Path]:
     runs = RunStore(folder / "runs")
     record = family_records(run_family("seed-pooled", load_dataset_file(data, "text", "label"),
                                        TrainSettings(steps=2), methods=["lora"]))[0]
-    fields = {k: img for k in ("method", "base", "dataset", "where", "created")}
+    fields = {k: img for k in ("method", "base", "dataset", "where", "created", "forgetting_measure", "lens_note")}
+    fields["lens_effective_rank"] = None  # its "—" cell's tooltip shows lens_note
     runs.save(RunRecord(**{**record.__dict__, **fields, "run_id": "hostile-run"}))
     relative = f"<img src={Path(src).name}>"  # a run id has no '/': a src relative to the working folder
     runs.save(RunRecord(**{**record.__dict__, **fields, "run_id": relative + MARK}))

@@ -139,3 +139,36 @@ def test_gains_histogram_over_training_is_live_and_stays_after_the_run(docks, wi
     (history,) = [f for f in panel.figures if f.kind == "gains-history"]  # kept beside the look's figures
     assert all(sum(row) == widths for row in history.arrays["history"])
     assert history.arrays["steps"] == sorted(history.arrays["steps"])
+
+
+CLOSE_LIVE = """
+import os, sys
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtCore import QTimer
+from peft_studio.gui.app import make_app
+app = make_app([])
+from peft_studio.gui.window.main_window import MainWindow
+w = MainWindow(); w.show()
+w.docks.show_dock("lens")
+w.controller.set_training(steps=100000)
+QTimer.singleShot(200, w.runner.play_pause)
+poll = QTimer()
+poll.timeout.connect(lambda: w.docks.lens_panel.live_updates >= 1 and w.close())  # close while the lens is live
+poll.start(20)
+code = app.exec()
+print("live", w.docks.lens_panel.live_updates)
+sys.exit(code)
+"""
+
+
+def test_closing_while_the_lens_is_live_waits_for_its_thread(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path),
+           "XDG_DATA_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", CLOSE_LIVE], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Destroyed while thread" not in result.stderr
+    assert int(result.stdout.split()[-1]) >= 1

@@ -215,7 +215,7 @@ class Docks:
         if (lab := self.built("adapters")) is not None:
             jobs += [lab.job, lab.hash_job, lab.lora_tools.job]
         if (lens := self.built("lens")) is not None:
-            jobs.append(lens.job)
+            jobs += [lens.job, lens.live_job]
         if (family_map := self.built("family-map")) is not None:
             jobs.append(family_map.job)
         return jobs
