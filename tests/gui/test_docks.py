@@ -28,8 +28,10 @@ def test_docks_start_hidden_and_toggle_from_the_view_menu_as_tabs_of_one_side_ar
     for name in ("compare", "adapters", "exercises", "memory"):
         dock = docks.dock(name)
         assert dock.isHidden() and docks.toggles[name] in window.actions()
+        assert docks.built(name) is None and dock.widget() is None  # start-up pays for the frame only
         docks.toggles[name].trigger()
         assert dock.isVisible() and not dock.isFloating()
+        assert docks.built(name) is not None and dock.widget() is not None  # built when first shown
         assert window.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
         # one side area: every dock is a tab beside the setup panel, never a strip that squeezes the diagram
         assert docks.setup in window.tabifiedDockWidgets(dock)
