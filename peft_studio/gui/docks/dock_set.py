@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QMessageBox, QScrollArea, QTabWidget, QWidget
 
@@ -279,7 +279,9 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
         window.runner.state_changed.connect(lambda state: panel.set_run_active(state != "idle"))
         lens.visibilityChanged.connect(panel.set_dock_visible)
         panel.set_run_active(window.runner.active)  # built while a run trains: it joins it
-        panel.set_dock_visible(lens.isVisible())
+        # built inside the dock's visibilityChanged, which the connection above misses: read the dock once it
+        # has settled
+        QTimer.singleShot(0, lambda: panel.set_dock_visible(lens.isVisible()))
         return panel
 
     def map_panel() -> QWidget:

@@ -31,6 +31,7 @@ from ...core.runs.interrupt import StepInterrupted, interruptible
 from ...core.runs.probe import choose_threads
 from ...core.runs.threads import ThreadChoice, usable_cores
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
+from ...core.torch_first_use import import_lazy_parts
 from ..diagram.gains import sample_gains
 
 # Measured on 2 cores (tiny + intents + LoRA, benchmarks/run.py gui_vs_bare): any torch op on
@@ -82,6 +83,7 @@ class Worker(QThread):
         torch.set_num_threads(self.torch_threads or max(1, min(4, usable_cores())))
 
     def run(self) -> None:  # worker thread
+        import_lazy_parts()  # not at the same time as another thread (core/torch_first_use.py)
         self.prepare_thread()
         try:
             for item in self.make():
@@ -176,6 +178,7 @@ def warm_up() -> threading.Thread:
 
 
 def _one_optimizer_step() -> None:
+    import_lazy_parts()
     parameter = torch.nn.Parameter(torch.zeros(2, 2))
     optimizer = torch.optim.AdamW([parameter], lr=1e-3)
     loss = torch.nn.functional.cross_entropy(torch.softmax(parameter, -1) @ parameter, torch.tensor([0, 1]))
