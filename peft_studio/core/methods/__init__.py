@@ -24,6 +24,7 @@ from .gralora import GraLoraMethod
 from .hira import HiraMethod
 from .hra import HraMethod
 from .ia3 import IA3Method
+from .lily import LilyMethod
 from .ln_tuning import LNTuningMethod
 from .loha import LohaMethod
 from .lokr import LokrMethod
@@ -93,6 +94,7 @@ register_method(WaveFTMethod())
 register_method(OsfMethod())
 register_method(PsoftMethod())
 register_method(DeftMethod())
+register_method(LilyMethod())
 
 
 def method_names() -> list[str]:

@@ -99,6 +99,8 @@ class Method:
     # an option whose value PEFT's merge_and_unload applies at random (BOFT's multiplicative dropout, even in eval):
     # PEFT's merged weight is then no reference for the studio's deterministic merge
     peft_merge_draws: str | None = None
+    # why the method cannot train on the next-token task (a part that lets position t read later tokens), or None
+    next_token_refusal: str | None = None
     rotation_side: str = "input"  # where rotations() matrices act: "input" (h = W0 R x) or "output" (h = R W0 x)
     # how far the exchange tests move each trainable tensor (N(0, 1) times this) to stand for training: a method
     # whose tensors multiply into a large update (scaled bases, ...) takes a smaller step, so that the encoder's

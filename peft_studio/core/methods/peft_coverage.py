@@ -38,7 +38,6 @@ NOT_YET: dict[str, str] = {
     # the remaining types that apply to Linear, Embedding or norm layers
     "TINYLORA": "TinyLoRA, a tiny vector projected through W0's SVD by fixed random tensors (Linear)",
     "UNILORA": "Uni-LoRA, one trained vector scattered into every LoRA factor by fixed indices (Linear)",
-    "LILY": "Lily, LoRA A's shared across layers and B's chosen by a router (Linear)",
     "PVERA": "PVeRA, VeRA with a probabilistic projection (Linear)",
     "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear",
     "FROD": "FRoD, a sparse random pattern of trained weights per Linear",
