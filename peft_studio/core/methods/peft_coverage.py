@@ -39,7 +39,8 @@ NOT_YET: dict[str, str] = {
     "TINYLORA": "TinyLoRA, a tiny vector projected through W0's SVD by fixed random tensors (Linear)",
     "UNILORA": "Uni-LoRA, one trained vector scattered into every LoRA factor by fixed indices (Linear)",
     "PVERA": "PVeRA, VeRA with a probabilistic projection (Linear)",
-    "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear",
+    "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear; PEFT clusters them with "
+              "scikit-learn's k-means at init and reallocates them on a schedule while training",
     "FROD": "FRoD, a sparse random pattern of trained weights per Linear",
     "SUPERTUNING": "Super-Tuning, a sparse support of W0's entries chosen by magnitude (Linear)",
     "CARTRIDGE": "Cartridges, a trained key/value cache served as a prefix (decoders)",
