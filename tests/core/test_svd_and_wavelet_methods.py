@@ -1,7 +1,7 @@
-"""WaveFT, OSF, PSOFT and DEFT beyond the method table: what the drawn cross-method tests cannot reach (every
+"""WaveFT, OSF, PSOFT, DEFT and Lily beyond the method table: what the drawn cross-method tests cannot reach (every
 wavelet's filters, WaveFT's merge, whose PEFT defaults do not fit the tiny base the merge table is chosen on, OSF's
-projected gradients and random start, PSOFT's seeded low-rank SVD, DEFT's start at W0) and the PEFT settings the
-studio refuses by name."""
+projected gradients and random start, PSOFT's seeded low-rank SVD, DEFT's start at W0, Lily's sharing) and the PEFT
+settings the studio refuses by name."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from peft_reference import PEFT_WARNINGS, peft
 from test_hf_peft_family import TEXTS, bert, dataset, nudge
 from torch import nn
 
+from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import AdapterFileError, ConfigError
 from peft_studio.core.interop.hf_peft import export_peft, import_peft
 from peft_studio.core.methods import get_method
@@ -170,3 +171,27 @@ def test_deft_starts_at_w0_and_para_removes_only(decomposition):
         removed = linear(x) - (linear(x) - linear.bias) @ right @ q.T  # (I - Q_P rightᵀ) W0 x + b
         torch.testing.assert_close(para(x), removed)
     assert para.deft_R is None and para.deft_P.shape == (10, 4)  # PaRa trains P alone
+
+
+def test_lily_shares_as_peft_shares_and_is_refused_where_positions_must_not_mix(tmp_path):
+    """stride_A consecutive layers of one kind share an A, every layer of the kind shares the B's (PEFT's
+    post-injection hook); the router's batch mean lets a position read later ones, so next-token training is
+    refused; a regular-expression target (PEFT then shares across kinds) is refused on import."""
+    experiment = Experiment(Setup("minilm", "lily", {"r": 4, "stride_A": 2, "num_B": 3, "targets": "q,v",
+                                                     "layers": "0,1,2,4"}), dataset())
+    layers = {path: module for path, module in experiment.base.named_modules() if hasattr(module, "lily_router")}
+    queries = [layers[f"layers.{i}.attn.q"] for i in (0, 1, 2, 4)]
+    assert queries[0].lily_A is queries[1].lily_A and queries[2].lily_A is queries[3].lily_A
+    assert queries[1].lily_A is not queries[2].lily_A and queries[0].lily_A is not layers["layers.0.attn.v"].lily_A
+    assert all(q.lily_B is queries[0].lily_B for q in queries)
+    assert queries[0].lily_B is not layers["layers.0.attn.v"].lily_B  # kinds never share
+    with pytest.raises(ConfigError, match="reads the later tokens"):
+        Experiment(Setup("tiny-decoder", "lily"), load_builtin("texts"))
+    out = export_peft(experiment, tmp_path / "lily")
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["attention.self.query", "attention.self.value"]
+    assert config["layers_to_transform"] == [0, 1, 2, 4]
+    (out / "adapter_config.json").write_text(json.dumps({**config, "target_modules": ".*(query|value)",
+                                                         "layers_to_transform": None}))
+    with pytest.raises(AdapterFileError, match="regular expression is not supported for Lily"):
+        import_peft(Setup("minilm"), out, dataset())

@@ -25,6 +25,7 @@ from .gralora import GraLoraMethod
 from .hira import HiraMethod
 from .hra import HraMethod
 from .ia3 import IA3Method
+from .lily import LilyMethod
 from .ln_tuning import LNTuningMethod
 from .loha import LohaMethod
 from .lokr import LokrMethod
@@ -105,6 +106,7 @@ register_method(DeftMethod())
 register_method(UniLoraMethod())
 register_method(PveraMethod())
 register_method(TinyLoraMethod())
+register_method(LilyMethod())
 
 
 def method_names() -> list[str]:

@@ -110,6 +110,8 @@ class Method:
     peft_merge_draws: str | None = None
     # its group on the seed's map (FAMILY_GROUPS); None: derived from what it is (see `group`)
     family_group: str | None = None
+    # why the method cannot train on the next-token task (a part that lets position t read later tokens), or None
+    next_token_refusal: str | None = None
     rotation_side: str = "input"  # where rotations() matrices act: "input" (h = W0 R x) or "output" (h = R W0 x)
     # how far the exchange tests move each trainable tensor (N(0, 1) times this) to stand for training: a method
     # whose tensors multiply into a large update (scaled bases, ...) takes a smaller step, so that the encoder's

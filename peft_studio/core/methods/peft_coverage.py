@@ -32,8 +32,8 @@ NOT_APPLICABLE: dict[str, str] = {
 
 NOT_YET: dict[str, str] = {
     # the remaining types that apply to Linear, Embedding or norm layers
-    "LILY": "Lily, LoRA A's shared across layers and B's chosen by a router (Linear)",
-    "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear",
+    "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear; PEFT clusters them with "
+              "scikit-learn's k-means at init and reallocates them on a schedule while training",
     "FROD": "FRoD, a sparse random pattern of trained weights per Linear",
     "SUPERTUNING": "Super-Tuning, a sparse support of W0's entries chosen by magnitude (Linear)",
     "CARTRIDGE": "Cartridges, a trained key/value cache served as a prefix (decoders)",

@@ -47,6 +47,12 @@ def check_next_token(base: nn.Module, method: str) -> None:
         raise ConfigError(f"the next-token task needs a decoder with an LM head (e.g. tiny-decoder); base {name!r} "
                           "gives one vector per text for a classification head: choose a labelled dataset or "
                           "a decoder base")
+    from ..methods import METHODS  # here: the registry imports the model package
+
+    refusal = getattr(METHODS.get(method), "next_token_refusal", None)
+    if refusal:
+        raise ConfigError(f"{method} cannot train on the next-token task: {refusal}. Choose another method, or a "
+                          "labelled dataset")
     if method == HEAD_ONLY:
         raise ConfigError("head-only trains a new classification head, but the next-token task predicts with the "
                           "base's own LM head, which stays frozen with the base (on tiny-decoder it is the token "
