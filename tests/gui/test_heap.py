@@ -30,3 +30,13 @@ def test_a_hold_freezes_the_heap_until_the_last_release():
     assert gc.get_freeze_count() >= frozen  # still frozen: the other hold
     heap.release()
     assert gc.get_freeze_count() == 0 and heap._holds == 0
+
+
+def test_a_slow_build_pauses_collections_and_they_resume_once_it_has_ended(window, qtbot):
+    controller = window.controller
+    assert controller.set_base("llama-3-70b") and controller.building  # built on a worker
+    assert not gc.isenabled()
+    qtbot.waitUntil(lambda: not controller.building, timeout=60_000)
+    assert controller.setup.base == "llama-3-70b"
+    qtbot.waitUntil(gc.isenabled, timeout=5_000)  # after the repaint, whatever the build's outcome
+    assert heap._pauses == 0

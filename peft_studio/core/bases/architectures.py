@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import BaseLoadError, ConfigError
 from ..files.jsonfile import read_json_object
 from ..files.resources import resource_files
@@ -27,6 +25,7 @@ from .decoder_config import DecoderConfig, read_decoder_config
 from .decoder_families import FAMILIES
 from .encoder import Encoder
 from .frozen import FrozenBase
+from .meta_device import on_meta
 
 FOLDER = "architectures"
 SUPPORTED = (*FAMILIES, "bert")
@@ -54,13 +53,13 @@ def build_from_config(raw: Mapping[str, Any], where: str, name: str, title: str 
 
         # BertModel(config) has BERT's pooler (add_pooling_layer defaults to True): PEFT's `dense` reaches it too
         cfg = _encoder_config(dict(raw), Path(where.removesuffix("/config.json")), pooler=True)
-        with torch.device("meta"):
+        with on_meta():
             base: FrozenBase = Encoder(cfg, HashTokenizer(cfg.vocab_size, min(128, cfg.max_positions)))
         base.name, base.title = name, f"{title or name} (BERT encoder)"
         base.on_meta_device = True
         return base
     cfg = decoder_config(raw, where)
-    with torch.device("meta"):
+    with on_meta():
         return DecoderBase(cfg, HashTokenizer(cfg.vocab_size), name, title or name)
 
 

@@ -34,6 +34,7 @@ from .decoder import DecoderBase
 from .decoder_config import DecoderConfig, model_family, read_decoder_config
 from .decoder_tokenizer import DecoderTokenizer, load_tokenizer
 from .frozen import TrainDefaults
+from .meta_device import on_meta
 
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -164,7 +165,7 @@ def _index_map(folder: Path) -> dict[str, str] | None:
 
 def expected_shapes(cfg: DecoderConfig) -> dict[str, tuple[int, ...]]:
     """Every weight the config implies, by name, with its shape (a tied LM head is the embedding)."""
-    with torch.device("meta"):
+    with on_meta():
         base = DecoderBase(cfg, None)  # type: ignore[arg-type]  # shapes only
     return {name: tuple(t.shape) for name, t in base.state_dict().items()
             if not (cfg.tie_word_embeddings and name == "lm_head.weight")}
@@ -269,7 +270,7 @@ class DecoderCheckpointBase(DecoderBase):
 
     def __init__(self, checkpoint: DecoderCheckpoint, name: str) -> None:
         cfg = checkpoint.cfg
-        with torch.device("meta"):  # no random init: the weights come from the files
+        with on_meta():  # no random init: the weights come from the files
             super().__init__(cfg, checkpoint.tokenizer, name, "")
         self.folder = checkpoint.folder
         self.checkpoint = checkpoint

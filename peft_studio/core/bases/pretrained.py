@@ -32,6 +32,7 @@ from . import config_limits
 from .encoder import ACTIVATIONS, Encoder, EncoderConfig
 from .frozen import TrainDefaults
 from .hf_names import hf_parameter, studio_parameter
+from .meta_device import on_meta
 
 MINILM = "minilm"
 MINILM_TITLE = "all-MiniLM-L6-v2"
@@ -283,7 +284,7 @@ def _has_pooler(raw: dict[str, torch.Tensor]) -> bool:
 
 
 def _expected_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
+    with on_meta():
         return {name: tuple(t.shape) for name, t in Encoder(cfg, None).state_dict().items()}
 
 
@@ -435,7 +436,7 @@ class PretrainedBase(Encoder):
                 raise ConfigError(f"pooling 'pooler': {checkpoint.folder.name} has no BERT pooler "
                                   "(pooler.dense in model.safetensors)")
             cfg = dataclasses.replace(cfg, pooling=pooling)
-        with torch.device("meta"):  # no random init: nothing drawn from the generator, nothing wasted
+        with on_meta():  # no random init: nothing drawn from the generator, nothing wasted
             super().__init__(cfg, checkpoint.tokenizer)
         self.load_state_dict({n: t.clone() for n, t in checkpoint.tensors.items()}, strict=True, assign=True)
         self.freeze()

@@ -10,6 +10,7 @@ import torch
 
 from ..bases import create_base, uses_dataset_vocabulary
 from ..bases.frozen import FrozenBase
+from ..bases.meta_device import on_meta
 from ..data import TextDataset
 from ..errors import ConfigError
 from ..memory.budget import check_memory
@@ -166,7 +167,7 @@ def attach_method(base: FrozenBase, method: Method, config: MethodConfig, datase
     try:
         # A meta-device base (shapes only): the method's parts and the head go on meta too, so a 70B census
         # costs no memory; such a model is inspected, never run (require_weights).
-        with torch.device("meta") if base.on_meta_device else contextlib.nullcontext():
+        with on_meta() if base.on_meta_device else contextlib.nullcontext():
             method.attach(model, config)
             if next_token:  # the base's own LM head predicts; it stays frozen (no head to add)
                 model.next_token = True

@@ -17,6 +17,7 @@ import torch
 
 from ..bases import create_base, uses_dataset_vocabulary
 from ..bases.frozen import FrozenBase
+from ..bases.meta_device import on_meta
 from ..data import TextDataset
 from ..errors import ConfigError, OutputError, PeftStudioError
 from ..files.safe_io import write_csv_atomically
@@ -67,7 +68,7 @@ def _row(base: FrozenBase, name: str, dataset: TextDataset, plan: MemoryPlan, to
     try:
         config = method.config({})
         method.validate(config, base)
-        with torch.device("meta") if base.on_meta_device else contextlib.nullcontext():
+        with on_meta() if base.on_meta_device else contextlib.nullcontext():
             method.attach(model, config)
             model.add_head(dataset.num_labels, trainable=not config.freeze_head)
         census = take_census(model)

@@ -7,8 +7,9 @@ ms with a collection inside it).
 
 - A training run `hold`s the heap: `gc.freeze()` keeps the objects that existed when it started out of
   every collection until it ends (a run is long: its own garbage is still collected).
-- A slow build `pause`s collections from its start to shortly after its commit (a build is short); the
-  collections it postponed run once the last pause ends, when the window is idle.
+- A slow build `pause`s collections from its start until shortly after its worker ends (it has committed and
+  repainted by then; a build is short); the collections it postponed run once the last pause ends, when the
+  window is idle.
 
 Both nest, and are counted separately; every call is on the GUI thread.
 """

@@ -29,7 +29,7 @@ from ...core.workspace import Workspace
 from ..jobs import heap
 from ..jobs.worker import BUILD_TORCH_THREADS, Worker
 
-HEAP_RESUME_MS = 500  # collections paused for a build resume this long after its commit: the repaint comes first
+HEAP_RESUME_MS = 500  # collections paused for a build resume this long after it ends: the repaint comes first
 
 
 class Controller(QObject):
@@ -234,6 +234,8 @@ class Controller(QObject):
                               stop=lambda: self._abandon(worker))
         self._build = (worker, edit, job)
         worker.finished.connect(lambda: self._built(worker))
+        # resumed when this worker ends, whatever becomes of the build (committed, abandoned, its window gone)
+        worker.finished.connect(lambda: QTimer.singleShot(HEAP_RESUME_MS, heap.resume))
         worker.start()
         self.building_changed.emit(True)
         return True
@@ -243,7 +245,6 @@ class Controller(QObject):
         worker.deleteLater()
         if self._build is None or self._build[0] is not worker:  # abandoned: the previous setup stays
             return
-        QTimer.singleShot(HEAP_RESUME_MS, heap.resume)  # once the new diagram has painted
         _, edit, job = self._build
         self._build = None
         self.jobs.end(job)
@@ -259,7 +260,6 @@ class Controller(QObject):
             return
         _, edit, job = self._build
         self._build = None
-        heap.resume()
         self._abandoned.append(worker)
         self.jobs.end(job, STOPPED)
         if edit.after is not None:
