@@ -38,6 +38,7 @@ from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
+from .supertuning import SupertuningMethod
 from .tinylora import TinyLoraMethod
 from .unilora import UniLoraMethod
 from .vblora import VBLoraMethod
@@ -91,6 +92,7 @@ register_method(GraLoraMethod())
 register_method(UniLoraMethod())
 register_method(PveraMethod())
 register_method(TinyLoraMethod())
+register_method(SupertuningMethod())
 
 
 def method_names() -> list[str]:

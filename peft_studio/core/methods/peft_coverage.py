@@ -42,7 +42,6 @@ NOT_YET: dict[str, str] = {
     "WAVEFT": "WaveFT, trained wavelet coefficients of the weight change (Linear)",
     "OSF": "OSF, training the low singular directions of W0 (Linear)",
     "PSOFT": "PSOFT, an orthogonal r x r transformation between frozen SVD factors (Linear)",
-    "SUPERTUNING": "Super-Tuning, a sparse support of W0's entries chosen by magnitude (Linear)",
     "DEFT": "DEFT, a residual projection and an injection matrix per Linear",
     "CARTRIDGE": "Cartridges, a trained key/value cache served as a prefix (decoders)",
     "SHADOW": "ShadowPEFT, a small parallel decoder injected into each block (decoders)",
