@@ -18,6 +18,7 @@ from .c3a import C3AMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
 from .fourierft import FourierFTMethod
+from .frod import FrodMethod
 from .glora import GloraMethod
 from .gralora import GraLoraMethod
 from .hira import HiraMethod
@@ -92,6 +93,7 @@ register_method(GraLoraMethod())
 register_method(UniLoraMethod())
 register_method(PveraMethod())
 register_method(TinyLoraMethod())
+register_method(FrodMethod())
 register_method(SupertuningMethod())
 
 

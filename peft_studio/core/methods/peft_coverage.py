@@ -38,7 +38,6 @@ NOT_YET: dict[str, str] = {
     # the remaining types that apply to Linear, Embedding or norm layers
     "LILY": "Lily, LoRA A's shared across layers and B's chosen by a router (Linear)",
     "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear",
-    "FROD": "FRoD, a sparse random pattern of trained weights per Linear",
     "WAVEFT": "WaveFT, trained wavelet coefficients of the weight change (Linear)",
     "OSF": "OSF, training the low singular directions of W0 (Linear)",
     "PSOFT": "PSOFT, an orthogonal r x r transformation between frozen SVD factors (Linear)",
