@@ -20,6 +20,7 @@ from .deft import DeftMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
 from .fourierft import FourierFTMethod
+from .frod import FrodMethod
 from .glora import GloraMethod
 from .gralora import GraLoraMethod
 from .hira import HiraMethod
@@ -44,6 +45,7 @@ from .qlora import QLoraMethod
 from .randlora import RandLoraMethod
 from .road import RoadMethod
 from .shira import ShiraMethod
+from .supertuning import SupertuningMethod
 from .tinylora import TinyLoraMethod
 from .trainable_tokens import TrainableTokensMethod
 from .unilora import UniLoraMethod
@@ -107,6 +109,8 @@ register_method(UniLoraMethod())
 register_method(PveraMethod())
 register_method(TinyLoraMethod())
 register_method(LilyMethod())
+register_method(FrodMethod())
+register_method(SupertuningMethod())
 
 
 def method_names() -> list[str]:

@@ -34,8 +34,6 @@ NOT_YET: dict[str, str] = {
     # the remaining types that apply to Linear, Embedding or norm layers
     "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear; PEFT clusters them with "
               "scikit-learn's k-means at init and reallocates them on a schedule while training",
-    "FROD": "FRoD, a sparse random pattern of trained weights per Linear",
-    "SUPERTUNING": "Super-Tuning, a sparse support of W0's entries chosen by magnitude (Linear)",
     "CARTRIDGE": "Cartridges, a trained key/value cache served as a prefix (decoders)",
     "SHADOW": "ShadowPEFT, a small parallel decoder injected into each block (decoders)",
 }
