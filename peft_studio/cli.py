@@ -109,12 +109,12 @@ def method_flags() -> list[MethodFlag]:
 
 
 def _add_method_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field of any registered method (bool fields are switches)."""
+    """One flag per config field of any registered method (a bool field is a --x / --no-x switch)."""
     group = parser.add_argument_group("method options (generated from the methods' configs; each applies to the "
                                       "methods named in its help)")
     for flag in method_flags():
-        if flag.kind is bool:
-            group.add_argument(flag.flag, action="store_true", default=None, help=flag.help())
+        if flag.kind is bool:  # --x / --no-x: a switch that is on by default can be turned off too
+            group.add_argument(flag.flag, action=argparse.BooleanOptionalAction, default=None, help=flag.help())
         else:
             kind = {int: bounded_int(-(2**31), 2**31 - 1), float: finite_float}.get(flag.kind, str)
             group.add_argument(flag.flag, type=kind, default=None, metavar=flag.field.upper(), help=flag.help())

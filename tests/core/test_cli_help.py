@@ -96,3 +96,17 @@ def test_a_subcommand_is_an_argparse_parser_with_the_shared_formatter():
 
     for name, parser in COMMANDS.items():
         assert isinstance(parser, argparse.ArgumentParser) and parser.formatter_class is HelpFormatter, name
+
+
+def test_every_bool_method_option_can_be_turned_on_and_off():
+    """A switch that is on by default (PSOFT's, Super-Tuning's, ...) must be turnable off from the command line
+    (a field that is a bool for one method and a name for another is a text flag: init_weights)."""
+    from peft_studio.cli import method_flags
+
+    switches = [flag for flag in method_flags() if flag.kind is bool]
+    assert any(True in flag.defaults.values() for flag in switches)  # the case this test is for exists
+    parser = build_parser()
+    for flag in switches:
+        assert getattr(parser.parse_args(["train", flag.flag]), flag.field) is True
+        assert getattr(parser.parse_args(["train", "--no-" + flag.flag[2:]]), flag.field) is False
+        assert getattr(parser.parse_args(["train"]), flag.field) is None  # absent: the method's own default
