@@ -35,6 +35,9 @@ def test_docks_start_hidden_and_toggle_from_the_view_menu_as_tabs_of_one_side_ar
         assert window.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
         # one side area: every dock is a tab beside the setup panel, never a strip that squeezes the diagram
         assert docks.setup in window.tabifiedDockWidgets(dock)
+    # the family map floats on its own; it too is built (and starts measuring) only when first shown
+    assert docks.family_map.isHidden() and docks.built("family-map") is None
+    assert window.controller.jobs.running("family-map") == []
     assert window.view.width() >= window.view.minimumWidth() > 0
     assert len(docks.lesson_actions) == len(lesson_names()) >= 6
     assert docks.open_lesson in docks.examples_menu.actions()

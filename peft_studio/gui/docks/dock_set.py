@@ -358,8 +358,8 @@ def _map_dock(window: MainWindow, build: Callable[[], QWidget]) -> PanelDock:
 
     dock = _dock(window, "Family map", "familyMapDock", build, lambda: window.controller.jobs.running(MAP_OWNER),
                  scroll=False, menu_text="Family map")
+    dock.hide()  # first: floating a shown dock shows it, which would build the map and start computing it
     dock.setFloating(True)
-    dock.hide()
 
     def size_floated(floating: bool) -> None:
         if floating:
