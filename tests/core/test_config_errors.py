@@ -70,3 +70,11 @@ def test_every_layer_of_a_large_model_shows_as_one_range():
     assert lora.effective_options(lora.config({}), base)["layers"] == "0-79"
     with pytest.raises(ConfigError, match="runs backwards"):
         parse_layers("9-2", 80)
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "nul\x00byte"])
+def test_a_base_name_the_file_system_cannot_open_is_refused_by_name(name):
+    from peft_studio.core.bases import create_base
+
+    with pytest.raises(ConfigError, match="unknown base"):
+        create_base(name)

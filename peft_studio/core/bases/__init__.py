@@ -155,9 +155,15 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
             return entry.build(tokenizer, **options) if entry.uses_dataset_vocabulary else entry.build(**options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"base {name!r}: {exc}") from None
-    if architectures.is_config_spec(name):
+    try:  # not a registered name: a path, which the file system may refuse outright (a name too long, a NUL)
+        config_spec, folder = architectures.is_config_spec(name), Path(name).expanduser().is_dir()
+    except (OSError, ValueError) as exc:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ConfigError(f"unknown base {shown!r}: not a base name, and not a path this system can open "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
+    if config_spec:
         return architectures.load_config_base(name, **options)
-    if Path(name).expanduser().is_dir():
+    if folder:
         return load_folder(name, options=options)
     if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
