@@ -358,8 +358,8 @@ def _map_dock(window: MainWindow, build: Callable[[], QWidget]) -> PanelDock:
 
     dock = _dock(window, "Family map", "familyMapDock", build, lambda: window.controller.jobs.running(MAP_OWNER),
                  scroll=False, menu_text="Family map")
+    dock.hide()  # before it floats: a floating dock shown even for a moment builds its panel, which computes the map
     dock.setFloating(True)
-    dock.hide()
 
     def size_floated(floating: bool) -> None:
         if floating:
