@@ -17,6 +17,7 @@ after 3 warm-up steps, 2 torch threads; BertModel's dropout is off (the studio's
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -42,10 +43,13 @@ def _sides(name: str):
     from peft_studio.core.bases.pretrained import minilm_folder
     from peft_studio.core.data import load_builtin
     from peft_studio.core.interop.hf_peft import export_peft
+    from peft_studio.core.methods import METHODS
     from peft_studio.core.model.experiment import Experiment, Setup
 
     data = load_builtin("sentiment")
-    studio = Experiment(Setup("minilm", name, {"targets": "q,v", **EXTRA.get(name, {})}, seed=0), data)
+    fields = {f.name for f in dataclasses.fields(METHODS[name].config_cls)}
+    targets = {"targets": "q,v"} if "targets" in fields else {}  # trainable tokens: its token rows instead
+    studio = Experiment(Setup("minilm", name, {**targets, **EXTRA.get(name, {})}, seed=0), data)
     folder = export_peft(studio, tempfile.mkdtemp(prefix="bench-family-"))
     bert = transformers.BertModel.from_pretrained(str(minilm_folder()), hidden_dropout_prob=0.0,
                                                   attention_probs_dropout_prob=0.0)
@@ -98,7 +102,7 @@ def main(names: list[str]) -> None:
 
     torch.set_num_threads(THREADS)
     chosen = names or [n for n, m in METHODS.items() if m.peft_type and m.exchange_tolerance is not None
-                       and m.peft_type not in ("PROMPT_TUNING", "PREFIX_TUNING")]
+                       and m.peft_type not in ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT")]
     for name in chosen:
         studio, theirs = _sides(name)
         ours_s, peft_s = [], []

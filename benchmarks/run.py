@@ -365,28 +365,37 @@ def serve_plot(points: int, frames: int) -> Callable[[], dict]:
 def _repainted_after(app: Any, window: Any, edit: Callable[[], object], timeout_s: float = 120.0) -> float:
     """Seconds from calling `edit` to the diagram's next paint once the window is no longer building
     (a window that builds off the GUI thread shows "building…" first: that paint does not count)."""
-    from PySide6.QtCore import QEvent, QEventLoop, QObject
+    from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
 
     painted: list[float] = []
+    # The wait is an event loop, as in the app: polling processEvents in a Python loop kept the GUI thread
+    # spinning in Python, and a build on a worker thread then waited for the GIL (a MiniLM switch took 1 s
+    # more than the same build done in place).
+    loop = QEventLoop()
 
     class Paints(QObject):
         def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt override
-            if event.type() == QEvent.Type.Paint and not getattr(window, "building", False):
+            if event.type() == QEvent.Type.Paint and not getattr(window, "building", False) and not painted:
                 painted.append(time.perf_counter())
+                loop.quit()
             return False
 
     viewport = window.view.viewport()
     spy = Paints()
+    tick = QTimer()  # the loop also ends every 50 ms, so the deadline is checked whatever happens inside it
+    tick.timeout.connect(loop.quit)
     started = time.perf_counter()
     viewport.installEventFilter(spy)
     try:
         edit()
         window.view.viewport().update()  # an edit that changes nothing on screen still ends in a frame
+        tick.start(50)
         while not painted:
-            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 20)
+            loop.exec()
             if time.perf_counter() - started > timeout_s:
                 raise RuntimeError(f"no repaint within {timeout_s:.0f} s")
     finally:
+        tick.stop()
         viewport.removeEventFilter(spy)
     return painted[0] - started
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .adapters.adapter_set import SetAdapter
-from .bases import create_base, train_defaults, uses_dataset_vocabulary
+from .bases import train_defaults, uses_dataset_vocabulary
 from .bases.sites import Site
 from .data import TextDataset, load_builtin
 from .errors import PeftStudioError
@@ -25,6 +25,7 @@ from .logs import log, report_unexpected
 from .memory.budget import check_memory
 from .methods import METHODS, get_method, method_for_click
 from .methods.fitting import fitting_options
+from .model.base_pool import BasePool, base_key, build_base
 from .model.census import Census
 from .model.experiment import Experiment, Setup
 from .runs.train import TrainSettings
@@ -125,6 +126,9 @@ class StudioState:
         # Runs slow edits elsewhere (the window: on a worker thread) and returns whether it took the edit;
         # it must call commit(edit, prepare(edit)) on the owner's thread when done. None: build at once.
         self.background: Callable[[Edit], bool] | None = None
+        # Free bases for the next build of the same base: a method edit on a 70B architecture attaches to the
+        # base the replaced model had instead of building 80 layers again (base_pool.py).
+        self._pool = BasePool()
         setup = setup or Setup(base="tiny", method="lora", options={}, seed=0)
         dataset = dataset or load_builtin("intents")
         self.snapshot = Snapshot(setup, dataset, settings or default_settings(setup.base, setup.seed))
@@ -233,11 +237,14 @@ class StudioState:
                 edit.after(False)
             return False
         leaving = self.snapshot.adapter
+        replaced = self.experiment
         if edit.record:
             self._undo.append(self.snapshot)
             self._redo.clear()
         self.snapshot = result.snapshot
         self._install(result.experiment, result.census, result.fingerprint)
+        if leaving is None and replaced is not result.experiment:
+            self._keep_base(replaced)
         if edit.after is not None:
             edit.after(True)
         if leaving is not None and result.snapshot.adapter is None:
@@ -246,6 +253,13 @@ class StudioState:
         if result.note:
             self._emit("notice", result.note)
         return True
+
+    def _keep_base(self, replaced: Experiment) -> None:
+        """The replaced model's base for the next build of the same base, which detaches its method. Only a
+        meta-device base (shapes, no values): nothing runs it, so nothing can still be reading the replaced
+        model's values, and a 70B architecture is what takes long to build again."""
+        if replaced.base.on_meta_device and not isinstance(replaced, SetAdapter):
+            self._pool.keep_later(replaced.base_key(), replaced.release_base)
 
     @staticmethod
     def _slow(snapshot: Snapshot) -> bool:
@@ -258,7 +272,14 @@ class StudioState:
             if member.reactivate():
                 return member
             snapshot.adapter = None  # removed from its set since: build what it described instead
-        return Experiment(copy.deepcopy(snapshot.setup), snapshot.dataset)
+        setup = snapshot.setup
+        prebuilt = self._pool.take(base_key(setup.base, setup.base_options, setup.seed, snapshot.dataset))
+        try:
+            return Experiment(copy.deepcopy(setup), snapshot.dataset, prebuilt=prebuilt)
+        except BaseException:
+            if prebuilt is not None:  # a refused build leaves the base as it came: the next attempt may take it
+                self._pool.keep(prebuilt)
+            raise
 
     def show_adapter(self, member: SetAdapter) -> bool:
         """Show `member` (an adapter of a set, built and maybe trained) as the window's experiment, one
@@ -318,12 +339,12 @@ class StudioState:
         dataset = self.dataset
 
         def attempts() -> Iterator[tuple[Snapshot, str]]:
-            try:  # the new base alone (its sites), not a whole experiment: prepare builds that once it is chosen
+            try:  # the new base alone (its sites) first; the experiment chosen below attaches to this same base
                 check_memory(snapshot.setup, dataset)
-                tokenizer = dataset.make_tokenizer() if uses_dataset_vocabulary(name) else None
-                new_base = create_base(name, tokenizer, **snapshot.setup.base_options)
+                prebuilt = build_base(name, snapshot.setup.base_options, snapshot.setup.seed, dataset)
             except Exception as exc:  # noqa: BLE001 - the base itself cannot be built: say why, keep the old one
                 raise EditRefused("This base cannot be used", error_message(exc)) from None
+            new_base = prebuilt.base
             new_ids = {s.id for s in get_method(method).usable_sites(new_base)} if method in METHODS else set()
             kept = [s for s in old_sites if s.id in new_ids]
             dropped = [s.id for s in old_sites if s.id not in new_ids]
@@ -344,8 +365,10 @@ class StudioState:
                 tries = [(m, o, "; ".join(filter(None, [note, f"base options {', '.join(dropped_options)} do not "
                                                           f"apply to {name}: dropped"])))
                          for m, o, note in tries]
+            self._pool.keep(prebuilt)  # built once: prepare's build takes it (a refused attempt puts it back)
             for method_name, options, note in tries:
                 yield replace(snapshot, setup=replace(snapshot.setup, method=method_name, options=dict(options))), note
+            self._pool.take(prebuilt.key)  # none of them built: do not hold the base
 
         return self.submit(Edit(attempts, slow=builds_slowly(name), label=f"{name} · {method}"))
 

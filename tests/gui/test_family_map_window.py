@@ -24,6 +24,12 @@ def _opened(window, docks, qtbot):
     return panel
 
 
+def test_a_window_computes_no_map_until_the_map_is_shown(docks, window, qtbot):
+    qtbot.wait(50)  # the window has settled: a floating dock shown even for a moment would have started the map
+    assert docks.built("family-map") is None and not window.controller.jobs.running("family-map")
+    assert not docks.family_map.isVisible() and docks.family_map.isFloating()
+
+
 def test_the_map_opens_and_a_click_switches_the_method_and_undo_returns(docks, window, qtbot):
     c = window.controller
     before = (c.setup.method, dict(c.setup.options))

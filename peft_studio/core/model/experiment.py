@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..memory.budget import check_memory
 from ..methods import Method, ShapeChange, get_method
 from ..methods.config import MethodConfig
+from .base_pool import BaseKey, PrebuiltBase, base_key
 from .census import Census, take_census
 from .next_token import NEXT_TOKEN, check_next_token, last_position_probs, task_loss, vocabulary_words
 from .seeding import seeded
@@ -36,7 +37,9 @@ class Setup:
 class Experiment:
     """Builds the model in a fixed random order: base, then the method's parts, then the head."""
 
-    def __init__(self, setup: Setup, dataset: TextDataset) -> None:
+    def __init__(self, setup: Setup, dataset: TextDataset, prebuilt: PrebuiltBase | None = None) -> None:
+        """`prebuilt`: a free base built for this setup's base, seed and dataset (base_pool.py), used instead of
+        building one; a base built for another key is not used."""
         self.setup = setup
         self.dataset = dataset
         self.method: Method = get_method(setup.method)
@@ -44,7 +47,16 @@ class Experiment:
         self.device = torch.device("cpu")
         self.notes: list[str] = []  # what building it left out or reads differently (e.g. an import): shown, not kept
         check_memory(setup, dataset)  # the model, the encoded data and one example must fit before building
+        self._prebuilt = prebuilt if prebuilt is not None and prebuilt.key == self.base_key() else None
+        self._rng_after_base: torch.Tensor | None = None
         self.model = self._build()
+        try:
+            self._encode(dataset)
+        except BaseException:
+            self.model.detach_method()  # the base goes back as it came (a prebuilt one may be built on again)
+            raise
+
+    def _encode(self, dataset: TextDataset) -> None:
         self.tokenizer = self.model.base.tokenizer
         self.train_ids, self.train_mask = self.tokenizer.batch(list(dataset.train_texts))
         self.train_labels = torch.tensor(dataset.train_labels, dtype=torch.long)
@@ -71,14 +83,31 @@ class Experiment:
     def base(self) -> FrozenBase:
         return self.model.base
 
+    def base_key(self) -> BaseKey:
+        return base_key(self.setup.base, self.setup.base_options, self.setup.seed, self.dataset)
+
     def _build(self) -> StudioModel:
         with seeded(self.setup.seed):  # the seed, then every initial weight: no other build draws in between
             return self._build_seeded()
 
     def _build_seeded(self) -> StudioModel:
-        tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(self.setup.base) else None
-        base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
-        return attach_method(base, self.method, self.config, self.dataset)
+        prebuilt, self._prebuilt = self._prebuilt, None  # used once: reset() builds afresh
+        known_fingerprint = None
+        if prebuilt is not None:  # the generator as the base's own build left it: the parts draw the same
+            torch.set_rng_state(prebuilt.rng_after)
+            base, known_fingerprint = prebuilt.base, prebuilt.fingerprint
+        else:
+            tokenizer = self.dataset.make_tokenizer() if uses_dataset_vocabulary(self.setup.base) else None
+            base = create_base(self.setup.base, tokenizer, **self.setup.base_options)
+        self._rng_after_base = torch.get_rng_state()
+        return attach_method(base, self.method, self.config, self.dataset, known_fingerprint)
+
+    def release_base(self) -> PrebuiltBase:
+        """Detach the method (the base is restored exactly) and hand the base over for another build of the same
+        key. This experiment's model is bare afterwards: only for one that nothing shows or runs any more."""
+        assert self._rng_after_base is not None
+        self.model.detach_method()
+        return PrebuiltBase(self.base_key(), self.base, self._rng_after_base, self.model.base_fingerprint)
 
     def reset(self) -> None:
         """Fresh method parts and head from the same seed, on the same device; the base is rebuilt bit-identical."""
@@ -155,7 +184,8 @@ class Experiment:
         return [names[i] for i in self.predict(texts).argmax(dim=-1).tolist()]
 
 
-def attach_method(base: FrozenBase, method: Method, config: MethodConfig, dataset: TextDataset) -> StudioModel:
+def attach_method(base: FrozenBase, method: Method, config: MethodConfig, dataset: TextDataset,
+                  base_fingerprint: str | None = None) -> StudioModel:
     """The method's parts on `base` and the dataset's head (none for next-token): what an Experiment builds on its
     base, and what the family map builds on one shared base per method. A refusal part-way leaves the base as
     it was (the parts attached so far are detached)."""
@@ -163,7 +193,7 @@ def attach_method(base: FrozenBase, method: Method, config: MethodConfig, datase
     next_token = dataset.task == NEXT_TOKEN
     if next_token:
         check_next_token(base, method.name)
-    model = StudioModel(base)
+    model = StudioModel(base, base_fingerprint)
     try:
         # A meta-device base (shapes only): the method's parts and the head go on meta too, so a 70B census
         # costs no memory; such a model is inspected, never run (require_weights).

@@ -15,7 +15,9 @@ from .next_token import next_token_logits
 class StudioModel(nn.Module):
     """Holds the base, records every module a method swaps in, and undoes it on detach."""
 
-    def __init__(self, base: FrozenBase) -> None:
+    def __init__(self, base: FrozenBase, base_fingerprint: str | None = None) -> None:
+        """`base_fingerprint`: the bare base's fingerprint when already known (a reused base: detach restored
+        it exactly); else it is computed."""
         super().__init__()
         self.base = base
         self.extras = nn.ModuleDict()  # method modules shared across sites (e.g. a prefix MLP)
@@ -23,7 +25,7 @@ class StudioModel(nn.Module):
         self.next_token = False  # True: no head; logits [B, L, V] from the base's own (frozen) LM head
         self._swapped: list[tuple[str, nn.Module]] = []  # (path in base, original module)
         self._unfrozen: dict[str, torch.Tensor] = {}  # base tensors a baseline made trainable -> originals
-        self.base_fingerprint = base.fingerprint()
+        self.base_fingerprint = base_fingerprint or base.fingerprint()
         self._base_param_ids = {id(p) for p in base.parameters()}
 
     # ---- attaching -------------------------------------------------------------------------

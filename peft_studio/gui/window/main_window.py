@@ -39,7 +39,7 @@ from ...core.view import layers_collapsed, parse_layer_range
 from .. import plain
 from ..diagram import DiagramScene, DiagramView
 from ..diagram.describe import base_refusal, diagram_info, method_refusal
-from ..diagram.gains import gain_pictures, picture_html, sample_gains
+from ..diagram.gains import GAIN_SUFFIX, gain_pictures, picture_html, sample_gains
 from ..diagram.preview import Preview
 from ..diagram.view import LOCK_ICON
 from ..docks.dock_set import install_docks, stop_docks
@@ -482,7 +482,10 @@ class MainWindow(QMainWindow):
 
     def refresh_gains(self) -> None:
         """IA3's heat strips from the model's current gains (the pictures in their tooltips come on hover)."""
-        gains = sample_gains(self.controller.experiment.model.named_parameters())
+        # the census names every tensor already: walking the model's modules (a 70B has 65,000) is not needed
+        model = self.controller.experiment.model
+        gains = sample_gains((row.name, model.get_parameter(row.name)) for row in self.controller.census.rows
+                             if row.name.endswith(GAIN_SUFFIX))
         if gains:
             self.scene.update_gains(gains)
 
