@@ -76,5 +76,10 @@ def test_every_layer_of_a_large_model_shows_as_one_range():
 def test_a_base_name_the_file_system_cannot_open_is_refused_by_name(name):
     from peft_studio.core.bases import create_base
 
+    from peft_studio.core.bases import base_class, is_architecture
+
     with pytest.raises(ConfigError, match="unknown base"):
         create_base(name)
+    with pytest.raises(ConfigError, match="unknown base"):
+        base_class(name)  # what an adapter file's metadata is checked with before any build
+    assert not is_architecture(name)

@@ -102,6 +102,20 @@ def base_names() -> list[str]:
     return list(BASES)
 
 
+def _path_kind(name: str) -> str | None:
+    """A name that is not a registered base, as a path: "config" (a config.json, or a folder holding only one),
+    "folder" (a checkpoint folder) or None. A name the file system refuses outright (too long, a NUL) is an
+    unknown base, said as such."""
+    try:
+        if architectures.is_config_spec(name):
+            return "config"
+        return "folder" if Path(name).expanduser().is_dir() else None
+    except (OSError, ValueError) as exc:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ConfigError(f"unknown base {shown!r}: not a base name, and not a path this system can open "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
+
+
 def _is_folder_spec(name: str) -> bool:
     return any(sep in name for sep in "/\\.") or name.startswith("~")
 
@@ -110,9 +124,10 @@ def base_class(name: str) -> type[FrozenBase]:
     """The class describing a base, without building it (training defaults, default method)."""
     if name in BASES:
         return BASES[name].cls
-    if architectures.is_config_spec(name):
+    kind = _path_kind(name)
+    if kind == "config":
         return architectures.config_class(name)
-    if Path(name).expanduser().is_dir():
+    if kind == "folder":
         return _folder_class(Path(name).expanduser())
     if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
@@ -121,7 +136,10 @@ def base_class(name: str) -> type[FrozenBase]:
 
 def is_architecture(name: str) -> bool:
     """True for a base built on the meta device (a shipped architecture or a config.json): shapes only."""
-    return name in architectures.shipped() or architectures.is_config_spec(name)
+    try:
+        return name in architectures.shipped() or _path_kind(name) == "config"
+    except ConfigError:
+        return False
 
 
 def train_defaults(name: str) -> TrainDefaults:
@@ -155,15 +173,10 @@ def create_base(name: str, tokenizer: Tokenizer | None = None, **options: Any) -
             return entry.build(tokenizer, **options) if entry.uses_dataset_vocabulary else entry.build(**options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"base {name!r}: {exc}") from None
-    try:  # not a registered name: a path, which the file system may refuse outright (a name too long, a NUL)
-        config_spec, folder = architectures.is_config_spec(name), Path(name).expanduser().is_dir()
-    except (OSError, ValueError) as exc:
-        shown = name if len(name) <= 80 else name[:77] + "..."
-        raise ConfigError(f"unknown base {shown!r}: not a base name, and not a path this system can open "
-                          f"({getattr(exc, 'strerror', None) or exc})") from None
-    if config_spec:
+    kind = _path_kind(name)
+    if kind == "config":
         return architectures.load_config_base(name, **options)
-    if folder:
+    if kind == "folder":
         return load_folder(name, options=options)
     if _is_folder_spec(name):
         raise BaseLoadError(f"{name}: no such folder (a checkpoint folder needs config.json and model.safetensors)")
