@@ -74,9 +74,7 @@ def test_every_layer_of_a_large_model_shows_as_one_range():
 
 @pytest.mark.parametrize("name", ["x" * 300, "nul\x00byte"])
 def test_a_base_name_the_file_system_cannot_open_is_refused_by_name(name):
-    from peft_studio.core.bases import create_base
-
-    from peft_studio.core.bases import base_class, is_architecture
+    from peft_studio.core.bases import base_class, create_base, is_architecture
 
     with pytest.raises(ConfigError, match="unknown base"):
         create_base(name)
