@@ -13,6 +13,7 @@ with init_weights. Only the coefficients are saved; the positions come back from
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import LINEAR
+from ..bases.sites import LINEAR, Site
 from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
@@ -111,11 +112,7 @@ class FourierFTMethod(TargetedMethod):
 
     def validate(self, config: FourierFTConfig, base: FrozenBase) -> None:
         super().validate(config, base)
-        for site in self.selected_sites(config, base):
-            if config.n_frequency > site.in_features * site.out_features:
-                raise ConfigError(f"n_frequency ({config.n_frequency}) must be at most in x out of every adapted "
-                                  f"Linear; {site.id} has {site.in_features} x {site.out_features} = "
-                                  f"{site.in_features * site.out_features}")
+        check_frequencies_fit(config.n_frequency, self.selected_sites(config, base))
 
     def attach(self, model: StudioModel, config: FourierFTConfig) -> None:
         for site in self.selected_sites(config, model.base):
@@ -186,3 +183,13 @@ class FourierFTMethod(TargetedMethod):
                 raise AdapterFileError(f"{where}: the adapter uses scaling {options['scaling']:g} and positions from "
                                        f"random_loc_seed {options['random_loc_seed']}; the model's {path} uses "
                                        f"{layer.scaling:g} and {layer.seed}")
+
+
+def check_frequencies_fit(n_frequency: int, sites: Iterable[Site]) -> None:
+    """n trained coefficients need n places in every adapted out x in matrix (FourierFT's spectrum, WaveFT's
+    wavelet coefficients)."""
+    for site in sites:
+        if n_frequency > site.in_features * site.out_features:
+            raise ConfigError(f"n_frequency ({n_frequency}) must be at most in x out of every adapted Linear; "
+                              f"{site.id} has {site.in_features} x {site.out_features} = "
+                              f"{site.in_features * site.out_features}")

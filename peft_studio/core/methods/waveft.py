@@ -24,11 +24,11 @@ from torch.nn import functional as F
 
 from ..bases.frozen import FrozenBase
 from ..bases.sites import LINEAR
-from ..errors import AdapterFileError, ConfigError
+from ..errors import AdapterFileError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MethodConfig, option
-from .fourierft import spectrum_positions
+from .fourierft import check_frequencies_fit, spectrum_positions
 from .mergeable import WeightUpdate
 from .method import REPARAMETERISED, Method, MethodCard, TargetedMethod, code_line
 from .peft_fields import flag, number, refuse_set, whole
@@ -135,11 +135,7 @@ class WaveFTMethod(TargetedMethod):
 
     def validate(self, config: WaveFTConfig, base: FrozenBase) -> None:
         super().validate(config, base)
-        for site in self.selected_sites(config, base):
-            if config.n_frequency > site.in_features * site.out_features:
-                raise ConfigError(f"n_frequency ({config.n_frequency}) must be at most in x out of every adapted "
-                                  f"Linear; {site.id} has {site.in_features} x {site.out_features} = "
-                                  f"{site.in_features * site.out_features}")
+        check_frequencies_fit(config.n_frequency, self.selected_sites(config, base))
 
     def attach(self, model: StudioModel, config: WaveFTConfig) -> None:
         for site in self.selected_sites(config, model.base):
