@@ -134,11 +134,42 @@ def test_gains_histogram_over_training_is_live_and_stays_after_the_run(docks, wi
         return any(f.kind == "gains-history" and f.numbers["samples"] >= 3 for f in panel.figures)
 
     _train_until(window, qtbot, history_shown)
-    assert "gains over training" in said[-1] and "no weight matrix" in said[-1]  # IA3 has no ΔW
+    assert "gains over training" in said[-1] and "IA3 gains at" in said[-1]  # IA3's own lens, live
     qtbot.waitUntil(lambda: not panel.job.running, timeout=60_000)
     (history,) = [f for f in panel.figures if f.kind == "gains-history"]  # kept beside the look's figures
     assert all(sum(row) == widths for row in history.arrays["history"])
     assert history.arrays["steps"] == sorted(history.arrays["steps"])
+
+
+def test_prefix_attention_is_live_with_the_sentences_keys_drawn(docks, window, qtbot):
+    """A method with its own lens shows it live: the share of attention on the prefix keys, per layer and head,
+    and the key row with the Try-it sentence's own tokens."""
+    import pyqtgraph as pg
+
+    c = window.controller
+    assert c.set_method("prefix-tuning", {"tokens": 3}) and c.wait_for_builds()
+    window.inference.entry.setText("turn on the lights")
+    panel = docks.lens_panel
+    docks.show_dock("lens")
+    seen = {}
+
+    def live_prefix() -> bool:
+        figures = [f for f in panel.figures if f.kind == "prefix-attention"]
+        if panel.live_updates >= 2 and figures:
+            seen.update(figure=figures[0], status=panel.status.text(),
+                        drawn=[type(i) for i in panel.plot.getPlotItem().items])
+            return True
+        return False
+
+    _train_until(window, qtbot, live_prefix)
+    figure = seen["figure"]
+    keys = [row[0] for row in figure.table]
+    tokens = c.experiment.tokenizer.batch(["turn on the lights"])[1].sum().item()
+    assert keys[:3] == ["prefix 1", "prefix 2", "prefix 3"] and len(keys) == 3 + tokens
+    assert "attention on the prefix keys" in seen["status"] and "as of step" in seen["status"]
+    assert pg.ImageItem in seen["drawn"]  # the layer x head grid
+    grid = figure.arrays["share_by_layer_head"]
+    assert len(grid) == c.experiment.base.num_layers and all(0 <= x <= 1 for row in grid for x in row)
 
 
 CLOSE_LIVE = """

@@ -26,11 +26,12 @@ class LensFigure:
     arrays: dict[str, list[Any]] = field(default_factory=dict)  # 1-D lists, or a 2-D heatmap as a list of rows
     table: list[tuple[Any, ...]] = field(default_factory=list)
     note: str = ""
+    columns: list[str] = field(default_factory=list)  # the table's column names, when it has them
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "title": self.title, "site": self.site, "numbers": dict(self.numbers),
                 "arrays": {k: list(v) for k, v in self.arrays.items()}, "table": [list(r) for r in self.table],
-                "note": self.note}
+                "note": self.note, "columns": list(self.columns)}
 
 
 __all__ = ["LensFigure"]

@@ -99,4 +99,5 @@ def soft_token_figure(prompt: torch.Tensor, table: torch.Tensor, decode: Callabl
                       {"mean_best_cosine": sum(best) / len(best) if best else 0.0},
                       {"best_cosine": best}, table_rows,
                       note="cosine similarity with the base's own token embeddings; a soft token need not be "
-                           "near any word")
+                           "near any word",
+                      columns=["soft token", *(f"nearest {i + 1}" for i in range(len(rows[0]) if rows else 0))])

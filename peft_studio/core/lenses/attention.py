@@ -30,6 +30,13 @@ def keeping_attention(base: nn.Module) -> Iterator[list[nn.Module]]:
             module.keep_probs, module.probs = False, None
 
 
+def sentence_tokens(experiment, sentence: str) -> list[str]:
+    """The sentence's tokens as the base reads them (the keys after any added positions)."""
+    ids, mask = experiment.tokenizer.batch([sentence])
+    kept = [int(i) for i, m in zip(ids[0].tolist(), mask[0].tolist(), strict=True) if m]
+    return [(experiment.tokenizer.decode([i]) or [f"#{i}"])[0] for i in kept]
+
+
 @torch.no_grad()
 def attention_weights(experiment, sentence: str) -> list[torch.Tensor]:
     """Each layer's attention weights for the sentence: [heads, queries, keys] (batch of one)."""
@@ -46,12 +53,18 @@ def attention_weights(experiment, sentence: str) -> list[torch.Tensor]:
 
 
 def front_share_figure(kind: str, title: str, weights: list[torch.Tensor], front: int, queries_from: int,
-                       note: str) -> LensFigure:
+                       note: str, key_labels: list[str] | None = None,
+                       layers: list[int] | None = None) -> LensFigure:
     """The share of attention that the real queries (from position `queries_from`) give the first `front` keys,
-    as a [layers x heads] grid, plus layer 0's mean weight on every key position (the key row)."""
+    as a [layers x heads] grid, plus the first layer's mean weight on every key position (the key row, also as
+    a table of (key, weight) when `key_labels` names the keys). `layers`: the base's layer of each weight."""
     grid = [[float(w[h, queries_from:, :front].sum(-1).mean()) for h in range(w.shape[0])] for w in weights]
     flat = [x for row in grid for x in row]
-    key_row = weights[0][:, queries_from:, :].mean(dim=(0, 1)) if weights else torch.zeros(0)
+    key_row = [float(x) for x in weights[0][:, queries_from:, :].mean(dim=(0, 1))] if weights else []
+    named = key_labels is not None and len(key_labels) == len(key_row)
+    table = list(zip(key_labels, key_row, strict=True)) if named else []
     return LensFigure(kind, title, "", {"mean_share": sum(flat) / len(flat) if flat else 0.0,
                                         "max_share": max(flat) if flat else 0.0, "front_keys": float(front)},
-                      {"share_by_layer_head": grid, "key_row_weights": [float(x) for x in key_row]}, note=note)
+                      {"share_by_layer_head": grid, "key_row_weights": key_row,
+                       "layers": list(layers) if layers is not None else list(range(len(grid)))}, table, note=note,
+                      columns=["key", "mean weight (first layer)"] if named else [])

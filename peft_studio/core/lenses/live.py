@@ -1,12 +1,23 @@
-"""Lenses while a run trains: ΔW of one watched weight-update layer from a snapshot, and the gains' histogram
-over training.
+"""Lenses while a run trains, from snapshots the trainer takes between steps; and the gains' histogram over
+training.
+
+What is watched depends on the method (`watch_for`):
+- a method with its own lens (`Method.lens` overridden: prompt tuning's nearest words and attention on the soft
+  tokens, prefix tuning's attention on the prefix keys, an adapter's bottleneck, IA3's gains, ...) gets a
+  private twin of the whole model: its own modules, sharing every tensor training never writes (the frozen base,
+  the buffers) and holding copies of the trainable ones. The lens thread runs the method's own lens on the twin,
+  so the live figures are the figures Look shows, at the snapshot's step.
+- any other method shows ΔW of one watched weight-update layer (and its rotation for OFT-like layers), from a
+  private copy of that layer; the window picks the layer (`LiveLens.watch`).
 
 Three threads share a LiveLens without waiting on one another:
 - the trainer, between two steps, calls `offer`: when a snapshot is due and the last one has been read, it
-  copies the watched layer's trained tensors into a private copy of that layer (one fused copy; the first
-  offer makes the copy, W0 included). It never waits: a snapshot still being read is simply skipped.
-- a lens thread calls `take`: the figures of the latest snapshot (an SVD per figure), computed from the
-  private copy only, so no tensor that training writes is ever read off the trainer's thread.
+  copies the trained tensors into the private copy (one fused copy; the first offer makes the copy). It never
+  waits: a snapshot still being read is simply skipped.
+- a lens thread calls `take`: the figures of the latest snapshot, computed from the private copy only, so no
+  tensor that training writes is ever read off the trainer's thread. The next snapshot is due after
+  `interval_s`, or later when the lens is slow: its CPU time stays under `duty` of the time between snapshots
+  (the lens thread's core is one the trainer's threads would use).
 - the window picks the watched site (`watch`) and draws what the lens thread returned, on its frame timer.
 Forgetting compares the adapted model with its own base (the method bypassed), which a step in flight must
 never see: it is computed when the run stops, not here.
@@ -20,48 +31,101 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..methods.mergeable import WeightUpdate, weight_updates
+from ..methods.mergeable import weight_updates
+from ..methods.method import Method, site_paths
 from . import LensFigure
 from .spectra import delta_w_figure, rotation_figure
 
 LIVE_INTERVAL_S = 0.25  # a snapshot at most 4 times a second: a lens moves slower than a loss curve
+LIVE_DUTY = 0.03  # the lens thread's CPU at most 3% of the time between snapshots (measured per snapshot)
 GAIN_EDGES = (-0.5, 2.5)  # the gains histogram's fixed range over a whole run (1.0 = unchanged)
 GAIN_HISTORY_BINS = 30
 GAIN_HISTORY_ROWS = 240  # samples kept; when full, every other one is dropped (the whole run stays in view)
 
 
+class _LayerCopy:
+    """One weight-update layer's private copy: ΔW (and the rotation of OFT-like layers) of a chosen site."""
+
+    def __init__(self, experiment: Any, wanted: str | None) -> None:
+        base = experiment.base
+        site_of = site_paths(base)
+        layers = weight_updates(base)
+        chosen = next(((p, layer) for p, layer in layers if site_of.get(p, p) == wanted), None) if wanted else None
+        path, layer = chosen or layers[0]
+        self.path, self.site, self.layer = path, site_of.get(path, path), layer
+        with torch.no_grad():
+            self.private: nn.Module = copy.deepcopy(layer)
+        self.private.requires_grad_(False)
+        self.live, self.copies = _trained_pairs(layer, self.private)
+
+    def follows(self, experiment: Any, wanted: str | None) -> bool:
+        """Still the layer to copy: the same module at its path, and the site asked for."""
+        return _current(experiment.base, self.path) is self.layer and wanted in (None, self.site)
+
+    def figures(self) -> list[LensFigure]:
+        figures = [delta_w_figure(self.site, self.private)]
+        rotation = getattr(self.private, "rotation", None)
+        if callable(rotation):
+            with torch.no_grad():
+                figures.append(rotation_figure(self.site, rotation()))
+        return figures
+
+
 @dataclass
-class _Private:
-    """The watched layer's private copy and the tensors copied into it at each snapshot."""
+class TwinView:
+    """What a method's lens reads of an experiment (model, method, config, tokenizer, dataset), here the twin's."""
 
-    path: str
-    site: str
-    layer: WeightUpdate  # the live layer (identity checked: a rebuilt model gets a new copy)
-    private: WeightUpdate
-    live: list[torch.Tensor]
-    copies: list[torch.Tensor]
+    model: nn.Module
+    method: Any
+    config: Any
+    tokenizer: Any
+    dataset: Any
+
+    @property
+    def base(self) -> nn.Module:
+        return self.model.base
 
 
-def _private_copy(model: nn.Module, site_of: dict[str, str], wanted: str | None) -> _Private | None:
-    layers = weight_updates(model)
-    chosen = next(((p, layer) for p, layer in layers if site_of.get(p, p) == wanted), None) if wanted else None
-    chosen = chosen or next(iter(layers), None)
-    if chosen is None:
-        return None
-    path, layer = chosen
-    with torch.no_grad():
-        private = copy.deepcopy(layer)
-    private.requires_grad_(False)
-    live = dict(layer.named_parameters())
-    names = [name for name, p in live.items() if p.requires_grad]
+class _Twin:
+    """A private twin of the whole model for a method with its own lens; the sentence its lens reads."""
+
+    def __init__(self, experiment: Any, sentence: str) -> None:
+        model = self.source = experiment.model
+        self.method, self.sentence = experiment.method, sentence
+        with torch.no_grad():
+            twin = copy.deepcopy(model, memo=_never_written(model))
+        twin.requires_grad_(False)
+        twin.eval()  # no dropout: the twin draws no random numbers (the generator is the run's)
+        self.view = TwinView(twin, experiment.method, experiment.config, experiment.tokenizer, experiment.dataset)
+        self.live, self.copies = _trained_pairs(model, twin)
+
+    def follows(self, experiment: Any, wanted: str | None) -> bool:
+        return experiment.model is self.source
+
+    def figures(self) -> list[LensFigure]:
+        with torch.no_grad():
+            return list(self.method.lens(self.view, self.sentence))
+
+
+def _never_written(model: nn.Module) -> dict[int, Any]:
+    """deepcopy's memo that makes a copy share the tensors training never writes: the frozen parameters, the
+    buffers (train.py checks both are unchanged) and the originals a baseline keeps of the tensors it trains."""
+    shared = [p for p in model.parameters() if not p.requires_grad] + list(model.buffers())
+    originals = model.unfrozen_originals() if hasattr(model, "unfrozen_originals") else {}
+    return {id(t): t for t in [*shared, *originals.values()]}
+
+
+def _trained_pairs(module: nn.Module, private: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The module's trained tensors and their places in the private copy, in the same order."""
     mine = dict(private.named_parameters())
-    return _Private(path, site_of.get(path, path), layer, private, [live[n].detach() for n in names],
-                    [mine[n].detach() for n in names])
+    pairs = [(p.detach(), mine[name].detach()) for name, p in module.named_parameters() if p.requires_grad]
+    return [live for live, _ in pairs], [copied for _, copied in pairs]
 
 
 def _current(model: nn.Module, path: str) -> nn.Module | None:
@@ -72,24 +136,46 @@ def _current(model: nn.Module, path: str) -> nn.Module | None:
         return None
 
 
+def has_own_lens(method: Any) -> bool:
+    """The method writes its own lens (prompt, prefix, adapter, gains, ...) rather than the default ΔW one."""
+    return type(method).lens is not Method.lens
+
+
+def watch_for(experiment: Any, wanted: str | None, sentence: str) -> _LayerCopy | _Twin | None:
+    """The private copy the live lens reads for this experiment's method (None: nothing it can show live)."""
+    if has_own_lens(experiment.method):
+        return _Twin(experiment, sentence)
+    return _LayerCopy(experiment, wanted) if weight_updates(experiment.base) else None
+
+
+def next_due(taken_at: float, interval_s: float, cost_s: float, duty: float) -> float:
+    """When the next snapshot may be taken: after the interval, and late enough that the lens's `cost_s` of CPU
+    per snapshot stays within `duty` of the time between two."""
+    return taken_at + max(interval_s, cost_s / duty)
+
+
 class LiveLens:
     """See the module docstring. `enabled` is the window's switch: off, `offer` returns at once."""
 
-    def __init__(self, interval_s: float = LIVE_INTERVAL_S) -> None:
+    def __init__(self, interval_s: float = LIVE_INTERVAL_S, duty: float = LIVE_DUTY) -> None:
         self.interval_s = interval_s
+        self.duty = duty
         self.enabled = False
-        self.available: bool | None = None  # False: the last model offered has no weight-update layer to watch
+        self.sentence = ""  # what a lens that reads a forward pass runs on ("": the first training text)
+        self.available: bool | None = None  # False: the last model offered has nothing to show live
+        self.own_lens = False  # the watched method's own lens (True) or ΔW of one layer
         self._none_in: nn.Module | None = None  # that model (a new one is looked at again)
         self._wanted: str | None = None
-        self._private: _Private | None = None
+        self._watch: _LayerCopy | _Twin | None = None
         self._ready = threading.Event()  # set: a snapshot waits to be read, the trainer leaves the copy alone
+        self._due = -math.inf
         self._taken_at = -math.inf
         self._step = -1
 
     def reset(self) -> None:
         """Before a run: forget the last model's copy (only while no trainer offers)."""
         self._ready.clear()
-        self._private, self.available, self._none_in, self._taken_at, self._step = None, None, None, -math.inf, -1
+        self._watch, self.available, self._none_in, self._due, self._step = None, None, None, -math.inf, -1
 
     def watch(self, site: str | None) -> None:
         """The site whose ΔW is shown (None: the first weight-update layer); any thread."""
@@ -97,30 +183,38 @@ class LiveLens:
 
     @property
     def watched(self) -> str | None:
-        private = self._private
-        return private.site if private is not None else None
+        watch = self._watch
+        return watch.site if isinstance(watch, _LayerCopy) else None
 
-    def offer(self, model: nn.Module, site_of: dict[str, str], step: int) -> bool:
+    @property
+    def period_s(self) -> float:
+        """The time between two snapshots now: the interval, or longer for a lens that costs more."""
+        spacing = self._due - self._taken_at
+        return max(self.interval_s, spacing) if math.isfinite(spacing) else self.interval_s
+
+    def offer(self, experiment: Any, step: int) -> bool:
         """Trainer thread, between steps: take a snapshot when one is due; True when it did. Never waits."""
         now = time.monotonic()
-        if not self.enabled or self._ready.is_set() or now - self._taken_at < self.interval_s \
-                or model is self._none_in:
+        if not self.enabled or self._ready.is_set() or now < self._due or experiment.model is self._none_in:
             return False  # the common case, every step: a few attribute reads
-        return self._snapshot(model, site_of, step, now)
+        return self._snapshot(experiment, step, now)
 
     @torch.no_grad()
-    def _snapshot(self, model: nn.Module, site_of: dict[str, str], step: int, now: float) -> bool:
-        private, wanted = self._private, self._wanted
-        if private is None or _current(model, private.path) is not private.layer or \
-                (wanted is not None and wanted != private.site):
-            private = self._private = _private_copy(model, site_of, wanted)
-            self.available = private is not None
-            if private is None:
-                self._none_in = model
+    def _snapshot(self, experiment: Any, step: int, now: float) -> bool:
+        watch = self._watch
+        if watch is None or not watch.follows(experiment, self._wanted):
+            texts = experiment.dataset.train_texts
+            sentence = self.sentence.strip() or (texts[0] if texts else "hello")  # as Look's default
+            watch = self._watch = watch_for(experiment, self._wanted, sentence)
+            self.available = watch is not None
+            self.own_lens = isinstance(watch, _Twin)
+            if watch is None:
+                self._none_in = experiment.model
                 return False
-        if private.live:
-            torch._foreach_copy_(private.copies, private.live)
+        if watch.live:
+            torch._foreach_copy_(watch.copies, watch.live)
         self._step, self._taken_at = step, now
+        self._due = now + self.interval_s  # until the lens says what it cost
         self._ready.set()
         return True
 
@@ -129,13 +223,11 @@ class LiveLens:
         if not self._ready.wait(timeout_s):
             return None
         try:
-            private, step = self._private, self._step
-            assert private is not None
-            figures = [delta_w_figure(private.site, private.private)]
-            rotation = getattr(private.private, "rotation", None)
-            if callable(rotation):
-                with torch.no_grad():
-                    figures.append(rotation_figure(private.site, rotation()))
+            watch, step = self._watch, self._step
+            assert watch is not None
+            started = time.thread_time()
+            figures = watch.figures()
+            self._due = next_due(self._taken_at, self.interval_s, time.thread_time() - started, self.duty)
             return step, figures
         finally:
             self._ready.clear()

@@ -45,8 +45,10 @@ def lens_lines(figures: list[LensFigure]) -> list[str]:
                          + (" …" if len(figure.arrays["singular_values"]) > 12 else ""))
         if "angles_deg" in figure.arrays:
             lines.append("  angles (deg): " + " ".join(f"{v:.3g}" for v in figure.arrays["angles_deg"][:12]))
+        if figure.columns:
+            lines.append("  " + " | ".join(figure.columns))
         for row in figure.table:
-            lines.append("  " + " | ".join(str(cell) for cell in row))
+            lines.append("  " + " | ".join(number_text(c) if isinstance(c, float) else str(c) for c in row))
         if figure.note:
             lines.append(f"  ({figure.note})")
     return lines

@@ -178,8 +178,9 @@ class AdaptionPromptMethod(Method):
         gates = [gate for _, gate, _ in rows]
         return [LensFigure("gates", "LLaMA-Adapter's gate per adapted layer", "",
                            {"layers": float(len(rows)), "largest |gate|": max(abs(g) for g in gates)},
-                           {"magnitude": gates}, [("layer", "gate", "prompt norm"), *rows],
-                           "each gate starts at 0: how much of its prompt's attention a layer lets through")]
+                           {"magnitude": gates}, rows,
+                           "each gate starts at 0: how much of its prompt's attention a layer lets through",
+                           ["layer", "gate", "prompt norm"])]
 
     def shape_notes(self, config: AdaptionPromptConfig, base: FrozenBase, seq_len: int) -> list[str]:
         layers = [s.layer for s in self.selected_sites(config, base)]

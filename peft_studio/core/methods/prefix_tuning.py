@@ -144,7 +144,7 @@ class PrefixTuningMethod(Method):
 
     def lens(self, experiment: Any, sentence: str) -> list[Any]:
         """Per layer and head, the share of attention the real tokens give the n prefix keys."""
-        from ..lenses.attention import attention_weights, front_share_figure
+        from ..lenses.attention import attention_weights, front_share_figure, sentence_tokens
 
         weights = attention_weights(experiment, sentence)
         if not weights:
@@ -152,9 +152,11 @@ class PrefixTuningMethod(Method):
         n = self.shape_change(experiment.config).key_tokens
         layers = {s.layer for s in self.selected_sites(experiment.config, experiment.base)}
         prefixed = [w for i, w in enumerate(weights) if i in layers]  # layers without a prefix have none to share
+        labels = [f"prefix {i + 1}" for i in range(n)] + sentence_tokens(experiment, sentence)
         return [front_share_figure("prefix-attention", "attention on the prefix keys", prefixed, n, 0,
                                    f"{n} prefix keys before the sentence's keys in {len(prefixed)} layer(s): "
-                                   "share of each head's attention they take")]
+                                   "share of each head's attention they take", labels,
+                                   [i for i in range(len(weights)) if i in layers])]
 
     def code(self, config: PrefixTuningConfig) -> str:
         return code_line(KVPrefix.forward, "prefix_k), keys")

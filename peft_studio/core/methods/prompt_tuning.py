@@ -105,13 +105,14 @@ class PromptTuningMethod(Method):
         return self.card.formula.replace("+ n", f"+ {config.tokens}")
 
     def attention_lens(self, experiment: Any, sentence: str) -> list[Any]:
-        from ..lenses.attention import attention_weights, front_share_figure
+        from ..lenses.attention import attention_weights, front_share_figure, sentence_tokens
 
         weights = attention_weights(experiment, sentence)
         n = self.shape_change(experiment.config).input_tokens
+        labels = [f"soft {i + 1}" for i in range(n)] + sentence_tokens(experiment, sentence)
         return [front_share_figure("prompt-attention", "attention on the soft tokens", weights, n, n,
-                                   f"share of each head's attention the real tokens give the {n} soft tokens")] \
-            if weights else []
+                                   f"share of each head's attention the real tokens give the {n} soft tokens",
+                                   labels)] if weights else []
 
     def lens(self, experiment: Any, sentence: str) -> list[Any]:
         """Each soft token's nearest words in the base's own vocabulary."""

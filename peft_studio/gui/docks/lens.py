@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.lenses import LensFigure
-from ...core.lenses.live import LIVE_INTERVAL_S, GainHistory, LiveLens, live_figures
+from ...core.lenses.live import GainHistory, LiveLens, live_figures
 from ...core.lenses.report import NUMBER_WORDS, lens_report, number_text
 from ..jobs.background import BackgroundJob
 from ..jobs.worker import JobError
@@ -48,6 +48,8 @@ IDLE_TEXT = "Look shows what training changed: press it after a run (or on an im
 FORGETTING_LATER = ("Forgetting is computed when the run stops: it runs the base without the method, which a "
                     "step in flight must not see.")
 TITLE_SIZE = "9pt"  # a plot title that fits a docked panel's width
+BAR_TITLES = {"best_cosine": "each soft token's best cosine with a word",
+              "mean_abs_activation": "mean |activation| of each bottleneck unit"}
 LIVE_DRAW_S = 0.25  # redraw a live figure at most 4 times a second (snapshots come no faster)
 
 
@@ -91,6 +93,8 @@ class LensPanel(QWidget):
         self.status.setWordWrap(True)
         self.figure_list = QListWidget()
         self.figure_list.setToolTip("One figure per adapted site, then forgetting")
+        self.figure_list.setTextElideMode(Qt.TextElideMode.ElideLeft)  # long titles keep their site (the end)
+        self.figure_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.figure_list.currentRowChanged.connect(self._select)
         self.numbers = plain_label("")
         self.numbers.setWordWrap(True)
@@ -152,6 +156,8 @@ class LensPanel(QWidget):
         self.figure_list.blockSignals(True)
         self.figure_list.clear()
         self.figure_list.addItems(titles)  # list items are plain text
+        for index, text in enumerate(titles):  # the list is narrow at 1280x720: the whole title on hover
+            self.figure_list.item(index).setToolTip(text)
         self.figure_list.blockSignals(False)
         if self.figures:
             row = titles.index(title) if title in titles else 0
@@ -180,6 +186,7 @@ class LensPanel(QWidget):
         if want and not self.live.enabled and not self.live_job.running:  # a job still ending retries on done
             self._live_stop.clear()
             self._live_pending, self._live_figures, self._live_step = None, [], -1
+            self.live.sentence = self.sentence()  # the lenses that read a forward pass read the Try-it sentence
             self.live.enabled = True
             self.live_job.start(lambda: live_figures(self.live, self._live_stop.is_set), stop=self._live_stop.set)
             set_plain(self.status, f"Live: waiting for the first snapshot. {FORGETTING_LATER}")
@@ -221,10 +228,15 @@ class LensPanel(QWidget):
     def _say_live(self) -> None:
         parts = []
         if self._live_figures:
-            parts.append(f"ΔW at {self._live_figures[0].site} as of step {self._live_step + 1} (a snapshot at "
-                         f"most every {LIVE_INTERVAL_S:g} s)")
+            first = self._live_figures[0]
+            what = f"ΔW at {first.site}" if first.kind == "delta-w" else f"{first.title} (and the method's other " \
+                f"figures)" if len(self._live_figures) > 1 else first.title
+            parts.append(f"{what} as of step {self._live_step + 1} (a snapshot every {self.live.period_s:.2g} s "
+                         f"at most: the lens takes at most {self.live.duty:.0%} of a core)")
         elif self.live.available is False:
-            parts.append("this method changes no weight matrix: Look shows its own figures when the run stops")
+            parts.append("this method has no lens that can be shown live: Look shows its figures when the run stops")
+        elif self._live_step >= 0:
+            parts.append(f"the method's lens has no figure for this model (as of step {self._live_step + 1})")
         if self.gain_history.rows:
             parts.append("gains over training")
         set_plain(self.status, f"Live: {'; '.join(parts) or 'waiting for the first snapshot'}. {FORGETTING_LATER}")
@@ -239,6 +251,7 @@ class LensPanel(QWidget):
         if 0 <= row < len(self.figures) and self.figures[row].kind in ("delta-w", "rotation"):
             self.live.watch(self.figures[row].site)  # the live lens follows the layer looked at
         self.plot.clear()
+        self._ticks(None, None)
         self.table.clear()
         self.table.setRowCount(0)
         self.table.setColumnCount(0)
@@ -272,27 +285,57 @@ class LensPanel(QWidget):
             self.plot.addItem(self.image)
             self.plot.setTitle("ΔW (blue < 0 < red)", size=TITLE_SIZE)
             return
-        for key in ("singular_values", "angles_deg", "magnitude"):
+        grid = figure.arrays.get("share_by_layer_head")
+        if grid:  # [layers x heads]: heads to the right, layers upwards
+            values = np.asarray(grid, dtype=float)
+            self.image = pg.ImageItem(values.T)
+            self.image.setLevels((0.0, max(float(values.max()), 1e-6)))
+            self.image.setColorMap(pg.colormap.get("viridis"))
+            self.plot.addItem(self.image)
+            heads, layers = values.shape[1], figure.arrays.get("layers") or list(range(values.shape[0]))
+            self._ticks([(i + 0.5, str(i)) for i in range(heads)], [(i + 0.5, str(layer))
+                                                                   for i, layer in enumerate(layers)])
+            keys = int(figure.numbers.get("front_keys", 0))
+            self.plot.setTitle(f"share on the {keys} front keys (head →, layer ↑)", size=TITLE_SIZE)
+            return
+        counts, edges = figure.arrays.get("counts"), figure.arrays.get("edges")
+        if counts and edges:  # a histogram: bars between its edges, 1.0 (unchanged) marked
+            edge = np.asarray(edges, dtype=float)
+            self.plot.addItem(pg.BarGraphItem(x0=edge[:-1], x1=edge[1:], height=np.asarray(counts, dtype=float),
+                                              brush="#4477aa"))
+            self.plot.addItem(pg.InfiniteLine(pos=1.0, angle=90, pen=pg.mkPen("#cc3311", width=2)))
+            self.plot.setTitle("values (red: 1 = unchanged)", size=TITLE_SIZE)
+            return
+        for key in ("singular_values", "angles_deg", "magnitude", "best_cosine", "mean_abs_activation"):
             values = figure.arrays.get(key)
             if values:
                 self.plot.addItem(pg.BarGraphItem(x=np.arange(len(values)), height=np.asarray(values, dtype=float),
                                                   width=0.8, brush="#4477aa"))
-                self.plot.setTitle(key.replace("_", " "), size=TITLE_SIZE)
+                self.plot.setTitle(BAR_TITLES.get(key, key.replace("_", " ")), size=TITLE_SIZE)
                 rank = figure.numbers.get("r")
                 if key == "singular_values" and rank:  # the values beyond r should be ~0 for a rank-r update
                     self.plot.addItem(pg.InfiniteLine(pos=rank - 0.5, angle=90, pen=pg.mkPen("#cc3311", width=2)))
                 return
         self.plot.setTitle("")
 
+    def _ticks(self, bottom: list[tuple[float, str]] | None, left: list[tuple[float, str]] | None) -> None:
+        """Whole-number ticks at a grid's cells (None: pyqtgraph's own)."""
+        for name, ticks in (("bottom", bottom), ("left", left)):
+            self.plot.getAxis(name).setTicks([ticks] if ticks is not None else None)
+
     def _fill_table(self, figure: LensFigure) -> None:
+        self.table.setVisible(bool(figure.table))  # the plot takes the room a figure without a table leaves
         if not figure.table:
             return
-        columns = max(len(row) for row in figure.table)
+        columns = max(len(figure.columns), *(len(row) for row in figure.table))
         self.table.setColumnCount(columns)
         self.table.setRowCount(len(figure.table))
+        if figure.columns:
+            self.table.setHorizontalHeaderLabels(list(figure.columns))  # header items are plain text
         for r, row in enumerate(figure.table):
             for c, cell in enumerate(row):
                 self.table.setItem(r, c, QTableWidgetItem(number_text(cell) if isinstance(cell, float) else str(cell)))
+        self.table.resizeColumnsToContents()
 
     # ---- export ------------------------------------------------------------------------------------
     def export_dialog(self) -> Path | None:

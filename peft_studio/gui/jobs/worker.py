@@ -25,7 +25,6 @@ from PySide6.QtCore import QThread
 from ...core.errors import PeftStudioError
 from ...core.lenses.live import LiveLens
 from ...core.logs import report_unexpected
-from ...core.methods.method import site_paths
 from ...core.model.experiment import Experiment
 from ...core.runs.interrupt import StepInterrupted, interruptible
 from ...core.runs.probe import choose_threads
@@ -143,8 +142,7 @@ class TrainWorker(Worker):
         named = [(n, p) for n, p in self.experiment.model.named_parameters() if p.requires_grad]
         last_grads = 0.0
         self.threads = choose_threads(self.thread_choice, self.experiment, settings)
-        live, base = self.live, self.experiment.base
-        site_of = site_paths(base) if live is not None else {}
+        live = self.live
         with interruptible(self.experiment.model, lambda: self.control.stopped):
             for event in train(self.experiment, settings, self.control, self.start_step):
                 payload = _plain(event)
@@ -155,7 +153,7 @@ class TrainWorker(Worker):
                     payload["grads"] = grad_norms(named)
                     payload["gains"] = sample_gains(named)  # IA3's scaling vectors, for the live heat strips
                 if live is not None:
-                    live.offer(base, site_of, event.step)  # between steps; never waits
+                    live.offer(self.experiment, event.step)  # between steps; never waits
                 yield payload
                 # torch's thread count is the process's: a job started meanwhile (a lens, the family map, a
                 # build) may have set its own. The run's next step keeps the run's count (and so its bits).
