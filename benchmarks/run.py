@@ -75,6 +75,7 @@ FIGURES = {
     "decoder_tokens_per_s": ">= 1.0",  # studio / transformers generate() tokens per second
     "click_count_llama70b_ms": "< 150",  # a mouse click on a 70B base's insertion point to the new count
     "lens_live_vs_off": ">= 0.95",  # the window training with the Lens dock live / with it hidden (issue 25)
+    "lens_live_prompt_vs_off": ">= 0.95",  # the same for prompt tuning: its own lens on a twin of the model
 }
 
 # steps per round, measured rounds, and each group's own settings; --quick shrinks them
@@ -128,11 +129,12 @@ def serve_bare(threads: int, steps: int, max_s: float) -> Callable[[], dict]:
     return once
 
 
-def serve_window(steps: int, max_s: float, lens: int = 0) -> Callable[[], dict]:
-    """The studio window training its default setup: Reset, then Play `steps` steps (stopped after `max_s`),
-    the GUI thread idle in Qt's event loop as under app.exec(). Reports steps/s, frames/s and the trainer's
-    torch threads. `lens=1`: with the Lens dock shown, so its live lens follows the run (snapshots, a lens
-    thread, drawing), and each round waits for the look that follows a run before the next starts."""
+def serve_window(steps: int, max_s: float, lens: int = 0, method: str = "") -> Callable[[], dict]:
+    """The studio window training its default setup (or `method` on it): Reset, then Play `steps` steps (stopped
+    after `max_s`), the GUI thread idle in Qt's event loop as under app.exec(). Reports steps/s, frames/s and
+    the trainer's torch threads. `lens=1`: with the Lens dock shown, so its live lens follows the run
+    (snapshots, a lens thread, drawing), and each round waits for the look that follows a run before the next
+    starts."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     from peft_studio.gui.app import make_app
@@ -147,6 +149,8 @@ def serve_window(steps: int, max_s: float, lens: int = 0) -> Callable[[], dict]:
     frames: list[Any] = []
     window.runner.events.connect(frames.append)
     window.controller.set_training(steps=steps, eval_every=10)
+    if method and not (window.controller.set_method(method, {}) and window.controller.wait_for_builds()):
+        raise RuntimeError(f"the window cannot use method {method!r} on its default base")
 
     limit = QTimer()
     limit.setSingleShot(True)
@@ -477,11 +481,19 @@ PARTS: dict[str, Callable[..., Callable[[], dict]]] = {
 }
 
 
+def _argument(value: str) -> int | float | str:
+    """A side's argument from its command line: a number, else a name (e.g. a method)."""
+    try:
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        return value
+
+
 def serve(name: str, values: list[str]) -> None:
     """The child's loop: set up, say ready, then measure once per "go" line until stdin closes."""
     import peft_studio  # noqa: F401 - first, as in the app
 
-    once = PARTS[name](*(float(v) if "." in v else int(v) for v in values))
+    once = PARTS[name](*map(_argument, values))
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         if line.strip() == "go":
@@ -742,20 +754,21 @@ class Run:
 
     def lens(self) -> None:
         """The window training with the live lens on against the same window with the Lens dock hidden."""
-        if not self.wanted("lens_live_vs_off"):
-            return
         cfg = self.cfg
-        log("lens, quiet - load average", load_average())
-        with Sides() as sides:
-            sides.add(side("window", "window", cfg["train_steps"], cfg["train_max_s"], 0))
-            sides.add(side("window-lens", "window", cfg["train_steps"], cfg["train_max_s"], 1))
-            found = interleave(sides.sides, cfg["rounds"], log=log, budget_s=self.budget("lens"))
-        live, off = found["window-lens"], found["window"]
-        self.add("lens_live_vs_off", per_round_ratios([r["sps"] for r in live], [r["sps"] for r in off]))
-        self.add("lens_live_updates_per_s", [r["lens_per_s"] for r in live],
-                 note="live ΔW figures the dock drew per second of training")
-        self.add("lens_off_steps_per_s", [r["sps"] for r in off])
-        self.add("lens_live_steps_per_s", [r["sps"] for r in live])
+        for method, suffix, what in (("lora", "", "ΔW"), ("prompt-tuning", "_prompt", "nearest-word and attention")):
+            if not self.wanted(f"lens_live{suffix}_vs_off"):
+                continue
+            log(f"lens ({method}), quiet - load average", load_average())
+            with Sides() as sides:
+                sides.add(side("window", "window", cfg["train_steps"], cfg["train_max_s"], 0, method))
+                sides.add(side("window-lens", "window", cfg["train_steps"], cfg["train_max_s"], 1, method))
+                found = interleave(sides.sides, cfg["rounds"], log=log, budget_s=self.budget("lens"))
+            live, off = found["window-lens"], found["window"]
+            self.add(f"lens_live{suffix}_vs_off", per_round_ratios([r["sps"] for r in live], [r["sps"] for r in off]))
+            self.add(f"lens_live{suffix}_updates_per_s", [r["lens_per_s"] for r in live],
+                     note=f"live {what} figures the dock drew per second of training")
+            self.add(f"lens_off{suffix}_steps_per_s", [r["sps"] for r in off])
+            self.add(f"lens_live{suffix}_steps_per_s", [r["sps"] for r in live])
 
     def all(self) -> list[Figure]:
         groups: list[tuple[str, Callable[[], None]]] = [

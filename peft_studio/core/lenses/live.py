@@ -42,7 +42,7 @@ from ..methods.method import Method, site_paths
 from . import LensFigure
 from .spectra import delta_w_figure, rotation_figure
 
-LIVE_INTERVAL_S = 0.25  # a snapshot at most 4 times a second: a lens moves slower than a loss curve
+LIVE_INTERVAL_S = 0.5  # a snapshot at most twice a second: a lens moves slower than a loss curve
 LIVE_DUTY = 0.03  # the lens thread's CPU at most 3% of the time between snapshots (measured per snapshot)
 GAIN_EDGES = (-0.5, 2.5)  # the gains histogram's fixed range over a whole run (1.0 = unchanged)
 GAIN_HISTORY_BINS = 30

@@ -50,7 +50,7 @@ FORGETTING_LATER = ("Forgetting is computed when the run stops: it runs the base
 TITLE_SIZE = "9pt"  # a plot title that fits a docked panel's width
 BAR_TITLES = {"best_cosine": "each soft token's best cosine with a word",
               "mean_abs_activation": "mean |activation| of each bottleneck unit"}
-LIVE_DRAW_S = 0.25  # redraw a live figure at most 4 times a second (snapshots come no faster)
+LIVE_DRAW_S = 0.5  # redraw a live figure at most twice a second (snapshots come no faster)
 
 
 class LensPanel(QWidget):
@@ -151,8 +151,12 @@ class LensPanel(QWidget):
         """Fill the list; `keep`: stay on the figure of the same title (a live update), else the first."""
         current = self.figure_list.currentRow()
         title = self.figures[current].title if keep and 0 <= current < len(self.figures) else None
+        titles = [f.title for f in figures]
+        if keep and titles == [f.title for f in self.figures] and 0 <= current < len(titles):
+            self.figures = list(figures)  # a live update of the same figures: the list stays, the one shown is redrawn
+            self._select(current)
+            return
         self.figures = list(figures)
-        titles = [f.title for f in self.figures]
         self.figure_list.blockSignals(True)
         self.figure_list.clear()
         self.figure_list.addItems(titles)  # list items are plain text
