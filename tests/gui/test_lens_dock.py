@@ -157,7 +157,8 @@ def test_prefix_attention_is_live_with_the_sentences_keys_drawn(docks, window, q
         figures = [f for f in panel.figures if f.kind == "prefix-attention"]
         if panel.live_updates >= 2 and figures:
             seen.update(figure=figures[0], status=panel.status.text(),
-                        drawn=[type(i) for i in panel.plot.getPlotItem().items])
+                        drawn=[type(i) for i in panel.plot.getPlotItem().items],
+                        rows={k: row.weights for k, row in window.scene.key_rows.items()})
             return True
         return False
 
@@ -170,6 +171,12 @@ def test_prefix_attention_is_live_with_the_sentences_keys_drawn(docks, window, q
     assert pg.ImageItem in seen["drawn"]  # the layer x head grid
     grid = figure.arrays["share_by_layer_head"]
     assert len(grid) == c.experiment.base.num_layers and all(0 <= x <= 1 for row in grid for x in row)
+    # the diagram's key rows ("L -> L + n keys") carry the same weights, layer by layer
+    assert seen["rows"] == {f"layers.{layer}.attn": weights
+                            for layer, weights in zip(figure.arrays["layers"], figure.arrays["key_rows"], strict=True)}
+    assert all(abs(sum(weights) - 1) < 1e-4 for weights in seen["rows"].values())  # a softmax over the keys
+    assert c.set_method("prefix-tuning", {"tokens": 2}) and c.wait_for_builds()
+    assert all(row.weights is None for row in window.scene.key_rows.values())  # a new model: not its weights
 
 
 CLOSE_LIVE = """

@@ -56,15 +56,17 @@ def front_share_figure(kind: str, title: str, weights: list[torch.Tensor], front
                        note: str, key_labels: list[str] | None = None,
                        layers: list[int] | None = None) -> LensFigure:
     """The share of attention that the real queries (from position `queries_from`) give the first `front` keys,
-    as a [layers x heads] grid, plus the first layer's mean weight on every key position (the key row, also as
-    a table of (key, weight) when `key_labels` names the keys). `layers`: the base's layer of each weight."""
+    as a [layers x heads] grid, plus each layer's mean weight on every key position (its key row; the first
+    layer's also as a table of (key, weight) when `key_labels` names the keys). `layers`: the base's layer of
+    each weight."""
     grid = [[float(w[h, queries_from:, :front].sum(-1).mean()) for h in range(w.shape[0])] for w in weights]
     flat = [x for row in grid for x in row]
-    key_row = [float(x) for x in weights[0][:, queries_from:, :].mean(dim=(0, 1))] if weights else []
+    key_rows = [[float(x) for x in w[:, queries_from:, :].mean(dim=(0, 1))] for w in weights]
+    key_row = key_rows[0] if key_rows else []
     named = key_labels is not None and len(key_labels) == len(key_row)
     table = list(zip(key_labels, key_row, strict=True)) if named else []
     return LensFigure(kind, title, "", {"mean_share": sum(flat) / len(flat) if flat else 0.0,
                                         "max_share": max(flat) if flat else 0.0, "front_keys": float(front)},
-                      {"share_by_layer_head": grid, "key_row_weights": key_row,
+                      {"share_by_layer_head": grid, "key_row_weights": key_row, "key_rows": key_rows,
                        "layers": list(layers) if layers is not None else list(range(len(grid)))}, table, note=note,
                       columns=["key", "mean weight (first layer)"] if named else [])

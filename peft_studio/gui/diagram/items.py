@@ -332,6 +332,8 @@ class TokenRowItem(QGraphicsItem):
         self.shown_prompt = min(prompt, self.MAX_SHOWN)
         self.words = tuple(words[: self.shown])
         self.prompt_label = prompt_label
+        self.layer: int | None = None  # the attention layer whose keys these are (prefix tuning's key rows)
+        self.weights: list[float] | None = None  # each key's attention weight, n accent keys first (the lens's)
         self.font = style.small_font
         self.setPos(origin)
         self.setZValue(2)
@@ -353,6 +355,23 @@ class TokenRowItem(QGraphicsItem):
     def accent_count(self) -> int:
         return self.shown_prompt
 
+    def set_weights(self, weights: list[float] | None) -> None:
+        """Shade each key by the attention it gets (n accent keys, then the sentence's; None: no shading)."""
+        self.weights = list(weights) if weights else None
+        self.update()
+
+    def _weight_bar(self, painter: QPainter, rect: QRectF, index: int) -> None:
+        """The key's share of its row's largest weight, as a dark bar rising from the cell's bottom."""
+        if not self.weights or index >= len(self.weights):
+            return
+        top = max(self.weights) or 1.0
+        height = rect.height() * max(0.0, self.weights[index]) / top
+        painter.save()
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(31, 41, 51, 150))
+        painter.drawRect(QRectF(rect.left(), rect.bottom() - height, rect.width(), height))
+        painter.restore()
+
     def boundingRect(self) -> QRectF:
         return QRectF(0, 0, self.width() + 4, self.height() + 4)
 
@@ -360,10 +379,11 @@ class TokenRowItem(QGraphicsItem):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         gap, x, h = self.cell * 0.35, 0.0, self.height()
         painter.setFont(self.font)
-        for _ in range(self.shown_prompt):
+        for index in range(self.shown_prompt):
             painter.setPen(QPen(theme.METHOD.darker(120), self.style.pen))
             painter.setBrush(theme.METHOD)
             painter.drawRoundedRect(QRectF(x, 0, self.cell, h), 2, 2)
+            self._weight_bar(painter, QRectF(x, 0, self.cell, h), index)
             x += self.cell + gap
         if self.prompt > self.shown_prompt:
             painter.drawText(QRectF(x, 0, self.cell, h), Qt.AlignmentFlag.AlignCenter, "…")
@@ -375,6 +395,7 @@ class TokenRowItem(QGraphicsItem):
             painter.setPen(QPen(theme.FROZEN_EDGE, self.style.pen))
             painter.setBrush(QColor("white"))
             painter.drawRoundedRect(QRectF(x, 0, w, h), 2, 2)
+            self._weight_bar(painter, QRectF(x, 0, w, h), self.prompt + i)
             if i < len(self.words):
                 painter.setPen(theme.TEXT)
                 painter.drawText(QRectF(x, 0, w, h), Qt.AlignmentFlag.AlignCenter, self.words[i])

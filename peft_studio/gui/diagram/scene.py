@@ -95,6 +95,7 @@ class DiagramScene(QGraphicsScene):
         self.row_key: dict[str, str] = {}  # census row name -> item key
         self._marked: set[str] = set()
         self.key_rows: dict[str, TokenRowItem] = {}
+        self.key_weights: dict[int, list[float]] = {}  # layer -> each key's attention weight (from the lens)
         self.token_row: TokenRowItem | None = None
         self.show_grads = True
         self.tip_extra: Callable[[str], str] = lambda _gains_name: ""  # IA3's live picture for a hovered strip
@@ -130,6 +131,13 @@ class DiagramScene(QGraphicsScene):
     def rebuild(self) -> None:
         if self.info is not None:
             self.build(self.info)
+
+    def show_key_weights(self, by_layer: dict[int, list[float]]) -> None:
+        """Shade prefix tuning's key rows by the attention each key gets ({}: no shading); kept across rebuilds
+        until the model changes (the window clears it then)."""
+        self.key_weights = dict(by_layer)
+        for row in self.key_rows.values():
+            row.set_weights(self.key_weights.get(row.layer) if row.layer is not None else None)
 
     def set_presentation(self, on: bool) -> None:
         self.presentation = on
@@ -634,7 +642,10 @@ class _Layout:
         if block.kind != "attention" or not self.info.prefix_tokens or not any(
                 s.id in self.info.selected for s in self._sites("kv", block.id)):
             return None
-        return TokenRowItem(self.info.seq_len, self.info.prefix_tokens, origin, self.st, scale=0.75)
+        row = TokenRowItem(self.info.seq_len, self.info.prefix_tokens, origin, self.st, scale=0.75)
+        row.layer = block.layer
+        row.set_weights(self.scene.key_weights.get(block.layer) if block.layer is not None else None)
+        return row
 
     def container_sub(self, block: Block) -> str:
         if block.kind == "attention" and any(
@@ -684,8 +695,11 @@ class _Layout:
         keys_left = pos.x() + st.pad * 3 + st.text_width(block.label) + st.text_width(self.container_sub(block), True)
         keys = self.key_row(block, QPointF(keys_left, pos.y() + st.pad / 3 + st.title_fm.height() * 0.15))
         if keys is not None:
+            shaded = ("; dark bars: the attention each key gets from the sentence's tokens (the Lens)"
+                      if keys.weights else "")
             keys.setToolTip(f"Keys this attention looks at: {self.info.prefix_tokens} trainable prefix keys (orange) "
-                            f"before the sentence's L = {self.info.seq_len} keys (grey); values grow the same way")
+                            f"before the sentence's L = {self.info.seq_len} keys (grey); values grow the same way"
+                            + shaded)
             self.scene.addItem(keys)
             self.scene.key_rows[block.id] = keys
         header = st.title_fm.height() + st.pad * 0.6 + st.site_r

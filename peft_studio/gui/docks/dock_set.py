@@ -275,6 +275,8 @@ def install_docks(window: MainWindow, examples_menu: QMenu, view_menu: QMenu, se
                           busy=lambda: window.runner.active)
         # live while a run trains and the dock is shown: the trainer snapshots for it, frames draw it
         window.runner.live_lens = panel.live
+        panel.key_weights.connect(window.scene.show_key_weights)  # the diagram's key rows shaded by attention
+        window.controller.changed.connect(lambda: window.scene.show_key_weights({}))  # a new model: not its keys
         window.runner.events.connect(panel.on_events)
         window.runner.state_changed.connect(lambda state: panel.set_run_active(state != "idle"))
         lens.visibilityChanged.connect(panel.set_dock_visible)

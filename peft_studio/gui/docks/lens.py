@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRect, QRectF, Qt
+from PySide6.QtCore import QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -53,7 +53,18 @@ BAR_TITLES = {"best_cosine": "each soft token's best cosine with a word",
 LIVE_DRAW_S = 0.5  # redraw a live figure at most twice a second (snapshots come no faster)
 
 
+def key_weights(figures: list[LensFigure]) -> dict[int, list[float]]:
+    """Prefix tuning's key rows of the figures ({} when none has them): layer -> each key's attention weight."""
+    for figure in figures:
+        rows = figure.arrays.get("key_rows")
+        if figure.kind == "prefix-attention" and rows:
+            return dict(zip((int(x) for x in figure.arrays["layers"]), rows, strict=True))
+    return {}
+
+
 class LensPanel(QWidget):
+    key_weights = Signal(object)  # {layer: each key's attention weight} of the prefix figure shown ({}: none)
+
     def __init__(self, experiment: Callable[[], Any], sentence: Callable[[], str],
                  busy: Callable[[], bool] = lambda: False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -152,6 +163,7 @@ class LensPanel(QWidget):
         current = self.figure_list.currentRow()
         title = self.figures[current].title if keep and 0 <= current < len(self.figures) else None
         titles = [f.title for f in figures]
+        self.key_weights.emit(key_weights(figures))
         if keep and titles == [f.title for f in self.figures] and 0 <= current < len(titles):
             self.figures = list(figures)  # a live update of the same figures: the list stays, the one shown is redrawn
             self._select(current)
