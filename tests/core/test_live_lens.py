@@ -32,9 +32,12 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def _experiment(method: str = "lora", options: dict | None = None) -> Experiment:
-    options = options if options is not None else fitting_options(method, TINY)
-    return Experiment(Setup("tiny", method, options or {}, seed=0), load_builtin("intents"))
+DECODER = create_base("tiny-decoder", load_builtin("intents").make_tokenizer())
+
+
+def _experiment(method: str = "lora", options: dict | None = None, base: str = "tiny") -> Experiment:
+    options = options if options is not None else fitting_options(method, DECODER if base != "tiny" else TINY)
+    return Experiment(Setup(base, method, options or {}, seed=0), load_builtin("intents"))
 
 
 def _singular(layer) -> torch.Tensor:
@@ -122,7 +125,10 @@ def test_a_model_with_nothing_to_show_live_says_so():
     assert lens.available is None and not lens.offer(experiment, 0)  # switched off
 
 
-OWN_LENS = method_names(lambda m: has_own_lens(m) and fitting_options(m.name, TINY) is not None)
+OWN_LENS = [(name, "tiny") for name in method_names(lambda m: has_own_lens(m) and fitting_options(m.name, TINY)
+                                                    is not None)] + \
+    [(name, "tiny-decoder") for name in method_names(lambda m: has_own_lens(m) and fitting_options(m.name, TINY) is None
+                                                     and fitting_options(m.name, DECODER) is not None)]
 SENTENCE = "turn the lights off"
 
 
@@ -140,11 +146,11 @@ def _same_figures(live: list, direct: list, method: str) -> None:
                                  for c in expected], (method, got.title)
 
 
-@pytest.mark.parametrize("method", OWN_LENS)
-def test_a_method_with_its_own_lens_shows_it_live_as_it_was_at_the_snapshot(method):
+@pytest.mark.parametrize(("method", "base"), OWN_LENS)
+def test_a_method_with_its_own_lens_shows_it_live_as_it_was_at_the_snapshot(method, base):
     """The twin runs the method's own lens (nearest words, attention on the prefix, the bottleneck, ...) on the
     weights of the snapshot's step, while training goes on in the model."""
-    experiment = _experiment(method)
+    experiment = _experiment(method, base=base)
     lens = _live()
     lens.sentence = SENTENCE
     direct = None
