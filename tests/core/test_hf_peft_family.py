@@ -96,6 +96,13 @@ def is_prompt_learning(method) -> bool:
     return issubclass(peft.PEFT_TYPE_TO_CONFIG_MAPPING[method.peft_type], peft.PromptLearningConfig)
 
 
+def peft_prompt_count(wrapped) -> int:
+    """Numbers PEFT's prompt encoder trains: its table, less a cartridge's frozen first rows (an attention sink)."""
+    encoder = wrapped.prompt_encoder.default
+    table = encoder.embedding.weight
+    return table.numel() - getattr(encoder, "num_frozen_tokens", 0) * table.shape[1]
+
+
 def prompt_positions(experiment) -> int:
     """Soft-prompt positions PEFT puts in front of the hidden states (prompt tuning's n, else 0)."""
     return experiment.method.shape_change(experiment.config).input_tokens
@@ -130,7 +137,7 @@ def test_export_loads_in_peft_with_the_same_outputs(tmp_path_factory, folder, da
     assert (readme_logits(out, wrapped, ids, mask) - logits).abs().max() <= tolerance
     evaluated = METHODS[method].peft_evaluated(experiment.config)  # e.g. an evaluated MLP: fewer numbers in the file
     if not evaluated:
-        trainable = wrapped.prompt_encoder.default.embedding.weight.numel() if prompt_learning else \
+        trainable = peft_prompt_count(wrapped) if prompt_learning else \
             sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
         assert trainable == experiment.method_parameter_count()
     again = import_peft(Setup("minilm", seed=9), out, dataset())  # and back: the same predictions

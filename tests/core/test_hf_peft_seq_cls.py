@@ -60,6 +60,7 @@ SEQ_CLS_CONFIGS = {
 # draws a random one, so there are no predictions to reproduce (the import says so)
 HEADLESS = {"trainable-tokens": lambda: peft.TrainableTokensConfig(task_type="SEQ_CLS", token_indices=[2307, 101])}
 UNRUNNABLE = {"prefix": lambda: peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3),  # by PEFT itself
+              "cartridge": lambda: peft.CartridgeConfig(task_type="SEQ_CLS", num_virtual_tokens=3),
               # PEFT puts an adaption prompt in llama, mistral and gpt2 attention only (decoders' tests have it)
               "adaption-prompt": lambda: peft.AdaptionPromptConfig(task_type="SEQ_CLS", adapter_len=2,
                                                                    adapter_layers=1)}
@@ -125,13 +126,16 @@ def test_a_classifier_needs_the_pooler_and_the_labels_it_was_trained_for(tmp_pat
     assert import_peft(into, two) is into
 
 
-def test_a_classifier_adapter_peft_itself_cannot_run_is_refused_with_the_reason(tmp_path, folder, data):
-    wrapped = trained_like(peft.get_peft_model(classifier(folder), UNRUNNABLE["prefix"]()))
-    wrapped.save_pretrained(str(tmp_path / "prefix"))
+@pytest.mark.parametrize("name", ["prefix", "cartridge"])
+def test_a_classifier_adapter_peft_itself_cannot_run_is_refused_with_the_reason(tmp_path, folder, data, name):
+    config = UNRUNNABLE[name]()
+    wrapped = trained_like(peft.get_peft_model(classifier(folder), config))
+    wrapped.save_pretrained(str(tmp_path / name))
     with pytest.raises(ValueError, match="past key values"):  # PEFT's own failure
         wrapped(input_ids=torch.tensor([[101, 102]]))
-    with pytest.raises(AdapterFileError, match="task_type SEQ_CLS with PREFIX_TUNING: PEFT itself cannot run"):
-        import_peft(Setup("minilm"), tmp_path / "prefix", data)
+    with pytest.raises(AdapterFileError, match=f"task_type SEQ_CLS with {config.peft_type.value}: PEFT itself "
+                                               "cannot run"):
+        import_peft(Setup("minilm"), tmp_path / name, data)
 
 
 @pytest.mark.parametrize("name", list(HEADLESS))

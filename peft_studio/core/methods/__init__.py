@@ -16,6 +16,7 @@ from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
 from .beft import BeftMethod
 from .boft import BoftMethod
 from .c3a import C3AMethod
+from .cartridge import CartridgeMethod
 from .deft import DeftMethod
 from .delora import DeloraMethod
 from .dora import DoraMethod
@@ -111,6 +112,7 @@ register_method(TinyLoraMethod())
 register_method(LilyMethod())
 register_method(FrodMethod())
 register_method(SupertuningMethod())
+register_method(CartridgeMethod())
 
 
 def method_names() -> list[str]:

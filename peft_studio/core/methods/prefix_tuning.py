@@ -45,21 +45,32 @@ class KVPrefix(nn.Module):
         self.index = index
 
     def prefix(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The n prefix keys and values, [n, d] each."""
+        parts = self.prefix_parts()
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts])
+
+    def prefix_parts(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The prefix as (keys, values) pieces in order; one piece here (a subclass may keep some frozen)."""
         if self.projection is None:
-            return self.keys, self.values
+            return [(self.keys, self.values)]
         keys_values = self.projection()[self.index]
-        return keys_values[0], keys_values[1]
+        return [(keys_values[0], keys_values[1])]
 
     def forward(self, keys: torch.Tensor, values: torch.Tensor, key_mask: torch.Tensor):
         batch, heads, _, head_dim = keys.shape
-        prefix_k, prefix_v = self.prefix()
+        parts = self.prefix_parts()
 
         def heads_view(t: torch.Tensor) -> torch.Tensor:
             return t.view(1, -1, heads, head_dim).transpose(1, 2).expand(batch, -1, -1, -1)
 
-        ones = torch.ones(batch, prefix_k.shape[0], dtype=key_mask.dtype, device=key_mask.device)
-        keys = torch.cat([heads_view(prefix_k), keys], dim=2)  # keys L -> L + n
-        values = torch.cat([heads_view(prefix_v), values], dim=2)
+        # each piece joins the keys on its own: a trained piece's gradient is then a tensor of its own size, not a
+        # view into the whole prefix's (which would keep the frozen rows' gradient alive too)
+        tokens = sum(k.shape[0] for k, _ in parts)
+        ones = torch.ones(batch, tokens, dtype=key_mask.dtype, device=key_mask.device)
+        keys = torch.cat([*(heads_view(k) for k, _ in parts), keys], dim=2)  # keys L -> L + n
+        values = torch.cat([*(heads_view(v) for _, v in parts), values], dim=2)
         return keys, values, torch.cat([ones, key_mask], dim=1)
 
 
@@ -159,7 +170,7 @@ class PrefixTuningMethod(Method):
                                    [i for i in range(len(weights)) if i in layers])]
 
     def code(self, config: PrefixTuningConfig) -> str:
-        return code_line(KVPrefix.forward, "prefix_k), keys")
+        return code_line(KVPrefix.forward, "heads_view(k) for k, _ in parts), keys")
 
     def shape_change(self, config: PrefixTuningConfig) -> ShapeChange:
         return ShapeChange(key_tokens=config.tokens)
