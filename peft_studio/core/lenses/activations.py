@@ -93,7 +93,7 @@ def soft_token_figure(prompt: torch.Tensor, table: torch.Tensor, decode: Callabl
                       skip: Sequence[int] = ()) -> LensFigure:
     """Each soft token's nearest words: readable words near a vector tell what the prompt drifted towards."""
     rows = nearest_words(prompt, table, decode, skip=skip)
-    table_rows = [(i, *(f"{word} ({cos:.2f})" for word, cos in row)) for i, row in enumerate(rows)]
+    table_rows = [(f"soft {i + 1}", *(f"{word} ({cos:.2f})" for word, cos in row)) for i, row in enumerate(rows)]
     best = [row[0][1] for row in rows]
     return LensFigure("nearest-words", "soft tokens' nearest words", "prompt",
                       {"mean_best_cosine": sum(best) / len(best) if best else 0.0},

@@ -115,8 +115,9 @@ class LensPanel(QWidget):
         self.image = pg.ImageItem()
         self.table = QTableWidget(0, 0)
         self.table.setMinimumHeight(80)
+        self.table.verticalHeader().setVisible(False)  # each table's first column names its rows
         self.detail = detail = QWidget()
-        detail_layout = QVBoxLayout(detail)
+        self.detail_layout = detail_layout = QVBoxLayout(detail)
         detail_layout.setContentsMargins(0, 0, 0, 0)
         detail_layout.addWidget(self.numbers)
         detail_layout.addWidget(self.plot, 2)
@@ -341,6 +342,9 @@ class LensPanel(QWidget):
 
     def _fill_table(self, figure: LensFigure) -> None:
         self.table.setVisible(bool(figure.table))  # the plot takes the room a figure without a table leaves
+        words = figure.kind == "nearest-words"  # the words are the figure; the bars only rank them
+        self.detail_layout.setStretchFactor(self.plot, 1 if words else 2)
+        self.detail_layout.setStretchFactor(self.table, 3 if words else 1)
         if not figure.table:
             return
         columns = max(len(figure.columns), *(len(row) for row in figure.table))
