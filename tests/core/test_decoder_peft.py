@@ -23,7 +23,6 @@ from peft_studio.core.bases.architectures import shipped
 from peft_studio.core.errors import AdapterFileError
 from peft_studio.core.methods import get_method
 from peft_studio.core.methods.config import make_config
-from peft_studio.core.methods.prefix_tuning import PrefixTuningMethod
 from peft_studio.core.model.studio_model import StudioModel
 
 transformers = pytest.importorskip("transformers")
@@ -147,15 +146,10 @@ def peft_config_of(name: str, method_name: str, options: dict):
     return peft.get_peft_config({"peft_type": method.peft_type, "task_type": "CAUSAL_LM", **settings})
 
 
-# Known gaps, strict: the test fails once one is closed, so this list cannot go stale. PEFT's prefix on a decoder
-# shifts the real tokens' positions by the prefix length (transformers counts it as past tokens); the studio's
-# decoders keep them, so their prefix has no PEFT form yet (issue 23). The counts still agree (below). The same
-# holds for every method served as a prefix (Cartridges' trained cache).
-GAPS = {(name, method): "prefix positions are not shifted on decoders" for name in DECODERS
-        for method in method_names(lambda m: isinstance(m, PrefixTuningMethod))}
+# Known gaps, strict: the test fails once one is closed, so this list cannot go stale.
 # PEFT itself cannot build these shapes-only: SHiRA's mask goes through torch.where, which has no meta-device form
 # (its count is held to PEFT's on MiniLM's real weights in test_hf_peft_family instead)
-GAPS.update({(name, "shira"): "PEFT's SHiRA mask (torch.where) cannot run on the meta device" for name in DECODERS})
+GAPS = {(name, "shira"): "PEFT's SHiRA mask (torch.where) cannot run on the meta device" for name in DECODERS}
 # one architecture per model_type for the per-method counts (the 70B is the 8B's family, 80 layers of the same)
 ONE_PER_FAMILY = list({_raw(name)["model_type"]: name for name in sorted(
     DECODERS, key=lambda n: -_raw(n).get("num_hidden_layers", _raw(n).get("n_layer", 0)))}.values())

@@ -33,10 +33,9 @@ transformers = pytest.importorskip("transformers", reason="transformers is the t
 peft = pytest.importorskip("peft", reason="peft is the test-only reference")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 # QLoRA exports a LoRA adapter trained on an NF4 base: its logits match PEFT only on a 4-bit base (issue 19);
-# prefix tuning (and Cartridges, served as a prefix) exchanges only with PEFT's shifted positions, which a decoder's
-# prefix here does not take.
-EXACT = [name for name, method in METHODS.items() if method.peft_type and name != "qlora"
-         and not isinstance(method, PrefixTuningMethod)]
+EXACT = [name for name, method in METHODS.items() if method.peft_type and name != "qlora"]
+# prefix tuning and Cartridges exchange with PEFT's shifted positions only: the real tokens at n .. n + L - 1 (the
+# prefix counts as past tokens), the setting an import gives
 FEW = settings(max_examples=6, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -86,9 +85,15 @@ def test_export_loads_in_peft_with_the_same_logits(folders, tmp_path, family, me
         with pytest.raises(ConfigError, match="cannot train on the next-token task"):
             Experiment(Setup(folders[family], method, options), data)
         return
+    if isinstance(METHODS[method], PrefixTuningMethod):
+        options = {**options, "positions": "shifted"}
     experiment = Experiment(Setup(folders[family], method, options), data)
     for _ in train(experiment, TrainSettings(steps=3, lr=5e-2, batch_size=8, eval_every=10, track_grads=False)):
         pass
+    if task in METHODS[method].peft_unsupported_tasks:  # PEFT itself cannot run it: refused with that reason
+        with pytest.raises(AdapterFileError, match=f"task_type {task} with .*: PEFT itself cannot run"):
+            export_peft(experiment, tmp_path / "out")
+        return
     out = export_peft(experiment, tmp_path / "out")
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["task_type"] == task and config["base_model_name_or_path"] == folders[family]
@@ -137,10 +142,12 @@ def _made_by_peft(folder: str, config, out, seed: int = 0):
 
 
 def _peft_greedy(model, prompt: list[int], new: int) -> list[int]:
-    if model.peft_config["default"].peft_type == peft.PeftType.PROMPT_TUNING:
+    if model.peft_config["default"].peft_type in (peft.PeftType.PROMPT_TUNING, peft.PeftType.PREFIX_TUNING,
+                                                  peft.PeftType.CARTRIDGE):
         # PEFT 0.21's generate() with a soft prompt under transformers 5.25 departs from PEFT's own forward after
-        # the second new token (its cache positions leave the virtual tokens out); the model is its forward:
-        # greedy decoding, the whole sequence each step
+        # the second new token (its cache positions leave the virtual tokens out), with a prefix or a cartridge
+        # after the first (measured: the first token agrees, then the cache continues from other positions); the
+        # model is its forward: greedy decoding, the whole sequence each step
         sequence = list(prompt)
         with torch.no_grad():
             for _ in range(new):
@@ -171,6 +178,11 @@ def test_peft_lora_imports_and_generates_the_same_tokens(folders, tmp_path_facto
     lambda: peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
     lambda: peft.LNTuningConfig(task_type="CAUSAL_LM"),
     lambda: peft.LoraConfig(task_type="CAUSAL_LM", r=4, use_dora=True, target_modules=["v_proj", "down_proj"]),
+    # served as past key values: the real tokens at positions n .. n + L - 1, the prefix keys not rotated
+    lambda: peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+    lambda: peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2, prefix_projection=True,
+                                    encoder_hidden_size=8),
+    lambda: peft.CartridgeConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, num_frozen_tokens=1),
 ])
 def test_other_peft_adapters_import_and_generate_the_same_tokens(folders, tmp_path, capsys, config):
     model = _made_by_peft(folders["llama"], config(), tmp_path / "a", seed=1)

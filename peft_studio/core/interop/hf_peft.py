@@ -41,7 +41,7 @@ from safetensors.torch import save_file
 from ..bases.decoder import DecoderBase
 from ..bases.encoder import Encoder
 from ..bases.pretrained import POOLINGS
-from ..bases.sites import EMBEDDING, LINEAR, PROMPT, Site, longest_prefix
+from ..bases.sites import EMBEDDING, KV_PREFIX, LINEAR, PROMPT, Site, longest_prefix
 from ..data import TextDataset
 from ..errors import AdapterFileError, ConfigError, PeftStudioError
 from ..files import safe_io
@@ -144,6 +144,9 @@ def _export_parts(experiment: Experiment) -> tuple[dict, dict[str, torch.Tensor]
     task, modules = "FEATURE_EXTRACTION", None
     if isinstance(base, DecoderBase):  # transformers' own heads: the LM head, or `score` (saved as PEFT saves it)
         task = _decoder_task(experiment)
+        if task in method.peft_unsupported_tasks:  # a folder PEFT itself could not run
+            raise AdapterFileError(f"export to PEFT format: task_type {task} with {method.peft_type}: "
+                                   f"{method.peft_unsupported_tasks[task]}")
         if task == "SEQ_CLS":  # PEFT's key: inside the tuner's model, or (prompt learning) beside the prompt
             modules = ["score"]
             # a tuner's keys start base_model. (its shared ones too: Uni-LoRA saves only base_model.unilora_theta_d);
@@ -751,12 +754,19 @@ def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_
 
 
 def _place_prompt(adapter: PeftAdapter, base: Any) -> None:
-    """A soft prompt sits in the base's own prompt slot (`model.prompt` in a decoder, not BERT's embeddings)."""
+    """A soft prompt sits in the base's own prompt slot (`model.prompt` in a decoder, not BERT's embeddings), a
+    prefix in each layer's own key/value slot (`model.layers.i.self_attn.kv_prefix` in a Llama)."""
     slot = next((s.module_path for s in base.sites() if s.kind == PROMPT), None)
-    if slot is None:
-        return
-    adapter.tensors = {(f"{slot}." + name.removeprefix("embeddings.prompt.") if name.startswith("embeddings.prompt.")
-                        else name): value for name, value in adapter.tensors.items()}
+    kv_slots = {s.layer: s.module_path for s in base.sites() if s.kind == KV_PREFIX}
+    placed = {}
+    for name, value in adapter.tensors.items():
+        prefix = re.fullmatch(r"layers\.(\d+)\.attn\.kv_prefix\.(\w+)", name)
+        if slot is not None and name.startswith("embeddings.prompt."):
+            name = f"{slot}.{name.removeprefix('embeddings.prompt.')}"
+        elif prefix is not None and int(prefix[1]) in kv_slots:
+            name = f"{kv_slots[int(prefix[1])]}.{prefix[2]}"
+        placed[name] = value
+    adapter.tensors = placed
 
 
 def import_peft(target: Experiment | Setup, folder: str | Path, dataset: TextDataset | None = None) -> Experiment:

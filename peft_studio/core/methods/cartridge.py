@@ -21,7 +21,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
 from .config import MAX_SOFT_TOKENS, MethodConfig, option
 from .method import PROMPT_SIDE, MethodCard, code_line
-from .prefix_tuning import POSITION_CHOICES, KVPrefix, PositionShift, PrefixTuningMethod
+from .prefix_tuning import POSITION_CHOICES, KVPrefix, PositionShift, PrefixTuningMethod, prompt_slot
 
 
 class CartridgePrefix(KVPrefix):
@@ -61,9 +61,10 @@ class CartridgeMethod(PrefixTuningMethod):
     peft_space = {"num_virtual_tokens": (2, 4), "num_frozen_tokens": (0, 1, 2)}
     peft_type = "CARTRIDGE"
     peft_config_fields = {"num_frozen_tokens": ((int,), "a whole number")}
-    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run a cartridge (served as a prefix, as prefix tuning) "
-                                         "on BertForSequenceClassification (transformers' BERT classifier takes no "
-                                         "past_key_values), so there are no predictions to reproduce"}
+    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run a cartridge on a *ForSequenceClassification model "
+                                         "(PEFT serves it as past_key_values, which transformers' classifiers, "
+                                         "BERT's or a decoder's, do not take), so there are no predictions to "
+                                         "reproduce"}
     peft_config_ranges = {"num_frozen_tokens": (0, MAX_SOFT_TOKENS)}
     glyph = "KV"
     colour = "#5b3fa8"
@@ -88,7 +89,7 @@ class CartridgeMethod(PrefixTuningMethod):
         for site in self.selected_sites(config, model.base):  # the keys' width as prefix tuning's (K/V heads)
             model.swap(site.module_path, CartridgePrefix(config.tokens, site.in_features, config.frozen_tokens))
         if config.positions == "shifted":
-            model.swap("embeddings.prompt", PositionShift(config.tokens))
+            model.swap(prompt_slot(model.base), PositionShift(config.tokens))
 
     def parameter_count(self, config: CartridgeConfig, base: FrozenBase) -> int:
         sites = self.selected_sites(config, base)
@@ -108,9 +109,7 @@ class CartridgeMethod(PrefixTuningMethod):
         return False
 
     def peft_export(self, base: FrozenBase, config: CartridgeConfig) -> tuple[dict, dict[str, torch.Tensor]]:
-        settings, tensors = super().peft_export(base, config)
-        settings = {key: value for key, value in settings.items()
-                    if key not in ("prefix_projection", "encoder_hidden_size")}
+        settings, tensors = self.prefix_export(base, config)
         return {**settings, "num_frozen_tokens": config.frozen_tokens}, tensors
 
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import KV_PREFIX, Site
+from ..bases.sites import KV_PREFIX, PROMPT, Site
 from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
@@ -112,8 +112,9 @@ class PrefixTuningMethod(Method):
                      "positions": ("kept", "shifted")}
     peft_space = {"num_virtual_tokens": (2, 4)}
     peft_type = "PREFIX_TUNING"
-    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run prefix tuning on BertForSequenceClassification "
-                                         "(transformers' BERT classifier takes no past_key_values), so there are no "
+    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run prefix tuning on a *ForSequenceClassification "
+                                         "model (PEFT serves the prefix as past_key_values, which transformers' "
+                                         "classifiers, BERT's or a decoder's, do not take), so there are no "
                                          "predictions to reproduce"}
     peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
                           "encoder_hidden_size": ((int, type(None)), "a whole number")}
@@ -138,8 +139,8 @@ class PrefixTuningMethod(Method):
     def validate(self, config: PrefixTuningConfig, base: FrozenBase) -> None:
         super().validate(config, base)
         if config.positions == "shifted":
-            if not any(s.module_path == "embeddings.prompt" for s in base.site_index().sites):
-                raise ConfigError(f"positions shifted: base {base.name!r} has no position embeddings to shift")
+            if prompt_slot(base) is None:
+                raise ConfigError(f"positions shifted: base {base.name!r} has no token positions to shift")
             if base.position_limit is not None and base.position_limit - config.tokens < 2:
                 left = base.position_limit - config.tokens
                 raise ConfigError(f"tokens: a shifted prefix of {config.tokens} leaves {left} of the "
@@ -185,7 +186,7 @@ class PrefixTuningMethod(Method):
         for index, site in enumerate(sites):
             model.swap(site.module_path, KVPrefix(config.tokens, width, projection, index))
         if config.positions == "shifted":
-            model.swap("embeddings.prompt", PositionShift(config.tokens))
+            model.swap(prompt_slot(model.base), PositionShift(config.tokens))
 
     def parameter_count(self, config: PrefixTuningConfig, base: FrozenBase) -> int:
         sites = self.selected_sites(config, base)
@@ -218,6 +219,14 @@ class PrefixTuningMethod(Method):
         return bool(config.prefix_projection)  # the MLP is evaluated: the file holds a plain prefix
 
     def peft_export(self, base: FrozenBase, config: PrefixTuningConfig) -> tuple[dict, dict[str, torch.Tensor]]:
+        settings, tensors = self.prefix_export(base, config)
+        # as PEFT saves a projected prefix: the MLP's settings, and the prefix it computes (loaded as a plain table)
+        settings.update(prefix_projection=bool(config.prefix_projection),
+                        encoder_hidden_size=config.prefix_projection or settings["token_dim"])
+        return settings, tensors
+
+    def prefix_export(self, base: FrozenBase, config: Any) -> tuple[dict, dict[str, torch.Tensor]]:
+        """PEFT's prefix fields and its one table (every layer's keys and values as the file holds them)."""
         if config.positions != "shifted":
             raise AdapterFileError(f"export to PEFT format: {PREFIX_DIFFERS}")
         sites = self.selected_sites(config, base)
@@ -228,11 +237,8 @@ class PrefixTuningMethod(Method):
         # evaluated, which gives the same prefix (PEFT's saved prefix is the MLP's output too).
         with torch.no_grad():
             parts = [t for s in sites for t in base.get_submodule(s.module_path).prefix()]
-        cfg = base.cfg
-        settings = {"num_virtual_tokens": config.tokens, "token_dim": cfg.d_model, "num_transformer_submodules": 1,
-                    "num_attention_heads": cfg.n_heads, "num_layers": cfg.n_layers, "encoder_hidden_size": cfg.d_model,
-                    "prefix_projection": False}
-        return settings, {"prompt_embeddings": torch.cat(parts, dim=1)}
+        table = torch.cat(parts, dim=1)
+        return prefix_settings(base, config.tokens, sites[0].in_features), {"prompt_embeddings": table}
 
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
         if set(tensors) != {"prompt_embeddings"}:
@@ -252,6 +258,21 @@ class PrefixTuningMethod(Method):
             studio[f"layers.{i // 2}.attn.kv_prefix.{'values' if i % 2 else 'keys'}"] = chunk
         # PEFT's prefix on BERT shifts the real tokens' positions by n: the studio's option that does the same
         return {"tokens": int(prefix.shape[0]), "positions": "shifted", "prefix_projection": 0}, studio
+
+
+def prompt_slot(base: FrozenBase) -> str | None:
+    """The base's prompt slot, which also says where token positions start (BERT's embeddings.prompt, a
+    decoder's model.prompt); None when the base has none."""
+    return next((s.module_path for s in base.site_index().sites if s.kind == PROMPT), None)
+
+
+def prefix_settings(base: FrozenBase, tokens: int, width: int) -> dict[str, Any]:
+    """PEFT's prefix fields: the keys' width and heads are the K/V heads' under grouped-query attention (PEFT sizes
+    a prefix by num_key_value_heads), every layer of the one transformer stack."""
+    heads = getattr(base.cfg, "n_heads", None) or base.cfg.num_heads  # encoder / decoder config field
+    head_dim = getattr(base.cfg, "dim_per_head", None) or base.hidden_size // heads
+    return {"num_virtual_tokens": tokens, "token_dim": width, "num_transformer_submodules": 1,
+            "num_attention_heads": width // head_dim, "num_layers": base.num_layers}
 
 
 # PEFT's prefix tuning moves the real tokens to positions n..n+L-1 (transformers counts the prefix
