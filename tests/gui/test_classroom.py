@@ -300,7 +300,15 @@ def test_prefix_tuning_draws_the_key_row_growing(window):
     rows = window.scene.key_rows
     assert set(rows) == {"layers.0.attn", "layers.1.attn"}
     row = rows["layers.0.attn"]
-    assert row.accent_count() == 2 and row.length == window.scene.info.seq_len
+    assert row.accent_count() == 2 and row.length == window.scene.info.seq_len and row.frozen == 0
+
+
+def test_a_cartridge_draws_its_frozen_sink_keys_apart(window):
+    """Cartridges: the first frozen_tokens cache positions stay fixed; the key row draws them frozen and says so."""
+    window.controller.set_method("cartridge", {"tokens": 4, "frozen_tokens": 2})
+    row = window.scene.key_rows["layers.0.attn"]
+    assert row.accent_count() == 4 and row.frozen == 2
+    assert "2 frozen" in row.toolTip()
 
 
 def test_ia3_gains_are_live_heat_strips_with_the_seeds_picture_on_hover(window, qtbot):

@@ -20,7 +20,7 @@ from ..bases.frozen import FrozenBase
 from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
 from .config import MAX_SOFT_TOKENS, MethodConfig, option
-from .method import PROMPT_SIDE, MethodCard, code_line
+from .method import PROMPT_SIDE, MethodCard, ShapeChange, code_line
 from .prefix_tuning import POSITION_CHOICES, KVPrefix, PositionShift, PrefixTuningMethod, prompt_slot
 
 
@@ -81,6 +81,9 @@ class CartridgeMethod(PrefixTuningMethod):
         if config.frozen_tokens > config.tokens:
             raise ConfigError(f"frozen_tokens: {config.frozen_tokens} frozen positions in a cache of "
                               f"{config.tokens} (at most tokens)")
+
+    def shape_change(self, config: CartridgeConfig) -> ShapeChange:
+        return ShapeChange(key_tokens=config.tokens, frozen_key_tokens=config.frozen_tokens)
 
     def code(self, config: CartridgeConfig) -> str:
         return code_line(CartridgePrefix.prefix_parts, "(self.frozen_keys, self.frozen_values)")

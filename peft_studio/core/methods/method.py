@@ -52,6 +52,7 @@ class ShapeChange:
 
     input_tokens: int = 0  # prompt tuning: sequence length L -> L + n
     key_tokens: int = 0  # prefix tuning: attention keys L -> L + n (the sequence stays L)
+    frozen_key_tokens: int = 0  # Cartridges: the first of those keys stay fixed (an attention sink)
 
 
 @functools.cache  # the source does not change while the process runs; the diagram asks per site

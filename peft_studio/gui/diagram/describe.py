@@ -162,6 +162,7 @@ def diagram_info(controller: DiagramSource, sentence: str = "") -> DiagramInfo:
         site_tip=lambda site, state: site_tooltip(controller, site, state),
         seq_len=len(words) if words else exp.seq_len(), input_words=words,
         prompt_tokens=change.input_tokens, prefix_tokens=change.key_tokens,
+        frozen_prefix_tokens=change.frozen_key_tokens,
         hidden=exp.base.hidden_size, num_labels=exp.dataset.num_labels, label_names=exp.dataset.label_names,
         head_trainable=not exp.config.freeze_head and not exp.next_token, method=controller.setup.method,
         locked=controller.locked, extra=_next_token_head(exp))

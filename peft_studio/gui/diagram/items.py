@@ -324,9 +324,10 @@ class TokenRowItem(QGraphicsItem):
     MAX_SHOWN = 10
 
     def __init__(self, length: int, prompt: int, origin: QPointF, style: Style,
-                 words: tuple[str, ...] = (), scale: float = 1.0, prompt_label: str = "p") -> None:
+                 words: tuple[str, ...] = (), scale: float = 1.0, prompt_label: str = "p", frozen: int = 0) -> None:
         super().__init__()
         self.length, self.prompt, self.style = length, prompt, style
+        self.frozen = frozen  # the first accent cells are fixed (drawn frozen, with the method's edge)
         self.cell = 13 * style.scale * scale
         self.shown = min(length, self.MAX_SHOWN)
         self.shown_prompt = min(prompt, self.MAX_SHOWN)
@@ -381,7 +382,7 @@ class TokenRowItem(QGraphicsItem):
         painter.setFont(self.font)
         for index in range(self.shown_prompt):
             painter.setPen(QPen(theme.METHOD.darker(120), self.style.pen))
-            painter.setBrush(theme.METHOD)
+            painter.setBrush(theme.FROZEN_FILL if index < self.frozen else theme.METHOD)
             painter.drawRoundedRect(QRectF(x, 0, self.cell, h), 2, 2)
             self._weight_bar(painter, QRectF(x, 0, self.cell, h), index)
             x += self.cell + gap

@@ -61,6 +61,7 @@ class DiagramInfo:
     seq_len: int = 8
     prompt_tokens: int = 0
     prefix_tokens: int = 0
+    frozen_prefix_tokens: int = 0  # the first prefix keys kept fixed (Cartridges' attention sink)
     hidden: int = 32
     num_labels: int = 2
     label_names: tuple[str, ...] = ()
@@ -642,7 +643,8 @@ class _Layout:
         if block.kind != "attention" or not self.info.prefix_tokens or not any(
                 s.id in self.info.selected for s in self._sites("kv", block.id)):
             return None
-        row = TokenRowItem(self.info.seq_len, self.info.prefix_tokens, origin, self.st, scale=0.75)
+        row = TokenRowItem(self.info.seq_len, self.info.prefix_tokens, origin, self.st, scale=0.75,
+                           frozen=self.info.frozen_prefix_tokens)
         row.layer = block.layer
         row.set_weights(self.scene.key_weights.get(block.layer) if block.layer is not None else None)
         return row
@@ -697,9 +699,12 @@ class _Layout:
         if keys is not None:
             shaded = ("; dark bars: the attention each key gets from the sentence's tokens (the Lens)"
                       if keys.weights else "")
-            keys.setToolTip(f"Keys this attention looks at: {self.info.prefix_tokens} trainable prefix keys (orange) "
-                            f"before the sentence's L = {self.info.seq_len} keys (grey); values grow the same way"
-                            + shaded)
+            frozen = self.info.frozen_prefix_tokens
+            prefix = (f"{self.info.prefix_tokens} prefix keys ({frozen} frozen, outlined: an attention sink; the "
+                      f"rest trained, orange)" if frozen else f"{self.info.prefix_tokens} trainable prefix keys "
+                      "(orange)")
+            keys.setToolTip(f"Keys this attention looks at: {prefix} before the sentence's L = {self.info.seq_len} "
+                            "keys (grey); values grow the same way" + shaded)
             self.scene.addItem(keys)
             self.scene.key_rows[block.id] = keys
         header = st.title_fm.height() + st.pad * 0.6 + st.site_r
