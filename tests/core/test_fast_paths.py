@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from peft_studio.core.bases.decoder import causal_attention
 from peft_studio.core.bases.encoder import EncoderConfig, SelfAttention
 from peft_studio.core.methods.lora_layers import LoraLinear
-from peft_studio.core.model.next_token import IGNORED, argmax_hits
+from peft_studio.core.model.next_token import IGNORED, NextTokenCrossEntropy, argmax_hits
 
 
 def _plain_attention(attention: SelfAttention, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -83,3 +83,17 @@ def test_one_new_token_attends_unmasked_as_the_masked_path():
     torch.testing.assert_close(causal_attention(*full, torch.ones(2, 4, dtype=torch.bool)),
                                causal_attention(*full, torch.ones(2, 4, dtype=torch.bool), implementation="eager"),
                                rtol=0, atol=1e-6)
+
+
+def test_next_token_cross_entropy_and_its_gradient_equal_torchs():
+    torch.manual_seed(0)
+    logits = (torch.randn(12, 50) * 4).requires_grad_(True)
+    targets = torch.randint(0, 50, (12,))
+    targets[[0, 5, 11]] = IGNORED
+    loss = NextTokenCrossEntropy.apply(logits, targets)
+    expected = F.cross_entropy(logits, targets, ignore_index=IGNORED)
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+    grad, = torch.autograd.grad(loss * 3.0, logits)  # an upstream gradient other than 1
+    expected_grad, = torch.autograd.grad(expected * 3.0, logits)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)
+    assert bool((grad[[0, 5, 11]] == 0).all())
