@@ -166,9 +166,11 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask
     length, keys = q.shape[2], k.shape[2]
     past = keys - prefix - length
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if implementation == "sdpa" and keep is None and keys == length and window is None and bool(key_mask.all()):
-        # nothing but causality to mask (no padding, prefix, cache or window): the fused causal kernel
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale, is_causal=True,
+    if implementation == "sdpa" and keep is None and window is None and length in (1, keys) and \
+            bool(key_mask.all()):
+        # nothing but causality to mask (no padding, prefix, cache or window): the fused causal kernel; or one new
+        # token after a KV cache (or prefix keys), which sees every key: no mask at all (as transformers decodes)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale, is_causal=length > 1,
                                               enable_gqa=q.shape[1] != k.shape[1])
     query_at = torch.arange(past, past + length, device=q.device)[:, None]
     key_at = torch.arange(keys, device=q.device)[None, :] - prefix  # prefix keys sit before position 0

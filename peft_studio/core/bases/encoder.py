@@ -101,13 +101,23 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q, k, v = (self.split_heads(proj(x)) for proj in (self.q, self.k, self.v))
         k, v, key_mask = self.kv_prefix(k, v, mask)  # prefix tuning adds keys here: L -> L+n
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        probs = F.softmax(scores, dim=-1)
+        batch, heads, length, head_dim = q.shape
+        keys = k.shape[2]
+
+        def stacked(t: torch.Tensor) -> torch.Tensor:  # [B, heads, n, d] -> [B * heads, n, d]
+            return t.reshape(batch * heads, t.shape[2], head_dim)
+
+        # softmax(q k^T / sqrt(d) + mask) computed transposed, keys along dim 1: torch's CPU softmax over a last
+        # dimension of a dozen keys is ~4x slower than over dim 1; the scale and the padding mask (finfo.min on
+        # padded keys, as masked_fill: any score + finfo.min rounds to finfo.min) go into the one baddbmm
+        padded = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device)
+        padded = padded.masked_fill(~key_mask, torch.finfo(q.dtype).min)
+        padded = padded[:, None, :, None].expand(batch, heads, keys, 1).reshape(batch * heads, keys, 1)
+        scores_t = torch.baddbmm(padded, stacked(k), stacked(q).transpose(1, 2), alpha=1 / math.sqrt(head_dim))
+        probs_t = F.softmax(scores_t, dim=1)  # [B * heads, keys, L]
         if self.keep_probs:
-            self.probs = probs.detach()  # [B, heads, L, keys]
-        context = probs @ v
-        batch, heads, length, head_dim = context.shape
+            self.probs = probs_t.detach().view(batch, heads, keys, length).transpose(-1, -2)  # [B, heads, L, keys]
+        context = torch.bmm(probs_t.transpose(1, 2), stacked(v)).view(batch, heads, length, head_dim)
         return self.o(context.transpose(1, 2).reshape(batch, length, heads * head_dim))
 
 

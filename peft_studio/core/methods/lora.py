@@ -200,7 +200,7 @@ class LoraMethod(TargetedMethod):
         return formula
 
     def code(self, config: LoraConfig) -> str:
-        return code_line(LoraLinear.update, "lora_A")
+        return code_line(LoraLinear.update, "torch.addmm")
 
     def shape_notes(self, config: LoraConfig, base: FrozenBase, seq_len: int) -> list[str]:
         notes = []

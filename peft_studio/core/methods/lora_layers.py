@@ -51,6 +51,11 @@ def residual_factors(weight: torch.Tensor, r: int, scaling: float, init: str) ->
     return rr[:r].contiguous(), q[:, :r].contiguous()
 
 
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """[..., width] -> [rows, width] (a view where the layout allows), the 2-D operand torch.addmm takes."""
+    return t.reshape(-1, t.shape[-1])
+
+
 class LoraLinear(WeightUpdate):
     """A frozen Linear plus a trainable low-rank update; `merge` folds the update into W0."""
 
@@ -99,7 +104,11 @@ class LoraLinear(WeightUpdate):
     def update(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         if self.residual:  # PEFT's residual base (W0 - s B0 A0) x, without touching W0
             result = result - (x @ self.init_A.T @ self.init_B.T) * self.scaling
-        return result + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+        if result.dtype != self.lora_B.dtype:  # a frozen layer computing in another dtype: torch promotes
+            return result + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+        # result + scaling (x A^T) B^T as one addmm (alpha = scaling), not a matmul, a multiply and an add
+        out = torch.addmm(_rows(result), _rows(self.lora_dropout(x)) @ self.lora_A.T, self.lora_B.T, alpha=self.scaling)
+        return out.view(result.shape)
 
 
 class LoraEmbedding(WeightUpdate):

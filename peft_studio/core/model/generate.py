@@ -112,7 +112,7 @@ def stream(base: Any, prompt_ids: Sequence[int], settings: GenerationSettings,
     try:
         ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
         hidden, _ = base.encode(ids, torch.ones_like(ids, dtype=torch.bool), cache)
-        for _ in range(settings.max_new_tokens):
+        for number in range(settings.max_new_tokens):
             logits = base.lm_head(hidden[0, -1]).float().cpu()
             probs = torch.softmax(logits, dim=-1)
             top = torch.topk(probs, min(TOP, probs.shape[-1]))
@@ -120,7 +120,7 @@ def stream(base: Any, prompt_ids: Sequence[int], settings: GenerationSettings,
             finished = token in stop_ids
             yield Step(token, float(probs[token]), tuple(zip(top.indices.tolist(), top.values.tolist(),
                                                              strict=True)), finished)
-            if finished:
+            if finished or number == settings.max_new_tokens - 1:  # the last token needs no forward pass
                 return
             ids = torch.tensor([[token]], dtype=torch.long, device=device)
             hidden, _ = base.encode(ids, torch.ones_like(ids, dtype=torch.bool), cache)
