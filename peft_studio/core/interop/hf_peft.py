@@ -41,7 +41,7 @@ from safetensors.torch import save_file
 from ..bases.decoder import DecoderBase
 from ..bases.encoder import Encoder
 from ..bases.pretrained import POOLINGS
-from ..bases.sites import EMBEDDING, KV_PREFIX, LINEAR, PROMPT, Site, longest_prefix
+from ..bases.sites import EMBEDDING, KV_PREFIX, LINEAR, Site, longest_prefix
 from ..data import TextDataset
 from ..errors import AdapterFileError, ConfigError, PeftStudioError
 from ..files import safe_io
@@ -51,6 +51,7 @@ from ..files.limits import float32_number
 from ..files.setup_file import check_options
 from ..methods import METHODS, Method, get_method
 from ..methods.config import MAX_SOFT_TOKENS
+from ..methods.method import prompt_slot
 from ..methods.module_patterns import MAX_LIST_ENTRIES, MAX_NAME_CHARS, ModuleSelector
 from ..methods.peft_format import KEY_PREFIX
 from ..methods.targets import targets_for_sites
@@ -756,8 +757,8 @@ def _setup_for(adapter: PeftAdapter, base_name: str, seed: int, base: Any, base_
 def _place_prompt(adapter: PeftAdapter, base: Any) -> None:
     """A soft prompt sits in the base's own prompt slot (`model.prompt` in a decoder, not BERT's embeddings), a
     prefix in each layer's own key/value slot (`model.layers.i.self_attn.kv_prefix` in a Llama)."""
-    slot = next((s.module_path for s in base.sites() if s.kind == PROMPT), None)
-    kv_slots = {s.layer: s.module_path for s in base.sites() if s.kind == KV_PREFIX}
+    slot = prompt_slot(base)
+    kv_slots = {s.layer: s.module_path for s in base.site_index().sites if s.kind == KV_PREFIX}
     placed = {}
     for name, value in adapter.tensors.items():
         prefix = re.fullmatch(r"layers\.(\d+)\.attn\.kv_prefix\.(\w+)", name)

@@ -34,4 +34,15 @@ class LensFigure:
                 "note": self.note, "columns": list(self.columns)}
 
 
-__all__ = ["LensFigure"]
+def lens_sentence(experiment: Any, sentence: str | None) -> str:
+    """The sentence a lens that reads a forward pass runs on: the one given, else the first training text."""
+    texts = experiment.dataset.train_texts
+    return sentence or (texts[0] if texts else "hello")
+
+
+def token_text(decode: Any, token_id: int) -> str:
+    """One token as the tokenizer writes it (`#id` for one it cannot write)."""
+    return (decode([token_id]) or [f"#{token_id}"])[0]
+
+
+__all__ = ["LensFigure", "lens_sentence", "token_text"]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from . import LensFigure
+from . import LensFigure, token_text
 
 NEAREST = 5
 GAIN_BINS = 24
@@ -85,7 +85,7 @@ def nearest_words(vectors: torch.Tensor, table: torch.Tensor, decode: Callable[[
     best = scores.topk(min(k, table.shape[0]), dim=1)
     rows = []
     for values, ids in zip(best.values.tolist(), best.indices.tolist(), strict=True):
-        rows.append([((decode([i]) or [f"#{i}"])[0], round(v, 4)) for i, v in zip(ids, values, strict=True)])
+        rows.append([(token_text(decode, i), round(v, 4)) for i, v in zip(ids, values, strict=True)])
     return rows
 
 

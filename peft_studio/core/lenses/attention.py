@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from . import LensFigure
+from . import LensFigure, token_text
 
 
 @contextmanager
@@ -34,7 +34,7 @@ def sentence_tokens(experiment, sentence: str) -> list[str]:
     """The sentence's tokens as the base reads them (the keys after any added positions)."""
     ids, mask = experiment.tokenizer.batch([sentence])
     kept = [int(i) for i, m in zip(ids[0].tolist(), mask[0].tolist(), strict=True) if m]
-    return [(experiment.tokenizer.decode([i]) or [f"#{i}"])[0] for i in kept]
+    return [token_text(experiment.tokenizer.decode, i) for i in kept]
 
 
 @torch.no_grad()

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..methods.mergeable import weight_updates
 from ..methods.method import Method, site_paths
-from . import LensFigure
+from . import LensFigure, lens_sentence
 from .spectra import delta_w_figure, rotation_figure
 
 LIVE_INTERVAL_S = 0.5  # a snapshot at most twice a second: a lens moves slower than a loss curve
@@ -203,8 +203,7 @@ class LiveLens:
     def _snapshot(self, experiment: Any, step: int, now: float) -> bool:
         watch = self._watch
         if watch is None or not watch.follows(experiment, self._wanted):
-            texts = experiment.dataset.train_texts
-            sentence = self.sentence.strip() or (texts[0] if texts else "hello")  # as Look's default
+            sentence = lens_sentence(experiment, self.sentence.strip())  # as Look's default
             watch = self._watch = watch_for(experiment, self._wanted, sentence)
             self.available = watch is not None
             self.own_lens = isinstance(watch, _Twin)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import LensFigure
+from . import LensFigure, lens_sentence
 from .forgetting import forgetting
 
 NUMBER_WORDS = {  # how a number reads in a line; unknown names read as themselves
@@ -21,8 +21,7 @@ def lens_report(experiment: Any, sentence: str | None = None, with_forgetting: b
     """The method's own lens figures for `sentence` (default: the first training text), then forgetting."""
     if experiment.base.on_meta_device:
         return []  # shapes only: nothing has trained
-    texts = experiment.dataset.train_texts
-    figures = list(experiment.method.lens(experiment, sentence or (texts[0] if texts else "hello")))
+    figures = list(experiment.method.lens(experiment, lens_sentence(experiment, sentence)))
     if with_forgetting:
         figures.append(forgetting(experiment).figure())
     return figures

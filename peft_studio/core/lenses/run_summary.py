@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
+from . import lens_sentence
 from .forgetting import forgetting
 
 OLD_RUN_NOTE = "this run was saved before runs kept their lens figures"
@@ -34,8 +35,7 @@ def no_delta_note(title: str, kinds: list[str]) -> str:
 
 def run_lens(experiment: Any, sentence: str | None = None) -> RunLens:
     """The three board numbers of a trained experiment (see the module docstring)."""
-    texts = experiment.dataset.train_texts
-    figures = experiment.method.lens(experiment, sentence or (texts[0] if texts else "hello"))
+    figures = experiment.method.lens(experiment, lens_sentence(experiment, sentence))
     deltas = [f for f in figures if f.kind == "delta-w"]
     drift = forgetting(experiment)
     if not deltas:

@@ -21,7 +21,7 @@ from ..errors import AdapterFileError, ConfigError
 from ..model.studio_model import StudioModel
 from .config import MAX_SOFT_TOKENS, MethodConfig, option
 from .method import PROMPT_SIDE, MethodCard, ShapeChange, code_line
-from .prefix_tuning import POSITION_CHOICES, KVPrefix, PositionShift, PrefixTuningMethod, prompt_slot
+from .prefix_tuning import POSITION_CHOICES, KVPrefix, PrefixTuningMethod, shift_positions
 
 
 class CartridgePrefix(KVPrefix):
@@ -61,12 +61,7 @@ class CartridgeMethod(PrefixTuningMethod):
     peft_space = {"num_virtual_tokens": (2, 4), "num_frozen_tokens": (0, 1, 2)}
     peft_type = "CARTRIDGE"
     peft_config_fields = {"num_frozen_tokens": ((int,), "a whole number")}
-    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run a cartridge on a *ForSequenceClassification model "
-                                         "(PEFT serves it as past_key_values, which transformers' classifiers, "
-                                         "BERT's or a decoder's, do not take), so there are no predictions to "
-                                         "reproduce"}
     peft_config_ranges = {"num_frozen_tokens": (0, MAX_SOFT_TOKENS)}
-    glyph = "KV"
     colour = "#5b3fa8"
     card = MethodCard(
         where="a key/value cache in front of each layer's attention, its first positions frozen",
@@ -91,8 +86,7 @@ class CartridgeMethod(PrefixTuningMethod):
     def attach(self, model: StudioModel, config: CartridgeConfig) -> None:
         for site in self.selected_sites(config, model.base):  # the keys' width as prefix tuning's (K/V heads)
             model.swap(site.module_path, CartridgePrefix(config.tokens, site.in_features, config.frozen_tokens))
-        if config.positions == "shifted":
-            model.swap(prompt_slot(model.base), PositionShift(config.tokens))
+        shift_positions(model, config)
 
     def parameter_count(self, config: CartridgeConfig, base: FrozenBase) -> int:
         sites = self.selected_sites(config, base)
@@ -103,9 +97,6 @@ class CartridgeMethod(PrefixTuningMethod):
         layers, n, f, d = len(sites), config.tokens, config.frozen_tokens, sites[0].in_features
         total = self.parameter_count(config, base)
         return f"layers x 2 x (n - frozen) x d = {layers} x 2 x ({n} - {f}) x {d} = {total:,}"
-
-    def live_formula(self, config: CartridgeConfig) -> str:
-        return self.card.formula.replace("+ n", f"+ {config.tokens}")
 
     # ---- Hugging Face PEFT exchange: prefix tuning's layout, the frozen rows first ---------------------------
     def peft_evaluated(self, config: CartridgeConfig) -> bool:

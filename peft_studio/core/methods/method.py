@@ -320,6 +320,12 @@ def site_paths(base: FrozenBase) -> dict[str, str]:
     return paths
 
 
+def prompt_slot(base: FrozenBase) -> str | None:
+    """The base's prompt slot, which also says where token positions start (BERT's embeddings.prompt, a
+    decoder's model.prompt); None when the base has none."""
+    return next((s.module_path for s in base.site_index().sites if s.kind == PROMPT), None)
+
+
 def require_kind(base: FrozenBase, method: str, kind: str) -> list[Site]:
     """Usable sites of a kind, or ConfigError quoting the base's reason."""
     every = base.site_index().sites

@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from ..bases.frozen import FrozenBase
-from ..bases.sites import KV_PREFIX, PROMPT, Site
+from ..bases.sites import KV_PREFIX, Site
 from ..errors import AdapterFileError, ConfigError
 from ..files.safe_io import expect_shape
 from ..model.studio_model import StudioModel
 from .config import MAX_SOFT_TOKENS, MethodConfig, option, parse_layers
-from .method import PROMPT_SIDE, Method, MethodCard, ShapeChange, code_line, require_kind
+from .method import PROMPT_SIDE, Method, MethodCard, ShapeChange, code_line, prompt_slot, require_kind
+from .prompt_tuning import prompt_settings
 
 
 class PrefixProjection(nn.Module):
@@ -112,10 +113,10 @@ class PrefixTuningMethod(Method):
                      "positions": ("kept", "shifted")}
     peft_space = {"num_virtual_tokens": (2, 4)}
     peft_type = "PREFIX_TUNING"
-    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run prefix tuning on a *ForSequenceClassification "
-                                         "model (PEFT serves the prefix as past_key_values, which transformers' "
-                                         "classifiers, BERT's or a decoder's, do not take), so there are no "
-                                         "predictions to reproduce"}
+    peft_unsupported_tasks = {"SEQ_CLS": "PEFT itself cannot run a prefix (prefix tuning, a cartridge) on a "
+                                         "*ForSequenceClassification model (PEFT serves it as past_key_values, "
+                                         "which transformers' classifiers, BERT's or a decoder's, do not take), so "
+                                         "there are no predictions to reproduce"}
     peft_config_fields = {"prefix_projection": ((bool,), "true or false"),
                           "encoder_hidden_size": ((int, type(None)), "a whole number")}
     glyph = "KV"
@@ -185,8 +186,7 @@ class PrefixTuningMethod(Method):
             model.extras["prefix_projection"] = projection
         for index, site in enumerate(sites):
             model.swap(site.module_path, KVPrefix(config.tokens, width, projection, index))
-        if config.positions == "shifted":
-            model.swap(prompt_slot(model.base), PositionShift(config.tokens))
+        shift_positions(model, config)
 
     def parameter_count(self, config: PrefixTuningConfig, base: FrozenBase) -> int:
         sites = self.selected_sites(config, base)
@@ -260,19 +260,18 @@ class PrefixTuningMethod(Method):
         return {"tokens": int(prefix.shape[0]), "positions": "shifted", "prefix_projection": 0}, studio
 
 
-def prompt_slot(base: FrozenBase) -> str | None:
-    """The base's prompt slot, which also says where token positions start (BERT's embeddings.prompt, a
-    decoder's model.prompt); None when the base has none."""
-    return next((s.module_path for s in base.site_index().sites if s.kind == PROMPT), None)
+def shift_positions(model: StudioModel, config: Any) -> None:
+    """positions = shifted: the real tokens start at n, as PEFT's prefix (served as past keys) puts them."""
+    if config.positions == "shifted":
+        model.swap(prompt_slot(model.base), PositionShift(config.tokens))
 
 
 def prefix_settings(base: FrozenBase, tokens: int, width: int) -> dict[str, Any]:
     """PEFT's prefix fields: the keys' width and heads are the K/V heads' under grouped-query attention (PEFT sizes
     a prefix by num_key_value_heads), every layer of the one transformer stack."""
-    heads = getattr(base.cfg, "n_heads", None) or base.cfg.num_heads  # encoder / decoder config field
-    head_dim = getattr(base.cfg, "dim_per_head", None) or base.hidden_size // heads
-    return {"num_virtual_tokens": tokens, "token_dim": width, "num_transformer_submodules": 1,
-            "num_attention_heads": width // head_dim, "num_layers": base.num_layers}
+    settings = prompt_settings(base, tokens)
+    head_dim = getattr(base.cfg, "dim_per_head", None) or base.hidden_size // settings["num_attention_heads"]
+    return {**settings, "token_dim": width, "num_attention_heads": width // head_dim}
 
 
 # PEFT's prefix tuning moves the real tokens to positions n..n+L-1 (transformers counts the prefix

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.lenses import LensFigure
-from ...core.lenses.live import GainHistory, LiveLens, live_figures
+from ...core.lenses.live import LIVE_INTERVAL_S, GainHistory, LiveLens, live_figures
 from ...core.lenses.report import NUMBER_WORDS, lens_report, number_text
 from ..jobs.background import BackgroundJob
 from ..jobs.worker import JobError
@@ -50,7 +50,7 @@ FORGETTING_LATER = ("Forgetting is computed when the run stops: it runs the base
 TITLE_SIZE = "9pt"  # a plot title that fits a docked panel's width
 BAR_TITLES = {"best_cosine": "each soft token's best cosine with a word",
               "mean_abs_activation": "mean |activation| of each bottleneck unit"}
-LIVE_DRAW_S = 0.5  # redraw a live figure at most twice a second (snapshots come no faster)
+LIVE_DRAW_S = LIVE_INTERVAL_S  # redraw a live figure no more often than snapshots come
 
 
 def key_weights(figures: list[LensFigure]) -> dict[int, list[float]]:
@@ -246,8 +246,12 @@ class LensPanel(QWidget):
         parts = []
         if self._live_figures:
             first = self._live_figures[0]
-            what = f"ΔW at {first.site}" if first.kind == "delta-w" else f"{first.title} (and the method's other " \
-                f"figures)" if len(self._live_figures) > 1 else first.title
+            if first.kind == "delta-w":
+                what = f"ΔW at {first.site}"
+            elif len(self._live_figures) > 1:
+                what = f"{first.title} (and the method's other figures)"
+            else:
+                what = first.title
             parts.append(f"{what} as of step {self._live_step + 1} (a snapshot every {self.live.period_s:.2g} s "
                          f"at most: the lens takes at most {self.live.duty:.0%} of a core)")
         elif self.live.available is False:
