@@ -230,7 +230,8 @@ class Method:
         return None
 
     def after_step(self, model: StudioModel, config: MethodConfig, step: int) -> None:
-        """After each optimizer step, the step's gradients still in place (AdaLoRA's rank allocation)."""
+        """After each optimizer step, the step's gradients still in place (AdaLoRA's rank allocation). It changes
+        tensors, never which modules the model holds (the trainer lists them once a run: train.mode_setter)."""
 
     def step_report(self, model: StudioModel, config: MethodConfig) -> dict[str, Any]:
         """Plain values (no tensors: they cross threads) describing the method's live state after a step, e.g.

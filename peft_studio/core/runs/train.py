@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -157,14 +157,33 @@ def frozen_versions(model: torch.nn.Module) -> list[tuple[str, int, int, int]]:
     return [(name, id(t), 0 if t.is_meta else t.data_ptr(), t._version) for name, t in tensors]
 
 
+def mode_setter(model: torch.nn.Module) -> Callable[[bool], object]:
+    """`set(mode)` with the effect of `model.train(mode)`, for a model whose modules stay the same meanwhile.
+
+    `Module.train` walks the tree recursively through `Module.__setattr__`: ~80 us a call on tiny, so the
+    two switches around a validation pass every 10 steps cost ~0.25% of a step. When no module overrides
+    `train`, setting each module's flag from a list made once is the same and ~10x cheaper."""
+    modules = list(model.modules())
+    if any(type(module).train is not torch.nn.Module.train for module in modules):
+        return model.train
+
+    def set_mode(mode: bool) -> None:
+        for module in modules:
+            module.__dict__["training"] = mode  # what Module.train's `self.training = mode` stores
+
+    return set_mode
+
+
 @torch.no_grad()
-def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor,
-             labels: torch.Tensor) -> tuple[float, float]:
+def evaluate(experiment: Experiment, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+             set_mode: Callable[[bool], object] | None = None) -> tuple[float, float]:
+    """(loss, accuracy) in eval mode; the model's mode is restored after. `set_mode`: a run's mode_setter."""
     model = experiment.model
     was_training = model.training
-    model.eval()
+    set_mode = set_mode or model.train
+    set_mode(False)
     logits = model(ids, mask)
-    model.train(was_training)
+    set_mode(was_training)
     loss, accuracy = experiment.loss(logits, ids, mask, labels)
     return float(loss), float(accuracy)
 
@@ -207,6 +226,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     last = start_step + settings.steps - 1
     method.start_training(model, config, start_step, last + 1)
     model.train()
+    set_mode = mode_setter(model)
     for step in range(start_step, last + 1):
         if control is not None and not control.wait_turn():
             break
@@ -251,7 +271,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
                           method_state=method.step_report(model, config))
         if experiment.val_ids is not None and ((step - start_step) % settings.eval_every == 0 or step == last):
             event.val_loss, event.val_accuracy = evaluate(experiment, experiment.val_ids, experiment.val_mask,
-                                                          experiment.val_labels)
+                                                          experiment.val_labels, set_mode)
         yield event
     if frozen_versions(model) != frozen_before:
         raise RuntimeError("a frozen tensor changed during training: this is a bug in PEFT Studio")
