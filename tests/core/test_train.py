@@ -178,3 +178,26 @@ def test_a_clean_run_leaves_every_frozen_byte_as_it_was_for_every_method():
         for _ in train(experiment, TrainSettings(steps=2, track_grads=False)):  # no false alarm either
             pass
         assert experiment.model.frozen_fingerprint() == before, method
+
+
+def test_the_runs_mode_setter_sets_every_module_as_module_train_does():
+    from peft_studio.core.runs.train import mode_setter
+
+    model = _experiment("adapter").model
+    set_mode = mode_setter(model)
+    set_mode(False)
+    assert not any(m.training for m in model.modules())
+    set_mode(True)
+    assert all(m.training for m in model.modules())
+
+    class CountsSwitches(torch.nn.Linear):  # a module with its own train(): the setter must call it
+        switches = 0
+
+        def train(self, mode: bool = True):
+            CountsSwitches.switches += 1
+            return super().train(mode)
+
+    model.base.add_module("watcher", CountsSwitches(2, 2))
+    set_mode = mode_setter(model)
+    set_mode(False)
+    assert CountsSwitches.switches == 1 and not any(m.training for m in model.modules())

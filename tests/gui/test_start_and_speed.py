@@ -94,3 +94,62 @@ def test_the_frame_paints_before_the_diagram_is_built_then_the_window_completes(
     result = subprocess.run([sys.executable, "-c", PHASES], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["painted False True 0", "interactive True True True True"]
+
+
+def _layout_requests_while(app, action) -> list[str]:
+    from PySide6.QtCore import QEvent, QObject
+
+    seen: list[str] = []
+
+    class Watch(QObject):
+        def eventFilter(self, watched, event):  # noqa: N802 - Qt override
+            if event.type() == QEvent.Type.LayoutRequest:
+                seen.append(type(watched).__name__)
+            return False
+
+    watch = Watch()
+    app.installEventFilter(watch)
+    try:
+        action()
+    finally:
+        app.removeEventFilter(watch)
+    return seen
+
+
+def test_a_new_step_number_repaints_the_counter_alone_in_both_display_modes(window, qtbot):
+    """The counter changes every frame of a run: it must not re-lay out the toolbar (which repainted a strip of
+    the main window every frame) and must paint its own background (a style sheet's polish cleared the opaque
+    flag set at construction), leaving no digit of a longer number behind."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    label = window.step_label
+    window.resize(1600, 900)  # the counter in the toolbar itself, not in its » menu
+    sizes = []
+    for presentation in (False, True, False):
+        window.presentation.set(presentation)
+        qtbot.wait(20)
+        assert label.isVisible() and label.testAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        sizes.append(label.height())
+
+        def count_up() -> None:
+            for step in (5, 12345, 99, 123456, 7):
+                label.setText(f"step {step}")
+                app.processEvents()
+
+        qtbot.wait(50)  # the layout the mode change asked for is done first
+        assert _layout_requests_while(app, count_up) == []
+        label.setText("step 123456")
+        app.processEvents()
+        label.setText("step 7")
+        app.processEvents()
+        # what the screen shows (the window's backing store), not a fresh rendering: right of the short
+        # number's text, every pixel is the background (no digit of the longer number left behind)
+        corner = label.mapTo(window, label.rect().topLeft())
+        shown = window.screen().grabWindow(window.winId(), corner.x(), corner.y(), label.width(),
+                                           label.height()).toImage()
+        text_end = label.contentsRect().left() + label.fontMetrics().horizontalAdvance("step 7") + 12
+        right = {shown.pixel(x, y) for x in range(text_end, label.width() - 2) for y in range(label.height())}
+        assert len(right) == 1, f"{len(right)} colours right of the text: digits left behind"
+    assert sizes[1] > sizes[0] == sizes[2]  # the projector's larger counter was tested too

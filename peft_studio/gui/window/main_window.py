@@ -60,7 +60,7 @@ from .files import FileFlows
 from .help import AboutPeftDialog, ShortcutsDialog
 from .keys import FieldKeys
 from .session import restore_defaults, restore_session, save_session
-from .status import StatusBar
+from .status import CounterLabel, StatusBar
 from .strips import FirstRunHint, InfoStrip, JobStrip, NotesStrip
 from .view_binding import ViewBinding
 
@@ -238,16 +238,13 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         for action in self.actions_.transport():
             bar.addAction(action)
-        self.step_label = QLabel("step 0")
+        self.step_label = CounterLabel("step 0")  # opaque: a new number repaints the label alone
         self.step_label.setObjectName("stepCounter")
         self.step_label.setToolTip("Optimizer steps since the last reset")
         self.speed_label = QLabel("")
         self.speed_label.setObjectName("speed")
         self.speed_label.setToolTip("Training speed (steps per second, averaged over the last 20 steps) and the "
                                     "torch threads the trainer chose by measuring")
-        # Opaque: a new number each frame repaints the label alone, not the toolbar behind it.
-        self.step_label.setAutoFillBackground(True)
-        self.step_label.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         bar.addWidget(self.step_label)
         bar.addSeparator()
         # Projector controls before the speed: on a narrow screen the last items move into the » menu, and
@@ -962,16 +959,13 @@ class MainWindow(QMainWindow):
             self._size_side_area()  # a new screen size (1920 -> 1280): the side area keeps its share
 
     def fix_step_label_width(self) -> None:
-        """Wide enough for a 6-digit count in the current font, and fixed: a new number never
-        re-lays out the toolbar."""
-        self.step_label.ensurePolished()
-        metrics = self.step_label.fontMetrics()
-        self.step_label.setFixedWidth(metrics.horizontalAdvance("step 000000") + 16)
+        """Wide enough for a 6-digit count in the current font, and fixed in both directions: Qt re-lays out
+        a label's parent on every new text unless its minimum and maximum sizes are equal, and relaying the
+        toolbar repainted a strip of the main window on every frame of a run."""
+        _fix_label_size(self.step_label, "step 000000")
         # The speed label too, in whatever font presentation mode gave the toolbar: sized for its widest text,
         # it is either shown whole or moved into the » menu, never cut mid-word.
-        self.speed_label.ensurePolished()
-        widest = self.speed_label.fontMetrics().horizontalAdvance("999 steps/s · 16 threads")
-        self.speed_label.setFixedWidth(widest + 16)
+        _fix_label_size(self.speed_label, "999 steps/s · 16 threads")
 
     def show_error(self, title: str, message: str) -> None:
         self.statusBar().log.add(f"{title}: {message}")
@@ -1017,3 +1011,14 @@ class MainWindow(QMainWindow):
                 QTimer.singleShot(50, self._close_when_idle)
             return
         event.accept()
+
+
+def _fix_label_size(label: QLabel, widest: str) -> None:
+    """Fix a one-line label's size to its widest text in its current font (a style sheet's included)."""
+    label.setMinimumSize(0, 0)
+    label.setMaximumSize(16777215, 16777215)  # QWIDGETSIZE_MAX: no bound while the hint is measured
+    text = label.text()
+    label.setText(widest)  # a new text makes QLabel compute its size hint afresh (it caches the last one)
+    label.ensurePolished()
+    label.setFixedSize(label.fontMetrics().horizontalAdvance(widest) + 16, label.sizeHint().height())
+    label.setText(text)
