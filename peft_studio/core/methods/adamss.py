@@ -278,7 +278,7 @@ class AdamssMethod(TargetedMethod):
                           "svd_threshold": ((int, float), "a number"), "random_seed": ((int,), "a whole number"),
                           **{name: ((int, float), "a number") for name in ASA_DEFAULTS}}
     glyph = "K∪"
-    colour = "#7d6608"
+    colour = "#6c7a0f"
     card = MethodCard(
         where="beside a frozen Linear: low-rank updates inside subspaces of W0's own singular vectors, one per "
               "cluster of output rows",
