@@ -324,10 +324,12 @@ class AdamssMethod(TargetedMethod):
         layouts = self.layouts(config, base)
         if not layouts:
             return "0"
-        first = layouts[0][1]
-        per = "r_k (R + |I_k|)"
-        return (f"sum over {len(layouts)} Linear(s) and their {len(first.segments)} subspaces of {per}, R = "
-                f"{first.r}, r_k ≤ {config.subspace_rank} = {self.parameter_count(config, base):,}")
+        widths = sorted({layout.r for _, layout in layouts})
+        counts = sorted({len(layout.segments) for _, layout in layouts})  # K, or out where a Linear has fewer
+        ranks = (f"r_k = its singular values above {config.svd_threshold:g} x the largest, at most "
+                 f"{config.subspace_rank}" if config.use_dynamic_rank else f"r_k = min(|I_k|, {config.subspace_rank})")
+        return (f"{len(layouts)} Linear(s) x {'/'.join(map(str, counts))} subspaces: sum of r_k x (R + |I_k|), R = "
+                f"{'/'.join(map(str, widths))}, {ranks} = {self.parameter_count(config, base):,}")
 
     def code(self, config: AdamssConfig) -> str:
         return f"{code_line(AdamssLinear.update, 'V^T [x; 1]')}  # then: " \
