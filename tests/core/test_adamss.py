@@ -13,9 +13,12 @@ from core_helpers import attach, build_base
 from peft_reference import PEFT_WARNINGS, peft  # offline switches, reference skips
 from torch import nn
 
+from peft_studio.core.data import load_builtin
 from peft_studio.core.errors import AdapterFileError, ConfigError
 from peft_studio.core.methods import get_method
-from peft_studio.core.methods.adamss import AdamssConfig, AdamssLinear, layout_of
+from peft_studio.core.methods.adamss import AdamssConfig, AdamssLinear, allocate, layout_of
+from peft_studio.core.model.experiment import Experiment, Setup
+from peft_studio.core.runs.train import TrainSettings, train
 
 pytestmark = PEFT_WARNINGS
 
@@ -86,14 +89,88 @@ def test_without_scikit_learn_it_is_refused_with_how_to_install(monkeypatch):
         method.validate(method.config({}), base)
 
 
-def test_settings_it_does_not_compute_are_refused_by_name():
+def test_settings_peft_refuses_are_refused():
     method = get_method("adamss")
-    with pytest.raises(AdapterFileError, match="use_asa = true is not supported: PEFT's adaptive subspace"):
-        method.peft_translate({"use_asa": True}, {}, "folder")
     with pytest.raises(AdapterFileError, match="init_weights must be orthogonal or null"):
         method.peft_translate({"init_weights": "gaussian"}, {}, "folder")
-    # without ASA, PEFT never reads its schedule: the fields are only typed
-    options, _ = method.peft_translate({"use_asa": False, "init_warmup": 7, "mask_interval": 3}, {}, "folder")
-    assert options["subspace_rank"] == 1
+    with pytest.raises(AdapterFileError, match="init_warmup .* must be below final_warmup"):
+        method.peft_translate({"use_asa": True, "init_warmup": 9, "final_warmup": 9}, {}, "folder")
+    base = build_base("tiny")
+    with pytest.raises(ConfigError, match="init_warmup .* must be below final_warmup"):
+        method.validate(method.config({"use_asa": True, "init_warmup": 5, "final_warmup": 2}), base)
     with pytest.raises(ConfigError, match="subspace_rank .* must be at most min"):
-        method.validate(method.config({"r": 2, "subspace_rank": 3}), build_base("tiny"))
+        method.validate(method.config({"r": 2, "subspace_rank": 3}), base)
+
+
+class TwoLinears(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.v = nn.Linear(16, 20), nn.Linear(16, 12, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((self.q(x), self.v(x)), dim=-1)
+
+
+def test_asa_stops_the_subspaces_peft_stops():
+    """The same weights and batches in PEFT (its update_and_allocate after each optimizer step, as its Trainer
+    callback calls it) and in the studio (allocate, what after_step runs): the same subspaces stop at the same
+    steps, across both Linears, and the same weights come out."""
+    torch.manual_seed(2)
+    net = TwoLinears()
+    settings = {"r": 6, "num_subspaces": 4, "subspace_rank": 2, "use_asa": True, "asa_target_subspaces": 3,
+                "init_warmup": 1, "final_warmup": 7, "mask_interval": 2}
+    theirs = peft.get_peft_model(copy.deepcopy(net), peft.AdamssConfig(target_modules=["q", "v"],
+                                                                       init_weights=None, **settings))
+    config = AdamssConfig(init_weights="none", **settings)
+    frozen = copy.deepcopy(net).requires_grad_(False)
+    ours = {name: AdamssLinear(getattr(frozen, name), layout_of(getattr(net, name), config), "none")
+            for name in ("q", "v")}
+    for name, layer in ours.items():
+        their_layer = getattr(theirs.base_model.model, name)
+        with torch.no_grad():  # PEFT's random start, copied
+            for mine, peft_list in ((layer.adamss_A, their_layer.adamss_A["default"]),
+                                    (layer.adamss_B, their_layer.adamss_B["default"])):
+                for k, parameter in enumerate(mine):
+                    parameter.copy_(peft_list[k])
+        layer.enable_asa()
+    mine = [p for layer in ours.values() for p in layer.parameters() if p.requires_grad]
+    their_optimizer = torch.optim.AdamW([p for p in theirs.parameters() if p.requires_grad], lr=0.05)
+    our_optimizer = torch.optim.AdamW(mine, lr=0.05)
+    generator = torch.Generator().manual_seed(0)
+    stopped = []
+    for step in range(10):
+        x, target = torch.randn(8, 16, generator=generator), torch.randn(8, 32, generator=generator)
+        for model, optimizer in ((theirs, their_optimizer), (None, our_optimizer)):
+            optimizer.zero_grad()
+            out = theirs(x) if model is not None else torch.cat((ours["q"](x), ours["v"](x)), dim=-1)
+            ((out - target) ** 2).mean().backward()
+            optimizer.step()
+        theirs.base_model.update_and_allocate(step)
+        allocate(list(ours.values()), config, step)
+        for name, layer in ours.items():
+            peft_active = [a.requires_grad for a in getattr(theirs.base_model.model, name).adamss_A["default"]]
+            assert layer.active == peft_active, (step, name)
+        stopped.append(sum(not a for layer in ours.values() for a in layer.active))
+    # nothing before the first mask interval in the window, then twice fewer (PEFT keeps those strictly above
+    # the scheduled rank's score, so ties and the last place stop too)
+    assert stopped[1] == 0 < stopped[2] < stopped[-1] and 8 - stopped[-1] <= 3
+    for name, layer in ours.items():
+        their_layer = getattr(theirs.base_model.model, name)
+        for k, parameter in enumerate(layer.adamss_B):
+            torch.testing.assert_close(parameter, their_layer.adamss_B["default"][k], rtol=0, atol=1e-5)
+
+
+def test_in_the_trainer_stopped_subspaces_stay_as_they_were():
+    settings = {"r": 8, "num_subspaces": 3, "use_asa": True, "init_warmup": 0, "final_warmup": 3, "mask_interval": 1,
+                "asa_target_subspaces": 3}
+    experiment = Experiment(Setup("tiny", "adamss", settings, seed=1), load_builtin("intents"))
+    events = list(train(experiment, TrainSettings(steps=4, lr=1e-2, batch_size=32, track_grads=True)))
+    reports = [event.method_state for event in events]
+    assert reports[0]["subspaces"] == 12 and reports[-1]["active_subspaces"] < reports[0]["active_subspaces"]
+    layers = [m for m in experiment.model.modules() if isinstance(m, AdamssLinear)]
+    before = {id(p): p.detach().clone() for layer in layers for p in (*layer.adamss_A, *layer.adamss_B)}
+    list(train(experiment, TrainSettings(steps=2, lr=1e-2, batch_size=32), start_step=4))  # past the window
+    for layer in layers:
+        for k, active in enumerate(layer.active):
+            for parameter in (layer.adamss_A[k], layer.adamss_B[k]):
+                assert torch.equal(parameter, before[id(parameter)]) != active

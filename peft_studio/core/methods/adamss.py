@@ -11,12 +11,21 @@ B_k (|I_k| x r_k), r_k = min(|I_k|, subspace_rank):
 
 V^T (PEFT's adamss_newB) is frozen; B starts at zeros (the model starts at W0), A at an orthonormal basis of the
 subspace's top directions. PEFT saves A, B and V^T but not the clustering: a loaded adapter is clustered again from
-W0, so the studio clusters exactly as PEFT does and needs scikit-learn for it (imported only here). PEFT's adaptive
-subspace allocation (use_asa), driven by a transformers Trainer callback, is refused by name, not approximated.
+W0, so the studio clusters exactly as PEFT does and needs scikit-learn for it (imported only here).
+
+Adaptive subspace allocation (use_asa; PEFT's AdamssModel.update_and_allocate, which its Trainer callback calls after
+each optimizer step with the step's gradients in place) runs from the trainer's after_step: between init_warmup and
+final_warmup every step smooths each subspace's importance |w · g| and its uncertainty, and every mask_interval steps
+the subspaces whose mean importance x uncertainty ranks below the scheduled number (from all of them down to
+asa_target_subspaces, the decay's exponent asa_schedule_exponent) stop training, across all Linears at once. PEFT
+stops them with requires_grad; the studio keeps the run's trainable set fixed and drops their gradients as backward
+writes them, which leaves the optimizer exactly as PEFT's: a tensor without a gradient is not stepped.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 import re
 import weakref
@@ -159,6 +168,11 @@ def _start_of_a(block: torch.Tensor, rank: int) -> torch.Tensor:
     return q.T.contiguous()
 
 
+def _drop_stopped(layer: AdamssLinear, k: int, parameter: torch.Tensor) -> None:
+    if not layer.active[k]:
+        parameter.grad = None
+
+
 class AdamssLinear(WeightUpdate):
     """A frozen Linear plus the scattered subspace updates B_k A_k V^T [x; 1]."""
 
@@ -186,6 +200,33 @@ class AdamssLinear(WeightUpdate):
         order = torch.cat(layout.segments)  # PEFT's scatter_index: row j of the stacked B_k outputs is output order[j]
         self.scatter_index = order  # a plain attribute: PEFT does not save it, a load clusters again
         self.rows = torch.argsort(order)  # its inverse: output i is stacked row rows[i] (a gather, not a scatter)
+        # ASA: which subspaces still train, and per subspace PEFT's smoothed [ipt_A, ipt_B, unc_A, unc_B]
+        self.active = [True] * len(starts)
+        self.scores: list[list[torch.Tensor | None]] = [[None] * 4 for _ in starts]
+
+    def enable_asa(self) -> None:
+        """Drop a stopped subspace's gradients as backward writes them (PEFT sets requires_grad False)."""
+        for k, (a, b) in enumerate(zip(self.adamss_A, self.adamss_B, strict=True)):
+            for parameter in (a, b):
+                parameter.register_post_accumulate_grad_hook(functools.partial(_drop_stopped, self, k))
+
+    @torch.no_grad()
+    def update_importance(self, importance_beta: float, uncertainty_beta: float) -> None:
+        """PEFT's AdamssLayer.update_importance: the uncertainty moves before the importance does."""
+        for k, pair in enumerate(zip(self.adamss_A, self.adamss_B, strict=True)):
+            for side, parameter in enumerate(pair):
+                if parameter.grad is None:
+                    continue
+                scores = self.scores[k]
+                if scores[side] is None:
+                    scores[side], scores[side + 2] = torch.zeros_like(parameter), torch.zeros_like(parameter)
+                importance = (parameter * parameter.grad).abs()
+                scores[side + 2].mul_(uncertainty_beta).add_((importance - scores[side]).abs(),
+                                                             alpha=1 - uncertainty_beta)
+                scores[side].mul_(importance_beta).add_(importance, alpha=1 - importance_beta)
+
+    def reset_importance(self) -> None:
+        self.scores = [[None] * 4 for _ in self.scores]
 
     def stacked_b(self) -> torch.Tensor:
         """The B_k on a block diagonal, its rows in output order (out x sum r_k)."""
@@ -238,6 +279,18 @@ class AdamssConfig(MethodConfig):
                                        "(with use_dynamic_rank)", low=0.0, high=1.0)
     random_seed: int = option(0, "seed of the randomized SVD of W0 (PEFT's random_seed: a saved adapter is "
                                  "decomposed again with it)", low=0, high=2**31 - 1)
+    use_asa: bool = option(False, "adaptive subspace allocation: while training, stop the least important "
+                                  "subspaces (of all Linears together) on a schedule")
+    asa_target_subspaces: int = option(50, "subspaces still training once the schedule ends (use_asa)", low=1,
+                                       high=10**9)
+    init_warmup: int = option(50, "step at which the schedule starts (use_asa)", low=0, high=10**9)
+    final_warmup: int = option(1000, "step at which it reaches asa_target_subspaces and stops (use_asa)", low=1,
+                               high=10**9)
+    mask_interval: int = option(100, "steps between two reallocations (use_asa)", low=1, high=10**9)
+    asa_importance_beta: float = option(0.85, "smoothing of the importance |w · g| (use_asa)", low=0.0, high=1.0)
+    asa_uncertainty_beta: float = option(0.85, "smoothing of its uncertainty (use_asa)", low=0.0, high=1.0)
+    asa_schedule_exponent: float = option(3.0, "the schedule's decay: all subspaces x progress^exponent down to "
+                                               "the target (use_asa)", low=1e-6, high=1e6)
     targets: str | None = option(None, "comma list of Linear sites, e.g. q,v (Hugging Face names and site ids "
                                        "work too; default: the base's LoRA targets)")
     layers: str | None = option(None, "comma list of layer indices or ranges such as 0-3 (default: every layer)")
@@ -245,12 +298,13 @@ class AdamssConfig(MethodConfig):
 
 # the config fields PEFT writes as they are (its names are the studio's)
 PEFT_SETTINGS = ("r", "num_subspaces", "subspace_rank", "use_dynamic_rank", "svd_threshold", "random_seed")
-# PEFT's adaptive subspace allocation (ASA): its fields and defaults (written as PEFT's defaults; inert while
-# use_asa is false, which is the only value the studio takes)
-ASA_DEFAULTS = {"asa_target_subspaces": 50, "init_warmup": 50, "final_warmup": 1000, "mask_interval": 100,
-                "asa_importance_beta": 0.85, "asa_uncertainty_beta": 0.85, "asa_schedule_exponent": 3.0}
-ASA_REFUSAL = ("PEFT's adaptive subspace allocation freezes the least important subspaces on a schedule driven by "
-               "its transformers Trainer callback (AdamssAsaCallback); the studio does not run that schedule")
+# adaptive subspace allocation (ASA): its fields, with PEFT's names; they shape training, not a model's outputs
+ASA_SETTINGS = ("use_asa", "asa_target_subspaces", "init_warmup", "final_warmup", "mask_interval",
+                "asa_importance_beta", "asa_uncertainty_beta", "asa_schedule_exponent")
+ASA_WHOLE = {"asa_target_subspaces": (50, 1), "init_warmup": (50, 0), "final_warmup": (1000, 1),
+             "mask_interval": (100, 1)}  # name -> (PEFT's default, least value)
+ASA_NUMBERS = {"asa_importance_beta": (0.85, 0.0, 1.0), "asa_uncertainty_beta": (0.85, 0.0, 1.0),
+               "asa_schedule_exponent": (3.0, 1e-6, 1e6)}  # name -> (PEFT's default, range)
 LEAF = re.compile(r"(.+)\.(adamss_A\.\d+|adamss_B\.\d+|adamss_newB)")
 
 
@@ -267,16 +321,20 @@ class AdamssMethod(TargetedMethod):
     example_space = {**Method.example_space, "r": (4, 8), "num_subspaces": (2, 3), "subspace_rank": (1, 2),
                      "init_weights": INITS,
                      ("use_dynamic_rank", "svd_threshold"): ((False, 0.1), (True, 0.1), (True, 0.5)),
-                     "random_seed": (0, 3)}
+                     "random_seed": (0, 3),
+                     # a schedule that stops subspaces within a short run (every step, down to 3 by step 3)
+                     ("use_asa", "init_warmup", "final_warmup", "mask_interval", "asa_target_subspaces"):
+                         ((False, 50, 1000, 100, 50), (True, 0, 3, 1, 3))}
     peft_space = {"r": (4, 8), "num_subspaces": (2, 3), "subspace_rank": (1, 2), "use_dynamic_rank": (False, True),
-                  "random_seed": (0, 5)}
+                  "random_seed": (0, 5), ("use_asa", "init_warmup", "final_warmup"): ((False, 50, 1000), (True, 2, 9))}
     peft_type = "ADAMSS"
     exchange_tolerance = 1e-5  # the issue's bar for outputs equal to PEFT's
     peft_config_fields = {"num_subspaces": ((int,), "a whole number"), "subspace_rank": ((int,), "a whole number"),
                           "init_weights": ((str, bool, type(None)), "orthogonal or null"),
                           "use_asa": ((bool,), "true or false"), "use_dynamic_rank": ((bool,), "true or false"),
                           "svd_threshold": ((int, float), "a number"), "random_seed": ((int,), "a whole number"),
-                          **{name: ((int, float), "a number") for name in ASA_DEFAULTS}}
+                          **{name: ((int,), "a whole number") for name in ASA_WHOLE},
+                          **{name: ((int, float), "a number") for name in ASA_NUMBERS}}
     glyph = "K∪"
     colour = "#6c7a0f"
     card = MethodCard(
@@ -300,6 +358,9 @@ class AdamssMethod(TargetedMethod):
                 raise ConfigError(f"subspace_rank ({config.subspace_rank}) must be at most min(r, out, in + 1) = "
                                   f"{widest} on {site.id}: A_k has at most that many rows, B_k would not fit it "
                                   "(PEFT fails there)")
+        if config.use_asa and config.init_warmup >= config.final_warmup:
+            raise ConfigError(f"init_warmup ({config.init_warmup}) must be below final_warmup ({config.final_warmup}) "
+                              "with use_asa: the schedule needs steps to stop subspaces in (PEFT refuses it too)")
         if base.on_meta_device and (config.subspace_rank > 1 or config.use_dynamic_rank):
             raise ConfigError("adamss on a shapes-only (meta-device) base: the subspaces' sizes come from k-means "
                               "on W0's singular vectors, which has no values here, so subspace_rank above 1 or "
@@ -315,7 +376,20 @@ class AdamssMethod(TargetedMethod):
             original = model.base.get_submodule(site.module_path)
             layer = AdamssLinear(original, layout, config.init_weights)
             layer.settings = {name: getattr(config, name) for name in LAYOUT_SETTINGS}
+            if config.use_asa:
+                layer.enable_asa()
             model.swap(site.module_path, layer)
+
+    def after_step(self, model: StudioModel, config: AdamssConfig, step: int) -> None:
+        if config.use_asa:
+            allocate([layer for _, layer in modules_of(model.base, AdamssLinear)], config, step)
+
+    def step_report(self, model: StudioModel, config: AdamssConfig) -> dict[str, Any]:
+        if not config.use_asa:
+            return {}
+        layers = [layer for _, layer in modules_of(model.base, AdamssLinear)]
+        return {"active_subspaces": sum(sum(layer.active) for layer in layers),
+                "subspaces": sum(len(layer.active) for layer in layers)}
 
     def parameter_count(self, config: AdamssConfig, base: FrozenBase) -> int:
         return sum(layout.count() for _, layout in self.layouts(config, base))
@@ -352,16 +426,12 @@ class AdamssMethod(TargetedMethod):
                 tensors[f"{KEY_PREFIX}{name}.adamss_B.{k}"] = b
             tensors[f"{KEY_PREFIX}{name}.adamss_newB"] = layer.adamss_newB
         settings: dict[str, Any] = {name: getattr(config, name) for name in PEFT_SETTINGS}
+        settings.update({name: getattr(config, name) for name in ASA_SETTINGS})
         settings.update({"init_weights": None if config.init_weights == "none" else config.init_weights,
-                         "use_asa": False, **ASA_DEFAULTS, "target_modules": targets, "layers_to_transform": None,
-                         "layers_pattern": None})
+                         "target_modules": targets, "layers_to_transform": None, "layers_pattern": None})
         return settings, tensors
 
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
-        if flag(peft_config, "use_asa", where, False):
-            raise AdapterFileError(f"{where}: use_asa = true is not supported: {ASA_REFUSAL}")
-        for name, default in ASA_DEFAULTS.items():  # inert without ASA (PEFT reads them only with use_asa), typed
-            number(peft_config, name, where, float(default))
         init = peft_config.get("init_weights", "orthogonal")
         if init not in ("orthogonal", None, False):
             raise AdapterFileError(f"{where}: init_weights must be orthogonal or null (got {str(init)[:40]!r})")
@@ -372,7 +442,15 @@ class AdamssMethod(TargetedMethod):
             "init_weights": "orthogonal" if init == "orthogonal" else "none",
             "use_dynamic_rank": flag(peft_config, "use_dynamic_rank", where, False),
             "svd_threshold": number(peft_config, "svd_threshold", where, 0.1, 0.0, 1.0),
-            "random_seed": whole(peft_config, "random_seed", where, 0, low=0, high=2**31 - 1)}
+            "random_seed": whole(peft_config, "random_seed", where, 0, low=0, high=2**31 - 1),
+            "use_asa": flag(peft_config, "use_asa", where, False),
+            **{name: whole(peft_config, name, where, default, low=low, high=10**9)
+               for name, (default, low) in ASA_WHOLE.items()},
+            **{name: number(peft_config, name, where, default, low, high)
+               for name, (default, low, high) in ASA_NUMBERS.items()}}
+        if options["use_asa"] and options["init_warmup"] >= options["final_warmup"]:
+            raise AdapterFileError(f"{where}: init_warmup ({options['init_warmup']}) must be below final_warmup "
+                                   f"({options['final_warmup']}) with use_asa (PEFT refuses it too)")
         studio: dict[str, torch.Tensor] = {}
         found: dict[str, set[str]] = {}
         for key, tensor in tensors.items():
@@ -398,3 +476,41 @@ class AdamssMethod(TargetedMethod):
             differ = [name for name in LAYOUT_SETTINGS if layer.settings[name] != options[name]]
             if differ:
                 raise AdapterFileError(f"{where}: the model's {path} differs from the adapter in {', '.join(differ)}")
+
+
+# ---- adaptive subspace allocation (PEFT's AdamssModel.update_and_allocate) -------------------------------------
+def allocate(layers: list[AdamssLinear], config: AdamssConfig, step: int) -> None:
+    """After optimizer step `step` (0 for a run's first, as transformers' global_step at on_optimizer_step), its
+    gradients in place: smooth the importance within the warmup window, and at each mask interval in it stop
+    every subspace outside the scheduled number of the most important, then restart the smoothing."""
+    if not layers or not config.init_warmup <= step <= config.final_warmup:
+        return
+    for layer in layers:
+        layer.update_importance(config.asa_importance_beta, config.asa_uncertainty_beta)
+    if step % config.mask_interval == 0:
+        _stop_all_but(scheduled_subspaces(step, config, sum(len(layer.active) for layer in layers)), layers)
+        for layer in layers:
+            layer.reset_importance()
+
+
+def scheduled_subspaces(step: int, config: AdamssConfig, total: int) -> int:
+    """PEFT's _schedule_threshold inside the warmup window: target + (total - target) x (1 - progress)^exponent."""
+    remaining = 1.0 - (step - config.init_warmup) / (config.final_warmup - config.init_warmup)
+    remaining = max(0.0, min(1.0, remaining))
+    return int(config.asa_target_subspaces + (total - config.asa_target_subspaces)
+               * (remaining**config.asa_schedule_exponent))
+
+
+def _stop_all_but(keep: int, layers: list[AdamssLinear]) -> None:
+    """PEFT's _global_mask_to_target: rank every scored subspace of every Linear by mean(ipt · unc) over A plus
+    over B; those not above the keep-th largest stop (a subspace without scores, stopped before, stays stopped)."""
+    scored = [(layer, k, (s[0] * s[2]).mean() + (s[1] * s[3]).mean()) for layer in layers
+              for k, s in enumerate(layer.scores) if s[0] is not None and s[1] is not None]
+    if not scored:
+        return
+    values = torch.stack([score for _, _, score in scored])
+    threshold = -math.inf if keep >= len(scored) else -torch.kthvalue(-values, keep)[0].item()
+    for layer, k, score in scored:
+        layer.active[k] = float(score) > threshold
+        if not layer.active[k]:
+            layer.adamss_A[k].grad = layer.adamss_B[k].grad = None
