@@ -99,7 +99,7 @@ def _gram_rank(block: torch.Tensor, config: AdamssConfig) -> int:
     gram = block @ block.T
     # q is the full size, so the random projection spans everything: the values are exact up to rounding
     # (PEFT draws it from the global generator; a forked one leaves the studio's draws alone)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(**_fork_kwargs(gram.device)):
         torch.manual_seed(config.random_seed)
         _, values, _ = torch.svd_lowrank(gram, q=min(gram.shape), niter=SVD_ITERATIONS)
     kept = int((values > config.svd_threshold * values[0]).sum().item())
@@ -128,11 +128,11 @@ def compute_layout(weight: torch.Tensor, bias: torch.Tensor | None, config: Adam
         u, _, v = torch.svd_lowrank(matrix, q=r, niter=SVD_ITERATIONS, M=None)
     left, new_b = u[:, :r].contiguous(), v[:, :r].T.contiguous()
     labels = _cluster(left, config.num_subspaces)
-    found = int(labels.max().item()) + 1
-    if found < clusters:
-        raise ConfigError(f"adamss: k-means left {clusters - found} of {clusters} subspaces empty on a "
-                          f"{out_features} x {weight.shape[1]} Linear (PEFT fails there too); use fewer num_subspaces")
     segments = tuple(torch.where(labels == k)[0] for k in range(clusters))
+    empty = sum(len(rows) == 0 for rows in segments)
+    if empty:  # scikit-learn moves points into empty clusters; only identical rows of U can leave one
+        raise ConfigError(f"adamss: k-means left {empty} of {clusters} subspaces empty on a {out_features} x "
+                          f"{weight.shape[1]} Linear (PEFT fails there too); use fewer num_subspaces")
     ranks = tuple(_gram_rank(left[rows, :r], config) for rows in segments)
     return Layout(r, in_width, new_b.to(weight.dtype), segments, ranks, left)
 
@@ -145,9 +145,11 @@ LAYOUT_SETTINGS = ("r", "num_subspaces", "subspace_rank", "use_dynamic_rank", "s
 
 def layout_of(layer: nn.Module, config: AdamssConfig) -> Layout:
     """The layout of a Linear (or of the Linear under an attached AdaMSS layer, unmerged W0)."""
-    base = layer.base_layer if isinstance(layer, WeightUpdate) else layer
-    weight = layer.original_weight() if isinstance(layer, WeightUpdate) else layer.weight
-    bias = getattr(base, "bias", None)
+    if isinstance(layer, WeightUpdate):  # merged or not: W0 and b0 as they were before the update
+        weight, bias = layer.original_weight(), layer._unmerged_bias
+        bias = getattr(layer.base_layer, "bias", None) if bias is None else bias
+    else:
+        weight, bias = layer.weight, getattr(layer, "bias", None)
     key = (*(getattr(config, name) for name in LAYOUT_SETTINGS), weight._version,
            None if bias is None else bias._version)
     entry = _LAYOUTS.get(id(weight))
