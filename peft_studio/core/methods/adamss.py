@@ -25,6 +25,7 @@ writes them, which leaves the optimizer exactly as PEFT's: a tensor without a gr
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import math
 import random
 import re
@@ -432,6 +433,15 @@ class AdamssMethod(TargetedMethod):
         settings.update({"init_weights": None if config.init_weights == "none" else config.init_weights,
                          "target_modules": targets, "layers_to_transform": None, "layers_pattern": None})
         return settings, tensors
+
+    def peft_notes(self, config: AdamssConfig, base: FrozenBase) -> list[str]:
+        try:
+            version = importlib.metadata.version("scikit-learn")
+        except importlib.metadata.PackageNotFoundError:
+            version = "(not installed)"
+        return [f"PEFT clusters W0's singular vectors again when it loads this adapter (the clustering is not "
+                f"saved): it needs scikit-learn, and the subspaces were made with scikit-learn {version}; "
+                "another version may cluster differently, and PEFT then loads the tensors into other rows.", ""]
 
     def peft_translate(self, peft_config: dict[str, Any], tensors: dict, where: str) -> tuple[dict, dict]:
         init = peft_config.get("init_weights", "orthogonal")
