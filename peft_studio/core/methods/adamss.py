@@ -345,8 +345,8 @@ class AdamssMethod(TargetedMethod):
               "cluster of output rows",
         intuition="outputs whose singular vectors look alike change together: cluster them, and give each "
                   "cluster its own small update in the space W0 already spans",
-        advantages="few numbers per Linear (K·r_k·R + r_k·out); each subspace adapts independently; mergeable "
-                   "into W0 and b0",
+        advantages="few numbers per Linear (K·r_k·R + r_k·out); each subspace adapts independently; with use_asa "
+                   "training keeps only the subspaces that matter most, across all Linears; mergeable into W0 and b0",
         limitations="an SVD and a k-means clustering of every adapted W0 when attaching and again when loading "
                     "(needs scikit-learn); changes only what W0's top R right singular vectors span",
         formula="h = W0 x + b0 + scatter_k(B_k A_k V^T [x; 1])",
