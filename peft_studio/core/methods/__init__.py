@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..bases.sites import LAYER_REFUSALS, Site
 from ..errors import ConfigError
 from .adalora import AdaLoraMethod
+from .adamss import AdamssMethod
 from .adapter import AdapterMethod
 from .adaption_prompt import AdaptionPromptMethod
 from .baselines import BitFitMethod, FullMethod, HeadOnlyMethod
@@ -105,6 +106,7 @@ register_method(AdaptionPromptMethod())
 register_method(WaveFTMethod())
 register_method(OsfMethod())
 register_method(PsoftMethod())
+register_method(AdamssMethod())
 register_method(DeftMethod())
 register_method(UniLoraMethod())
 register_method(PveraMethod())

@@ -32,8 +32,6 @@ NOT_APPLICABLE: dict[str, str] = {
 
 NOT_YET: dict[str, str] = {
     # the remaining types that apply to Linear, Embedding or norm layers
-    "ADAMSS": "AdaMSS, trainable SVD subspaces of W0 clustered per Linear; PEFT clusters them with "
-              "scikit-learn's k-means at init and reallocates them on a schedule while training",
     "SHADOW": "ShadowPEFT, a small parallel decoder injected into each block (decoders)",
 }
 
