@@ -142,6 +142,20 @@ def _batches(count: int, batch_size: int, seed: int) -> Iterator[torch.Tensor | 
             yield order[start:start + batch_size]
 
 
+FOREACH_MAX_BYTES = 16 * 2**20
+
+
+def use_foreach(parameters: list[torch.Tensor]) -> bool:
+    """Whether Adam takes the trainable tensors as one list (torch's foreach kernels) instead of one by one.
+
+    On CPU torch defaults to one tensor at a time, ~10 small ops each: with an adapter's many small tensors that
+    overhead is the step (0.18 ms of a 6.4 ms step on tiny + LoRA, 0.13 ms as lists; 0.60 vs 0.44 ms on MiniLM).
+    The lists do the same arithmetic in the same order, so the weights are the same bits (tested against torch's
+    default in tests/core/test_train.py), but their temporaries cover every trainable tensor at once rather than
+    the largest: lists only while that is small."""
+    return sum(p.numel() * p.element_size() for p in parameters) <= FOREACH_MAX_BYTES
+
+
 def grad_norms(named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
     """The L2 norm of each trainable tensor's gradient (0 when it has none): the one sampler, used per step
     here and throttled by the window's worker."""
@@ -216,7 +230,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     kwargs = {"lr": settings.lr}
     if settings.weight_decay or settings.optimizer == "adamw":
         kwargs["weight_decay"] = settings.weight_decay
-    optimizer = OPTIMIZERS[settings.optimizer](parameters, **kwargs)
+    optimizer = OPTIMIZERS[settings.optimizer](parameters, foreach=use_foreach(parameters), **kwargs)
     frozen_before = frozen_versions(model)
     batches = _batches(len(experiment.train_ids), settings.batch_size, settings.seed)
     recent: deque[float] = deque(maxlen=20)
