@@ -82,11 +82,14 @@ def test_the_start_is_w0_and_a_spans_each_subspace():
 
 
 def test_without_scikit_learn_it_is_refused_with_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn.cluster", None)  # the import fails as if it were not installed
+    for name in ("sklearn", "sklearn.cluster"):  # the import fails as if it were not installed
+        monkeypatch.setitem(sys.modules, name, None)
     base = build_base("tiny", seed=3)  # fresh weights: nothing clustered yet
     method = get_method("adamss")
     with pytest.raises(ConfigError, match=r"adamss needs scikit-learn.*pip install scikit-learn"):
-        method.validate(method.config({}), base)
+        method.validate(method.config({}), base)  # the window's method list says so before anything is built
+    with pytest.raises(ConfigError, match=r"adamss needs scikit-learn.*pip install scikit-learn"):
+        method.parameter_count(method.config({}), base)  # and so does what clusters
 
 
 def test_settings_peft_refuses_are_refused():

@@ -153,3 +153,29 @@ def test_a_new_step_number_repaints_the_counter_alone_in_both_display_modes(wind
         right = {shown.pixel(x, y) for x in range(text_end, label.width() - 2) for y in range(label.height())}
         assert len(right) == 1, f"{len(right)} colours right of the text: digits left behind"
     assert sizes[1] > sizes[0] == sizes[2]  # the projector's larger counter was tested too
+
+
+def test_the_live_numbers_above_the_plots_change_without_a_relayout(window, qtbot):
+    """The last step's numbers change four times a second during a run: the plots' row must not be laid out
+    again each time, and the label must still show (and tell a screen reader) the new text."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    label = window.plots.last_values
+    window.resize(1600, 900)
+    qtbot.wait(50)
+    label.setText("")
+    app.processEvents()
+    blank = label.grab().toImage()
+
+    def numbers() -> None:
+        for step in (1, 22, 333):
+            label.setText(f"step {step}:  loss 0.{step}  ·  accuracy 50%")
+            app.processEvents()
+
+    assert _layout_requests_while(app, numbers) == []
+    assert label.text() == label.accessibleName() == "step 333:  loss 0.333  ·  accuracy 50%"
+    assert label.grab().toImage() != blank
+    label.setText("a " * 400)  # far wider than the label: cut at a word, the whole text in the tooltip
+    label.repaint()
+    assert label.shown_text().endswith("…") and ("a " * 400).strip() in label.toolTip()

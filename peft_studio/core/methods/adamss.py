@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import importlib.util
 import math
 import random
 import re
@@ -144,8 +145,25 @@ _LAYOUTS: dict[int, tuple[weakref.ref, dict[tuple, Layout]]] = {}
 LAYOUT_SETTINGS = ("r", "num_subspaces", "subspace_rank", "use_dynamic_rank", "svd_threshold", "random_seed")
 
 
+def frozen_linear(layer: nn.Module) -> nn.Module:
+    """The frozen Linear a site holds: the module itself, or the one Linear inside another method's wrapper
+    (IA3 scales a Linear's output from outside it); a weight update is its own case (layout_of)."""
+    for module in layer.modules():  # outermost first: a weight update holds its own base Linear
+        if isinstance(module, WeightUpdate):
+            return module
+    if isinstance(layer, nn.Linear):
+        return layer
+    inner = [m for m in layer.modules() if isinstance(m, nn.Linear) and not m.weight.requires_grad]
+    if len(inner) != 1:
+        raise ConfigError(f"adamss needs the frozen Linear W0 at this site, and {type(layer).__name__} holds "
+                          f"{len(inner)} frozen Linears")
+    return inner[0]
+
+
 def layout_of(layer: nn.Module, config: AdamssConfig) -> Layout:
-    """The layout of a Linear (or of the Linear under an attached AdaMSS layer, unmerged W0)."""
+    """The layout of a Linear (or of the Linear under an attached AdaMSS layer, unmerged W0, or inside another
+    method's wrapper)."""
+    layer = frozen_linear(layer)
     if isinstance(layer, WeightUpdate):  # merged or not: W0 and b0 as they were before the update
         weight, bias = layer.original_weight(), layer._unmerged_bias
         bias = getattr(layer.base_layer, "bias", None) if bias is None else bias
@@ -368,7 +386,12 @@ class AdamssMethod(TargetedMethod):
             raise ConfigError("adamss on a shapes-only (meta-device) base: the subspaces' sizes come from k-means "
                               "on W0's singular vectors, which has no values here, so subspace_rank above 1 or "
                               "use_dynamic_rank has no count; use subspace_rank 1")
-        self.layouts(config, base)
+        if importlib.util.find_spec("sklearn") is None:  # looked up, not imported: the method list greys it out
+            raise ConfigError(f"adamss needs scikit-learn to cluster W0's singular vectors as PEFT does "
+                              f"({INSTALL}, or pip install 'peft-studio[adamss]')")
+        # Structure only: the window asks every method whether it fits each base on its GUI thread, and a layout
+        # costs an SVD and a k-means per Linear (and scikit-learn's import); attach and the count compute them,
+        # and refuse a layout k-means leaves an empty subspace in.
 
     def layouts(self, config: AdamssConfig, base: FrozenBase) -> list[tuple[Site, Layout]]:
         return [(site, layout_of(base.get_submodule(site.module_path), config))

@@ -149,14 +149,30 @@ class StatusBar(QStatusBar):
 
 class ElidedLabel(QLabel):
     """A one-line label that takes the room it is given: text that does not fit is cut at a word (" …") and
-    shown whole in the tooltip; it never asks for more width (a new number never re-lays out its row)."""
+    shown whole in the tooltip; it never asks for more width, and a new text never re-lays out its row.
+
+    Why the text is kept here and not in QLabel: QLabel.setText asks the parent's layout to run again on every
+    change (its width is the layout's to give, so its minimum and maximum differ), and the live plots' row, the
+    splitter and a strip of the main window were laid out and repainted four times a second during a run. QLabel
+    holds one character instead, which is all its one-line size hint needs."""
 
     def __init__(self, text: str = "", parent: QWidget | None = None, tip: str = "") -> None:
-        super().__init__(text, parent)
+        super().__init__("0", parent)
+        self._text = ""
         self.tip = tip  # the tooltip while the text fits
         self.setToolTip(tip)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setMinimumWidth(0)
+        self.setText(text)
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name, called from Python
+        if text != self._text:
+            self._text = text
+            self.setAccessibleName(text)  # what a screen reader says: the text, not QLabel's placeholder
+            self.update()
 
     def shown_text(self) -> str:
         return elide_words(self.text(), self.fontMetrics(), self.contentsRect().width())
