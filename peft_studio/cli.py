@@ -597,17 +597,17 @@ def _set_threads(threads: int | str, experiment: Any, settings: Any) -> int:
     """The run's torch thread count, fixed for the run: measured (auto; with a core busy elsewhere two threads
     ran 10-20x slower than one on a 2-core machine) or given. Logged (see --verbose), never printed: the output
     stays the seed's, line for line."""
-    import torch
 
     from .core.logs import log
     from .core.runs.probe import choose_threads
     from .core.runs.threads import ThreadChoice
+    from .core.runs.torch_threads import set_torch_threads
 
     if threads == "auto":
         count = choose_threads(ThreadChoice(), experiment, settings)
     else:
         count = int(threads)
-        torch.set_num_threads(count)
+        set_torch_threads(count)
     log.info("training with %d torch thread%s (%s)", count, "s" * (count != 1),
              "measured" if threads == "auto" else "given")
     return count

@@ -20,7 +20,6 @@ def make_app(argv: list[str] | None = None):
     os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # before pyqtgraph is imported anywhere
     # torch before PySide6: once PySide6 is imported, its import hook reads the source of every module
     # imported after it (inspect.getsource, looking for `from __feature__`), ~1200 of torch's: 0.1-0.15 s
-    import torch
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
@@ -31,9 +30,10 @@ def make_app(argv: list[str] | None = None):
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(argv if argv is not None else sys.argv)
+    from ..core.runs.torch_threads import set_torch_threads
     from .jobs.worker import GUI_TORCH_THREADS
 
-    torch.set_num_threads(GUI_TORCH_THREADS)  # before the window's first torch op: see worker.py
+    set_torch_threads(GUI_TORCH_THREADS)  # before the window's first torch op: see worker.py
     app.setApplicationName("PEFT Studio")
     app.setOrganizationName("PEFT Studio")
     app.setStyle("Fusion")

@@ -39,6 +39,7 @@ from torch import nn
 
 from ..methods.mergeable import weight_updates
 from ..methods.method import Method, site_paths
+from ..runs.torch_threads import set_torch_threads
 from . import LensFigure, lens_sentence
 from .spectra import delta_w_figure, rotation_figure
 
@@ -236,7 +237,7 @@ def live_figures(lens: LiveLens, stopped: Callable[[], bool],
                  poll_s: float = 0.1) -> Iterator[tuple[int, list[LensFigure]]]:
     """The lens thread's loop: each snapshot's figures until `stopped()`. One torch thread: the trainer's
     threads keep the cores."""
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     while not stopped():
         got = lens.take(poll_s)
         if got is not None:

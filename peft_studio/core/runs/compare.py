@@ -30,6 +30,7 @@ from ..model.next_token import NEXT_TOKEN
 from .probe import step_probe
 from .run_store import Curves, RunRecord, RunStore
 from .threads import ThreadChoice
+from .torch_threads import set_torch_threads
 from .train import StepEvent, TrainControl, TrainSettings, evaluate, train
 
 LATENCY_BATCH = 32  # texts per timed forward pass
@@ -208,7 +209,7 @@ def run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: i
                                base_options, threads)
     finally:
         if threading.get_ident() == caller:  # OpenMP's count is per thread: a stopped run may be closed elsewhere
-            torch.set_num_threads(previous)
+            set_torch_threads(previous)
 
 
 def _run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: int,
@@ -246,7 +247,7 @@ def _run_family(base: str, dataset: TextDataset, settings: TrainSettings, seed: 
             if isinstance(threads, ThreadChoice) and experiment.device.type == "cpu":
                 threads = threads.measure(step_probe(experiment, settings))
             if isinstance(threads, int):
-                torch.set_num_threads(threads)
+                set_torch_threads(threads)
         yield FamilyEvent("start", name, index, len(names), threads=torch.get_num_threads())
         curves, last, durations = Curves(), None, []
         steps = train(experiment, replace(settings, track_grads=False), control)

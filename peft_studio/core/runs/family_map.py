@@ -37,6 +37,7 @@ from ..model.seeding import seeded
 from ..model.studio_model import StudioModel
 from .compare import human_bytes
 from .family_miniature import Miniature, lit_cells, miniature
+from .torch_threads import set_torch_threads
 
 LATENCY_TEXTS = 8  # the fixed batch: the dataset's first training texts
 LATENCY_REPEATS = 9  # timed pairs of forwards (after one warm-up pair); the median difference is kept
@@ -250,7 +251,7 @@ def _latency(model: StudioModel, base: FrozenBase, inputs: tuple[torch.Tensor, t
     model.eval()
     # one torch thread: a small batch gains little from more, and a team of OpenMP threads on a busy machine
     # waits on its slowest member (tens of ms at random), which no median of a few pairs survives
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     added: list[float] = []
     bare: list[float] = []
     try:
@@ -265,7 +266,7 @@ def _latency(model: StudioModel, base: FrozenBase, inputs: tuple[torch.Tensor, t
                 bare.append(alone)
     finally:
         model.train(was_training)
-        torch.set_num_threads(threads)
+        set_torch_threads(threads)
     middle = statistics.median(added)
     spread = statistics.median(abs(d - middle) for d in added)
     return middle, statistics.median(bare), spread, ""

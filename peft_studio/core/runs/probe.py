@@ -15,6 +15,7 @@ import torch
 
 from ..model.experiment import Experiment
 from .threads import ThreadChoice
+from .torch_threads import set_torch_threads
 from .train import TrainSettings, check_run
 
 
@@ -29,7 +30,7 @@ def run_key(experiment: Experiment, settings: TrainSettings) -> str:
 
 
 def step_probe(experiment: Experiment, settings: TrainSettings,
-               set_threads: Callable[[int], None] = torch.set_num_threads) -> Callable[[int], float]:
+               set_threads: Callable[[int], None] = set_torch_threads) -> Callable[[int], float]:
     """A function that runs one forward + backward of a batch of the run's size at `threads` threads and
     returns its seconds; call it on the thread that will train (OpenMP's count is per thread)."""
     model = experiment.model
@@ -67,5 +68,5 @@ def choose_threads(choice: ThreadChoice, experiment: Experiment, settings: Train
     if experiment.device.type != "cpu":
         return torch.get_num_threads()
     threads = choice.for_run(run_key(experiment, settings), step_probe(experiment, settings))
-    torch.set_num_threads(threads)
+    set_torch_threads(threads)
     return threads

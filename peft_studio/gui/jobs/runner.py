@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core.lenses.live import LiveLens
 from ...core.runs.threads import ThreadChoice
+from ...core.runs.torch_threads import set_torch_threads
 from ..window.controller import Controller
 from . import heap
 from .frame_budget import FASTEST_MS, GUI_SHARE, FrameBudget
@@ -42,7 +42,7 @@ class Runner(QObject):
     def __init__(self, controller: Controller) -> None:
         super().__init__()
         self.controller = controller
-        torch.set_num_threads(GUI_TORCH_THREADS)  # per-thread in OpenMP: see worker.GUI_TORCH_THREADS
+        set_torch_threads(GUI_TORCH_THREADS)  # per-thread in OpenMP: see worker.GUI_TORCH_THREADS
         self._warm_up: threading.Thread | None = None  # started after the first paint (start_warm_up)
         self.thread_choice = ThreadChoice()  # one for every run: a setup run again keeps its count
         self.worker: TrainWorker | None = None

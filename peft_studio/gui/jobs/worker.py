@@ -29,6 +29,7 @@ from ...core.model.experiment import Experiment
 from ...core.runs.interrupt import StepInterrupted, interruptible
 from ...core.runs.probe import choose_threads
 from ...core.runs.threads import ThreadChoice, usable_cores
+from ...core.runs.torch_threads import set_torch_threads
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 from ...core.torch_first_use import import_lazy_parts
 from ..diagram.gains import sample_gains
@@ -79,7 +80,7 @@ class Worker(QThread):
     def prepare_thread(self) -> None:
         """A background job gets a fixed, modest team of torch threads, or the count it asked for (training
         chooses by measuring)."""
-        torch.set_num_threads(self.torch_threads or max(1, min(4, usable_cores())))
+        set_torch_threads(self.torch_threads or max(1, min(4, usable_cores())))
 
     def run(self) -> None:  # worker thread
         import_lazy_parts()  # not at the same time as another thread (core/torch_first_use.py)
@@ -158,7 +159,7 @@ class TrainWorker(Worker):
                 # torch's thread count is the process's: a job started meanwhile (a lens, the family map, a
                 # build) may have set its own. The run's next step keeps the run's count (and so its bits).
                 if torch.get_num_threads() != self.threads:
-                    torch.set_num_threads(self.threads)
+                    set_torch_threads(self.threads)
 
 
 def warm_up() -> threading.Thread:
