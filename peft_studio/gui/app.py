@@ -20,6 +20,7 @@ def make_app(argv: list[str] | None = None):
     os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # before pyqtgraph is imported anywhere
     # torch before PySide6: once PySide6 is imported, its import hook reads the source of every module
     # imported after it (inspect.getsource, looking for `from __feature__`), ~1200 of torch's: 0.1-0.15 s
+    import torch  # noqa: F401 - imported here for that order, used later
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication

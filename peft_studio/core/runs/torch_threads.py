@@ -9,10 +9,10 @@ makes torch start this thread's count at once, so the count set next is the one 
 
 from __future__ import annotations
 
-import torch
-
 
 def set_torch_threads(count: int) -> None:
     """This thread's torch thread count, from now on (whatever other threads set later)."""
+    import torch  # here, not at import: the window imports this module before its first paint, torch after it
+
     torch.get_num_threads()  # torch's lazy per-thread start happens here, not at this thread's first op
     torch.set_num_threads(count)
