@@ -22,4 +22,5 @@ def test_every_method_says_whether_it_fits_a_base_another_method_is_attached_to(
     assert options is not None, f"{attached} fits neither toy base"
     base = Experiment(Setup(base_name, attached, options, seed=0), data).base
     for name in method_names():
-        assert fitting_options(name, base) is None or isinstance(fitting_options(name, base), dict)
+        options = fitting_options(name, base)
+        assert options is None or isinstance(options, dict)

@@ -145,30 +145,16 @@ _LAYOUTS: dict[int, tuple[weakref.ref, dict[tuple, Layout]]] = {}
 LAYOUT_SETTINGS = ("r", "num_subspaces", "subspace_rank", "use_dynamic_rank", "svd_threshold", "random_seed")
 
 
-def frozen_linear(layer: nn.Module) -> nn.Module:
-    """The frozen Linear a site holds: the module itself, or the one Linear inside another method's wrapper
-    (IA3 scales a Linear's output from outside it); a weight update is its own case (layout_of)."""
-    for module in layer.modules():  # outermost first: a weight update holds its own base Linear
-        if isinstance(module, WeightUpdate):
-            return module
-    if isinstance(layer, nn.Linear):
-        return layer
-    inner = [m for m in layer.modules() if isinstance(m, nn.Linear) and not m.weight.requires_grad]
-    if len(inner) != 1:
-        raise ConfigError(f"adamss needs the frozen Linear W0 at this site, and {type(layer).__name__} holds "
-                          f"{len(inner)} frozen Linears")
-    return inner[0]
-
-
 def layout_of(layer: nn.Module, config: AdamssConfig) -> Layout:
-    """The layout of a Linear (or of the Linear under an attached AdaMSS layer, unmerged W0, or inside another
-    method's wrapper)."""
-    layer = frozen_linear(layer)
+    """The layout of a Linear (or of the Linear under an attached AdaMSS layer, unmerged W0). Layouts are
+    computed on a base without another method's parts: attach gets a bare base, the count the one AdaMSS is on."""
     if isinstance(layer, WeightUpdate):  # merged or not: W0 and b0 as they were before the update
         weight, bias = layer.original_weight(), layer._unmerged_bias
         bias = getattr(layer.base_layer, "bias", None) if bias is None else bias
+    elif isinstance(layer, nn.Linear):
+        weight, bias = layer.weight, layer.bias
     else:
-        weight, bias = layer.weight, getattr(layer, "bias", None)
+        raise ConfigError(f"adamss reads W0 from a Linear, and this site holds {type(layer).__name__}")
     key = (*(getattr(config, name) for name in LAYOUT_SETTINGS), weight._version,
            None if bias is None else bias._version)
     entry = _LAYOUTS.get(id(weight))

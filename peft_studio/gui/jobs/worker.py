@@ -156,8 +156,8 @@ class TrainWorker(Worker):
                 if live is not None:
                     live.offer(self.experiment, event.step)  # between steps; never waits
                 yield payload
-                # torch's thread count is the process's: a job started meanwhile (a lens, the family map, a
-                # build) may have set its own. The run's next step keeps the run's count (and so its bits).
+                # The run's next step keeps the run's count (and so its bits) whatever ran meanwhile on this
+                # thread; other threads' counts cannot reach it once set (core/runs/torch_threads.py).
                 if torch.get_num_threads() != self.threads:
                     set_torch_threads(self.threads)
 
