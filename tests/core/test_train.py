@@ -80,10 +80,11 @@ def wait_for(condition, timeout_s: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def _plain_loop(experiment: Experiment, settings: TrainSettings) -> tuple[list[tuple], list[torch.Tensor]]:
+def _plain_loop(experiment: Experiment, settings: TrainSettings,
+                trim: bool = True) -> tuple[list[tuple], list[torch.Tensor]]:
     """The plainest PyTorch loop on the same batches: what every number the trainer reports must equal. Returns
     per step (loss before the update, batch accuracy, then validation after the update) and the weights
-    before each step."""
+    before each step. `trim`: a mini-batch loses the columns past its longest text, as the trainer's do."""
     from torch.nn import functional as F
 
     from peft_studio.core.runs.train import _batches
@@ -101,6 +102,9 @@ def _plain_loop(experiment: Experiment, settings: TrainSettings) -> tuple[list[t
         ids, mask, labels = experiment.train_ids, experiment.train_mask, experiment.train_labels
         if index is not None:
             ids, mask, labels = ids[index], mask[index], labels[index]
+            if trim:
+                longest = int(mask.sum(dim=1).max())  # the texts are right-padded
+                ids, mask = ids[:, :longest], mask[:, :longest]
         logits = model(ids, mask)
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(-1) == labels).float().mean().item()
@@ -139,6 +143,25 @@ def test_every_reported_number_is_what_a_plain_loop_computes_bit_for_bit(method,
     assert reported == expected  # exact floats
     for mine, theirs in zip(trained.model.parameters(), plain.model.parameters(), strict=True):
         assert torch.equal(mine, theirs)
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt-tuning", "prefix-tuning", "adapter"])
+def test_cutting_a_batchs_unused_padding_moves_no_reported_number_beyond_float_rounding(method):
+    """The trainer cuts each mini-batch's all-padding columns (core/runs/padding.py): the reported numbers are
+    those of the batches as tokenized, up to float32 rounding (the masked sums add their zeros in another order)."""
+    settings = TrainSettings(steps=12, lr=0.01, batch_size=16, eval_every=5, track_grads=False)
+    trained = _experiment(method)
+    from peft_studio.core.runs.train import _batches
+
+    batches = _batches(len(trained.train_ids), 16, settings.seed)
+    cut = sum(not trained.train_mask[next(batches)][:, -1].any() for _ in range(settings.steps))
+    assert cut >= 3  # batches that leave the last column unused, and so lose it
+    reported = [(e.loss, e.accuracy, e.val_loss, e.val_accuracy) for e in train(trained, settings)]
+    untrimmed, _ = _plain_loop(_experiment(method), settings, trim=False)
+    for mine, theirs in zip(reported, untrimmed, strict=True):
+        assert mine[1] == theirs[1] and mine[3] == theirs[3]  # accuracies: the same predictions
+        assert mine[0] == pytest.approx(theirs[0], rel=1e-5)
+        assert mine[2] == theirs[2] or mine[2] == pytest.approx(theirs[2], rel=1e-5)
 
 
 def test_a_diverged_run_restores_exactly_the_last_weights_that_gave_a_finite_loss():

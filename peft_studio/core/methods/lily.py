@@ -108,6 +108,7 @@ class LilyMethod(TargetedMethod):
     site_kinds = (LINEAR,)
     claims_kinds = ()  # a click on a Linear means LoRA unless Lily is already chosen
     targets_default_from = "lora"
+    reads_padding = True  # the router's mean covers padded positions: a batch's padding changes its outputs
     refused_layers = {"Conv1D": LINEAR_ONLY.format("Lily")}
     next_token_refusal = "its router averages over every position of the batch, so position t reads the later " \
                          "tokens it is to predict (PEFT's Lily does the same)"

@@ -113,6 +113,9 @@ class Method:
     family_group: str | None = None
     # why the method cannot train on the next-token task (a part that lets position t read later tokens), or None
     next_token_refusal: str | None = None
+    # its outputs read padded positions (Lily's router averages over the whole batch): the trainer then keeps each
+    # batch's padding columns instead of cutting those no text uses (core/runs/padding.py)
+    reads_padding: bool = False
     rotation_side: str = "input"  # where rotations() matrices act: "input" (h = W0 R x) or "output" (h = R W0 x)
     # how far the exchange tests move each trainable tensor (N(0, 1) times this) to stand for training: a method
     # whose tensors multiply into a large update (scaled bases, ...) takes a smaller step, so that the encoder's

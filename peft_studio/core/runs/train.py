@@ -15,6 +15,7 @@ from ..errors import ConfigError, TrainingDiverged
 from ..files.limits import FLOAT32_MAX, float32_number
 from ..memory.budget import check_training_memory
 from ..model.experiment import Experiment
+from .padding import trim_trailing_padding
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 # A loss this many times above its first value (or above chance, ln(labels), if that is larger) is
@@ -241,6 +242,7 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
     method.start_training(model, config, start_step, last + 1)
     model.train()
     set_mode = mode_setter(model)
+    trim = not method.reads_padding  # the full set needs no trim: its longest text is in it
     for step in range(start_step, last + 1):
         if control is not None and not control.wait_turn():
             break
@@ -249,6 +251,8 @@ def train(experiment: Experiment, settings: TrainSettings, control: TrainControl
         ids, mask, labels = experiment.train_ids, experiment.train_mask, experiment.train_labels
         if index is not None:
             ids, mask, labels = ids[index], mask[index], labels[index]
+            if trim:
+                ids, mask = trim_trailing_padding(ids, mask)
         logits = model(ids, mask)
         loss, accuracy = experiment.loss(logits, ids, mask, labels)
         loss_value = loss.item()  # once: the divergence checks and the event read this float, not the tensor
