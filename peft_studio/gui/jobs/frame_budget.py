@@ -42,8 +42,9 @@ class FrameBudget:
             self._since = None
 
     def restart(self, wall: float, cpu: float) -> None:
-        """A run starts (or resumes): measure from here, at full rate."""
-        self.interval_ms = FASTEST_MS
+        """A run starts (or resumes): measure from here, at the interval the last run settled on. A frame costs
+        what it cost then (the same window), and starting each run at 30 Hz spent twice the budget for as long
+        as the budget takes to find the interval again: about a second, the whole of a 200-step run on tiny."""
         self._since = (wall, cpu)
 
     def frame(self, wall: float, cpu: float) -> int:

@@ -1,6 +1,7 @@
 """Work off the GUI thread: one Worker class for training and for every background job.
 
-A Worker iterates a generator on its own thread and appends each item to a deque; the owner drains
+A Worker iterates a generator on its own thread (training: on the one long-lived trainer thread, while the
+worker's own thread waits for it, trainer_thread.py) and appends each item to a deque; the owner drains
 the deque on a timer (the runner at ~30 Hz, background jobs at 10 Hz). No signal is emitted per item
 (a signal per step would queue thousands of events and make the GUI thread do per-step work) and no
 tensor crosses threads. Stop is cooperative: a flag checked between items, plus the job's own stop
@@ -33,6 +34,7 @@ from ...core.runs.torch_threads import set_torch_threads
 from ...core.runs.train import StepEvent, TrainControl, TrainSettings, grad_norms, train
 from ...core.torch_first_use import import_lazy_parts
 from ..diagram.gains import sample_gains
+from .trainer_thread import TRAINER, Submitted, TrainerThread
 
 # Measured on 2 cores (tiny + intents + LoRA, benchmarks/run.py gui_vs_bare): any torch op on
 # the GUI thread with >1 threads (a predict, a backward) halves the trainer's speed for the rest of
@@ -64,6 +66,7 @@ class Worker(QThread):
     """Iterates `make()` (called on the worker thread) and queues each item; see the module docstring."""
 
     instances: weakref.WeakSet[Worker] = weakref.WeakSet()  # lets tests prove none is left running
+    compute_thread: TrainerThread | None = None  # None: the work runs on this QThread itself
 
     def __init__(self, make: Callable[[], Iterator[Any]], on_stop: Callable[[], None] | None = None,
                  where: str = "a background job", torch_threads: int | None = None) -> None:
@@ -83,6 +86,12 @@ class Worker(QThread):
         set_torch_threads(self.torch_threads or max(1, min(4, usable_cores())))
 
     def run(self) -> None:  # worker thread
+        if self.compute_thread is None:
+            self._work()
+        else:  # this thread waits; the work runs on a long-lived thread (trainer_thread.py)
+            self.compute_thread.run(self._work)
+
+    def _work(self) -> None:
         import_lazy_parts()  # not at the same time as another thread (core/torch_first_use.py)
         self.prepare_thread()
         try:
@@ -118,6 +127,7 @@ class TrainWorker(Worker):
     """Trains `experiment` for `settings.steps` steps from `start_step`; items are plain-dict step events."""
 
     instances: weakref.WeakSet[TrainWorker] = weakref.WeakSet()
+    compute_thread = TRAINER  # every run on one warm thread: a fresh one costs ~15 ms a run (trainer_thread.py)
 
     def __init__(self, experiment: Experiment, settings: TrainSettings, start_step: int = 0,
                  paused: bool = False, threads: ThreadChoice | None = None, live: LiveLens | None = None) -> None:
@@ -162,18 +172,17 @@ class TrainWorker(Worker):
                     set_torch_threads(self.threads)
 
 
-def warm_up() -> threading.Thread:
-    """Start paying torch's first-use costs on a throwaway thread; join it before the first run.
+def warm_up() -> Submitted:
+    """Start paying torch's first-use costs on the trainer thread; join it before the first run.
 
     The first optimizer step imports ~800 modules (torch._dynamo, sympy, ...): over a second of
     work that holds the GIL in chunks, which would make the first run stutter the window. It runs
-    on its own thread because a backward pass on the GUI thread halved later training speed with
-    2 torch threads (measured: 117 -> 60 steps/s on tiny + LoRA, 2 cores). The window starts it
-    after its first paint, so start-up does not wait for it.
+    off the GUI thread because a backward pass there halved later training speed with 2 torch
+    threads (measured: 117 -> 60 steps/s on tiny + LoRA, 2 cores), and on the trainer thread so that
+    the first run finds that thread warm. The window starts it after its first paint, so start-up
+    does not wait for it.
     """
-    thread = threading.Thread(target=_one_optimizer_step, name="torch-warm-up")
-    thread.start()
-    return thread
+    return TrainWorker.compute_thread.submit(_one_optimizer_step)
 
 
 def _one_optimizer_step() -> None:
