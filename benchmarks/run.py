@@ -67,6 +67,8 @@ FIGURES = {
     "qlora_bytes_ratio": "<= 0.15",
     "plot_append_ms_1m": "GUI stays responsive",
     "minilm_steps_per_s": "(batch 16, the studio trainer)",
+    "minilm_lora_vs_peft_same_padding": "(context: PEFT's loop given the batches the studio trains on, each "
+                                        "without its unused padding)",
     "family_tiny_s": "<= 60",
     "family_tiny_loaded_s": "<= 120",
     "edit_repaint_llama70b_ms": "< 150",
@@ -281,9 +283,11 @@ def serve_minilm_studio(steps: int, max_s: float) -> Callable[[], dict]:
     return once
 
 
-def serve_minilm_peft(steps: int, max_s: float, threads: int) -> Callable[[], dict]:
+def serve_minilm_peft(steps: int, max_s: float, threads: int, trim: int = 0) -> Callable[[], dict]:
     """PEFT's LoRA on transformers' BertModel with the same checkpoint, head, batches, optimizer and thread count
-    as the studio side (dropout off: the studio's encoder has none, so both do the same arithmetic)."""
+    as the studio side (dropout off: the studio's encoder has none, so both do the same arithmetic). The batches
+    come as tokenized (padded to the dataset's longest text), as a loop over pre-tokenized tensors gets them;
+    `trim=1`: each batch loses its unused padding columns as the studio trainer's do (the context figure)."""
     import peft
     import torch
     import transformers
@@ -292,6 +296,7 @@ def serve_minilm_peft(steps: int, max_s: float, threads: int) -> Callable[[], di
     from peft_studio.core.bases.pretrained import minilm_folder
     from peft_studio.core.data import load_builtin
     from peft_studio.core.model.experiment import Experiment, Setup
+    from peft_studio.core.runs.padding import trim_trailing_padding
     from peft_studio.core.runs.train import _batches
 
     torch.set_num_threads(threads)
@@ -311,8 +316,10 @@ def serve_minilm_peft(steps: int, max_s: float, threads: int) -> Callable[[], di
         started = time.perf_counter()
         for done in range(1, count + 1):
             index = next(batches)
-            mask = studio.train_mask[index]
-            hidden = wrapped(input_ids=studio.train_ids[index], attention_mask=mask.long()).last_hidden_state
+            ids, mask = studio.train_ids[index], studio.train_mask[index]
+            if trim:
+                ids, mask = trim_trailing_padding(ids, mask)
+            hidden = wrapped(input_ids=ids, attention_mask=mask.long()).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             loss = F.cross_entropy(head((hidden * weights).sum(1) / weights.sum(1)), studio.train_labels[index])
             optimizer.zero_grad()
@@ -657,10 +664,13 @@ class Run:
                 studio = sides.add(side("studio", "minilm-studio", steps, limit))
                 threads = studio.measure()["threads"]  # the studio's measured count: PEFT gets the same
                 log("minilm: both sides train with", threads, "torch thread(s)")
-                found = interleave([studio, sides.add(side("peft", "minilm-peft", steps, limit, threads))],
+                found = interleave([studio, sides.add(side("peft", "minilm-peft", steps, limit, threads)),
+                                    sides.add(side("peft-trimmed", "minilm-peft", steps, limit, threads, 1))],
                                    self.cfg["rounds"], log=log, budget_s=self.budget("minilm"))
             studio = [r["step_s"] for r in found["studio"]]
             self.add("minilm_lora_vs_peft", per_round_ratios(studio, [r["step_s"] for r in found["peft"]]))
+            self.add("minilm_lora_vs_peft_same_padding",
+                     per_round_ratios(studio, [r["step_s"] for r in found["peft-trimmed"]]))
             self.add("minilm_steps_per_s", [1 / s for s in studio])
         if self.wanted("qlora_bytes_ratio"):
             script = ("import json\nfrom peft_studio.core.data import load_builtin\n"
