@@ -14,6 +14,7 @@ RUN = BENCHMARKS / "run.py"
 ISSUE_FIGURES = ("gui_vs_bare", "gui_vs_bare_loaded", "core_vs_bare", "ui_lateness_p99_ms", "ui_lateness_max_ms",
                  "frames_per_s", "frames_per_s_loaded", "startup_ratio", "startup_interactive_ratio",
                  "minilm_lora_vs_peft", "qlora_bytes_ratio", "plot_append_ms_1m", "minilm_steps_per_s",
+                 "minilm_lora_vs_peft_same_padding",
                  "family_tiny_s", "family_tiny_loaded_s", "edit_repaint_llama70b_ms", "base_switch_minilm_s",
                  "decoder_lora_vs_peft", "decoder_tokens_per_s", "click_count_llama70b_ms", "lens_live_vs_off",
                  "lens_live_prompt_vs_off")
