@@ -1,12 +1,12 @@
 """One long-lived thread for every training run of the process (and the warm-up before the first).
 
 Each run used to compute on its worker's own new thread. A new thread starts cold: its OpenMP team is
-created at its first parallel op and its memory comes from a fresh allocator arena, whose pages fault in
-again at every run. Measured on tiny + LoRA (2 cores): one step took 23-28 ms on a fresh thread against
-8.7 ms on a thread that had trained before, a cost paid at every Play and every Step from idle (0.7% of
-the benchmark's 2-second runs). The worker's QThread still gives each run its lifecycle (started,
-finished, wait, the window's checks that no job outlives it); only the torch work runs here, one job at
-a time, in the order submitted.
+created at its first parallel op and its memory comes from another allocator arena (glibc's arena and trim
+settings alone halved the difference). Measured on tiny + LoRA (2 cores), a one-step run: 23-28 ms on a fresh
+thread against 8.7 ms on the main thread, and 15.7 against 9.8 ms on this thread (in-process, alternating),
+paid at every Play and every Step from idle. The worker's QThread still gives each run its lifecycle (started,
+finished, wait, the window's checks that no job outlives it); only the torch work runs here, one job at a
+time, in the order submitted.
 """
 
 from __future__ import annotations

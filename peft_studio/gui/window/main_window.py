@@ -652,9 +652,7 @@ class MainWindow(QMainWindow):
             self._speed_shown_at = now
             paused = self.runner.state == "paused"
             self.speed_label.setText("paused" if paused else speed_text(last["sps"], last.get("threads")))
-        if (self._latest_grads or self._latest_gains) and (
-                not self.runner.budget.active or now - self._grads_shown_at >= BUSY_GRADS_INTERVAL_S
-                or last["last"] or self.runner.state == "paused"):  # the worker samples them at <= 10 Hz
+        if (self._latest_grads or self._latest_gains) and self._gradients_due(now, last["last"]):
             self._grads_shown_at = now
             if self._latest_grads:
                 self.scene.update_grads(self._latest_grads)
@@ -662,6 +660,13 @@ class MainWindow(QMainWindow):
             if self._latest_gains:  # IA3's gain vectors on their heat strips
                 self.scene.update_gains(self._latest_gains)
             self._latest_grads, self._latest_gains = {}, {}
+
+    def _gradients_due(self, now: float, last_step: bool) -> bool:
+        """Whether the worker's latest gradient samples (<= 10 Hz) are shown this frame: each one with a spare
+        core, every BUSY_GRADS_INTERVAL_S while training takes every core; the last step's and a paused run's
+        always."""
+        return (not self.runner.budget.active or now - self._grads_shown_at >= BUSY_GRADS_INTERVAL_S
+                or last_step or self.runner.state == "paused")
 
     def on_state(self, state: str) -> None:
         running = state == "running"
