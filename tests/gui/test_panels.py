@@ -71,23 +71,39 @@ def test_plots_take_100k_points_and_draw_a_downsampled_few(window):
     assert plots.loss_plot.getPlotItem().ctrl.logYCheck.isChecked()
 
 
-def test_a_live_curve_redraws_its_settled_part_once_per_chunk_and_shows_every_point(window):
+def test_a_live_curve_adds_one_piece_a_frame_merges_them_rarely_and_shows_every_point(window):
     plots = window.plots
     curve = plots.curves["loss"]
     settled_updates = []
     original = curve.settled.setData
     curve.settled.setData = lambda *a, **k: (settled_updates.append(len(a[0])), original(*a, **k))[1]
-    steps = 3 * curve.CHUNK + 10
-    for step in range(steps):
+    frames = 2 * curve.MERGE_PIECES + 5
+    for step in range(frames):  # one step a frame: a slow run, the most pieces
         plots.add({"step": step, "loss": 2.0 / (step + 1), "accuracy": 0.5, "val_loss": None})
         plots.refresh()
-    assert settled_updates == [1] + [k * curve.CHUNK + 1 for k in (1, 2, 3)]  # not once per frame
+        assert 0 < len(curve.pieces) <= curve.MERGE_PIECES or settled_updates[-1] == step + 1
+    # the settled part is redrawn when the pieces merge into it, not once per frame (0: the new run's clear)
+    assert settled_updates == [0] + [k * (curve.MERGE_PIECES + 1) for k in (1, 2)]
     expected_x, expected_y = plots.current["loss"].view()
     for log in (False, True, False):
         plots.log_y.setChecked(log)
         xs, ys = curve.getData()
         np.testing.assert_array_equal(xs, expected_x)
         np.testing.assert_allclose(ys, expected_y, rtol=1e-9)
+
+
+def test_a_frame_with_many_new_points_goes_straight_to_the_settled_part(window):
+    plots = window.plots
+    curve = plots.curves["loss"]
+    for step in range(curve.MERGE_POINTS + 1):  # a fast run's frame, or a run shown after it ended
+        plots.add({"step": step, "loss": 1.0, "accuracy": 0.5, "val_loss": None})
+    plots.refresh()
+    assert curve.pieces == [] and len(curve.settled.getOriginalDataset()[0]) == curve.MERGE_POINTS + 1
+    plots.add({"step": curve.MERGE_POINTS + 1, "loss": 0.5, "accuracy": 0.5, "val_loss": None})
+    plots.refresh()
+    assert len(curve.pieces) == 1  # the next frame's point: a piece from the settled part's last point
+    xs, ys = curve.getData()
+    assert len(xs) == curve.MERGE_POINTS + 2 and ys[-1] == 0.5
 
 
 def test_the_plot_legend_and_log_toggle_are_on_screen(window):
