@@ -58,6 +58,34 @@ def test_a_long_step_ends_at_the_next_layer_with_the_last_finished_weights():
     experiment.model(experiment.train_ids[:2], experiment.train_mask[:2])
 
 
+def test_the_layer_checks_stay_only_while_steps_are_long():
+    experiment = Experiment(Setup("tiny", "lora"), DATA)
+    layers = layer_modules(experiment.model)
+    control = TrainControl()
+    now = [0.0]
+    steps = train(experiment, TrainSettings(steps=1000, track_grads=False), control)
+    with interruptible(experiment.model, lambda: control.stopped, long_step_s=0.05, clock=lambda: now[0]) as stops:
+        assert stops.hooked and all(layer._forward_pre_hooks for layer in layers)  # the first step's length is unknown
+        next(steps)
+        now[0] += 0.01
+        stops.step_done()  # a short step: no check inside the next one
+        assert not stops.hooked and not any(layer._forward_pre_hooks for layer in layers)
+        next(steps)
+        now[0] += 0.5
+        stops.step_done()  # a long one: the checks are back, and a stop ends the next step at a layer
+        assert stops.hooked
+        trainable = [p for p in experiment.model.parameters() if p.requires_grad]
+        after_two = [p.detach().clone() for p in trainable]
+        handle = layers[0].register_forward_hook(lambda *_: control.stop())
+        try:
+            with pytest.raises(StepInterrupted):
+                next(steps)
+        finally:
+            handle.remove()
+        assert all(torch.equal(p, saved) for p, saved in zip(trainable, after_two, strict=True))
+    assert not any(layer._forward_pre_hooks for layer in layers)  # nothing is left hooked after the run
+
+
 def test_a_family_run_stops_between_steps_and_records_nothing_unfinished(tmp_path):
     control = TrainControl()
     store = RunStore(tmp_path)

@@ -295,9 +295,10 @@ class AdapterLab(QWidget):
         control = TrainControl()
 
         def run():  # worker thread: plain numbers only leave it; a stop ends a long step at its next layer
-            with interruptible(adapters.get(name).model, lambda: control.stopped):
+            with interruptible(adapters.get(name).model, lambda: control.stopped) as layer_stops:
                 for event in adapters.train(name, settings, control):
                     yield Progress(event.step + 1, steps, event.loss, event.accuracy, event.last)
+                    layer_stops.step_done()
 
         self.training_name = name
         self.last_progress = None

@@ -154,7 +154,7 @@ class TrainWorker(Worker):
         last_grads = 0.0
         self.threads = choose_threads(self.thread_choice, self.experiment, settings)
         live = self.live
-        with interruptible(self.experiment.model, lambda: self.control.stopped):
+        with interruptible(self.experiment.model, lambda: self.control.stopped) as layer_stops:
             for event in train(self.experiment, settings, self.control, self.start_step):
                 payload = _plain(event)
                 payload["threads"] = self.threads
@@ -170,6 +170,7 @@ class TrainWorker(Worker):
                 # thread; other threads' counts cannot reach it once set (core/runs/torch_threads.py).
                 if torch.get_num_threads() != self.threads:
                     set_torch_threads(self.threads)
+                layer_stops.step_done()  # a short step's run needs no check inside its steps
 
 
 def warm_up() -> Submitted:
