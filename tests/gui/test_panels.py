@@ -134,3 +134,19 @@ def test_inference_box_shows_label_and_probabilities(window):
     bars = [b for b in window.inference._bar_widgets if b.isVisibleTo(window.inference)]
     assert len(bars) == window.controller.dataset.num_labels
     assert abs(sum(b.value() for b in bars) - 1000) <= len(bars)
+
+
+def test_in_log_mode_a_new_piece_below_the_range_is_settled_so_the_auto_range_shows_it(window, qtbot):
+    plots = window.plots
+    plots.log_y.setChecked(True)
+    curve = plots.curves["loss"]
+    for step in range(3):
+        plots.add({"step": step, "loss": 1.0, "accuracy": 0.5, "val_loss": None})
+        plots.refresh()
+    curve.settle()
+    window.repaint()
+    low, _ = plots.loss_plot.getViewBox().viewRange()[1]
+    plots.add({"step": 3, "loss": 10.0 ** (low - 3), "accuracy": 0.5, "val_loss": None})  # three decades below
+    plots.refresh()
+    assert curve.pieces == [] and len(curve.settled.getOriginalDataset()[0]) == 4
+    qtbot.waitUntil(lambda: plots.loss_plot.getViewBox().viewRange()[1][0] <= low - 3, timeout=5000)

@@ -103,6 +103,18 @@ class LiveCurve:
             self._add_piece(x[start:], y[start:])
         self.shown = series.n
 
+    def settle(self) -> None:
+        """Merge the pieces into the settled part now (pyqtgraph's auto range sees only that part)."""
+        if self._series is not None and self.pieces:
+            self._merge(self._series)
+
+    def newest_y(self) -> tuple[float, float] | None:
+        """The lowest and highest value of the newest piece, as plotted (log10 in log mode); None without one."""
+        if not self.pieces:
+            return None
+        y = self._y(self.pieces[-1].data(0)[1])
+        return float(y.min()), float(y.max())
+
     def _merge(self, series: Series) -> None:
         x, y = series.view()
         self.settled.setData(x, y)
@@ -111,6 +123,7 @@ class LiveCurve:
 
     def _add_piece(self, x: np.ndarray, y: np.ndarray) -> None:
         piece = QGraphicsPathItem(self.layer)
+        piece.setAcceptedMouseButtons(Qt.MouseButton.NoButton)  # the plot's own pan and zoom get every click
         piece.setPen(self.pen)
         piece.setPath(pg.arrayToQPath(x, self._y(y)))
         piece.setData(0, (x.copy(), y.copy()))  # the data units, for getData
@@ -336,8 +349,13 @@ class LivePlots(QWidget):
 
     def _fit_loss_y(self) -> None:
         """Loss axis 0..top, moved only when the curve leaves it: a still axis repaints from cache."""
-        if self.log_y.isChecked():
-            return  # log axis: pyqtgraph's auto-range handles decades
+        if self.log_y.isChecked():  # log axis: pyqtgraph's auto range handles decades, from the settled parts
+            low, high = self.loss_plot.getViewBox().viewRange()[1]
+            for name in ("loss", "val_loss"):
+                newest = self.curves[name].newest_y()
+                if newest is not None and (newest[0] < low or newest[1] > high):
+                    self.curves[name].settle()  # a new piece left the range: let the auto range see it
+            return
         peak = max(self.current["loss"].y_max, self.current["val_loss"].y_max, self.previous["loss"].y_max)
         if peak > self.y_top or peak < 0.3 * self.y_top:
             self.y_top = peak * 1.08 if peak > 0 else 1.0
