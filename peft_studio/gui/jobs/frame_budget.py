@@ -12,7 +12,7 @@ trained at 0.91 of a bare loop (benchmarks/run.py, gui_vs_bare, quiet run of 202
 headless trainer (0.944 at 3%), and a loss curve still moves smoothly. It is 1% since frames got cheaper (the live
 curves' pieces, panels/plots.py): at 1.5% the budget spent the saving on more frames (10.6 a second, the GUI thread
 at 1.8% of a core), at 1% it keeps 10.3 frames a second at 1.3% of a core and the window trained at 0.964 of the bare
-loop against 0.941 (separate processes, 7 rounds, 2026-12-05 21:20).
+loop against 0.941 (separate processes, 7 rounds, 2026-12-05 about 21:00).
 """
 
 from __future__ import annotations
