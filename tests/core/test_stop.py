@@ -26,6 +26,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def assert_a_stop_in_layer_0_abandons_the_next_step(experiment, control, steps):
+    """A stop that arrives while the next step is inside layer 0 ends that step at layer 1 (StepInterrupted),
+    before its update: the trainable weights stay as the last finished step left them."""
+    trainable = [p for p in experiment.model.parameters() if p.requires_grad]
+    finished = [p.detach().clone() for p in trainable]
+    handle = layer_modules(experiment.model)[0].register_forward_hook(lambda *_: control.stop())
+    try:
+        with pytest.raises(StepInterrupted):
+            next(steps)
+    finally:
+        handle.remove()
+    assert all(torch.equal(p, saved) for p, saved in zip(trainable, finished, strict=True))
+
+
 def test_a_run_yields_nothing_after_its_stop():
     experiment = Experiment(Setup("tiny", "lora"), DATA)
     control = TrainControl()
@@ -40,20 +54,12 @@ def test_a_long_step_ends_at_the_next_layer_with_the_last_finished_weights():
     layers = layer_modules(experiment.model)
     assert len(layers) == experiment.base.num_layers == 2
     control = TrainControl()
-    trainable = [p for p in experiment.model.parameters() if p.requires_grad]
     steps = train(experiment, TrainSettings(steps=1000, track_grads=False), control)
     with interruptible(experiment.model, lambda: control.stopped):
         next(steps)
         next(steps)
-        after_two = [p.detach().clone() for p in trainable]
         # the stop arrives while the third step is inside layer 0 (a real checkpoint's step takes seconds)
-        handle = layers[0].register_forward_hook(lambda *_: control.stop())
-        try:
-            with pytest.raises(StepInterrupted):
-                next(steps)
-        finally:
-            handle.remove()
-    assert all(torch.equal(p, saved) for p, saved in zip(trainable, after_two, strict=True))
+        assert_a_stop_in_layer_0_abandons_the_next_step(experiment, control, steps)
     experiment.model.eval()  # an evaluation is never interrupted: outside `interruptible` nothing is hooked
     experiment.model(experiment.train_ids[:2], experiment.train_mask[:2])
 
@@ -74,15 +80,7 @@ def test_the_layer_checks_stay_only_while_steps_are_long():
         now[0] += 0.5
         stops.step_done()  # a long one: the checks are back, and a stop ends the next step at a layer
         assert stops.hooked
-        trainable = [p for p in experiment.model.parameters() if p.requires_grad]
-        after_two = [p.detach().clone() for p in trainable]
-        handle = layers[0].register_forward_hook(lambda *_: control.stop())
-        try:
-            with pytest.raises(StepInterrupted):
-                next(steps)
-        finally:
-            handle.remove()
-        assert all(torch.equal(p, saved) for p, saved in zip(trainable, after_two, strict=True))
+        assert_a_stop_in_layer_0_abandons_the_next_step(experiment, control, steps)
     assert not any(layer._forward_pre_hooks for layer in layers)  # nothing is left hooked after the run
 
 

@@ -91,54 +91,50 @@ def test_gradient_colours_follow_at_4_hz_only_while_training_takes_every_core(wi
         assert shown == [float(step) for step in range(11)]
 
 
-def test_a_window_run_with_long_steps_keeps_its_layer_checks_and_a_stop_ends_the_step_in_flight(window, qtbot,
-                                                                                                 monkeypatch):
-    """Short steps drop the per-layer stop checks (core/runs/interrupt.py); a run whose steps are long keeps them:
-    a stop that arrives inside layer 0 of the third step abandons that step, whose update never happens."""
+def train_with_a_layer_0_hook(window, qtbot, monkeypatch, long_step_s, hook, steps):
+    """Train `steps` steps in the window with `hook` as a forward hook on layer 0 and every step counting as long or
+    short by `long_step_s` (however busy the machine); no thread probe, so every training forward is a step's."""
     from peft_studio.core.runs import interrupt
     from peft_studio.core.runs.interrupt import layer_modules
     from peft_studio.core.runs.threads import ThreadChoice
 
-    monkeypatch.setattr(interrupt, "LONG_STEP_S", 0.0)  # every step counts as long (a real checkpoint's seconds)
+    monkeypatch.setattr(interrupt, "LONG_STEP_S", long_step_s)
+    window.runner.thread_choice = ThreadChoice(cores=1)
+    handle = layer_modules(window.controller.experiment.model)[0].register_forward_hook(hook)
+    try:
+        window.controller.set_training(steps=steps, eval_every=1000)
+        window.runner.play_pause()
+        qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
+    finally:
+        handle.remove()
 
-    window.runner.thread_choice = ThreadChoice(cores=1)  # no thread probe: every training forward is a step's
-    experiment = window.controller.experiment
-    first = layer_modules(experiment.model)[0]
+
+def test_a_window_run_with_long_steps_keeps_its_layer_checks_and_a_stop_ends_the_step_in_flight(window, qtbot,
+                                                                                                 monkeypatch):
+    """Short steps drop the per-layer stop checks (core/runs/interrupt.py); a run whose steps are long keeps them:
+    a stop that arrives inside layer 0 of the third step abandons that step, whose update never happens."""
     forwards = []
 
-    def slow_layer(module, _inputs, _output):
+    def stop_in_third_step(module, _inputs, _output):
         if module.training:
             forwards.append(1)
             if len(forwards) == 3:
                 window.runner.worker.control.stop()  # from the trainer thread, inside the step
 
-    handle = first.register_forward_hook(slow_layer)
-    try:
-        window.controller.set_training(steps=50, eval_every=1000)
-        window.runner.play_pause()
-        qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
-    finally:
-        handle.remove()
+    train_with_a_layer_0_hook(window, qtbot, monkeypatch, 0.0, stop_in_third_step, steps=50)  # a checkpoint's steps
     assert len(forwards) == 3 and window.runner.step == 2  # the third step ended at layer 1: not counted
     assert window.plots.point_count() == 2
 
 
 def test_a_window_run_with_short_steps_drops_its_layer_checks_after_the_first_step(window, qtbot, monkeypatch):
-    from peft_studio.core.runs import interrupt
     from peft_studio.core.runs.interrupt import layer_modules
-    from peft_studio.core.runs.threads import ThreadChoice
 
-    monkeypatch.setattr(interrupt, "LONG_STEP_S", 60.0)  # every step counts as short, however busy the machine
-
-    window.runner.thread_choice = ThreadChoice(cores=1)  # no thread probe: every training forward is a step's
-    layers = layer_modules(window.controller.experiment.model)
+    second = layer_modules(window.controller.experiment.model)[1]
     hooked = []
-    handle = layers[0].register_forward_hook(
-        lambda module, *_: hooked.append(bool(layers[1]._forward_pre_hooks)) if module.training else None)
-    try:
-        window.controller.set_training(steps=4, eval_every=1000)
-        window.runner.play_pause()
-        qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
-    finally:
-        handle.remove()
+
+    def record(module, _inputs, _output):
+        if module.training:
+            hooked.append(bool(second._forward_pre_hooks))
+
+    train_with_a_layer_0_hook(window, qtbot, monkeypatch, 60.0, record, steps=4)  # every step counts as short
     assert hooked == [True, False, False, False]  # the first step's length is unknown: checked inside it
